@@ -1,0 +1,129 @@
+// Package flow owns Sluice's flow language: it parses the flow definitions
+// of an integration project (YAML), compiles every expression (jq via gojq)
+// and schema once at load, and executes flows step by step against a
+// Message. It knows nothing about HTTP servers, processes, BAR archives or
+// the control plane: the runtime package feeds it messages and serves its
+// answers; the bar package hands it a project as an fs.FS.
+package flow
+
+// This file is the contract between the flow engine and its callers (the
+// runtime process, the bar builder, `sluice flow test`). Keep these names
+// and signatures stable; add to them rather than change them.
+
+import (
+	"context"
+	"crypto/x509"
+	"io/fs"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/secret"
+)
+
+// Message is what a flow's steps act on. In jq programs it is visible as
+// {body, headers, query, params, vars, config} (config comes from Config.Values).
+type Message struct {
+	Body    any               // decoded JSON body (nil when empty; string when not JSON)
+	Headers map[string]string // request headers, names lower-cased
+	Query   map[string]string // query parameters (first value of each)
+	Params  map[string]string // path parameters from the trigger's path template
+	Vars    map[string]any    // variables set by `set` steps
+}
+
+// Credential is one entry of a setdbparms configuration: resource user password.
+type Credential struct {
+	User     string
+	Password secret.Value
+}
+
+// Config is what the runtime's configurations give the flows.
+type Config struct {
+	Values      map[string]any            // serverconf user variables, visible as .config
+	Credentials map[string]Credential     // setdbparms, by resource name
+	Policies    map[string]map[string]any // policyproject connection definitions, by policy name
+	Files       fs.FS                     // generic configuration files (may be nil)
+	RootCAs     *x509.CertPool            // extra trust for outbound TLS (nil: system roots)
+	Timeout     time.Duration             // default per-flow timeout (0: engine default)
+}
+
+// Project is a loaded, fully checked integration project.
+type Project struct {
+	Name        string
+	Version     string
+	Description string
+	Flows       []*Flow
+}
+
+// HTTPTrigger starts a flow on an HTTP request.
+type HTTPTrigger struct {
+	Method string // upper-case
+	Path   string // template, e.g. /orders/{customer}
+}
+
+// ScheduleTrigger starts a flow on a cron schedule.
+type ScheduleTrigger struct {
+	Cron     string
+	Location *time.Location
+}
+
+// Response is what a flow answers.
+type Response struct {
+	Status  int
+	Headers map[string]string
+	Body    any
+}
+
+// StepEvent is one step of one message, reported to a Tracer.
+type StepEvent struct {
+	Flow     string
+	Step     string // step kind and index, e.g. "map#2"
+	Start    time.Time
+	Duration time.Duration
+	Input    any // message excerpt before the step (secret values redacted)
+	Output   any // message excerpt after the step (secret values redacted)
+	Err      error
+}
+
+// Tracer receives step events; a nil Tracer costs nothing.
+type Tracer interface {
+	Step(StepEvent)
+}
+
+// Error is the error a flow ends with when a `fail` step runs or a step
+// fails; Status is the HTTP status the runtime answers with.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// LoadError names the place of a problem found while loading a project.
+type LoadError struct {
+	File   string
+	Line   int
+	Column int
+	Msg    string
+}
+
+func (e *LoadError) Error() string { return formatLoadError(e) }
+
+// Flow is one compiled flow. Exactly one of HTTP and Schedule is set.
+type Flow struct {
+	Name     string
+	File     string // path of its definition inside the project
+	HTTP     *HTTPTrigger
+	Schedule *ScheduleTrigger
+	Timeout  time.Duration // per-flow timeout; the runtime enforces it
+
+	prog *program // compiled steps (engine-private)
+}
+
+// The engine implements (in other files of this package):
+//
+//	func Load(ctx context.Context, fsys fs.FS, cfg *Config) (*Project, error)
+//	    reads the manifest and every flow of the project in fsys, compiles all
+//	    of it and resolves every reference; all-or-nothing. Errors are
+//	    *LoadError (or a joined list of them) naming file, line and column.
+//	func (f *Flow) Run(ctx context.Context, msg *Message, tr Tracer) (*Response, error)
+//	    executes the flow; honours ctx cancellation between and inside steps.
+var _ = context.Background
