@@ -1,0 +1,85 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// postgresStore is the scale-out store: several control-plane processes
+// share one database.
+type postgresStore struct{ *sqlStore }
+
+var _ Store = (*postgresStore)(nil)
+
+// migrationLockID is the pg_advisory_lock key that serialises migrations
+// when several control planes start at once ("sluice" in ASCII).
+const migrationLockID = 0x736c75696365
+
+func openPostgres(ctx context.Context, dsn string) (*postgresStore, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("the PostgreSQL connection string %s is not valid: %w", redactDSN(dsn), err)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	where := fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(20)
+	db.SetMaxIdleConns(10)
+	s := &postgresStore{&sqlStore{db: db, location: "postgres://" + where, d: dialect{
+		name:           "postgres",
+		rebind:         func(q string) string { return q },
+		ddl:            func(q string) string { return strings.ReplaceAll(q, " BLOB", " BYTEA") },
+		isUnique:       pgIsUnique,
+		lockMigrations: pgLockMigrations,
+	}}}
+	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Second)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cannot reach PostgreSQL at %s: %s; check that it runs and that --store/SLUICE_STORE is right", where, pgReason(err))
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// pgReason reduces a connection error to its cause, without the
+// connection string.
+func pgReason(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Message
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) && ce.Unwrap() != nil {
+		return ce.Unwrap().Error()
+	}
+	return err.Error()
+}
+
+func pgLockMigrations(ctx context.Context, c *sql.Conn) (func(), error) {
+	if _, err := c.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, migrationLockID); err != nil {
+		return nil, err
+	}
+	return func() {
+		// A fresh context: the lock must be released even if ctx is done.
+		_, _ = c.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, migrationLockID)
+	}, nil
+}
+
+func pgIsUnique(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}

@@ -1,0 +1,253 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/secret"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migration is one embedded, numbered schema change.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// loadMigrations reads the embedded migrations in order. Files are named
+// NNNN_description.sql and written in the SQL both databases accept; the
+// dialect adapts the few type names that differ.
+func loadMigrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("store: migration file %s is not named NNNN_name.sql", e.Name())
+		}
+		b, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	for i, m := range out {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("store: migrations must be numbered 1, 2, 3…; %s is out of sequence", m.name)
+		}
+	}
+	return out, nil
+}
+
+// dialect holds what differs between SQLite and PostgreSQL.
+type dialect struct {
+	name string
+	// rebind turns the $1-style placeholders every query is written with
+	// into the dialect's own.
+	rebind func(string) string
+	// ddl adapts migration text (type names).
+	ddl func(string) string
+	// isUnique reports a unique-constraint violation.
+	isUnique func(error) bool
+	// lockMigrations serialises migration across processes; it returns the
+	// function that releases the lock.
+	lockMigrations func(ctx context.Context, c *sql.Conn) (func(), error)
+}
+
+var dollarParam = regexp.MustCompile(`\$(\d+)`)
+
+// sqlStore is the SQL both backends share; sqliteStore and postgresStore
+// wrap it with what differs (opening, locking, error codes).
+type sqlStore struct {
+	db         *sql.DB
+	d          dialect
+	location   string
+	migrations []migration
+	queries    queryCache
+}
+
+func (s *sqlStore) Kind() string     { return s.d.name }
+func (s *sqlStore) Location() string { return s.location }
+func (s *sqlStore) Close() error     { return s.db.Close() }
+
+// q returns query text rebound for the dialect, cached.
+func (s *sqlStore) q(query string) string { return s.queries.get(query, s.d.rebind) }
+
+func (s *sqlStore) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return s.db.ExecContext(ctx, s.q(query), args...)
+}
+
+func (s *sqlStore) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return s.db.QueryRowContext(ctx, s.q(query), args...)
+}
+
+func (s *sqlStore) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return s.db.QueryContext(ctx, s.q(query), args...)
+}
+
+// mapErr turns driver errors into the package's sentinel errors.
+func (s *sqlStore) mapErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows):
+		return ErrNotFound
+	case s.d.isUnique(err):
+		return fmt.Errorf("%w: %s", ErrConflict, op)
+	default:
+		return fmt.Errorf("store: unable to %s: %w", op, err)
+	}
+}
+
+// inTx runs fn in a transaction, committing only if fn succeeds.
+func (s *sqlStore) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: unable to begin a transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: unable to commit: %w", err)
+	}
+	return nil
+}
+
+// migrate applies every pending migration. The dialect's lock keeps two
+// processes starting together from applying the same migration twice; the
+// applied set is read again under the lock for the same reason.
+func (s *sqlStore) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	s.migrations = ms
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: unable to reserve a connection: %w", err)
+	}
+	defer conn.Close()
+	unlock, err := s.d.lockMigrations(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("store: unable to take the migration lock: %w", err)
+	}
+	defer unlock()
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("store: unable to create schema_migrations: %w", err)
+	}
+	var current int
+	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("store: unable to read the schema version: %w", err)
+	}
+	if current > len(ms) {
+		return fmt.Errorf("store schema is at version %d but this sluice binary knows only %d: run a newer sluice", current, len(ms))
+	}
+	for _, m := range ms[current:] {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("store: unable to begin migration %s: %w", m.name, err)
+		}
+		// Read the version again inside the transaction: on SQLite the
+		// transaction itself is the lock between processes.
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("store: unable to read the schema version: %w", err)
+		}
+		if current >= m.version {
+			_ = tx.Rollback()
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, s.d.ddl(m.sql)); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("store: migration %s failed: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`),
+			m.version, m.name, time.Now().UnixMilli()); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("store: unable to record migration %s: %w", m.name, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("store: unable to commit migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+func (s *sqlStore) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.queryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, s.mapErr("read the schema version", err)
+}
+
+func (s *sqlStore) Ready(ctx context.Context) error {
+	v, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if v != len(s.migrations) {
+		return fmt.Errorf("store: schema at version %d, expected %d", v, len(s.migrations))
+	}
+	return nil
+}
+
+// ---- data keys (secret.KeyStore) ----
+
+func (s *sqlStore) ListDataKeys(ctx context.Context) ([]secret.WrappedKey, error) {
+	rows, err := s.query(ctx, `SELECT id, master_fp, wrapped, created_at FROM data_keys ORDER BY created_at, id`)
+	if err != nil {
+		return nil, s.mapErr("list data keys", err)
+	}
+	defer rows.Close()
+	var out []secret.WrappedKey
+	for rows.Next() {
+		var k secret.WrappedKey
+		var at int64
+		if err := rows.Scan(&k.ID, &k.MasterFP, &k.Wrapped, &at); err != nil {
+			return nil, s.mapErr("read a data key", err)
+		}
+		k.CreatedAt = time.UnixMilli(at).UTC()
+		out = append(out, k)
+	}
+	return out, s.mapErr("list data keys", rows.Err())
+}
+
+func (s *sqlStore) InsertDataKey(ctx context.Context, k secret.WrappedKey) error {
+	_, err := s.exec(ctx, `INSERT INTO data_keys (id, master_fp, wrapped, created_at) VALUES ($1, $2, $3, $4)`,
+		k.ID, k.MasterFP, k.Wrapped, k.CreatedAt.UnixMilli())
+	return s.mapErr("insert a data key", err)
+}
+
+func (s *sqlStore) ReplaceDataKeys(ctx context.Context, keys []secret.WrappedKey) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, k := range keys {
+			res, err := tx.ExecContext(ctx, s.q(`UPDATE data_keys SET master_fp = $1, wrapped = $2 WHERE id = $3`), k.MasterFP, k.Wrapped, k.ID)
+			if err != nil {
+				return s.mapErr("re-wrap a data key", err)
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return fmt.Errorf("store: data key %s vanished during re-wrapping", k.ID)
+			}
+		}
+		return nil
+	})
+}
