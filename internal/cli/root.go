@@ -26,7 +26,8 @@ func newRootCommand() *cobra.Command {
 		return &usageError{err: err, cmd: c.CommandPath()}
 	})
 	root.AddCommand(
-	// subcommands are added here
+		newServeCommand(),
+		newMasterKeyCommand(),
 	)
 	return root
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -62,11 +63,11 @@ func pgReason(err error) string {
 	if errors.As(err, &pe) {
 		return pe.Message
 	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) && ce.Unwrap() != nil {
-		return ce.Unwrap().Error()
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Err.Error()
 	}
-	return err.Error()
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 func pgLockMigrations(ctx context.Context, c *sql.Conn) (func(), error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -22,6 +23,13 @@ func openSQLite(ctx context.Context, path string) (*sqliteStore, error) {
 	// on busy_timeout instead of failing with SQLITE_BUSY at commit.
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	// Create the file ourselves so it is private whatever the umask; SQLite
+	// gives its -wal and -shm files the same mode.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("unable to create SQLite database %s: %w", path, err)
+	} else {
+		f.Close()
+	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("unable to open SQLite database %s: %w", path, err)

@@ -1,0 +1,47 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+
+	"github.com/sluice-dev/sluice/internal/obs"
+)
+
+// errorBody is every error answer of the API. Field order matters: App
+// Connect scripts grep the body for `"Internal error","code":404`, so
+// "error" comes first with that fixed text, then the numeric code. Reason
+// is a short machine-readable word; message says, for a person, what was
+// wrong. No internal detail (driver errors, stack traces) goes in here.
+type errorBody struct {
+	Error     string `json:"error"`
+	Code      int    `json:"code"`
+	Reason    string `json:"reason"`
+	Message   string `json:"message"`
+	RequestID string `json:"requestId,omitempty"`
+}
+
+// errorTitle is the fixed first field of every error body (see errorBody).
+const errorTitle = "Internal error"
+
+func writeError(w http.ResponseWriter, r *http.Request, status int, reason, message string) {
+	writeJSON(w, status, errorBody{
+		Error: errorTitle, Code: status, Reason: reason, Message: message,
+		RequestID: obs.RequestID(r.Context()),
+	})
+}
+
+// writeJSON writes compact JSON (no indentation: scripts parse answers with
+// tr and grep as well as jq).
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, `{"error":"Internal error","code":500,"reason":"EncodeFailed","message":"unable to encode the answer"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}

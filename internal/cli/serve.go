@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-dev/sluice/internal/obs"
+	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/server"
+)
+
+// envOr returns the environment variable's value, or def when it is unset.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+// storeFlags are the flags every command that opens the store shares.
+type storeFlags struct {
+	dataDir string
+	store   string
+}
+
+func (f *storeFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", envOr("SLUICE_DATA_DIR", "./sluice-data"),
+		"directory for the embedded store, the master key file and runtime files (env SLUICE_DATA_DIR)")
+	cmd.Flags().StringVar(&f.store, "store", envOr("SLUICE_STORE", ""),
+		"store to use: empty for SQLite in the data dir, postgres://user@host:port/db for PostgreSQL, or sqlite:PATH (env SLUICE_STORE)")
+}
+
+func newServeCommand() *cobra.Command {
+	var (
+		sf              storeFlags
+		listen          string
+		shutdownTimeout time.Duration
+		logFormat       string
+		logLevel        string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the control plane (API, token service, store)",
+		Long: `Run the Sluice control plane.
+
+With no flags it serves http://127.0.0.1:8080 and keeps everything in
+./sluice-data: a SQLite database and the master key file that seals the
+secrets it holds. Point --store at PostgreSQL to share one database between
+several control planes; then give every one the same SLUICE_MASTER_KEY.
+
+Environment:
+  SLUICE_MASTER_KEY   master key (32 bytes, base64 or hex) sealing the store's
+                      secrets; when unset, <data-dir>/master.key is used and
+                      created on first start with mode 0600`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := obs.NewLogger(os.Stderr, logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return server.Run(ctx, server.Config{
+				Listen:          listen,
+				DataDir:         sf.dataDir,
+				Store:           sf.store,
+				MasterKey:       secret.New(os.Getenv("SLUICE_MASTER_KEY")),
+				ShutdownTimeout: shutdownTimeout,
+				Log:             log,
+				Stdout:          cmd.OutOrStdout(),
+			})
+		},
+	}
+	sf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", envOr("SLUICE_LISTEN", "127.0.0.1:8080"), "address to serve the API on (env SLUICE_LISTEN)")
+	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
+	f.StringVar(&logFormat, "log-format", envOr("SLUICE_LOG_FORMAT", "auto"), "log format: auto (text on a terminal, JSON otherwise), text or json (env SLUICE_LOG_FORMAT)")
+	f.StringVar(&logLevel, "log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env SLUICE_LOG_LEVEL)")
+	return cmd
+}
+
+func newMasterKeyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "master-key",
+		Short: "Generate or rotate the master key that seals secrets at rest",
+	}
+	generate := &cobra.Command{
+		Use:   "generate",
+		Short: "Print a new random master key (for SLUICE_MASTER_KEY)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			mk, err := secret.NewMasterKey()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), mk.Encode().Reveal())
+			return nil
+		},
+	}
+	var sf storeFlags
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Re-wrap the store's data keys under a new master key",
+		Long: `Re-wrap the store's data keys under a new master key. Sealed data is not
+rewritten, so rotation takes a moment whatever the size of the store.
+
+With the key file (no SLUICE_MASTER_KEY), a new key is generated and replaces
+<data-dir>/master.key. With SLUICE_MASTER_KEY, the new key is read from
+SLUICE_NEW_MASTER_KEY (or generated and printed); afterwards start every
+control plane with SLUICE_MASTER_KEY set to the new key.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := obs.NewLogger(os.Stderr, "auto", "info")
+			if err != nil {
+				return err
+			}
+			envKey := secret.New(os.Getenv("SLUICE_MASTER_KEY"))
+			next, err := server.RotateMasterKey(context.Background(), sf.store, sf.dataDir, envKey,
+				secret.New(os.Getenv("SLUICE_NEW_MASTER_KEY")), log)
+			if err != nil {
+				return err
+			}
+			if !envKey.IsZero() && os.Getenv("SLUICE_NEW_MASTER_KEY") == "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "new master key (set SLUICE_MASTER_KEY to it everywhere): %s\n", next.Encode().Reveal())
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "master key rotated; new fingerprint %s\n", next.Fingerprint())
+			return nil
+		},
+	}
+	sf.register(rotate)
+	cmd.AddCommand(generate, rotate)
+	return cmd
+}

@@ -1,0 +1,123 @@
+// Package server owns the control-plane process: it prepares the data
+// directory, opens the store, unlocks the secrets at rest with the master
+// key, serves the API and shuts down gracefully. It wires the domain
+// packages together and holds no business logic of its own.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/api"
+	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+// Config is what `sluice serve` needs.
+type Config struct {
+	Listen          string        // host:port to serve on
+	DataDir         string        // where the embedded store, key file and runtime files live
+	Store           string        // "" for SQLite in DataDir, or a postgres:// URL
+	MasterKey       secret.Value  // from SLUICE_MASTER_KEY; empty: the key file in DataDir
+	ShutdownTimeout time.Duration // how long in-flight requests may take to finish
+	Log             *slog.Logger
+	Stdout          io.Writer // where the one start-up line goes
+}
+
+// Run serves until ctx is done, then shuts down gracefully. Every error it
+// returns is a one-line message that says what to do.
+func Run(ctx context.Context, cfg Config) (err error) {
+	dataDir, created, err := prepareDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// A start that fails leaves nothing behind: a data dir this run
+		// made goes again.
+		if err != nil && created {
+			_ = os.RemoveAll(dataDir)
+		}
+	}()
+	// Listen before touching the store, so a busy port fails before
+	// anything is written.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %v; choose another address with --listen", cfg.Listen, errors.Unwrap(err))
+	}
+	defer ln.Close()
+
+	st, err := store.Open(ctx, cfg.Store, dataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := unlockSecrets(ctx, st, dataDir, cfg.MasterKey, cfg.Log); err != nil {
+		return err
+	}
+
+	a := &api.API{Store: st, Log: cfg.Log}
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+	}
+	url := "http://" + ln.Addr().String()
+	fmt.Fprintf(cfg.Stdout, "sluice: serving %s (data in %s, store %s %s)\n", url, dataDir, st.Kind(), st.Location())
+	cfg.Log.Info("control plane started", "url", url, "data_dir", dataDir, "store", st.Kind())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	cfg.Log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		cfg.Log.Warn("in-flight requests cut off at the shutdown deadline", "err", err)
+		_ = srv.Close()
+	}
+	cfg.Log.Info("stopped")
+	return nil
+}
+
+// prepareDataDir makes the data directory (0700) and proves it writable, so
+// an unusable directory fails with a clear message before anything starts.
+// created reports whether this call made the directory.
+func prepareDataDir(dir string) (abs string, created bool, err error) {
+	if abs, err = filepath.Abs(dir); err != nil {
+		return "", false, fmt.Errorf("data dir %q: %v", dir, err)
+	}
+	if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
+		created = true
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return "", false, fmt.Errorf("cannot create data dir %s: %v; choose another with --data-dir", abs, unwrapPath(err))
+	}
+	probe, err := os.CreateTemp(abs, ".write-probe-*")
+	if err != nil {
+		return "", false, fmt.Errorf("data dir %s is not writable: %v; fix its permissions or choose another with --data-dir", abs, unwrapPath(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return abs, created, nil
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
