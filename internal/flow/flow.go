@@ -14,7 +14,11 @@ import (
 	"context"
 	"crypto/x509"
 	"io/fs"
+	"log/slog"
+	"net/http"
 	"time"
+
+	"github.com/robfig/cron/v3"
 
 	"github.com/sluice-dev/sluice/internal/secret"
 )
@@ -43,6 +47,15 @@ type Config struct {
 	Files       fs.FS                     // generic configuration files (may be nil)
 	RootCAs     *x509.CertPool            // extra trust for outbound TLS (nil: system roots)
 	Timeout     time.Duration             // default per-flow timeout (0: engine default)
+
+	// Transport carries the http steps' outbound requests (nil: a transport
+	// trusting RootCAs). `sluice flow test` injects one answering from fixtures.
+	Transport http.RoundTripper
+	// Logger receives the output of log steps (nil: slog.Default()).
+	Logger *slog.Logger
+	// Sleep waits between retries of http steps (nil: a real timer that
+	// honours ctx). Tests inject one that returns at once.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Project is a loaded, fully checked integration project.
@@ -51,6 +64,12 @@ type Project struct {
 	Version     string
 	Description string
 	Flows       []*Flow
+
+	OpenAPI []string // paths of the OpenAPI documents under openapi/
+	Static  []string // paths of the files under static/
+	Files   fs.FS    // the project's files, as given to Load
+
+	byName map[string]*Flow
 }
 
 // HTTPTrigger starts a flow on an HTTP request.
@@ -63,6 +82,8 @@ type HTTPTrigger struct {
 type ScheduleTrigger struct {
 	Cron     string
 	Location *time.Location
+
+	sched cron.Schedule
 }
 
 // Response is what a flow answers.
@@ -93,9 +114,16 @@ type Tracer interface {
 type Error struct {
 	Status  int
 	Message string
+	Details any    // JSON-able detail, e.g. schema violations [{path, message}] (may be nil)
+	Step    string // the step that failed, e.g. "validate#0" (empty for fail steps)
+
+	err error // underlying cause, for errors.Is/As; never shown to clients
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns the underlying cause (a jq or transport error), if any.
+func (e *Error) Unwrap() error { return e.err }
 
 // LoadError names the place of a problem found while loading a project.
 type LoadError struct {
@@ -108,12 +136,16 @@ type LoadError struct {
 func (e *LoadError) Error() string { return formatLoadError(e) }
 
 // Flow is one compiled flow. Exactly one of HTTP and Schedule is set.
+//
+// A flow with neither trigger is callable only (by `call` steps of other
+// flows of the same project); the runtime neither serves nor schedules it.
 type Flow struct {
-	Name     string
-	File     string // path of its definition inside the project
-	HTTP     *HTTPTrigger
-	Schedule *ScheduleTrigger
-	Timeout  time.Duration // per-flow timeout; the runtime enforces it
+	Name        string
+	Description string
+	File        string // path of its definition inside the project
+	HTTP        *HTTPTrigger
+	Schedule    *ScheduleTrigger
+	Timeout     time.Duration // per-flow timeout; Run applies it and the runtime may too
 
 	prog *program // compiled steps (engine-private)
 }
@@ -126,4 +158,7 @@ type Flow struct {
 //	    *LoadError (or a joined list of them) naming file, line and column.
 //	func (f *Flow) Run(ctx context.Context, msg *Message, tr Tracer) (*Response, error)
 //	    executes the flow; honours ctx cancellation between and inside steps.
-var _ = context.Background
+//
+// Additions: Validate (Load without a Config), Project.Flow (lookup by
+// name), HTTPTrigger.Pattern, ScheduleTrigger.Next, and RunTests (the
+// engine behind `sluice flow test`).

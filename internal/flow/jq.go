@@ -1,0 +1,441 @@
+package flow
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"path"
+	"strings"
+
+	"github.com/itchyny/gojq"
+	"gopkg.in/yaml.v3"
+)
+
+// jqEnv is what every jq program of a project is compiled with: the
+// project's modules and the functions flows may call. Programs get no
+// access to the process environment ($ENV, env): a runtime's environment
+// holds its own credentials.
+type jqEnv struct {
+	modules *moduleSet
+	fsys    fs.FS
+	cfg     *Config
+	opts    []gojq.CompilerOption
+}
+
+func (e *jqEnv) options() []gojq.CompilerOption {
+	if e.opts != nil {
+		return e.opts
+	}
+	e.opts = []gojq.CompilerOption{
+		gojq.WithModuleLoader(e.modules),
+		gojq.WithEnvironLoader(func() []string { return nil }),
+		// static("static/x.json") reads a static file of the project.
+		gojq.WithFunction("static", 1, 1, func(_ any, args []any) any {
+			return readFileFn(e.fsys, "static", args, StaticDir+"/")
+		}),
+		// configfile("name") reads a file of the runtime's generic configurations.
+		gojq.WithFunction("configfile", 1, 1, func(_ any, args []any) any {
+			if e.cfg == nil || e.cfg.Files == nil {
+				return errors.New("configfile: no generic configuration files")
+			}
+			return readFileFn(e.cfg.Files, "configfile", args, "")
+		}),
+	}
+	return e.opts
+}
+
+func readFileFn(fsys fs.FS, fn string, args []any, prefix string) any {
+	if len(args) != 1 {
+		return fmt.Errorf("%s/0 is not defined; call %s(path)", fn, fn)
+	}
+	p, ok := args[0].(string)
+	if !ok {
+		return fmt.Errorf("%s: path must be a string", fn)
+	}
+	if !fs.ValidPath(p) || !strings.HasPrefix(p, prefix) {
+		return fmt.Errorf("%s: invalid path %q (want %s…)", fn, p, prefix)
+	}
+	b, err := fs.ReadFile(fsys, p)
+	if err != nil {
+		return fmt.Errorf("%s: cannot read %q", fn, p)
+	}
+	return string(b)
+}
+
+// moduleSet is the gojq module loader over the project's jq/ directory.
+// Every module is parsed at load (so a broken module is reported even when
+// unused) and handed to gojq already parsed.
+type moduleSet struct {
+	queries map[string]*gojq.Query
+	data    map[string]any
+}
+
+// LoadModule implements gojq's ModuleLoader for `import "name" as n;`.
+func (m *moduleSet) LoadModule(name string) (*gojq.Query, error) {
+	if q, ok := m.queries[name]; ok {
+		return q, nil
+	}
+	return nil, fmt.Errorf("module not found: %q (want %s/%s.jq)", name, JQDir, name)
+}
+
+// LoadJSON implements gojq's ModuleLoader for `import "name" as $data;`.
+func (m *moduleSet) LoadJSON(name string) (any, error) {
+	if v, ok := m.data[name]; ok {
+		return v, nil
+	}
+	return nil, fmt.Errorf("JSON data not found: %q (want %s/%s.json)", name, JQDir, name)
+}
+
+func (l *loader) loadModules() *moduleSet {
+	m := &moduleSet{queries: map[string]*gojq.Query{}, data: map[string]any{}}
+	for _, file := range l.listFiles(JQDir, []string{".jq", ".json"}) {
+		data, err := l.readFile(file)
+		if err != nil {
+			l.errAt(file, nil, "cannot read: %v", err)
+			continue
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(file, JQDir+"/"), path.Ext(file))
+		if path.Ext(file) == ".json" {
+			v, err := decodeJSON(data)
+			if err != nil {
+				l.errAt(file, nil, "invalid JSON: %v", err)
+				continue
+			}
+			m.data[name] = v
+			continue
+		}
+		q, err := gojq.Parse(string(data))
+		if err != nil {
+			line, col := 1, 1
+			var pe *gojq.ParseError
+			if errors.As(err, &pe) {
+				line, col = offsetPos(string(data), pe.Offset)
+			}
+			l.errPos(file, line, col, "invalid jq module: %v", err)
+			continue
+		}
+		m.queries[name] = q
+	}
+	return m
+}
+
+// offsetPos turns a byte offset into a 1-based line and column.
+func offsetPos(s string, off int) (line, col int) {
+	off = min(max(off, 0), len(s))
+	line = 1 + strings.Count(s[:off], "\n")
+	col = off - strings.LastIndex(s[:off], "\n")
+	return line, col
+}
+
+// expr is one compiled jq expression. Literal YAML scalars (numbers,
+// booleans, null) and plain strings of templates skip jq altogether.
+type expr struct {
+	src   string
+	code  *gojq.Code
+	konst bool
+	val   any
+}
+
+var errNoValue = errors.New("produced no value")
+
+// eval runs the expression and returns its single output. A second output
+// is an error rather than silently dropped: `.items[] | .sku` returning
+// only the first sku would hide a mistake.
+func (e *expr) eval(ctx context.Context, in any) (any, error) {
+	if e.konst {
+		return e.val, nil
+	}
+	iter := e.code.RunWithContext(ctx, in)
+	v, ok := iter.Next()
+	if !ok {
+		return nil, errNoValue
+	}
+	if err, isErr := v.(error); isErr {
+		return nil, err
+	}
+	if w, more := iter.Next(); more {
+		if err, isErr := w.(error); isErr {
+			return nil, err
+		}
+		return nil, errors.New("produced more than one value (collect them with [...])")
+	}
+	return v, nil
+}
+
+// template is a string with ${ jq } interpolations. Strings are inserted
+// as they are, other values as JSON. `$${` writes a literal `${`.
+type template struct {
+	konst bool
+	s     string
+	e     *expr
+}
+
+func (t *template) eval(ctx context.Context, in any) (string, error) {
+	if t.konst {
+		return t.s, nil
+	}
+	v, err := t.e.eval(ctx, in)
+	if err != nil {
+		return "", err
+	}
+	s, _ := v.(string)
+	return s, nil
+}
+
+// compileJQ parses and compiles src, reporting errors at node (shifted by
+// the parser's offset when the text maps one-to-one onto the YAML source).
+func (c *compiler) compileJQ(n *yaml.Node, src string, what string) *expr {
+	q, err := gojq.Parse(src)
+	if err != nil {
+		c.jqParseErr(n, src, what, err)
+		return nil
+	}
+	code, err := gojq.Compile(q, c.l.env.options()...)
+	if err != nil {
+		msg := err.Error()
+		if strings.Contains(msg, "function not defined") {
+			msg += ` (a literal string needs jq quotes, e.g. '"text"')`
+		}
+		c.errAt(n, "%s: invalid jq: %s", what, msg)
+		return nil
+	}
+	return &expr{src: src, code: code}
+}
+
+func (c *compiler) jqParseErr(n *yaml.Node, src, what string, err error) {
+	line, col := n.Line, n.Column
+	var pe *gojq.ParseError
+	if errors.As(err, &pe) {
+		dl, dc := offsetPos(src, pe.Offset)
+		switch n.Style {
+		case yaml.LiteralStyle, yaml.FoldedStyle:
+			// The text starts on the line after the | or > indicator,
+			// indented; the indentation is not in the node, so the column
+			// counts from the indicator's column.
+			line += dl
+			col += dc + 1
+		case yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
+			if dl == 1 {
+				col += dc
+			} else {
+				line += dl - 1
+				col = dc
+			}
+		default:
+			if dl == 1 {
+				col += dc - 1
+			} else {
+				line += dl - 1
+				col = dc
+			}
+		}
+	}
+	c.l.errPos(c.file, line, col, "%s: invalid jq: %v", what, err)
+}
+
+// jqExpr compiles a node holding a jq expression. A scalar is jq source;
+// a mapping or list is a structured template whose leaves are each jq,
+// so `body: {id: .response.body.id, total: .vars.total}` reads naturally.
+func (c *compiler) jqExpr(n *yaml.Node, what string) *expr {
+	n = deref(n)
+	if n.Kind == yaml.ScalarNode {
+		switch n.Tag {
+		case "!!int", "!!float", "!!bool", "!!null":
+			var v any
+			if err := n.Decode(&v); err != nil {
+				c.errAt(n, "%s: %v", what, err)
+				return nil
+			}
+			if f, ok := v.(float64); ok && f == float64(int(f)) && !strings.ContainsAny(n.Value, ".eE") {
+				v = int(f)
+			}
+			if b, ok := v.(*big.Int); ok {
+				v = json.Number(b.String())
+			}
+			return &expr{src: n.Value, konst: true, val: v}
+		}
+		if strings.TrimSpace(n.Value) == "" {
+			c.errAt(n, "%s: empty jq expression", what)
+			return nil
+		}
+		return c.compileJQ(n, n.Value, what)
+	}
+	src, ok := c.structSource(n, what, 0)
+	if !ok {
+		return nil
+	}
+	return c.compileJQ(n, src, what)
+}
+
+const maxTemplateDepth = 32
+
+func (c *compiler) structSource(n *yaml.Node, what string, depth int) (string, bool) {
+	n = deref(n)
+	if depth > maxTemplateDepth {
+		c.errAt(n, "%s: nested too deeply", what)
+		return "", false
+	}
+	var b strings.Builder
+	switch n.Kind {
+	case yaml.ScalarNode:
+		src := n.Value
+		if n.Tag == "!!null" {
+			src = "null"
+		}
+		if strings.TrimSpace(src) == "" {
+			c.errAt(n, "%s: empty jq expression", what)
+			return "", false
+		}
+		// Parse the leaf alone so an error points at its own position.
+		if _, err := gojq.Parse(src); err != nil {
+			c.jqParseErr(n, src, what, err)
+			return "", false
+		}
+		return "(" + src + ")", true
+	case yaml.MappingNode:
+		b.WriteString("{")
+		ok := true
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := deref(n.Content[i])
+			if k.Kind != yaml.ScalarNode {
+				c.errAt(k, "%s: keys must be strings", what)
+				return "", false
+			}
+			v, vok := c.structSource(n.Content[i+1], what, depth+1)
+			ok = ok && vok
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(jqString(k.Value))
+			b.WriteString(": ")
+			b.WriteString(v)
+		}
+		b.WriteString("}")
+		return b.String(), ok
+	case yaml.SequenceNode:
+		b.WriteString("[")
+		ok := true
+		for i, item := range n.Content {
+			v, vok := c.structSource(item, what, depth+1)
+			ok = ok && vok
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(v)
+		}
+		b.WriteString("]")
+		return b.String(), ok
+	}
+	c.errAt(n, "%s: expected a jq expression, not %s", what, kindName(n))
+	return "", false
+}
+
+// jqString quotes s as a jq (JSON) string literal.
+func jqString(s string) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return strings.TrimSuffix(buf.String(), "\n")
+}
+
+// tmpl compiles a string template into one jq string interpolation, so a
+// template costs a single program run.
+func (c *compiler) tmpl(n *yaml.Node, what string) *template {
+	n = deref(n)
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		c.errAt(n, "%s must be a string, not %s", what, kindName(n))
+		return nil
+	}
+	s := n.Value
+	if !strings.Contains(s, "${") {
+		return &template{konst: true, s: s}
+	}
+	var src strings.Builder
+	var lit strings.Builder
+	src.WriteString(`"`)
+	flush := func() {
+		q := jqString(lit.String())
+		src.WriteString(q[1 : len(q)-1])
+		lit.Reset()
+	}
+	hasExpr := false
+	for i := 0; i < len(s); {
+		if strings.HasPrefix(s[i:], "$${") {
+			lit.WriteString("${")
+			i += 3
+			continue
+		}
+		if !strings.HasPrefix(s[i:], "${") {
+			lit.WriteByte(s[i])
+			i++
+			continue
+		}
+		// The expression ends at the first } after which the text parses
+		// as jq: jq itself contains braces (objects, string interpolation).
+		start := i + 2
+		end := -1
+		var lastErr error
+		for j := start; j < len(s); j++ {
+			if s[j] != '}' {
+				continue
+			}
+			inner := s[start:j]
+			if strings.TrimSpace(inner) == "" {
+				break
+			}
+			if _, err := gojq.Parse(inner); err == nil {
+				end = j
+				break
+			} else {
+				lastErr = err
+			}
+		}
+		if end < 0 {
+			if lastErr != nil {
+				c.errAt(n, "%s: invalid jq in ${…} at offset %d: %v", what, i, lastErr)
+			} else {
+				c.errAt(n, "%s: unterminated or empty ${…} at offset %d", what, i)
+			}
+			return nil
+		}
+		flush()
+		src.WriteString(`\(`)
+		src.WriteString(s[start:end])
+		src.WriteString(`)`)
+		hasExpr = true
+		i = end + 1
+	}
+	if !hasExpr {
+		return &template{konst: true, s: lit.String()}
+	}
+	flush()
+	src.WriteString(`"`)
+	e := c.compileJQ(n, src.String(), what)
+	if e == nil {
+		return nil
+	}
+	return &template{e: e}
+}
+
+func decodeJSON(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data after JSON value")
+	}
+	return v, nil
+}
+
+// truthy is jq's notion of truth: everything but false and null.
+func truthy(v any) bool {
+	return v != nil && v != false
+}

@@ -1,0 +1,384 @@
+package flow
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sluice-dev/sluice/internal/secret"
+	"gopkg.in/yaml.v3"
+)
+
+// program is a compiled flow.
+type program struct {
+	rt          *runtimeEnv
+	flow        *Flow
+	steps       []step
+	calls       []*callStep
+	triggerNode *yaml.Node
+}
+
+// runtimeEnv is what the flows of one loaded project share at run time:
+// the configuration as jq sees it, credentials, the outbound HTTP client
+// and the redactor. It is built once per Load.
+type runtimeEnv struct {
+	config any
+	creds  map[string]Credential
+	redact *redactor
+	client *http.Client
+	logger *slog.Logger
+	sleep  func(ctx context.Context, d time.Duration) error
+}
+
+func newRuntimeEnv(fsys fs.FS, cfg *Config) (*runtimeEnv, error) {
+	rt := &runtimeEnv{config: map[string]any{}, sleep: sleepCtx}
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	if cfg.Values != nil {
+		v, err := normalizeJSON(cfg.Values)
+		if err != nil {
+			return nil, fmt.Errorf("flow: configuration values are not JSON-able: %w", err)
+		}
+		rt.config = v
+	}
+	rt.creds = cfg.Credentials
+	rt.redact = newRedactor(cfg.Credentials)
+	rt.logger = cfg.Logger
+	if rt.logger == nil {
+		rt.logger = slog.Default()
+	}
+	if cfg.Sleep != nil {
+		rt.sleep = cfg.Sleep
+	}
+	tr := cfg.Transport
+	if tr == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+		tr = t
+	}
+	// No client-wide timeout: every http step sets its own per attempt.
+	rt.client = &http.Client{Transport: tr}
+	return rt, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// redactor replaces the clear text of every configured secret with
+// secret.Redacted. It is applied to everything derived from run-time data
+// that leaves the engine other than the flow's answer itself: trace
+// excerpts, log lines, error messages.
+type redactor struct {
+	r *strings.Replacer
+}
+
+// minSecretLen keeps one- and two-character passwords from turning every
+// excerpt into confetti; such passwords are not secrets worth the name.
+const minSecretLen = 3
+
+func newRedactor(creds map[string]Credential) *redactor {
+	var secrets []string
+	for _, c := range creds {
+		pw := c.Password.Reveal()
+		if len(pw) < minSecretLen {
+			continue
+		}
+		secrets = append(secrets, pw)
+		// An echoed Authorization header carries the basic credentials
+		// base64-encoded.
+		secrets = append(secrets, base64.StdEncoding.EncodeToString([]byte(c.User+":"+pw)))
+	}
+	if len(secrets) == 0 {
+		return &redactor{}
+	}
+	// Longest first, so a secret containing another is replaced whole.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	args := make([]string, 0, 2*len(secrets))
+	for _, s := range slices.Compact(secrets) {
+		args = append(args, s, secret.Redacted)
+	}
+	return &redactor{r: strings.NewReplacer(args...)}
+}
+
+func (r *redactor) string(s string) string {
+	if r.r == nil {
+		return s
+	}
+	return r.r.Replace(s)
+}
+
+// Excerpt limits: enough to debug a message, small enough that a trace of
+// a busy flow stays cheap.
+const (
+	excerptString = 512
+	excerptItems  = 20
+	excerptDepth  = 8
+)
+
+// excerpt returns a redacted, truncated deep copy of v for a trace.
+func (r *redactor) excerpt(v any, depth int) any {
+	switch v := v.(type) {
+	case string:
+		s := r.string(v)
+		if len(s) > excerptString {
+			cut := excerptString
+			for cut > 0 && !utf8.RuneStart(s[cut]) {
+				cut--
+			}
+			s = s[:cut] + fmt.Sprintf("…(%d bytes)", len(s))
+		}
+		return s
+	case map[string]any:
+		if depth >= excerptDepth {
+			return "{…}"
+		}
+		keys := slices.Sorted(maps.Keys(v))
+		out := make(map[string]any, min(len(keys), excerptItems+1))
+		for i, k := range keys {
+			if i == excerptItems {
+				out["…"] = fmt.Sprintf("%d more keys", len(keys)-i)
+				break
+			}
+			out[r.string(k)] = r.excerpt(v[k], depth+1)
+		}
+		return out
+	case []any:
+		if depth >= excerptDepth {
+			return "[…]"
+		}
+		n := min(len(v), excerptItems)
+		out := make([]any, 0, n+1)
+		for _, x := range v[:n] {
+			out = append(out, r.excerpt(x, depth+1))
+		}
+		if len(v) > n {
+			out = append(out, fmt.Sprintf("…%d more items", len(v)-n))
+		}
+		return out
+	}
+	return v
+}
+
+// sensitiveHeaders are never shown in trace excerpts whatever their value:
+// they carry the inbound caller's credentials, which no configuration lists.
+var sensitiveHeaders = map[string]bool{
+	"authorization": true, "proxy-authorization": true, "cookie": true, "set-cookie": true,
+	"x-api-key": true, "x-ibm-client-secret": true,
+}
+
+// state is one message on its way through a flow.
+type state struct {
+	body     any
+	headers  map[string]any
+	query    map[string]any
+	params   map[string]any
+	vars     map[string]any // copy-on-write: steps replace, never mutate
+	response any
+	errv     any
+	reply    *Response
+}
+
+func stringMap(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func newState(msg *Message) *state {
+	st := &state{}
+	if msg == nil {
+		msg = &Message{}
+	}
+	st.body = msg.Body
+	st.headers = stringMap(msg.Headers)
+	st.query = stringMap(msg.Query)
+	st.params = stringMap(msg.Params)
+	if msg.Vars != nil {
+		st.vars = maps.Clone(msg.Vars)
+	} else {
+		st.vars = map[string]any{}
+	}
+	return st
+}
+
+// input is the message as jq programs see it. A fresh map each time: a
+// program may return `.` and the result must not change under it later.
+func (st *state) input(rt *runtimeEnv) map[string]any {
+	m := map[string]any{
+		"body":    st.body,
+		"headers": st.headers,
+		"query":   st.query,
+		"params":  st.params,
+		"vars":    st.vars,
+		"config":  rt.config,
+	}
+	if st.response != nil {
+		m["response"] = st.response
+	}
+	if st.errv != nil {
+		m["error"] = st.errv
+	}
+	return m
+}
+
+// snapshot is the part of the state a trace shows.
+func (st *state) snapshot(r *redactor) any {
+	m := map[string]any{
+		"body":   r.excerpt(st.body, 1),
+		"vars":   r.excerpt(st.vars, 1),
+		"params": r.excerpt(st.params, 1),
+	}
+	if len(st.headers) > 0 {
+		h := make(map[string]any, len(st.headers))
+		for k, v := range st.headers {
+			if sensitiveHeaders[k] {
+				v = secret.Redacted
+			}
+			h[k] = v
+		}
+		m["headers"] = r.excerpt(h, 1)
+	}
+	if st.response != nil {
+		resp := st.response.(map[string]any)
+		m["response"] = map[string]any{"status": resp["status"], "body": r.excerpt(resp["body"], 2)}
+	}
+	if st.errv != nil {
+		m["error"] = r.excerpt(st.errv, 1)
+	}
+	if st.reply != nil {
+		m["reply"] = map[string]any{"status": st.reply.Status, "body": r.excerpt(st.reply.Body, 2)}
+	}
+	return m
+}
+
+// errReplied unwinds the step stack after a reply step; it is not a
+// failure and no try catches it.
+var errReplied = errors.New("flow replied")
+
+// execution is one Run: shared by the steps of the flow and of the flows
+// it calls.
+type execution struct {
+	rt   *runtimeEnv
+	tr   Tracer
+	flow string
+}
+
+// Run executes the flow on msg. It returns the flow's answer, an *Error
+// (a fail step, a failed validation, a broken step: Status says how the
+// runtime should answer), or ctx's error when the context ends or the
+// flow's timeout passes. msg is not modified.
+func (f *Flow) Run(ctx context.Context, msg *Message, tr Tracer) (*Response, error) {
+	if f == nil || f.prog == nil {
+		return nil, errors.New("flow: run of a flow that was not loaded")
+	}
+	if f.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.Timeout)
+		defer cancel()
+	}
+	x := &execution{rt: f.prog.rt, tr: tr, flow: f.Name}
+	st := newState(msg)
+	resp, err := x.runFlow(ctx, f, st)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil && !isFlowError(err) {
+			if errors.Is(ctxErr, context.DeadlineExceeded) {
+				return nil, fmt.Errorf("flow %s: timed out: %w", f.Name, ctxErr)
+			}
+			return nil, fmt.Errorf("flow %s: %w", f.Name, ctxErr)
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+func isFlowError(err error) bool {
+	var fe *Error
+	return errors.As(err, &fe)
+}
+
+// runFlow runs f's steps on st and turns the outcome into a Response: the
+// reply, or the final body with 200.
+func (x *execution) runFlow(ctx context.Context, f *Flow, st *state) (*Response, error) {
+	err := x.runSteps(ctx, f.prog.steps, st)
+	switch {
+	case err == errReplied:
+		return st.reply, nil
+	case err != nil:
+		return nil, err
+	}
+	return &Response{Status: http.StatusOK, Body: st.body}, nil
+}
+
+// runSteps runs a sequence of steps. The untraced path does nothing but
+// call the steps: with a nil Tracer no excerpt is built and no clock read.
+func (x *execution) runSteps(ctx context.Context, steps []step, st *state) error {
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if x.tr == nil {
+			if err := s.run(ctx, x, st); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := x.traced(ctx, s, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *execution) traced(ctx context.Context, s step, st *state) error {
+	in := st.snapshot(x.rt.redact)
+	start := time.Now()
+	err := s.run(ctx, x, st)
+	ev := StepEvent{
+		Flow:     x.flow,
+		Step:     s.label(),
+		Start:    start,
+		Duration: time.Since(start),
+		Input:    in,
+		Output:   st.snapshot(x.rt.redact),
+	}
+	if err != nil && err != errReplied {
+		ev.Err = err
+	}
+	x.tr.Step(ev)
+	return err
+}
+
+// stepError turns a step's internal failure into the *Error a flow ends
+// with, redacted. Context errors pass through untouched: they are not the
+// step's fault and no try may swallow them.
+func (x *execution) stepError(ctx context.Context, label string, status int, err error, keepCause bool) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	fe := &Error{Status: status, Message: x.rt.redact.string(label + ": " + err.Error()), Step: label}
+	if keepCause {
+		fe.err = err
+	}
+	return fe
+}
