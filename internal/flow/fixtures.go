@@ -348,7 +348,7 @@ func runCase(ctx context.Context, p *Project, mux *http.ServeMux, m *routeMatch,
 			if err != nil {
 				failf("expected body: %v", err)
 			} else if diff := jsonDiff(resp.Body, wb); diff != "" {
-				failf("body: %s", diff)
+				failf("body mismatch:\n%s", diff)
 			}
 		}
 	}
@@ -463,7 +463,7 @@ func (t *fakeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if err != nil {
 				t.problems = append(t.problems, fmt.Sprintf("outbound %s %s: fixture body: %v", req.Method, req.URL, err))
 			} else if diff := jsonDiff(got, want); diff != "" {
-				t.problems = append(t.problems, fmt.Sprintf("outbound %s %s: body: %s", req.Method, req.URL, diff))
+				t.problems = append(t.problems, fmt.Sprintf("outbound %s %s: body mismatch:\n%s", req.Method, req.URL, diff))
 			}
 		}
 		if f.Error != "" {
