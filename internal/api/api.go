@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/store"
 )
@@ -18,7 +19,16 @@ import (
 // API holds what the handlers need.
 type API struct {
 	Store store.Store
+	IAM   *iam.Service
 	Log   *slog.Logger
+	Now   func() time.Time
+}
+
+func (a *API) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
 }
 
 // Handler returns the whole HTTP surface of the control plane. Every route
@@ -27,6 +37,40 @@ func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
+
+	// Tokens: App Connect's exchange.
+	mux.HandleFunc("POST /api/v1/tokens", a.postTokens)
+
+	// Who am I.
+	mux.Handle("GET /api/v1/whoami", a.authed(iam.RoleViewer, a.whoami))
+
+	// Users and service IDs (admins; the service checks, the table admits
+	// every role so a user can read their own record).
+	for _, c := range []struct{ path, kind string }{{"users", store.KindUser}, {"service-ids", store.KindServiceID}} {
+		mux.Handle("GET /api/v1/"+c.path, a.authed(iam.RoleAdmin, a.listIdentities(c.kind)))
+		mux.Handle("POST /api/v1/"+c.path, a.authed(iam.RoleAdmin, a.putIdentity(c.kind, true)))
+		mux.Handle("GET /api/v1/"+c.path+"/{name}", a.authed(iam.RoleViewer, a.getIdentity(c.kind)))
+		mux.Handle("PUT /api/v1/"+c.path+"/{name}", a.authed(iam.RoleAdmin, a.putIdentity(c.kind, false)))
+		mux.Handle("DELETE /api/v1/"+c.path+"/{name}", a.authed(iam.RoleAdmin, a.deleteIdentity(c.kind)))
+	}
+
+	// API keys: everyone manages their own; admins everyone's.
+	mux.Handle("GET /api/v1/api-keys", a.authed(iam.RoleViewer, a.listAPIKeys))
+	mux.Handle("POST /api/v1/api-keys", a.authed(iam.RoleViewer, a.createAPIKey))
+	mux.Handle("GET /api/v1/api-keys/{id}", a.authed(iam.RoleViewer, a.getAPIKey))
+	mux.Handle("POST /api/v1/api-keys/{id}/lock", a.authed(iam.RoleViewer, a.lockAPIKey(true)))
+	mux.Handle("POST /api/v1/api-keys/{id}/unlock", a.authed(iam.RoleViewer, a.lockAPIKey(false)))
+	mux.Handle("DELETE /api/v1/api-keys/{id}", a.authed(iam.RoleViewer, a.deleteAPIKey))
+
+	// Public API credentials (admins).
+	mux.Handle("GET /api/v1/credentials", a.authed(iam.RoleAdmin, a.listCredentials))
+	mux.Handle("POST /api/v1/credentials", a.authed(iam.RoleAdmin, a.putCredential(true)))
+	mux.Handle("GET /api/v1/credentials/{name}", a.authed(iam.RoleAdmin, a.getCredential))
+	mux.Handle("PUT /api/v1/credentials/{name}", a.authed(iam.RoleAdmin, a.putCredential(false)))
+	mux.Handle("DELETE /api/v1/credentials/{name}", a.authed(iam.RoleAdmin, a.deleteCredential))
+
+	// Audit (admins).
+	mux.Handle("GET /api/v1/audit", a.authed(iam.RoleAdmin, a.listAudit))
 	mux.HandleFunc("/", a.notFound)
 	return obs.Middleware(a.Log, mux)
 }

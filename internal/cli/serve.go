@@ -43,6 +43,9 @@ func newServeCommand() *cobra.Command {
 		shutdownTimeout time.Duration
 		logFormat       string
 		logLevel        string
+		publicURL       string
+		tokenLifetime   time.Duration
+		signingAlg      string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -64,6 +67,9 @@ Environment:
 			if err != nil {
 				return err
 			}
+			if tokenLifetime < time.Minute || tokenLifetime > 7*24*time.Hour {
+				return fmt.Errorf("--token-lifetime %v is out of range: give 1m to 168h", tokenLifetime)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return server.Run(ctx, server.Config{
@@ -74,6 +80,9 @@ Environment:
 				ShutdownTimeout: shutdownTimeout,
 				Log:             log,
 				Stdout:          cmd.OutOrStdout(),
+				PublicURL:       publicURL,
+				TokenLifetime:   tokenLifetime,
+				SigningAlg:      signingAlg,
 			})
 		},
 	}
@@ -81,6 +90,9 @@ Environment:
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", envOr("SLUICE_LISTEN", "127.0.0.1:8080"), "address to serve the API on (env SLUICE_LISTEN)")
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
+	f.StringVar(&publicURL, "public-url", envOr("SLUICE_PUBLIC_URL", ""), "URL clients reach the API at (token issuer, URLs in answers); default http://<listen> (env SLUICE_PUBLIC_URL)")
+	f.DurationVar(&tokenLifetime, "token-lifetime", 12*time.Hour, "lifetime of access tokens (expires_in)")
+	f.StringVar(&signingAlg, "token-signing-alg", envOr("SLUICE_TOKEN_SIGNING_ALG", "EdDSA"), "token signing algorithm: EdDSA or RS256 (env SLUICE_TOKEN_SIGNING_ALG)")
 	f.StringVar(&logFormat, "log-format", envOr("SLUICE_LOG_FORMAT", "auto"), "log format: auto (text on a terminal, JSON otherwise), text or json (env SLUICE_LOG_FORMAT)")
 	f.StringVar(&logLevel, "log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env SLUICE_LOG_LEVEL)")
 	return cmd

@@ -7,6 +7,7 @@ package secret
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 )
@@ -68,3 +69,14 @@ var (
 	_ fmt.Stringer   = Value{}
 	_ slog.LogValuer = Value{}
 )
+
+// UnmarshalJSON reads a secret from a JSON string, so request bodies can
+// decode straight into a Value and never hold the secret as a plain string.
+func (s *Value) UnmarshalJSON(b []byte) error {
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		return err
+	}
+	s.v = str
+	return nil
+}

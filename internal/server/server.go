@@ -15,9 +15,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/api"
+	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
 )
@@ -29,9 +31,16 @@ type Config struct {
 	Store           string        // "" for SQLite in DataDir, or a postgres:// URL
 	MasterKey       secret.Value  // from SLUICE_MASTER_KEY; empty: the key file in DataDir
 	ShutdownTimeout time.Duration // how long in-flight requests may take to finish
+	PublicURL       string        // the URL clients reach this control plane at; "" for http://<listen>
+	TokenLifetime   time.Duration // lifetime of access tokens
+	SigningAlg      string        // iam.AlgEdDSA or iam.AlgRS256
+	Now             func() time.Time
 	Log             *slog.Logger
 	Stdout          io.Writer // where the one start-up line goes
 }
+
+// TokenAudience is the "aud" of every access token this control plane issues.
+const TokenAudience = "sluice"
 
 // Run serves until ctx is done, then shuts down gracefully. Every error it
 // returns is a one-line message that says what to do.
@@ -60,17 +69,42 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	defer st.Close()
-	if _, err := unlockSecrets(ctx, st, dataDir, cfg.MasterKey, cfg.Log); err != nil {
+	keyring, err := unlockSecrets(ctx, st, dataDir, cfg.MasterKey, cfg.Log)
+	if err != nil {
 		return err
 	}
+	url := "http://" + ln.Addr().String()
+	if cfg.PublicURL != "" {
+		url = strings.TrimRight(cfg.PublicURL, "/")
+	}
+	auditor := iam.NewAuditor(st)
+	defer auditor.Close()
+	tokens := &iam.Tokens{Store: st, Keyring: keyring, Alg: cfg.SigningAlg, Issuer: url, Audience: TokenAudience,
+		Lifetime: cfg.TokenLifetime, Now: cfg.Now}
+	if err := tokens.Init(ctx); err != nil {
+		return err
+	}
+	svc := &iam.Service{Store: st, Tokens: tokens, Audit: auditor, Now: cfg.Now}
+	creds, err := svc.Bootstrap(ctx)
+	if err != nil {
+		return fmt.Errorf("unable to create the first instance: %w", err)
+	}
+	if creds != nil {
+		creds.Endpoint = url
+		if err := announceInitialCredentials(cfg.Stdout, dataDir, *creds); err != nil {
+			return err
+		}
+	}
+	refreshCtx, stopRefresh := context.WithCancel(context.Background())
+	defer stopRefresh()
+	go tokens.Refresh(refreshCtx, time.Minute)
 
-	a := &api.API{Store: st, Log: cfg.Log}
+	a := &api.API{Store: st, IAM: svc, Log: cfg.Log, Now: cfg.Now}
 	srv := &http.Server{
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 	}
-	url := "http://" + ln.Addr().String()
 	fmt.Fprintf(cfg.Stdout, "sluice: serving %s (data in %s, store %s %s)\n", url, dataDir, st.Kind(), st.Location())
 	cfg.Log.Info("control plane started", "url", url, "data_dir", dataDir, "store", st.Kind())
 

@@ -1,5 +1,598 @@
 package store
 
-// IAM is the identity part of the store (instances, identities, API keys,
-// client credentials, signing keys, audit).
-type IAM interface{}
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Instance is a tenant. Every other record belongs to exactly one.
+type Instance struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// Identity kinds.
+const (
+	KindUser      = "user"
+	KindServiceID = "serviceId"
+)
+
+// Identity is a user (a person) or a service ID, with its role in its instance.
+type Identity struct {
+	ID           string
+	InstanceID   string
+	Kind         string
+	Name         string
+	Description  string
+	Role         string
+	PasswordHash string // argon2id PHC string; users only, "" when no password is set
+	CreatedAt    time.Time
+	CreatedBy    string
+	UpdatedAt    time.Time
+}
+
+// APIKey is an API key's record; the key itself is never stored, only its hash.
+type APIKey struct {
+	ID          string
+	InstanceID  string
+	OwnerID     string
+	Name        string
+	Description string
+	KeyHash     string
+	KeyHint     string    // the first characters of the key, to recognise it in a list
+	ExpiresAt   time.Time // zero: never
+	Locked      bool
+	CreatedAt   time.Time
+	CreatedBy   string
+	LastUsedAt  time.Time // zero: never used
+
+	// Filled on reads from the owner's identity.
+	OwnerKind, OwnerName, OwnerRole string
+}
+
+// ClientCredential is a public API client id with the hash of its secret.
+type ClientCredential struct {
+	ClientID    string
+	InstanceID  string
+	Name        string
+	Description string
+	OwnerID     string // "": an instance credential that works only with an API key
+	SecretHash  string
+	SecretHint  string
+	CreatedAt   time.Time
+	CreatedBy   string
+	LastUsedAt  time.Time
+
+	OwnerKind, OwnerName, OwnerRole string
+}
+
+// SigningKey is a token signing key; the private half is sealed.
+type SigningKey struct {
+	KID           string
+	Alg           string
+	SealedPrivate []byte
+	PublicJWK     string
+	CreatedAt     time.Time
+	RetiredAt     time.Time // zero: active
+}
+
+// AuditEvent is one audited action. Detail never holds secret values.
+type AuditEvent struct {
+	ID         string
+	At         time.Time
+	InstanceID string
+	Actor      string
+	Action     string
+	Object     string
+	Outcome    string
+	Source     string
+	RequestID  string
+	Detail     string
+}
+
+// AuditFilter selects audit events of one instance.
+type AuditFilter struct {
+	InstanceID string
+	Actor      string
+	Since      time.Time // inclusive; zero: no bound
+	Until      time.Time // exclusive; zero: no bound
+	Limit      int
+}
+
+// GrantState is what a token's credentials look like now; the per-request
+// check compares it with what the token claims.
+type GrantState struct {
+	ClientExists   bool
+	ClientInstance string
+	KeyExists      bool
+	KeyLocked      bool
+	KeyExpiresAt   time.Time
+	SubjectRole    string // current role of the token's subject; "" when it is gone
+	SubjectKind    string
+	SubjectName    string
+	Revoked        bool
+}
+
+// NewInstance is everything one new tenant starts with.
+type NewInstance struct {
+	Instance   Instance
+	Admin      Identity
+	Key        APIKey
+	Credential ClientCredential
+}
+
+// IAM is the identity part of the store.
+type IAM interface {
+	// Bootstrap creates the first instance, once in the life of a store:
+	// it reports false, changing nothing, when any process did it before.
+	Bootstrap(ctx context.Context, n NewInstance) (bool, error)
+	CreateInstance(ctx context.Context, n NewInstance) error
+	GetInstance(ctx context.Context, id string) (Instance, error)
+	ListInstances(ctx context.Context) ([]Instance, error)
+
+	CreateIdentity(ctx context.Context, id Identity) error
+	UpdateIdentity(ctx context.Context, id Identity) error
+	GetIdentity(ctx context.Context, instanceID, kind, name string) (Identity, error)
+	GetIdentityByID(ctx context.Context, id string) (Identity, error)
+	ListIdentities(ctx context.Context, instanceID, kind string) ([]Identity, error)
+	DeleteIdentity(ctx context.Context, instanceID, kind, name string) error
+
+	CreateAPIKey(ctx context.Context, k APIKey) error
+	GetAPIKey(ctx context.Context, instanceID, id string) (APIKey, error)
+	APIKeyByHash(ctx context.Context, hash string) (APIKey, error)
+	ListAPIKeys(ctx context.Context, instanceID, ownerID string) ([]APIKey, error)
+	SetAPIKeyLocked(ctx context.Context, instanceID, id string, locked bool) error
+	DeleteAPIKey(ctx context.Context, instanceID, id string) error
+	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+
+	CreateClientCredential(ctx context.Context, c ClientCredential) error
+	GetClientCredential(ctx context.Context, clientID string) (ClientCredential, error)
+	GetClientCredentialByName(ctx context.Context, instanceID, name string) (ClientCredential, error)
+	ListClientCredentials(ctx context.Context, instanceID string) ([]ClientCredential, error)
+	UpdateClientCredentialDescription(ctx context.Context, instanceID, name, description string) error
+	DeleteClientCredential(ctx context.Context, instanceID, name string) error
+	TouchClientCredential(ctx context.Context, clientID string, at time.Time) error
+
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+	InsertSigningKey(ctx context.Context, k SigningKey) error
+	// RetireSigningKeys marks every active key but keep as retired at at.
+	RetireSigningKeys(ctx context.Context, keep string, at time.Time) error
+
+	RevokeToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// GrantState reads, in one query, the current state of what a token
+	// was minted from: its client, its API key (keyID may be ""), its
+	// subject and its jti.
+	GrantState(ctx context.Context, clientID, keyID, subjectID, jti string) (GrantState, error)
+
+	InsertAuditEvents(ctx context.Context, evs []AuditEvent) error
+	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+func (s *sqlStore) Bootstrap(ctx context.Context, n NewInstance) (bool, error) {
+	done := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// The settings row is the marker: its primary key lets exactly one
+		// process insert it, however many start at once.
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO settings (key, value) VALUES ('bootstrapped', $1)`), n.Instance.ID); err != nil {
+			if s.d.isUnique(err) {
+				return errAlreadyBootstrapped
+			}
+			return s.mapErr("mark bootstrap", err)
+		}
+		done = true
+		return s.createInstanceTx(ctx, tx, n)
+	})
+	if errors.Is(err, errAlreadyBootstrapped) {
+		return false, nil
+	}
+	return done, err
+}
+
+var errAlreadyBootstrapped = errors.New("already bootstrapped")
+
+func (s *sqlStore) CreateInstance(ctx context.Context, n NewInstance) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error { return s.createInstanceTx(ctx, tx, n) })
+}
+
+func (s *sqlStore) createInstanceTx(ctx context.Context, tx *sql.Tx, n NewInstance) error {
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO instances (id, name, created_at) VALUES ($1, $2, $3)`),
+		n.Instance.ID, n.Instance.Name, ms(n.Instance.CreatedAt)); err != nil {
+		return s.mapErr("create instance", err)
+	}
+	if err := s.insertIdentity(ctx, tx, n.Admin); err != nil {
+		return err
+	}
+	if err := s.insertAPIKey(ctx, tx, n.Key); err != nil {
+		return err
+	}
+	return s.insertClientCredential(ctx, tx, n.Credential)
+}
+
+func (s *sqlStore) GetInstance(ctx context.Context, id string) (Instance, error) {
+	var in Instance
+	var at int64
+	err := s.queryRow(ctx, `SELECT id, name, created_at FROM instances WHERE id = $1`, id).Scan(&in.ID, &in.Name, &at)
+	in.CreatedAt = fromMS(at)
+	return in, s.mapErr("read instance", err)
+}
+
+func (s *sqlStore) ListInstances(ctx context.Context) ([]Instance, error) {
+	rows, err := s.query(ctx, `SELECT id, name, created_at FROM instances ORDER BY created_at, id`)
+	if err != nil {
+		return nil, s.mapErr("list instances", err)
+	}
+	defer rows.Close()
+	var out []Instance
+	for rows.Next() {
+		var in Instance
+		var at int64
+		if err := rows.Scan(&in.ID, &in.Name, &at); err != nil {
+			return nil, s.mapErr("read instance", err)
+		}
+		in.CreatedAt = fromMS(at)
+		out = append(out, in)
+	}
+	return out, s.mapErr("list instances", rows.Err())
+}
+
+// execer is what both *sql.DB and *sql.Tx offer.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (s *sqlStore) insertIdentity(ctx context.Context, ex execer, id Identity) error {
+	_, err := ex.ExecContext(ctx, s.q(`INSERT INTO identities
+		(id, instance_id, kind, name, description, role, password_hash, created_at, created_by, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
+		id.ID, id.InstanceID, id.Kind, id.Name, id.Description, id.Role, id.PasswordHash,
+		ms(id.CreatedAt), id.CreatedBy, ms(id.UpdatedAt))
+	return s.mapErr("create "+id.Kind, err)
+}
+
+func (s *sqlStore) CreateIdentity(ctx context.Context, id Identity) error {
+	return s.insertIdentity(ctx, s.db, id)
+}
+
+func (s *sqlStore) UpdateIdentity(ctx context.Context, id Identity) error {
+	res, err := s.exec(ctx, `UPDATE identities SET description = $1, role = $2, password_hash = $3, updated_at = $4
+		WHERE instance_id = $5 AND kind = $6 AND name = $7`,
+		id.Description, id.Role, id.PasswordHash, ms(id.UpdatedAt), id.InstanceID, id.Kind, id.Name)
+	return s.affectedOne("update "+id.Kind, res, err)
+}
+
+// affectedOne maps "no row changed" to ErrNotFound.
+func (s *sqlStore) affectedOne(op string, res sql.Result, err error) error {
+	if err != nil {
+		return s.mapErr(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return s.mapErr(op, err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+const identityCols = `id, instance_id, kind, name, description, role, password_hash, created_at, created_by, updated_at`
+
+func scanIdentity(sc interface{ Scan(...any) error }) (Identity, error) {
+	var id Identity
+	var c, u int64
+	err := sc.Scan(&id.ID, &id.InstanceID, &id.Kind, &id.Name, &id.Description, &id.Role, &id.PasswordHash, &c, &id.CreatedBy, &u)
+	id.CreatedAt, id.UpdatedAt = fromMS(c), fromMS(u)
+	return id, err
+}
+
+func (s *sqlStore) GetIdentity(ctx context.Context, instanceID, kind, name string) (Identity, error) {
+	id, err := scanIdentity(s.queryRow(ctx, `SELECT `+identityCols+` FROM identities WHERE instance_id = $1 AND kind = $2 AND name = $3`, instanceID, kind, name))
+	return id, s.mapErr("read identity", err)
+}
+
+func (s *sqlStore) GetIdentityByID(ctx context.Context, idv string) (Identity, error) {
+	id, err := scanIdentity(s.queryRow(ctx, `SELECT `+identityCols+` FROM identities WHERE id = $1`, idv))
+	return id, s.mapErr("read identity", err)
+}
+
+func (s *sqlStore) ListIdentities(ctx context.Context, instanceID, kind string) ([]Identity, error) {
+	rows, err := s.query(ctx, `SELECT `+identityCols+` FROM identities WHERE instance_id = $1 AND kind = $2 ORDER BY name`, instanceID, kind)
+	if err != nil {
+		return nil, s.mapErr("list identities", err)
+	}
+	defer rows.Close()
+	var out []Identity
+	for rows.Next() {
+		id, err := scanIdentity(rows)
+		if err != nil {
+			return nil, s.mapErr("read identity", err)
+		}
+		out = append(out, id)
+	}
+	return out, s.mapErr("list identities", rows.Err())
+}
+
+func (s *sqlStore) DeleteIdentity(ctx context.Context, instanceID, kind, name string) error {
+	// API keys and owned credentials go with their owner (ON DELETE CASCADE).
+	res, err := s.exec(ctx, `DELETE FROM identities WHERE instance_id = $1 AND kind = $2 AND name = $3`, instanceID, kind, name)
+	return s.affectedOne("delete identity", res, err)
+}
+
+func (s *sqlStore) insertAPIKey(ctx context.Context, ex execer, k APIKey) error {
+	_, err := ex.ExecContext(ctx, s.q(`INSERT INTO api_keys
+		(id, instance_id, owner_id, name, description, key_hash, key_hint, expires_at, locked, created_at, created_by, last_used_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`),
+		k.ID, k.InstanceID, k.OwnerID, k.Name, k.Description, k.KeyHash, k.KeyHint, ms(k.ExpiresAt), boolInt(k.Locked),
+		ms(k.CreatedAt), k.CreatedBy, ms(k.LastUsedAt))
+	return s.mapErr("create API key", err)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *sqlStore) CreateAPIKey(ctx context.Context, k APIKey) error {
+	return s.insertAPIKey(ctx, s.db, k)
+}
+
+const apiKeyCols = `k.id, k.instance_id, k.owner_id, k.name, k.description, k.key_hash, k.key_hint, k.expires_at, k.locked,
+	k.created_at, k.created_by, k.last_used_at, i.kind, i.name, i.role`
+
+const apiKeyFrom = ` FROM api_keys k JOIN identities i ON i.id = k.owner_id `
+
+func scanAPIKey(sc interface{ Scan(...any) error }) (APIKey, error) {
+	var k APIKey
+	var exp, c, used int64
+	var locked int
+	err := sc.Scan(&k.ID, &k.InstanceID, &k.OwnerID, &k.Name, &k.Description, &k.KeyHash, &k.KeyHint, &exp, &locked,
+		&c, &k.CreatedBy, &used, &k.OwnerKind, &k.OwnerName, &k.OwnerRole)
+	k.ExpiresAt, k.CreatedAt, k.LastUsedAt, k.Locked = fromMS(exp), fromMS(c), fromMS(used), locked != 0
+	return k, err
+}
+
+func (s *sqlStore) GetAPIKey(ctx context.Context, instanceID, id string) (APIKey, error) {
+	k, err := scanAPIKey(s.queryRow(ctx, `SELECT `+apiKeyCols+apiKeyFrom+`WHERE k.instance_id = $1 AND k.id = $2`, instanceID, id))
+	return k, s.mapErr("read API key", err)
+}
+
+func (s *sqlStore) APIKeyByHash(ctx context.Context, hash string) (APIKey, error) {
+	k, err := scanAPIKey(s.queryRow(ctx, `SELECT `+apiKeyCols+apiKeyFrom+`WHERE k.key_hash = $1`, hash))
+	return k, s.mapErr("read API key", err)
+}
+
+func (s *sqlStore) ListAPIKeys(ctx context.Context, instanceID, ownerID string) ([]APIKey, error) {
+	rows, err := s.query(ctx, `SELECT `+apiKeyCols+apiKeyFrom+`WHERE k.instance_id = $1 AND ($2 = '' OR k.owner_id = $2)
+		ORDER BY i.kind, i.name, k.name`, instanceID, ownerID)
+	if err != nil {
+		return nil, s.mapErr("list API keys", err)
+	}
+	defer rows.Close()
+	var out []APIKey
+	for rows.Next() {
+		k, err := scanAPIKey(rows)
+		if err != nil {
+			return nil, s.mapErr("read API key", err)
+		}
+		out = append(out, k)
+	}
+	return out, s.mapErr("list API keys", rows.Err())
+}
+
+func (s *sqlStore) SetAPIKeyLocked(ctx context.Context, instanceID, id string, locked bool) error {
+	res, err := s.exec(ctx, `UPDATE api_keys SET locked = $1 WHERE instance_id = $2 AND id = $3`, boolInt(locked), instanceID, id)
+	return s.affectedOne("lock API key", res, err)
+}
+
+func (s *sqlStore) DeleteAPIKey(ctx context.Context, instanceID, id string) error {
+	res, err := s.exec(ctx, `DELETE FROM api_keys WHERE instance_id = $1 AND id = $2`, instanceID, id)
+	return s.affectedOne("delete API key", res, err)
+}
+
+func (s *sqlStore) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
+	_, err := s.exec(ctx, `UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND last_used_at < $1`, ms(at), id)
+	return s.mapErr("record API key use", err)
+}
+
+func (s *sqlStore) insertClientCredential(ctx context.Context, ex execer, c ClientCredential) error {
+	var owner any
+	if c.OwnerID != "" {
+		owner = c.OwnerID
+	}
+	_, err := ex.ExecContext(ctx, s.q(`INSERT INTO client_credentials
+		(client_id, instance_id, name, description, owner_id, secret_hash, secret_hint, created_at, created_by, last_used_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
+		c.ClientID, c.InstanceID, c.Name, c.Description, owner, c.SecretHash, c.SecretHint, ms(c.CreatedAt), c.CreatedBy, ms(c.LastUsedAt))
+	return s.mapErr("create client credential", err)
+}
+
+func (s *sqlStore) CreateClientCredential(ctx context.Context, c ClientCredential) error {
+	return s.insertClientCredential(ctx, s.db, c)
+}
+
+const credCols = `c.client_id, c.instance_id, c.name, c.description, COALESCE(c.owner_id, ''), c.secret_hash, c.secret_hint,
+	c.created_at, c.created_by, c.last_used_at, COALESCE(i.kind, ''), COALESCE(i.name, ''), COALESCE(i.role, '')`
+
+const credFrom = ` FROM client_credentials c LEFT JOIN identities i ON i.id = c.owner_id `
+
+func scanCred(sc interface{ Scan(...any) error }) (ClientCredential, error) {
+	var c ClientCredential
+	var at, used int64
+	err := sc.Scan(&c.ClientID, &c.InstanceID, &c.Name, &c.Description, &c.OwnerID, &c.SecretHash, &c.SecretHint,
+		&at, &c.CreatedBy, &used, &c.OwnerKind, &c.OwnerName, &c.OwnerRole)
+	c.CreatedAt, c.LastUsedAt = fromMS(at), fromMS(used)
+	return c, err
+}
+
+func (s *sqlStore) GetClientCredential(ctx context.Context, clientID string) (ClientCredential, error) {
+	c, err := scanCred(s.queryRow(ctx, `SELECT `+credCols+credFrom+`WHERE c.client_id = $1`, clientID))
+	return c, s.mapErr("read client credential", err)
+}
+
+func (s *sqlStore) GetClientCredentialByName(ctx context.Context, instanceID, name string) (ClientCredential, error) {
+	c, err := scanCred(s.queryRow(ctx, `SELECT `+credCols+credFrom+`WHERE c.instance_id = $1 AND c.name = $2`, instanceID, name))
+	return c, s.mapErr("read client credential", err)
+}
+
+func (s *sqlStore) ListClientCredentials(ctx context.Context, instanceID string) ([]ClientCredential, error) {
+	rows, err := s.query(ctx, `SELECT `+credCols+credFrom+`WHERE c.instance_id = $1 ORDER BY c.name`, instanceID)
+	if err != nil {
+		return nil, s.mapErr("list client credentials", err)
+	}
+	defer rows.Close()
+	var out []ClientCredential
+	for rows.Next() {
+		c, err := scanCred(rows)
+		if err != nil {
+			return nil, s.mapErr("read client credential", err)
+		}
+		out = append(out, c)
+	}
+	return out, s.mapErr("list client credentials", rows.Err())
+}
+
+func (s *sqlStore) UpdateClientCredentialDescription(ctx context.Context, instanceID, name, description string) error {
+	res, err := s.exec(ctx, `UPDATE client_credentials SET description = $1 WHERE instance_id = $2 AND name = $3`, description, instanceID, name)
+	return s.affectedOne("update client credential", res, err)
+}
+
+func (s *sqlStore) DeleteClientCredential(ctx context.Context, instanceID, name string) error {
+	res, err := s.exec(ctx, `DELETE FROM client_credentials WHERE instance_id = $1 AND name = $2`, instanceID, name)
+	return s.affectedOne("delete client credential", res, err)
+}
+
+func (s *sqlStore) TouchClientCredential(ctx context.Context, clientID string, at time.Time) error {
+	_, err := s.exec(ctx, `UPDATE client_credentials SET last_used_at = $1 WHERE client_id = $2 AND last_used_at < $1`, ms(at), clientID)
+	return s.mapErr("record client credential use", err)
+}
+
+func (s *sqlStore) ListSigningKeys(ctx context.Context) ([]SigningKey, error) {
+	rows, err := s.query(ctx, `SELECT kid, alg, sealed_private, public_jwk, created_at, retired_at FROM signing_keys ORDER BY created_at, kid`)
+	if err != nil {
+		return nil, s.mapErr("list signing keys", err)
+	}
+	defer rows.Close()
+	var out []SigningKey
+	for rows.Next() {
+		var k SigningKey
+		var c, r int64
+		if err := rows.Scan(&k.KID, &k.Alg, &k.SealedPrivate, &k.PublicJWK, &c, &r); err != nil {
+			return nil, s.mapErr("read signing key", err)
+		}
+		k.CreatedAt, k.RetiredAt = fromMS(c), fromMS(r)
+		out = append(out, k)
+	}
+	return out, s.mapErr("list signing keys", rows.Err())
+}
+
+func (s *sqlStore) InsertSigningKey(ctx context.Context, k SigningKey) error {
+	_, err := s.exec(ctx, `INSERT INTO signing_keys (kid, alg, sealed_private, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		k.KID, k.Alg, k.SealedPrivate, k.PublicJWK, ms(k.CreatedAt), ms(k.RetiredAt))
+	return s.mapErr("insert signing key", err)
+}
+
+func (s *sqlStore) RetireSigningKeys(ctx context.Context, keep string, at time.Time) error {
+	_, err := s.exec(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE kid <> $2 AND retired_at = 0`, ms(at), keep)
+	return s.mapErr("retire signing keys", err)
+}
+
+func (s *sqlStore) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) error {
+	_, err := s.exec(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING`, jti, ms(expiresAt))
+	if err != nil {
+		return s.mapErr("revoke token", err)
+	}
+	// Forget revocations of tokens that have expired anyway.
+	_, err = s.exec(ctx, `DELETE FROM revoked_tokens WHERE expires_at < $1`, ms(time.Now()))
+	return s.mapErr("prune revoked tokens", err)
+}
+
+func (s *sqlStore) GrantState(ctx context.Context, clientID, keyID, subjectID, jti string) (GrantState, error) {
+	var g GrantState
+	var keyLocked, keyExp int64
+	err := s.queryRow(ctx, `SELECT
+			COALESCE((SELECT c.instance_id FROM client_credentials c WHERE c.client_id = $1), ''),
+			COALESCE((SELECT k.locked FROM api_keys k WHERE k.id = $2), -1),
+			COALESCE((SELECT k.expires_at FROM api_keys k WHERE k.id = $2), 0),
+			COALESCE((SELECT i.role FROM identities i WHERE i.id = $3), ''),
+			COALESCE((SELECT i.kind FROM identities i WHERE i.id = $3), ''),
+			COALESCE((SELECT i.name FROM identities i WHERE i.id = $3), ''),
+			(SELECT COUNT(*) FROM revoked_tokens r WHERE r.jti = $4)`,
+		clientID, keyID, subjectID, jti).Scan(&g.ClientInstance, &keyLocked, &keyExp, &g.SubjectRole, &g.SubjectKind, &g.SubjectName, &g.Revoked)
+	if err != nil {
+		return g, s.mapErr("read grant state", err)
+	}
+	g.ClientExists = g.ClientInstance != ""
+	g.KeyExists = keyLocked >= 0
+	g.KeyLocked = keyLocked == 1
+	g.KeyExpiresAt = fromMS(keyExp)
+	return g, nil
+}
+
+func (s *sqlStore) InsertAuditEvents(ctx context.Context, evs []AuditEvent) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO audit_events
+			(id, at, instance_id, actor, action, object, outcome, source, request_id, detail)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`))
+		if err != nil {
+			return s.mapErr("prepare audit insert", err)
+		}
+		defer stmt.Close()
+		for _, e := range evs {
+			if _, err := stmt.ExecContext(ctx, e.ID, ms(e.At), e.InstanceID, e.Actor, e.Action, e.Object, e.Outcome, e.Source, e.RequestID, e.Detail); err != nil {
+				return s.mapErr("write audit event", err)
+			}
+		}
+		return nil
+	})
+}
+
+func (s *sqlStore) ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
+	until := ms(f.Until)
+	if until == 0 {
+		until = 1<<62 - 1
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 10000 {
+		limit = 1000
+	}
+	rows, err := s.query(ctx, `SELECT id, at, instance_id, actor, action, object, outcome, source, request_id, detail
+		FROM audit_events WHERE instance_id = $1 AND ($2 = '' OR actor = $2) AND at >= $3 AND at < $4
+		ORDER BY at DESC, id DESC LIMIT $5`, f.InstanceID, f.Actor, ms(f.Since), until, limit)
+	if err != nil {
+		return nil, s.mapErr("list audit events", err)
+	}
+	defer rows.Close()
+	var out []AuditEvent
+	for rows.Next() {
+		var e AuditEvent
+		var at int64
+		if err := rows.Scan(&e.ID, &at, &e.InstanceID, &e.Actor, &e.Action, &e.Object, &e.Outcome, &e.Source, &e.RequestID, &e.Detail); err != nil {
+			return nil, s.mapErr("read audit event", err)
+		}
+		e.At = fromMS(at)
+		out = append(out, e)
+	}
+	return out, s.mapErr("list audit events", rows.Err())
+}
+
+var _ = fmt.Sprintf

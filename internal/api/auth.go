@@ -1,0 +1,107 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/obs"
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+type principalKey struct{}
+
+// principal returns the authenticated caller of a request that went
+// through authed.
+func principal(r *http.Request) iam.Principal {
+	p, _ := r.Context().Value(principalKey{}).(iam.Principal)
+	return p
+}
+
+// authed is the one place where /api/v1 calls are authenticated and their
+// role checked: the route table gives each route the least role it needs.
+// Handlers only see requests that passed, with the principal (and so the
+// instance) in the context.
+func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
+	need := iam.RoleRank(minRole)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bearer, ok := bearerToken(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+			writeError(w, r, http.StatusUnauthorized, "Unauthorized", "send Authorization: Bearer <token> and X-IBM-Client-Id: <client id>; get a token from POST /api/v1/tokens")
+			return
+		}
+		p, err := a.IAM.Authenticate(r.Context(), bearer, r.Header.Get("X-IBM-Client-Id"))
+		if err != nil {
+			if !errors.Is(err, iam.ErrInvalidToken) {
+				a.fail(w, r, err)
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice", error="invalid_token"`)
+			writeError(w, r, http.StatusUnauthorized, "Unauthorized", "the token is not valid, has expired or was revoked, or X-IBM-Client-Id does not match it")
+			return
+		}
+		p.Source, p.RequestID = clientAddr(r), obs.RequestID(r.Context())
+		if iam.RoleRank(p.Role) < need {
+			writeError(w, r, http.StatusForbidden, "Forbidden", "the "+p.Role+" role may not do this")
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// bearerToken reads "Authorization: Bearer <token>". The scheme is matched
+// case-insensitively (RFC 9110 §11.1), as some App Connect clients send
+// lower-case names.
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// fail answers a domain or store error: client-safe text for known kinds,
+// a generic 500 (details logged only) for everything else.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var br *badRequest
+	if errors.As(err, &br) {
+		writeError(w, r, br.status, br.reason, br.msg)
+		return
+	}
+	var ie *iam.Error
+	if errors.As(err, &ie) {
+		switch ie.Kind {
+		case iam.KindInvalid:
+			writeError(w, r, http.StatusBadRequest, "BadRequest", ie.Msg)
+		case iam.KindUnauthorized:
+			writeError(w, r, http.StatusUnauthorized, "Unauthorized", ie.Msg)
+		case iam.KindForbidden:
+			writeError(w, r, http.StatusForbidden, "Forbidden", ie.Msg)
+		case iam.KindNotFound:
+			writeError(w, r, http.StatusNotFound, "NotFound", ie.Msg)
+		case iam.KindConflict:
+			writeError(w, r, http.StatusConflict, "Conflict", ie.Msg)
+		}
+		return
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, r, http.StatusNotFound, "NotFound", "not found")
+		return
+	}
+	a.Log.Error("request failed", "request_id", obs.RequestID(r.Context()), "err", err)
+	writeError(w, r, http.StatusInternalServerError, "InternalError", "the server failed to handle the request; the request id identifies it in the server's log")
+}

@@ -1,0 +1,449 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/obs"
+	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+// ---- token exchange (App Connect) ----
+
+// tokenRequestBody is the body of POST /api/v1/tokens.
+type tokenRequestBody struct {
+	APIKey secret.Value `json:"apiKey"`
+}
+
+// postTokens is App Connect's token exchange: client id, secret and
+// instance id in headers, the API key in the body.
+func (a *API) postTokens(w http.ResponseWriter, r *http.Request) {
+	var body tokenRequestBody
+	if err := decodeJSON(w, r, &body); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	resp, err := a.IAM.ExchangeAPIKey(r.Context(), iam.TokenRequest{
+		ClientID:     r.Header.Get("X-IBM-Client-Id"),
+		ClientSecret: secret.New(r.Header.Get("X-IBM-Client-Secret")),
+		InstanceID:   instanceHeader(r),
+		APIKey:       body.APIKey,
+		Source:       clientAddr(r),
+		RequestID:    obs.RequestID(r.Context()),
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// instanceHeader reads x-ibm-instance-id; "" (missing) fails the exchange,
+// since App Connect requires it.
+func instanceHeader(r *http.Request) string {
+	v := r.Header.Get("X-IBM-Instance-Id")
+	if v == "" {
+		return "\x00missing"
+	}
+	return v
+}
+
+// ---- users and service IDs ----
+
+// Identity is a user or service ID as the API shows it.
+type Identity struct {
+	Metadata Metadata       `json:"metadata"`
+	Spec     IdentitySpec   `json:"spec"`
+	Status   IdentityStatus `json:"status"`
+}
+
+// IdentitySpec is what a caller sets. Password is write-only.
+type IdentitySpec struct {
+	Role        string  `json:"role"`
+	Description string  `json:"description"`
+	Password    *string `json:"password,omitempty"`
+}
+
+// IdentityStatus is what the server reports.
+type IdentityStatus struct {
+	PasswordSet *bool `json:"passwordSet,omitempty"`
+}
+
+func identityObject(id store.Identity) Identity {
+	o := Identity{
+		Metadata: Metadata{Name: id.Name, ID: id.ID, CreatedAt: timestamp(id.CreatedAt), CreatedBy: id.CreatedBy, UpdatedAt: timestamp(id.UpdatedAt)},
+		Spec:     IdentitySpec{Role: id.Role, Description: id.Description},
+	}
+	if id.Kind == store.KindUser {
+		set := id.PasswordHash != ""
+		o.Status.PasswordSet = &set
+	}
+	return o
+}
+
+func listKey(kind string) string {
+	if kind == store.KindServiceID {
+		return "serviceIds"
+	}
+	return "users"
+}
+
+func (a *API) listIdentities(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ids, err := a.IAM.ListIdentities(r.Context(), principal(r), kind)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		out := make([]Identity, 0, len(ids))
+		for _, id := range ids {
+			out = append(out, identityObject(id))
+		}
+		writeJSON(w, http.StatusOK, map[string]any{listKey(kind): out})
+	}
+}
+
+func (a *API) getIdentity(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := a.IAM.GetIdentity(r.Context(), principal(r), kind, r.PathValue("name"))
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, identityObject(id))
+	}
+}
+
+// putIdentity serves PUT /{name} (create or replace) and POST on the
+// collection (create; 409 if the name is taken).
+func (a *API) putIdentity(kind string, createOnly bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in Identity
+		if err := decodeJSON(w, r, &in); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		name, err := nameFor(r, in.Metadata.Name)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		input := iam.IdentityInput{Kind: kind, Name: name, Description: in.Spec.Description, Role: in.Spec.Role}
+		if in.Spec.Password != nil {
+			input.Password = secret.New(*in.Spec.Password)
+		}
+		id, created, err := a.IAM.PutIdentity(r.Context(), principal(r), input, createOnly)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeJSON(w, createdStatus(created), identityObject(id))
+	}
+}
+
+func (a *API) deleteIdentity(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := a.IAM.DeleteIdentity(r.Context(), principal(r), kind, r.PathValue("name")); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// nameFor reconciles the name in the path (PUT) with metadata.name.
+func nameFor(r *http.Request, bodyName string) (string, error) {
+	pathName := r.PathValue("name")
+	switch {
+	case pathName == "":
+		return bodyName, nil
+	case bodyName != "" && bodyName != pathName:
+		return "", &badRequest{http.StatusBadRequest, "BadRequest", fmt.Sprintf("metadata.name %q does not match the name in the path %q", bodyName, pathName)}
+	}
+	return pathName, nil
+}
+
+func createdStatus(created bool) int {
+	if created {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}
+
+// ---- API keys ----
+
+// APIKey is an API key as the API shows it; its value never appears.
+type APIKey struct {
+	Metadata Metadata     `json:"metadata"`
+	Spec     APIKeySpec   `json:"spec"`
+	Status   APIKeyStatus `json:"status"`
+}
+
+// APIKeySpec is what a caller sets when creating a key.
+type APIKeySpec struct {
+	Description string `json:"description"`
+	Owner       *Owner `json:"owner,omitempty"`
+	ExpiresAt   string `json:"expiresAt,omitempty"`
+}
+
+// APIKeyStatus is what the server reports about a key.
+type APIKeyStatus struct {
+	Locked     bool   `json:"locked"`
+	Expired    bool   `json:"expired"`
+	Hint       string `json:"hint"`
+	LastUsedAt string `json:"lastUsedAt,omitempty"`
+}
+
+// APIKeyDownload is the JSON document a new key's owner can save.
+type APIKeyDownload struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Created     string `json:"created"`
+	Key         string `json:"key"`
+}
+
+// APIKeyCreated is the one answer that carries a key's value.
+type APIKeyCreated struct {
+	APIKey
+	Key      string         `json:"key"`
+	Download APIKeyDownload `json:"download"`
+}
+
+func (a *API) apiKeyObject(k store.APIKey) APIKey {
+	return APIKey{
+		Metadata: Metadata{Name: k.Name, ID: k.ID, CreatedAt: timestamp(k.CreatedAt), CreatedBy: k.CreatedBy},
+		Spec:     APIKeySpec{Description: k.Description, Owner: &Owner{Kind: k.OwnerKind, Name: k.OwnerName}, ExpiresAt: timestamp(k.ExpiresAt)},
+		Status: APIKeyStatus{Locked: k.Locked, Hint: k.KeyHint, LastUsedAt: timestamp(k.LastUsedAt),
+			Expired: !k.ExpiresAt.IsZero() && !a.now().Before(k.ExpiresAt)},
+	}
+}
+
+func (a *API) listAPIKeys(w http.ResponseWriter, r *http.Request) {
+	keys, err := a.IAM.ListAPIKeys(r.Context(), principal(r))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]APIKey, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, a.apiKeyObject(k))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"apiKeys": out})
+}
+
+func (a *API) createAPIKey(w http.ResponseWriter, r *http.Request) {
+	var in APIKey
+	if err := decodeJSON(w, r, &in); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	exp, err := parseTimestamp(in.Spec.ExpiresAt)
+	if err != nil {
+		a.fail(w, r, &badRequest{http.StatusBadRequest, "BadRequest", fmt.Sprintf("spec.expiresAt %q is not an RFC 3339 time such as 2027-01-31T00:00:00Z", in.Spec.ExpiresAt)})
+		return
+	}
+	input := iam.APIKeyInput{Name: in.Metadata.Name, Description: in.Spec.Description, ExpiresAt: exp}
+	if in.Spec.Owner != nil {
+		input.OwnerKind, input.OwnerName = in.Spec.Owner.Kind, in.Spec.Owner.Name
+	}
+	k, v, err := a.IAM.CreateAPIKey(r.Context(), principal(r), input)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	obj := a.apiKeyObject(k)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, APIKeyCreated{APIKey: obj, Key: v.Reveal(), Download: APIKeyDownload{
+		Name: k.Name, Description: k.Description, Created: obj.Metadata.CreatedAt, Key: v.Reveal()}})
+}
+
+func (a *API) getAPIKey(w http.ResponseWriter, r *http.Request) {
+	k, err := a.IAM.GetAPIKey(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a.apiKeyObject(k))
+}
+
+func (a *API) lockAPIKey(locked bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		k, err := a.IAM.SetAPIKeyLocked(r.Context(), principal(r), r.PathValue("id"), locked)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, a.apiKeyObject(k))
+	}
+}
+
+func (a *API) deleteAPIKey(w http.ResponseWriter, r *http.Request) {
+	if err := a.IAM.DeleteAPIKey(r.Context(), principal(r), r.PathValue("id")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- public API credentials ----
+
+// Credential is a public API credential as the API shows it; its secret
+// never appears after creation.
+type Credential struct {
+	Metadata Metadata         `json:"metadata"`
+	Spec     CredentialSpec   `json:"spec"`
+	Status   CredentialStatus `json:"status"`
+}
+
+// CredentialSpec is what a caller sets.
+type CredentialSpec struct {
+	Description string `json:"description"`
+	Owner       *Owner `json:"owner,omitempty"`
+}
+
+// CredentialStatus is what the server reports.
+type CredentialStatus struct {
+	ClientID   string `json:"clientId"`
+	SecretHint string `json:"secretHint"`
+	LastUsedAt string `json:"lastUsedAt,omitempty"`
+}
+
+// CredentialCreated is the one answer that carries a client secret.
+type CredentialCreated struct {
+	Credential
+	ClientID     string `json:"clientId"`
+	ClientSecret string `json:"clientSecret"`
+}
+
+func credentialObject(c store.ClientCredential) Credential {
+	o := Credential{
+		Metadata: Metadata{Name: c.Name, CreatedAt: timestamp(c.CreatedAt), CreatedBy: c.CreatedBy},
+		Spec:     CredentialSpec{Description: c.Description},
+		Status:   CredentialStatus{ClientID: c.ClientID, SecretHint: c.SecretHint, LastUsedAt: timestamp(c.LastUsedAt)},
+	}
+	if c.OwnerID != "" {
+		o.Spec.Owner = &Owner{Kind: c.OwnerKind, Name: c.OwnerName}
+	}
+	return o
+}
+
+func (a *API) listCredentials(w http.ResponseWriter, r *http.Request) {
+	cs, err := a.IAM.ListClientCredentials(r.Context(), principal(r))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]Credential, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, credentialObject(c))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"credentials": out})
+}
+
+func (a *API) getCredential(w http.ResponseWriter, r *http.Request) {
+	c, err := a.IAM.GetClientCredential(r.Context(), principal(r), r.PathValue("name"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, credentialObject(c))
+}
+
+func (a *API) putCredential(createOnly bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in Credential
+		if err := decodeJSON(w, r, &in); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		name, err := nameFor(r, in.Metadata.Name)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		input := iam.CredentialInput{Name: name, Description: in.Spec.Description}
+		if in.Spec.Owner != nil {
+			input.OwnerKind, input.OwnerName = in.Spec.Owner.Kind, in.Spec.Owner.Name
+		}
+		c, v, err := a.IAM.PutClientCredential(r.Context(), principal(r), input, createOnly)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		if v.IsZero() {
+			writeJSON(w, http.StatusOK, credentialObject(c))
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusCreated, CredentialCreated{Credential: credentialObject(c), ClientID: c.ClientID, ClientSecret: v.Reveal()})
+	}
+}
+
+func (a *API) deleteCredential(w http.ResponseWriter, r *http.Request) {
+	if err := a.IAM.DeleteClientCredential(r.Context(), principal(r), r.PathValue("name")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- audit and identity of the caller ----
+
+// AuditEvent is one audit record as the API shows it.
+type AuditEvent struct {
+	ID        string `json:"id"`
+	Time      string `json:"time"`
+	Actor     string `json:"actor"`
+	Action    string `json:"action"`
+	Object    string `json:"object"`
+	Outcome   string `json:"outcome"`
+	Source    string `json:"source"`
+	RequestID string `json:"requestId"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var f store.AuditFilter
+	var err error
+	if f.Since, err = parseTimestamp(q.Get("since")); err != nil {
+		a.fail(w, r, &badRequest{http.StatusBadRequest, "BadRequest", "since must be an RFC 3339 time such as 2026-11-22T10:00:00Z"})
+		return
+	}
+	if f.Until, err = parseTimestamp(q.Get("until")); err != nil {
+		a.fail(w, r, &badRequest{http.StatusBadRequest, "BadRequest", "until must be an RFC 3339 time such as 2026-11-22T10:00:00Z"})
+		return
+	}
+	f.Actor = q.Get("actor")
+	if l := q.Get("limit"); l != "" {
+		if f.Limit, err = strconv.Atoi(l); err != nil || f.Limit < 1 || f.Limit > 10000 {
+			a.fail(w, r, &badRequest{http.StatusBadRequest, "BadRequest", "limit must be a whole number from 1 to 10000"})
+			return
+		}
+	}
+	evs, err := a.IAM.ListAudit(r.Context(), principal(r), f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]AuditEvent, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, AuditEvent{ID: e.ID, Time: e.At.UTC().Format(time.RFC3339Nano), Actor: e.Actor, Action: e.Action,
+			Object: e.Object, Outcome: e.Outcome, Source: e.Source, RequestID: e.RequestID, Detail: e.Detail})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"auditEvents": out})
+}
+
+// whoami tells the caller who its token says it is.
+func (a *API) whoami(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"instanceId": p.InstanceID, "kind": p.SubjectKind, "name": p.SubjectName, "role": p.Role,
+		"clientId": p.ClientID, "apiKeyId": p.KeyID, "expiresAt": timestamp(p.ExpiresAt),
+	})
+}

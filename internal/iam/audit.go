@@ -1,0 +1,121 @@
+package iam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+// Audit outcomes.
+const (
+	OutcomeSuccess = "success"
+	OutcomeDenied  = "denied"
+	OutcomeFailure = "failure"
+)
+
+// Auditor is the audit pipeline: Record returns only once the event is
+// durable, and events arriving together are written in one transaction
+// (group commit), so auditing every token costs one commit per batch, not
+// per token. Audit events never hold secret values: callers pass names and
+// ids, and Detail is for non-secret context only.
+type Auditor struct {
+	store store.IAM
+	reqs  chan auditReq
+	done  chan struct{}
+	once  sync.Once
+}
+
+type auditReq struct {
+	ev  store.AuditEvent
+	err chan error
+}
+
+// maxAuditBatch bounds one transaction of audit events.
+const maxAuditBatch = 512
+
+// NewAuditor starts the pipeline; Close stops it.
+func NewAuditor(st store.IAM) *Auditor {
+	a := &Auditor{store: st, reqs: make(chan auditReq, maxAuditBatch), done: make(chan struct{})}
+	go a.loop()
+	return a
+}
+
+var errAuditClosed = errors.New("iam: audit pipeline is closed")
+
+// Record writes ev durably. An error means the event was not recorded and
+// the action it describes must not be acknowledged.
+func (a *Auditor) Record(ctx context.Context, ev store.AuditEvent) error {
+	if ev.ID == "" {
+		ev.ID = fmt.Sprintf("%016x%s", ev.At.UnixNano(), randomID(4))
+	}
+	req := auditReq{ev: ev, err: make(chan error, 1)}
+	select {
+	case a.reqs <- req:
+	case <-a.done:
+		return errAuditClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.err:
+		return err
+	case <-ctx.Done():
+		// The write goes on; the caller has given up waiting.
+		return ctx.Err()
+	}
+}
+
+func (a *Auditor) loop() {
+	for {
+		var first auditReq
+		select {
+		case first = <-a.reqs:
+		case <-a.done:
+			a.drain()
+			return
+		}
+		batch := []auditReq{first}
+	more:
+		for len(batch) < maxAuditBatch {
+			select {
+			case r := <-a.reqs:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		a.write(batch)
+	}
+}
+
+func (a *Auditor) write(batch []auditReq) {
+	evs := make([]store.AuditEvent, len(batch))
+	for i, r := range batch {
+		evs[i] = r.ev
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err := a.store.InsertAuditEvents(ctx, evs)
+	cancel()
+	for _, r := range batch {
+		r.err <- err
+	}
+}
+
+// drain writes what is queued when Close is called.
+func (a *Auditor) drain() {
+	for {
+		select {
+		case r := <-a.reqs:
+			a.write([]auditReq{r})
+		default:
+			return
+		}
+	}
+}
+
+// Close stops the pipeline after writing what is queued.
+func (a *Auditor) Close() { a.once.Do(func() { close(a.done) }) }

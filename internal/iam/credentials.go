@@ -1,0 +1,116 @@
+package iam
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash/crc32"
+	"math/big"
+	"regexp"
+	"strings"
+
+	"github.com/sluice-dev/sluice/internal/secret"
+)
+
+// Secret value formats. Like GitHub's tokens, every secret Sluice issues
+// has a recognisable prefix and ends in a checksum, so a scanner can find
+// leaked values with a regular expression and reject look-alikes without
+// asking the server:
+//
+//	API key:        slk_  + 30 base62 characters + 6 base62 checksum characters
+//	client secret:  slcs_ + 30 base62 characters + 6 base62 checksum characters
+//
+// The checksum is CRC32 (IEEE) of the prefix and the 30 random characters,
+// written as 6 base62 digits, zero-padded. SecretPattern matches both.
+const (
+	APIKeyPrefix       = "slk_"
+	ClientSecretPrefix = "slcs_"
+	randomChars        = 30
+	checksumChars      = 6
+)
+
+// SecretPattern matches every secret Sluice issues (for leak scanners).
+var SecretPattern = regexp.MustCompile(`\bsl(k|cs)_[0-9A-Za-z]{36}\b`)
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+func randomBase62(n int) string {
+	b := make([]byte, n)
+	max := big.NewInt(int64(len(base62)))
+	for i := range b {
+		v, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			panic("iam: system randomness failed: " + err.Error())
+		}
+		b[i] = base62[v.Int64()]
+	}
+	return string(b)
+}
+
+func checksum(body string) string {
+	c := uint64(crc32.ChecksumIEEE([]byte(body)))
+	out := make([]byte, checksumChars)
+	for i := checksumChars - 1; i >= 0; i-- {
+		out[i] = base62[c%62]
+		c /= 62
+	}
+	return string(out)
+}
+
+// newSecret returns a fresh secret with the given prefix.
+func newSecret(prefix string) secret.Value {
+	body := prefix + randomBase62(randomChars)
+	return secret.New(body + checksum(body))
+}
+
+// wellFormed checks the prefix, length, alphabet and checksum of a
+// presented secret, so malformed values are refused before any look-up.
+func wellFormed(v, prefix string) bool {
+	if !strings.HasPrefix(v, prefix) || len(v) != len(prefix)+randomChars+checksumChars {
+		return false
+	}
+	for i := len(prefix); i < len(v); i++ {
+		if strings.IndexByte(base62, v[i]) < 0 {
+			return false
+		}
+	}
+	body := v[:len(v)-checksumChars]
+	return checksum(body) == v[len(v)-checksumChars:]
+}
+
+// hashSecret is how issued secrets are stored. They carry 178 bits of
+// randomness, so a fast hash suffices (no dictionary to guess from) and
+// lets the key be looked up by its hash; passwords use argon2id instead.
+func hashSecret(v secret.Value) string {
+	h := sha256.Sum256([]byte(v.Reveal()))
+	return hex.EncodeToString(h[:])
+}
+
+// hint is the part of a secret shown in lists: the prefix and 4 characters.
+func hint(v secret.Value, prefix string) string {
+	return v.Reveal()[:len(prefix)+4] + "…"
+}
+
+// randomID returns n random bytes as lower-case hex.
+func randomID(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("iam: system randomness failed: " + err.Error())
+	}
+	return hex.EncodeToString(b)
+}
+
+// newInstanceID returns an id like App Connect's: 10 lower-case alphanumerics.
+func newInstanceID() string {
+	const alpha = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, 10)
+	max := big.NewInt(int64(len(alpha)))
+	for i := range b {
+		v, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			panic("iam: system randomness failed: " + err.Error())
+		}
+		b[i] = alpha[v.Int64()]
+	}
+	return string(b)
+}

@@ -1,0 +1,64 @@
+package iam
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies an Error for the API layer, which maps it to a status.
+type Kind int
+
+const (
+	KindInvalid      Kind = iota + 1 // 400: the request is malformed or breaks a rule
+	KindUnauthorized                 // 401: credentials missing or wrong
+	KindForbidden                    // 403: authenticated, but not allowed
+	KindNotFound                     // 404
+	KindConflict                     // 409
+)
+
+// Error separates what a client may see (Msg) from what only operators
+// should (Err, logged but never sent), so internal detail cannot leak into
+// a response by accident.
+type Error struct {
+	Kind Kind
+	Msg  string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func invalid(format string, args ...any) error {
+	return &Error{Kind: KindInvalid, Msg: fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &Error{Kind: KindNotFound, Msg: fmt.Sprintf(format, args...)}
+}
+
+func conflict(format string, args ...any) error {
+	return &Error{Kind: KindConflict, Msg: fmt.Sprintf(format, args...)}
+}
+
+func forbidden(format string, args ...any) error {
+	return &Error{Kind: KindForbidden, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrBadCredentials is the one answer to every failed token request: it
+// does not say which part was wrong.
+var ErrBadCredentials = &Error{Kind: KindUnauthorized, Msg: "the credentials are not valid"}
+
+// KindOf returns the kind of err, or 0 when it is not an *Error.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return 0
+}

@@ -1,0 +1,165 @@
+package iam
+
+import (
+	"context"
+	"crypto/subtle"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+// TokenResponse is the answer of every token endpoint. Field order is part
+// of the contract: App Connect scripts parse it with tr and grep, so it is
+// compact and in this order (access_token, token_type, scope, expires_in).
+type TokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	Scope       string `json:"scope"`
+	ExpiresIn   int64  `json:"expires_in"`
+}
+
+// TokenRequest carries what a caller presented to a token endpoint.
+type TokenRequest struct {
+	ClientID     string
+	ClientSecret secret.Value
+	InstanceID   string       // required by the App Connect exchange; optional for OAuth
+	APIKey       secret.Value // empty for the client_credentials grant
+	Source       string
+	RequestID    string
+}
+
+// ExchangeAPIKey is the App Connect exchange and the OAuth API-key grant:
+// a client credential of the instance plus an API key yield a token with
+// the key owner's role. Every failure is the same ErrBadCredentials; the
+// audit record says what was wrong, for operators.
+func (s *Service) ExchangeAPIKey(ctx context.Context, r TokenRequest) (TokenResponse, error) {
+	cred, why := s.checkClient(ctx, r)
+	var key store.APIKey
+	if why == "" {
+		key, why = s.checkAPIKey(ctx, r.APIKey, cred.InstanceID)
+	}
+	p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
+	if why != "" {
+		return TokenResponse{}, s.refuse(ctx, p, why)
+	}
+	p.SubjectKind, p.SubjectName = key.OwnerKind, key.OwnerName
+	return s.issue(ctx, p, Claims{Subject: key.OwnerID, ClientID: cred.ClientID, InstanceID: cred.InstanceID,
+		Role: key.OwnerRole, Scope: scopeFor(key.OwnerRole), KeyID: key.ID}, "apiKey/"+key.ID, func() {
+		_ = s.Store.TouchAPIKey(ctx, key.ID, s.now())
+	})
+}
+
+// ClientCredentialsGrant is OAuth 2.0's client_credentials grant (RFC 6749
+// §4.4). Only a credential owned by a user or service ID (an application)
+// may use it alone; an instance credential needs an API key as well, as in
+// App Connect.
+func (s *Service) ClientCredentialsGrant(ctx context.Context, r TokenRequest) (TokenResponse, error) {
+	cred, why := s.checkClient(ctx, r)
+	if why == "" && cred.OwnerID == "" {
+		why = "instance credential used without an API key"
+	}
+	p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
+	if why != "" {
+		return TokenResponse{}, s.refuse(ctx, p, why)
+	}
+	p.SubjectKind, p.SubjectName = cred.OwnerKind, cred.OwnerName
+	return s.issue(ctx, p, Claims{Subject: cred.OwnerID, ClientID: cred.ClientID, InstanceID: cred.InstanceID,
+		Role: cred.OwnerRole, Scope: scopeFor(cred.OwnerRole)}, "clientCredential/"+cred.Name, nil)
+}
+
+// checkClient authenticates the client; the reason it returns is for the
+// audit only.
+func (s *Service) checkClient(ctx context.Context, r TokenRequest) (store.ClientCredential, string) {
+	if r.ClientID == "" || r.ClientSecret.IsZero() {
+		return store.ClientCredential{}, "client id or secret missing"
+	}
+	if len(r.ClientID) > 64 {
+		return store.ClientCredential{}, "client id malformed"
+	}
+	cred, err := s.Store.GetClientCredential(ctx, r.ClientID)
+	if err != nil {
+		return store.ClientCredential{}, "unknown client id"
+	}
+	if !wellFormed(r.ClientSecret.Reveal(), ClientSecretPrefix) ||
+		subtle.ConstantTimeCompare([]byte(hashSecret(r.ClientSecret)), []byte(cred.SecretHash)) != 1 {
+		return cred, "wrong client secret"
+	}
+	if r.InstanceID != "" && r.InstanceID != cred.InstanceID {
+		return cred, "instance id does not match the client"
+	}
+	return cred, ""
+}
+
+func (s *Service) checkAPIKey(ctx context.Context, v secret.Value, instanceID string) (store.APIKey, string) {
+	if v.IsZero() {
+		return store.APIKey{}, "API key missing"
+	}
+	if !wellFormed(v.Reveal(), APIKeyPrefix) {
+		return store.APIKey{}, "API key malformed"
+	}
+	key, err := s.Store.APIKeyByHash(ctx, hashSecret(v))
+	switch {
+	case err != nil:
+		return key, "unknown API key"
+	case key.InstanceID != instanceID:
+		return key, "API key of another instance"
+	case key.Locked:
+		return key, "API key " + key.ID + " is locked"
+	case !key.ExpiresAt.IsZero() && !s.now().Before(key.ExpiresAt):
+		return key, "API key " + key.ID + " has expired"
+	}
+	return key, ""
+}
+
+func (s *Service) refuse(ctx context.Context, p Principal, why string) error {
+	if err := s.audit(ctx, p, "token.refuse", "token", ErrBadCredentials, why); err != nil {
+		return err
+	}
+	return ErrBadCredentials
+}
+
+func (s *Service) issue(ctx context.Context, p Principal, c Claims, object string, after func()) (TokenResponse, error) {
+	raw, c, err := s.Tokens.Mint(c)
+	if err != nil {
+		return TokenResponse{}, err
+	}
+	if err := s.audit(ctx, p, "token.issue", object, nil, "jti "+c.ID); err != nil {
+		return TokenResponse{}, err
+	}
+	if after != nil {
+		after()
+	}
+	_ = s.Store.TouchClientCredential(ctx, c.ClientID, s.now())
+	// expires_in is derived from the signed claims, never from
+	// configuration, so it always equals exp − iat.
+	return TokenResponse{AccessToken: raw, TokenType: "bearer", Scope: c.Scope, ExpiresIn: c.Expiry - c.IssuedAt}, nil
+}
+
+// Authenticate establishes the principal of a request from its bearer
+// token and the X-IBM-Client-Id it sent. Beyond the signature it reads the
+// current state of what the token was minted from, so deleting or locking
+// an API key, deleting a client credential or an identity, or revoking the
+// token takes effect on the very next request, on every replica sharing the
+// store. The role is the subject's current one, so a demotion bites at once.
+func (s *Service) Authenticate(ctx context.Context, bearer, clientID string) (Principal, error) {
+	c, err := s.Tokens.Verify(ctx, bearer)
+	if err != nil {
+		return Principal{}, err
+	}
+	if clientID == "" || clientID != c.ClientID {
+		return Principal{}, ErrInvalidToken
+	}
+	g, err := s.Store.GrantState(ctx, c.ClientID, c.KeyID, c.Subject, c.ID)
+	if err != nil {
+		return Principal{}, err
+	}
+	switch {
+	case !g.ClientExists, g.ClientInstance != c.InstanceID, g.Revoked, g.SubjectRole == "":
+		return Principal{}, ErrInvalidToken
+	case c.KeyID != "" && (!g.KeyExists || g.KeyLocked || (!g.KeyExpiresAt.IsZero() && !s.now().Before(g.KeyExpiresAt))):
+		return Principal{}, ErrInvalidToken
+	}
+	return Principal{InstanceID: c.InstanceID, SubjectID: c.Subject, SubjectKind: g.SubjectKind, SubjectName: g.SubjectName,
+		Role: g.SubjectRole, ClientID: c.ClientID, KeyID: c.KeyID, TokenID: c.ID, ExpiresAt: time.Unix(c.Expiry, 0).UTC()}, nil
+}

@@ -1,0 +1,307 @@
+package iam
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+// Claims are the claims of a Sluice access token: the JWT profile of RFC
+// 9068 §2.2 (iss, exp, aud, sub, client_id, iat, jti, scope) plus the
+// instance, the role and, when the token came from an API key, that key.
+type Claims struct {
+	Issuer     string `json:"iss"`
+	Subject    string `json:"sub"`
+	Audience   string `json:"aud"`
+	ClientID   string `json:"client_id"`
+	IssuedAt   int64  `json:"iat"`
+	Expiry     int64  `json:"exp"`
+	ID         string `json:"jti"`
+	Scope      string `json:"scope"`
+	InstanceID string `json:"instance_id"`
+	Role       string `json:"role"`
+	KeyID      string `json:"akid,omitempty"`
+}
+
+// tokenType is the JWT "typ" header of access tokens (RFC 9068 §2.1).
+const tokenType = "at+jwt"
+
+// Signing algorithms Sluice issues tokens with.
+const (
+	AlgEdDSA = "EdDSA"
+	AlgRS256 = "RS256"
+)
+
+// ErrInvalidToken covers every reason a token is refused; the reason is
+// kept out of answers on purpose (RFC 6750 §3.1 lets servers say little).
+var ErrInvalidToken = errors.New("invalid or expired token")
+
+type signingKey struct {
+	kid     string
+	alg     jose.SignatureAlgorithm
+	signer  jose.Signer // nil for keys whose private half this process did not unseal
+	public  jose.JSONWebKey
+	retired time.Time
+}
+
+// Tokens mints and verifies access tokens with signing keys kept in the
+// store, their private halves sealed by the keyring. Every replica sharing
+// a store signs and verifies with the same keys.
+type Tokens struct {
+	Store    store.IAM
+	Keyring  *secret.Keyring
+	Alg      string        // AlgEdDSA (default) or AlgRS256
+	Issuer   string        // "iss" of issued tokens
+	Audience string        // "aud" of issued tokens
+	Lifetime time.Duration // also how long retired keys stay in the JWKS
+	Now      func() time.Time
+
+	mu     sync.RWMutex
+	keys   map[string]*signingKey
+	active *signingKey
+}
+
+func (t *Tokens) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
+}
+
+// Init loads the signing keys and makes sure one of the configured
+// algorithm is active, creating it if needed.
+func (t *Tokens) Init(ctx context.Context) error {
+	if t.Alg == "" {
+		t.Alg = AlgEdDSA
+	}
+	if t.Alg != AlgEdDSA && t.Alg != AlgRS256 {
+		return fmt.Errorf("token signing algorithm %q is not one of %s, %s", t.Alg, AlgEdDSA, AlgRS256)
+	}
+	if err := t.reload(ctx); err != nil {
+		return err
+	}
+	t.mu.RLock()
+	ok := t.active != nil && string(t.active.alg) == t.Alg
+	t.mu.RUnlock()
+	if ok {
+		return nil
+	}
+	return t.Rotate(ctx)
+}
+
+// Rotate creates a new signing key of the configured algorithm, makes it
+// the one new tokens are signed with, and retires the others. Retired keys
+// stay in the JWKS until the last token they signed has expired.
+func (t *Tokens) Rotate(ctx context.Context) error {
+	k, err := t.newKey()
+	if err != nil {
+		return err
+	}
+	if err := t.Store.InsertSigningKey(ctx, k); err != nil {
+		return err
+	}
+	if err := t.Store.RetireSigningKeys(ctx, k.KID, t.now()); err != nil {
+		return err
+	}
+	return t.reload(ctx)
+}
+
+func (t *Tokens) newKey() (store.SigningKey, error) {
+	var priv crypto.Signer
+	switch t.Alg {
+	case AlgRS256:
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return store.SigningKey{}, err
+		}
+		priv = k
+	default:
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return store.SigningKey{}, err
+		}
+		priv = k
+	}
+	kid := randomID(8)
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return store.SigningKey{}, err
+	}
+	sealed, err := t.Keyring.Seal(der, signingKeyAAD(kid))
+	if err != nil {
+		return store.SigningKey{}, err
+	}
+	pub := jose.JSONWebKey{Key: priv.Public(), KeyID: kid, Algorithm: t.Alg, Use: "sig"}
+	pubJSON, err := pub.MarshalJSON()
+	if err != nil {
+		return store.SigningKey{}, err
+	}
+	return store.SigningKey{KID: kid, Alg: t.Alg, SealedPrivate: sealed, PublicJWK: string(pubJSON), CreatedAt: t.now().UTC()}, nil
+}
+
+func signingKeyAAD(kid string) []byte { return []byte("signing-key/" + kid) }
+
+// reload reads every signing key from the store.
+func (t *Tokens) reload(ctx context.Context) error {
+	rows, err := t.Store.ListSigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	keys := make(map[string]*signingKey, len(rows))
+	var active *signingKey
+	for _, r := range rows {
+		var pub jose.JSONWebKey
+		if err := pub.UnmarshalJSON([]byte(r.PublicJWK)); err != nil {
+			return fmt.Errorf("iam: signing key %s has a broken public key: %w", r.KID, err)
+		}
+		sk := &signingKey{kid: r.KID, alg: jose.SignatureAlgorithm(r.Alg), public: pub, retired: r.RetiredAt}
+		if r.RetiredAt.IsZero() {
+			der, err := t.Keyring.Open(r.SealedPrivate, signingKeyAAD(r.KID))
+			if err != nil {
+				return fmt.Errorf("iam: unable to unseal signing key %s: %w", r.KID, err)
+			}
+			priv, err := x509.ParsePKCS8PrivateKey(der)
+			if err != nil {
+				return fmt.Errorf("iam: signing key %s does not parse: %w", r.KID, err)
+			}
+			opts := (&jose.SignerOptions{}).WithType(tokenType).WithHeader(jose.HeaderKey("kid"), r.KID)
+			sk.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: sk.alg, Key: priv}, opts)
+			if err != nil {
+				return err
+			}
+			if active == nil || r.CreatedAt.After(activeCreated(rows, active.kid)) {
+				active = sk
+			}
+		}
+		keys[r.KID] = sk
+	}
+	t.mu.Lock()
+	t.keys, t.active = keys, active
+	t.mu.Unlock()
+	return nil
+}
+
+func activeCreated(rows []store.SigningKey, kid string) time.Time {
+	for _, r := range rows {
+		if r.KID == kid {
+			return r.CreatedAt
+		}
+	}
+	return time.Time{}
+}
+
+// Mint signs c, filling iss, aud, iat, exp and jti. expires_in of the
+// answer must be taken from the returned claims (exp − iat), never from
+// configuration, so the two cannot disagree.
+func (t *Tokens) Mint(c Claims) (string, Claims, error) {
+	t.mu.RLock()
+	k := t.active
+	t.mu.RUnlock()
+	if k == nil {
+		return "", c, errors.New("iam: no active signing key")
+	}
+	now := t.now().Unix()
+	c.Issuer, c.Audience = t.Issuer, t.Audience
+	c.IssuedAt, c.Expiry = now, now+int64(t.Lifetime/time.Second)
+	c.ID = randomID(16)
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", c, err
+	}
+	obj, err := k.signer.Sign(payload)
+	if err != nil {
+		return "", c, fmt.Errorf("iam: unable to sign a token: %w", err)
+	}
+	raw, err := obj.CompactSerialize()
+	return raw, c, err
+}
+
+// Verify checks a token's signature, algorithm, type, issuer, audience and
+// lifetime, and returns its claims. The algorithm is pinned to the one
+// recorded for the key the token names (RFC 8725 §3.1): a token that names
+// a known key but another algorithm, "none", or no key is refused.
+func (t *Tokens) Verify(ctx context.Context, raw string) (Claims, error) {
+	var c Claims
+	obj, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA, jose.RS256})
+	if err != nil || len(obj.Signatures) != 1 {
+		return c, ErrInvalidToken
+	}
+	h := obj.Signatures[0].Header
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != tokenType {
+		return c, ErrInvalidToken
+	}
+	k := t.key(h.KeyID)
+	if k == nil {
+		// A replica may have rotated keys since this one loaded them.
+		if err := t.reload(ctx); err != nil {
+			return c, err
+		}
+		if k = t.key(h.KeyID); k == nil {
+			return c, ErrInvalidToken
+		}
+	}
+	if h.Algorithm != string(k.alg) {
+		return c, ErrInvalidToken
+	}
+	payload, err := obj.Verify(k.public.Key)
+	if err != nil {
+		return c, ErrInvalidToken
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return c, ErrInvalidToken
+	}
+	now := t.now().Unix()
+	if c.Issuer != t.Issuer || c.Audience != t.Audience || now >= c.Expiry || c.IssuedAt > now+60 || c.ID == "" {
+		return c, ErrInvalidToken
+	}
+	return c, nil
+}
+
+func (t *Tokens) key(kid string) *signingKey {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.keys[kid]
+}
+
+// JWKS returns the public keys that may have signed an unexpired token:
+// the active ones and those retired less than one token lifetime ago.
+func (t *Tokens) JWKS() jose.JSONWebKeySet {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var set jose.JSONWebKeySet
+	cut := t.now().Add(-t.Lifetime)
+	for _, k := range t.keys {
+		if k.retired.IsZero() || k.retired.After(cut) {
+			set.Keys = append(set.Keys, k.public)
+		}
+	}
+	return set
+}
+
+// Refresh reloads signing keys periodically so a rotation done by another
+// replica is picked up for signing too, until ctx is done.
+func (t *Tokens) Refresh(ctx context.Context, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			_ = t.reload(ctx)
+		}
+	}
+}
