@@ -1,0 +1,263 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/server/servertest"
+	"github.com/sluice-dev/sluice/internal/store/storetest"
+)
+
+func TestServeHealthRequestIDsAndGracefulStop(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	for _, path := range []string{"/healthz", "/readyz"} {
+		req, _ := http.NewRequest("GET", s.URL+path, nil)
+		req.Header.Set("X-Request-Id", "test-req-"+path[1:])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s = %d", path, resp.StatusCode)
+		}
+		if got := resp.Header.Get("X-Request-Id"); got != "test-req-"+path[1:] {
+			t.Errorf("%s echoed request id %q", path, got)
+		}
+	}
+	// A request without an id gets a fresh one.
+	resp, err := http.Get(s.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if id := resp.Header.Get("X-Request-Id"); len(id) != 32 {
+		t.Errorf("generated request id %q", id)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatalf("SIGTERM: exit %v\n%s", err, s.Stderr())
+	}
+	// One JSON access-log line per request, with the request id.
+	var accessLines int
+	for _, line := range strings.Split(strings.TrimSpace(s.Stderr()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if rec["msg"] == "request" {
+			accessLines++
+			if rec["request_id"] == "" || rec["status"] == nil {
+				t.Errorf("access log line lacks fields: %s", line)
+			}
+		}
+	}
+	if accessLines != 3 {
+		t.Errorf("%d access log lines, want 3:\n%s", accessLines, s.Stderr())
+	}
+	if !strings.Contains(s.Stderr(), `"msg":"stopped"`) {
+		t.Errorf("no clean stop in the log:\n%s", s.Stderr())
+	}
+}
+
+func TestBootstrapHappensOnceAndIsPrivate(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	out := s.Stdout()
+	for _, want := range []string{s.Creds.InstanceID, s.Creds.ClientID, s.Creds.ClientSecret, s.Creds.APIKey, "curl -s -X POST " + s.URL + "/api/v1/tokens"} {
+		if want == "" || !strings.Contains(out, want) {
+			t.Errorf("first start did not print %q:\n%s", want, out)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(s.DataDir, "initial-credentials.json"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("initial-credentials.json: %v mode %v", err, fi.Mode().Perm())
+	}
+	var raw map[string]string
+	b, _ := os.ReadFile(filepath.Join(s.DataDir, "initial-credentials.json"))
+	json.Unmarshal(b, &raw)
+	for _, k := range []string{"endpoint", "instanceId", "clientId", "clientSecret", "apiKey", "username", "password"} {
+		if raw[k] == "" {
+			t.Errorf("initial-credentials.json lacks %q", k)
+		}
+	}
+	// Secrets go to stdout once, never to the log.
+	for _, v := range []string{s.Creds.ClientSecret, s.Creds.APIKey, s.Creds.Password} {
+		if strings.Contains(s.Stderr(), v) {
+			t.Errorf("a bootstrap secret reached the log")
+		}
+	}
+	s.Stop()
+	s.Restart()
+	if strings.Contains(s.Stdout(), "first start") {
+		t.Fatalf("second start bootstrapped again:\n%s", s.Stdout())
+	}
+	s.Admin(t) // the first credentials still work
+}
+
+// Acknowledged writes survive SIGKILL of the control plane, on both stores.
+func TestDurabilityAcrossSIGKILL(t *testing.T) {
+	for _, kind := range storetest.Kinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := servertest.Start(t, servertest.Options{Store: storetest.DSN(t, kind)})
+			admin := s.Admin(t)
+			const n = 40
+			var mu sync.Mutex
+			acked := map[string]string{} // service ID name -> API key value
+			var wg sync.WaitGroup
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					name := fmt.Sprintf("svc-%02d", i)
+					code, body := admin.Do("PUT", "/api/v1/service-ids/"+name, map[string]any{
+						"metadata": map[string]string{"name": name}, "spec": map[string]string{"role": "developer"}})
+					if code != http.StatusCreated {
+						t.Errorf("PUT service ID %s: %d %s", name, code, body)
+						return
+					}
+					code, body = admin.Do("POST", "/api/v1/api-keys", map[string]any{
+						"metadata": map[string]string{"name": "k"},
+						"spec":     map[string]any{"owner": map[string]string{"kind": "serviceId", "name": name}}})
+					if code != http.StatusCreated {
+						t.Errorf("POST API key for %s: %d %s", name, code, body)
+						return
+					}
+					var created struct{ Key string }
+					json.Unmarshal(body, &created)
+					mu.Lock()
+					acked[name] = created.Key
+					mu.Unlock()
+				}(i)
+			}
+			wg.Wait()
+			s.Kill()
+			s.Restart()
+			admin = s.Admin(t)
+			code, body := admin.Do("GET", "/api/v1/service-ids", nil)
+			if code != 200 {
+				t.Fatalf("list after restart: %d %s", code, body)
+			}
+			var list struct {
+				ServiceIDs []struct {
+					Metadata struct{ Name string }
+				} `json:"serviceIds"`
+			}
+			json.Unmarshal(body, &list)
+			have := map[string]bool{}
+			for _, o := range list.ServiceIDs {
+				have[o.Metadata.Name] = true
+			}
+			for name, key := range acked {
+				if !have[name] {
+					t.Errorf("acknowledged service ID %s lost after SIGKILL", name)
+				}
+				// The API key, only its hash stored, still exchanges.
+				resp, _, err := servertest.Exchange(s.URL, s.Creds.ClientID, s.Creds.ClientSecret, s.Creds.InstanceID, key)
+				if err != nil || resp.StatusCode != 200 {
+					t.Errorf("API key of %s does not exchange after SIGKILL: %v %v", name, err, resp)
+				}
+			}
+			if len(acked) != n {
+				t.Errorf("%d of %d writes acknowledged", len(acked), n)
+			}
+		})
+	}
+}
+
+// Bad start-up input ends with one line that says what to do, a non-zero
+// exit code, and nothing written.
+func TestStartupErrors(t *testing.T) {
+	bin := servertest.Binary(t)
+	// A store sealed under one key, for the wrong-key case.
+	sealed := servertest.Start(t, servertest.Options{})
+	sealed.Stop()
+	otherKey, _ := secret.NewMasterKey()
+	file := filepath.Join(t.TempDir(), "a-file")
+	os.WriteFile(file, []byte("x"), 0o600)
+
+	cases := []struct {
+		name     string
+		args     []string
+		env      []string
+		wantCode int
+		wantText string
+		dataDir  string // must not exist afterwards when fresh is true
+		fresh    bool
+	}{
+		{"unknown flag", []string{"serve", "--no-such-flag"}, nil, 2, "unknown flag", "", false},
+		{"wrong master key", []string{"serve", "--data-dir", sealed.DataDir}, []string{"SLUICE_MASTER_KEY=" + otherKey.Encode().Reveal()}, 1, "does not open this store", "", false},
+		{"malformed master key", []string{"serve"}, []string{"SLUICE_MASTER_KEY=not-a-key"}, 1, "sluice master-key generate", "", true},
+		{"unreachable postgres", []string{"serve", "--store", "postgres://postgres@127.0.0.1:1/test"}, nil, 1, "cannot reach PostgreSQL", "", true},
+		{"data dir not writable", []string{"serve", "--data-dir", filepath.Join(file, "sub")}, nil, 1, "choose another with --data-dir", "", false},
+		{"unknown store", []string{"serve", "--store", "mysql://x"}, nil, 1, "not understood", "", true},
+		{"bad token lifetime", []string{"serve", "--token-lifetime", "1s"}, nil, 1, "out of range", "", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := c.args
+			dir := filepath.Join(t.TempDir(), "data")
+			if c.fresh {
+				args = append(args, "--data-dir", dir)
+			}
+			args = append(args, "--listen", servertest.FreeAddr(t))
+			cmd := exec.Command(bin, args...)
+			cmd.Env = append(os.Environ(), c.env...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			code := cmd.ProcessState.ExitCode()
+			if err == nil || code != c.wantCode {
+				t.Fatalf("exit code %d, want %d (stderr %q)", code, c.wantCode, stderr.String())
+			}
+			msg := strings.TrimSpace(stderr.String())
+			if strings.Count(msg, "\n") != 0 || !strings.HasPrefix(msg, "sluice: ") || !strings.Contains(msg, c.wantText) {
+				t.Fatalf("stderr is not one line saying %q: %q", c.wantText, msg)
+			}
+			if c.fresh {
+				if _, err := os.Stat(dir); err == nil {
+					t.Fatalf("a failed start left %s behind", dir)
+				}
+			}
+		})
+	}
+}
+
+// Several control planes starting at once against one empty PostgreSQL
+// apply migrations once and create exactly one first instance.
+func TestConcurrentStartOnPostgres(t *testing.T) {
+	dsn := storetest.DSN(t, "postgres")
+	var wg sync.WaitGroup
+	servers := make([]*servertest.Server, 3)
+	for i := range servers {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			servers[i] = servertest.Start(t, servertest.Options{Store: dsn, Env: []string{"SLUICE_MASTER_KEY=" + sharedKey}})
+		}(i)
+	}
+	wg.Wait()
+	boots := 0
+	var creds *servertest.Server
+	for _, s := range servers {
+		if strings.Contains(s.Stdout(), "first start") {
+			boots++
+			creds = s
+		}
+	}
+	if boots != 1 {
+		t.Fatalf("%d processes bootstrapped, want exactly 1", boots)
+	}
+	// Every replica accepts the one set of credentials.
+	for _, s := range servers {
+		s.Login(t, creds.Creds.ClientID, creds.Creds.ClientSecret, creds.Creds.InstanceID, creds.Creds.APIKey)
+	}
+}
+
+var sharedKey = func() string { k, _ := secret.NewMasterKey(); return k.Encode().Reveal() }()
