@@ -113,7 +113,7 @@ func (l *loader) loadModules() *moduleSet {
 			line, col := 1, 1
 			var pe *gojq.ParseError
 			if errors.As(err, &pe) {
-				line, col = offsetPos(string(data), pe.Offset)
+				line, col = offsetPos(string(data), tokenStart(pe))
 			}
 			l.errPos(file, line, col, "invalid jq module: %v", err)
 			continue
@@ -121,6 +121,12 @@ func (l *loader) loadModules() *moduleSet {
 		m.queries[name] = q
 	}
 	return m
+}
+
+// tokenStart is where the offending token begins: gojq reports the offset
+// after reading it.
+func tokenStart(pe *gojq.ParseError) int {
+	return max(pe.Offset-len(pe.Token), 0)
 }
 
 // offsetPos turns a byte offset into a 1-based line and column.
@@ -210,7 +216,7 @@ func (c *compiler) jqParseErr(n *yaml.Node, src, what string, err error) {
 	line, col := n.Line, n.Column
 	var pe *gojq.ParseError
 	if errors.As(err, &pe) {
-		dl, dc := offsetPos(src, pe.Offset)
+		dl, dc := offsetPos(src, tokenStart(pe))
 		switch n.Style {
 		case yaml.LiteralStyle, yaml.FoldedStyle:
 			// The text starts on the line after the | or > indicator,

@@ -206,11 +206,20 @@ func (l *loader) joined() error {
 func tryRegister(mux *http.ServeMux, pattern string) (msg string) {
 	defer func() {
 		if r := recover(); r != nil {
-			msg = fmt.Sprint(r)
+			msg = muxConflict(fmt.Sprint(r))
 		}
 	}()
 	mux.HandleFunc(pattern, func(http.ResponseWriter, *http.Request) {})
 	return ""
+}
+
+var registeredAtRE = regexp.MustCompile(`\s*\(registered at [^)]*\)`)
+
+// muxConflict shortens ServeMux's conflict panic to its explanation,
+// without the Go source positions it names.
+func muxConflict(msg string) string {
+	msg = registeredAtRE.ReplaceAllString(msg, "")
+	return strings.Join(strings.Fields(msg), " ")
 }
 
 // routeKey erases parameter names so /a/{x} and /a/{y} count as the same route.
