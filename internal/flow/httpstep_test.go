@@ -79,8 +79,8 @@ func TestHTTPStep(t *testing.T) {
 		check      func(t *testing.T, b *backend)
 	}{
 		{
-			name: "basic auth, JSON body, query and response",
-			step: `{request: {method: POST, url: '${ .config.url }/orders/${ .params.id }', query: {q: 'a b'}, body: '{n: .body.n}'}, auth: svc}`,
+			name:      "basic auth, JSON body, query and response",
+			step:      `{request: {method: POST, url: '${ .config.url }/orders/${ .params.id }', query: {q: 'a b'}, body: '{n: .body.n}'}, auth: svc}`,
 			wantCalls: 1, wantSleeps: "[]",
 			wantBody: `"status":200`,
 			check: func(t *testing.T, b *backend) {
@@ -130,9 +130,9 @@ func TestHTTPStep(t *testing.T) {
 			check: func(t *testing.T, b *backend) {},
 		},
 		{
-			name:       "runtime url that is not absolute",
-			step:       `{request: {url: '${ .body.n }'}}`,
-			wantCalls:  0, wantSleeps: "[]",
+			name:      "runtime url that is not absolute",
+			step:      `{request: {url: '${ .body.n }'}}`,
+			wantCalls: 0, wantSleeps: "[]",
 			wantErr:    `url "5" is not an absolute http or https URL`,
 			wantStatus: 500,
 		},
