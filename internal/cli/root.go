@@ -29,6 +29,8 @@ func newRootCommand() *cobra.Command {
 		newServeCommand(),
 		newMasterKeyCommand(),
 		newFlowCommand(),
+		newBarCommand(),
+		newRuntimeCommand(),
 	)
 	return root
 }

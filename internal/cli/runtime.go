@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-dev/sluice/internal/runtime"
+)
+
+func newRuntimeCommand() *cobra.Command {
+	var opts runtime.Options
+	cmd := &cobra.Command{
+		Use:   "runtime --bar FILE [--bar FILE…] [--config-dir DIR]",
+		Short: "Run an integration runtime: serve the flows of BAR files",
+		Long: `Run an integration runtime.
+
+It loads every BAR and the configuration directory, all or nothing: a broken
+BAR or configuration ends the process with an error naming the file, line and
+column, before anything is served. Then it serves the HTTP flows on --listen
+(opened with SO_REUSEPORT, so replicas can share the port), runs the schedules,
+and answers on --admin-listen:
+
+  GET  /healthz /readyz /metrics /flows
+  GET  /trace   POST /trace/{user|service}/start|stop
+  GET  /trace/{type}/stream (server-sent events)   GET /trace/{type}/download[?format=zip]
+
+SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
+--config-dir is documented in docs/runtime.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			go func() {
+				// After the first signal, a second one kills the process
+				// the default way instead of waiting for the drain.
+				<-ctx.Done()
+				stop()
+			}()
+			return runtime.Run(ctx, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&opts.BARs, "bar", nil, "BAR file to serve (repeat for several)")
+	f.StringVar(&opts.ConfigDir, "config-dir", "", "configuration directory (setdbparms/, serverconf/, generic/, truststorecertificate/, policyproject/)")
+	f.StringVar(&opts.Listen, "listen", ":7800", "address of the flows' HTTP listener")
+	f.StringVar(&opts.AdminListen, "admin-listen", "127.0.0.1:7600", "address of the admin listener (health, metrics, flows, traces)")
+	f.StringVar(&opts.PublicURL, "public-url", "", "base URL advertised for the flows' endpoints (default http://<listen address>)")
+	_ = cmd.MarkFlagRequired("bar")
+	return cmd
+}

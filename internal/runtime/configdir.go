@@ -1,0 +1,434 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-dev/sluice/internal/flow"
+	"github.com/sluice-dev/sluice/internal/secret"
+)
+
+// The directories of --config-dir, one per configuration type. The
+// control plane materialises a runtime's configurations into exactly this
+// layout (docs/runtime.md); a developer can write it by hand.
+const (
+	dirSetdbparms = "setdbparms"            // *.txt: lines `resource user password`
+	dirServerconf = "serverconf"            // *.yaml: Settings, merged in name order
+	dirGeneric    = "generic"               // <name>/…: files flows read (Config.Files)
+	dirTruststore = "truststorecertificate" // *.pem, *.crt: CAs for outbound TLS
+	dirPolicies   = "policyproject"         // <project>/<policy>.yaml: connection definitions
+)
+
+// Settings are the runtime settings of the serverconf configuration.
+// Zero fields take the defaults of DefaultSettings.
+type Settings struct {
+	Log struct {
+		Level  string `yaml:"level"`  // debug, info, warn, error
+		Format string `yaml:"format"` // json, text
+	} `yaml:"log"`
+	HTTP struct {
+		MaxBodyBytes      int64         `yaml:"maxBodyBytes"`
+		ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout"`
+		IdleTimeout       time.Duration `yaml:"idleTimeout"`
+	} `yaml:"http"`
+	Flows struct {
+		// Timeout is the default per-flow timeout; a flow's own
+		// `timeout:` wins.
+		Timeout time.Duration `yaml:"timeout"`
+		// MaxInFlight bounds the runs of one flow at a time, counting
+		// runs that outlived their timeout: a flow that hangs fills its
+		// own quota and is refused with 503 instead of eating the process.
+		MaxInFlight int `yaml:"maxInFlight"`
+	} `yaml:"flows"`
+	Shutdown struct {
+		Timeout time.Duration `yaml:"timeout"` // how long a drain may take
+	} `yaml:"shutdown"`
+	Trace struct {
+		BufferBytes int `yaml:"bufferBytes"` // per trace type, oldest events dropped first
+	} `yaml:"trace"`
+	// Values are the user variables flows see as .config.
+	Values map[string]any `yaml:"values"`
+}
+
+// DefaultSettings returns the settings used where serverconf is silent.
+func DefaultSettings() Settings {
+	var s Settings
+	s.Log.Level = "info"
+	s.Log.Format = "json"
+	s.HTTP.MaxBodyBytes = 4 << 20
+	s.HTTP.ReadHeaderTimeout = 10 * time.Second
+	s.HTTP.IdleTimeout = 2 * time.Minute
+	s.Flows.Timeout = flow.DefaultTimeout
+	s.Flows.MaxInFlight = 256
+	s.Shutdown.Timeout = 30 * time.Second
+	s.Trace.BufferBytes = 16 << 20
+	return s
+}
+
+// LogLevel parses Log.Level.
+func (s *Settings) LogLevel() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s.Log.Level)); err != nil {
+		return 0, fmt.Errorf("runtime: serverconf: log level %q: want debug, info, warn or error", s.Log.Level)
+	}
+	return l, nil
+}
+
+func (s *Settings) validate() error {
+	if _, err := s.LogLevel(); err != nil {
+		return err
+	}
+	switch {
+	case s.Log.Format != "json" && s.Log.Format != "text":
+		return fmt.Errorf("runtime: serverconf: log format %q: want json or text", s.Log.Format)
+	case s.HTTP.MaxBodyBytes <= 0:
+		return errors.New("runtime: serverconf: http.maxBodyBytes must be positive")
+	case s.HTTP.ReadHeaderTimeout <= 0 || s.HTTP.IdleTimeout <= 0:
+		return errors.New("runtime: serverconf: http timeouts must be positive")
+	case s.Flows.Timeout <= 0:
+		return errors.New("runtime: serverconf: flows.timeout must be positive")
+	case s.Flows.MaxInFlight <= 0:
+		return errors.New("runtime: serverconf: flows.maxInFlight must be positive")
+	case s.Shutdown.Timeout <= 0:
+		return errors.New("runtime: serverconf: shutdown.timeout must be positive")
+	case s.Trace.BufferBytes <= 0:
+		return errors.New("runtime: serverconf: trace.bufferBytes must be positive")
+	}
+	return nil
+}
+
+// Configuration is what --config-dir gives a runtime.
+type Configuration struct {
+	Settings Settings
+	Flow     *flow.Config
+	// Sources lists the files read, for the service trace and the log;
+	// it names files, never their content.
+	Sources []string
+}
+
+// LoadConfigDir reads the configuration directory. An empty dir means no
+// configurations: default settings, no credentials. Every problem is
+// reported with the file (and line) it is in, and never with a secret.
+func LoadConfigDir(dir string) (*Configuration, error) {
+	c := &Configuration{Settings: DefaultSettings(), Flow: &flow.Config{}}
+	if dir == "" {
+		c.Flow.Timeout = c.Settings.Flows.Timeout
+		return c, nil
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: config dir: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("runtime: config dir %s is not a directory", dir)
+	}
+	if err := c.readServerconf(filepath.Join(dir, dirServerconf)); err != nil {
+		return nil, err
+	}
+	if err := c.readSetdbparms(filepath.Join(dir, dirSetdbparms)); err != nil {
+		return nil, err
+	}
+	if err := c.readTruststore(filepath.Join(dir, dirTruststore)); err != nil {
+		return nil, err
+	}
+	if err := c.readPolicies(filepath.Join(dir, dirPolicies)); err != nil {
+		return nil, err
+	}
+	if gen := filepath.Join(dir, dirGeneric); isDir(gen) {
+		// os.DirFS follows symbolic links on purpose: Kubernetes mounts
+		// secrets and config maps as links into a ..data directory.
+		c.Flow.Files = os.DirFS(gen)
+		c.Sources = append(c.Sources, dirGeneric+"/")
+	}
+	c.Flow.Values = c.Settings.Values
+	c.Flow.Timeout = c.Settings.Flows.Timeout
+	return c, nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// files lists the regular files of dir with one of exts, sorted; a missing
+// dir is no configuration of that type.
+func files(dir string, exts ...string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("runtime: config dir: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") || e.IsDir() {
+			continue
+		}
+		ext := strings.ToLower(filepath.Ext(e.Name()))
+		for _, want := range exts {
+			if ext == want {
+				out = append(out, filepath.Join(dir, e.Name()))
+				break
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// rel names a config file relative to the config dir in messages.
+func rel(p string) string {
+	return filepath.ToSlash(filepath.Join(filepath.Base(filepath.Dir(p)), filepath.Base(p)))
+}
+
+// readServerconf decodes each serverconf file over the previous ones, so a
+// later file overrides only the settings it names (values merge key by
+// key). Unknown keys are errors: a misspelt setting silently ignored is a
+// production incident later.
+func (c *Configuration) readServerconf(dir string) error {
+	names, err := files(dir, ".yaml", ".yml")
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("runtime: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		// An empty file decodes as io.EOF: no settings, not an error.
+		if err := dec.Decode(&c.Settings); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("runtime: %s: %s", rel(name), strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		c.Sources = append(c.Sources, rel(name))
+	}
+	if err := c.Settings.validate(); err != nil {
+		return err
+	}
+	if c.Settings.Values != nil {
+		// Flows see values as JSON; refuse what JSON cannot hold (maps
+		// with non-string keys) here, with the file to blame.
+		v, err := jsonValue(c.Settings.Values)
+		if err != nil {
+			return fmt.Errorf("runtime: serverconf: values: %w", err)
+		}
+		c.Settings.Values = v.(map[string]any)
+	}
+	return nil
+}
+
+// jsonValue converts what YAML decoded into the JSON data model.
+func jsonValue(v any) (any, error) {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			y, err := jsonValue(x)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			out[k] = y
+		}
+		return out, nil
+	case map[any]any:
+		return nil, errors.New("map keys must be strings")
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			y, err := jsonValue(x)
+			if err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+			out[i] = y
+		}
+		return out, nil
+	case time.Time:
+		return v.Format(time.RFC3339Nano), nil
+	case nil, bool, string, int, int64, uint64, float64:
+		return v, nil
+	}
+	// Anything else goes through encoding/json, which knows how to
+	// render it or says why not.
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	return out, json.Unmarshal(b, &out)
+}
+
+// readSetdbparms reads credentials. Each non-blank, non-comment line is
+// `resource user password` (the password is the rest of the line, so it
+// may contain spaces) or App Connect's `mqsisetdbparms -n resource -u user
+// -p password`. Errors name file and line, never the line's content.
+func (c *Configuration) readSetdbparms(dir string) error {
+	names, err := files(dir, ".txt")
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("runtime: %w", err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 0, 4096), 1<<20)
+		line := 0
+		for sc.Scan() {
+			line++
+			text := strings.TrimSpace(sc.Text())
+			if text == "" || strings.HasPrefix(text, "#") {
+				continue
+			}
+			res, cred, err := parseCredential(text)
+			if err != nil {
+				f.Close()
+				return fmt.Errorf("runtime: %s:%d: %w", rel(name), line, err)
+			}
+			if c.Flow.Credentials == nil {
+				c.Flow.Credentials = map[string]flow.Credential{}
+			}
+			if _, dup := c.Flow.Credentials[res]; dup {
+				f.Close()
+				return fmt.Errorf("runtime: %s:%d: resource %q is defined twice", rel(name), line, res)
+			}
+			c.Flow.Credentials[res] = cred
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("runtime: %s: %w", rel(name), err)
+		}
+		c.Sources = append(c.Sources, rel(name))
+	}
+	return nil
+}
+
+func parseCredential(text string) (string, flow.Credential, error) {
+	fields := strings.Fields(text)
+	if fields[0] == "mqsisetdbparms" {
+		var res, user, pw string
+		for i := 1; i < len(fields); i++ {
+			if i+1 >= len(fields) {
+				return "", flow.Credential{}, fmt.Errorf("mqsisetdbparms: option %s has no value", fields[i])
+			}
+			switch fields[i] {
+			case "-n":
+				res = fields[i+1]
+			case "-u":
+				user = fields[i+1]
+			case "-p":
+				pw = fields[i+1]
+			default:
+				return "", flow.Credential{}, fmt.Errorf("mqsisetdbparms: unknown option %s (want -n, -u, -p)", fields[i])
+			}
+			i++
+		}
+		if res == "" || user == "" || pw == "" {
+			return "", flow.Credential{}, errors.New("mqsisetdbparms: want -n resource -u user -p password")
+		}
+		return res, flow.Credential{User: user, Password: secret.New(pw)}, nil
+	}
+	if len(fields) < 3 {
+		return "", flow.Credential{}, fmt.Errorf("want `resource user password`, found %d field(s)", len(fields))
+	}
+	// The password is everything after the user, spaces included.
+	rest := strings.TrimSpace(text[len(fields[0]):])
+	rest = strings.TrimSpace(rest[len(fields[1]):])
+	return fields[0], flow.Credential{User: fields[1], Password: secret.New(rest)}, nil
+}
+
+// readTruststore adds the PEM certificates to a copy of the system roots:
+// a configuration adds trust for a private CA, it does not take away the
+// public ones.
+func (c *Configuration) readTruststore(dir string) error {
+	names, err := files(dir, ".pem", ".crt")
+	if err != nil || len(names) == 0 {
+		return err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	for _, name := range names {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("runtime: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(data) {
+			return fmt.Errorf("runtime: %s: no PEM certificate found", rel(name))
+		}
+		c.Sources = append(c.Sources, rel(name))
+	}
+	c.Flow.RootCAs = pool
+	return nil
+}
+
+// readPolicies reads policyproject/<project>/<policy>.yaml (or .json):
+// each file is one named connection definition. Policy names are global
+// to the runtime, as flows refer to them by name alone.
+func (c *Configuration) readPolicies(dir string) error {
+	projects, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("runtime: config dir: %w", err)
+	}
+	where := map[string]string{}
+	for _, p := range projects {
+		if !p.IsDir() || strings.HasPrefix(p.Name(), ".") {
+			continue
+		}
+		names, err := files(filepath.Join(dir, p.Name()), ".yaml", ".yml", ".json")
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			policy := strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))
+			src := dirPolicies + "/" + p.Name() + "/" + filepath.Base(name)
+			if prev, dup := where[policy]; dup {
+				return fmt.Errorf("runtime: %s: policy %q is also defined in %s", src, policy, prev)
+			}
+			data, err := os.ReadFile(name)
+			if err != nil {
+				return fmt.Errorf("runtime: %w", err)
+			}
+			var def map[string]any
+			if err := yaml.Unmarshal(data, &def); err != nil {
+				return fmt.Errorf("runtime: %s: %s", src, strings.TrimPrefix(err.Error(), "yaml: "))
+			}
+			v, err := jsonValue(def)
+			if err != nil {
+				return fmt.Errorf("runtime: %s: %w", src, err)
+			}
+			if c.Flow.Policies == nil {
+				c.Flow.Policies = map[string]map[string]any{}
+			}
+			m, _ := v.(map[string]any)
+			if m == nil {
+				m = map[string]any{}
+			}
+			c.Flow.Policies[policy] = m
+			where[policy] = src
+			c.Sources = append(c.Sources, src)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,332 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/flow"
+)
+
+// errorBody is every error the runtime answers itself: the HTTP status as
+// a number, its reason phrase and a message for a person.
+type errorBody struct {
+	Code      int    `json:"code"`
+	Reason    string `json:"reason"`
+	Message   string `json:"message"`
+	Details   any    `json:"details,omitempty"`
+	RequestID string `json:"requestId,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeErrorBody(w, errorBody{Code: status, Message: msg})
+}
+
+func writeErrorBody(w http.ResponseWriter, b errorBody) {
+	b.Reason = http.StatusText(b.Code)
+	if b.RequestID == "" {
+		b.RequestID = w.Header().Get("X-Request-Id")
+	}
+	data, err := json.Marshal(b)
+	if err != nil {
+		b.Details = nil
+		data, _ = json.Marshal(b)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(data)+1))
+	w.WriteHeader(b.Code)
+	w.Write(append(data, '\n'))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "cannot encode the answer")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(data, '\n'))
+}
+
+// serveFlow is the HTTP entry of one flow: body limit, message, run with
+// timeout and isolation, answer, metrics and traces.
+func (rt *Runtime) serveFlow(lf *loadedFlow) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		reqID := rt.requestID(r)
+		w.Header().Set("X-Request-Id", reqID)
+
+		status := rt.handle(w, r, lf, reqID)
+
+		elapsed := time.Since(start)
+		lf.metrics.count(status)
+		lf.metrics.duration.Observe(elapsed.Seconds())
+		if rt.trace.service.on.Load() {
+			rt.trace.serviceEvent(serviceEvent{Event: "request", Project: lf.project, Flow: lf.f.Name, RequestID: reqID,
+				Method: r.Method, Path: r.URL.Path, Status: status, DurationMs: ms(elapsed)})
+		}
+		if rt.log.Enabled(r.Context(), slog.LevelDebug) {
+			rt.log.Debug("request", "project", lf.project, "flow", lf.f.Name, "method", r.Method, "path", r.URL.Path,
+				"status", status, "duration", elapsed, "requestId", reqID)
+		}
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// statusClientGone is what the metrics record when the client hung up
+// before the answer (nginx's convention); nothing is written.
+const statusClientGone = 499
+
+func (rt *Runtime) handle(w http.ResponseWriter, r *http.Request, lf *loadedFlow, reqID string) int {
+	limit := rt.conf.Settings.HTTP.MaxBodyBytes
+	if r.ContentLength > limit {
+		return rt.tooLarge(w, limit)
+	}
+	msg, status, err := rt.message(w, r, lf, limit)
+	if err != nil {
+		if status == http.StatusRequestEntityTooLarge {
+			return rt.tooLarge(w, limit)
+		}
+		writeError(w, status, err.Error())
+		return status
+	}
+	if !lf.acquire() {
+		lf.metrics.fail("overload")
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("flow %q has too many runs in progress", lf.f.Name))
+		return http.StatusServiceUnavailable
+	}
+	var tr flow.Tracer
+	if rt.trace.user.on.Load() {
+		tr = &stepTracer{b: rt.trace.user, project: lf.project, requestID: reqID}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), lf.timeout)
+	resp, err := lf.run(ctx, msg, tr)
+	cancel()
+	if err != nil {
+		return rt.flowError(w, r, lf, reqID, err)
+	}
+	return rt.writeResponse(w, lf, resp)
+}
+
+func (rt *Runtime) tooLarge(w http.ResponseWriter, limit int64) int {
+	writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit))
+	return http.StatusRequestEntityTooLarge
+}
+
+// message builds the flow's input from the request. The body is JSON when
+// it parses as JSON; a body declared as JSON that does not parse is the
+// client's mistake (400); anything else reaches the flow as a string.
+func (rt *Runtime) message(w http.ResponseWriter, r *http.Request, lf *loadedFlow, limit int64) (*flow.Message, int, error) {
+	msg := &flow.Message{
+		Headers: make(map[string]string, len(r.Header)),
+		Query:   map[string]string{},
+		Params:  make(map[string]string, len(lf.params)),
+	}
+	for k, v := range r.Header {
+		if len(v) > 0 {
+			msg.Headers[strings.ToLower(k)] = v[0]
+		}
+	}
+	if r.URL.RawQuery != "" {
+		for k, v := range r.URL.Query() {
+			if len(v) > 0 {
+				msg.Query[k] = v[0]
+			}
+		}
+	}
+	for _, name := range lf.params {
+		msg.Params[name] = r.PathValue(name)
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return msg, 0, nil
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufPool.Put(buf)
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, http.StatusRequestEntityTooLarge, err
+	case err != nil:
+		return nil, http.StatusBadRequest, fmt.Errorf("cannot read the request body: %w", err)
+	}
+	data := buf.Bytes()
+	if len(bytes.TrimSpace(data)) == 0 {
+		return msg, 0, nil
+	}
+	v, jerr := decodeJSON(data)
+	if jerr == nil {
+		msg.Body = v
+		return msg, 0, nil
+	}
+	if isJSONType(r.Header.Get("Content-Type")) {
+		return nil, http.StatusBadRequest, fmt.Errorf("request body is not valid JSON: %v", jerr)
+	}
+	msg.Body = string(data)
+	return msg, 0, nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// decodeJSON decodes one JSON value keeping numbers exact (json.Number),
+// as the engine does for its own fixtures.
+func decodeJSON(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data after the JSON value")
+	}
+	return v, nil
+}
+
+func isJSONType(ct string) bool {
+	if ct == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// writeResponse writes the flow's answer. Bodies are JSON unless the flow
+// set a non-JSON Content-Type and answers a string (text, XML, CSV).
+func (rt *Runtime) writeResponse(w http.ResponseWriter, lf *loadedFlow, resp *flow.Response) int {
+	status := http.StatusOK
+	if resp == nil {
+		resp = &flow.Response{}
+	}
+	if resp.Status != 0 {
+		status = resp.Status
+	}
+	h := w.Header()
+	for k, v := range resp.Headers {
+		h.Set(k, v)
+	}
+	if resp.Body == nil {
+		w.WriteHeader(status)
+		return status
+	}
+	ct := h.Get("Content-Type")
+	var data []byte
+	if b, ok := resp.Body.([]byte); ok {
+		data = b
+		if ct == "" {
+			h.Set("Content-Type", "application/octet-stream")
+		}
+	} else if s, ok := resp.Body.(string); ok && ct != "" && !isJSONType(ct) {
+		data = []byte(s)
+	} else {
+		buf := bufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer bufPool.Put(buf)
+		enc := json.NewEncoder(buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(resp.Body); err != nil {
+			lf.metrics.fail("internal")
+			rt.log.Error("flow answered a body that is not JSON", "project", lf.project, "flow", lf.f.Name, "err", err)
+			writeError(w, http.StatusInternalServerError, fmt.Sprintf("flow %q answered a body that cannot be encoded as JSON", lf.f.Name))
+			return http.StatusInternalServerError
+		}
+		data = buf.Bytes()
+		if ct == "" {
+			h.Set("Content-Type", "application/json")
+		}
+	}
+	h.Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(status)
+	w.Write(data)
+	return status
+}
+
+// flowError answers a run that ended in an error. Flow errors (fail
+// steps, failed steps) carry the status and message the flow chose;
+// anything else is the runtime's or the engine's fault and the client gets
+// a generic message while the log gets the detail.
+func (rt *Runtime) flowError(w http.ResponseWriter, r *http.Request, lf *loadedFlow, reqID string, err error) int {
+	var fe *flow.Error
+	var pe *panicError
+	switch {
+	case errors.As(err, &fe):
+		lf.metrics.fail("flow")
+		status := fe.Status
+		if status < 400 || status > 599 {
+			status = http.StatusInternalServerError
+		}
+		if status >= 500 {
+			rt.log.Warn("flow failed", "project", lf.project, "flow", lf.f.Name, "step", fe.Step, "status", status, "err", err, "requestId", reqID)
+		}
+		rt.serviceError(lf, reqID, err)
+		writeErrorBody(w, errorBody{Code: status, Message: rt.redact.String(fe.Message), Details: fe.Details})
+		return status
+	case r.Context().Err() != nil:
+		// The client went away; there is no one to answer.
+		return statusClientGone
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errAbandoned):
+		lf.metrics.fail("timeout")
+		rt.log.Warn("flow timed out", "project", lf.project, "flow", lf.f.Name, "timeout", lf.timeout, "requestId", reqID,
+			"abandoned", errors.Is(err, errAbandoned))
+		rt.serviceError(lf, reqID, err)
+		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("flow %q did not answer within %s", lf.f.Name, lf.timeout))
+		return http.StatusGatewayTimeout
+	case errors.As(err, &pe):
+		lf.metrics.fail("internal")
+		rt.log.Error("flow panicked", "project", lf.project, "flow", lf.f.Name, "panic", pe.Error(), "stack", pe.stack, "requestId", reqID)
+		rt.serviceError(lf, reqID, err)
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("flow %q failed; the runtime log has request id %s", lf.f.Name, reqID))
+		return http.StatusInternalServerError
+	default:
+		lf.metrics.fail("internal")
+		rt.log.Error("flow error", "project", lf.project, "flow", lf.f.Name, "err", err, "requestId", reqID)
+		rt.serviceError(lf, reqID, err)
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("flow %q failed; the runtime log has request id %s", lf.f.Name, reqID))
+		return http.StatusInternalServerError
+	}
+}
+
+func (rt *Runtime) serviceError(lf *loadedFlow, reqID string, err error) {
+	if rt.trace.service.on.Load() {
+		rt.trace.serviceEvent(serviceEvent{Event: "error", Project: lf.project, Flow: lf.f.Name, RequestID: reqID, Message: err.Error()})
+	}
+}
+
+// requestID takes the caller's X-Request-Id when it is sane (so a request
+// can be followed across services) and otherwise makes one: a per-process
+// random prefix and a counter, unique without a random read per request.
+func (rt *Runtime) requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 && printable(id) {
+		return id
+	}
+	b := make([]byte, 0, len(rt.reqPrefix)+21)
+	b = append(b, rt.reqPrefix...)
+	b = strconv.AppendUint(b, rt.reqSeq.Add(1), 10)
+	return string(b)
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
