@@ -197,7 +197,14 @@ type state struct {
 	reply    *Response
 }
 
+// emptyMap stands for absent headers, query or params; nothing writes to
+// these maps, so all runs can share it.
+var emptyMap = map[string]any{}
+
 func stringMap(m map[string]string) map[string]any {
+	if len(m) == 0 {
+		return emptyMap
+	}
 	out := make(map[string]any, len(m))
 	for k, v := range m {
 		out[k] = v
@@ -214,10 +221,11 @@ func newState(msg *Message) *state {
 	st.headers = stringMap(msg.Headers)
 	st.query = stringMap(msg.Query)
 	st.params = stringMap(msg.Params)
-	if msg.Vars != nil {
-		st.vars = maps.Clone(msg.Vars)
-	} else {
-		st.vars = map[string]any{}
+	// Steps replace vars rather than write to them, so the caller's map
+	// can be used as it is.
+	st.vars = msg.Vars
+	if st.vars == nil {
+		st.vars = emptyMap
 	}
 	return st
 }
@@ -292,7 +300,9 @@ func (f *Flow) Run(ctx context.Context, msg *Message, tr Tracer) (*Response, err
 	if f == nil || f.prog == nil {
 		return nil, errors.New("flow: run of a flow that was not loaded")
 	}
-	if f.Timeout > 0 {
+	// A caller (the runtime) that already set a deadline at least as
+	// tight spares the extra timer.
+	if dl, ok := ctx.Deadline(); f.Timeout > 0 && (!ok || time.Until(dl) > f.Timeout) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.Timeout)
 		defer cancel()
