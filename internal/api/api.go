@@ -20,8 +20,10 @@ import (
 type API struct {
 	Store store.Store
 	IAM   *iam.Service
-	Log   *slog.Logger
-	Now   func() time.Time
+	// RateLimit limits calls per client id and per instance; nil: no limits.
+	RateLimit *iam.RateLimiter
+	Log       *slog.Logger
+	Now       func() time.Time
 }
 
 func (a *API) now() time.Time {
@@ -40,6 +42,14 @@ func (a *API) Handler() http.Handler {
 
 	// Tokens: App Connect's exchange.
 	mux.HandleFunc("POST /api/v1/tokens", a.postTokens)
+
+	// OAuth 2.0: token endpoint (RFC 6749), metadata (RFC 8414), keys
+	// (RFC 7517), introspection (RFC 7662), revocation (RFC 7009).
+	mux.HandleFunc("POST /oauth/token", a.postOAuthToken)
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server", a.getOAuthMetadata)
+	mux.HandleFunc("GET /oauth/jwks", a.getJWKS)
+	mux.HandleFunc("POST /oauth/introspect", a.postIntrospect)
+	mux.HandleFunc("POST /oauth/revoke", a.postRevoke)
 
 	// Who am I.
 	mux.Handle("GET /api/v1/whoami", a.authed(iam.RoleViewer, a.whoami))

@@ -36,12 +36,19 @@ func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 		}
 		p, err := a.IAM.Authenticate(r.Context(), bearer, r.Header.Get("X-IBM-Client-Id"))
 		if err != nil {
+			// Failed calls count too, against the client id presented.
+			if !a.allow(w, r, r.Header.Get("X-IBM-Client-Id"), "") {
+				return
+			}
 			if !errors.Is(err, iam.ErrInvalidToken) {
 				a.fail(w, r, err)
 				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice", error="invalid_token"`)
 			writeError(w, r, http.StatusUnauthorized, "Unauthorized", "the token is not valid, has expired or was revoked, or X-IBM-Client-Id does not match it")
+			return
+		}
+		if !a.allow(w, r, p.ClientID, p.InstanceID) {
 			return
 		}
 		p.Source, p.RequestID = clientAddr(r), obs.RequestID(r.Context())

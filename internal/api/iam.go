@@ -22,18 +22,22 @@ type tokenRequestBody struct {
 // postTokens is App Connect's token exchange: client id, secret and
 // instance id in headers, the API key in the body.
 func (a *API) postTokens(w http.ResponseWriter, r *http.Request) {
+	if !a.allow(w, r, r.Header.Get("X-IBM-Client-Id"), r.Header.Get("X-IBM-Instance-Id")) {
+		return
+	}
 	var body tokenRequestBody
 	if err := decodeJSON(w, r, &body); err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	resp, err := a.IAM.ExchangeAPIKey(r.Context(), iam.TokenRequest{
-		ClientID:     r.Header.Get("X-IBM-Client-Id"),
-		ClientSecret: secret.New(r.Header.Get("X-IBM-Client-Secret")),
-		InstanceID:   instanceHeader(r),
-		APIKey:       body.APIKey,
-		Source:       clientAddr(r),
-		RequestID:    obs.RequestID(r.Context()),
+		ClientID:        r.Header.Get("X-IBM-Client-Id"),
+		ClientSecret:    secret.New(r.Header.Get("X-IBM-Client-Secret")),
+		InstanceID:      r.Header.Get("X-IBM-Instance-Id"),
+		RequireInstance: true,
+		APIKey:          body.APIKey,
+		Source:          clientAddr(r),
+		RequestID:       obs.RequestID(r.Context()),
 	})
 	if err != nil {
 		a.fail(w, r, err)
@@ -41,16 +45,6 @@ func (a *API) postTokens(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, resp)
-}
-
-// instanceHeader reads x-ibm-instance-id; "" (missing) fails the exchange,
-// since App Connect requires it.
-func instanceHeader(r *http.Request) string {
-	v := r.Header.Get("X-IBM-Instance-Id")
-	if v == "" {
-		return "\x00missing"
-	}
-	return v
 }
 
 // ---- users and service IDs ----

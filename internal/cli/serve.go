@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/server"
@@ -46,6 +47,8 @@ func newServeCommand() *cobra.Command {
 		publicURL       string
 		tokenLifetime   time.Duration
 		signingAlg      string
+		rateClient      string
+		rateInstance    string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -70,19 +73,29 @@ Environment:
 			if tokenLifetime < time.Minute || tokenLifetime > 7*24*time.Hour {
 				return fmt.Errorf("--token-lifetime %v is out of range: give 1m to 168h", tokenLifetime)
 			}
+			perClient, err := iam.ParseLimit(rateClient)
+			if err != nil {
+				return fmt.Errorf("--rate-limit-client: %w", err)
+			}
+			perInstance, err := iam.ParseLimit(rateInstance)
+			if err != nil {
+				return fmt.Errorf("--rate-limit-instance: %w", err)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return server.Run(ctx, server.Config{
-				Listen:          listen,
-				DataDir:         sf.dataDir,
-				Store:           sf.store,
-				MasterKey:       secret.New(os.Getenv("SLUICE_MASTER_KEY")),
-				ShutdownTimeout: shutdownTimeout,
-				Log:             log,
-				Stdout:          cmd.OutOrStdout(),
-				PublicURL:       publicURL,
-				TokenLifetime:   tokenLifetime,
-				SigningAlg:      signingAlg,
+				Listen:            listen,
+				DataDir:           sf.dataDir,
+				Store:             sf.store,
+				MasterKey:         secret.New(os.Getenv("SLUICE_MASTER_KEY")),
+				ShutdownTimeout:   shutdownTimeout,
+				Log:               log,
+				Stdout:            cmd.OutOrStdout(),
+				PublicURL:         publicURL,
+				TokenLifetime:     tokenLifetime,
+				SigningAlg:        signingAlg,
+				RateLimitClient:   perClient,
+				RateLimitInstance: perInstance,
 			})
 		},
 	}
@@ -93,6 +106,8 @@ Environment:
 	f.StringVar(&publicURL, "public-url", envOr("SLUICE_PUBLIC_URL", ""), "URL clients reach the API at (token issuer, URLs in answers); default http://<listen> (env SLUICE_PUBLIC_URL)")
 	f.DurationVar(&tokenLifetime, "token-lifetime", 12*time.Hour, "lifetime of access tokens (expires_in)")
 	f.StringVar(&signingAlg, "token-signing-alg", envOr("SLUICE_TOKEN_SIGNING_ALG", "EdDSA"), "token signing algorithm: EdDSA or RS256 (env SLUICE_TOKEN_SIGNING_ALG)")
+	f.StringVar(&rateClient, "rate-limit-client", envOr("SLUICE_RATE_LIMIT_CLIENT", "600/1m"), "API calls allowed per client id, as N/DURATION, or off (env SLUICE_RATE_LIMIT_CLIENT)")
+	f.StringVar(&rateInstance, "rate-limit-instance", envOr("SLUICE_RATE_LIMIT_INSTANCE", "3000/1m"), "API calls allowed per instance, as N/DURATION, or off (env SLUICE_RATE_LIMIT_INSTANCE)")
 	f.StringVar(&logFormat, "log-format", envOr("SLUICE_LOG_FORMAT", "auto"), "log format: auto (text on a terminal, JSON otherwise), text or json (env SLUICE_LOG_FORMAT)")
 	f.StringVar(&logLevel, "log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env SLUICE_LOG_LEVEL)")
 	return cmd

@@ -23,10 +23,12 @@ type TokenResponse struct {
 type TokenRequest struct {
 	ClientID     string
 	ClientSecret secret.Value
-	InstanceID   string       // required by the App Connect exchange; optional for OAuth
-	APIKey       secret.Value // empty for the client_credentials grant
-	Source       string
-	RequestID    string
+	InstanceID   string // the instance the caller names; must match the client's when set
+	// RequireInstance makes InstanceID mandatory, as App Connect's exchange does.
+	RequireInstance bool
+	APIKey          secret.Value // empty for the client_credentials grant
+	Source          string
+	RequestID       string
 }
 
 // ExchangeAPIKey is the App Connect exchange and the OAuth API-key grant:
@@ -56,12 +58,15 @@ func (s *Service) ExchangeAPIKey(ctx context.Context, r TokenRequest) (TokenResp
 // App Connect.
 func (s *Service) ClientCredentialsGrant(ctx context.Context, r TokenRequest) (TokenResponse, error) {
 	cred, why := s.checkClient(ctx, r)
-	if why == "" && cred.OwnerID == "" {
-		why = "instance credential used without an API key"
-	}
 	p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
 	if why != "" {
 		return TokenResponse{}, s.refuse(ctx, p, why)
+	}
+	if cred.OwnerID == "" {
+		if err := s.audit(ctx, p, "token.refuse", "token", ErrGrantNotAllowed, "instance credential used without an API key"); err != nil {
+			return TokenResponse{}, err
+		}
+		return TokenResponse{}, ErrGrantNotAllowed
 	}
 	p.SubjectKind, p.SubjectName = cred.OwnerKind, cred.OwnerName
 	return s.issue(ctx, p, Claims{Subject: cred.OwnerID, ClientID: cred.ClientID, InstanceID: cred.InstanceID,
@@ -79,14 +84,16 @@ func (s *Service) checkClient(ctx context.Context, r TokenRequest) (store.Client
 	}
 	cred, err := s.Store.GetClientCredential(ctx, r.ClientID)
 	if err != nil {
-		return store.ClientCredential{}, "unknown client id"
+		// File the refusal under the instance the caller named, so its
+		// admins see attempts against it.
+		return store.ClientCredential{InstanceID: r.InstanceID}, "unknown client id"
 	}
 	if !wellFormed(r.ClientSecret.Reveal(), ClientSecretPrefix) ||
 		subtle.ConstantTimeCompare([]byte(hashSecret(r.ClientSecret)), []byte(cred.SecretHash)) != 1 {
 		return cred, "wrong client secret"
 	}
-	if r.InstanceID != "" && r.InstanceID != cred.InstanceID {
-		return cred, "instance id does not match the client"
+	if (r.RequireInstance || r.InstanceID != "") && r.InstanceID != cred.InstanceID {
+		return cred, "instance id missing or not the client's"
 	}
 	return cred, ""
 }
@@ -150,16 +157,26 @@ func (s *Service) Authenticate(ctx context.Context, bearer, clientID string) (Pr
 	if clientID == "" || clientID != c.ClientID {
 		return Principal{}, ErrInvalidToken
 	}
-	g, err := s.Store.GrantState(ctx, c.ClientID, c.KeyID, c.Subject, c.ID)
+	g, err := s.grant(ctx, c)
 	if err != nil {
 		return Principal{}, err
 	}
-	switch {
-	case !g.ClientExists, g.ClientInstance != c.InstanceID, g.Revoked, g.SubjectRole == "":
-		return Principal{}, ErrInvalidToken
-	case c.KeyID != "" && (!g.KeyExists || g.KeyLocked || (!g.KeyExpiresAt.IsZero() && !s.now().Before(g.KeyExpiresAt))):
-		return Principal{}, ErrInvalidToken
-	}
 	return Principal{InstanceID: c.InstanceID, SubjectID: c.Subject, SubjectKind: g.SubjectKind, SubjectName: g.SubjectName,
 		Role: g.SubjectRole, ClientID: c.ClientID, KeyID: c.KeyID, TokenID: c.ID, ExpiresAt: time.Unix(c.Expiry, 0).UTC()}, nil
+}
+
+// grant reads the current state of what a verified token was minted from
+// and refuses it when any part is gone, locked, expired or revoked.
+func (s *Service) grant(ctx context.Context, c Claims) (store.GrantState, error) {
+	g, err := s.Store.GrantState(ctx, c.ClientID, c.KeyID, c.Subject, c.ID)
+	if err != nil {
+		return g, err
+	}
+	switch {
+	case !g.ClientExists, g.ClientInstance != c.InstanceID, g.Revoked, g.SubjectRole == "":
+		return g, ErrInvalidToken
+	case c.KeyID != "" && (!g.KeyExists || g.KeyLocked || (!g.KeyExpiresAt.IsZero() && !s.now().Before(g.KeyExpiresAt))):
+		return g, ErrInvalidToken
+	}
+	return g, nil
 }

@@ -26,17 +26,19 @@ import (
 
 // Config is what `sluice serve` needs.
 type Config struct {
-	Listen          string        // host:port to serve on
-	DataDir         string        // where the embedded store, key file and runtime files live
-	Store           string        // "" for SQLite in DataDir, or a postgres:// URL
-	MasterKey       secret.Value  // from SLUICE_MASTER_KEY; empty: the key file in DataDir
-	ShutdownTimeout time.Duration // how long in-flight requests may take to finish
-	PublicURL       string        // the URL clients reach this control plane at; "" for http://<listen>
-	TokenLifetime   time.Duration // lifetime of access tokens
-	SigningAlg      string        // iam.AlgEdDSA or iam.AlgRS256
-	Now             func() time.Time
-	Log             *slog.Logger
-	Stdout          io.Writer // where the one start-up line goes
+	Listen            string        // host:port to serve on
+	DataDir           string        // where the embedded store, key file and runtime files live
+	Store             string        // "" for SQLite in DataDir, or a postgres:// URL
+	MasterKey         secret.Value  // from SLUICE_MASTER_KEY; empty: the key file in DataDir
+	ShutdownTimeout   time.Duration // how long in-flight requests may take to finish
+	PublicURL         string        // the URL clients reach this control plane at; "" for http://<listen>
+	TokenLifetime     time.Duration // lifetime of access tokens
+	SigningAlg        string        // iam.AlgEdDSA or iam.AlgRS256
+	RateLimitClient   iam.Limit     // per client id; zero: none
+	RateLimitInstance iam.Limit     // per instance; zero: none
+	Now               func() time.Time
+	Log               *slog.Logger
+	Stdout            io.Writer // where the one start-up line goes
 }
 
 // TokenAudience is the "aud" of every access token this control plane issues.
@@ -100,6 +102,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	go tokens.Refresh(refreshCtx, time.Minute)
 
 	a := &api.API{Store: st, IAM: svc, Log: cfg.Log, Now: cfg.Now}
+	if cfg.RateLimitClient.Requests > 0 || cfg.RateLimitInstance.Requests > 0 {
+		a.RateLimit = &iam.RateLimiter{PerClient: cfg.RateLimitClient, PerInstance: cfg.RateLimitInstance, Now: cfg.Now}
+	}
 	srv := &http.Server{
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -1,0 +1,173 @@
+package iam
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Limit is a quota of Requests per Window. A zero Limit does not limit.
+type Limit struct {
+	Requests int
+	Window   time.Duration
+}
+
+// ParseLimit reads "N/DURATION" (e.g. "600/1m"), or "0"/"off" for no limit.
+func ParseLimit(s string) (Limit, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" || s == "off" || s == "" {
+		return Limit{}, nil
+	}
+	n, w, ok := strings.Cut(s, "/")
+	req, err := strconv.Atoi(n)
+	if !ok || err != nil || req < 1 {
+		return Limit{}, fmt.Errorf("rate limit %q is not N/DURATION such as 600/1m (or off)", s)
+	}
+	d, err := time.ParseDuration(w)
+	if err != nil || d < time.Second || d%time.Second != 0 {
+		return Limit{}, fmt.Errorf("rate limit %q: the window must be whole seconds, at least 1s, such as 1m", s)
+	}
+	return Limit{Requests: req, Window: d}, nil
+}
+
+func (l Limit) String() string {
+	if l.Requests == 0 {
+		return "off"
+	}
+	return fmt.Sprintf("%d/%s", l.Requests, l.Window)
+}
+
+// Quota is where one caller stands against one policy, for the
+// RateLimit and RateLimit-Policy headers (IETF httpapi ratelimit-headers
+// draft): Policy names it, Limit is its quota, Remaining what is left in
+// this window, Reset the seconds until the window ends.
+type Quota struct {
+	Policy    string
+	Limit     Limit
+	Remaining int
+	Reset     int
+}
+
+// RateLimiter counts requests per client id and per instance in fixed
+// windows. Counts live in this process: with several control-plane
+// replicas each enforces the limits on the traffic it sees.
+type RateLimiter struct {
+	PerClient   Limit
+	PerInstance Limit
+	Now         func() time.Time
+
+	mu      sync.Mutex
+	windows map[string]*window
+	sweep   time.Time
+}
+
+type window struct {
+	start time.Time
+	count int
+}
+
+func (rl *RateLimiter) now() time.Time {
+	if rl.Now != nil {
+		return rl.Now()
+	}
+	return time.Now()
+}
+
+// Allow counts one request of clientID in instanceID (either may be ""
+// when unknown) and reports whether it is within every limit, with the
+// quotas for the response headers. A refused request is not counted, so a
+// client that keeps retrying early does not push its own reset back.
+func (rl *RateLimiter) Allow(clientID, instanceID string) (bool, []Quota) {
+	now := rl.now()
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.windows == nil {
+		rl.windows = map[string]*window{}
+	}
+	rl.forgetOld(now)
+	type check struct {
+		policy string
+		key    string
+		limit  Limit
+	}
+	var checks []check
+	if rl.PerClient.Requests > 0 && clientID != "" {
+		checks = append(checks, check{"client", "c\x00" + clientID, rl.PerClient})
+	}
+	if rl.PerInstance.Requests > 0 && instanceID != "" {
+		checks = append(checks, check{"instance", "i\x00" + instanceID, rl.PerInstance})
+	}
+	allowed := true
+	ws := make([]*window, len(checks))
+	for i, c := range checks {
+		w := rl.windows[c.key]
+		if w == nil || now.Sub(w.start) >= c.limit.Window {
+			w = &window{start: now.Truncate(time.Second)}
+			rl.windows[c.key] = w
+		}
+		ws[i] = w
+		if w.count >= c.limit.Requests {
+			allowed = false
+		}
+	}
+	quotas := make([]Quota, len(checks))
+	for i, c := range checks {
+		if allowed {
+			ws[i].count++
+		}
+		reset := ws[i].start.Add(c.limit.Window).Sub(now)
+		secs := int((reset + time.Second - 1) / time.Second)
+		if secs < 1 {
+			secs = 1
+		}
+		quotas[i] = Quota{Policy: c.policy, Limit: c.limit, Remaining: max(c.limit.Requests-ws[i].count, 0), Reset: secs}
+	}
+	return allowed, quotas
+}
+
+// forgetOld drops windows that ended, at most once a minute, so the map
+// does not grow with every client id ever presented.
+func (rl *RateLimiter) forgetOld(now time.Time) {
+	if now.Sub(rl.sweep) < time.Minute {
+		return
+	}
+	rl.sweep = now
+	longest := max(rl.PerClient.Window, rl.PerInstance.Window)
+	for k, w := range rl.windows {
+		if now.Sub(w.start) >= longest {
+			delete(rl.windows, k)
+		}
+	}
+}
+
+// RetryAfter is the seconds until every exhausted quota has reset.
+func RetryAfter(qs []Quota) int {
+	secs := 0
+	for _, q := range qs {
+		if q.Remaining == 0 && q.Reset > secs {
+			secs = q.Reset
+		}
+	}
+	return max(secs, 1)
+}
+
+// PolicyHeader and StateHeader render quotas as the draft's structured
+// fields, e.g. RateLimit-Policy: "client";q=600;w=60 and
+// RateLimit: "client";r=599;t=60.
+func PolicyHeader(qs []Quota) string {
+	parts := make([]string, len(qs))
+	for i, q := range qs {
+		parts[i] = fmt.Sprintf("%q;q=%d;w=%d", q.Policy, q.Limit.Requests, int(q.Limit.Window/time.Second))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func StateHeader(qs []Quota) string {
+	parts := make([]string, len(qs))
+	for i, q := range qs {
+		parts[i] = fmt.Sprintf("%q;r=%d;t=%d", q.Policy, q.Remaining, q.Reset)
+	}
+	return strings.Join(parts, ", ")
+}
