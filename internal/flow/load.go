@@ -328,7 +328,41 @@ func (l *loader) parseYAML(file string, data []byte) *yaml.Node {
 		l.errAt(file, nil, "file is empty")
 		return nil
 	}
+	if n := expandedSize(doc.Content[0], map[*yaml.Node]int{}, 0); n > maxExpandedNodes {
+		l.errAt(file, nil, "document expands to more than %d nodes through aliases", maxExpandedNodes)
+		return nil
+	}
 	return doc.Content[0]
+}
+
+// maxExpandedNodes bounds a document with its aliases expanded: the
+// compiler walks aliases as copies, so nested aliases ("billion laughs")
+// would otherwise make a small file cost exponential time.
+const maxExpandedNodes = 100_000
+
+func expandedSize(n *yaml.Node, memo map[*yaml.Node]int, depth int) int {
+	if n == nil {
+		return 0
+	}
+	if v, ok := memo[n]; ok {
+		return v
+	}
+	if depth > 1000 {
+		return maxExpandedNodes + 1
+	}
+	memo[n] = maxExpandedNodes + 1 // an alias cycle counts as too big
+	size := 1
+	if n.Kind == yaml.AliasNode {
+		size += expandedSize(n.Alias, memo, depth+1)
+	}
+	for _, c := range n.Content {
+		size += expandedSize(c, memo, depth+1)
+		if size > maxExpandedNodes {
+			break
+		}
+	}
+	memo[n] = size
+	return size
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)

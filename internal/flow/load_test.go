@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -228,6 +229,11 @@ func TestLoadErrors(t *testing.T) {
 			want:  []string{"flows/a.yaml:4:9: default must be the last case"},
 		},
 		{
+			name: "alias bomb",
+			files: map[string]string{"flows/a.yaml": "flow: a\nx0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + aliasBomb(8) + "steps: [{map: {x: *a8}}]\n"},
+			want: []string{"flows/a.yaml: document expands to more than 100000 nodes"},
+		},
+		{
 			name:  "yaml merge keys refused",
 			files: map[string]string{"flows/a.yaml": "flow: a\nsteps:\n  - map: .a\n    <<: {log: x}\n"},
 			want:  []string{"merge keys are not supported"},
@@ -335,4 +341,20 @@ func mustTime(t *testing.T, s string) time.Time {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// aliasBomb builds levels of aliases each referring ten times to the previous.
+func aliasBomb(levels int) string {
+	var b strings.Builder
+	for i := 1; i <= levels; i++ {
+		fmt.Fprintf(&b, "x%d: &a%d [", i, i)
+		for j := 0; j < 10; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*a%d", i-1)
+		}
+		b.WriteString("]\n")
+	}
+	return b.String()
 }
