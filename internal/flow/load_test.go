@@ -229,9 +229,9 @@ func TestLoadErrors(t *testing.T) {
 			want:  []string{"flows/a.yaml:4:9: default must be the last case"},
 		},
 		{
-			name: "alias bomb",
+			name:  "alias bomb",
 			files: map[string]string{"flows/a.yaml": "flow: a\nx0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + aliasBomb(8) + "steps: [{map: {x: *a8}}]\n"},
-			want: []string{"flows/a.yaml: document expands to more than 100000 nodes"},
+			want:  []string{"flows/a.yaml: document expands to more than 100000 nodes"},
 		},
 		{
 			name:  "yaml merge keys refused",
