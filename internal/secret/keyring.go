@@ -146,6 +146,11 @@ type Keyring struct {
 	mu     sync.RWMutex
 	keys   map[string]cipher.AEAD
 	active string
+
+	// Kept to load data keys that other processes sharing the store
+	// created after this one started.
+	ks KeyStore
+	mk MasterKey
 }
 
 // OpenKeyring unwraps every data key of ks with mk. On a store that has no
@@ -170,7 +175,7 @@ func OpenKeyring(ctx context.Context, ks KeyStore, mk MasterKey) (*Keyring, erro
 			return nil, err
 		}
 	}
-	kr := &Keyring{keys: make(map[string]cipher.AEAD, len(wks))}
+	kr := &Keyring{keys: make(map[string]cipher.AEAD, len(wks)), ks: ks, mk: mk}
 	if err := kr.load(wks, mk); err != nil {
 		return nil, err
 	}
@@ -242,6 +247,17 @@ func (kr *Keyring) Open(sealed, aad []byte) ([]byte, error) {
 	a, ok := kr.keys[id]
 	kr.mu.RUnlock()
 	if !ok {
+		// Another process sharing the store may have added a data key
+		// since this keyring was opened (a concurrent first start, or a
+		// rotation): read the data keys again once.
+		if err := kr.refresh(); err != nil {
+			return nil, err
+		}
+		kr.mu.RLock()
+		a, ok = kr.keys[id]
+		kr.mu.RUnlock()
+	}
+	if !ok {
 		return nil, fmt.Errorf("secret: sealed value names data key %q, which this store does not hold", id)
 	}
 	pt, err := open(a, sealed[2+int(sealed[1]):], aad)
@@ -249,6 +265,31 @@ func (kr *Keyring) Open(sealed, aad []byte) ([]byte, error) {
 		return nil, errors.New("secret: sealed value does not open (corrupted, or moved from another record)")
 	}
 	return pt, nil
+}
+
+func (kr *Keyring) refresh() error {
+	if kr.ks == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	wks, err := kr.ks.ListDataKeys(ctx)
+	if err != nil {
+		return err
+	}
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	for _, wk := range wks {
+		if _, ok := kr.keys[wk.ID]; ok {
+			continue
+		}
+		dk, err := kr.mk.unwrap(wk)
+		if err != nil {
+			return err
+		}
+		kr.keys[wk.ID] = mustGCM(dk)
+	}
+	return nil
 }
 
 // ActiveKeyID names the data key new seals use.
@@ -268,9 +309,9 @@ func (kr *Keyring) RotateDataKey(ctx context.Context, ks KeyStore, mk MasterKey)
 	if err := ks.InsertDataKey(ctx, wk); err != nil {
 		return err
 	}
+	dk, err := mk.unwrap(wk)
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
-	dk, err := mk.unwrap(wk)
 	if err != nil {
 		return err
 	}

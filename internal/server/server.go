@@ -75,7 +75,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	url := "http://" + ln.Addr().String()
+	listenURL := "http://" + ln.Addr().String()
+	url := listenURL
 	if cfg.PublicURL != "" {
 		url = strings.TrimRight(cfg.PublicURL, "/")
 	}
@@ -110,7 +111,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(cfg.Stdout, "sluice: serving %s (data in %s, store %s %s)\n", url, dataDir, st.Kind(), st.Location())
+	public := ""
+	if url != listenURL {
+		public = "public URL " + url + ", "
+	}
+	fmt.Fprintf(cfg.Stdout, "sluice: serving %s (%sdata in %s, store %s %s)\n", listenURL, public, dataDir, st.Kind(), st.Location())
 	cfg.Log.Info("control plane started", "url", url, "data_dir", dataDir, "store", st.Kind())
 
 	served := make(chan error, 1)

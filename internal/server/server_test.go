@@ -239,7 +239,8 @@ func TestConcurrentStartOnPostgres(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			servers[i] = servertest.Start(t, servertest.Options{Store: dsn, Env: []string{"SLUICE_MASTER_KEY=" + sharedKey}})
+			servers[i] = servertest.Start(t, servertest.Options{Store: dsn, Env: []string{"SLUICE_MASTER_KEY=" + sharedKey},
+				Args: []string{"--public-url", "http://sluice.test"}})
 		}(i)
 	}
 	wg.Wait()
@@ -261,3 +262,72 @@ func TestConcurrentStartOnPostgres(t *testing.T) {
 }
 
 var sharedKey = func() string { k, _ := secret.NewMasterKey(); return k.Encode().Reveal() }()
+
+// Locking or deleting an API key, deleting a client credential, and
+// revoking a token bite on the very next request at another control-plane
+// process sharing the same PostgreSQL.
+func TestRevocationAcrossReplicas(t *testing.T) {
+	dsn := storetest.DSN(t, "postgres")
+	key := []string{"SLUICE_MASTER_KEY=" + sharedKey}
+	// Replicas behind one address share the token issuer.
+	issuer := []string{"--public-url", "http://sluice.test"}
+	a := servertest.Start(t, servertest.Options{Store: dsn, Env: key, Args: issuer})
+	b := servertest.Start(t, servertest.Options{Store: dsn, Env: key, Args: issuer})
+	b.Creds = a.Creds
+	adminA := a.Admin(t)
+
+	code, body := adminA.Do("POST", "/api/v1/api-keys", map[string]any{"metadata": map[string]string{"name": "replica-test"}})
+	if code != 201 {
+		t.Fatalf("create key: %d %s", code, body)
+	}
+	var k struct {
+		Metadata struct{ ID string }
+		Key      string
+	}
+	json.Unmarshal(body, &k)
+	// A token minted by A, used at B.
+	tok := a.Login(t, a.Creds.ClientID, a.Creds.ClientSecret, a.Creds.InstanceID, k.Key)
+	atB := b.Bind(t, tok)
+	expect := func(want int, why string) {
+		t.Helper()
+		if code, body := atB.Do("GET", "/api/v1/whoami", nil); code != want {
+			t.Fatalf("%s: whoami at replica B = %d %s, want %d", why, code, body, want)
+		}
+	}
+	expect(200, "fresh token")
+	adminA.Do("POST", "/api/v1/api-keys/"+k.Metadata.ID+"/lock", nil)
+	expect(401, "key locked at replica A")
+	adminA.Do("POST", "/api/v1/api-keys/"+k.Metadata.ID+"/unlock", nil)
+	expect(200, "key unlocked at replica A")
+	if code, _ := adminA.Do("DELETE", "/api/v1/api-keys/"+k.Metadata.ID, nil); code != 204 {
+		t.Fatalf("delete key: %d", code)
+	}
+	expect(401, "key deleted at replica A")
+
+	// Deleting a client credential at A kills its tokens at B.
+	code, body = adminA.Do("POST", "/api/v1/credentials", map[string]any{"metadata": map[string]string{"name": "rotating"}})
+	if code != 201 {
+		t.Fatalf("create credential: %d %s", code, body)
+	}
+	var cred struct{ ClientID, ClientSecret string }
+	json.Unmarshal(body, &cred)
+	viaNew := b.Login(t, cred.ClientID, cred.ClientSecret, a.Creds.InstanceID, a.Creds.APIKey)
+	atB = viaNew
+	expect(200, "token of the new credential")
+	adminA.Do("DELETE", "/api/v1/credentials/rotating", nil)
+	expect(401, "credential deleted at replica A")
+
+	// RFC 7009 revocation at A bites at B.
+	atB = b.Admin(t)
+	expect(200, "admin token minted at B")
+	form := "token=" + atB.Token
+	req, _ := http.NewRequest("POST", a.URL+"/oauth/revoke", strings.NewReader(form))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(a.Creds.ClientID, a.Creds.ClientSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("revoke at A: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	expect(401, "token revoked at replica A")
+}

@@ -260,6 +260,11 @@ func (s *Server) Login(t testing.TB, clientID, clientSecret, instanceID, apiKey 
 	return &Client{t: t, URL: s.URL, ClientID: clientID, Token: tok.AccessToken, HTTP: &http.Client{Timeout: 30 * time.Second}}
 }
 
+// Bind returns c aimed at this server, for a token minted elsewhere.
+func (s *Server) Bind(t testing.TB, c *Client) *Client {
+	return &Client{t: t, URL: s.URL, ClientID: c.ClientID, Token: c.Token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+}
+
 // Do calls the API with the client's token; body, when not nil, is sent
 // as JSON. It returns the status and the body.
 func (c *Client) Do(method, path string, body any) (int, []byte) {
