@@ -40,6 +40,10 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
 
+	// The contract: the OpenAPI document, public like the health endpoints.
+	mux.HandleFunc("GET /api/v1/openapi.yaml", a.openapiYAML)
+	mux.HandleFunc("GET /api/v1/openapi.json", a.openapiJSON)
+
 	// Tokens: App Connect's exchange.
 	mux.HandleFunc("POST /api/v1/tokens", a.postTokens)
 

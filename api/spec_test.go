@@ -1,0 +1,77 @@
+package apispec
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+)
+
+// TestDocumentIsValidOpenAPI31 loads both served forms with kin-openapi and
+// validates them, so a broken document fails here before any handler test.
+func TestDocumentIsValidOpenAPI31(t *testing.T) {
+	js, err := JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"yaml": YAML(), "json": js} {
+		loader := openapi3.NewLoader()
+		doc, err := loader.LoadFromData(b)
+		if err != nil {
+			t.Fatalf("%s: load: %v", name, err)
+		}
+		if !doc.IsOpenAPI31OrLater() {
+			t.Fatalf("%s: openapi is %q, want 3.1.x", name, doc.OpenAPI)
+		}
+		if err := doc.Validate(context.Background(), openapi3.EnableExamplesValidation()); err != nil {
+			t.Fatalf("%s: validate: %v", name, err)
+		}
+		if doc.Info.Title == "" || doc.Info.Version == "" {
+			t.Errorf("%s: info.title and info.version must be set", name)
+		}
+		for _, s := range []string{"bearerAuth", "clientId"} {
+			if doc.Components.SecuritySchemes[s] == nil {
+				t.Errorf("%s: security scheme %s missing", name, s)
+			}
+		}
+	}
+}
+
+// TestJSONIsTheYAML checks the JSON form holds exactly what the YAML does.
+func TestJSONIsTheYAML(t *testing.T) {
+	js, err := JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromJSON, fromYAML any
+	if err := json.Unmarshal(js, &fromJSON); err != nil {
+		t.Fatal(err)
+	}
+	l := openapi3.NewLoader()
+	doc, err := l.LoadFromData(YAML())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Compare through kin's model, which normalises both to the same types.
+	docJ, err := openapi3.NewLoader().LoadFromData(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(doc)
+	b, _ := json.Marshal(docJ)
+	if err := json.Unmarshal(a, &fromYAML); err != nil {
+		t.Fatal(err)
+	}
+	var fromJ any
+	if err := json.Unmarshal(b, &fromJ); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fromYAML, fromJ) {
+		t.Fatal("the JSON form differs from the YAML document")
+	}
+	if m, ok := fromJSON.(map[string]any); !ok || m["openapi"] != "3.1.0" {
+		t.Fatalf("JSON form: openapi = %v", m["openapi"])
+	}
+}
