@@ -78,7 +78,7 @@ func (rt *Runtime) serveFlow(lf *loadedFlow) http.HandlerFunc {
 		}
 		if rt.log.Enabled(r.Context(), slog.LevelDebug) {
 			rt.log.Debug("request", "project", lf.project, "flow", lf.f.Name, "method", r.Method, "path", r.URL.Path,
-				"status", status, "duration", elapsed, "requestId", reqID)
+				"status", status, "durationMs", ms(elapsed), "requestId", reqID)
 		}
 	}
 }

@@ -440,7 +440,7 @@ func (rt *Runtime) runScheduled(lf *loadedFlow) {
 	if err != nil {
 		rt.log.Warn("scheduled run failed", "project", lf.project, "flow", lf.f.Name, "status", status, "err", err, "runId", reqID)
 	} else {
-		rt.log.Debug("scheduled run", "project", lf.project, "flow", lf.f.Name, "duration", elapsed, "runId", reqID)
+		rt.log.Debug("scheduled run", "project", lf.project, "flow", lf.f.Name, "durationMs", ms(elapsed), "runId", reqID)
 	}
 	if rt.trace.service.on.Load() {
 		ev := serviceEvent{Event: "schedule", Project: lf.project, Flow: lf.f.Name, RequestID: reqID, Status: status, DurationMs: ms(elapsed)}
