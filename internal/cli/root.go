@@ -28,9 +28,11 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(
 		newServeCommand(),
 		newMasterKeyCommand(),
+		newSigningKeyCommand(),
 		newFlowCommand(),
 		newBarCommand(),
 		newRuntimeCommand(),
+		newInstancesCommand(),
 	)
 	return root
 }

@@ -166,3 +166,40 @@ control plane with SLUICE_MASTER_KEY set to the new key.`,
 	cmd.AddCommand(generate, rotate)
 	return cmd
 }
+
+func newSigningKeyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "signing-key",
+		Short: "Manage the keys access tokens are signed with",
+	}
+	var (
+		sf       storeFlags
+		alg      string
+		lifetime time.Duration
+	)
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Create a new token signing key; the old one stays valid until its tokens expire",
+		Long: `Create a new token signing key. Control planes sharing the store sign with it
+within a minute; tokens signed with the previous key keep working until they
+expire, and the previous key stays in the JWKS (/oauth/jwks) until then.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := obs.NewLogger(os.Stderr, "auto", "info")
+			if err != nil {
+				return err
+			}
+			kid, err := server.RotateSigningKey(cmd.Context(), sf.store, sf.dataDir, alg, secret.New(os.Getenv("SLUICE_MASTER_KEY")), lifetime, log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "new signing key %s (%s)\n", kid, alg)
+			return nil
+		},
+	}
+	sf.register(rotate)
+	rotate.Flags().StringVar(&alg, "alg", envOr("SLUICE_TOKEN_SIGNING_ALG", "EdDSA"), "algorithm of the new key: EdDSA or RS256")
+	rotate.Flags().DurationVar(&lifetime, "token-lifetime", 12*time.Hour, "token lifetime the control planes use")
+	cmd.AddCommand(rotate)
+	return cmd
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -54,6 +55,7 @@ type signingKey struct {
 	alg     jose.SignatureAlgorithm
 	signer  jose.Signer // nil for keys whose private half this process did not unseal
 	public  jose.JSONWebKey
+	created time.Time
 	retired time.Time
 }
 
@@ -102,18 +104,24 @@ func (t *Tokens) Init(ctx context.Context) error {
 	return t.Rotate(ctx)
 }
 
-// Rotate creates a new signing key of the configured algorithm, makes it
-// the one new tokens are signed with, and retires the others. Retired keys
-// stay in the JWKS until the last token they signed has expired.
+// Rotate creates a new signing key of the configured algorithm. The
+// newest key is the one tokens are signed with, so creating it retires the
+// others; retired keys stay in the JWKS until the last token they can have
+// signed has expired. Nothing is updated in place, so replicas rotating or
+// starting at the same moment cannot leave the store without a signing key.
 func (t *Tokens) Rotate(ctx context.Context) error {
 	k, err := t.newKey()
 	if err != nil {
 		return err
 	}
-	if err := t.Store.InsertSigningKey(ctx, k); err != nil {
-		return err
+	// The newest key signs, so the new one must sort after the current
+	// one even when the clock has not moved (or moved back).
+	t.mu.RLock()
+	if t.active != nil && !k.CreatedAt.After(t.active.created) {
+		k.CreatedAt = t.active.created.Add(time.Millisecond)
 	}
-	if err := t.Store.RetireSigningKeys(ctx, k.KID, t.now()); err != nil {
+	t.mu.RUnlock()
+	if err := t.Store.InsertSigningKey(ctx, k); err != nil {
 		return err
 	}
 	return t.reload(ctx)
@@ -154,7 +162,11 @@ func (t *Tokens) newKey() (store.SigningKey, error) {
 
 func signingKeyAAD(kid string) []byte { return []byte("signing-key/" + kid) }
 
-// reload reads every signing key from the store.
+// Load reads the signing keys from the store without creating any.
+func (t *Tokens) Load(ctx context.Context) error { return t.reload(ctx) }
+
+// reload reads every signing key from the store. Rows come oldest first;
+// each key is retired when the next one was created, and the newest signs.
 func (t *Tokens) reload(ctx context.Context) error {
 	rows, err := t.Store.ListSigningKeys(ctx)
 	if err != nil {
@@ -162,13 +174,19 @@ func (t *Tokens) reload(ctx context.Context) error {
 	}
 	keys := make(map[string]*signingKey, len(rows))
 	var active *signingKey
-	for _, r := range rows {
+	cut := t.now().Add(-t.Lifetime)
+	for i, r := range rows {
 		var pub jose.JSONWebKey
 		if err := pub.UnmarshalJSON([]byte(r.PublicJWK)); err != nil {
 			return fmt.Errorf("iam: signing key %s has a broken public key: %w", r.KID, err)
 		}
-		sk := &signingKey{kid: r.KID, alg: jose.SignatureAlgorithm(r.Alg), public: pub, retired: r.RetiredAt}
-		if r.RetiredAt.IsZero() {
+		sk := &signingKey{kid: r.KID, alg: jose.SignatureAlgorithm(r.Alg), public: pub, created: r.CreatedAt}
+		if i+1 < len(rows) {
+			sk.retired = rows[i+1].CreatedAt
+			if sk.retired.Before(cut) {
+				continue // no live token can carry it any more
+			}
+		} else {
 			der, err := t.Keyring.Open(r.SealedPrivate, signingKeyAAD(r.KID))
 			if err != nil {
 				return fmt.Errorf("iam: unable to unseal signing key %s: %w", r.KID, err)
@@ -182,9 +200,7 @@ func (t *Tokens) reload(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if active == nil || r.CreatedAt.After(activeCreated(rows, active.kid)) {
-				active = sk
-			}
+			active = sk
 		}
 		keys[r.KID] = sk
 	}
@@ -192,15 +208,6 @@ func (t *Tokens) reload(ctx context.Context) error {
 	t.keys, t.active = keys, active
 	t.mu.Unlock()
 	return nil
-}
-
-func activeCreated(rows []store.SigningKey, kid string) time.Time {
-	for _, r := range rows {
-		if r.KID == kid {
-			return r.CreatedAt
-		}
-	}
-	return time.Time{}
 }
 
 // Mint signs c, filling iss, aud, iat, exp and jti. expires_in of the
@@ -270,6 +277,16 @@ func (t *Tokens) Verify(ctx context.Context, raw string) (Claims, error) {
 	return c, nil
 }
 
+// ActiveKeyID names the key new tokens are signed with.
+func (t *Tokens) ActiveKeyID() string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.active == nil {
+		return ""
+	}
+	return t.active.kid
+}
+
 func (t *Tokens) key(kid string) *signingKey {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -288,6 +305,7 @@ func (t *Tokens) JWKS() jose.JSONWebKeySet {
 			set.Keys = append(set.Keys, k.public)
 		}
 	}
+	sort.Slice(set.Keys, func(i, j int) bool { return set.Keys[i].KeyID < set.Keys[j].KeyID })
 	return set
 }
 

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
 )
@@ -145,4 +147,32 @@ func RotateMasterKey(ctx context.Context, storeDSN, dataDir string, envKey, newK
 	}
 	log.Info("master key rotated", "old_fingerprint", current.Fingerprint(), "new_fingerprint", next.Fingerprint())
 	return next, nil
+}
+
+// RotateSigningKey creates a new token signing key of alg in the store.
+// Running control planes start signing with it within a minute (or at once
+// when they meet a token it signed); tokens signed with the old key keep
+// working until they expire, and the old key stays in the JWKS until then.
+func RotateSigningKey(ctx context.Context, storeDSN, dataDir, alg string, envKey secret.Value, lifetime time.Duration, log *slog.Logger) (string, error) {
+	dataDir, _, err := prepareDataDir(dataDir)
+	if err != nil {
+		return "", err
+	}
+	st, err := store.Open(ctx, storeDSN, dataDir)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	kr, err := unlockSecrets(ctx, st, dataDir, envKey, log)
+	if err != nil {
+		return "", err
+	}
+	tokens := &iam.Tokens{Store: st, Keyring: kr, Alg: alg, Lifetime: lifetime}
+	if err := tokens.Load(ctx); err != nil {
+		return "", err
+	}
+	if err := tokens.Rotate(ctx); err != nil {
+		return "", err
+	}
+	return tokens.ActiveKeyID(), nil
 }

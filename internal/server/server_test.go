@@ -256,8 +256,11 @@ func TestConcurrentStartOnPostgres(t *testing.T) {
 		t.Fatalf("%d processes bootstrapped, want exactly 1", boots)
 	}
 	// Every replica accepts the one set of credentials.
-	for _, s := range servers {
-		s.Login(t, creds.Creds.ClientID, creds.Creds.ClientSecret, creds.Creds.InstanceID, creds.Creds.APIKey)
+	for i, s := range servers {
+		resp, body, err := servertest.Exchange(s.URL, creds.Creds.ClientID, creds.Creds.ClientSecret, creds.Creds.InstanceID, creds.Creds.APIKey)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("replica %d refuses the credentials: %v %s\n%s", i, err, body, s.Stderr())
+		}
 	}
 }
 

@@ -70,14 +70,15 @@ type ClientCredential struct {
 	OwnerKind, OwnerName, OwnerRole string
 }
 
-// SigningKey is a token signing key; the private half is sealed.
+// SigningKey is a token signing key; the private half is sealed. The
+// newest key signs; each older one is retired from the moment its
+// successor was created.
 type SigningKey struct {
 	KID           string
 	Alg           string
 	SealedPrivate []byte
 	PublicJWK     string
 	CreatedAt     time.Time
-	RetiredAt     time.Time // zero: active
 }
 
 // AuditEvent is one audited action. Detail never holds secret values.
@@ -159,8 +160,6 @@ type IAM interface {
 
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
 	InsertSigningKey(ctx context.Context, k SigningKey) error
-	// RetireSigningKeys marks every active key but keep as retired at at.
-	RetireSigningKeys(ctx context.Context, keep string, at time.Time) error
 
 	RevokeToken(ctx context.Context, jti string, expiresAt time.Time) error
 	// GrantState reads, in one query, the current state of what a token
@@ -487,7 +486,7 @@ func (s *sqlStore) TouchClientCredential(ctx context.Context, clientID string, a
 }
 
 func (s *sqlStore) ListSigningKeys(ctx context.Context) ([]SigningKey, error) {
-	rows, err := s.query(ctx, `SELECT kid, alg, sealed_private, public_jwk, created_at, retired_at FROM signing_keys ORDER BY created_at, kid`)
+	rows, err := s.query(ctx, `SELECT kid, alg, sealed_private, public_jwk, created_at FROM signing_keys ORDER BY created_at, kid`)
 	if err != nil {
 		return nil, s.mapErr("list signing keys", err)
 	}
@@ -495,25 +494,20 @@ func (s *sqlStore) ListSigningKeys(ctx context.Context) ([]SigningKey, error) {
 	var out []SigningKey
 	for rows.Next() {
 		var k SigningKey
-		var c, r int64
-		if err := rows.Scan(&k.KID, &k.Alg, &k.SealedPrivate, &k.PublicJWK, &c, &r); err != nil {
+		var c int64
+		if err := rows.Scan(&k.KID, &k.Alg, &k.SealedPrivate, &k.PublicJWK, &c); err != nil {
 			return nil, s.mapErr("read signing key", err)
 		}
-		k.CreatedAt, k.RetiredAt = fromMS(c), fromMS(r)
+		k.CreatedAt = fromMS(c)
 		out = append(out, k)
 	}
 	return out, s.mapErr("list signing keys", rows.Err())
 }
 
 func (s *sqlStore) InsertSigningKey(ctx context.Context, k SigningKey) error {
-	_, err := s.exec(ctx, `INSERT INTO signing_keys (kid, alg, sealed_private, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		k.KID, k.Alg, k.SealedPrivate, k.PublicJWK, ms(k.CreatedAt), ms(k.RetiredAt))
+	_, err := s.exec(ctx, `INSERT INTO signing_keys (kid, alg, sealed_private, public_jwk, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		k.KID, k.Alg, k.SealedPrivate, k.PublicJWK, ms(k.CreatedAt))
 	return s.mapErr("insert signing key", err)
-}
-
-func (s *sqlStore) RetireSigningKeys(ctx context.Context, keep string, at time.Time) error {
-	_, err := s.exec(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE kid <> $2 AND retired_at = 0`, ms(at), keep)
-	return s.mapErr("retire signing keys", err)
 }
 
 func (s *sqlStore) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) error {

@@ -62,8 +62,7 @@ CREATE TABLE signing_keys (
     alg            TEXT NOT NULL,
     sealed_private BLOB NOT NULL,
     public_jwk     TEXT NOT NULL,
-    created_at     BIGINT NOT NULL,
-    retired_at     BIGINT NOT NULL DEFAULT 0
+    created_at     BIGINT NOT NULL
 );
 
 CREATE TABLE revoked_tokens (
