@@ -214,7 +214,7 @@ func (c *Configuration) readServerconf(dir string) error {
 		dec.KnownFields(true)
 		// An empty file decodes as io.EOF: no settings, not an error.
 		if err := dec.Decode(&c.Settings); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("runtime: %s: %s", rel(name), strings.TrimPrefix(err.Error(), "yaml: "))
+			return fmt.Errorf("runtime: %s: %s", rel(name), yamlMessage(err))
 		}
 		c.Sources = append(c.Sources, rel(name))
 	}
@@ -231,6 +231,23 @@ func (c *Configuration) readServerconf(dir string) error {
 		c.Settings.Values = v.(map[string]any)
 	}
 	return nil
+}
+
+// yamlMessage renders a YAML error for a person: the line and what is
+// wrong, without the Go type it was decoded into.
+func yamlMessage(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			if j := strings.Index(m, " in type "); j >= 0 {
+				m = m[:j]
+			}
+			msgs[i] = m
+		}
+		return strings.Join(msgs, "; ")
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
 }
 
 // jsonValue converts what YAML decoded into the JSON data model.
@@ -412,7 +429,7 @@ func (c *Configuration) readPolicies(dir string) error {
 			}
 			var def map[string]any
 			if err := yaml.Unmarshal(data, &def); err != nil {
-				return fmt.Errorf("runtime: %s: %s", src, strings.TrimPrefix(err.Error(), "yaml: "))
+				return fmt.Errorf("runtime: %s: %s", src, yamlMessage(err))
 			}
 			v, err := jsonValue(def)
 			if err != nil {
