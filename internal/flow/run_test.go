@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 
 	"github.com/sluice-dev/sluice/internal/secret"
 )
@@ -200,6 +201,18 @@ func TestRun(t *testing.T) {
 			wantStatus: 200, wantBody: `[42,"v"]`,
 		},
 		{
+			name:       "include and modules in subdirectories",
+			steps:      `[{map: 'include "lib/math"; import "lib/str" as s; [(.body | inc), ("a" | s::up)]'}]`,
+			extra:      map[string]string{"jq/lib/math.jq": "def inc: . + 1;", "jq/lib/str.jq": "def up: ascii_upcase;"},
+			msg:        &Message{Body: 1},
+			wantStatus: 200, wantBody: `[2,"A"]`,
+		},
+		{
+			name:    "configfile without generic files is a run-time error",
+			steps:   `[{map: 'configfile("x")'}]`,
+			wantErr: "configfile: no generic configuration files", wantStatus: 500,
+		},
+		{
 			name:       "static files",
 			steps:      `[{map: 'static("static/x.json") | fromjson'}]`,
 			extra:      map[string]string{"static/x.json": `{"a": 1}`},
@@ -366,5 +379,60 @@ steps:
 	}
 	if rec.events[3].Err == nil {
 		t.Error("the failing step's event has no error")
+	}
+}
+
+func TestConfigFile(t *testing.T) {
+	cfg := &Config{Files: fstest.MapFS{"rates.json": {Data: []byte(`{"eur": 1}`)}}}
+	f := load(t, map[string]string{"flows/f.yaml": "flow: f\nsteps: [{map: 'configfile(\"rates.json\") | fromjson'}]\n"}, cfg, "f")
+	resp, err := f.Run(context.Background(), nil, nil)
+	if err != nil || jsonString(t, resp.Body) != `{"eur":1}` {
+		t.Fatalf("got %v, %v", resp, err)
+	}
+}
+
+// TestConcurrentRuns: the runtime runs one flow for many requests at once;
+// a compiled flow shares nothing mutable between runs (run with -race).
+func TestConcurrentRuns(t *testing.T) {
+	f := load(t, map[string]string{
+		"flows/f.yaml": `flow: f
+steps:
+  - validate: schemas/s.json
+  - for-each:
+      items: .body.items
+      into: doubled
+      steps: [{set: {item: '.vars.item * 2'}}]
+  - try:
+      steps: [{fail: 'odd ${ .params.n }'}]
+      catch: [{set: {caught: .error.message}}]
+  - reply: {body: '{n: .params.n, d: .vars.doubled, c: .vars.caught}'}
+`,
+		"schemas/s.json": `{"type": "object", "required": ["items"]}`,
+	}, nil, "f")
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				n := fmt.Sprint(g*100 + i)
+				resp, err := f.Run(context.Background(), &Message{Body: map[string]any{"items": []any{1, 2}}, Params: map[string]string{"n": n}}, &recorder{})
+				if err != nil {
+					errs <- err
+					return
+				}
+				want := `{"c":"odd ` + n + `","d":[2,4],"n":"` + n + `"}`
+				if got, _ := json.Marshal(resp.Body); string(got) != want {
+					errs <- fmt.Errorf("got %s, want %s", got, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
