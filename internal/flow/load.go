@@ -120,9 +120,9 @@ func Load(ctx context.Context, fsys fs.FS, cfg *Config) (p *Project, err error) 
 	l := &loader{ctx: ctx, fsys: fsys, cfg: cfg}
 	p = &Project{Files: fsys, byName: map[string]*Flow{}}
 
-	if err := l.readManifest(p); err != nil {
-		return nil, err
-	}
+	// A broken manifest does not stop the loader: the flows are checked
+	// too, so every problem shows up in one pass.
+	l.readManifest(p)
 	modules := l.loadModules()
 	rt, err := newRuntimeEnv(fsys, cfg)
 	if err != nil {
@@ -291,7 +291,19 @@ func (l *loader) listFiles(dir string, exts []string) []string {
 			l.errAt(p, nil, "cannot read: %v", err)
 			return nil
 		}
-		if d.IsDir() || !d.Type().IsRegular() {
+		// Dot files are editor and OS droppings (.#a.yaml, .DS_Store), not
+		// part of the project.
+		if strings.HasPrefix(d.Name(), ".") && p != dir {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			l.errAt(p, nil, "not a regular file (symbolic links and devices are not allowed in a project)")
 			return nil
 		}
 		if exts != nil && !slices.Contains(exts, path.Ext(p)) {
@@ -385,21 +397,23 @@ func yamlErrMsg(err error) string {
 	return strings.TrimPrefix(s, "yaml: ")
 }
 
-func (l *loader) readManifest(p *Project) error {
+func (l *loader) readManifest(p *Project) {
 	data, err := l.readFile(ManifestFile)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return &LoadError{File: ManifestFile, Msg: "missing project manifest (want name, version, description)"}
+			l.errAt(ManifestFile, nil, "missing project manifest (want name, version, description)")
+		} else {
+			l.errAt(ManifestFile, nil, "cannot read: %v", err)
 		}
-		return &LoadError{File: ManifestFile, Msg: fmt.Sprintf("cannot read: %v", err)}
+		return
 	}
 	root := l.parseYAML(ManifestFile, data)
 	if root == nil {
-		return l.joined()
+		return
 	}
 	m := l.mapping(ManifestFile, root, "manifest", "name", "version", "description")
 	if m == nil {
-		return l.joined()
+		return
 	}
 	if n := m.get("name"); n == nil {
 		l.errAt(ManifestFile, root, "manifest has no name")
@@ -415,10 +429,6 @@ func (l *loader) readManifest(p *Project) error {
 	if n := m.get("description"); n != nil {
 		p.Description, _ = l.str(ManifestFile, n, "description")
 	}
-	if len(l.errs) > 0 {
-		return l.joined()
-	}
-	return nil
 }
 
 // checkOpenAPI parses each OpenAPI document so a broken one is found at

@@ -42,7 +42,7 @@ func TestLoadErrors(t *testing.T) {
 		want  []string // each must appear in the error text
 	}{
 		{
-			name:  "missing manifest",
+			name:  "empty manifest",
 			files: map[string]string{ManifestFile: "", "flows/a.yaml": okFlow},
 			want:  []string{"sluice.yaml: file is empty"},
 		},
@@ -50,6 +50,11 @@ func TestLoadErrors(t *testing.T) {
 			name:  "manifest unknown field",
 			files: map[string]string{ManifestFile: "name: x\nowner: me\n", "flows/a.yaml": okFlow},
 			want:  []string{`sluice.yaml:2:1: unknown field "owner" in manifest`},
+		},
+		{
+			name:  "manifest and flow errors together",
+			files: map[string]string{ManifestFile: "name: 'bad name'\n", "flows/a.yaml": "flow: a\nsteps: [{nope: 1}]\n"},
+			want:  []string{`sluice.yaml:1:7: invalid project name "bad name"`, `flows/a.yaml:2:10: unknown step kind "nope"`},
 		},
 		{
 			name:  "no flows",
@@ -357,4 +362,23 @@ func aliasBomb(levels int) string {
 		b.WriteString("]\n")
 	}
 	return b.String()
+}
+
+func TestLoadIgnoresDotFiles(t *testing.T) {
+	_, err := Load(context.Background(), project(map[string]string{
+		"flows/a.yaml":        okFlow,
+		"flows/.#a.yaml":      "garbage: [",
+		"flows/.hidden/b.yml": "garbage: [",
+	}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadMissingManifest(t *testing.T) {
+	_, err := Load(context.Background(), fstest.MapFS{"flows/a.yaml": {Data: []byte(okFlow)}}, nil)
+	var le *LoadError
+	if !errors.As(err, &le) || le.File != ManifestFile || !strings.Contains(le.Msg, "missing project manifest") {
+		t.Fatalf("got %v, want a missing manifest error", err)
+	}
 }
