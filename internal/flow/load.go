@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"path"
@@ -251,7 +252,7 @@ func (l *loader) readFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("is a directory")
 	}
 	var buf bytes.Buffer
-	n, err := buf.ReadFrom(&limitReader{f: f, n: maxFileSize + 1})
+	n, err := buf.ReadFrom(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, err
 	}
@@ -259,23 +260,6 @@ func (l *loader) readFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("file larger than %d bytes", maxFileSize)
 	}
 	return buf.Bytes(), nil
-}
-
-type limitReader struct {
-	f interface{ Read([]byte) (int, error) }
-	n int64
-}
-
-func (r *limitReader) Read(p []byte) (int, error) {
-	if r.n <= 0 {
-		return 0, errEOF
-	}
-	if int64(len(p)) > r.n {
-		p = p[:r.n]
-	}
-	n, err := r.f.Read(p)
-	r.n -= int64(n)
-	return n, err
 }
 
 // listFiles returns the regular files under dir (sorted), optionally only
@@ -324,7 +308,7 @@ func (l *loader) parseYAML(file string, data []byte) *yaml.Node {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, errEOF) {
+		if errors.Is(err, io.EOF) {
 			l.errAt(file, nil, "file is empty")
 			return nil
 		}
@@ -445,7 +429,7 @@ func (l *loader) checkOpenAPI() []string {
 		if root == nil {
 			continue
 		}
-		m := l.mappingAny(f, root, "OpenAPI document")
+		m := l.mapping(f, root, "OpenAPI document")
 		if m != nil && m.get("openapi") == nil && m.get("swagger") == nil {
 			l.errAt(f, root, "not an OpenAPI document (no openapi field)")
 		}

@@ -1,14 +1,11 @@
 package flow
 
 import (
-	"io"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 )
-
-var errEOF = io.EOF
 
 // Flow files are decoded from yaml.Node trees by hand rather than into
 // structs, so every error can name the exact line and column, unknown
@@ -87,11 +84,6 @@ func (l *loader) mapping(file string, n *yaml.Node, what string, allowed ...stri
 		return nil
 	}
 	return m
-}
-
-// mappingAny is mapping without a field list (any key allowed).
-func (l *loader) mappingAny(file string, n *yaml.Node, what string) *fieldMap {
-	return l.mapping(file, n, what)
 }
 
 func contains(list []string, s string) bool {
