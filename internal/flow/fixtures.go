@@ -455,8 +455,9 @@ func (t *fakeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if f.Request.Body.Kind != 0 {
 			want, err := nodeJSON(&f.Request.Body)
 			var got any
-			if err == nil {
-				if got, err = decodeJSON(body); err != nil {
+			if len(body) > 0 {
+				var derr error
+				if got, derr = decodeJSON(body); derr != nil {
 					got = string(body)
 				}
 			}
