@@ -33,6 +33,13 @@ func newRootCommand() *cobra.Command {
 		newBarCommand(),
 		newRuntimeCommand(),
 		newInstancesCommand(),
+		newLoginCommand(),
+		newTokenCommand(),
+		newAPIKeysCommand(),
+		newServiceIDsCommand(),
+		newCredentialsCommand(),
+		newUsersCommand(),
+		newAuditCommand(),
 	)
 	return root
 }
