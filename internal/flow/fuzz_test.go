@@ -3,7 +3,9 @@ package flow
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -50,6 +52,7 @@ func FuzzLoad(f *testing.F) {
 		Values:      map[string]any{"backendURL": "https://backend.example", "pricingURL": "https://pricing.example"},
 		Credentials: map[string]Credential{"backend": {User: "u", Password: secret.New("pw-fuzz")}, "backend-token": {User: "t", Password: secret.New("tok-fuzz")}},
 		Transport:   refuseTransport{},
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Sleep:       func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
 	}
 

@@ -146,6 +146,99 @@ type expr struct {
 	konst bool
 	val   any
 	path  []string // set for plain paths like .body.id, evaluated without gojq
+
+	// A structured expression whose leaves are all plain paths or
+	// literals is built natively too: keys (objects) or neither (arrays),
+	// with the leaves in elems.
+	isObj, isArr bool
+	keys         []string
+	elems        []*expr
+}
+
+// native evaluates without gojq where the expression allows it; ok is
+// false when gojq must run (or must give its own error).
+func (e *expr) native(in any) (v any, ok bool) {
+	switch {
+	case e.konst:
+		return e.val, true
+	case e.path != nil:
+		return e.walk(in)
+	case e.isObj:
+		m := make(map[string]any, len(e.elems))
+		for i, x := range e.elems {
+			if m[e.keys[i]], ok = x.native(in); !ok {
+				return nil, false
+			}
+		}
+		return m, true
+	case e.isArr:
+		a := make([]any, len(e.elems))
+		for i, x := range e.elems {
+			if a[i], ok = x.native(in); !ok {
+				return nil, false
+			}
+		}
+		return a, true
+	}
+	return nil, false
+}
+
+// nativeShape returns the native form of a structured expression, or nil
+// when one of its leaves needs jq.
+func nativeShape(n *yaml.Node, depth int) *expr {
+	n = deref(n)
+	if depth > maxTemplateDepth {
+		return nil
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if v, ok := literal(n); ok {
+			return &expr{konst: true, val: v}
+		}
+		if p := plainPath(n.Value); p != nil {
+			return &expr{path: p}
+		}
+	case yaml.MappingNode:
+		e := &expr{isObj: true}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := deref(n.Content[i])
+			v := nativeShape(n.Content[i+1], depth+1)
+			if k.Kind != yaml.ScalarNode || v == nil {
+				return nil
+			}
+			e.keys = append(e.keys, k.Value)
+			e.elems = append(e.elems, v)
+		}
+		return e
+	case yaml.SequenceNode:
+		e := &expr{isArr: true}
+		for _, item := range n.Content {
+			v := nativeShape(item, depth+1)
+			if v == nil {
+				return nil
+			}
+			e.elems = append(e.elems, v)
+		}
+		return e
+	}
+	return nil
+}
+
+// literal decodes a YAML number, boolean or null.
+func literal(n *yaml.Node) (any, bool) {
+	switch n.Tag {
+	case "!!int", "!!float", "!!bool", "!!null":
+	default:
+		return nil, false
+	}
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return nil, false
+	}
+	if b, ok := v.(*big.Int); ok {
+		v = json.Number(b.String())
+	}
+	return v, true
 }
 
 // pathRE matches the plain field paths flows are full of (.body,
@@ -191,8 +284,8 @@ func (e *expr) eval(ctx context.Context, in any) (any, error) {
 	if e.konst {
 		return e.val, nil
 	}
-	if e.path != nil {
-		if v, ok := e.walk(in); ok {
+	if e.path != nil || e.isObj || e.isArr {
+		if v, ok := e.native(in); ok {
 			return v, nil
 		}
 	}
@@ -345,7 +438,13 @@ func (c *compiler) jqExpr(n *yaml.Node, what string) *expr {
 	if !ok {
 		return nil
 	}
-	return c.compileJQ(n, src, what)
+	e := c.compileJQ(n, src, what)
+	if e != nil {
+		if nat := nativeShape(n, 0); nat != nil {
+			e.isObj, e.isArr, e.keys, e.elems = nat.isObj, nat.isArr, nat.keys, nat.elems
+		}
+	}
+	return e
 }
 
 const maxTemplateDepth = 32

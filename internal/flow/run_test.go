@@ -78,6 +78,24 @@ func TestRun(t *testing.T) {
 			wantHeader: map[string]string{"location": "/x/a", "x-count": "2"},
 		},
 		{
+			name:       "structured expression of paths and literals",
+			steps:      `[{reply: {body: {a: .body.x, b: [.params.id, 1, 2.5, null, true], c: {d: .vars.none.deeper}, e: .}}}]`,
+			msg:        &Message{Body: map[string]any{"x": "y"}, Params: map[string]string{"id": "7"}},
+			wantStatus: 200, wantBody: `{"a":"y","b":["7",1,2.5,null,true],"c":{"d":null},"e":{"body":{"x":"y"},"config":{"greeting":"hi","limits":{"max":3}},"headers":{},"params":{"id":"7"},"query":{},"vars":{}}}`,
+		},
+		{
+			name:    "a path through a string gives jq's error",
+			steps:   `[{reply: {body: {a: .body.s.x}}}]`,
+			msg:     &Message{Body: map[string]any{"s": "str"}},
+			wantErr: `expected an object but got: string ("str")`, wantStatus: 500,
+		},
+		{
+			name:    "a plain path through a number gives jq's error",
+			steps:   `[{map: .body.n.x}]`,
+			msg:     &Message{Body: map[string]any{"n": 1}},
+			wantErr: "expected an object but got: number (1)", wantStatus: 500,
+		},
+		{
 			name:       "reply status from jq",
 			steps:      `[{reply: {status: 'if .body then 202 else 204 end'}}]`,
 			msg:        &Message{Body: true},
