@@ -1,0 +1,311 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	apispec "github.com/sluice-dev/sluice/api"
+	"github.com/sluice-dev/sluice/internal/server/servertest"
+)
+
+// loadDoc parses the embedded document the way a client would, with the
+// server list replaced by the server under test so routes resolve.
+func loadDoc(t *testing.T, serverURL string) (*openapi3.T, routers.Router) {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(apispec.YAML())
+	if err != nil {
+		t.Fatalf("load openapi.yaml: %v", err)
+	}
+	if !doc.IsOpenAPI31OrLater() {
+		t.Fatalf("openapi.yaml is OpenAPI %s, want 3.1", doc.OpenAPI)
+	}
+	doc.Servers = openapi3.Servers{{URL: serverURL}}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("openapi.yaml does not validate: %v", err)
+	}
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatalf("router: %v", err)
+	}
+	return doc, router
+}
+
+// exchange is one request and its answer, kept for the coverage checks and
+// for the canary scan.
+type exchange struct {
+	label     string
+	op        string // "METHOD /documented/{path}", "" when undocumented
+	reqHeader http.Header
+	reqBody   []byte
+	status    int
+	header    http.Header
+	body      []byte
+}
+
+// call describes one request of a test.
+type call struct {
+	label  string
+	method string
+	path   string // with query
+	as     *servertest.Client
+	basic  []string // client id and secret for HTTP Basic (OAuth client auth)
+	header map[string]string
+	// body is sent as is when []byte or string, form-encoded when
+	// url.Values, and as JSON otherwise (nil: no body).
+	body        any
+	contentType string // overrides the content type body implies
+	want        int    // the status the test expects; 0: any
+	// conforms says the request follows the document, so the document's
+	// request validation must accept it; rejects says the server refuses
+	// it for a reason the document states, so the validation must refuse it.
+	conforms bool
+	rejects  bool
+}
+
+// harness sends calls to a real server and validates every answer against
+// the document: status documented for the operation, headers, body schema.
+type harness struct {
+	t      *testing.T
+	srv    *servertest.Server
+	doc    *openapi3.T
+	router routers.Router
+	http   *http.Client
+
+	mu  sync.Mutex
+	log []*exchange
+}
+
+func newHarness(t *testing.T, srv *servertest.Server) *harness {
+	doc, router := loadDoc(t, srv.URL)
+	return &harness{t: t, srv: srv, doc: doc, router: router, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+func (c call) build(base string) (*http.Request, []byte, error) {
+	var raw []byte
+	ct := ""
+	switch b := c.body.(type) {
+	case nil:
+	case []byte:
+		raw = b
+	case string:
+		raw = []byte(b)
+	case url.Values:
+		raw, ct = []byte(b.Encode()), "application/x-www-form-urlencoded"
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			return nil, nil, err
+		}
+		raw, ct = j, "application/json"
+	}
+	if c.contentType != "" {
+		ct = c.contentType
+	}
+	var rd io.Reader
+	if raw != nil {
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(c.method, base+c.path, rd)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ct != "" && ct != "-" {
+		req.Header.Set("Content-Type", ct)
+	}
+	if c.as != nil {
+		req.Header.Set("Authorization", "Bearer "+c.as.Token)
+		req.Header.Set("X-IBM-Client-Id", c.as.ClientID)
+	}
+	if len(c.basic) == 2 {
+		req.SetBasicAuth(url.QueryEscape(c.basic[0]), url.QueryEscape(c.basic[1]))
+	}
+	for k, v := range c.header {
+		req.Header.Set(k, v)
+	}
+	return req, raw, nil
+}
+
+// errorPrefix is how every /api/v1 error body starts: App Connect scripts
+// grep for it, so member order is part of the contract although JSON
+// Schema cannot say so.
+var errorPrefix = regexp.MustCompile(`^\{"error":"Internal error","code":([0-9]{3}),"reason":"`)
+
+// do sends c, validates the answer against the document and returns it.
+func (h *harness) do(c call) *exchange {
+	h.t.Helper()
+	label := c.label
+	if label == "" {
+		label = c.method + " " + c.path
+	}
+	req, raw, err := c.build(h.srv.URL)
+	if err != nil {
+		h.t.Fatalf("%s: %v", label, err)
+	}
+	resp, err := h.http.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s: %v", label, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		h.t.Fatalf("%s: reading the answer: %v", label, err)
+	}
+	ex := &exchange{label: label, reqHeader: req.Header.Clone(), reqBody: raw, status: resp.StatusCode, header: resp.Header, body: body}
+	h.mu.Lock()
+	h.log = append(h.log, ex)
+	h.mu.Unlock()
+	if c.want != 0 && resp.StatusCode != c.want {
+		h.t.Errorf("%s: status %d, want %d; body %s", label, resp.StatusCode, c.want, body)
+	}
+	h.validate(c, ex)
+	return ex
+}
+
+func (h *harness) validate(c call, ex *exchange) {
+	h.t.Helper()
+	ctx := context.Background()
+	vreq, _, _ := c.build(h.srv.URL)
+	route, params, err := h.router.FindRoute(vreq)
+	if err != nil {
+		h.t.Errorf("%s: the document has no operation for it: %v", ex.label, err)
+		return
+	}
+	ex.op = route.Method + " " + route.Path
+	opts := &openapi3filter.Options{AuthenticationFunc: credentialsPresent, MultiError: true}
+	if c.conforms || c.rejects {
+		in := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route, Options: opts}
+		err := openapi3filter.ValidateRequest(ctx, in)
+		if c.conforms && err != nil {
+			h.t.Errorf("%s: the document refuses a request the test means to be valid: %v", ex.label, err)
+		}
+		if c.rejects && err == nil {
+			h.t.Errorf("%s: the server answered %d but the document accepts the request", ex.label, ex.status)
+		}
+		vreq, _, _ = c.build(h.srv.URL)
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route, Options: opts},
+		Status:                 ex.status,
+		Header:                 ex.header,
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	}
+	in.SetBodyBytes(ex.body)
+	if err := openapi3filter.ValidateResponse(ctx, in); err != nil {
+		h.t.Errorf("%s: the answer does not follow the document: %v\nstatus %d, headers %v\nbody %s", ex.label, err, ex.status, ex.header, ex.body)
+	}
+	// kin-openapi skips the body of a response documented without
+	// content; such answers must have none.
+	if r := route.Operation.Responses.Status(ex.status); r != nil && r.Value != nil && len(r.Value.Content) == 0 && len(ex.body) != 0 {
+		h.t.Errorf("%s: status %d is documented without a body, got %q", ex.label, ex.status, ex.body)
+	}
+	isOAuth := strings.HasPrefix(route.Path, "/oauth/") || strings.HasPrefix(route.Path, "/.well-known/")
+	if ex.status >= 400 && (!isOAuth || ex.status == http.StatusTooManyRequests) {
+		m := errorPrefix.FindSubmatch(ex.body)
+		if m == nil || string(m[1]) != fmt.Sprint(ex.status) {
+			h.t.Errorf("%s: error body does not start with {\"error\":\"Internal error\",\"code\":%d,\"reason\":…: %s", ex.label, ex.status, ex.body)
+		}
+	}
+}
+
+// credentialsPresent stands in for authentication during request
+// validation: the server authenticates for real; the document only has to
+// demand what a valid request carries.
+func credentialsPresent(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	r := in.RequestValidationInput.Request
+	switch s := in.SecurityScheme; {
+	case s.Type == "http" && strings.EqualFold(s.Scheme, "bearer"):
+		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+			return errors.New("no bearer token")
+		}
+	case s.Type == "http" && strings.EqualFold(s.Scheme, "basic"):
+		if _, _, ok := r.BasicAuth(); !ok {
+			return errors.New("no basic credentials")
+		}
+	case s.Type == "apiKey" && s.In == "header":
+		if r.Header.Get(s.Name) == "" {
+			return fmt.Errorf("no %s header", s.Name)
+		}
+	default:
+		return fmt.Errorf("security scheme %s/%s not understood by the test", s.Type, s.Scheme)
+	}
+	return nil
+}
+
+// operations lists every operation of the document as "METHOD /path".
+func operations(doc *openapi3.T) []string {
+	var ops []string
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			ops = append(ops, method+" "+path)
+		}
+	}
+	sort.Strings(ops)
+	return ops
+}
+
+// requireCoverage fails for every documented operation no call reached
+// with a 2xx answer, and for every status in statuses no call got.
+func (h *harness) requireCoverage(statuses ...int) {
+	h.t.Helper()
+	ok := map[string]bool{}
+	seen := map[int]bool{}
+	for _, ex := range h.log {
+		if ex.status < 300 {
+			ok[ex.op] = true
+		}
+		seen[ex.status] = true
+	}
+	for _, op := range operations(h.doc) {
+		if !ok[op] {
+			h.t.Errorf("operation %s was never answered with success by the test", op)
+		}
+	}
+	for _, s := range statuses {
+		if !seen[s] {
+			h.t.Errorf("no call was answered %d", s)
+		}
+	}
+}
+
+// decode unmarshals an answer's body, failing the test if it is not JSON.
+func decode[T any](t *testing.T, ex *exchange) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(ex.body, &v); err != nil {
+		t.Fatalf("%s: answer is not the expected JSON: %v: %s", ex.label, err, ex.body)
+	}
+	return v
+}
+
+// login exchanges credentials through the harness (so the token answer is
+// validated and recorded) and returns a client holding the token.
+func (h *harness) login(label, clientID, clientSecret, instanceID, apiKey string) *servertest.Client {
+	h.t.Helper()
+	ex := h.do(call{label: label, method: "POST", path: "/api/v1/tokens",
+		header: map[string]string{"X-IBM-Client-Id": clientID, "X-IBM-Client-Secret": clientSecret, "x-ibm-instance-id": instanceID},
+		body:   map[string]string{"apiKey": apiKey}, want: 200, conforms: true})
+	if ex.status != 200 {
+		h.t.FailNow()
+	}
+	tok := decode[struct {
+		AccessToken string `json:"access_token"`
+	}](h.t, ex)
+	return &servertest.Client{URL: h.srv.URL, ClientID: clientID, Token: tok.AccessToken, HTTP: h.http}
+}

@@ -1,0 +1,208 @@
+package conformance
+
+import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// routeTable reads the route patterns of internal/api/api.go from its
+// source: every string given to mux.Handle or mux.HandleFunc. Patterns may
+// be built in a loop over a slice of struct literals (as the users and
+// service-ids routes are); the evaluator below folds exactly those forms and
+// fails on anything else, so a new way of building routes makes this test
+// fail loudly instead of silently skipping routes.
+func routeTable(t *testing.T) []string {
+	t.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	path := filepath.Join(filepath.Dir(self), "..", "api", "api.go")
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, path, nil, 0)
+	if err != nil {
+		t.Fatalf("parse %s: %v", path, err)
+	}
+	var routes []string
+	var visit func(n ast.Node, env map[string]map[string]string)
+	visit = func(n ast.Node, env map[string]map[string]string) {
+		ast.Inspect(n, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.RangeStmt:
+				// for _, c := range []struct{ a, b string }{{"x", "y"}, …} { … }
+				elems, err := rangeLiterals(n)
+				if err != nil {
+					t.Fatalf("%s: %v", fset.Position(n.Pos()), err)
+				}
+				v, ok := n.Value.(*ast.Ident)
+				if !ok {
+					t.Fatalf("%s: range without a value variable", fset.Position(n.Pos()))
+				}
+				for _, e := range elems {
+					inner := map[string]map[string]string{}
+					for k, vv := range env {
+						inner[k] = vv
+					}
+					inner[v.Name] = e
+					visit(n.Body, inner)
+				}
+				return false
+			case *ast.CallExpr:
+				sel, ok := n.Fun.(*ast.SelectorExpr)
+				if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") {
+					return true
+				}
+				if x, ok := sel.X.(*ast.Ident); !ok || x.Name != "mux" || len(n.Args) != 2 {
+					return true
+				}
+				p, err := evalString(n.Args[0], env)
+				if err != nil {
+					t.Fatalf("%s: cannot read the route pattern: %v", fset.Position(n.Pos()), err)
+				}
+				routes = append(routes, p)
+			}
+			return true
+		})
+	}
+	for _, d := range f.Decls {
+		if fn, ok := d.(*ast.FuncDecl); ok && fn.Name.Name == "Handler" {
+			visit(fn.Body, map[string]map[string]string{})
+		}
+	}
+	if len(routes) < 10 {
+		t.Fatalf("found only %d routes in %s; the parser no longer understands the route table", len(routes), path)
+	}
+	return routes
+}
+
+// rangeLiterals returns the elements of `range []struct{…}{{…}, …}` as
+// field name → string value.
+func rangeLiterals(n *ast.RangeStmt) ([]map[string]string, error) {
+	lit, ok := n.X.(*ast.CompositeLit)
+	if !ok {
+		return nil, fmt.Errorf("range over something other than a literal")
+	}
+	at, ok := lit.Type.(*ast.ArrayType)
+	if !ok {
+		return nil, fmt.Errorf("range over a literal that is not a slice")
+	}
+	st, ok := at.Elt.(*ast.StructType)
+	if !ok {
+		return nil, fmt.Errorf("range over a slice of something other than struct literals")
+	}
+	var fields []string
+	for _, f := range st.Fields.List {
+		for _, n := range f.Names {
+			fields = append(fields, n.Name)
+		}
+	}
+	var out []map[string]string
+	for _, e := range lit.Elts {
+		cl, ok := e.(*ast.CompositeLit)
+		if !ok {
+			return nil, fmt.Errorf("slice element is not a struct literal")
+		}
+		m := map[string]string{}
+		for i, v := range cl.Elts {
+			name := ""
+			if kv, ok := v.(*ast.KeyValueExpr); ok {
+				name, v = kv.Key.(*ast.Ident).Name, kv.Value
+			} else if i < len(fields) {
+				name = fields[i]
+			}
+			// Non-string fields (such as store.KindUser) are not needed
+			// for patterns; they stay unknown.
+			if s, err := evalString(v, nil); err == nil {
+				m[name] = s
+			}
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// evalString folds string literals, + and fields of range variables.
+func evalString(e ast.Expr, env map[string]map[string]string) (string, error) {
+	switch e := e.(type) {
+	case *ast.BasicLit:
+		if e.Kind != token.STRING {
+			return "", fmt.Errorf("not a string literal")
+		}
+		return strconv.Unquote(e.Value)
+	case *ast.BinaryExpr:
+		if e.Op != token.ADD {
+			return "", fmt.Errorf("operator %s", e.Op)
+		}
+		l, err := evalString(e.X, env)
+		if err != nil {
+			return "", err
+		}
+		r, err := evalString(e.Y, env)
+		return l + r, err
+	case *ast.ParenExpr:
+		return evalString(e.X, env)
+	case *ast.SelectorExpr:
+		if x, ok := e.X.(*ast.Ident); ok {
+			if fields, ok := env[x.Name]; ok {
+				if v, ok := fields[e.Sel.Name]; ok {
+					return v, nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("expression %T is not a constant string", e)
+}
+
+var wildcard = regexp.MustCompile(`\{[^}]*\}`)
+
+// normalise makes "GET /api/v1/users/{name}" and the document's
+// "GET /api/v1/users/{name}" comparable whatever the wildcard names.
+func normalise(method, path string) string {
+	return strings.ToUpper(method) + " " + wildcard.ReplaceAllString(path, "{}")
+}
+
+// TestEveryRouteIsDocumented holds the route table and the document to
+// each other: an endpoint added without documenting it, or documented
+// without routing it, fails here.
+func TestEveryRouteIsDocumented(t *testing.T) {
+	doc, _ := loadDoc(t, "http://127.0.0.1:1")
+	documented := map[string]bool{}
+	for _, op := range operations(doc) {
+		m, p, _ := strings.Cut(op, " ")
+		documented[normalise(m, p)] = true
+	}
+	routed := map[string]bool{}
+	table := routeTable(t)
+	t.Logf("%d routes in internal/api/api.go, %d operations documented", len(table), len(documented))
+	for _, r := range table {
+		method, path, ok := strings.Cut(r, " ")
+		if !ok {
+			if r == "/" {
+				continue // the catch-all that answers 404 for everything else
+			}
+			t.Errorf("route %q has no method: it answers every method, which the document cannot describe", r)
+			continue
+		}
+		key := normalise(method, path)
+		routed[key] = true
+		if !documented[key] {
+			t.Errorf("route %q is not in api/openapi.yaml", r)
+		}
+	}
+	var missing []string
+	for op := range documented {
+		if !routed[op] {
+			missing = append(missing, op)
+		}
+	}
+	sort.Strings(missing)
+	for _, op := range missing {
+		t.Errorf("api/openapi.yaml documents %s, which internal/api/api.go does not route", op)
+	}
+}
