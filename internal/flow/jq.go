@@ -384,10 +384,9 @@ func (c *compiler) jqParseErr(n *yaml.Node, src, what string, err error) {
 		switch n.Style {
 		case yaml.LiteralStyle, yaml.FoldedStyle:
 			// The text starts on the line after the | or > indicator,
-			// indented; the indentation is not in the node, so the column
-			// counts from the indicator's column.
+			// with the indentation of its first non-blank line removed.
 			line += dl
-			col += dc + 1
+			col = c.blockIndent(n.Line) + dc
 		case yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
 			if dl == 1 {
 				col += dc
@@ -405,6 +404,19 @@ func (c *compiler) jqParseErr(n *yaml.Node, src, what string, err error) {
 		}
 	}
 	c.l.errPos(c.file, line, col, "%s: invalid jq: %v", what, err)
+}
+
+// blockIndent is the indentation of a block scalar whose indicator is on
+// line (1-based): that of its first non-blank line.
+func (c *compiler) blockIndent(line int) int {
+	for i := line; i < len(c.lines); i++ {
+		l := c.lines[i]
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		return len(l) - len(strings.TrimLeft(l, " "))
+	}
+	return 0
 }
 
 // jqExpr compiles a node holding a jq expression. A scalar is jq source;

@@ -478,7 +478,7 @@ func (l *loader) parseFlowFile(file string, rt *runtimeEnv) (*Flow, *yaml.Node) 
 			f.Timeout = d
 		}
 	}
-	c := &compiler{l: l, file: file, flow: f}
+	c := &compiler{l: l, file: file, flow: f, lines: strings.Split(string(data), "\n")}
 	if n := m.get("steps"); n == nil {
 		l.errAt(file, root, "flow has no steps")
 	} else {

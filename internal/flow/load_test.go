@@ -87,6 +87,16 @@ func TestLoadErrors(t *testing.T) {
 			want:  []string{`flows/a.yaml:3:15: map#0: invalid jq: unexpected token "|"`},
 		},
 		{
+			name:  "invalid jq in a block scalar",
+			files: map[string]string{"flows/a.yaml": "flow: a\nsteps:\n  - map: |\n      {\n        a: .x | | .y\n      }\n"},
+			want:  []string{`flows/a.yaml:5:17: map#0: invalid jq: unexpected token "|"`},
+		},
+		{
+			name:  "invalid jq in a structured expression",
+			files: map[string]string{"flows/a.yaml": "flow: a\nsteps:\n  - reply:\n      body:\n        a: '.x | )'\n"},
+			want:  []string{`flows/a.yaml:5:18: reply#0 body: invalid jq: unexpected token ")"`},
+		},
+		{
 			name:  "undefined jq function",
 			files: map[string]string{"flows/a.yaml": "flow: a\nsteps:\n  - reply: {body: {status: ok}}\n"},
 			want:  []string{"function not defined: ok/0", "needs jq quotes"},

@@ -27,9 +27,10 @@ var stepKinds = []string{"map", "set", "validate", "http", "switch", "for-each",
 
 // compiler turns the YAML of one flow's steps into steps.
 type compiler struct {
-	l    *loader
-	file string
-	flow *Flow
+	l     *loader
+	file  string
+	flow  *Flow
+	lines []string // the file's lines, to place errors inside block scalars
 }
 
 func (c *compiler) errAt(n *yaml.Node, format string, args ...any) {
