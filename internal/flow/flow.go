@@ -122,7 +122,8 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Unwrap returns the underlying cause (a jq or transport error), if any.
+// Unwrap returns the underlying cause (a transport or TLS error of an http
+// step), if any. jq errors are not kept: their text may quote message data.
 func (e *Error) Unwrap() error { return e.err }
 
 // LoadError names the place of a problem found while loading a project.
@@ -135,9 +136,8 @@ type LoadError struct {
 
 func (e *LoadError) Error() string { return formatLoadError(e) }
 
-// Flow is one compiled flow. Exactly one of HTTP and Schedule is set.
-//
-// A flow with neither trigger is callable only (by `call` steps of other
+// Flow is one compiled flow. At most one of HTTP and Schedule is set: a
+// flow with neither trigger is callable only (by `call` steps of other
 // flows of the same project); the runtime neither serves nor schedules it.
 type Flow struct {
 	Name        string
