@@ -63,7 +63,7 @@ type Project struct {
 	Name        string
 	Version     string
 	Description string
-	Flows       []*Flow
+	Flows       []*Flow // sorted by name
 
 	OpenAPI []string // paths of the OpenAPI documents under openapi/
 	Static  []string // paths of the files under static/

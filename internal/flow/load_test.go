@@ -392,3 +392,27 @@ func TestLoadMissingManifest(t *testing.T) {
 		t.Fatalf("got %v, want a missing manifest error", err)
 	}
 }
+
+func TestTimeoutPrecedence(t *testing.T) {
+	files := map[string]string{
+		"flows/a.yaml": "flow: a\nsteps: [{map: .}]\n",
+		"flows/b.yaml": "flow: b\ntimeout: 1500ms\nsteps: [{map: .}]\n",
+	}
+	tests := []struct {
+		cfg  *Config
+		a, b time.Duration
+	}{
+		{nil, DefaultTimeout, 1500 * time.Millisecond},
+		{&Config{}, DefaultTimeout, 1500 * time.Millisecond},
+		{&Config{Timeout: 5 * time.Second}, 5 * time.Second, 1500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		p, err := Load(context.Background(), project(files), tt.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := p.Flow("a").Timeout, p.Flow("b").Timeout; a != tt.a || b != tt.b {
+			t.Errorf("cfg %+v: timeouts %s %s, want %s %s", tt.cfg, a, b, tt.a, tt.b)
+		}
+	}
+}
