@@ -249,6 +249,11 @@ func TestLoadErrors(t *testing.T) {
 			want:  []string{"flows/a.yaml: document expands to more than 100000 nodes"},
 		},
 		{
+			name:  "for-each into equals as",
+			files: map[string]string{"flows/a.yaml": "flow: a\nsteps: [{for-each: {items: .body, into: item, steps: [{map: .}]}}]\n"},
+			want:  []string{`into must differ from as ("item")`},
+		},
+		{
 			name:  "yaml merge keys refused",
 			files: map[string]string{"flows/a.yaml": "flow: a\nsteps:\n  - map: .a\n    <<: {log: x}\n"},
 			want:  []string{"merge keys are not supported"},

@@ -313,6 +313,10 @@ func (c *compiler) forEachStep(b stepBase, n *yaml.Node) step {
 			}
 		}
 	}
+	if s.into != "" && s.into == s.as {
+		c.errAt(m.get("into"), "into must differ from as (%q)", s.as)
+		ok = false
+	}
 	if sn := m.get("steps"); sn == nil {
 		c.errAt(n, "for-each needs steps")
 		ok = false
