@@ -52,6 +52,7 @@ func loadDoc(t *testing.T, serverURL string) (*openapi3.T, routers.Router) {
 type exchange struct {
 	label     string
 	op        string // "METHOD /documented/{path}", "" when undocumented
+	target    string // the request's path and query
 	reqHeader http.Header
 	reqBody   []byte
 	status    int
@@ -167,7 +168,7 @@ func (h *harness) do(c call) *exchange {
 	if err != nil {
 		h.t.Fatalf("%s: reading the answer: %v", label, err)
 	}
-	ex := &exchange{label: label, reqHeader: req.Header.Clone(), reqBody: raw, status: resp.StatusCode, header: resp.Header, body: body}
+	ex := &exchange{label: label, target: c.path, reqHeader: req.Header.Clone(), reqBody: raw, status: resp.StatusCode, header: resp.Header, body: body}
 	h.mu.Lock()
 	h.log = append(h.log, ex)
 	h.mu.Unlock()
