@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/barstore"
+	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -18,8 +20,12 @@ import (
 
 // API holds what the handlers need.
 type API struct {
-	Store store.Store
-	IAM   *iam.Service
+	Store   store.Store
+	IAM     *iam.Service
+	Configs *configuration.Service
+	BARs    *barstore.Service
+	// PublicURL is where clients reach this control plane (BAR urls).
+	PublicURL string
 	// RateLimit limits calls per client id and per instance; nil: no limits.
 	RateLimit *iam.RateLimiter
 	Log       *slog.Logger
@@ -82,6 +88,21 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /api/v1/credentials/{name}", a.authed(iam.RoleAdmin, a.getCredential))
 	mux.Handle("PUT /api/v1/credentials/{name}", a.authed(iam.RoleAdmin, a.putCredential(false)))
 	mux.Handle("DELETE /api/v1/credentials/{name}", a.authed(iam.RoleAdmin, a.deleteCredential))
+
+	// Configurations: developers write, everyone reads; data is write-only.
+	mux.Handle("GET /api/v1/configuration-types", a.authed(iam.RoleViewer, a.listConfigurationTypes))
+	mux.Handle("GET /api/v1/configurations", a.authed(iam.RoleViewer, a.listConfigurations))
+	mux.Handle("POST /api/v1/configurations", a.authed(iam.RoleDeveloper, a.putConfiguration(true)))
+	mux.Handle("GET /api/v1/configurations/{name}", a.authed(iam.RoleViewer, a.getConfiguration))
+	mux.Handle("PUT /api/v1/configurations/{name}", a.authed(iam.RoleDeveloper, a.putConfiguration(false)))
+	mux.Handle("DELETE /api/v1/configurations/{name}", a.authed(iam.RoleDeveloper, a.deleteConfiguration))
+
+	// BAR files: raw bytes in, url out.
+	mux.Handle("GET /api/v1/bar-files", a.authed(iam.RoleViewer, a.listBARFiles))
+	mux.Handle("GET /api/v1/bar-files/{name}", a.authed(iam.RoleViewer, a.getBARFile))
+	mux.Handle("PUT /api/v1/bar-files/{name}", a.authed(iam.RoleDeveloper, a.putBARFile))
+	mux.Handle("GET /api/v1/bar-files/{name}/content", a.authed(iam.RoleViewer, a.getBARContent))
+	mux.Handle("DELETE /api/v1/bar-files/{name}", a.authed(iam.RoleDeveloper, a.deleteBARFile))
 
 	// Audit (admins).
 	mux.Handle("GET /api/v1/audit", a.authed(iam.RoleAdmin, a.listAudit))

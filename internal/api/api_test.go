@@ -22,6 +22,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/sluice-dev/sluice/internal/api"
+	"github.com/sluice-dev/sluice/internal/barstore"
+	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -44,17 +46,21 @@ func (c *clock) Add(d time.Duration) {
 // tests can drive its clock.
 type env struct {
 	t     *testing.T
+	st    store.Store
 	url   string
 	clock *clock
 	svc   *iam.Service
 	creds iam.InitialCredentials
 	logs  *bytes.Buffer
+
+	configs *configuration.Service
 }
 
 type envOpts struct {
 	alg         string
 	perClient   iam.Limit
 	perInstance iam.Limit
+	maxBAR      int64
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -85,14 +91,17 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatalf("bootstrap: %v", err)
 	}
 	logs := &bytes.Buffer{}
-	a := &api.API{Store: st, IAM: svc, Log: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.Now}
+	a := &api.API{Store: st, IAM: svc, Log: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.Now, PublicURL: url,
+		Configs: &configuration.Service{Store: st, Keyring: kr, IAM: svc, Now: clk.Now},
+		BARs:    &barstore.Service{Store: st, IAM: svc, TempDir: t.TempDir(), MaxSize: o.maxBAR, Now: clk.Now},
+	}
 	if o.perClient.Requests > 0 || o.perInstance.Requests > 0 {
 		a.RateLimit = &iam.RateLimiter{PerClient: o.perClient, PerInstance: o.perInstance, Now: clk.Now}
 	}
 	srv.Config.Handler = a.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &env{t: t, url: url, clock: clk, svc: svc, creds: *creds, logs: logs}
+	return &env{t: t, st: st, url: url, clock: clk, svc: svc, creds: *creds, logs: logs, configs: a.Configs}
 }
 
 type resp struct {

@@ -26,17 +26,22 @@ func (e *badRequest) Error() string { return e.msg }
 // types, trailing data, a body over maxJSONBody and a non-JSON content
 // type are refused with an error that says what is wrong.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeJSONLimit(w, r, v, maxJSONBody)
+}
+
+// decodeJSONLimit is decodeJSON with its own body limit.
+func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return &badRequest{http.StatusUnsupportedMediaType, "UnsupportedMediaType", fmt.Sprintf("content type %q is not JSON: send application/json", ct)}
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, maxJSONBody)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return describeJSONError(err)
+		return describeJSONError(err, limit)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return &badRequest{http.StatusBadRequest, "BadRequest", "the body holds more than one JSON value"}
@@ -44,7 +49,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-func describeJSONError(err error) error {
+func describeJSONError(err error, limit int64) error {
 	var (
 		syn    *json.SyntaxError
 		typ    *json.UnmarshalTypeError
@@ -54,7 +59,7 @@ func describeJSONError(err error) error {
 	case errors.Is(err, io.EOF):
 		return &badRequest{http.StatusBadRequest, "BadRequest", "the body is empty: send a JSON object"}
 	case errors.As(err, &tooBig):
-		return &badRequest{http.StatusRequestEntityTooLarge, "TooLarge", fmt.Sprintf("the body is larger than %d bytes", maxJSONBody)}
+		return &badRequest{http.StatusRequestEntityTooLarge, "TooLarge", fmt.Sprintf("the body is larger than %d bytes", limit)}
 	case errors.As(err, &syn):
 		return &badRequest{http.StatusBadRequest, "BadRequest", fmt.Sprintf("the body is not valid JSON (at byte %d): %v", syn.Offset, syn)}
 	case errors.As(err, &typ):

@@ -14,12 +14,15 @@ import (
 // is a short machine-readable word; message says, for a person, what was
 // wrong. No internal detail (driver errors, stack traces) goes in here.
 type errorBody struct {
-	Error     string `json:"error"`
-	Code      int    `json:"code"`
-	Reason    string `json:"reason"`
-	Message   string `json:"message"`
-	RequestID string `json:"requestId,omitempty"`
+	Error     string   `json:"error"`
+	Code      int      `json:"code"`
+	Reason    string   `json:"reason"`
+	Message   string   `json:"message"`
+	Details   []string `json:"details,omitempty"`
+	RequestID string   `json:"requestId,omitempty"`
 }
+
+func requestID(r *http.Request) string { return obs.RequestID(r.Context()) }
 
 // errorTitle is the fixed first field of every error body (see errorBody).
 const errorTitle = "Internal error"

@@ -49,6 +49,7 @@ func newServeCommand() *cobra.Command {
 		signingAlg      string
 		rateClient      string
 		rateInstance    string
+		maxBARSize      int64
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -96,6 +97,7 @@ Environment:
 				SigningAlg:        signingAlg,
 				RateLimitClient:   perClient,
 				RateLimitInstance: perInstance,
+				MaxBARSize:        maxBARSize,
 			})
 		},
 	}
@@ -108,6 +110,7 @@ Environment:
 	f.StringVar(&signingAlg, "token-signing-alg", envOr("SLUICE_TOKEN_SIGNING_ALG", "EdDSA"), "token signing algorithm: EdDSA or RS256 (env SLUICE_TOKEN_SIGNING_ALG)")
 	f.StringVar(&rateClient, "rate-limit-client", envOr("SLUICE_RATE_LIMIT_CLIENT", "600/1m"), "API calls allowed per client id, as N/DURATION, or off (env SLUICE_RATE_LIMIT_CLIENT)")
 	f.StringVar(&rateInstance, "rate-limit-instance", envOr("SLUICE_RATE_LIMIT_INSTANCE", "3000/1m"), "API calls allowed per instance, as N/DURATION, or off (env SLUICE_RATE_LIMIT_INSTANCE)")
+	f.Int64Var(&maxBARSize, "max-bar-size", 100<<20, "largest BAR file upload accepted, in bytes")
 	f.StringVar(&logFormat, "log-format", envOr("SLUICE_LOG_FORMAT", "auto"), "log format: auto (text on a terminal, JSON otherwise), text or json (env SLUICE_LOG_FORMAT)")
 	f.StringVar(&logLevel, "log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env SLUICE_LOG_LEVEL)")
 	return cmd

@@ -62,3 +62,15 @@ func KindOf(err error) Kind {
 	}
 	return 0
 }
+
+// Invalidf, NotFoundf, Conflictf and Forbiddenf build client-safe errors
+// for other domain packages (configurations, BAR files, runtimes), so the
+// API maps every domain's errors in one place.
+func Invalidf(format string, args ...any) error   { return invalid(format, args...) }
+func NotFoundf(format string, args ...any) error  { return notFound(format, args...) }
+func Conflictf(format string, args ...any) error  { return conflict(format, args...) }
+func Forbiddenf(format string, args ...any) error { return forbidden(format, args...) }
+
+// StoreErr maps store.ErrNotFound and store.ErrConflict to client-safe
+// errors about what.
+func StoreErr(err error, what string) error { return storeErr(err, what) }

@@ -193,3 +193,10 @@ func scopeFor(role string) string {
 	}
 	return "appcon:manage"
 }
+
+// Finish audits a mutation another domain package performed for p and
+// returns its error, or the audit's when the mutation succeeded but left
+// no trace (the caller must then not acknowledge it).
+func (s *Service) Finish(ctx context.Context, p Principal, action, object string, err error) error {
+	return s.finish(ctx, p, action, object, err)
+}

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/api"
+	"github.com/sluice-dev/sluice/internal/barstore"
+	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -36,6 +38,7 @@ type Config struct {
 	SigningAlg        string        // iam.AlgEdDSA or iam.AlgRS256
 	RateLimitClient   iam.Limit     // per client id; zero: none
 	RateLimitInstance iam.Limit     // per instance; zero: none
+	MaxBARSize        int64         // largest BAR upload; 0: the default
 	Now               func() time.Time
 	Log               *slog.Logger
 	Stdout            io.Writer // where the one start-up line goes
@@ -102,7 +105,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	defer stopRefresh()
 	go tokens.Refresh(refreshCtx, time.Minute)
 
-	a := &api.API{Store: st, IAM: svc, Log: cfg.Log, Now: cfg.Now}
+	a := &api.API{Store: st, IAM: svc, Log: cfg.Log, Now: cfg.Now, PublicURL: url,
+		Configs: &configuration.Service{Store: st, Keyring: keyring, IAM: svc, Now: cfg.Now},
+		BARs:    &barstore.Service{Store: st, IAM: svc, TempDir: filepath.Join(dataDir, "tmp"), MaxSize: cfg.MaxBARSize, Now: cfg.Now},
+	}
 	if cfg.RateLimitClient.Requests > 0 || cfg.RateLimitInstance.Requests > 0 {
 		a.RateLimit = &iam.RateLimiter{PerClient: cfg.RateLimitClient, PerInstance: cfg.RateLimitInstance, Now: cfg.Now}
 	}

@@ -41,6 +41,7 @@ type Store interface {
 	Close() error
 
 	IAM
+	Artifacts
 }
 
 // DefaultSQLiteFile is the database file of the embedded default, inside the

@@ -1,0 +1,194 @@
+// Package barstore owns BAR files as a resource of the control plane:
+// uploads streamed to a temporary file while hashing, validated with the
+// BAR reader and flow engine before anything is stored, stored in the
+// store's content-addressed chunks, listed, downloaded and deleted, with
+// every change audited. An invalid upload never replaces what a name held.
+package barstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/bar"
+	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/resource"
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+// DefaultMaxSize is the default limit of one BAR upload.
+const DefaultMaxSize = 100 << 20
+
+// Service manages the BAR files of an instance.
+type Service struct {
+	Store   store.Store
+	IAM     *iam.Service // for auditing
+	TempDir string       // where uploads are spooled while they are checked
+	MaxSize int64        // largest accepted upload; 0: DefaultMaxSize
+	Now     func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (s *Service) maxSize() int64 {
+	if s.MaxSize > 0 {
+		return s.MaxSize
+	}
+	return DefaultMaxSize
+}
+
+// File is a stored BAR file with its description.
+type File struct {
+	store.BARFile
+	Info bar.Info
+}
+
+// InvalidError is an upload that is not a valid BAR: Problems name the
+// file, line and column of each problem found.
+type InvalidError struct {
+	Problems []string
+}
+
+func (e *InvalidError) Error() string {
+	return "the BAR file is not valid: " + strings.Join(e.Problems, "; ")
+}
+
+// TooLargeError is an upload over the size limit.
+type TooLargeError struct{ Limit int64 }
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("the BAR file is larger than the limit of %d bytes", e.Limit)
+}
+
+// Put stores the BAR read from body under name. The bytes are spooled to a
+// temporary file (never held in memory), hashed, and validated; only a
+// valid BAR reaches the store, so a failed upload leaves the name's
+// previous content in place.
+func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io.Reader) (File, bool, error) {
+	if err := resource.ValidateName("BAR file", name); err != nil {
+		return File{}, false, iam.Invalidf("%s", err.Error())
+	}
+	if err := os.MkdirAll(s.TempDir, 0o700); err != nil {
+		return File{}, false, err
+	}
+	tmp, err := os.CreateTemp(s.TempDir, "upload-*.bar")
+	if err != nil {
+		return File{}, false, err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h := sha256.New()
+	limit := s.maxSize()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(body, limit+1))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe) || n > limit:
+		return File{}, false, &TooLargeError{Limit: limit}
+	case err != nil:
+		return File{}, false, fmt.Errorf("barstore: unable to receive the upload: %w", err)
+	case n == 0:
+		return File{}, false, iam.Invalidf("the body is empty: send the BAR file's bytes (curl --data-binary @file.bar)")
+	}
+	info, err := bar.Inspect(ctx, tmp, n, &bar.Limits{MaxArchiveSize: limit})
+	if err != nil {
+		return File{}, false, &InvalidError{Problems: problems(err)}
+	}
+	infoJSON, err := json.Marshal(info)
+	if err != nil {
+		return File{}, false, err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return File{}, false, err
+	}
+	f := store.BARFile{InstanceID: p.InstanceID, Name: name, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n,
+		Info: string(infoJSON), UploadedAt: s.now(), UploadedBy: p.Actor()}
+	created, err := s.Store.PutBARFile(ctx, f, tmp)
+	action := "barFile.update"
+	if created {
+		action = "barFile.create"
+	}
+	if err := s.IAM.Finish(ctx, p, action, "barFile/"+name, err); err != nil {
+		return File{}, false, err
+	}
+	return File{BARFile: f, Info: *info}, created, nil
+}
+
+// problems splits a load error into one line per problem.
+func problems(err error) []string {
+	var out []string
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = append(out, problems(e)...)
+		}
+		return out
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if line = strings.TrimSpace(strings.TrimPrefix(line, "bar: ")); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func decode(f store.BARFile) (File, error) {
+	var info bar.Info
+	if err := json.Unmarshal([]byte(f.Info), &info); err != nil {
+		return File{}, fmt.Errorf("barstore: stored description of %s does not parse: %w", f.Name, err)
+	}
+	return File{BARFile: f, Info: info}, nil
+}
+
+// Get reads one BAR file's record.
+func (s *Service) Get(ctx context.Context, p iam.Principal, name string) (File, error) {
+	f, err := s.Store.GetBARFile(ctx, p.InstanceID, name)
+	if err != nil {
+		return File{}, iam.StoreErr(err, "BAR file "+name)
+	}
+	return decode(f)
+}
+
+// List lists the instance's BAR files.
+func (s *Service) List(ctx context.Context, p iam.Principal) ([]File, error) {
+	fs, err := s.Store.ListBARFiles(ctx, p.InstanceID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]File, 0, len(fs))
+	for _, f := range fs {
+		d, err := decode(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// Open streams a BAR file's bytes.
+func (s *Service) Open(ctx context.Context, p iam.Principal, name string) (File, io.ReadCloser, error) {
+	f, err := s.Get(ctx, p, name)
+	if err != nil {
+		return File{}, nil, err
+	}
+	rc, err := s.Store.OpenBlob(ctx, f.SHA256)
+	return f, rc, iam.StoreErr(err, "BAR file "+name)
+}
+
+// Delete removes a BAR file.
+func (s *Service) Delete(ctx context.Context, p iam.Principal, name string) error {
+	err := iam.StoreErr(s.Store.DeleteBARFile(ctx, p.InstanceID, name), "BAR file "+name)
+	return s.IAM.Finish(ctx, p, "barFile.delete", "barFile/"+name, err)
+}

@@ -1,0 +1,331 @@
+// Package configuration owns configurations as a resource: the catalogue of
+// configuration types (what each holds and what the runtime does with it),
+// the validation of each type's data on write, the layout a runtime's
+// configurations are materialised into (the --config-dir of `sluice
+// runtime`), and the service behind /api/v1/configurations, which seals the
+// data at rest and audits every change. Configuration data is secret: it is
+// never returned, logged or put into an error.
+package configuration
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Type is one configuration type.
+type Type struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Holds       string `json:"holds"`
+	Runtime     string `json:"runtime"`
+	Secret      bool   `json:"secret"`
+	// validate checks data of this type; nil means no check beyond non-empty.
+	validate func(data []byte) error
+}
+
+// types lists every type, in the order the API shows them. Names are App
+// Connect's, so scripts written for its API need no change.
+var types = []Type{
+	{Name: "accounts", Holds: "accounts.yaml: connector account credentials (YAML mapping)", Secret: true,
+		Description: "Credentials of accounts that connectors use.",
+		Runtime:     "written to accounts/<name>.yaml in the runtime's config dir", validate: yamlMapping},
+	{Name: "barauth", Holds: `JSON {"authType":"BASIC_AUTH","credentials":{"username":…,"password":…,"caCert":"<PEM>"}} or {"authType":"BEARER_TOKEN","credentials":{"token":…}}`, Secret: true,
+		Description: "Credentials for fetching the runtime's BAR files from external https URLs.",
+		Runtime:     "used by the control plane when it fetches external barURLs; not given to the runtime", validate: validateBarauth},
+	{Name: "generic", Holds: "a zip of files", Secret: true,
+		Description: "Arbitrary files flows can read.",
+		Runtime:     "unzipped into generic/<name>/ in the runtime's config dir; flows read them", validate: validateZip},
+	{Name: "keystore", Holds: "a PKCS#12 or JKS key store, or PEM keys and certificates", Secret: true,
+		Description: "Keys and certificates for TLS.",
+		Runtime:     "written to keystore/<name> in the runtime's config dir", validate: validateStore},
+	{Name: "loopbackdatasource", Holds: "a zip with datasources.json and model files", Secret: true,
+		Description: "LoopBack data source definitions.",
+		Runtime:     "unzipped into loopbackdatasource/<name>/ in the runtime's config dir", validate: validateZip},
+	{Name: "odbc", Holds: "odbc.ini text", Secret: false,
+		Description: "ODBC data source definitions.",
+		Runtime:     "written to odbc/<name>.ini in the runtime's config dir", validate: validateINI},
+	{Name: "policyproject", Holds: "a zip of a policy project: <policy>.yaml (or .json) connection definitions", Secret: false,
+		Description: "Named connection definitions (policies) flows refer to.",
+		Runtime:     "unzipped into policyproject/<name>/; each file is a policy flows use by name", validate: validateZip},
+	{Name: "serverconf", Holds: "server.conf.yaml: runtime settings (log level, timeouts, user variables under values)", Secret: false,
+		Description: "Runtime settings and user variables (visible to flows as .config).",
+		Runtime:     "written to serverconf/<name>.yaml; settings merge in name order", validate: yamlMapping},
+	{Name: "setdbparms", Holds: "lines `resource user password` or `mqsisetdbparms -n resource -u user -p password`", Secret: true,
+		Description: "Credentials by resource name, for flows' outbound calls.",
+		Runtime:     "written to setdbparms/<name>.txt; flows name the resource in `auth:`", validate: validateSetdbparms},
+	{Name: "truststore", Holds: "a PKCS#12 or JKS trust store, or PEM certificates", Secret: true,
+		Description: "Certificates to trust for outbound TLS.",
+		Runtime:     "written to truststore/<name> in the runtime's config dir", validate: validateStore},
+	{Name: "truststorecertificate", Holds: "one or more PEM certificates", Secret: false,
+		Description: "CA certificates added to the runtime's trust for outbound TLS.",
+		Runtime:     "written to truststorecertificate/<name>.pem; added to the system roots", validate: validatePEMCerts},
+	{Name: "workdiroverride", Holds: "a file applied as a work-dir override", Secret: true,
+		Description: "A file placed in the runtime's work dir.",
+		Runtime:     "written to workdiroverride/<name> in the runtime's config dir"},
+}
+
+// Types returns every configuration type.
+func Types() []Type { return append([]Type(nil), types...) }
+
+// Lookup returns the type named name.
+func Lookup(name string) (Type, bool) {
+	for _, t := range types {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Type{}, false
+}
+
+// TypeNames lists the type names, for error messages.
+func TypeNames() string {
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = t.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// ValidationError says what is wrong with a configuration's data, and
+// where, without quoting the data (it may be secret).
+type ValidationError struct {
+	Type string
+	Msg  string
+}
+
+func (e *ValidationError) Error() string { return e.Type + " data: " + e.Msg }
+
+// Validate checks data against its type.
+func Validate(typeName string, data []byte) error {
+	t, ok := Lookup(typeName)
+	if !ok {
+		return &ValidationError{Type: typeName, Msg: fmt.Sprintf("unknown type %q: use one of %s", typeName, TypeNames())}
+	}
+	if len(data) == 0 {
+		return &ValidationError{Type: typeName, Msg: "is empty"}
+	}
+	if t.validate == nil {
+		return nil
+	}
+	if err := t.validate(data); err != nil {
+		return &ValidationError{Type: typeName, Msg: err.Error()}
+	}
+	switch typeName {
+	case "setdbparms", "serverconf", "truststorecertificate", "policyproject", "generic":
+		if err := checkWithRuntime(typeName, data); err != nil {
+			return &ValidationError{Type: typeName, Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+// yamlLine turns a yaml.v3 error into "line N: what", without content.
+func yamlMessage(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			if j := strings.Index(m, " in type "); j >= 0 {
+				m = m[:j]
+			}
+			// yaml.v3 quotes the offending value; drop it, it may be secret.
+			if j := strings.Index(m, " `"); j >= 0 {
+				m = m[:j]
+			}
+			msgs[i] = m
+		}
+		return strings.Join(msgs, "; ")
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+func yamlMapping(data []byte) error {
+	var n yaml.Node
+	if err := yaml.Unmarshal(data, &n); err != nil {
+		return fmt.Errorf("is not valid YAML: %s", yamlMessage(err))
+	}
+	if len(n.Content) == 0 {
+		return errors.New("is an empty YAML document")
+	}
+	if root := n.Content[0]; root.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: the document must be a YAML mapping (key: value)", root.Line)
+	}
+	return nil
+}
+
+// BarAuth is the decoded data of a barauth configuration.
+type BarAuth struct {
+	AuthType    string `json:"authType"`
+	Credentials struct {
+		Username    string `json:"username"`
+		Password    string `json:"password"`
+		Token       string `json:"token"`
+		CACert      string `json:"caCert"`
+		InsecureSSL string `json:"insecureSsl"`
+	} `json:"credentials"`
+}
+
+// ParseBarAuth decodes and checks barauth data.
+func ParseBarAuth(data []byte) (BarAuth, error) {
+	var b BarAuth
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return b, fmt.Errorf("is not valid JSON (at byte %d)", se.Offset)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return b, errors.New("is not valid JSON: it ends too early")
+		}
+		if strings.Contains(err.Error(), "unknown field") {
+			return b, fmt.Errorf("has an %s: allowed are authType and credentials.{username,password,token,caCert,insecureSsl}", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return b, fmt.Errorf("does not have the barauth shape: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	switch b.AuthType {
+	case "BASIC_AUTH":
+		if b.Credentials.Username == "" || b.Credentials.Password == "" {
+			return b, errors.New("BASIC_AUTH needs credentials.username and credentials.password")
+		}
+	case "BEARER_TOKEN":
+		if b.Credentials.Token == "" {
+			return b, errors.New("BEARER_TOKEN needs credentials.token")
+		}
+	default:
+		return b, fmt.Errorf("authType %q is not BASIC_AUTH or BEARER_TOKEN", b.AuthType)
+	}
+	if b.Credentials.CACert != "" {
+		if err := validatePEMCerts([]byte(b.Credentials.CACert)); err != nil {
+			return b, fmt.Errorf("credentials.caCert %s", err)
+		}
+	}
+	if v := b.Credentials.InsecureSSL; v != "" && v != "true" && v != "false" {
+		return b, errors.New(`credentials.insecureSsl must be "true" or "false"`)
+	}
+	return b, nil
+}
+
+func validateBarauth(data []byte) error {
+	_, err := ParseBarAuth(data)
+	return err
+}
+
+// validateSetdbparms checks every line without quoting any of it: lines
+// hold passwords.
+func validateSetdbparms(data []byte) error {
+	seen := map[string]int{}
+	for i, line := range strings.Split(string(data), "\n") {
+		text := strings.TrimSpace(line)
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		res, err := setdbparmsResource(text)
+		if err != nil {
+			return fmt.Errorf("line %d: %v", i+1, err)
+		}
+		if prev, dup := seen[res]; dup {
+			return fmt.Errorf("line %d: resource %q is already defined on line %d", i+1, res, prev)
+		}
+		seen[res] = i + 1
+	}
+	if len(seen) == 0 {
+		return errors.New("has no credential lines")
+	}
+	return nil
+}
+
+// setdbparmsResource returns the resource name of one credential line.
+func setdbparmsResource(text string) (string, error) {
+	fields := strings.Fields(text)
+	if fields[0] == "mqsisetdbparms" {
+		var res, user, pw bool
+		var name string
+		for i := 1; i < len(fields); i += 2 {
+			if i+1 >= len(fields) {
+				return "", fmt.Errorf("mqsisetdbparms option %s has no value", fields[i])
+			}
+			switch fields[i] {
+			case "-n":
+				res, name = true, fields[i+1]
+			case "-u":
+				user = true
+			case "-p":
+				pw = true
+			default:
+				return "", fmt.Errorf("mqsisetdbparms option %s is not -n, -u or -p", fields[i])
+			}
+		}
+		if !res || !user || !pw {
+			return "", errors.New("mqsisetdbparms needs -n resource -u user -p password")
+		}
+		return name, nil
+	}
+	if len(fields) < 3 {
+		return "", fmt.Errorf("expected `resource user password`, found %d field(s)", len(fields))
+	}
+	return fields[0], nil
+}
+
+func validatePEMCerts(data []byte) error {
+	n := 0
+	rest := data
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return fmt.Errorf("certificate %d does not parse: %v", n+1, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return errors.New("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+	}
+	return nil
+}
+
+// validateStore accepts JKS (magic FEEDFEED), PKCS#12 (a DER SEQUENCE) or PEM.
+func validateStore(data []byte) error {
+	switch {
+	case bytes.HasPrefix(data, []byte{0xFE, 0xED, 0xFE, 0xED}):
+		return nil
+	case len(data) > 4 && data[0] == 0x30:
+		return nil
+	case bytes.Contains(data, []byte("-----BEGIN ")):
+		if b, _ := pem.Decode(data); b == nil {
+			return errors.New("has a PEM header but no PEM block decodes")
+		}
+		return nil
+	}
+	return errors.New("is neither a JKS nor a PKCS#12 store, nor PEM")
+}
+
+func validateINI(data []byte) error {
+	for i, line := range strings.Split(string(data), "\n") {
+		t := strings.TrimSpace(line)
+		switch {
+		case t == "", strings.HasPrefix(t, "#"), strings.HasPrefix(t, ";"):
+		case strings.HasPrefix(t, "["):
+			if !strings.HasSuffix(t, "]") {
+				return fmt.Errorf("line %d: a section header must end with ]", i+1)
+			}
+		case !strings.Contains(t, "="):
+			return fmt.Errorf("line %d: expected key = value", i+1)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,288 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Configuration is a configuration record; Data is sealed by the caller.
+type Configuration struct {
+	InstanceID  string
+	Name        string
+	Type        string
+	Description string
+	SealedData  []byte // empty in lists
+	Size        int64  // size of the clear data
+	CreatedAt   time.Time
+	CreatedBy   string
+	UpdatedAt   time.Time
+	UpdatedBy   string
+}
+
+// BARFile is a BAR file's record; its bytes live in blob chunks named by
+// SHA256.
+type BARFile struct {
+	InstanceID string
+	Name       string
+	SHA256     string
+	Size       int64
+	Info       string // JSON description of the archive (flows, endpoints)
+	UploadedAt time.Time
+	UploadedBy string
+}
+
+// ChunkSize is how BAR bytes are cut for storage: small enough that no
+// read or write holds much in memory, large enough that a 50 MB archive is
+// only 50 rows.
+const ChunkSize = 1 << 20
+
+// Artifacts is the part of the store that holds configurations and BAR files.
+type Artifacts interface {
+	// PutConfiguration creates or replaces; createOnly refuses to replace
+	// (ErrConflict). created reports whether the name was new.
+	PutConfiguration(ctx context.Context, c Configuration, createOnly bool) (created bool, err error)
+	GetConfiguration(ctx context.Context, instanceID, name string) (Configuration, error)
+	ListConfigurations(ctx context.Context, instanceID string) ([]Configuration, error)
+	DeleteConfiguration(ctx context.Context, instanceID, name string) error
+
+	// PutBARFile stores content (exactly f.Size bytes hashing to f.SHA256)
+	// and the record, replacing a BAR of the same name, in one
+	// transaction. Chunks no record uses any more are removed.
+	PutBARFile(ctx context.Context, f BARFile, content io.Reader) (created bool, err error)
+	GetBARFile(ctx context.Context, instanceID, name string) (BARFile, error)
+	ListBARFiles(ctx context.Context, instanceID string) ([]BARFile, error)
+	DeleteBARFile(ctx context.Context, instanceID, name string) error
+	// OpenBlob streams the bytes stored under sha256, a chunk at a time.
+	OpenBlob(ctx context.Context, sha256 string) (io.ReadCloser, error)
+}
+
+func (s *sqlStore) PutConfiguration(ctx context.Context, c Configuration, createOnly bool) (bool, error) {
+	created := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var at int64
+		var by string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT created_at, created_by FROM configurations WHERE instance_id = $1 AND name = $2`),
+			c.InstanceID, c.Name).Scan(&at, &by)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			created = true
+			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO configurations
+				(instance_id, name, type, description, sealed_data, size, created_at, created_by, updated_at, updated_by)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7, $8)`),
+				c.InstanceID, c.Name, c.Type, c.Description, c.SealedData, c.Size, ms(c.UpdatedAt), c.UpdatedBy)
+			return s.mapErr("create configuration", err)
+		case err != nil:
+			return s.mapErr("read configuration", err)
+		case createOnly:
+			return fmt.Errorf("%w: configuration %s", ErrConflict, c.Name)
+		}
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE configurations SET type = $1, description = $2, sealed_data = $3, size = $4,
+			updated_at = $5, updated_by = $6 WHERE instance_id = $7 AND name = $8`),
+			c.Type, c.Description, c.SealedData, c.Size, ms(c.UpdatedAt), c.UpdatedBy, c.InstanceID, c.Name)
+		return s.mapErr("replace configuration", err)
+	})
+	return created, err
+}
+
+const configCols = `instance_id, name, type, description, size, created_at, created_by, updated_at, updated_by`
+
+func scanConfig(sc interface{ Scan(...any) error }, extra ...any) (Configuration, error) {
+	var c Configuration
+	var ca, ua int64
+	err := sc.Scan(append([]any{&c.InstanceID, &c.Name, &c.Type, &c.Description, &c.Size, &ca, &c.CreatedBy, &ua, &c.UpdatedBy}, extra...)...)
+	c.CreatedAt, c.UpdatedAt = fromMS(ca), fromMS(ua)
+	return c, err
+}
+
+func (s *sqlStore) GetConfiguration(ctx context.Context, instanceID, name string) (Configuration, error) {
+	var data []byte
+	c, err := scanConfig(s.queryRow(ctx, `SELECT `+configCols+`, sealed_data FROM configurations WHERE instance_id = $1 AND name = $2`, instanceID, name), &data)
+	c.SealedData = data
+	return c, s.mapErr("read configuration", err)
+}
+
+func (s *sqlStore) ListConfigurations(ctx context.Context, instanceID string) ([]Configuration, error) {
+	rows, err := s.query(ctx, `SELECT `+configCols+` FROM configurations WHERE instance_id = $1 ORDER BY name`, instanceID)
+	if err != nil {
+		return nil, s.mapErr("list configurations", err)
+	}
+	defer rows.Close()
+	var out []Configuration
+	for rows.Next() {
+		c, err := scanConfig(rows)
+		if err != nil {
+			return nil, s.mapErr("read configuration", err)
+		}
+		out = append(out, c)
+	}
+	return out, s.mapErr("list configurations", rows.Err())
+}
+
+func (s *sqlStore) DeleteConfiguration(ctx context.Context, instanceID, name string) error {
+	res, err := s.exec(ctx, `DELETE FROM configurations WHERE instance_id = $1 AND name = $2`, instanceID, name)
+	return s.affectedOne("delete configuration", res, err)
+}
+
+func (s *sqlStore) PutBARFile(ctx context.Context, f BARFile, content io.Reader) (bool, error) {
+	created := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var have int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM blob_chunks WHERE sha256 = $1`), f.SHA256).Scan(&have); err != nil {
+			return s.mapErr("look up BAR content", err)
+		}
+		// Identical content is stored once; only new content is written.
+		if have == 0 {
+			if err := s.writeChunks(ctx, tx, f.SHA256, f.Size, content); err != nil {
+				return err
+			}
+		}
+		var old string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT sha256 FROM bar_files WHERE instance_id = $1 AND name = $2`), f.InstanceID, f.Name).Scan(&old)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			created = true
+			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO bar_files (instance_id, name, sha256, size, info, uploaded_at, uploaded_by)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)`), f.InstanceID, f.Name, f.SHA256, f.Size, f.Info, ms(f.UploadedAt), f.UploadedBy)
+			return s.mapErr("create BAR file", err)
+		case err != nil:
+			return s.mapErr("read BAR file", err)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE bar_files SET sha256 = $1, size = $2, info = $3, uploaded_at = $4, uploaded_by = $5
+			WHERE instance_id = $6 AND name = $7`), f.SHA256, f.Size, f.Info, ms(f.UploadedAt), f.UploadedBy, f.InstanceID, f.Name); err != nil {
+			return s.mapErr("replace BAR file", err)
+		}
+		return s.collectBlob(ctx, tx, old)
+	})
+	return created, err
+}
+
+// writeChunks stores exactly size bytes of r under sha in ChunkSize rows.
+func (s *sqlStore) writeChunks(ctx context.Context, tx *sql.Tx, sha string, size int64, r io.Reader) error {
+	stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO blob_chunks (sha256, seq, data) VALUES ($1, $2, $3)`))
+	if err != nil {
+		return s.mapErr("prepare chunk insert", err)
+	}
+	defer stmt.Close()
+	buf := make([]byte, ChunkSize)
+	var written int64
+	for seq := 0; ; seq++ {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, err := stmt.ExecContext(ctx, sha, seq, buf[:n]); err != nil {
+				return s.mapErr("write BAR content", err)
+			}
+			written += int64(n)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("store: unable to read BAR content: %w", err)
+		}
+	}
+	if written != size {
+		return fmt.Errorf("store: BAR content is %d bytes, expected %d", written, size)
+	}
+	return nil
+}
+
+// collectBlob removes the chunks of sha when no BAR file names them any more.
+func (s *sqlStore) collectBlob(ctx context.Context, tx *sql.Tx, sha string) error {
+	if sha == "" {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, s.q(`DELETE FROM blob_chunks WHERE sha256 = $1
+		AND NOT EXISTS (SELECT 1 FROM bar_files WHERE sha256 = $1)`), sha)
+	return s.mapErr("remove unused BAR content", err)
+}
+
+const barCols = `instance_id, name, sha256, size, info, uploaded_at, uploaded_by`
+
+func scanBAR(sc interface{ Scan(...any) error }) (BARFile, error) {
+	var f BARFile
+	var at int64
+	err := sc.Scan(&f.InstanceID, &f.Name, &f.SHA256, &f.Size, &f.Info, &at, &f.UploadedBy)
+	f.UploadedAt = fromMS(at)
+	return f, err
+}
+
+func (s *sqlStore) GetBARFile(ctx context.Context, instanceID, name string) (BARFile, error) {
+	f, err := scanBAR(s.queryRow(ctx, `SELECT `+barCols+` FROM bar_files WHERE instance_id = $1 AND name = $2`, instanceID, name))
+	return f, s.mapErr("read BAR file", err)
+}
+
+func (s *sqlStore) ListBARFiles(ctx context.Context, instanceID string) ([]BARFile, error) {
+	rows, err := s.query(ctx, `SELECT `+barCols+` FROM bar_files WHERE instance_id = $1 ORDER BY name`, instanceID)
+	if err != nil {
+		return nil, s.mapErr("list BAR files", err)
+	}
+	defer rows.Close()
+	var out []BARFile
+	for rows.Next() {
+		f, err := scanBAR(rows)
+		if err != nil {
+			return nil, s.mapErr("read BAR file", err)
+		}
+		out = append(out, f)
+	}
+	return out, s.mapErr("list BAR files", rows.Err())
+}
+
+func (s *sqlStore) DeleteBARFile(ctx context.Context, instanceID, name string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var sha string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT sha256 FROM bar_files WHERE instance_id = $1 AND name = $2`), instanceID, name).Scan(&sha)
+		if err != nil {
+			return s.mapErr("read BAR file", err)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM bar_files WHERE instance_id = $1 AND name = $2`), instanceID, name); err != nil {
+			return s.mapErr("delete BAR file", err)
+		}
+		return s.collectBlob(ctx, tx, sha)
+	})
+}
+
+// blobReader reads a blob one chunk (one query) at a time.
+type blobReader struct {
+	ctx  context.Context
+	s    *sqlStore
+	sha  string
+	seq  int
+	n    int // chunks
+	buf  []byte
+	done bool
+}
+
+func (s *sqlStore) OpenBlob(ctx context.Context, sha string) (io.ReadCloser, error) {
+	var n int
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM blob_chunks WHERE sha256 = $1`, sha).Scan(&n); err != nil {
+		return nil, s.mapErr("open BAR content", err)
+	}
+	if n == 0 {
+		return nil, ErrNotFound
+	}
+	return &blobReader{ctx: ctx, s: s, sha: sha, n: n}, nil
+}
+
+func (b *blobReader) Read(p []byte) (int, error) {
+	for len(b.buf) == 0 {
+		if b.seq >= b.n {
+			return 0, io.EOF
+		}
+		var data []byte
+		if err := b.s.queryRow(b.ctx, `SELECT data FROM blob_chunks WHERE sha256 = $1 AND seq = $2`, b.sha, b.seq).Scan(&data); err != nil {
+			return 0, b.s.mapErr("read BAR content", err)
+		}
+		b.seq++
+		b.buf = data
+	}
+	n := copy(p, b.buf)
+	b.buf = b.buf[n:]
+	return n, nil
+}
+
+func (b *blobReader) Close() error { return nil }
