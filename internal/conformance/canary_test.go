@@ -1,0 +1,318 @@
+package conformance
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"hash/crc32"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/server"
+	"github.com/sluice-dev/sluice/internal/server/servertest"
+)
+
+// canary is a secret value the test writes through the API. It may appear
+// only in the answer of origin (the one create or token answer that hands
+// it out), or nowhere when origin is nil.
+type canary struct {
+	what   string
+	value  string
+	origin *exchange
+}
+
+type canaries struct {
+	t    *testing.T
+	list []*canary
+}
+
+func (cs *canaries) add(what, value string, origin *exchange) string {
+	cs.t.Helper()
+	if value == "" {
+		cs.t.Fatalf("canary %s is empty", what)
+	}
+	if origin != nil && !strings.Contains(string(origin.body), value) {
+		cs.t.Fatalf("canary %s does not appear in the answer that should hand it out (%s)", what, origin.label)
+	}
+	cs.list = append(cs.list, &canary{what: what, value: value, origin: origin})
+	return value
+}
+
+// needles are what a scan looks for: the whole value, and its tail, so a
+// value cut short in a log line is found too. (A key's listed hint is its
+// prefix and next 4 characters, which the tail never overlaps.)
+func (c *canary) needles() []string {
+	n := []string{c.value}
+	if len(c.value) >= 28 {
+		n = append(n, c.value[len(c.value)-16:])
+	}
+	return n
+}
+
+// scan reports every canary found in text, except in its own origin.
+func (cs *canaries) scan(where string, text string, ex *exchange) {
+	cs.t.Helper()
+	for _, c := range cs.list {
+		if ex != nil && ex == c.origin {
+			continue
+		}
+		for _, n := range c.needles() {
+			if strings.Contains(text, n) {
+				cs.t.Errorf("%s (%q) appears in %s", c.what, n, where)
+				break
+			}
+		}
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// wellFormed builds a value with Sluice's secret format (prefix, 30
+// base62 characters, CRC32 checksum in 6 base62 digits) so the server gets
+// past its format check and looks it up; see internal/iam/credentials.go.
+func wellFormed(prefix string) string {
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, 30)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	body := prefix + string(b)
+	c := uint64(crc32.ChecksumIEEE([]byte(body)))
+	sum := make([]byte, 6)
+	for i := 5; i >= 0; i-- {
+		sum[i] = alphabet[c%62]
+		c /= 62
+	}
+	return body + string(sum)
+}
+
+// TestCanarySecretsStayPut writes known secret values through every
+// identity and token endpoint — passwords, API keys and client secrets
+// (created ones and made-up ones sent to the token endpoints), access
+// tokens, bad bearer tokens — then scans every answer, the audit, the
+// server's logs and the files of its data dir, and proves each value
+// appears only in the one answer that hands it out.
+func TestCanarySecretsStayPut(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{})
+	h := newHarness(t, srv)
+	cs := &canaries{t: t}
+	c := srv.Creds
+	run := randomHex(6)
+	mk := func(kind string) string { return "CANARY" + kind + run + randomHex(8) }
+
+	// The first start's secrets belong on stdout and in
+	// initial-credentials.json only.
+	cs.add("initial API key", c.APIKey, nil)
+	cs.add("initial client secret", c.ClientSecret, nil)
+	cs.add("initial admin password", c.Password, nil)
+
+	tokenHeaders := func(id, secret, instance string) map[string]string {
+		return map[string]string{"X-IBM-Client-Id": id, "X-IBM-Client-Secret": secret, "x-ibm-instance-id": instance}
+	}
+	token := func(ex *exchange) string {
+		return decode[struct {
+			AccessToken string `json:"access_token"`
+		}](t, ex).AccessToken
+	}
+	exchangeKey := func(label, id, secret, key string, want int) *exchange {
+		return h.do(call{label: label, method: "POST", path: "/api/v1/tokens", header: tokenHeaders(id, secret, c.InstanceID),
+			body: map[string]string{"apiKey": key}, want: want})
+	}
+	login := exchangeKey("initial exchange", c.ClientID, c.ClientSecret, c.APIKey, 200)
+	admin := &servertest.Client{ClientID: c.ClientID, Token: cs.add("admin access token", token(login), login)}
+
+	// ---- passwords ----
+	user := func(label, method, path string, body any, want int) *exchange {
+		return h.do(call{label: label, method: method, path: path, as: admin, body: body, want: want})
+	}
+	spec := func(role, password string) map[string]any {
+		return map[string]any{"role": role, "password": password}
+	}
+	user("user with a password", "POST", "/api/v1/users",
+		map[string]any{"metadata": map[string]any{"name": "u1"}, "spec": spec("developer", cs.add("password on create", mk("pw"), nil))}, 201)
+	user("password change", "PUT", "/api/v1/users/u1",
+		map[string]any{"spec": spec("developer", cs.add("password on replace", mk("pw"), nil))}, 200)
+	user("user created by PUT with a password", "PUT", "/api/v1/users/u2",
+		map[string]any{"spec": spec("viewer", cs.add("password on PUT create", mk("pw"), nil))}, 201)
+	user("too short a password", "POST", "/api/v1/users",
+		map[string]any{"metadata": map[string]any{"name": "u3"}, "spec": spec("viewer", cs.add("short password", "CNRY"+randomHex(3), nil))}, 400)
+	user("password with a bad role", "POST", "/api/v1/users",
+		map[string]any{"metadata": map[string]any{"name": "u3"}, "spec": spec("overlord", cs.add("password with a bad role", mk("pw"), nil))}, 400)
+	user("password for a service ID", "POST", "/api/v1/service-ids",
+		map[string]any{"metadata": map[string]any{"name": "svc"}, "spec": spec("developer", cs.add("service ID password", mk("pw"), nil))}, 400)
+	user("password next to an unknown field", "POST", "/api/v1/users",
+		map[string]any{"metadata": map[string]any{"name": "u3"}, "spec": map[string]any{"role": "viewer", "password": cs.add("password next to an unknown field", mk("pw"), nil), "pin": 1234}}, 400)
+	user("password of the wrong type", "POST", "/api/v1/users",
+		fmt.Sprintf(`{"metadata":{"name":"u3"},"spec":{"role":"viewer","password":[%q]}}`, cs.add("password in an array", mk("pw"), nil)), 400)
+	h.do(call{label: "password in broken JSON", method: "POST", path: "/api/v1/users", as: admin, contentType: "application/json",
+		body: fmt.Sprintf(`{"metadata":{"name":"u3"},"spec":{"password":"%s"`, cs.add("password in broken JSON", mk("pw"), nil)), want: 400})
+	h.do(call{label: "password as a bare value", method: "POST", path: "/api/v1/users", as: admin, contentType: "application/json",
+		body: `{"spec":{"password":` + cs.add("password as bare JSON", mk("pw"), nil) + `}}`, want: 400})
+	user("service ID", "POST", "/api/v1/service-ids",
+		map[string]any{"metadata": map[string]any{"name": "svc"}, "spec": map[string]any{"role": "developer"}}, 201)
+
+	// ---- API keys, created and made up ----
+	created := func(label string, body any) *exchange {
+		return h.do(call{label: label, method: "POST", path: "/api/v1/api-keys", as: admin, body: body, want: 201})
+	}
+	k1ex := created("admin's key", map[string]any{"metadata": map[string]any{"name": "k1"}})
+	k1 := decode[object](t, k1ex)
+	cs.add("created API key k1", k1.Key, k1ex)
+	k2ex := created("u1's key", map[string]any{"metadata": map[string]any{"name": "k2"}, "spec": map[string]any{"owner": map[string]any{"kind": "user", "name": "u1"}}})
+	k2 := decode[object](t, k2ex)
+	cs.add("created API key k2", k2.Key, k2ex)
+	k3ex := created("service ID key with expiry", map[string]any{"metadata": map[string]any{"name": "k3"},
+		"spec": map[string]any{"owner": map[string]any{"kind": "serviceId", "name": "svc"}, "expiresAt": "2099-12-31T00:00:00Z"}})
+	k3 := decode[object](t, k3ex)
+	cs.add("created API key k3", k3.Key, k3ex)
+
+	t1ex := exchangeKey("exchange k1", c.ClientID, c.ClientSecret, k1.Key, 200)
+	t1 := &servertest.Client{ClientID: c.ClientID, Token: cs.add("token from k1", token(t1ex), t1ex)}
+	t3ex := exchangeKey("exchange k3", c.ClientID, c.ClientSecret, k3.Key, 200)
+	cs.add("token from k3", token(t3ex), t3ex)
+	h.do(call{label: "whoami with k1's token", method: "GET", path: "/api/v1/whoami", as: t1, want: 200})
+	exchangeKey("exchange a malformed made-up key", c.ClientID, c.ClientSecret, cs.add("malformed API key", "slk_"+mk("key"), nil), 401)
+	exchangeKey("exchange a well-formed made-up key", c.ClientID, c.ClientSecret, cs.add("well-formed unknown API key", wellFormed("slk_"), nil), 401)
+	exchangeKey("exchange a made-up client secret", c.ClientID, cs.add("malformed client secret", mk("cs"), nil), k1.Key, 401)
+	exchangeKey("exchange a well-formed made-up client secret", c.ClientID, cs.add("well-formed unknown client secret", wellFormed("slcs_"), nil), k1.Key, 401)
+	exchangeKey("exchange with an unknown client id and a real key", "0123456789abcdef0123456789abcdef", c.ClientSecret, k2.Key, 401)
+	h.do(call{label: "exchange with the key next to an unknown field", method: "POST", path: "/api/v1/tokens", header: tokenHeaders(c.ClientID, c.ClientSecret, c.InstanceID),
+		body: map[string]string{"apiKey": k1.Key, "secret": cs.add("unknown token field", mk("field"), nil)}, want: 400})
+	h.do(call{label: "exchange with a key in broken JSON", method: "POST", path: "/api/v1/tokens", header: tokenHeaders(c.ClientID, c.ClientSecret, c.InstanceID),
+		contentType: "application/json", body: `{"apiKey":"` + k2.Key, want: 400})
+	h.do(call{label: "exchange with a key as a bare value", method: "POST", path: "/api/v1/tokens", header: tokenHeaders(c.ClientID, c.ClientSecret, c.InstanceID),
+		contentType: "application/json", body: `{"apiKey":` + cs.add("bare API key", mk("key"), nil) + `}`, want: 400})
+	h.do(call{label: "lock k1", method: "POST", path: "/api/v1/api-keys/" + k1.Metadata.ID + "/lock", as: admin, want: 200})
+	exchangeKey("exchange locked k1", c.ClientID, c.ClientSecret, k1.Key, 401)
+	h.do(call{label: "whoami with a token of locked k1", method: "GET", path: "/api/v1/whoami", as: t1, want: 401})
+	h.do(call{label: "unlock k1", method: "POST", path: "/api/v1/api-keys/" + k1.Metadata.ID + "/unlock", as: admin, want: 200})
+	h.do(call{label: "delete k2", method: "DELETE", path: "/api/v1/api-keys/" + k2.Metadata.ID, as: admin, want: 204})
+	exchangeKey("exchange deleted k2", c.ClientID, c.ClientSecret, k2.Key, 401)
+	h.do(call{label: "list keys", method: "GET", path: "/api/v1/api-keys", as: admin, want: 200})
+	h.do(call{label: "read k1", method: "GET", path: "/api/v1/api-keys/" + k1.Metadata.ID, as: admin, want: 200})
+
+	// ---- client secrets ----
+	s1ex := h.do(call{label: "instance credential", method: "POST", path: "/api/v1/credentials", as: admin, want: 201,
+		body: map[string]any{"metadata": map[string]any{"name": "s1"}}})
+	s1 := decode[object](t, s1ex)
+	cs.add("created client secret s1", s1.ClientSecret, s1ex)
+	s2ex := h.do(call{label: "application credential", method: "PUT", path: "/api/v1/credentials/s2", as: admin, want: 201,
+		body: map[string]any{"spec": map[string]any{"owner": map[string]any{"kind": "serviceId", "name": "svc"}}}})
+	s2 := decode[object](t, s2ex)
+	cs.add("created client secret s2", s2.ClientSecret, s2ex)
+	h.do(call{label: "credential update", method: "PUT", path: "/api/v1/credentials/s1", as: admin, want: 200,
+		body: map[string]any{"spec": map[string]any{"description": "updated"}}})
+	t2ex := exchangeKey("exchange with s1", s1.ClientID, s1.ClientSecret, k1.Key, 200)
+	cs.add("token from s1", token(t2ex), t2ex)
+	h.do(call{label: "list credentials", method: "GET", path: "/api/v1/credentials", as: admin, want: 200})
+	h.do(call{label: "read s1", method: "GET", path: "/api/v1/credentials/s1", as: admin, want: 200})
+
+	// ---- OAuth ----
+	form := func(kv ...string) url.Values {
+		v := url.Values{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+	basic := func(id, secret string) []string {
+		cs.add("Basic credentials of "+id, base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret))), nil)
+		return []string{id, secret}
+	}
+	oauth := func(label, path string, b []string, f url.Values, want int) *exchange {
+		return h.do(call{label: label, method: "POST", path: path, basic: b, body: f, want: want})
+	}
+	t3 := oauth("client_credentials, basic", "/oauth/token", basic(s2.ClientID, s2.ClientSecret), form("grant_type", "client_credentials"), 200)
+	cs.add("client_credentials token (basic)", token(t3), t3)
+	t4 := oauth("client_credentials, post", "/oauth/token", nil, form("grant_type", "client_credentials", "client_id", s2.ClientID, "client_secret", s2.ClientSecret), 200)
+	cs.add("client_credentials token (post)", token(t4), t4)
+	t5 := oauth("api-key grant", "/oauth/token", nil, form("grant_type", iam.GrantTypeAPIKey, "client_id", s1.ClientID, "client_secret", s1.ClientSecret, "api_key", k1.Key), 200)
+	cs.add("api-key grant token", token(t5), t5)
+	oauth("api-key grant, made-up key", "/oauth/token", basic(s1.ClientID, s1.ClientSecret), form("grant_type", iam.GrantTypeAPIKey, "api_key", cs.add("OAuth made-up API key", wellFormed("slk_"), nil)), 400)
+	oauth("client_credentials, made-up secret (basic)", "/oauth/token", basic(s2.ClientID, cs.add("OAuth made-up secret (basic)", wellFormed("slcs_"), nil)), form("grant_type", "client_credentials"), 401)
+	oauth("client_credentials, made-up secret (post)", "/oauth/token", nil, form("grant_type", "client_credentials", "client_id", s2.ClientID, "client_secret", cs.add("OAuth made-up secret (post)", mk("cs"), nil)), 401)
+	oauth("both client authentication methods", "/oauth/token", basic(s2.ClientID, s2.ClientSecret), form("grant_type", "client_credentials", "client_secret", cs.add("second client secret", mk("cs"), nil)), 401)
+	oauth("unsupported grant with a password", "/oauth/token", basic(s2.ClientID, s2.ClientSecret), form("grant_type", "password", "username", "u1", "password", cs.add("OAuth password grant password", mk("pw"), nil)), 400)
+	oauth("introspect", "/oauth/introspect", basic(s2.ClientID, s2.ClientSecret), form("token", token(t3)), 200)
+	oauth("introspect a made-up token", "/oauth/introspect", basic(s2.ClientID, s2.ClientSecret), form("token", cs.add("introspected made-up token", mk("tok"), nil)), 200)
+	oauth("introspect with a made-up secret", "/oauth/introspect", basic(s2.ClientID, cs.add("introspection made-up secret", mk("cs"), nil)), form("token", token(t4)), 401)
+	oauth("revoke", "/oauth/revoke", basic(s2.ClientID, s2.ClientSecret), form("token", token(t3)), 200)
+	oauth("revoke a made-up token", "/oauth/revoke", basic(s2.ClientID, s2.ClientSecret), form("token", cs.add("revoked made-up token", mk("tok"), nil)), 200)
+	oauth("revoke with a made-up secret", "/oauth/revoke", nil, form("token", token(t4), "client_id", s2.ClientID, "client_secret", cs.add("revocation made-up secret", mk("cs"), nil)), 401)
+	h.do(call{label: "JWKS", method: "GET", path: "/oauth/jwks", want: 200})
+	h.do(call{label: "metadata", method: "GET", path: "/.well-known/oauth-authorization-server", want: 200})
+
+	// ---- bad bearer tokens ----
+	bearer := func(label, tok, clientID string) {
+		h.do(call{label: label, method: "GET", path: "/api/v1/whoami", want: 401,
+			header: map[string]string{"Authorization": "Bearer " + tok, "X-IBM-Client-Id": clientID}})
+	}
+	bearer("made-up bearer", cs.add("made-up bearer token", mk("bearer"), nil), c.ClientID)
+	bearer("JWT-shaped made-up bearer", cs.add("JWT-shaped bearer token", "eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCJ9."+mk("payload")+".c2ln", nil), c.ClientID)
+	bearer("API key as bearer", k1.Key, c.ClientID)
+	bearer("client secret as bearer", s1.ClientSecret, s1.ClientID)
+	bearer("token with a wrong client id", t1.Token, s1.ClientID)
+	bearer("revoked token", token(t3), s2.ClientID)
+	h.do(call{label: "delete s1", method: "DELETE", path: "/api/v1/credentials/s1", as: admin, want: 204})
+	exchangeKey("exchange with deleted s1", s1.ClientID, s1.ClientSecret, k1.Key, 401)
+	h.do(call{label: "list users", method: "GET", path: "/api/v1/users", as: admin, want: 200})
+	h.do(call{label: "read u1", method: "GET", path: "/api/v1/users/u1", as: admin, want: 200})
+	h.do(call{label: "list service IDs", method: "GET", path: "/api/v1/service-ids", as: admin, want: 200})
+
+	// ---- the audit saw it all, and holds none of it ----
+	audit := h.do(call{label: "audit", method: "GET", path: "/api/v1/audit", as: admin, want: 200})
+	events := decode[struct {
+		AuditEvents []struct{ Action, Outcome string }
+	}](t, audit)
+	counts := map[string]int{}
+	for _, e := range events.AuditEvents {
+		counts[e.Action+"/"+e.Outcome]++
+	}
+	for _, need := range []string{"token.issue/success", "token.refuse/denied", "user.create/success", "user.update/success",
+		"apiKey.create/success", "apiKey.lock/success", "apiKey.delete/success", "clientCredential.create/success"} {
+		if counts[need] == 0 {
+			t.Errorf("the audit has no %s event; it recorded %v", need, counts)
+		}
+	}
+
+	// ---- scan ----
+	for _, ex := range h.log {
+		cs.scan("the answer to "+ex.label, string(ex.body)+"\n"+headerText(ex.header), ex)
+	}
+	cs.scan("the server's log (stderr)", srv.Stderr(), nil)
+	stdout := srv.Stdout()
+	for _, v := range []string{c.APIKey, c.ClientSecret, c.Password} {
+		stdout = strings.ReplaceAll(stdout, v, "<first-start secret>")
+	}
+	cs.scan("the server's standard output", stdout, nil)
+	// The store holds hashes, never values: scan every file of the data
+	// dir except the one that is meant to hold the first start's secrets.
+	err := filepath.WalkDir(srv.DataDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() == server.InitialCredentialsFile {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		cs.scan("data dir file "+d.Name(), string(b), nil)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs.list) < 30 {
+		t.Fatalf("only %d canaries were written", len(cs.list))
+	}
+	t.Logf("%d canaries, %d answers, %d audit events, %d bytes of log scanned", len(cs.list), len(h.log), len(events.AuditEvents), len(srv.Stderr()))
+}
