@@ -10,6 +10,7 @@ import (
 
 	apispec "github.com/sluice-dev/sluice/api"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
+	"github.com/sluice-dev/sluice/internal/store/storetest"
 )
 
 type object struct {
@@ -26,7 +27,13 @@ type object struct {
 // real server to success and through its error answers, and validates
 // every answer (status, documented headers, body) against the document.
 func TestResponsesFollowTheDocument(t *testing.T) {
-	srv := servertest.Start(t, servertest.Options{})
+	for _, kind := range storetest.Kinds() {
+		t.Run(kind, func(t *testing.T) { testResponsesFollowTheDocument(t, storetest.DSN(t, kind)) })
+	}
+}
+
+func testResponsesFollowTheDocument(t *testing.T, dsn string) {
+	srv := servertest.Start(t, servertest.Options{Store: dsn})
 	h := newHarness(t, srv)
 	c := srv.Creds
 	tokenHeaders := func(id, secret, instance string) map[string]string {

@@ -11,13 +11,18 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
+	"github.com/sluice-dev/sluice/internal/store/storetest"
 )
 
 // createInstance runs `sluice instances create` against the data dir of a
 // serving control plane, as an operator would.
-func createInstance(t *testing.T, srv *servertest.Server, name string) iam.InitialCredentials {
+func createInstance(t *testing.T, srv *servertest.Server, dsn, name string) iam.InitialCredentials {
 	t.Helper()
-	cmd := exec.Command(servertest.Binary(t), "instances", "create", name, "--data-dir", srv.DataDir, "-o", "json")
+	args := []string{"instances", "create", name, "--data-dir", srv.DataDir, "-o", "json"}
+	if dsn != "" {
+		args = append(args, "--store", dsn)
+	}
+	cmd := exec.Command(servertest.Binary(t), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -64,10 +69,16 @@ func TestInstancesCreateRefusesBadInput(t *testing.T) {
 // data, lists hold only the caller's objects, and credentials of the two
 // cannot be mixed in any token request.
 func TestTenantIsolation(t *testing.T) {
-	srv := servertest.Start(t, servertest.Options{})
+	for _, kind := range storetest.Kinds() {
+		t.Run(kind, func(t *testing.T) { testTenantIsolation(t, storetest.DSN(t, kind)) })
+	}
+}
+
+func testTenantIsolation(t *testing.T, dsn string) {
+	srv := servertest.Start(t, servertest.Options{Store: dsn})
 	h := newHarness(t, srv)
 	a := srv.Creds
-	b := createInstance(t, srv, "tenant-b")
+	b := createInstance(t, srv, dsn, "tenant-b")
 	if b.InstanceID == a.InstanceID || b.ClientID == a.ClientID {
 		t.Fatal("the new instance reuses the first one's ids")
 	}
