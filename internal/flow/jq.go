@@ -531,6 +531,11 @@ func jqString(s string) string {
 	return strings.TrimSuffix(buf.String(), "\n")
 }
 
+const (
+	maxTemplateLen = 64 << 10
+	maxBraceTries  = 64
+)
+
 // tmpl compiles a string template into one jq string interpolation, so a
 // template costs a single program run.
 func (c *compiler) tmpl(n *yaml.Node, what string) *template {
@@ -542,6 +547,12 @@ func (c *compiler) tmpl(n *yaml.Node, what string) *template {
 	s := n.Value
 	if !strings.Contains(s, "${") {
 		return &template{konst: true, s: s}
+	}
+	// Finding where an interpolation ends parses candidate prefixes; the
+	// bounds keep a hostile file from making that quadratic.
+	if len(s) > maxTemplateLen {
+		c.errAt(n, "%s: template longer than %d bytes", what, maxTemplateLen)
+		return nil
 	}
 	var src strings.Builder
 	var lit strings.Builder
@@ -570,10 +581,11 @@ func (c *compiler) tmpl(n *yaml.Node, what string) *template {
 		start := i + 2
 		end := -1
 		var lastErr error
-		for j := start; j < len(s); j++ {
+		for j, tries := start, 0; j < len(s) && tries < maxBraceTries; j++ {
 			if s[j] != '}' {
 				continue
 			}
+			tries++
 			inner := s[start:j]
 			if strings.TrimSpace(inner) == "" {
 				break
