@@ -98,6 +98,8 @@ func testResponsesFollowTheDocument(t *testing.T, dsn string) {
 		body: map[string]any{"metadata": map[string]any{"name": "bob smith!"}, "spec": map[string]any{"role": "viewer"}}})
 	h.do(call{label: "create a user with a 33-character name", method: "POST", path: "/api/v1/users", as: admin, want: 400, rejects: true,
 		body: map[string]any{"metadata": map[string]any{"name": strings.Repeat("b", 33)}, "spec": map[string]any{"role": "viewer"}}})
+	h.do(call{label: "create a user without a name", method: "POST", path: "/api/v1/users", as: admin, want: 400, rejects: true,
+		body: map[string]any{"spec": map[string]any{"role": "viewer"}}})
 	h.do(call{label: "create a user as text/plain", method: "POST", path: "/api/v1/users", as: admin, want: 415, rejects: true,
 		body: `{"metadata":{"name":"bob"},"spec":{"role":"viewer"}}`, contentType: "text/plain"})
 	h.do(call{label: "create a user with an empty body", method: "POST", path: "/api/v1/users", as: admin, want: 400, rejects: true,
@@ -202,6 +204,10 @@ func testResponsesFollowTheDocument(t *testing.T, dsn string) {
 		body: map[string]any{"metadata": map[string]any{"name": "pipeline"}}})
 	h.do(call{label: "credential of a missing owner", method: "POST", path: "/api/v1/credentials", as: admin, want: 404, conforms: true,
 		body: map[string]any{"metadata": map[string]any{"name": "ghost"}, "spec": map[string]any{"owner": map[string]any{"kind": "user", "name": "ghost"}}}})
+	h.do(call{label: "credential without a name", method: "POST", path: "/api/v1/credentials", as: admin, want: 400, rejects: true,
+		body: map[string]any{"spec": map[string]any{"description": "nameless"}}})
+	h.do(call{label: "service ID without a name", method: "POST", path: "/api/v1/service-ids", as: admin, want: 400, rejects: true,
+		body: map[string]any{"metadata": map[string]any{}, "spec": map[string]any{"role": "viewer"}}})
 	h.do(call{label: "credential with an unknown field", method: "POST", path: "/api/v1/credentials", as: admin, want: 400, rejects: true,
 		body: map[string]any{"metadata": map[string]any{"name": "z"}, "spec": map[string]any{"secret": "mine"}}})
 	h.do(call{label: "credential owner change", method: "PUT", path: "/api/v1/credentials/ci-app", as: admin, want: 400, conforms: true,
