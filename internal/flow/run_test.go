@@ -454,3 +454,17 @@ steps:
 		t.Error(err)
 	}
 }
+
+// TestConfigNumbers: configuration values reach jq as JSON numbers that
+// keep their precision and still do arithmetic.
+func TestConfigNumbers(t *testing.T) {
+	cfg := &Config{Values: map[string]any{"n": 3, "f": 1.5, "big": uint64(18446744073709551615)}}
+	f := load(t, map[string]string{"flows/f.yaml": "flow: f\nsteps: [{map: '[.config.n + 1, .config.f * 2, .config.n > 2, .config.big, (.config.n | tostring)]'}]\n"}, cfg, "f")
+	resp, err := f.Run(context.Background(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := jsonString(t, resp.Body), `[4,3,true,18446744073709551615,"3"]`; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
