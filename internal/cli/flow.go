@@ -45,6 +45,9 @@ Exits with 1 when a case fails. See docs/flows.md.`,
 					failed++
 				}
 			}
+			if len(results) == 0 {
+				fmt.Fprintf(out, "warning: no test cases matched --run %q\n", run)
+			}
 			elapsed := time.Since(start).Seconds()
 			if failed > 0 {
 				fmt.Fprintf(out, "FAIL\t%s\t%d of %d cases failed (%.3fs)\n", args[0], failed, len(results), elapsed)
