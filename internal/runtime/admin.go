@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -30,6 +31,13 @@ func (rt *Runtime) adminHandler() http.Handler {
 	must("DELETE /trace/{type}", rt.traceClear)
 	must("GET /trace/{type}/stream", rt.traceStream)
 	must("GET /trace/{type}/download", rt.traceDownload)
+	// Go profiles, for finding what a busy or bloated runtime spends
+	// itself on; the admin listener is private, like these.
+	must("GET /debug/pprof/", pprof.Index)
+	must("GET /debug/pprof/cmdline", pprof.Cmdline)
+	must("GET /debug/pprof/profile", pprof.Profile)
+	must("GET /debug/pprof/symbol", pprof.Symbol)
+	must("GET /debug/pprof/trace", pprof.Trace)
 	return r
 }
 

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/itchyny/gojq"
+
 	"github.com/sluice-dev/sluice/internal/flow"
 )
 
@@ -182,21 +184,6 @@ func (rt *Runtime) message(w http.ResponseWriter, r *http.Request, lf *loadedFlo
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// decodeJSON decodes one JSON value keeping numbers exact (json.Number),
-// as the engine does for its own fixtures.
-func decodeJSON(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the JSON value")
-	}
-	return v, nil
-}
-
 func isJSONType(ct string) bool {
 	if ct == "" {
 		return false
@@ -236,18 +223,13 @@ func (rt *Runtime) writeResponse(w http.ResponseWriter, lf *loadedFlow, resp *fl
 	} else if s, ok := resp.Body.(string); ok && ct != "" && !isJSONType(ct) {
 		data = []byte(s)
 	} else {
-		buf := bufPool.Get().(*bytes.Buffer)
-		buf.Reset()
-		defer bufPool.Put(buf)
-		enc := json.NewEncoder(buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(resp.Body); err != nil {
+		var err error
+		if data, err = encodeJSON(resp.Body); err != nil {
 			lf.metrics.fail("internal")
 			rt.log.Error("flow answered a body that is not JSON", "project", lf.project, "flow", lf.f.Name, "err", err)
 			writeError(w, http.StatusInternalServerError, fmt.Sprintf("flow %q answered a body that cannot be encoded as JSON", lf.f.Name))
 			return http.StatusInternalServerError
 		}
-		data = buf.Bytes()
 		if ct == "" {
 			h.Set("Content-Type", "application/json")
 		}
@@ -256,6 +238,24 @@ func (rt *Runtime) writeResponse(w http.ResponseWriter, lf *loadedFlow, resp *fl
 	w.WriteHeader(status)
 	w.Write(data)
 	return status
+}
+
+// encodeJSON encodes a flow's answer. Bodies are jq values, which gojq's
+// encoder writes without reflection (and with jq's conventions: NaN as
+// null, no HTML escaping); anything else a flow might carry goes through
+// encoding/json.
+func encodeJSON(v any) (data []byte, err error) {
+	defer func() {
+		if recover() != nil {
+			// Not a jq value (gojq panics on foreign types).
+			data, err = json.Marshal(v)
+		}
+	}()
+	data, err = gojq.Marshal(v)
+	if err != nil {
+		return json.Marshal(v)
+	}
+	return data, nil
 }
 
 // flowError answers a run that ended in an error. Flow errors (fail
