@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"os"
 	"testing"
 )
 
@@ -144,5 +145,17 @@ func TestBenchFlowMatchesHandWritten(t *testing.T) {
 	g["total"], w["total"] = 0, 0
 	if jsonString(t, g) != jsonString(t, w) || got.Status != want.Status || got.Headers["location"] != want.Headers["location"] {
 		t.Errorf("flow %v %v\nhand %v %v", got.Status, jsonString(t, got), want.Status, jsonString(t, want))
+	}
+}
+
+// BenchmarkLoadOrders is the engine's share of a runtime's start-up: load
+// and compile the orders example (every jq program, schema and module).
+func BenchmarkLoadOrders(b *testing.B) {
+	fsys := os.DirFS("../../examples/orders")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load(context.Background(), fsys, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
