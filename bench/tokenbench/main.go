@@ -53,6 +53,7 @@ type options struct {
 	loadCPU          string
 	rateLimit        string
 	profile          string
+	profileLoad      string
 	out              string
 }
 
@@ -81,6 +82,7 @@ func main() {
 	flag.StringVar(&o.loadCPU, "load-cpu", "1", "CPU list the load generator is pinned to; empty: no pinning")
 	flag.StringVar(&o.rateLimit, "rate-limit", "1000000000/1s", "sluice serve's --rate-limit-client and --rate-limit-instance: high enough never to refuse, so the limiter's cost is counted")
 	flag.StringVar(&o.profile, "profile", "", "after the runs, CPU-profile sluice serve under the token load and write the profile to this file")
+	flag.StringVar(&o.profileLoad, "profile-load", "tokens", "the load to profile under: tokens or whoami")
 	flag.StringVar(&o.out, "o", "", "also write the report to this file")
 	flag.Parse()
 
@@ -538,7 +540,7 @@ func profileServe(path string, args []string) int {
 // it for one measurement, and appends the top of the profile to the
 // report.
 func profileTokens(o options, tmp, self string, serveArgs []string, c creds, path string, rep io.Writer) error {
-	logf("profiling sluice serve under the token load")
+	logf("profiling sluice serve under the %s load", o.profileLoad)
 	p, err := startProcess(tmp, "profile", o.serverCPU, self, append([]string{"-profile-serve", path}, serveArgs...)...)
 	if err != nil {
 		return err
@@ -548,6 +550,13 @@ func profileTokens(o options, tmp, self string, serveArgs []string, c creds, pat
 		return err
 	}
 	t := tokenTarget("profiled POST /api/v1/tokens", c.Endpoint+"/api/v1/tokens", c)
+	if o.profileLoad == "whoami" {
+		tok, err := bearer(context.Background(), c)
+		if err != nil {
+			return err
+		}
+		t = getTarget("profiled GET /api/v1/whoami", c.Endpoint+"/api/v1/whoami", map[string]string{"Authorization": "Bearer " + tok, "X-IBM-Client-Id": c.ClientID})
+	}
 	if _, err := measure(o, tmp, t, o.warmup); err != nil {
 		return err
 	}
@@ -561,8 +570,8 @@ func profileTokens(o options, tmp, self string, serveArgs []string, c creds, pat
 		return fmt.Errorf("go tool pprof: %v\n%s", err, top)
 	}
 	cum, _ := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=45", path).CombinedOutput()
-	fmt.Fprintf(rep, "\n### CPU profile of sluice serve under the token load (%.0f req/s while profiled; %s)\n\n```\n%s```\n\nby cumulative time:\n\n```\n%s```\n",
-		res.rps, path, top, cum)
+	fmt.Fprintf(rep, "\n### CPU profile of sluice serve under the %s load (%.0f req/s while profiled; %s)\n\n```\n%s```\n\nby cumulative time:\n\n```\n%s```\n",
+		o.profileLoad, res.rps, path, top, cum)
 	return nil
 }
 
