@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
+	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/store"
 )
 
@@ -24,6 +25,9 @@ type API struct {
 	IAM     *iam.Service
 	Configs *configuration.Service
 	BARs    *barstore.Service
+	// Runtimes manages integration runtimes; Reconciler is what runs them.
+	Runtimes   *orchestrator.Service
+	Reconciler *orchestrator.Reconciler
 	// PublicURL is where clients reach this control plane (BAR urls).
 	PublicURL string
 	// RateLimit limits calls per client id and per instance; nil: no limits.
@@ -103,6 +107,13 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("PUT /api/v1/bar-files/{name}", a.authed(iam.RoleDeveloper, a.putBARFile))
 	mux.Handle("GET /api/v1/bar-files/{name}/content", a.authed(iam.RoleViewer, a.getBARContent))
 	mux.Handle("DELETE /api/v1/bar-files/{name}", a.authed(iam.RoleDeveloper, a.deleteBARFile))
+
+	// Integration runtimes (?watch=true streams changes as server-sent events).
+	mux.Handle("GET /api/v1/integration-runtimes", a.authed(iam.RoleViewer, a.listRuntimes))
+	mux.Handle("POST /api/v1/integration-runtimes", a.authed(iam.RoleDeveloper, a.putRuntime(true)))
+	mux.Handle("GET /api/v1/integration-runtimes/{name}", a.authed(iam.RoleViewer, a.getRuntime))
+	mux.Handle("PUT /api/v1/integration-runtimes/{name}", a.authed(iam.RoleDeveloper, a.putRuntime(false)))
+	mux.Handle("DELETE /api/v1/integration-runtimes/{name}", a.authed(iam.RoleDeveloper, a.deleteRuntime))
 
 	// Audit (admins).
 	mux.Handle("GET /api/v1/audit", a.authed(iam.RoleAdmin, a.listAudit))

@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
 )
@@ -91,9 +92,10 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatalf("bootstrap: %v", err)
 	}
 	logs := &bytes.Buffer{}
-	a := &api.API{Store: st, IAM: svc, Log: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.Now, PublicURL: url,
-		Configs: &configuration.Service{Store: st, Keyring: kr, IAM: svc, Now: clk.Now},
-		BARs:    &barstore.Service{Store: st, IAM: svc, TempDir: t.TempDir(), MaxSize: o.maxBAR, Now: clk.Now},
+	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: clk.Now}
+	a := &api.API{Store: st, IAM: svc, Log: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.Now, PublicURL: url, Runtimes: runtimes,
+		Configs: &configuration.Service{Store: st, Keyring: kr, IAM: svc, Now: clk.Now, InUse: runtimes.InUse},
+		BARs:    &barstore.Service{Store: st, IAM: svc, TempDir: t.TempDir(), MaxSize: o.maxBAR, Now: clk.Now, InUse: runtimes.InUse},
 	}
 	if o.perClient.Requests > 0 || o.perInstance.Requests > 0 {
 		a.RateLimit = &iam.RateLimiter{PerClient: o.perClient, PerInstance: o.perInstance, Now: clk.Now}

@@ -128,7 +128,12 @@ func (a *API) putConfiguration(createOnly bool) http.HandlerFunc {
 }
 
 func (a *API) deleteConfiguration(w http.ResponseWriter, r *http.Request) {
-	if err := a.Configs.Delete(r.Context(), principal(r), r.PathValue("name")); err != nil {
+	force, err := forceParam(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.Configs.Delete(r.Context(), principal(r), r.PathValue("name"), force); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -257,9 +262,26 @@ func (a *API) getBARContent(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deleteBARFile(w http.ResponseWriter, r *http.Request) {
-	if err := a.BARs.Delete(r.Context(), principal(r), r.PathValue("name")); err != nil {
+	force, err := forceParam(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.BARs.Delete(r.Context(), principal(r), r.PathValue("name"), force); err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// forceParam reads ?force=true|false.
+func forceParam(r *http.Request) (bool, error) {
+	switch v := r.URL.Query().Get("force"); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, &badRequest{http.StatusBadRequest, "BadRequest", fmt.Sprintf("force=%q: use force=true or leave it out", v)}
+	}
 }

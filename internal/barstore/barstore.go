@@ -34,6 +34,9 @@ type Service struct {
 	TempDir string       // where uploads are spooled while they are checked
 	MaxSize int64        // largest accepted upload; 0: DefaultMaxSize
 	Now     func() time.Time
+	// InUse refuses deleting a BAR file that runtimes use (unless force);
+	// nil allows every delete.
+	InUse func(ctx context.Context, instanceID, kind, name string, force bool) error
 }
 
 func (s *Service) now() time.Time {
@@ -187,8 +190,17 @@ func (s *Service) Open(ctx context.Context, p iam.Principal, name string) (File,
 	return f, rc, iam.StoreErr(err, "BAR file "+name)
 }
 
-// Delete removes a BAR file.
-func (s *Service) Delete(ctx context.Context, p iam.Principal, name string) error {
+// Delete removes a BAR file; one that runtimes use is refused unless force
+// is set.
+func (s *Service) Delete(ctx context.Context, p iam.Principal, name string, force bool) error {
+	if _, err := s.Store.GetBARFile(ctx, p.InstanceID, name); err != nil {
+		return iam.StoreErr(err, "BAR file "+name)
+	}
+	if s.InUse != nil {
+		if err := s.InUse(ctx, p.InstanceID, "barFile", name, force); err != nil {
+			return err
+		}
+	}
 	err := iam.StoreErr(s.Store.DeleteBARFile(ctx, p.InstanceID, name), "BAR file "+name)
 	return s.IAM.Finish(ctx, p, "barFile.delete", "barFile/"+name, err)
 }

@@ -20,6 +20,9 @@ type Service struct {
 	Keyring *secret.Keyring
 	IAM     *iam.Service // for auditing
 	Now     func() time.Time
+	// InUse refuses deleting a configuration that runtimes use (unless
+	// force); nil allows every delete.
+	InUse func(ctx context.Context, instanceID, kind, name string, force bool) error
 }
 
 func (s *Service) now() time.Time {
@@ -110,8 +113,17 @@ func (s *Service) List(ctx context.Context, p iam.Principal) ([]store.Configurat
 	return s.Store.ListConfigurations(ctx, p.InstanceID)
 }
 
-// Delete removes a configuration.
-func (s *Service) Delete(ctx context.Context, p iam.Principal, name string) error {
+// Delete removes a configuration; one that runtimes use is refused unless
+// force is set.
+func (s *Service) Delete(ctx context.Context, p iam.Principal, name string, force bool) error {
+	if _, err := s.Store.GetConfiguration(ctx, p.InstanceID, name); err != nil {
+		return iam.StoreErr(err, "configuration "+name)
+	}
+	if s.InUse != nil {
+		if err := s.InUse(ctx, p.InstanceID, "configuration", name, force); err != nil {
+			return err
+		}
+	}
 	err := iam.StoreErr(s.Store.DeleteConfiguration(ctx, p.InstanceID, name), "configuration "+name)
 	return s.IAM.Finish(ctx, p, "configuration.delete", "configuration/"+name, err)
 }

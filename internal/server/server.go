@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
 )
@@ -105,9 +106,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	defer stopRefresh()
 	go tokens.Refresh(refreshCtx, time.Minute)
 
-	a := &api.API{Store: st, IAM: svc, Log: cfg.Log, Now: cfg.Now, PublicURL: url,
-		Configs: &configuration.Service{Store: st, Keyring: keyring, IAM: svc, Now: cfg.Now},
-		BARs:    &barstore.Service{Store: st, IAM: svc, TempDir: filepath.Join(dataDir, "tmp"), MaxSize: cfg.MaxBARSize, Now: cfg.Now},
+	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: cfg.Now}
+	a := &api.API{Store: st, IAM: svc, Log: cfg.Log, Now: cfg.Now, PublicURL: url, Runtimes: runtimes,
+		Configs: &configuration.Service{Store: st, Keyring: keyring, IAM: svc, Now: cfg.Now, InUse: runtimes.InUse},
+		BARs: &barstore.Service{Store: st, IAM: svc, TempDir: filepath.Join(dataDir, "tmp"), MaxSize: cfg.MaxBARSize, Now: cfg.Now,
+			InUse: runtimes.InUse},
 	}
 	if cfg.RateLimitClient.Requests > 0 || cfg.RateLimitInstance.Requests > 0 {
 		a.RateLimit = &iam.RateLimiter{PerClient: cfg.RateLimitClient, PerInstance: cfg.RateLimitInstance, Now: cfg.Now}

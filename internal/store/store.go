@@ -42,6 +42,7 @@ type Store interface {
 
 	IAM
 	Artifacts
+	Runtimes
 }
 
 // DefaultSQLiteFile is the database file of the embedded default, inside the

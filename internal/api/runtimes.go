@@ -1,0 +1,172 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/orchestrator"
+)
+
+// RuntimeMetadata is an integration runtime's metadata.
+type RuntimeMetadata struct {
+	Name       string `json:"name"`
+	UID        string `json:"uid,omitempty"`
+	Generation int64  `json:"generation,omitempty"`
+	CreatedAt  string `json:"createdAt,omitempty"`
+	CreatedBy  string `json:"createdBy,omitempty"`
+	UpdatedAt  string `json:"updatedAt,omitempty"`
+	UpdatedBy  string `json:"updatedBy,omitempty"`
+}
+
+// Runtime is an integration runtime as the API shows it.
+type Runtime struct {
+	Metadata RuntimeMetadata     `json:"metadata"`
+	Spec     orchestrator.Spec   `json:"spec"`
+	Status   orchestrator.Status `json:"status"`
+}
+
+// runtimeInput is a PUT body: status (and read-only metadata) are
+// accepted, so a GET edited and PUT back works, and ignored.
+type runtimeInput struct {
+	Metadata RuntimeMetadata   `json:"metadata"`
+	Spec     orchestrator.Spec `json:"spec"`
+	Status   json.RawMessage   `json:"status,omitempty"`
+}
+
+func runtimeObject(rt orchestrator.Runtime) Runtime {
+	st := rt.Status
+	if st.Conditions == nil {
+		st.Conditions = []orchestrator.Condition{}
+	}
+	if st.Endpoints == nil {
+		st.Endpoints = []orchestrator.Endpoint{}
+	}
+	return Runtime{
+		Metadata: RuntimeMetadata{Name: rt.Name, UID: rt.UID, Generation: rt.Generation, CreatedAt: timestamp(rt.CreatedAt),
+			CreatedBy: rt.CreatedBy, UpdatedAt: timestamp(rt.UpdatedAt), UpdatedBy: rt.UpdatedBy},
+		Spec: rt.Spec, Status: st,
+	}
+}
+
+func (a *API) putRuntime(createOnly bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in runtimeInput
+		if err := decodeJSON(w, r, &in); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		name, err := nameFor(r, in.Metadata.Name)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		rt, created, err := a.Runtimes.Put(r.Context(), principal(r), name, in.Spec, createOnly)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeJSON(w, createdStatus(created), runtimeObject(rt))
+	}
+}
+
+func (a *API) listRuntimes(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("watch") == "true" {
+		a.watchRuntimes(w, r, "")
+		return
+	}
+	rts, err := a.Runtimes.List(r.Context(), principal(r))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]Runtime, 0, len(rts))
+	for _, rt := range rts {
+		out = append(out, runtimeObject(rt))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"integrationRuntimes": out})
+}
+
+func (a *API) getRuntime(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("watch") == "true" {
+		if _, err := a.Runtimes.Get(r.Context(), principal(r), r.PathValue("name")); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		a.watchRuntimes(w, r, r.PathValue("name"))
+		return
+	}
+	rt, err := a.Runtimes.Get(r.Context(), principal(r), r.PathValue("name"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, runtimeObject(rt))
+}
+
+func (a *API) deleteRuntime(w http.ResponseWriter, r *http.Request) {
+	if err := a.Runtimes.Delete(r.Context(), principal(r), r.PathValue("name")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// watchPoll is how often a watch looks for changes. Polling the store
+// (rather than an in-process signal) sees changes made through any
+// control-plane replica.
+const watchPoll = 500 * time.Millisecond
+
+// watchRuntimes streams runtime objects as server-sent events: every
+// object once at the start, then each one again whenever it changes, and
+// a "deleted" event when one goes. name limits it to one runtime.
+func (a *API) watchRuntimes(w http.ResponseWriter, r *http.Request, name string) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	p := principal(r)
+	seen := map[string]int64{}
+	tick := time.NewTicker(watchPoll)
+	defer tick.Stop()
+	keepAlive := time.NewTicker(15 * time.Second)
+	defer keepAlive.Stop()
+	for {
+		rts, err := a.Runtimes.List(r.Context(), p)
+		if err != nil {
+			return
+		}
+		present := map[string]bool{}
+		for _, rt := range rts {
+			if name != "" && rt.Name != name {
+				continue
+			}
+			present[rt.Name] = true
+			if seen[rt.Name] == rt.Version {
+				continue
+			}
+			seen[rt.Name] = rt.Version
+			b, _ := json.Marshal(runtimeObject(rt))
+			fmt.Fprintf(w, "event: %s\nid: %d\ndata: %s\n\n", "update", rt.Version, b)
+		}
+		for n := range seen {
+			if !present[n] {
+				delete(seen, n)
+				fmt.Fprintf(w, "event: deleted\ndata: {\"metadata\":{\"name\":%s}}\n\n", strconv.Quote(n))
+			}
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-keepAlive.C:
+			fmt.Fprint(w, ": keep-alive\n\n")
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package api_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func runtimeBody(name string, spec map[string]any) map[string]any { return obj(name, spec) }
+
+func TestRuntimeResource(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	admin := e.admin()
+	admin.putBAR("hello", buildExample(t, "hello"), "application/octet-stream")
+	admin.call("PUT", "/api/v1/configurations/sc", cfgBody("sc", "serverconf", "values: {}\n"))
+	barURL := e.url + "/api/v1/bar-files/hello/content"
+	spec := map[string]any{"barURL": []string{barURL}, "configurations": []string{"sc"}, "version": "13.0", "replicas": 1,
+		"template": map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "runtime"}}}},
+		"forceFlowBasicAuth": map[string]any{"enabled": true}}
+	r := admin.call("PUT", "/api/v1/integration-runtimes/ir1", runtimeBody("ir1", spec))
+	if r.code != 201 {
+		t.Fatalf("create: %d %s", r.code, r.body)
+	}
+	var got map[string]any
+	r.json(t, &got)
+	meta := got["metadata"].(map[string]any)
+	if meta["generation"].(float64) != 1 || got["status"].(map[string]any)["phase"] != "Pending" ||
+		!strings.Contains(string(r.body), "supportsTraceCustomResource") {
+		t.Fatalf("create answer: %s", r.body)
+	}
+	// GET, edit, PUT back whole (metadata and status included): works, and
+	// bumps the generation only when the spec changed.
+	r = admin.call("GET", "/api/v1/integration-runtimes/ir1", nil)
+	r.json(t, &got)
+	if r := admin.call("PUT", "/api/v1/integration-runtimes/ir1", got); r.code != 200 || !strings.Contains(string(r.body), `"generation":1`) {
+		t.Fatalf("unchanged PUT back: %d %s", r.code, r.body)
+	}
+	got["spec"].(map[string]any)["replicas"] = 0
+	r = admin.call("PUT", "/api/v1/integration-runtimes/ir1", got)
+	if r.code != 200 || !strings.Contains(string(r.body), `"generation":2`) {
+		t.Fatalf("edited PUT back: %d %s", r.code, r.body)
+	}
+	if r := admin.call("GET", "/api/v1/integration-runtimes", nil); !strings.Contains(string(r.body), `{"integrationRuntimes":[`) {
+		t.Fatalf("list: %s", r.body)
+	}
+	// Referential integrity: what a runtime uses cannot be deleted
+	// without force, and the refusal names the runtime.
+	for _, p := range []string{"/api/v1/configurations/sc", "/api/v1/bar-files/hello"} {
+		r := admin.call("DELETE", p, nil)
+		if r.code != 409 || !strings.Contains(string(r.body), "ir1") || !strings.Contains(string(r.body), "force=true") {
+			t.Fatalf("DELETE %s in use: %d %s", p, r.code, r.body)
+		}
+	}
+	if r := admin.call("DELETE", "/api/v1/configurations/sc?force=true", nil); r.code != 204 {
+		t.Fatalf("forced delete: %d %s", r.code, r.body)
+	}
+	// A runtime may name what does not exist (yet): accepted.
+	missing := map[string]any{"barURL": []string{e.url + "/api/v1/bar-files/later/content"}, "configurations": []string{"later"}}
+	if r := admin.call("PUT", "/api/v1/integration-runtimes/ir2", runtimeBody("ir2", missing)); r.code != 201 {
+		t.Fatalf("runtime naming missing things: %d %s", r.code, r.body)
+	}
+	if r := admin.call("DELETE", "/api/v1/integration-runtimes/ir1", nil); r.code != 204 {
+		t.Fatalf("delete: %d", r.code)
+	}
+	if r := admin.call("GET", "/api/v1/integration-runtimes/ir1", nil); r.code != 404 || !strings.Contains(string(r.body), `"Internal error","code":404`) {
+		t.Fatalf("GET after delete: %d %s", r.code, r.body)
+	}
+	// Once the runtime is gone, the BAR can be deleted.
+	if r := admin.call("DELETE", "/api/v1/bar-files/hello", nil); r.code != 204 {
+		t.Fatalf("delete unused BAR: %d %s", r.code, r.body)
+	}
+}
+
+func TestRuntimeBadInput(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	admin := e.admin()
+	good := e.url + "/api/v1/bar-files/x/content"
+	cases := []struct {
+		body any
+		says string
+	}{
+		{runtimeBody("r", map[string]any{"barURL": []string{good}, "replicas": -1}), "out of range"},
+		{runtimeBody("r", map[string]any{"barURL": []string{"ftp://example.com/x.bar"}}), "https"},
+		{runtimeBody("r", map[string]any{"barURL": []string{"http://example.com/x.bar"}}), "https"},
+		{runtimeBody("r", map[string]any{"barURL": []string{"https://user:pw@example.com/x.bar"}}), "barauth"},
+		{runtimeBody("r", map[string]any{"barURL": []string{}}), "empty"},
+		{runtimeBody("r", map[string]any{"barURL": []string{good}, "configurations": []string{"bad name"}}), "not allowed"},
+		{runtimeBody("r", map[string]any{"barURL": []string{good}, "configurations": []string{"a", "a"}}), "twice"},
+		{runtimeBody("r", map[string]any{"barURL": []string{good}, "bogus": 1}), "unknown field"},
+		{runtimeBody("r", map[string]any{"barURL": []string{good}, "replicas": "two"}), "number"},
+		{runtimeBody(strings.Repeat("r", 33), map[string]any{"barURL": []string{good}}), "33 characters"},
+	}
+	for _, c := range cases {
+		r := admin.call("POST", "/api/v1/integration-runtimes", c.body)
+		if r.code != 400 || !strings.Contains(string(r.body), c.says) {
+			t.Errorf("%.100v: %d %s; want 400 saying %q", c.body, r.code, r.body, c.says)
+		}
+	}
+	if r := admin.call("GET", "/api/v1/integration-runtimes", nil); strings.Contains(string(r.body), `"name"`) {
+		t.Fatalf("bad input stored a runtime: %s", r.body)
+	}
+}
+
+func TestRuntimeWatchStreamsChanges(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	admin := e.admin()
+	req := mustReq("GET", e.url+"/api/v1/integration-runtimes?watch=true", nil)
+	req.Header.Set("Authorization", "Bearer "+admin.token)
+	req.Header.Set("X-IBM-Client-Id", admin.clientID)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	events := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		for sc.Scan() {
+			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				events <- d
+			}
+		}
+		close(events)
+	}()
+	spec := map[string]any{"barURL": []string{e.url + "/api/v1/bar-files/x/content"}}
+	admin.call("PUT", "/api/v1/integration-runtimes/w1", runtimeBody("w1", spec))
+	var ev map[string]any
+	json.Unmarshal([]byte(<-events), &ev)
+	if ev["metadata"].(map[string]any)["name"] != "w1" {
+		t.Fatalf("first event: %v", ev)
+	}
+	spec["replicas"] = 0
+	admin.call("PUT", "/api/v1/integration-runtimes/w1", runtimeBody("w1", spec))
+	json.Unmarshal([]byte(<-events), &ev)
+	if ev["metadata"].(map[string]any)["generation"].(float64) != 2 {
+		t.Fatalf("change event: %v", ev)
+	}
+	admin.call("DELETE", "/api/v1/integration-runtimes/w1", nil)
+	if d := <-events; !strings.Contains(d, `"w1"`) {
+		t.Fatalf("delete event: %s", d)
+	}
+}

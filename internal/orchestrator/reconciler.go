@@ -1,0 +1,475 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/bar"
+	"github.com/sluice-dev/sluice/internal/configuration"
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+// Reconciler drives every runtime towards its spec. It is level-triggered:
+// each pass reads the desired state of all runtimes from the store, asks
+// the backend for what runs, acts on the difference and writes the
+// observed status back. A pass after a crash or a restart of the control
+// plane does exactly what a normal pass does, which is what makes it
+// restart-safe.
+type Reconciler struct {
+	Store      store.Store
+	Configs    *configuration.Service
+	Backend    Backend
+	Log        *slog.Logger
+	Now        func() time.Time
+	Interval   time.Duration // between passes when nothing kicks; default 2s
+	MaxBARSize int64         // largest external BAR fetched; default 100 MiB
+	// FetchTimeout bounds one external BAR fetch; default 60s.
+	FetchTimeout time.Duration
+
+	kick     chan struct{}
+	initOnce sync.Once
+
+	mu       sync.Mutex
+	blobs    map[string]cachedBAR // by sha256
+	external map[string]cachedBAR // by uid/generation/url: fetched once per generation
+	observed map[Key]Observed
+}
+
+type cachedBAR struct {
+	data []byte
+	info *bar.Info
+	err  error
+	at   time.Time // when a failed fetch happened, to retry it later
+	used bool
+}
+
+// fetchRetry is how long a failed external fetch is remembered before it
+// is tried again.
+const fetchRetry = 30 * time.Second
+
+func (r *Reconciler) init() {
+	r.initOnce.Do(func() {
+		r.kick = make(chan struct{}, 1)
+		r.blobs = map[string]cachedBAR{}
+		r.external = map[string]cachedBAR{}
+		r.observed = map[Key]Observed{}
+	})
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Kick asks for a pass now.
+func (r *Reconciler) Kick() {
+	r.init()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Observed returns what the last pass saw of a runtime.
+func (r *Reconciler) Observed(k Key) (Observed, bool) {
+	r.init()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o, ok := r.observed[k]
+	return o, ok
+}
+
+// Run reconciles until ctx is done.
+func (r *Reconciler) Run(ctx context.Context) {
+	r.init()
+	interval := r.Interval
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := r.Pass(ctx); err != nil && ctx.Err() == nil {
+			r.Log.Warn("reconcile pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.kick:
+		}
+	}
+}
+
+// Pass reconciles every runtime once.
+func (r *Reconciler) Pass(ctx context.Context) error {
+	r.init()
+	rts, err := r.Store.ListRuntimes(ctx, "")
+	if err != nil {
+		return err
+	}
+	want := map[Key]bool{}
+	for _, rec := range rts {
+		rt, err := Decode(rec)
+		if err != nil {
+			r.Log.Error("skipping a runtime whose record does not decode", "runtime", rec.Name, "err", err)
+			continue
+		}
+		k := Key{InstanceID: rt.InstanceID, Name: rt.Name}
+		want[k] = true
+		r.reconcile(ctx, rt)
+	}
+	// Runtimes whose record is gone are stopped and their files removed.
+	running, err := r.Backend.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range running {
+		if !want[k] {
+			r.Log.Info("removing deleted runtime", "runtime", k.String())
+			if err := r.Backend.Delete(ctx, k); err != nil {
+				r.Log.Warn("unable to remove deleted runtime", "runtime", k.String(), "err", err)
+			}
+			r.mu.Lock()
+			delete(r.observed, k)
+			r.mu.Unlock()
+		}
+	}
+	r.sweepCaches()
+	return nil
+}
+
+// reconcile handles one runtime and writes its status.
+func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
+	k := Key{InstanceID: rt.InstanceID, Name: rt.Name}
+	st := rt.Status
+	st.SupportsTraceCustomResource = true
+	replicas := 1
+	if rt.Spec.Replicas != nil {
+		replicas = *rt.Spec.Replicas
+	}
+
+	configs, barauth, missingCfg := r.gatherConfigs(ctx, rt)
+	bars, infos, missingBAR, fetchErr := r.gatherBARs(ctx, rt, barauth)
+	missing := append(missingBAR, missingCfg...)
+
+	var obs Observed
+	var err error
+	switch {
+	case len(missing) > 0 || fetchErr != "":
+		// Keep whatever generation serves now; report what is missing.
+		obs, err = r.Backend.Observe(ctx, k)
+	default:
+		obs, err = r.Backend.Apply(ctx, Deployment{Key: k, UID: rt.UID, Generation: rt.Generation, Replicas: replicas, BARs: bars, Configs: configs})
+		if err == nil {
+			st.ObservedGeneration = rt.Generation
+		}
+	}
+	now := r.now()
+	if err != nil {
+		obs.LastError = err.Error()
+	}
+	r.mu.Lock()
+	r.observed[k] = obs
+	r.mu.Unlock()
+
+	st.Replicas, st.AvailableReplicas, st.Restarts, st.LastError = obs.Replicas, obs.AvailableReplicas, obs.Restarts, obs.LastError
+	st.Endpoints = endpoints(obs.BaseURL, infos)
+	if obs.AvailableReplicas == 0 {
+		st.Endpoints = []Endpoint{}
+	}
+	switch {
+	case len(missing) > 0:
+		st.Conditions = setCondition(st.Conditions, "DependenciesAvailable", "False", "Missing", "not found: "+strings.Join(missing, ", ")+"; the runtime starts when they exist", now)
+	case fetchErr != "":
+		st.Conditions = setCondition(st.Conditions, "DependenciesAvailable", "False", "BARFetchFailed", fetchErr, now)
+	default:
+		st.Conditions = setCondition(st.Conditions, "DependenciesAvailable", "True", "Found", "every BAR file and configuration is available", now)
+	}
+	upToDate := obs.Generation == rt.Generation && !obs.Progressing
+	switch {
+	case replicas == 0 && obs.Replicas == 0:
+		st.Phase = PhaseStopped
+		st.Conditions = setCondition(st.Conditions, "Ready", "False", "Stopped", "spec.replicas is 0", now)
+	case fetchErr != "":
+		st.Phase = PhaseFailed
+		st.Conditions = setCondition(st.Conditions, "Ready", "False", "BARFetchFailed", fetchErr, now)
+	case upToDate && obs.AvailableReplicas >= replicas && replicas > 0:
+		st.Phase = PhaseReady
+		st.Conditions = setCondition(st.Conditions, "Ready", "True", "Available", fmt.Sprintf("%d of %d replicas ready", obs.AvailableReplicas, replicas), now)
+	case obs.LastError != "" && obs.AvailableReplicas == 0 && len(missing) == 0:
+		st.Phase = PhaseFailed
+		st.Conditions = setCondition(st.Conditions, "Ready", "False", "Failing", obs.LastError, now)
+	default:
+		st.Phase = PhasePending
+		reason, msg := "Starting", fmt.Sprintf("%d of %d replicas ready", obs.AvailableReplicas, replicas)
+		if len(missing) > 0 {
+			reason, msg = "Missing", "waiting for: "+strings.Join(missing, ", ")
+		}
+		st.Conditions = setCondition(st.Conditions, "Ready", "False", reason, msg, now)
+	}
+	progress := "False"
+	if obs.Progressing || (!upToDate && len(missing) == 0 && fetchErr == "") {
+		progress = "True"
+	}
+	st.Conditions = setCondition(st.Conditions, "Progressing", progress, "Rollout", fmt.Sprintf("generation %d desired, %d serving", rt.Generation, obs.Generation), now)
+	b, _ := json.Marshal(st)
+	if err := r.Store.SetRuntimeStatus(ctx, rt.InstanceID, rt.Name, string(b)); err != nil && ctx.Err() == nil {
+		r.Log.Warn("unable to write runtime status", "runtime", k.String(), "err", err)
+	}
+}
+
+// setCondition sets one condition, keeping its lastTransitionTime when its
+// status did not change.
+func setCondition(cs []Condition, typ, status, reason, msg string, now time.Time) []Condition {
+	ts := now.Truncate(time.Second).Format("2006-01-02T15:04:05Z")
+	for i, c := range cs {
+		if c.Type == typ {
+			if c.Status != status {
+				c.LastTransitionTime = ts
+			}
+			c.Status, c.Reason, c.Message = status, reason, msg
+			cs[i] = c
+			return cs
+		}
+	}
+	return append(cs, Condition{Type: typ, Status: status, Reason: reason, Message: msg, LastTransitionTime: ts})
+}
+
+func endpoints(base string, infos []*bar.Info) []Endpoint {
+	out := []Endpoint{}
+	if base == "" {
+		return out
+	}
+	for _, info := range infos {
+		for _, e := range info.Endpoints {
+			out = append(out, Endpoint{Name: e.Flow, Type: "http", Method: e.Method, URI: strings.TrimRight(base, "/") + e.Path})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].URI+out[i].Method < out[j].URI+out[j].Method })
+	return out
+}
+
+// gatherConfigs opens the runtime's configurations; the barauth one (if
+// any) is returned decoded for fetching external BARs.
+func (r *Reconciler) gatherConfigs(ctx context.Context, rt Runtime) ([]ConfigFile, *configuration.BarAuth, []string) {
+	var out []ConfigFile
+	var missing []string
+	var ba *configuration.BarAuth
+	for _, name := range rt.Spec.Configurations {
+		c, data, err := r.Configs.Data(ctx, rt.InstanceID, name)
+		if err != nil {
+			missing = append(missing, "configuration "+name)
+			continue
+		}
+		if c.Type == "barauth" && ba == nil {
+			if b, err := configuration.ParseBarAuth(data); err == nil {
+				ba = &b
+			}
+		}
+		out = append(out, ConfigFile{Type: c.Type, Name: c.Name, Data: data})
+	}
+	return out, ba, missing
+}
+
+// gatherBARs reads the runtime's BARs: the instance's own from the store
+// (cached by content hash), external ones fetched once per generation.
+func (r *Reconciler) gatherBARs(ctx context.Context, rt Runtime, ba *configuration.BarAuth) ([]BAR, []*bar.Info, []string, string) {
+	var bars []BAR
+	var infos []*bar.Info
+	var missing []string
+	for i, raw := range rt.Spec.BarURL {
+		ref, err := ParseBARURL(raw)
+		if err != nil {
+			return nil, nil, nil, err.Error()
+		}
+		var c cachedBAR
+		label := ref.Name
+		if ref.Name != "" {
+			f, err := r.Store.GetBARFile(ctx, rt.InstanceID, ref.Name)
+			if err != nil {
+				missing = append(missing, "BAR file "+ref.Name)
+				continue
+			}
+			c = r.internalBAR(ctx, f)
+		} else {
+			label = fmt.Sprintf("external-%d", i)
+			c = r.externalBAR(ctx, rt, raw, ba)
+		}
+		if c.err != nil {
+			return nil, nil, nil, c.err.Error()
+		}
+		sum := sha256.Sum256(c.data)
+		bars = append(bars, BAR{Name: fmt.Sprintf("%02d-%s.bar", i, label), SHA256: hex.EncodeToString(sum[:]), Data: c.data})
+		infos = append(infos, c.info)
+	}
+	return bars, infos, missing, ""
+}
+
+func (r *Reconciler) internalBAR(ctx context.Context, f store.BARFile) cachedBAR {
+	r.mu.Lock()
+	c, ok := r.blobs[f.SHA256]
+	r.mu.Unlock()
+	if ok {
+		c.used = true
+		r.mu.Lock()
+		r.blobs[f.SHA256] = c
+		r.mu.Unlock()
+		return c
+	}
+	rc, err := r.Store.OpenBlob(ctx, f.SHA256)
+	if err != nil {
+		return cachedBAR{err: fmt.Errorf("BAR file %s: %v", f.Name, err)}
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return cachedBAR{err: fmt.Errorf("BAR file %s: %v", f.Name, err)}
+	}
+	var info bar.Info
+	if err := json.Unmarshal([]byte(f.Info), &info); err != nil {
+		return cachedBAR{err: fmt.Errorf("BAR file %s: %v", f.Name, err)}
+	}
+	c = cachedBAR{data: data, info: &info, used: true}
+	r.mu.Lock()
+	r.blobs[f.SHA256] = c
+	r.mu.Unlock()
+	return c
+}
+
+// externalBAR fetches an https BAR with the runtime's barauth credentials,
+// bounded in size and time, and validates it like an upload.
+func (r *Reconciler) externalBAR(ctx context.Context, rt Runtime, raw string, ba *configuration.BarAuth) cachedBAR {
+	key := fmt.Sprintf("%s/%d/%s", rt.UID, rt.Generation, raw)
+	r.mu.Lock()
+	c, ok := r.external[key]
+	r.mu.Unlock()
+	if !ok || (c.err != nil && r.now().Sub(c.at) >= fetchRetry) {
+		c = r.fetch(ctx, raw, ba)
+		c.at = r.now()
+	}
+	c.used = true
+	r.mu.Lock()
+	r.external[key] = c
+	r.mu.Unlock()
+	return c
+}
+
+// redactURL drops the query and any user info, which may carry tokens.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable url)"
+	}
+	u.RawQuery, u.User, u.Fragment = "", nil, ""
+	return u.String()
+}
+
+func (r *Reconciler) fetch(ctx context.Context, raw string, ba *configuration.BarAuth) cachedBAR {
+	where := redactURL(raw)
+	fail := func(format string, args ...any) cachedBAR {
+		return cachedBAR{err: fmt.Errorf("fetching %s: %s", where, fmt.Sprintf(format, args...))}
+	}
+	timeout := r.FetchTimeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	limit := r.MaxBARSize
+	if limit <= 0 {
+		limit = 100 << 20
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ba != nil && ba.Credentials.CACert != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		pool.AppendCertsFromPEM([]byte(ba.Credentials.CACert))
+		tlsCfg.RootCAs = pool
+	}
+	if ba != nil && ba.Credentials.InsecureSSL == "true" {
+		tlsCfg.InsecureSkipVerify = true // the barauth configuration asked for it explicitly
+	}
+	client := &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if req.URL.Scheme != "https" {
+				return errors.New("redirect away from https refused")
+			}
+			if len(via) >= 5 {
+				return errors.New("too many redirects")
+			}
+			return nil
+		}}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if ba != nil {
+		switch ba.AuthType {
+		case "BASIC_AUTH":
+			req.SetBasicAuth(ba.Credentials.Username, ba.Credentials.Password)
+		case "BEARER_TOKEN":
+			req.Header.Set("Authorization", "Bearer "+ba.Credentials.Token)
+		}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		// The error text of net/http names the URL; say it our way.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fail("%v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fail("the server answered %s", resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return fail("%v", err)
+	}
+	if int64(len(data)) > limit {
+		return fail("the BAR file is larger than %d bytes", limit)
+	}
+	info, err := bar.Inspect(ctx, bytes.NewReader(data), int64(len(data)), nil)
+	if err != nil {
+		return fail("not a valid BAR file: %v", strings.TrimPrefix(err.Error(), "bar: "))
+	}
+	return cachedBAR{data: data, info: info}
+}
+
+// sweepCaches forgets BARs no runtime used in the last pass.
+func (r *Reconciler) sweepCaches() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range []map[string]cachedBAR{r.blobs, r.external} {
+		for k, c := range m {
+			if !c.used {
+				delete(m, k)
+				continue
+			}
+			c.used = false
+			m[k] = c
+		}
+	}
+}
