@@ -28,6 +28,7 @@ type API struct {
 	// Runtimes manages integration runtimes; Reconciler is what runs them.
 	Runtimes   *orchestrator.Service
 	Reconciler *orchestrator.Reconciler
+	Traces     *orchestrator.Traces
 	// PublicURL is where clients reach this control plane (BAR urls).
 	PublicURL string
 	// RateLimit limits calls per client id and per instance; nil: no limits.
@@ -114,6 +115,14 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /api/v1/integration-runtimes/{name}", a.authed(iam.RoleViewer, a.getRuntime))
 	mux.Handle("PUT /api/v1/integration-runtimes/{name}", a.authed(iam.RoleDeveloper, a.putRuntime(false)))
 	mux.Handle("DELETE /api/v1/integration-runtimes/{name}", a.authed(iam.RoleDeveloper, a.deleteRuntime))
+	mux.Handle("GET /api/v1/integration-runtimes/{name}/logs", a.authed(iam.RoleViewer, a.runtimeLogs))
+
+	// Traces: a trace object switches tracing on for a runtime while it exists.
+	mux.Handle("GET /api/v1/traces", a.authed(iam.RoleViewer, a.listTraces))
+	mux.Handle("GET /api/v1/traces/{name}", a.authed(iam.RoleViewer, a.getTrace))
+	mux.Handle("PUT /api/v1/traces/{name}", a.authed(iam.RoleDeveloper, a.putTrace))
+	mux.Handle("DELETE /api/v1/traces/{name}", a.authed(iam.RoleDeveloper, a.deleteTrace))
+	mux.Handle("GET /api/v1/traces/{name}/download", a.authed(iam.RoleViewer, a.downloadTrace))
 
 	// Audit (admins).
 	mux.Handle("GET /api/v1/audit", a.authed(iam.RoleAdmin, a.listAudit))

@@ -230,6 +230,9 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
 		progress = "True"
 	}
 	st.Conditions = setCondition(st.Conditions, "Progressing", progress, "Rollout", fmt.Sprintf("generation %d desired, %d serving", rt.Generation, obs.Generation), now)
+	if obs.AdminURL != "" {
+		r.keepTracing(ctx, rt, obs.AdminURL)
+	}
 	b, _ := json.Marshal(st)
 	if err := r.Store.SetRuntimeStatus(ctx, rt.InstanceID, rt.Name, string(b)); err != nil && ctx.Err() == nil {
 		r.Log.Warn("unable to write runtime status", "runtime", k.String(), "err", err)
@@ -470,6 +473,21 @@ func (r *Reconciler) sweepCaches() {
 			}
 			c.used = false
 			m[k] = c
+		}
+	}
+}
+
+// keepTracing switches on, at a runtime that serves, the traces its trace
+// objects ask for: a restarted or rolled-over runtime starts untraced.
+func (r *Reconciler) keepTracing(ctx context.Context, rt Runtime, adminURL string) {
+	trs, err := r.Store.ListTraces(ctx, rt.InstanceID, rt.Name)
+	if err != nil || len(trs) == 0 {
+		return
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	for _, tr := range trs {
+		if _, err := ensureTrace(ctx, c, adminURL, tr.Type); err != nil {
+			r.Log.Warn("unable to switch tracing on", "runtime", rt.Name, "trace", tr.Name, "err", err)
 		}
 	}
 }
