@@ -103,9 +103,11 @@ func printInfo(w io.Writer, info *bar.Info) {
 	tw.Flush()
 	if len(info.Endpoints) > 0 {
 		fmt.Fprintln(w, "\nendpoints:")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, e := range info.Endpoints {
-			fmt.Fprintf(w, "  %-7s %s  → %s\n", e.Method, e.Path, e.Flow)
+			fmt.Fprintf(tw, "  %s\t%s\t→ %s\n", e.Method, e.Path, e.Flow)
 		}
+		tw.Flush()
 	}
 	var other []string
 	for _, f := range info.Files {
