@@ -397,55 +397,65 @@ func (c *Configuration) readTruststore(dir string) error {
 	return nil
 }
 
-// readPolicies reads policyproject/<project>/<policy>.yaml (or .json):
-// each file is one named connection definition. Policy names are global
-// to the runtime, as flows refer to them by name alone.
+// readPolicies reads policyproject/<project>/…/<policy>.yaml (or .yml,
+// .json): each file is one named connection definition, found at any depth
+// (a policy project arrives as a zip that may hold a top directory). Other
+// files (App Connect's policy.descriptor, *.policyxml) are ignored. Policy
+// names are global to the runtime, as flows refer to them by name alone.
 func (c *Configuration) readPolicies(dir string) error {
-	projects, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("runtime: config dir: %w", err)
-	}
 	where := map[string]string{}
-	for _, p := range projects {
-		if !p.IsDir() || strings.HasPrefix(p.Name(), ".") {
-			continue
-		}
-		names, err := files(filepath.Join(dir, p.Name()), ".yaml", ".yml", ".json")
+	err := filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		for _, name := range names {
-			policy := strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))
-			src := dirPolicies + "/" + p.Name() + "/" + filepath.Base(name)
-			if prev, dup := where[policy]; dup {
-				return fmt.Errorf("runtime: %s: policy %q is also defined in %s", src, policy, prev)
+		if strings.HasPrefix(d.Name(), ".") && name != dir {
+			if d.IsDir() {
+				return filepath.SkipDir
 			}
-			data, err := os.ReadFile(name)
-			if err != nil {
-				return fmt.Errorf("runtime: %w", err)
-			}
-			var def map[string]any
-			if err := yaml.Unmarshal(data, &def); err != nil {
-				return fmt.Errorf("runtime: %s: %s", src, yamlMessage(err))
-			}
-			v, err := jsonValue(def)
-			if err != nil {
-				return fmt.Errorf("runtime: %s: %w", src, err)
-			}
-			if c.Flow.Policies == nil {
-				c.Flow.Policies = map[string]map[string]any{}
-			}
-			m, _ := v.(map[string]any)
-			if m == nil {
-				m = map[string]any{}
-			}
-			c.Flow.Policies[policy] = m
-			where[policy] = src
-			c.Sources = append(c.Sources, src)
+			return nil
 		}
+		ext := strings.ToLower(filepath.Ext(name))
+		if d.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
+			return nil
+		}
+		r, _ := filepath.Rel(dir, name)
+		src := dirPolicies + "/" + filepath.ToSlash(r)
+		if !strings.Contains(filepath.ToSlash(r), "/") {
+			return fmt.Errorf("%s: a policy belongs in a policy project directory (%s/<project>/%s)", src, dirPolicies, d.Name())
+		}
+		policy := strings.TrimSuffix(d.Name(), filepath.Ext(d.Name()))
+		if prev, dup := where[policy]; dup {
+			return fmt.Errorf("%s: policy %q is also defined in %s", src, policy, prev)
+		}
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		var def map[string]any
+		if err := yaml.Unmarshal(data, &def); err != nil {
+			return fmt.Errorf("%s: %s", src, yamlMessage(err))
+		}
+		v, err := jsonValue(def)
+		if err != nil {
+			return fmt.Errorf("%s: %w", src, err)
+		}
+		if c.Flow.Policies == nil {
+			c.Flow.Policies = map[string]map[string]any{}
+		}
+		m, _ := v.(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+		}
+		c.Flow.Policies[policy] = m
+		where[policy] = src
+		c.Sources = append(c.Sources, src)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("runtime: %w", err)
 	}
 	return nil
 }

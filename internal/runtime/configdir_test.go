@@ -74,14 +74,15 @@ values:
 backend  sluice  pass word with spaces
 mqsisetdbparms -n jdbc::tea -u usr -p pwd123
 `,
-		"truststorecertificate/ca.pem":        testCAPEM(t),
-		"policyproject/Conn/backend.yaml":     "url: https://backend.example\ntimeout: 2s\n",
-		"policyproject/Conn/queue.json":       `{"host": "mq", "port": 1414}`,
-		"policyproject/Conn/.hidden.yaml":     "ignored: true\n",
-		"generic/templates/greeting.txt":      "hello",
-		"setdbparms/ignored.md":               "not a credentials file",
-		"unrelated/whatever.txt":              "the runtime ignores unknown directories",
-		"truststorecertificate/README.ignore": "not a certificate",
+		"truststorecertificate/ca.pem":         testCAPEM(t),
+		"policyproject/Conn/backend.yaml":      "url: https://backend.example\ntimeout: 2s\n",
+		"policyproject/Conn/nested/queue.json": `{"host": "mq", "port": 1414}`,
+		"policyproject/Conn/policy.descriptor": "<ignored/>",
+		"policyproject/Conn/.hidden.yaml":      "ignored: true\n",
+		"generic/templates/greeting.txt":       "hello",
+		"setdbparms/ignored.md":                "not a credentials file",
+		"unrelated/whatever.txt":               "the runtime ignores unknown directories",
+		"truststorecertificate/README.ignore":  "not a certificate",
 	})
 	c, err := LoadConfigDir(dir)
 	if err != nil {
@@ -156,6 +157,7 @@ func TestLoadConfigDirRefuses(t *testing.T) {
 		{"not a certificate", map[string]string{"truststorecertificate/x.pem": "-----BEGIN NOTHING-----\n"}, "truststorecertificate/x.pem: no PEM certificate"},
 		{"duplicate policy", map[string]string{"policyproject/A/db.yaml": "a: 1\n", "policyproject/B/db.yaml": "a: 2\n"}, `policy "db" is also defined in policyproject/A/db.yaml`},
 		{"invalid policy", map[string]string{"policyproject/A/db.yaml": "a: [\n"}, "policyproject/A/db.yaml"},
+		{"policy outside a project", map[string]string{"policyproject/db.yaml": "a: 1\n"}, "belongs in a policy project directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
