@@ -122,9 +122,12 @@ func run(c config) error {
 	if err := waitReady("http://127.0.0.1:"+adminPort+"/readyz", 30*time.Second); err != nil {
 		return err
 	}
-	targets := []struct{ name, url string }{
-		{"runtime", "http://127.0.0.1:" + rtPort + "/transform/acme"},
-		{"baseline", "http://127.0.0.1:" + basePort + "/transform/acme"},
+	targets := []struct {
+		name, url string
+		pid       int
+	}{
+		{"runtime", "http://127.0.0.1:" + rtPort + "/transform/acme", rtProc.Process.Pid},
+		{"baseline", "http://127.0.0.1:" + basePort + "/transform/acme", baseProc.Process.Pid},
 	}
 	if err := waitReady(targets[1].url, 30*time.Second); err != nil {
 		return err
@@ -145,18 +148,28 @@ func run(c config) error {
 	results := map[string][]loadResult{}
 	for r := range c.rounds {
 		for _, t := range targets {
+			cpu0, _ := cpuTime(t.pid)
 			res, err := load(c, gen, t.url, c.duration)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", t.name, r, err)
 			}
+			if cpu1, err := cpuTime(t.pid); err == nil && res.requests > 0 {
+				res.cpuPerReq = (cpu1 - cpu0) / time.Duration(res.requests)
+			}
 			results[t.name] = append(results[t.name], res)
-			fmt.Fprintf(w, "round %d %-8s %9.0f req/s  p50 %s  p99 %s  errors %d\n", r+1, t.name, res.rps, ms(res.p50), ms(res.p99), res.errors)
+			fmt.Fprintf(w, "round %d %-8s %9.0f req/s  p50 %s  p99 %s  CPU %5.1f µs/req  errors %d\n",
+				r+1, t.name, res.rps, ms(res.p50), ms(res.p99), us(res.cpuPerReq), res.errors)
 		}
 	}
 	rt, base := summarise(results["runtime"]), summarise(results["baseline"])
-	fmt.Fprintf(w, "\n%-8s median %9.0f req/s (spread %4.1f%%)  median p99 %s\n", "runtime", rt.rps, rt.spread*100, ms(rt.p99))
-	fmt.Fprintf(w, "%-8s median %9.0f req/s (spread %4.1f%%)  median p99 %s\n", "baseline", base.rps, base.spread*100, ms(base.p99))
+	fmt.Fprintf(w, "\n%-8s median %9.0f req/s (spread %4.1f%%)  median p99 %s  median CPU %5.1f µs/req\n", "runtime", rt.rps, rt.spread*100, ms(rt.p99), us(rt.cpu))
+	fmt.Fprintf(w, "%-8s median %9.0f req/s (spread %4.1f%%)  median p99 %s  median CPU %5.1f µs/req\n", "baseline", base.rps, base.spread*100, ms(base.p99), us(base.cpu))
 	fmt.Fprintf(w, "throughput ratio runtime/baseline: %.2f (target >= 0.5)\n", rt.rps/base.rps)
+	if rt.cpu > 0 {
+		// Other load on the machine moves req/s a lot and CPU per request
+		// little: this ratio is the steadier of the two.
+		fmt.Fprintf(w, "CPU-per-request ratio baseline/runtime: %.2f\n", float64(base.cpu)/float64(rt.cpu))
+	}
 	if rss, err := vmRSS(rtProc.Process.Pid); err == nil {
 		fmt.Fprintf(w, "runtime RSS after the load: %.1f MB\n", float64(rss)/(1<<20))
 	}
@@ -170,23 +183,28 @@ func run(c config) error {
 }
 
 type loadResult struct {
-	rps      float64
-	p50, p99 time.Duration
-	errors   int
+	rps       float64
+	requests  int
+	p50, p99  time.Duration
+	cpuPerReq time.Duration // server CPU (user+system) per request
+	errors    int
 }
 
 type summary struct {
 	rps    float64 // median
 	spread float64 // (max-min)/median of the rounds: the run's noise
 	p99    time.Duration
+	cpu    time.Duration // median CPU per request
 }
 
 func summarise(rs []loadResult) summary {
 	rps := make([]float64, len(rs))
 	p99 := make([]time.Duration, len(rs))
+	cpu := make([]time.Duration, len(rs))
 	for i, r := range rs {
-		rps[i], p99[i] = r.rps, r.p99
+		rps[i], p99[i], cpu[i] = r.rps, r.p99, r.cpuPerReq
 	}
+	sort.Slice(cpu, func(i, j int) bool { return cpu[i] < cpu[j] })
 	sort.Float64s(rps)
 	sort.Slice(p99, func(i, j int) bool { return p99[i] < p99[j] })
 	med := rps[len(rps)/2]
@@ -195,10 +213,33 @@ func summarise(rs []loadResult) summary {
 		med = (rps[n/2-1] + rps[n/2]) / 2
 		mp99 = (p99[n/2-1] + p99[n/2]) / 2
 	}
-	return summary{rps: med, spread: (rps[len(rps)-1] - rps[0]) / med, p99: mp99}
+	return summary{rps: med, spread: (rps[len(rps)-1] - rps[0]) / med, p99: mp99, cpu: cpu[len(cpu)/2]}
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+func ms(d time.Duration) string  { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+
+// cpuTime is the user+system CPU time of pid so far (clock ticks of
+// 10 ms, the Linux default USER_HZ).
+func cpuTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may
+	// contain spaces.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("malformed stat")
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
 
 // cpuCount counts the machine's CPUs; runtime.NumCPU would count only
 // those benchctl is pinned to.
@@ -387,11 +428,12 @@ func load(c config, gen, url string, d time.Duration) (loadResult, error) {
 }
 
 var (
-	reqsRE = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
-	p50RE  = regexp.MustCompile(`\s50%\s+([\d.]+)(us|ms|s)`)
-	p99RE  = regexp.MustCompile(`\s99%\s+([\d.]+)(us|ms|s)`)
-	errsRE = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
-	sockRE = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	reqsRE  = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	totalRE = regexp.MustCompile(`(\d+) requests in`)
+	p50RE   = regexp.MustCompile(`\s50%\s+([\d.]+)(us|ms|s)`)
+	p99RE   = regexp.MustCompile(`\s99%\s+([\d.]+)(us|ms|s)`)
+	errsRE  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+	sockRE  = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 )
 
 func wrk(c config, url string, d time.Duration) (loadResult, error) {
@@ -411,6 +453,9 @@ func wrk(c config, url string, d time.Duration) (loadResult, error) {
 		return r, fmt.Errorf("cannot read wrk's output:\n%s", out)
 	}
 	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	if m := totalRE.FindSubmatch(out); m != nil {
+		r.requests, _ = strconv.Atoi(string(m[1]))
+	}
 	r.p50 = wrkDuration(p50RE.FindSubmatch(out))
 	r.p99 = wrkDuration(p99RE.FindSubmatch(out))
 	if m := errsRE.FindSubmatch(out); m != nil {
@@ -487,5 +532,5 @@ func goLoad(conns int, url string, d time.Duration) (loadResult, error) {
 		return loadResult{}, errors.New("no request succeeded")
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return loadResult{rps: float64(len(lat)) / elapsed.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], errors: errs}, nil
+	return loadResult{rps: float64(len(lat)) / elapsed.Seconds(), requests: len(lat), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], errors: errs}, nil
 }
