@@ -1,8 +1,14 @@
 package conformance
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -221,6 +227,115 @@ func testResponsesFollowTheDocument(t *testing.T, dsn string) {
 	h.do(call{method: "DELETE", path: "/api/v1/credentials/short-lived", as: admin, want: 204, conforms: true})
 	h.do(call{method: "DELETE", path: "/api/v1/credentials/short-lived", as: admin, want: 404, conforms: true})
 
+	// ---- configurations ----
+	b64 := base64.StdEncoding.EncodeToString
+	cfg := func(name, typ, data string) map[string]any {
+		spec := map[string]any{"type": typ, "description": name + " of the tests"}
+		if data != "" {
+			spec["data"] = data
+		}
+		return map[string]any{"metadata": map[string]any{"name": name}, "spec": spec}
+	}
+	h.do(call{method: "GET", path: "/api/v1/configuration-types", as: vera, want: 200, conforms: true})
+	h.do(call{method: "POST", path: "/api/v1/configurations", as: admin, want: 201, conforms: true,
+		body: cfg("db", "setdbparms", b64([]byte("jdbc::orders app pa55word\n")))})
+	h.do(call{label: "configuration with a taken name", method: "POST", path: "/api/v1/configurations", as: admin, want: 409, conforms: true,
+		body: cfg("db", "setdbparms", b64([]byte("jdbc::orders app pa55word\n")))})
+	h.do(call{label: "configuration without a name", method: "POST", path: "/api/v1/configurations", as: admin, want: 400, rejects: true,
+		body: map[string]any{"spec": map[string]any{"type": "serverconf", "data": b64([]byte("Defaults: {}\n"))}}})
+	h.do(call{label: "configuration of an unknown type", method: "POST", path: "/api/v1/configurations", as: admin, want: 400, conforms: true,
+		body: cfg("odd", "nosuchtype", b64([]byte("x")))})
+	h.do(call{label: "configuration whose data does not fit its type", method: "POST", path: "/api/v1/configurations", as: admin, want: 400, conforms: true,
+		body: cfg("odd", "serverconf", b64([]byte("- a list, not a mapping\n")))})
+	h.do(call{label: "configuration data that is not base64", method: "POST", path: "/api/v1/configurations", as: admin, want: 400, conforms: true,
+		body: cfg("odd", "serverconf", "*not base64*")})
+	h.do(call{label: "configuration as text/plain", method: "POST", path: "/api/v1/configurations", as: admin, want: 415, rejects: true,
+		body: `{"metadata":{"name":"odd"},"spec":{"type":"serverconf"}}`, contentType: "text/plain"})
+	h.do(call{label: "viewer writes a configuration", method: "PUT", path: "/api/v1/configurations/db", as: vera, want: 403, conforms: true,
+		body: cfg("db", "setdbparms", "")})
+	h.do(call{label: "viewer lists configurations", method: "GET", path: "/api/v1/configurations", as: vera, want: 200, conforms: true})
+	h.do(call{method: "GET", path: "/api/v1/configurations/db", as: vera, want: 200, conforms: true})
+	h.do(call{method: "GET", path: "/api/v1/configurations/none", as: admin, want: 404, conforms: true})
+	h.do(call{label: "configuration description change, data kept", method: "PUT", path: "/api/v1/configurations/db", as: admin, want: 200, conforms: true,
+		body: cfg("db", "setdbparms", "")})
+	h.do(call{method: "PUT", path: "/api/v1/configurations/settings", as: admin, want: 201, conforms: true,
+		body: cfg("settings", "serverconf", b64([]byte("values:\n  backendURL: http://127.0.0.1:9\n")))})
+	h.do(call{method: "DELETE", path: "/api/v1/configurations/settings", as: admin, want: 204, conforms: true})
+	h.do(call{method: "DELETE", path: "/api/v1/configurations/settings", as: admin, want: 404, conforms: true})
+
+	// ---- BAR files ----
+	barBytes := buildBAR(t, "hello")
+	octet := "application/octet-stream"
+	h.do(call{label: "upload a BAR", method: "PUT", path: "/api/v1/bar-files/hello", as: admin, body: barBytes, contentType: octet, want: 201, conforms: true})
+	bf := decode[map[string]any](t, h.do(call{label: "upload it again", method: "PUT", path: "/api/v1/bar-files/hello", as: admin, body: barBytes, contentType: octet, want: 200, conforms: true}))
+	h.do(call{label: "upload something that is not a BAR", method: "PUT", path: "/api/v1/bar-files/junk", as: admin, body: []byte("this is not a zip archive"), contentType: octet, want: 422, conforms: true})
+	h.do(call{label: "upload a BAR as JSON", method: "PUT", path: "/api/v1/bar-files/hello", as: admin, body: barBytes, contentType: "application/json", want: 415, rejects: true})
+	h.do(call{label: "viewer uploads a BAR", method: "PUT", path: "/api/v1/bar-files/mine", as: vera, body: barBytes, contentType: octet, want: 403, conforms: true})
+	h.do(call{label: "viewer lists BAR files", method: "GET", path: "/api/v1/bar-files", as: vera, want: 200, conforms: true})
+	h.do(call{method: "GET", path: "/api/v1/bar-files/hello", as: admin, want: 200, conforms: true})
+	h.do(call{method: "GET", path: "/api/v1/bar-files/none", as: admin, want: 404, conforms: true})
+	dl := h.do(call{method: "GET", path: "/api/v1/bar-files/hello/content", as: admin, want: 200, conforms: true})
+	if !bytes.Equal(dl.body, barBytes) {
+		t.Errorf("the downloaded BAR differs from the uploaded one (%d bytes, want %d)", len(dl.body), len(barBytes))
+	}
+	if u, _ := bf["url"].(string); !strings.HasPrefix(u, srv.URL+"/api/v1/bar-files/hello") {
+		t.Errorf("BAR url %v does not point at this control plane", bf["url"])
+	}
+	h.do(call{label: "download a current copy", method: "GET", path: "/api/v1/bar-files/hello/content", as: admin, want: 304, conforms: true,
+		header: map[string]string{"If-None-Match": dl.header.Get("ETag")}})
+	h.do(call{method: "GET", path: "/api/v1/bar-files/none/content", as: admin, want: 404, conforms: true})
+	barURL, _ := bf["url"].(string)
+
+	// ---- integration runtimes (stopped: the contract, not the processes) ----
+	rt := func(name string, replicas int, bars ...string) map[string]any {
+		return map[string]any{"metadata": map[string]any{"name": name},
+			"spec": map[string]any{"barURL": bars, "configurations": []string{"db"}, "replicas": replicas, "version": "13.0"}}
+	}
+	h.do(call{method: "PUT", path: "/api/v1/integration-runtimes/web", as: admin, body: rt("web", 0, barURL), want: 201, conforms: true})
+	h.do(call{label: "runtime with a taken name", method: "POST", path: "/api/v1/integration-runtimes", as: admin, body: rt("web", 0, barURL), want: 409, conforms: true})
+	h.do(call{label: "runtime without BAR files", method: "POST", path: "/api/v1/integration-runtimes", as: admin, body: rt("empty", 0), want: 400, rejects: true})
+	h.do(call{label: "runtime with too many replicas", method: "POST", path: "/api/v1/integration-runtimes", as: admin, body: rt("big", 99, barURL), want: 400, rejects: true})
+	missing := h.do(call{label: "runtime naming a missing BAR file", method: "POST", path: "/api/v1/integration-runtimes", as: admin,
+		body: rt("lost", 0, srv.URL+"/api/v1/bar-files/nosuch/content"), conforms: true})
+	if missing.status == 201 {
+		// Accepted today: the reconciler reports the missing BAR in the
+		// runtime's status instead.
+		t.Logf("a runtime naming a missing BAR file was accepted: %s", missing.body)
+		h.do(call{method: "DELETE", path: "/api/v1/integration-runtimes/lost", as: admin, want: 204, conforms: true})
+	}
+	h.do(call{label: "viewer writes a runtime", method: "PUT", path: "/api/v1/integration-runtimes/web", as: vera, body: rt("web", 0, barURL), want: 403, conforms: true})
+	h.do(call{label: "viewer lists runtimes", method: "GET", path: "/api/v1/integration-runtimes", as: vera, want: 200, conforms: true})
+	web := decode[map[string]any](t, h.do(call{method: "GET", path: "/api/v1/integration-runtimes/web", as: admin, want: 200, conforms: true}))
+	h.do(call{method: "GET", path: "/api/v1/integration-runtimes/none", as: admin, want: 404, conforms: true})
+	web["spec"].(map[string]any)["version"] = "12.0"
+	h.do(call{label: "PUT back an edited runtime", method: "PUT", path: "/api/v1/integration-runtimes/web", as: admin, body: web, want: 200, conforms: true})
+	h.do(call{label: "delete a BAR file a runtime uses", method: "DELETE", path: "/api/v1/bar-files/hello", as: admin, want: 409, conforms: true})
+	h.do(call{label: "delete a configuration a runtime uses", method: "DELETE", path: "/api/v1/configurations/db", as: admin, want: 409, conforms: true})
+	// Logs and traces need a runtime backend; a control plane without one
+	// answers 503, which the document also covers.
+	either := func(ex *exchange, want int) {
+		if ex.status != want && ex.status != 503 {
+			t.Errorf("%s: status %d, want %d (or 503 without a backend): %s", ex.label, ex.status, want, ex.body)
+		}
+	}
+	either(h.do(call{method: "GET", path: "/api/v1/integration-runtimes/web/logs?tail=10", as: admin, conforms: true}), 200)
+	either(h.do(call{label: "logs with a bad tail", method: "GET", path: "/api/v1/integration-runtimes/web/logs?tail=many", as: admin, rejects: true}), 400)
+	trace := map[string]any{"spec": map[string]any{"integrationRuntimeName": "web", "type": "user"}}
+	either(h.do(call{method: "PUT", path: "/api/v1/traces/t1", as: admin, body: trace, conforms: true}), 201)
+	either(h.do(call{label: "trace of an unknown kind", method: "PUT", path: "/api/v1/traces/t2", as: admin, rejects: true,
+		body: map[string]any{"spec": map[string]any{"integrationRuntimeName": "web", "type": "debug"}}}), 400)
+	either(h.do(call{method: "GET", path: "/api/v1/traces?spec.integrationRuntimeName=web", as: admin, conforms: true}), 200)
+	either(h.do(call{method: "GET", path: "/api/v1/traces/t1", as: admin, conforms: true}), 200)
+	either(h.do(call{label: "download a trace of a stopped runtime", method: "GET", path: "/api/v1/traces/t1/download", as: admin, conforms: true}), 409)
+	either(h.do(call{method: "DELETE", path: "/api/v1/traces/t1", as: admin, conforms: true}), 204)
+	h.do(call{method: "DELETE", path: "/api/v1/integration-runtimes/web", as: admin, want: 204, conforms: true})
+	h.do(call{method: "DELETE", path: "/api/v1/integration-runtimes/web", as: admin, want: 404, conforms: true})
+	h.do(call{method: "POST", path: "/api/v1/integration-runtimes", as: admin, body: rt("api", 0, barURL), want: 201, conforms: true})
+	h.do(call{method: "DELETE", path: "/api/v1/integration-runtimes/api", as: admin, want: 204, conforms: true})
+
+	h.do(call{method: "DELETE", path: "/api/v1/bar-files/hello", as: admin, want: 204, conforms: true})
+	h.do(call{method: "DELETE", path: "/api/v1/bar-files/hello", as: admin, want: 404, conforms: true})
+
 	// ---- OAuth 2.0 ----
 	meta := decode[map[string]any](t, h.do(call{method: "GET", path: "/.well-known/oauth-authorization-server", want: 200, conforms: true}))
 	if meta["issuer"] != srv.URL {
@@ -307,7 +422,7 @@ func testResponsesFollowTheDocument(t *testing.T, dsn string) {
 		h.do(call{label: op + " without a token", method: method, path: p, want: 401})
 	}
 
-	h.requireCoverage(400, 401, 403, 404, 409, 413, 415)
+	h.requireCoverage(304, 400, 401, 403, 404, 409, 413, 415, 422)
 }
 
 // TestRateLimitAnswersFollowTheDocument drives a server with a tiny limit
@@ -331,4 +446,21 @@ func TestRateLimitAnswersFollowTheDocument(t *testing.T) {
 			t.Errorf("%s: no RateLimit-Policy header", ex.label)
 		}
 	}
+}
+
+// buildBAR packages one of the examples with `sluice bar build`, as a
+// developer would.
+func buildBAR(t *testing.T, example string) []byte {
+	t.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(self), "..", "..", "examples", example)
+	out := filepath.Join(t.TempDir(), example+".bar")
+	if b, err := exec.Command(servertest.Binary(t), "bar", "build", dir, "-o", out).CombinedOutput(); err != nil {
+		t.Fatalf("sluice bar build %s: %v\n%s", dir, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
