@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/internal/bar"
 )
@@ -101,5 +102,22 @@ func BenchmarkHandWritten(b *testing.B) {
 		req.Header.Set("Content-Type", "application/json")
 		clear(w.h)
 		mux.ServeHTTP(w, req)
+	}
+}
+
+// BenchmarkServeFlowTraced is BenchmarkServeFlow with the user and service
+// traces on; with them off (BenchmarkServeFlow) the engine gets a nil
+// Tracer and no event is built.
+func BenchmarkServeFlowTraced(b *testing.B) {
+	rt := loadedRuntime(b, "../../bench/project")
+	rt.trace.user.start(time.Now())
+	rt.trace.service.start(time.Now())
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/transform/acme", strings.NewReader(benchBody))
+		req.Header.Set("Content-Type", "application/json")
+		clear(w.h)
+		rt.router.ServeHTTP(w, req)
 	}
 }

@@ -43,7 +43,10 @@ type Settings struct {
 	HTTP struct {
 		MaxBodyBytes      int64         `yaml:"maxBodyBytes"`
 		ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout"`
-		IdleTimeout       time.Duration `yaml:"idleTimeout"`
+		// ReadTimeout bounds reading a whole request, body included, so
+		// a client trickling a body cannot hold a connection forever.
+		ReadTimeout time.Duration `yaml:"readTimeout"`
+		IdleTimeout time.Duration `yaml:"idleTimeout"`
 	} `yaml:"http"`
 	Flows struct {
 		// Timeout is the default per-flow timeout; a flow's own
@@ -71,6 +74,7 @@ func DefaultSettings() Settings {
 	s.Log.Format = "json"
 	s.HTTP.MaxBodyBytes = 4 << 20
 	s.HTTP.ReadHeaderTimeout = 10 * time.Second
+	s.HTTP.ReadTimeout = time.Minute
 	s.HTTP.IdleTimeout = 2 * time.Minute
 	s.Flows.Timeout = flow.DefaultTimeout
 	s.Flows.MaxInFlight = 256
@@ -97,7 +101,7 @@ func (s *Settings) validate() error {
 		return fmt.Errorf("runtime: serverconf: log format %q: want json or text", s.Log.Format)
 	case s.HTTP.MaxBodyBytes <= 0:
 		return errors.New("runtime: serverconf: http.maxBodyBytes must be positive")
-	case s.HTTP.ReadHeaderTimeout <= 0 || s.HTTP.IdleTimeout <= 0:
+	case s.HTTP.ReadHeaderTimeout <= 0 || s.HTTP.ReadTimeout <= 0 || s.HTTP.IdleTimeout <= 0:
 		return errors.New("runtime: serverconf: http timeouts must be positive")
 	case s.Flows.Timeout <= 0:
 		return errors.New("runtime: serverconf: flows.timeout must be positive")

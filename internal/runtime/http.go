@@ -276,7 +276,7 @@ func (rt *Runtime) flowError(w http.ResponseWriter, r *http.Request, lf *loadedF
 			rt.log.Warn("flow failed", "project", lf.project, "flow", lf.f.Name, "step", fe.Step, "status", status, "err", err, "requestId", reqID)
 		}
 		rt.serviceError(lf, reqID, err)
-		writeErrorBody(w, errorBody{Code: status, Message: rt.redact.String(fe.Message), Details: fe.Details})
+		writeErrorBody(w, errorBody{Code: status, Message: rt.redact.String(fe.Message), Details: rt.redactDetails(fe.Details)})
 		return status
 	case r.Context().Err() != nil:
 		// The client went away; there is no one to answer.
@@ -301,6 +301,19 @@ func (rt *Runtime) flowError(w http.ResponseWriter, r *http.Request, lf *loadedF
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("flow %q failed; the runtime log has request id %s", lf.f.Name, reqID))
 		return http.StatusInternalServerError
 	}
+}
+
+// redactDetails passes a flow error's details (validation findings that
+// may quote the input) through the redactor, as JSON.
+func (rt *Runtime) redactDetails(d any) any {
+	if d == nil || rt.redact.r == nil {
+		return d
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return nil
+	}
+	return json.RawMessage(rt.redact.Bytes(data))
 }
 
 func (rt *Runtime) serviceError(lf *loadedFlow, reqID string, err error) {

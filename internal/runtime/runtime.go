@@ -305,6 +305,7 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 	srv := &http.Server{
 		Handler:           rt.router,
 		ReadHeaderTimeout: s.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       s.HTTP.ReadTimeout,
 		IdleTimeout:       s.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
 	}
