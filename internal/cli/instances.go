@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
@@ -57,6 +58,9 @@ SLUICE_MASTER_KEY as the control plane when it uses one.`,
 			if err != nil {
 				return err
 			}
+			if endpoint == "" {
+				endpoint = firstEndpoint(sf.dataDir)
+			}
 			creds.Endpoint = endpoint
 			return printInstanceCredentials(cmd.OutOrStdout(), output, args[0], creds)
 		},
@@ -75,8 +79,14 @@ func printInstanceCredentials(w io.Writer, format, name string, c iam.InitialCre
 		enc.SetIndent("", "  ")
 		return enc.Encode(c)
 	case "yaml":
-		b, err := yaml.Marshal(map[string]string{"endpoint": c.Endpoint, "instanceId": c.InstanceID, "clientId": c.ClientID,
-			"clientSecret": c.ClientSecret, "apiKey": c.APIKey, "username": c.Username, "password": c.Password})
+		// A node keeps the keys in the order of the JSON form.
+		doc := &yaml.Node{Kind: yaml.MappingNode}
+		for _, kv := range [][2]string{{"endpoint", c.Endpoint}, {"instanceId", c.InstanceID}, {"clientId", c.ClientID},
+			{"clientSecret", c.ClientSecret}, {"apiKey", c.APIKey}, {"username", c.Username}, {"password", c.Password}} {
+			doc.Content = append(doc.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: kv[0]},
+				&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: kv[1]})
+		}
+		b, err := yaml.Marshal(doc)
 		if err != nil {
 			return err
 		}
@@ -98,4 +108,18 @@ Get a token:
   curl -s -X POST %[8]s/api/v1/tokens -H 'X-IBM-Client-Id: %[3]s' -H 'X-IBM-Client-Secret: %[4]s' -H 'x-ibm-instance-id: %[1]s' -H 'Content-Type: application/json' -d '{"apiKey":"%[5]s"}'
 `, c.InstanceID, name, c.ClientID, c.ClientSecret, c.APIKey, c.Username, c.Password, endpoint)
 	return err
+}
+
+// firstEndpoint reads the endpoint the first start recorded in the data
+// dir, so the printed curl line is ready to paste; "" when there is none.
+func firstEndpoint(dataDir string) string {
+	b, err := os.ReadFile(filepath.Join(dataDir, server.InitialCredentialsFile))
+	if err != nil {
+		return ""
+	}
+	var c iam.InitialCredentials
+	if json.Unmarshal(b, &c) != nil {
+		return ""
+	}
+	return c.Endpoint
 }

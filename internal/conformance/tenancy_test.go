@@ -35,6 +35,9 @@ func createInstance(t *testing.T, srv *servertest.Server, dsn, name string) iam.
 	if c.InstanceID == "" || c.ClientID == "" || c.ClientSecret == "" || c.APIKey == "" || c.Password == "" {
 		t.Fatalf("sluice instances create printed incomplete credentials (fields empty)")
 	}
+	if c.Endpoint != srv.URL {
+		t.Errorf("sluice instances create printed endpoint %q, want the first start's %q", c.Endpoint, srv.URL)
+	}
 	return c
 }
 
