@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/url"
 	"os/exec"
@@ -97,8 +98,17 @@ func testTenantIsolation(t *testing.T, dsn string) {
 		body: map[string]any{"metadata": map[string]any{"name": "alice-key"}, "spec": map[string]any{"description": "marker-A-key", "owner": map[string]any{"kind": "user", "name": "alice"}}}}))
 	credA := decode[object](t, h.do(call{label: "A: create credential", method: "POST", path: "/api/v1/credentials", as: adminA, want: 201, conforms: true,
 		body: map[string]any{"metadata": map[string]any{"name": "pipeline"}, "spec": map[string]any{"description": "marker-A-cred"}}}))
+	// And integration resources: a configuration, a BAR file, a runtime.
+	h.do(call{label: "A: create configuration", method: "PUT", path: "/api/v1/configurations/db", as: adminA, want: 201, conforms: true,
+		body: map[string]any{"spec": map[string]any{"type": "setdbparms", "description": "marker-A-config",
+			"data": base64.StdEncoding.EncodeToString([]byte("jdbc::orders app pa55word\n"))}}})
+	barA := decode[map[string]any](t, h.do(call{label: "A: upload BAR", method: "PUT", path: "/api/v1/bar-files/hello", as: adminA,
+		body: buildBAR(t, "hello"), contentType: "application/octet-stream", want: 201, conforms: true}))
+	barURL, _ := barA["url"].(string)
+	h.do(call{label: "A: create runtime", method: "PUT", path: "/api/v1/integration-runtimes/web", as: adminA, want: 201, conforms: true,
+		body: map[string]any{"spec": map[string]any{"barURL": []string{barURL}, "configurations": []string{"db"}, "replicas": 0, "version": "marker-A-version"}}})
 	markersA := []string{a.InstanceID, a.ClientID, userA.Metadata.ID, keyA.Metadata.ID, credA.ClientID,
-		"marker-A-user", "marker-A-sid", "marker-A-key", "marker-A-cred"}
+		"marker-A-user", "marker-A-sid", "marker-A-key", "marker-A-cred", "marker-A-config", "marker-A-version", barA["sha256"].(string)}
 
 	adminB := h.login("B: exchange", b.ClientID, b.ClientSecret, b.InstanceID, b.APIKey)
 	who := decode[map[string]any](t, h.do(call{label: "B: whoami", method: "GET", path: "/api/v1/whoami", as: adminB, want: 200, conforms: true}))
@@ -118,6 +128,13 @@ func testTenantIsolation(t *testing.T, dsn string) {
 		{method: "DELETE", path: "/api/v1/api-keys/" + keyA.Metadata.ID},
 		{method: "GET", path: "/api/v1/credentials/pipeline"},
 		{method: "DELETE", path: "/api/v1/credentials/pipeline"},
+		{method: "GET", path: "/api/v1/configurations/db"},
+		{method: "DELETE", path: "/api/v1/configurations/db"},
+		{method: "GET", path: "/api/v1/bar-files/hello"},
+		{method: "GET", path: "/api/v1/bar-files/hello/content"},
+		{method: "DELETE", path: "/api/v1/bar-files/hello"},
+		{method: "GET", path: "/api/v1/integration-runtimes/web"},
+		{method: "DELETE", path: "/api/v1/integration-runtimes/web"},
 		{label: "B: API key for A's user", method: "POST", path: "/api/v1/api-keys",
 			body: map[string]any{"metadata": map[string]any{"name": "steal"}, "spec": map[string]any{"owner": map[string]any{"kind": "user", "name": "alice"}}}},
 		{label: "B: credential owned by A's service ID", method: "POST", path: "/api/v1/credentials",
@@ -166,6 +183,21 @@ func testTenantIsolation(t *testing.T, dsn string) {
 		t.Errorf("B lists %d credentials, want its initial one and its pipeline", len(creds.Credentials))
 	}
 	h.do(call{label: "B: audit", method: "GET", path: "/api/v1/audit", as: adminB, want: 200, conforms: true})
+	for _, l := range []struct{ path, key string }{{"/api/v1/configurations", "configurations"}, {"/api/v1/bar-files", "barFiles"},
+		{"/api/v1/integration-runtimes", "integrationRuntimes"}} {
+		list := decode[map[string][]any](t, h.do(call{label: "B: list " + l.key, method: "GET", path: l.path, as: adminB, want: 200, conforms: true}))
+		if len(list[l.key]) != 0 {
+			t.Errorf("B lists %d %s, it has none", len(list[l.key]), l.key)
+		}
+	}
+	// B's runtime naming A's BAR url resolves the name in B's instance:
+	// it must never make A's BAR file B's.
+	bRuntime := h.do(call{label: "B: runtime naming A's BAR url", method: "PUT", path: "/api/v1/integration-runtimes/steal", as: adminB, conforms: true,
+		body: map[string]any{"spec": map[string]any{"barURL": []string{barURL}, "replicas": 0}}})
+	if bRuntime.status == 201 {
+		h.do(call{label: "B: A's BAR through B's runtime's url", method: "GET", path: "/api/v1/bar-files/hello/content", as: adminB, want: 404, conforms: true})
+		h.do(call{label: "B: delete runtime steal", method: "DELETE", path: "/api/v1/integration-runtimes/steal", as: adminB, want: 204, conforms: true})
+	}
 
 	// Credentials of the two instances never combine into a token.
 	tokenHeaders := func(id, secret, instance string) map[string]string {
@@ -220,6 +252,9 @@ func testTenantIsolation(t *testing.T, dsn string) {
 		t.Errorf("A's credential changed: %v", cr)
 	}
 	h.do(call{label: "A: service ID", method: "GET", path: "/api/v1/service-ids/ci", as: adminA, want: 200, conforms: true})
+	h.do(call{label: "A: configuration", method: "GET", path: "/api/v1/configurations/db", as: adminA, want: 200, conforms: true})
+	h.do(call{label: "A: BAR content", method: "GET", path: "/api/v1/bar-files/hello/content", as: adminA, want: 200, conforms: true})
+	h.do(call{label: "A: runtime", method: "GET", path: "/api/v1/integration-runtimes/web", as: adminA, want: 200, conforms: true})
 	h.login("A: exchange with alice's key", a.ClientID, a.ClientSecret, a.InstanceID, keyA.Key)
 
 	// B's audit, read again after the mixed token requests, records none
