@@ -310,3 +310,15 @@ func (p *proc) inFlight(t *testing.T, name string) int {
 	t.Fatalf("flow %s not listed", name)
 	return 0
 }
+
+// receive waits for a value on ch, failing the test if none comes.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitLong):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}

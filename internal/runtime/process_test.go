@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // backend stands in for the systems flows call: the order backend of
@@ -367,7 +368,7 @@ func TestGracefulDrain(t *testing.T) {
 		body, err := io.ReadAll(resp.Body)
 		inflight <- result{a: answer{status: resp.StatusCode, body: body}, err: err}
 	}()
-	<-b.blocked // the flow is waiting on the backend
+	receive(t, b.blocked, "the flow's call to the backend") // the flow is now waiting on it
 
 	p.signal(syscall.SIGTERM)
 	eventually(t, "readiness to report draining", func() bool {
@@ -380,7 +381,7 @@ func TestGracefulDrain(t *testing.T) {
 	default:
 	}
 	close(b.release)
-	r := <-inflight
+	r := receive(t, inflight, "the in-flight request's answer")
 	if r.err != nil || r.a.status != 200 || !bytes.Contains(r.a.body, []byte(`"released":true`)) {
 		t.Fatalf("in-flight request: %v %d %s", r.err, r.a.status, r.a.body)
 	}
@@ -395,7 +396,7 @@ func TestGracefulDrain(t *testing.T) {
 func TestSchedulesRun(t *testing.T) {
 	b := newBackend(t)
 	p := startRuntime(t, "--bar", buildBAR(t, "testdata/ticker"), "--config-dir", standardConfig(t, b, nil))
-	<-b.tickSeen
+	receive(t, b.tickSeen, "a scheduled call to the backend")
 	eventually(t, "the schedule's run to be counted", func() bool {
 		m := get(t, p.adminURL("/metrics"))
 		return bytes.Contains(m.body, []byte(`sluice_flow_requests_total{code="200",flow="tick",project="ticker",trigger="schedule"}`))
@@ -503,13 +504,22 @@ func TestTraces(t *testing.T) {
 	}
 	// The live stream shows the message going through the flow's steps.
 	steps := map[string]bool{}
-	for ev := range live {
-		if ev["flow"] == "secret" && ev["type"] == "user" {
-			steps[fmt.Sprint(ev["step"])] = true
+	timeout := time.After(waitLong)
+	for len(steps) < 3 {
+		select {
+		case ev, ok := <-live:
+			if !ok {
+				t.Fatalf("the live stream ended after steps %v", steps)
+			}
+			if ev["flow"] == "secret" && ev["type"] == "user" {
+				steps[fmt.Sprint(ev["step"])] = true
+			}
+		case <-timeout:
+			t.Fatalf("the live stream showed only steps %v", steps)
 		}
-		if len(steps) == 3 {
-			break
-		}
+	}
+	if !steps["http#0"] || !steps["reply#2"] {
+		t.Errorf("live steps %v, want http#0, log#1, reply#2", steps)
 	}
 	cancel()
 

@@ -297,6 +297,7 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("runtime: listener: %w", err)
 	}
+	hl := newHandoverListener(ln)
 	rt.publicURL = rt.opts.PublicURL
 	if rt.publicURL == "" {
 		rt.publicURL = "http://" + advertised(ln.Addr())
@@ -308,9 +309,10 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 		ReadTimeout:       s.HTTP.ReadTimeout,
 		IdleTimeout:       s.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
+		ConnState:         hl.connState,
 	}
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(ln) }()
+	go func() { srvErr <- srv.Serve(hl) }()
 	rt.cron.Start()
 	rt.state.Store("ready")
 	rt.metrics.ready.Set(1)
@@ -327,14 +329,14 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 	case err := <-adminErr:
 		serveErr = fmt.Errorf("runtime: admin listener: %w", err)
 	}
-	return errors.Join(serveErr, rt.drain(srv))
+	return errors.Join(serveErr, rt.drain(srv, hl))
 }
 
 // drain stops taking new work and waits for what is in flight: readiness
 // goes false first (a load balancer stops sending), the schedules stop
 // firing, then the listener closes and in-flight requests finish, within
 // the shutdown timeout.
-func (rt *Runtime) drain(srv *http.Server) error {
+func (rt *Runtime) drain(srv *http.Server, hl *handoverListener) error {
 	rt.state.Store("draining")
 	rt.metrics.ready.Set(0)
 	timeout := rt.conf.Settings.Shutdown.Timeout
@@ -343,6 +345,7 @@ func (rt *Runtime) drain(srv *http.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cronDone := rt.cron.Stop()
+	hl.handOver(srv, min(handoverGrace, timeout))
 	err := srv.Shutdown(ctx)
 	select {
 	case <-cronDone.Done():
