@@ -96,9 +96,38 @@ func (r *Reconciler) Observed(k Key) (Observed, bool) {
 	return o, ok
 }
 
-// Run reconciles until ctx is done.
+// Run reconciles until ctx is done. Among control planes sharing a store,
+// only the one holding the reconciler leadership acts; the others wait to
+// take over.
 func (r *Reconciler) Run(ctx context.Context) {
 	r.init()
+	for ctx.Err() == nil {
+		lost, release, err := r.Store.AcquireLeader(ctx, "reconciler")
+		if err != nil {
+			if ctx.Err() == nil {
+				r.Log.Warn("unable to take the reconciler leadership", "err", err)
+				time.Sleep(2 * time.Second)
+			}
+			continue
+		}
+		r.Log.Info("leading the reconciler")
+		lctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lost:
+				r.Log.Warn("reconciler leadership lost")
+			case <-lctx.Done():
+			}
+			cancel()
+		}()
+		r.lead(lctx)
+		cancel()
+		release()
+	}
+}
+
+// lead runs passes while this process leads.
+func (r *Reconciler) lead(ctx context.Context) {
 	interval := r.Interval
 	if interval <= 0 {
 		interval = 2 * time.Second

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/store"
+	"github.com/sluice-dev/sluice/internal/store/storetest"
 )
 
 func newInstance(id string, at time.Time) store.NewInstance {
@@ -173,4 +174,35 @@ func TestIAMRecords(t *testing.T) {
 			t.Fatalf("signing keys = %+v", sks)
 		}
 	})
+}
+
+func TestLeadershipIsExclusive(t *testing.T) {
+	dsn := storetest.DSN(t, "postgres")
+	ctx := context.Background()
+	a, err := store.Open(ctx, dsn, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := store.Open(ctx, dsn, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, releaseA, err := a.AcquireLeader(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B cannot lead while A does: its attempt ends with its context.
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, _, err := b.AcquireLeader(short, "test"); err == nil {
+		t.Fatal("two processes lead at once")
+	}
+	releaseA()
+	_, releaseB, err := b.AcquireLeader(ctx, "test")
+	if err != nil {
+		t.Fatalf("B does not take over after A released: %v", err)
+	}
+	releaseB()
 }

@@ -43,6 +43,7 @@ type Store interface {
 	IAM
 	Artifacts
 	Runtimes
+	Leadership
 }
 
 // DefaultSQLiteFile is the database file of the embedded default, inside the
