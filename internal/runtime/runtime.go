@@ -93,6 +93,9 @@ type loadedFlow struct {
 	inFlight    atomic.Int64
 	metrics     *flowMetrics
 	workers     *workerPool
+	// exec replaces f.Run in tests that need a run misbehaving in ways
+	// the engine never does (ignoring cancellation, panicking).
+	exec func(context.Context, *flow.Message, flow.Tracer) (*flow.Response, error)
 }
 
 // errAbandoned marks a run that did not stop within the grace period after
@@ -147,7 +150,11 @@ func (lf *loadedFlow) run(ctx context.Context, msg *flow.Message, tr flow.Tracer
 				done <- result{err: &panicError{value: p, stack: string(rtdebug.Stack())}}
 			}
 		}()
-		resp, err := lf.f.Run(ctx, msg, tr)
+		exec := lf.f.Run
+		if lf.exec != nil {
+			exec = lf.exec
+		}
+		resp, err := exec(ctx, msg, tr)
 		done <- result{resp, err}
 	})
 	select {

@@ -1,0 +1,78 @@
+package runtime
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// A connection accepted before a drain whose request arrives after the
+// drain began is answered, not closed unanswered: its client could not
+// retry it (http.Server.Shutdown alone drops such requests).
+func TestDrainAnswersConnectionsAcceptedBeforeIt(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl := newHandoverListener(ln)
+	srv := &http.Server{
+		Handler:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		ConnState: hl.connState,
+	}
+	go srv.Serve(hl)
+
+	const n = 8
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	waitUntil(t, "the connections to be accepted", func() bool { return hl.freshCount() == n })
+
+	drained := make(chan error, 1)
+	go func() {
+		hl.handOver(srv, time.Minute)
+		drained <- srv.Shutdown(t.Context())
+	}()
+	// The drain has begun once the listener refuses new connections.
+	waitUntil(t, "the listener to close", func() bool {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	for i, c := range conns {
+		fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection %d: no answer during the drain: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || string(body) != "ok" || !resp.Close {
+			t.Fatalf("connection %d: %d %q close=%v; want 200 ok and Connection: close", i, resp.StatusCode, body, resp.Close)
+		}
+	}
+	if err := <-drained; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
