@@ -307,6 +307,27 @@ func testResponsesFollowTheDocument(t *testing.T, dsn string) {
 	h.do(call{label: "viewer lists runtimes", method: "GET", path: "/api/v1/integration-runtimes", as: vera, want: 200, conforms: true})
 	web := decode[map[string]any](t, h.do(call{method: "GET", path: "/api/v1/integration-runtimes/web", as: admin, want: 200, conforms: true}))
 	h.do(call{method: "GET", path: "/api/v1/integration-runtimes/none", as: admin, want: 404, conforms: true})
+	// A watch streams every runtime once at the start: read that event,
+	// check its object against the document, hang up.
+	for _, path := range []string{"/api/v1/integration-runtimes?watch=true", "/api/v1/integration-runtimes/web?watch=true"} {
+		w := h.stream(call{label: "watch " + path, method: "GET", path: path, as: admin, want: 200, conforms: true},
+			func(b []byte) bool { return bytes.Contains(b, []byte("\n\n")) })
+		if ct := w.header.Get("Content-Type"); ct != "text/event-stream" {
+			t.Errorf("watch %s: content type %q", path, ct)
+		}
+		event, _, _ := bytes.Cut(w.body, []byte("\n\n"))
+		var data []byte
+		for _, line := range bytes.Split(event, []byte("\n")) {
+			if d, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
+				data = d
+			}
+		}
+		if !bytes.HasPrefix(event, []byte("event: update\n")) || data == nil {
+			t.Errorf("watch %s: first event %q is not an update with data", path, event)
+			continue
+		}
+		h.validateSchema("watch "+path, "IntegrationRuntime", data)
+	}
 	web["spec"].(map[string]any)["version"] = "12.0"
 	h.do(call{label: "PUT back an edited runtime", method: "PUT", path: "/api/v1/integration-runtimes/web", as: admin, body: web, want: 200, conforms: true})
 	h.do(call{label: "delete a BAR file a runtime uses", method: "DELETE", path: "/api/v1/bar-files/hello", as: admin, want: 409, conforms: true})

@@ -25,10 +25,20 @@ import (
 	"github.com/sluice-dev/sluice/internal/server/servertest"
 )
 
+// kin-openapi decodes the bodies of the media types it knows; a stream of
+// server-sent events is text, read as a string.
+var registerDecoders sync.Once
+
+func decodeText(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+	b, err := io.ReadAll(body)
+	return string(b), err
+}
+
 // loadDoc parses the embedded document the way a client would, with the
 // server list replaced by the server under test so routes resolve.
 func loadDoc(t *testing.T, serverURL string) (*openapi3.T, routers.Router) {
 	t.Helper()
+	registerDecoders.Do(func() { openapi3filter.RegisterBodyDecoder("text/event-stream", decodeText) })
 	doc, err := openapi3.NewLoader().LoadFromData(apispec.YAML())
 	if err != nil {
 		t.Fatalf("load openapi.yaml: %v", err)
@@ -319,4 +329,56 @@ func (h *harness) login(label, clientID, clientSecret, instanceID, apiKey string
 		AccessToken string `json:"access_token"`
 	}](h.t, ex)
 	return &servertest.Client{URL: h.srv.URL, ClientID: clientID, Token: tok.AccessToken, HTTP: h.http}
+}
+
+// stream sends c, reads its answer only until done says enough, then hangs
+// up, and validates status and headers (and the part read) against the
+// document. It is for server-sent event streams, which never end.
+func (h *harness) stream(c call, done func(read []byte) bool) *exchange {
+	h.t.Helper()
+	req, raw, err := c.build(h.srv.URL)
+	if err != nil {
+		h.t.Fatalf("%s: %v", c.label, err)
+	}
+	resp, err := h.http.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s: %v", c.label, err)
+	}
+	var read []byte
+	buf := make([]byte, 4096)
+	for !done(read) {
+		n, err := resp.Body.Read(buf)
+		read = append(read, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	resp.Body.Close()
+	ex := &exchange{label: c.label, target: c.path, reqHeader: req.Header.Clone(), reqBody: raw, status: resp.StatusCode, header: resp.Header, body: read}
+	h.mu.Lock()
+	h.log = append(h.log, ex)
+	h.mu.Unlock()
+	if c.want != 0 && ex.status != c.want {
+		h.t.Errorf("%s: status %d, want %d; body %s", c.label, ex.status, c.want, read)
+	}
+	h.validate(c, ex)
+	return ex
+}
+
+// validateSchema checks a JSON value against a schema of the document's
+// components, as kin-openapi does for OpenAPI 3.1 bodies.
+func (h *harness) validateSchema(label, schema string, data []byte) {
+	h.t.Helper()
+	ref := h.doc.Components.Schemas[schema]
+	if ref == nil {
+		h.t.Fatalf("no schema %s in the document", schema)
+	}
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		h.t.Errorf("%s: not JSON: %v: %s", label, err, data)
+		return
+	}
+	if err := ref.Value.VisitJSON(v, openapi3.EnableJSONSchema2020(), openapi3.VisitAsResponse()); err != nil {
+		h.t.Errorf("%s: does not follow schema %s: %v\n%s", label, schema, err, data)
+	}
 }
