@@ -75,3 +75,47 @@ func TestJSONIsTheYAML(t *testing.T) {
 		t.Fatalf("JSON form: openapi = %v", m["openapi"])
 	}
 }
+
+// TestOperationsAreComplete holds every operation to the conventions a
+// reader relies on: a unique operationId, a summary, a tag, and — for
+// every operation behind a bearer token — the 401, 429 and 500 answers
+// the authentication, rate limiting and error mapping give every route.
+func TestOperationsAreComplete(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromData(YAML())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			where := method + " " + path
+			if op.OperationID == "" {
+				t.Errorf("%s has no operationId", where)
+			} else if other, dup := ids[op.OperationID]; dup {
+				t.Errorf("%s and %s share operationId %s", where, other, op.OperationID)
+			}
+			ids[op.OperationID] = where
+			if op.Summary == "" || len(op.Tags) == 0 {
+				t.Errorf("%s needs a summary and a tag", where)
+			}
+			sec := doc.Security
+			if op.Security != nil {
+				sec = *op.Security
+			}
+			bearer := false
+			for _, req := range sec {
+				if _, ok := req["bearerAuth"]; ok {
+					bearer = true
+				}
+			}
+			if !bearer {
+				continue
+			}
+			for _, code := range []int{401, 429, 500} {
+				if op.Responses.Status(code) == nil {
+					t.Errorf("%s is behind a bearer token but does not document %d", where, code)
+				}
+			}
+		}
+	}
+}
