@@ -304,6 +304,11 @@ func TestCanarySecretsStayPut(t *testing.T) {
 	h.do(call{label: "list users", method: "GET", path: "/api/v1/users", as: admin, want: 200})
 	h.do(call{label: "read u1", method: "GET", path: "/api/v1/users/u1", as: admin, want: 200})
 	h.do(call{label: "list service IDs", method: "GET", path: "/api/v1/service-ids", as: admin, want: 200})
+	h.do(call{label: "read svc", method: "GET", path: "/api/v1/service-ids/svc", as: admin, want: 200})
+	h.do(call{label: "replace svc", method: "PUT", path: "/api/v1/service-ids/svc", as: admin, want: 200,
+		body: map[string]any{"spec": map[string]any{"role": "viewer"}}})
+	h.do(call{label: "delete u2", method: "DELETE", path: "/api/v1/users/u2", as: admin, want: 204})
+	h.do(call{label: "whoami", method: "GET", path: "/api/v1/whoami", as: admin, want: 200})
 
 	// ---- the audit saw it all, and holds none of it ----
 	audit := h.do(call{label: "audit", method: "GET", path: "/api/v1/audit", as: admin, want: 200})
