@@ -36,7 +36,7 @@ jq program and schema compiled, every reference resolved); any problem is
 reported with file, line and column and no file is written. Hidden files,
 *.bar files and the tests/ fixtures are left out. Building the same project
 twice gives byte-identical archives.`,
-		Args: cobra.ExactArgs(1),
+		Args: barExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
 			if out == "" {
@@ -63,7 +63,7 @@ func newBarInspectCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect FILE.bar",
 		Short: "Validate a BAR and show its project, flows, triggers and endpoints",
-		Args:  cobra.ExactArgs(1),
+		Args:  barExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			info, err := bar.InspectFile(cmd.Context(), args[0], nil)
 			if err != nil {
@@ -80,6 +80,16 @@ func newBarInspectCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the description as JSON")
 	return cmd
+}
+
+// barExactArgs is cobra.ExactArgs as a usage mistake (exit code 2).
+func barExactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return &usageError{err: err, cmd: cmd.CommandPath()}
+		}
+		return nil
+	}
 }
 
 func printInfo(w io.Writer, info *bar.Info) {
