@@ -413,8 +413,11 @@ func testResponsesFollowTheDocument(t *testing.T, dsn string) {
 	h.do(call{label: "revoke without client authentication", method: "POST", path: "/oauth/revoke",
 		body: form("token", cc.AccessToken), want: 401, conforms: true})
 	h.do(call{label: "whoami with a revoked token", method: "GET", path: "/api/v1/whoami", as: appClient, want: 401, conforms: true})
-	h.do(call{label: "introspect a revoked token", method: "POST", path: "/oauth/introspect", basic: []string{app.ClientID, app.ClientSecret},
+	revoked := h.do(call{label: "introspect a revoked token", method: "POST", path: "/oauth/introspect", basic: []string{app.ClientID, app.ClientSecret},
 		body: form("token", cc.AccessToken), want: 200, conforms: true})
+	if strings.TrimSpace(string(revoked.body)) != `{"active":false}` {
+		t.Errorf("introspection of a revoked token = %s, want exactly {\"active\":false}", revoked.body)
+	}
 
 	// ---- audit ----
 	h.do(call{method: "GET", path: "/api/v1/audit", as: admin, want: 200, conforms: true})
