@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"os/signal"
 	"syscall"
 
@@ -28,8 +29,11 @@ and answers on --admin-listen:
 
 SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 --config-dir is documented in docs/runtime.md.`,
-		Args: cobra.NoArgs,
+		Args: barExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(opts.BARs) == 0 {
+				return &usageError{err: errors.New("give at least one --bar FILE"), cmd: cmd.CommandPath()}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			go func() {
@@ -47,6 +51,5 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 	f.StringVar(&opts.Listen, "listen", ":7800", "address of the flows' HTTP listener")
 	f.StringVar(&opts.AdminListen, "admin-listen", "127.0.0.1:7600", "address of the admin listener (health, metrics, flows, traces)")
 	f.StringVar(&opts.PublicURL, "public-url", "", "base URL advertised for the flows' endpoints (default http://<listen address>)")
-	_ = cmd.MarkFlagRequired("bar")
 	return cmd
 }
