@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"sync"
@@ -12,16 +13,40 @@ import (
 const handoverGrace = 2 * time.Second
 
 // handoverListener is the flows' listener. It knows which accepted
-// connections have not delivered a request yet, because http.Server's
-// Shutdown drops a request that it finishes reading after the shutdown
-// began: a client that connected just before a drain would see its
-// connection closed without an answer, and could not retry (the
+// connections have not had a request reach the handler yet, because
+// http.Server's Shutdown drops a request that it finishes reading after
+// the shutdown began: a client that connected just before a drain would
+// see its connection closed without an answer, and could not retry (the
 // connection was new, not reused).
 type handoverListener struct {
 	net.Listener
 	mu      sync.Mutex
-	fresh   map[net.Conn]struct{} // accepted, no request read yet
+	fresh   map[net.Conn]struct{} // accepted, no request handled yet
 	changed chan struct{}         // signalled when fresh shrinks
+}
+
+type connKey struct{}
+
+// install hooks the listener into the server that serves it: a
+// connection stops being fresh when its first request reaches the
+// handler (past the server's own shutdown check, so it will be
+// answered) or when it closes.
+func (l *handoverListener) install(srv *http.Server) {
+	next := srv.Handler
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	srv.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateClosed || s == http.StateHijacked {
+			l.handled(c)
+		}
+	}
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+			l.handled(c)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func newHandoverListener(ln net.Listener) *handoverListener {
@@ -40,12 +65,7 @@ func (l *handoverListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// connState is the server's ConnState hook: any state after StateNew
-// means the connection's first request was read (or it is gone).
-func (l *handoverListener) connState(c net.Conn, s http.ConnState) {
-	if s == http.StateNew {
-		return
-	}
+func (l *handoverListener) handled(c net.Conn) {
 	l.mu.Lock()
 	_, ok := l.fresh[c]
 	delete(l.fresh, c)

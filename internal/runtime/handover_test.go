@@ -19,10 +19,8 @@ func TestDrainAnswersConnectionsAcceptedBeforeIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	hl := newHandoverListener(ln)
-	srv := &http.Server{
-		Handler:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
-		ConnState: hl.connState,
-	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	hl.install(srv)
 	go srv.Serve(hl)
 
 	const n = 8

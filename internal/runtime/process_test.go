@@ -559,6 +559,13 @@ func TestTraces(t *testing.T) {
 		t.Error("user trace shows no redaction; did the excerpt lose the echoed credentials?")
 	}
 
+	// A flow error quoting the secret answers with it redacted.
+	leak := get(t, p.url("/leak"))
+	if leak.status != 502 || strings.Contains(string(leak.body), canaryPassword) || strings.Contains(string(leak.body), basic) ||
+		!strings.Contains(string(leak.body), "backend echoed [REDACTED] and Basic [REDACTED]") {
+		t.Errorf("leak: %d %s", leak.status, leak.body)
+	}
+
 	// Stopped: no new events, the recording stays downloadable.
 	do(t, "POST", p.adminURL("/trace/user/stop"), nil)
 	before := len(get(t, p.adminURL("/trace/user/download")).body)

@@ -316,8 +316,8 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 		ReadTimeout:       s.HTTP.ReadTimeout,
 		IdleTimeout:       s.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
-		ConnState:         hl.connState,
 	}
+	hl.install(srv)
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(hl) }()
 	rt.cron.Start()
