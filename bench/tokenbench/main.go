@@ -518,7 +518,10 @@ func bearer(ctx context.Context, c creds) (string, error) {
 // ---- profiling ----
 
 // profileServe is the child role that runs `sluice serve` in this process
-// (the same code as the binary) under a CPU profile written at exit.
+// (the same code as the binary) under a CPU profile, written to path at
+// exit, and a block profile, written to path+".block": the server may wait
+// more than it computes (store round trips, commits, locks), and only the
+// block profile shows where.
 func profileServe(path string, args []string) int {
 	f, err := os.Create(path)
 	if err != nil {
@@ -529,9 +532,14 @@ func profileServe(path string, args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	runtime.SetBlockProfileRate(int(10 * time.Microsecond))
 	code := cli.Execute(args)
 	pprof.StopCPUProfile()
 	f.Close()
+	if bf, err := os.Create(path + ".block"); err == nil {
+		_ = pprof.Lookup("block").WriteTo(bf, 0)
+		bf.Close()
+	}
 	return code
 }
 
@@ -565,13 +573,17 @@ func profileTokens(o options, tmp, self string, serveArgs []string, c creds, pat
 		return err
 	}
 	p.stop()
-	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35", path).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go tool pprof: %v\n%s", err, top)
+	pprofTop := func(args ...string) string {
+		out, err := exec.Command("go", append(append([]string{"tool", "pprof", "-top"}, args...), path)...).CombinedOutput()
+		if err != nil {
+			return fmt.Sprintf("go tool pprof %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
 	}
-	cum, _ := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=45", path).CombinedOutput()
 	fmt.Fprintf(rep, "\n### CPU profile of sluice serve under the %s load (%.0f req/s while profiled; %s)\n\n```\n%s```\n\nby cumulative time:\n\n```\n%s```\n",
-		o.profileLoad, res.rps, path, top, cum)
+		o.profileLoad, res.rps, path, pprofTop("-nodecount=35"), pprofTop("-cum", "-nodecount=45"))
+	path += ".block"
+	fmt.Fprintf(rep, "\nwhere goroutines wait (block profile, by cumulative delay; %s):\n\n```\n%s```\n", path, pprofTop("-cum", "-nodecount=45"))
 	return nil
 }
 
