@@ -51,5 +51,6 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 	f.StringVar(&opts.Listen, "listen", ":7800", "address of the flows' HTTP listener")
 	f.StringVar(&opts.AdminListen, "admin-listen", "127.0.0.1:7600", "address of the admin listener (health, metrics, flows, traces)")
 	f.StringVar(&opts.PublicURL, "public-url", "", "base URL advertised for the flows' endpoints (default http://<listen address>)")
+	f.StringArrayVar(&opts.Traces, "trace", nil, "trace type to record from the start: user or service (repeat for both)")
 	return cmd
 }

@@ -579,6 +579,23 @@ func TestTraces(t *testing.T) {
 	}
 }
 
+func TestTraceFromTheStart(t *testing.T) {
+	p := startRuntime(t, "--bar", buildBAR(t, "../../examples/hello"), "--trace", "service", "--trace", "user")
+	get(t, p.url("/hello/early"))
+	service := string(get(t, p.adminURL("/trace/service/download")).body)
+	for _, want := range []string{`"event":"load","project":"hello"`, `"event":"ready"`, `"event":"request"`} {
+		if !strings.Contains(service, want) {
+			t.Errorf("service trace lacks %s:\n%s", want, service)
+		}
+	}
+	if user := get(t, p.adminURL("/trace/user/download")).body; !bytes.Contains(user, []byte(`"step":"map#0"`)) {
+		t.Errorf("user trace: %s", user)
+	}
+	if m := get(t, p.adminURL("/metrics")).body; !bytes.Contains(m, []byte(`sluice_trace_enabled{type="service"} 1`)) {
+		t.Error("metrics do not show the service trace on")
+	}
+}
+
 func TestRefusesToStart(t *testing.T) {
 	b := newBackend(t)
 	dir := t.TempDir()
@@ -613,6 +630,7 @@ func TestRefusesToStart(t *testing.T) {
 			[]string{"setdbparms/x.txt:1", "want `resource user password`"}, canaryPassword},
 		{"unknown serverconf key", []string{"--bar", hello, "--config-dir", configDir(t, map[string]string{
 			"serverconf/a.yaml": "http:\n  maxBodyByte: 10\n"})}, []string{"serverconf/a.yaml", "maxBodyByte"}, ""},
+		{"unknown trace type", []string{"--bar", hello, "--trace", "debug"}, []string{`unknown trace type "debug"`}, ""},
 		{"listen address taken", []string{"--bar", hello, "--config-dir", standardConfig(t, b, nil), "--admin-listen", b.srv.Listener.Addr().String()},
 			[]string{"admin listener"}, canaryPassword},
 	}

@@ -50,6 +50,11 @@ type Options struct {
 	PublicURL string
 	// LogOutput receives the JSON (or text) log; nil: os.Stderr.
 	LogOutput io.Writer
+	// Traces are the trace types ("user", "service") recording from the
+	// start, so the service trace also holds the loading of the BARs; the
+	// control plane passes the traces that were on when it (re)starts a
+	// replica.
+	Traces []string
 }
 
 // Runtime is one running integration runtime.
@@ -280,6 +285,14 @@ func newRuntime(opts Options) (*Runtime, error) {
 		workers:   newWorkerPool(30 * time.Second),
 	}
 	rt.state.Store("loading")
+	for _, kind := range opts.Traces {
+		b := rt.trace.buffer(kind)
+		if b == nil {
+			return nil, fmt.Errorf("runtime: unknown trace type %q: want user or service", kind)
+		}
+		b.start(time.Now().UTC())
+		rt.metrics.traceOn.WithLabelValues(kind).Set(1)
+	}
 	rt.runCtx, rt.cancelRuns = context.WithCancel(context.Background())
 	rt.router = newRouter(func(code int) { rt.metrics.unmatched.WithLabelValues(fmt.Sprint(code)).Inc() })
 	rt.cron = cron.New(cron.WithLogger(cronLogger{log}), cron.WithChain(cron.SkipIfStillRunning(cronLogger{log})))
