@@ -74,8 +74,16 @@ func TestBuildExamples(t *testing.T) {
 			slices.Sort(endpoints)
 			want := slices.Clone(tt.endpoints)
 			slices.Sort(want)
-			if !slices.Equal(flows, tt.flows) || !slices.Equal(endpoints, want) {
-				t.Errorf("flows %v endpoints %v, want %v %v", flows, endpoints, tt.flows, want)
+			// The examples may grow; what this test names must be there.
+			for _, f := range tt.flows {
+				if !slices.Contains(flows, f) {
+					t.Errorf("flows %v lack %s", flows, f)
+				}
+			}
+			for _, e := range want {
+				if !slices.Contains(endpoints, e) {
+					t.Errorf("endpoints %v lack %s", endpoints, e)
+				}
 			}
 			for _, f := range info.Files {
 				if strings.HasPrefix(f, "tests/") {

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,8 +218,11 @@ func TestExamplesOverHTTP(t *testing.T) {
 	if err := json.Unmarshal(get(t, p.adminURL("/flows")).body, &listing); err != nil {
 		t.Fatal(err)
 	}
-	if len(listing.Flows) != 5 || len(listing.Endpoints) != 3 {
-		t.Errorf("listing has %d flows and %d endpoints, want 5 and 3: %+v", len(listing.Flows), len(listing.Endpoints), listing)
+	// The examples may grow; the flows this test relies on must be there.
+	for _, want := range []string{p.url("/hello/{name}"), p.url("/orders/{customer}"), p.url("/orders/{customer}/{id}")} {
+		if !slices.Contains(listing.Endpoints, want) {
+			t.Errorf("endpoints %v lack %s", listing.Endpoints, want)
+		}
 	}
 	for _, f := range listing.Flows {
 		switch f.Name {
