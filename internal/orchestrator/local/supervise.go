@@ -1,0 +1,368 @@
+package local
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// logCheckEvery is how often replica log sizes are checked against the cap.
+const logCheckEvery = 10 * time.Second
+
+// supervise drives the runtime's processes to its desired state until the
+// runtime is deleted or the backend closed. It is level-triggered: every
+// pass looks at what runs and corrects it, whatever happened in between
+// (a crash, a control-plane restart, an Apply).
+func (r *runtimeState) supervise() {
+	defer r.b.wg.Done()
+	defer close(r.ended)
+	first := true
+	defer func() {
+		if first {
+			close(r.firstPass)
+		}
+	}()
+	var lastLogCheck time.Time
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-r.halted:
+			return
+		case <-r.b.stop:
+			return
+		case <-r.wake:
+		case <-timer.C:
+		}
+		if first {
+			r.cleanOrphans()
+		}
+		busy := r.pass()
+		if first {
+			close(r.firstPass)
+			first = false
+		}
+		if time.Since(lastLogCheck) >= logCheckEvery {
+			lastLogCheck = time.Now()
+			r.capLogs()
+		}
+		next := slowTick
+		if busy {
+			next = fastTick
+		}
+		timer.Stop()
+		select {
+		case <-timer.C:
+		default:
+		}
+		timer.Reset(next)
+	}
+}
+
+// cleanOrphans removes what an interrupted control plane may have left:
+// half-written generations and generation directories the state file does
+// not know (made just before a crash, so nothing runs from them).
+func (r *runtimeState) cleanOrphans() {
+	entries, err := os.ReadDir(r.dir)
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || !(strings.HasPrefix(name, ".tmp-") || strings.HasPrefix(name, "gen-")) {
+			continue
+		}
+		if r.st.gen(name) != nil {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(r.dir, name)); err == nil {
+			r.b.log.Info("removed leftover generation directory", "runtime", r.key.String(), "dir", name)
+		}
+	}
+}
+
+type probeTarget struct {
+	pid, port int
+}
+
+// pass is one round of supervision. It answers whether something is under
+// way, so the next pass comes soon.
+func (r *runtimeState) pass() (busy bool) {
+	r.mu.Lock()
+	changed := r.reap()
+	var targets []probeTarget
+	for _, g := range r.st.Gens {
+		for _, p := range g.Procs {
+			if !p.Stopping {
+				targets = append(targets, probeTarget{p.PID, p.AdminPort})
+			}
+		}
+	}
+	r.mu.Unlock()
+
+	results := r.probeAll(targets)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.record(results)
+	if r.converge() {
+		changed = true
+	}
+	if changed {
+		if err := writeState(r.dir, r.st); err != nil {
+			r.b.log.Error("saving runtime state failed", "runtime", r.key.String(), "err", err)
+		}
+	}
+	r.passes++
+	r.passDone.Broadcast()
+	if r.progressing() {
+		return true
+	}
+	for _, g := range r.st.Gens {
+		for _, br := range g.Backoff {
+			if br.Pending {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// reap drops the processes that are gone. One that was not told to stop
+// crashed: that is recorded with its last logged error, and its slot
+// backs off before the restart. Called with r.mu held.
+func (r *runtimeState) reap() (changed bool) {
+	now := r.b.now()
+	for _, g := range r.st.Gens {
+		kept := g.Procs[:0]
+		for _, p := range g.Procs {
+			ok, exitErr := r.alive(g, p)
+			if ok {
+				kept = append(kept, p)
+				continue
+			}
+			changed = true
+			delete(r.ready, p.PID)
+			delete(r.failed, p.PID)
+			if p.Stopping {
+				delete(r.children, p.PID)
+				r.b.log.Info("replica stopped", "runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot, "pid", p.PID)
+				continue
+			}
+			msg := trimError(r.describeExit(p, exitErr))
+			delete(r.children, p.PID)
+			r.st.LastError = msg
+			br := g.retry(p.Slot)
+			if now.Sub(p.StartedAt) >= backoffReset {
+				br.Failures = 0 // it ran fine for a while: not a crash loop
+			}
+			br.Failures++
+			delay := backoffDelay(br.Failures)
+			br.NotBefore = now.Add(delay)
+			br.Pending = true
+			r.b.log.Warn("replica crashed", "runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot,
+				"pid", p.PID, "failures", br.Failures, "restartIn", delay.String(), "lastError", msg)
+		}
+		clear(g.Procs[len(kept):])
+		g.Procs = kept
+	}
+	return changed
+}
+
+func (g *gen) retry(slot int) *slotRetry {
+	if g.Backoff == nil {
+		g.Backoff = map[int]*slotRetry{}
+	}
+	br := g.Backoff[slot]
+	if br == nil {
+		br = &slotRetry{}
+		g.Backoff[slot] = br
+	}
+	return br
+}
+
+// probeAll asks every replica's admin /readyz, concurrently.
+func (r *runtimeState) probeAll(targets []probeTarget) map[int]bool {
+	res := make(map[int]bool, len(targets))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		wg.Go(func() {
+			ok := r.probeOne(t.port)
+			mu.Lock()
+			res[t.pid] = ok
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return res
+}
+
+func (r *runtimeState) probeOne(port int) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostPort(r.b.dialHost, port)+"/readyz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := r.probe.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// record takes in probe results for the processes that still exist. A
+// replica becomes ready on one success and stops being ready after a few
+// failures in a row. Called with r.mu held.
+func (r *runtimeState) record(results map[int]bool) {
+	for _, g := range r.st.Gens {
+		for _, p := range g.Procs {
+			ok, probed := results[p.PID]
+			if !probed {
+				continue
+			}
+			if ok {
+				if !r.ready[p.PID] {
+					r.b.log.Info("replica ready", "runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot,
+						"pid", p.PID, "startup", r.b.now().Sub(p.StartedAt).String())
+				}
+				r.ready[p.PID] = true
+				r.failed[p.PID] = 0
+				continue
+			}
+			r.failed[p.PID]++
+			if r.ready[p.PID] && r.failed[p.PID] >= unreadyAfter {
+				r.b.log.Warn("replica not ready", "runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot, "pid", p.PID)
+				r.ready[p.PID] = false
+			}
+		}
+	}
+}
+
+// converge starts, stops and retires processes towards the desired state.
+// Called with r.mu held; starting a process takes a few milliseconds.
+func (r *runtimeState) converge() (changed bool) {
+	st := r.st
+	target := st.gen(st.Target)
+	if st.Replicas == 0 {
+		target = nil
+	}
+	// Older generations serve until the target is fully ready; then they
+	// drain. The new listeners already share the port, so no connection
+	// finds it closed.
+	if target != nil && r.readyCount(target) >= st.Replicas {
+		for _, g := range st.Gens {
+			if g != target && !g.Retiring {
+				g.Retiring = true
+				changed = true
+				r.b.log.Info("generation retiring", "runtime", r.key.String(), "generation", g.Generation,
+					"replacedBy", target.Generation)
+			}
+		}
+	}
+	now := r.b.now()
+	kept := st.Gens[:0]
+	for _, g := range st.Gens {
+		want := g.Replicas
+		switch {
+		case g == target:
+			want = st.Replicas
+		case target == nil || g.Retiring:
+			want = 0
+		}
+		if r.scale(g, want, now) {
+			changed = true
+		}
+		if want == 0 && len(g.Procs) == 0 && g != target {
+			// Its processes are gone: its materialised secrets go too.
+			if err := os.RemoveAll(filepath.Join(r.dir, g.Dir)); err != nil {
+				r.b.log.Error("removing generation directory failed", "runtime", r.key.String(), "dir", g.Dir, "err", err)
+				kept = append(kept, g)
+				continue
+			}
+			r.b.log.Info("generation removed", "runtime", r.key.String(), "generation", g.Generation, "dir", g.Dir)
+			changed = true
+			continue
+		}
+		kept = append(kept, g)
+	}
+	clear(st.Gens[len(kept):])
+	st.Gens = kept
+	return changed
+}
+
+// readyCount is the number of g's wanted replicas that are ready.
+func (r *runtimeState) readyCount(g *gen) int {
+	n := 0
+	for _, p := range g.Procs {
+		if !p.Stopping && p.Slot < g.Replicas && r.ready[p.PID] {
+			n++
+		}
+	}
+	return n
+}
+
+// scale makes g run want replicas in slots 0…want-1: missing ones start
+// (unless their slot is backing off), extra ones are told to drain, and
+// ones that drain for too long are killed.
+func (r *runtimeState) scale(g *gen, want int, now time.Time) (changed bool) {
+	running := map[int]bool{}
+	for _, p := range g.Procs {
+		switch {
+		case p.Stopping:
+			if time.Since(p.StopSent) > r.b.opts.StopTimeout {
+				r.b.log.Warn("replica did not drain in time; killing it", "runtime", r.key.String(), "pid", p.PID)
+				r.signal(g, p, syscall.SIGKILL)
+			}
+		case p.Slot >= want:
+			r.signal(g, p, syscall.SIGTERM)
+			p.Stopping, p.StopSent = true, time.Now()
+			changed = true
+			r.b.log.Info("replica stopping", "runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot, "pid", p.PID)
+		default:
+			running[p.Slot] = true
+		}
+	}
+	for slot := range g.Backoff {
+		if slot >= want {
+			delete(g.Backoff, slot)
+			changed = true
+		}
+	}
+	for slot := 0; slot < want; slot++ {
+		if running[slot] {
+			continue
+		}
+		br := g.Backoff[slot]
+		if br != nil && now.Before(br.NotBefore) {
+			continue
+		}
+		p, s, err := r.startProcess(g, slot)
+		changed = true
+		if err != nil {
+			br = g.retry(slot)
+			br.Failures++
+			br.NotBefore = now.Add(backoffDelay(br.Failures))
+			br.Pending = true
+			r.st.LastError = trimError(err.Error())
+			r.b.log.Error("starting replica failed", "runtime", r.key.String(), "generation", g.Generation, "slot", slot, "err", err)
+			continue
+		}
+		r.children[p.PID] = s
+		g.Procs = append(g.Procs, p)
+		if br != nil && br.Pending {
+			br.Pending = false
+			r.st.Restarts++
+		}
+	}
+	return changed
+}
