@@ -9,6 +9,9 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"math/rand/v2"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -234,5 +237,54 @@ func TestDeclaredEntries(t *testing.T) {
 	}
 	if _, ok := declaredEntries(strings.NewReader("garbage"), 7); ok {
 		t.Error("declaredEntries found a record in garbage")
+	}
+}
+
+// TestReadLargeArchiveFromFile is the control plane's use: a large upload
+// spooled to a temporary file is checked through io.ReaderAt without the
+// reader holding it in memory.
+func TestReadLargeArchiveFromFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 40 MB")
+	}
+	chunk := make([]byte, 20<<20)
+	rand.New(rand.NewPCG(1, 2)).Read(chunk) // incompressible, like images and archives
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, name := range []string{"static/a.bin", "static/b.bin"} {
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(chunk)
+	}
+	w, _ := zw.Create("sluice.yaml")
+	io.WriteString(w, "name: big\n")
+	zw.Close()
+	f, err := os.CreateTemp(t.TempDir(), "upload-*.bar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	size := int64(buf.Len())
+	buf = bytes.Buffer{}
+	chunk = nil
+	runtime.GC()
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	a, err := Read(f, size, nil)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.UncompressedSize() != 40<<20+int64(len("name: big\n")) {
+		t.Errorf("uncompressed size %d", a.UncompressedSize())
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+		t.Errorf("reading a %d-byte archive allocated %d bytes", size, alloc)
 	}
 }
