@@ -75,5 +75,5 @@ func runGoLoad(t target, conns int, d time.Duration) (result, error) {
 	}
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
 	p99 := latencies[min(len(latencies)-1, len(latencies)*99/100)]
-	return result{rps: float64(len(latencies)) / elapsed.Seconds(), p99: p99, errors: failures}, nil
+	return result{rps: float64(len(latencies)) / elapsed.Seconds(), p99: p99, errors: failures, requests: len(latencies)}, nil
 }

@@ -196,6 +196,12 @@ func run(o options) error {
 		getTarget("sluice GET /api/v1/whoami", creds.Endpoint+"/api/v1/whoami", map[string]string{"Authorization": "Bearer " + token, "X-IBM-Client-Id": creds.ClientID}),
 		getTarget("bare   GET /hello", "http://"+bareAddr+"/hello", nil),
 	}
+	for i := range targets {
+		targets[i].pid = srv.cmd.Process.Pid
+		if i%2 == 1 {
+			targets[i].pid = bare.cmd.Process.Pid
+		}
+	}
 	logf("measuring: %d run(s) of %v after %v warm-up, %d connections, load generator %s, store %s", o.runs, o.duration, o.warmup, o.conns, o.loadgen, storeName)
 	loadStart = loadAvg()
 	results := make([][]result, len(targets))
@@ -208,7 +214,7 @@ func run(o options) error {
 			if err != nil {
 				return err
 			}
-			logf("run %d  %-32s %9.0f req/s  p99 %7.2f ms  %d failed", r+1, t.name, res.rps, ms(res.p99), res.errors)
+			logf("run %d  %-32s %9.0f req/s  p99 %7.2f ms  %6.0f µs CPU/req  %d failed", r+1, t.name, res.rps, ms(res.p99), us(res.cpuPerReq), res.errors)
 			results[i] = append(results[i], res)
 		}
 	}
@@ -238,16 +244,17 @@ func report(w io.Writer, o options, storeName string, targets []target, results 
 	// Other work on the machine skews every figure; the load average says
 	// how much there was.
 	fmt.Fprintf(w, "load average before the runs: %s; after: %s\n\n", loadStart, loadAvg())
-	fmt.Fprintln(w, "| target | req/s median (min–max) | p99 ms median (min–max) | failed requests |")
-	fmt.Fprintln(w, "|---|---|---|---|")
+	fmt.Fprintln(w, "| target | req/s median (min–max) | p99 ms median (min–max) | server CPU µs/request median (min–max) | failed requests |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
 	for i, t := range targets {
 		rps, p99 := column(results[i], func(r result) float64 { return r.rps }), column(results[i], func(r result) float64 { return ms(r.p99) })
 		failed := 0
 		for _, r := range results[i] {
 			failed += r.errors
 		}
-		fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.2f (%.2f–%.2f) | %d |\n", strings.Join(strings.Fields(t.name), " "),
-			median(rps), minOf(rps), maxOf(rps), median(p99), minOf(p99), maxOf(p99), failed)
+		cpu := column(results[i], func(r result) float64 { return us(r.cpuPerReq) })
+		fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.2f (%.2f–%.2f) | %.0f (%.0f–%.0f) | %d |\n", strings.Join(strings.Fields(t.name), " "),
+			median(rps), minOf(rps), maxOf(rps), median(p99), minOf(p99), maxOf(p99), median(cpu), minOf(cpu), maxOf(cpu), failed)
 	}
 	ratios := func(a, b int) []float64 {
 		var rs []float64
@@ -256,9 +263,25 @@ func report(w io.Writer, o options, storeName string, targets []target, results 
 		}
 		return rs
 	}
+	cpuRatios := func(a, b int) []float64 {
+		var rs []float64
+		for r := range results[a] {
+			if results[a][r].cpuPerReq > 0 {
+				rs = append(rs, float64(results[b][r].cpuPerReq)/float64(results[a][r].cpuPerReq))
+			}
+		}
+		return rs
+	}
 	tok, get := ratios(0, 1), ratios(2, 3)
-	fmt.Fprintf(w, "\ntoken exchange / bare JWT signing: %.2f (runs: %s)\n", median(tok), list(tok))
-	fmt.Fprintf(w, "whoami / bare hello:               %.2f (runs: %s)\n", median(get), list(get))
+	fmt.Fprintf(w, "\nthroughput ratio, token exchange / bare JWT signing: %.2f (runs: %s)\n", median(tok), list(tok))
+	fmt.Fprintf(w, "throughput ratio, whoami / bare hello:               %.2f (runs: %s)\n", median(get), list(get))
+	if ct, cg := cpuRatios(0, 1), cpuRatios(2, 3); len(ct) > 0 && len(cg) > 0 {
+		fmt.Fprintf(w, "CPU-per-request ratio (bare CPU / sluice CPU), tokens: %.2f (runs: %s); whoami: %.2f (runs: %s)\n", median(ct), list(ct), median(cg), list(cg))
+		cpuTok := median(column(results[0], func(r result) float64 { return us(r.cpuPerReq) }))
+		if cpuTok > 0 {
+			fmt.Fprintf(w, "token exchanges one core could serve by CPU alone (1 s / CPU per exchange): %.0f/s\n", 1e6/cpuTok)
+		}
+	}
 	tokRPS := median(column(results[0], func(r result) float64 { return r.rps }))
 	verdict := "met"
 	if tokRPS < targetTokensPerSecond {
@@ -270,6 +293,7 @@ func report(w io.Writer, o options, storeName string, targets []target, results 
 // ---- targets and load generation ----
 
 type target struct {
+	pid     int // the server process, for its CPU time
 	name    string
 	url     string
 	method  string
@@ -289,16 +313,50 @@ func getTarget(name, url string, headers map[string]string) target {
 }
 
 type result struct {
-	rps    float64
-	p99    time.Duration
-	errors int
+	rps      float64
+	p99      time.Duration
+	errors   int
+	requests int
+	// cpuPerReq is the server's CPU time (user + system) per request.
+	// Other work on the machine moves it far less than it moves req/s, and
+	// 1 s / cpuPerReq is what one core could serve if nothing waited.
+	cpuPerReq time.Duration
 }
 
 func measure(o options, tmp string, t target, d time.Duration) (result, error) {
+	before, cerr := cpuTime(t.pid)
+	var r result
+	var err error
 	if o.loadgen == "wrk" {
-		return runWrk(o, tmp, t, d)
+		r, err = runWrk(o, tmp, t, d)
+	} else {
+		r, err = runGoLoad(t, o.conns, d)
 	}
-	return runGoLoad(t, o.conns, d)
+	after, cerr2 := cpuTime(t.pid)
+	if err == nil && cerr == nil && cerr2 == nil && r.requests > 0 {
+		r.cpuPerReq = (after - before) / time.Duration(r.requests)
+	}
+	return r, err
+}
+
+// cpuTime reads the user and system CPU time of a process from
+// /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after it
+	// start past the last ')'.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	var utime, stime int64
+	fmt.Sscanf(f[11], "%d", &utime)
+	fmt.Sscanf(f[12], "%d", &stime)
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
 // runWrk runs wrk with a Lua script that sets the method, headers and
@@ -346,6 +404,8 @@ func parseWrk(out string) (result, error) {
 		case len(f) == 2 && f[0] == "Requests/sec:":
 			_, err := fmt.Sscanf(f[1], "%f", &r.rps)
 			haveRPS = err == nil
+		case len(f) >= 3 && f[1] == "requests" && f[2] == "in":
+			fmt.Sscanf(f[0], "%d", &r.requests)
 		case len(f) == 2 && f[0] == "99%":
 			d, err := time.ParseDuration(f[1])
 			r.p99, haveP99 = d, err == nil
@@ -565,6 +625,7 @@ func profileTokens(o options, tmp, self string, serveArgs []string, c creds, pat
 		}
 		t = getTarget("profiled GET /api/v1/whoami", c.Endpoint+"/api/v1/whoami", map[string]string{"Authorization": "Bearer " + tok, "X-IBM-Client-Id": c.ClientID})
 	}
+	t.pid = p.cmd.Process.Pid
 	if _, err := measure(o, tmp, t, o.warmup); err != nil {
 		return err
 	}
@@ -580,8 +641,8 @@ func profileTokens(o options, tmp, self string, serveArgs []string, c creds, pat
 		}
 		return string(out)
 	}
-	fmt.Fprintf(rep, "\n### CPU profile of sluice serve under the %s load (%.0f req/s while profiled; %s)\n\n```\n%s```\n\nby cumulative time:\n\n```\n%s```\n",
-		o.profileLoad, res.rps, path, pprofTop("-nodecount=35"), pprofTop("-cum", "-nodecount=45"))
+	fmt.Fprintf(rep, "\n### CPU profile of sluice serve under the %s load (%.0f req/s, %.0f µs CPU/request while profiled; %s)\n\n```\n%s```\n\nby cumulative time:\n\n```\n%s```\n",
+		o.profileLoad, res.rps, us(res.cpuPerReq), path, pprofTop("-nodecount=35"), pprofTop("-cum", "-nodecount=45"))
 	path += ".block"
 	fmt.Fprintf(rep, "\nwhere goroutines wait (block profile, by cumulative delay; %s):\n\n```\n%s```\n", path, pprofTop("-cum", "-nodecount=45"))
 	return nil
@@ -610,6 +671,8 @@ func logf(format string, args ...any) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func column(rs []result, f func(result) float64) []float64 {
 	out := make([]float64, len(rs))
