@@ -53,7 +53,7 @@ var (
 )
 
 // testBARs builds examples/hello and a copy of it that greets with "Hi".
-func testBARs(t *testing.T) (hello, hi []byte) {
+func testBARs(t testing.TB) (hello, hi []byte) {
 	t.Helper()
 	barsOnce.Do(func() {
 		ctx := context.Background()
@@ -170,7 +170,7 @@ func (e *env) backend() *Backend {
 
 // killAll kills every runtime process started under dir, found through the
 // state files and checked by command line, and waits until they are gone.
-func killAll(t *testing.T, dir string) {
+func killAll(t testing.TB, dir string) {
 	files, _ := filepath.Glob(filepath.Join(dir, "runtimes", "*", "*", stateFile))
 	var pids []int
 	for _, f := range files {
@@ -785,5 +785,170 @@ func TestBackoffDelay(t *testing.T) {
 		if got := backoffDelay(c.failures); got != c.want {
 			t.Errorf("backoffDelay(%d) = %s, want %s", c.failures, got, c.want)
 		}
+	}
+}
+
+// helperEnv carries what the control-plane helper process needs.
+const (
+	helperDir   = "SLUICE_LOCAL_TEST_CP_DIR"
+	helperBin   = "SLUICE_LOCAL_TEST_CP_BIN"
+	helperPorts = "SLUICE_LOCAL_TEST_CP_PORTS"
+)
+
+// TestControlPlaneHelper is not a test: the test below runs this test
+// binary as a control plane (a process of its own, to be SIGKILLed).
+func TestControlPlaneHelper(t *testing.T) {
+	dir := os.Getenv(helperDir)
+	if dir == "" {
+		t.Skip("runs only as the control plane of TestRuntimesSurviveControlPlaneKill")
+	}
+	var ports PortRange
+	fmt.Sscanf(os.Getenv(helperPorts), "%d-%d", &ports.First, &ports.Last)
+	b, err := New(Options{Dir: dir, Binary: os.Getenv(helperBin), Ports: ports})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello, _ := testBARs(t)
+	if _, err := b.Apply(context.Background(), deployment(1, 2, hello)); err != nil {
+		t.Fatal(err)
+	}
+	o := waitSettled(t, b, 1, 2)
+	fmt.Printf("READY %s\n", o.BaseURL)
+	select {} // until killed
+}
+
+func TestRuntimesSurviveControlPlaneKill(t *testing.T) {
+	e := newEnv(t)
+	cp := exec.Command(os.Args[0], "-test.run=^TestControlPlaneHelper$")
+	cp.Env = append(os.Environ(), helperDir+"="+e.dir, helperBin+"="+servertest.Binary(t),
+		fmt.Sprintf("%s=%d-%d", helperPorts, e.ports.First, e.ports.Last))
+	cp.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a group of its own, killed whole below
+	out, err := cp.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Stderr = os.Stderr
+	if err := cp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cp.Process.Pid, syscall.SIGKILL); cp.Wait() })
+	var baseURL string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if u, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
+			baseURL = u
+			break
+		}
+	}
+	if baseURL == "" {
+		t.Fatal("the control-plane helper ended without starting the runtime")
+	}
+	rtDir := filepath.Join(e.dir, testKey.InstanceID, testKey.Name)
+	st, err := readState(rtDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []int
+	for _, p := range st.Gens[0].Procs {
+		ps = append(ps, p.PID)
+	}
+
+	// kill -9 of the control plane's whole process group.
+	if err := syscall.Kill(-cp.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cp.Wait()
+	for i := 0; i < 20; i++ {
+		if c, body := get(t, baseURL+"/hello/orphan"); c != http.StatusOK {
+			t.Fatalf("runtime stopped serving with its control plane: %d %s", c, body)
+		}
+	}
+
+	// A new control plane adopts the processes, which are no longer its
+	// children, and still notices when one dies.
+	b := e.backend()
+	o := observe(t, b, testKey)
+	if o.AvailableReplicas != 2 || o.Generation != 1 || o.BaseURL != baseURL || o.Restarts != 0 {
+		t.Fatalf("adopted runtime observed as %+v", o)
+	}
+	if _, err := b.Apply(context.Background(), deployment(1, 2, helloBAR)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.runtimes[testKey].waitPasses(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	if now := pids(b, testKey); fmt.Sprint(now) != fmt.Sprint(ps) {
+		t.Fatalf("adoption restarted the runtime: pids %v → %v", ps, now)
+	}
+	syscall.Kill(ps[0], syscall.SIGKILL)
+	waitFor(t, "the orphaned replica's death to be noticed", func() bool { return observe(t, b, testKey).Replicas == 1 })
+	e.clock.Add(backoffMin)
+	if o := waitSettled(t, b, 1, 2); o.Restarts != 1 {
+		t.Fatalf("restarts %d, want 1", o.Restarts)
+	}
+}
+
+func TestStartFailureShowsInLastError(t *testing.T) {
+	e := newEnv(t)
+	b := e.backend()
+	hello, _ := testBARs(t)
+	d := deployment(1, 1, hello)
+	d.Configs[1].Data = []byte("shutdown:\n  timeuot: 20s\n") // misspelt: the runtime refuses it
+	if _, err := b.Apply(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	var o orchestrator.Observed
+	waitFor(t, "the failed start to be reported", func() bool {
+		o = observe(t, b, testKey)
+		return o.LastError != ""
+	})
+	if !strings.Contains(o.LastError, "timeuot") || o.AvailableReplicas != 0 {
+		t.Fatalf("observed %+v; want the runtime's own complaint about the setting", o)
+	}
+	if strings.Contains(o.LastError, canary) {
+		t.Fatal("last error holds configuration data")
+	}
+	// It keeps trying, with backoff, counted as restarts.
+	e.clock.Add(backoffMin)
+	waitFor(t, "a restart", func() bool { return observe(t, b, testKey).Restarts >= 1 })
+
+	// A corrected configuration rolls out and serves.
+	if _, err := b.Apply(context.Background(), deployment(2, 1, hello)); err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, b, 2, 1)
+}
+
+func TestReplicaLogsAreCapped(t *testing.T) {
+	e := newEnv(t)
+	b, err := New(Options{Dir: e.dir, Binary: servertest.Binary(t), Ports: e.ports, MaxLogBytes: 200,
+		Log: slog.New(slog.NewTextHandler(e.log, nil)), Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	hello, _ := testBARs(t)
+	if _, err := b.Apply(context.Background(), deployment(1, 1, hello)); err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, b, 1, 1)
+	b.runtimes[testKey].capLogs()
+	logPath := filepath.Join(e.dir, testKey.InstanceID, testKey.Name, "logs", "replica-0.log")
+	cur, err := os.Stat(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.Stat(logPath + ".1")
+	if err != nil || cur.Size() > 200 || old.Size() <= 200 || old.Mode().Perm() != 0o600 {
+		t.Fatalf("after capping: current %d bytes, rotated %v %v", cur.Size(), old, err)
+	}
+	// The tail still reaches into the rotated file.
+	rc, err := b.Logs(context.Background(), testKey, 2, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(rc)
+	if n := strings.Count(string(data), "\n"); n != 2 {
+		t.Fatalf("tail 2 after rotation gave %d lines:\n%s", n, data)
 	}
 }

@@ -63,16 +63,29 @@ func (b *Backend) Logs(ctx context.Context, k orchestrator.Key, tail int, follow
 	if !follow {
 		return io.NopCloser(&head), nil
 	}
+	// The follower ends when ctx ends or the reader is closed, whichever
+	// comes first; it does not wait for a next line to notice.
+	fctx, cancel := context.WithCancel(ctx)
 	pr, pw := io.Pipe()
 	go func() {
+		defer cancel()
 		if _, err := pw.Write(head.Bytes()); err != nil {
 			return
 		}
-		pw.CloseWithError(followLogs(ctx, logDir, offsets, pw))
+		pw.CloseWithError(followLogs(fctx, logDir, offsets, pw))
 	}()
-	// Closing the reader ends the follower at its next write.
-	context.AfterFunc(ctx, func() { pr.CloseWithError(ctx.Err()) })
-	return pr, nil
+	context.AfterFunc(fctx, func() { pr.CloseWithError(ctx.Err()) })
+	return &followReader{PipeReader: pr, cancel: cancel}, nil
+}
+
+type followReader struct {
+	*io.PipeReader
+	cancel context.CancelFunc
+}
+
+func (f *followReader) Close() error {
+	f.cancel()
+	return f.PipeReader.Close()
 }
 
 // replicaLogs lists the current log files of a runtime, by slot.
@@ -224,7 +237,7 @@ func followLogs(ctx context.Context, logDir string, offsets map[string]int64, w 
 
 // lastLoggedError finds the last error a replica logged since it started
 // (from offset on): the message and err of a JSON record at level ERROR,
-// or the CLI's "Error:" line, or a panic. "" when it logged none, e.g.
+// or the CLI's "sluice: …" line, or a panic. "" when it logged none, e.g.
 // when it was killed.
 func lastLoggedError(path string, offset int64) string {
 	fi, err := os.Stat(path)
@@ -260,7 +273,9 @@ func lastLoggedError(path string, offset int64) string {
 				return fmt.Sprintf("%s: %v", rec.Msg, rec.Err)
 			}
 			return rec.Msg
-		case strings.HasPrefix(line, "Error:"), strings.HasPrefix(line, "panic:"), strings.HasPrefix(line, "fatal error:"):
+		case strings.HasPrefix(line, "sluice: "):
+			return strings.TrimPrefix(line, "sluice: ")
+		case strings.HasPrefix(line, "panic:"), strings.HasPrefix(line, "fatal error:"):
 			return line
 		}
 	}

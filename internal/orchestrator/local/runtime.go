@@ -25,6 +25,7 @@ import (
 // start, a backoff, a drain), slow once the runtime is steady.
 const (
 	fastTick = 50 * time.Millisecond
+	waitTick = 250 * time.Millisecond
 	slowTick = time.Second
 	// unreadyAfter failed probes in a row take a ready replica out of the
 	// available count; one slow answer on a busy machine does not.
@@ -41,9 +42,10 @@ type runtimeState struct {
 
 	mu       sync.Mutex
 	st       *state
-	children map[int]*started // processes this backend started (and reaps), by pid
-	ready    map[int]bool     // by pid, from the latest probes
-	failed   map[int]int      // failed probes in a row, by pid
+	children map[int]*started  // processes this backend started (and reaps), by pid
+	ready    map[int]bool      // by pid, from the latest probes
+	failed   map[int]int       // failed probes in a row, by pid
+	launched map[int]time.Time // wall-clock start of the processes started here, for the startup time
 	passes   int
 	passDone *sync.Cond
 
@@ -61,6 +63,7 @@ func (b *Backend) newRuntime(k orchestrator.Key, dir string, st *state) *runtime
 		children:  map[int]*started{},
 		ready:     map[int]bool{},
 		failed:    map[int]int{},
+		launched:  map[int]time.Time{},
 		wake:      make(chan struct{}, 1),
 		halted:    make(chan struct{}),
 		ended:     make(chan struct{}),

@@ -52,8 +52,11 @@ func (r *runtimeState) supervise() {
 			r.capLogs()
 		}
 		next := slowTick
-		if busy {
+		switch busy {
+		case busyActive:
 			next = fastTick
+		case busyWaiting:
+			next = waitTick
 		}
 		timer.Stop()
 		select {
@@ -92,9 +95,18 @@ type probeTarget struct {
 	pid, port int
 }
 
-// pass is one round of supervision. It answers whether something is under
-// way, so the next pass comes soon.
-func (r *runtimeState) pass() (busy bool) {
+// busyness says how soon the next pass should come.
+type busyness int
+
+const (
+	idle        busyness = iota
+	busyWaiting          // only a backoff or a scale is pending
+	busyActive           // processes are starting or stopping
+)
+
+// pass is one round of supervision. It answers how busy the runtime is,
+// so the next pass comes soon when something is under way.
+func (r *runtimeState) pass() busyness {
 	r.mu.Lock()
 	changed := r.reap()
 	var targets []probeTarget
@@ -122,17 +134,24 @@ func (r *runtimeState) pass() (busy bool) {
 	}
 	r.passes++
 	r.passDone.Broadcast()
+	for _, g := range r.st.Gens {
+		for _, p := range g.Procs {
+			if p.Stopping || !r.ready[p.PID] {
+				return busyActive
+			}
+		}
+	}
 	if r.progressing() {
-		return true
+		return busyWaiting
 	}
 	for _, g := range r.st.Gens {
 		for _, br := range g.Backoff {
 			if br.Pending {
-				return true
+				return busyWaiting
 			}
 		}
 	}
-	return false
+	return idle
 }
 
 // reap drops the processes that are gone. One that was not told to stop
@@ -151,6 +170,7 @@ func (r *runtimeState) reap() (changed bool) {
 			changed = true
 			delete(r.ready, p.PID)
 			delete(r.failed, p.PID)
+			delete(r.launched, p.PID)
 			if p.Stopping {
 				delete(r.children, p.PID)
 				r.b.log.Info("replica stopped", "runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot, "pid", p.PID)
@@ -232,8 +252,12 @@ func (r *runtimeState) record(results map[int]bool) {
 			}
 			if ok {
 				if !r.ready[p.PID] {
-					r.b.log.Info("replica ready", "runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot,
-						"pid", p.PID, "startup", r.b.now().Sub(p.StartedAt).String())
+					attrs := []any{"runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot, "pid", p.PID}
+					if at, ok := r.launched[p.PID]; ok {
+						attrs = append(attrs, "startup", time.Since(at).String())
+						delete(r.launched, p.PID)
+					}
+					r.b.log.Info("replica ready", attrs...)
 				}
 				r.ready[p.PID] = true
 				r.failed[p.PID] = 0
@@ -358,6 +382,7 @@ func (r *runtimeState) scale(g *gen, want int, now time.Time) (changed bool) {
 			continue
 		}
 		r.children[p.PID] = s
+		r.launched[p.PID] = time.Now()
 		g.Procs = append(g.Procs, p)
 		if br != nil && br.Pending {
 			br.Pending = false
