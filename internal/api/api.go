@@ -29,6 +29,7 @@ type API struct {
 	Runtimes   *orchestrator.Service
 	Reconciler *orchestrator.Reconciler
 	Traces     *orchestrator.Traces
+	Bundles    *orchestrator.BundleKeys
 	// PublicURL is where clients reach this control plane (BAR urls).
 	PublicURL string
 	// RateLimit limits calls per client id and per instance; nil: no limits.
@@ -123,6 +124,10 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("PUT /api/v1/traces/{name}", a.authed(iam.RoleDeveloper, a.putTrace))
 	mux.Handle("DELETE /api/v1/traces/{name}", a.authed(iam.RoleDeveloper, a.deleteTrace))
 	mux.Handle("GET /api/v1/traces/{name}/download", a.authed(iam.RoleViewer, a.downloadTrace))
+
+	// Runtimes fetch their bundle (BARs and configurations) with a token
+	// scoped to one runtime generation; no user token opens it.
+	mux.HandleFunc("GET /internal/v1/runtimes/{uid}/generations/{generation}/bundle", a.getRuntimeBundle)
 
 	// Audit (admins).
 	mux.Handle("GET /api/v1/audit", a.authed(iam.RoleAdmin, a.listAudit))

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"os/signal"
 	"syscall"
 
@@ -11,7 +12,12 @@ import (
 )
 
 func newRuntimeCommand() *cobra.Command {
-	var opts runtime.Options
+	var (
+		opts      runtime.Options
+		bundleURL string
+		tokenFile string
+		bundleDir string
+	)
 	cmd := &cobra.Command{
 		Use:   "runtime --bar FILE [--bar FILE…] [--config-dir DIR]",
 		Short: "Run an integration runtime: serve the flows of BAR files",
@@ -31,8 +37,8 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 --config-dir is documented in docs/runtime.md.`,
 		Args: barExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(opts.BARs) == 0 {
-				return &usageError{err: errors.New("give at least one --bar FILE"), cmd: cmd.CommandPath()}
+			if len(opts.BARs) == 0 && bundleURL == "" {
+				return &usageError{err: errors.New("give at least one --bar FILE (or --bundle-url)"), cmd: cmd.CommandPath()}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -42,6 +48,16 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 				<-ctx.Done()
 				stop()
 			}()
+			if bundleURL != "" {
+				if tokenFile == "" || len(opts.BARs) > 0 || opts.ConfigDir != "" {
+					return &usageError{err: fmt.Errorf("--bundle-url goes with --bundle-token-file, and replaces --bar and --config-dir"), cmd: cmd.CommandPath()}
+				}
+				bars, configDir, err := runtime.FetchBundle(ctx, bundleURL, tokenFile, bundleDir)
+				if err != nil {
+					return err
+				}
+				opts.BARs, opts.ConfigDir = bars, configDir
+			}
 			return runtime.Run(ctx, opts)
 		},
 	}

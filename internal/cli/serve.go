@@ -50,6 +50,7 @@ func newServeCommand() *cobra.Command {
 		rateClient      string
 		rateInstance    string
 		maxBARSize      int64
+		runtimeBackend  string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -70,6 +71,9 @@ Environment:
 			log, err := obs.NewLogger(os.Stderr, logFormat, logLevel)
 			if err != nil {
 				return err
+			}
+			if runtimeBackend != "local" && runtimeBackend != "none" {
+				return fmt.Errorf("--runtime-backend %q is not local or none", runtimeBackend)
 			}
 			if tokenLifetime < time.Minute || tokenLifetime > 7*24*time.Hour {
 				return fmt.Errorf("--token-lifetime %v is out of range: give 1m to 168h", tokenLifetime)
@@ -98,6 +102,7 @@ Environment:
 				RateLimitClient:   perClient,
 				RateLimitInstance: perInstance,
 				MaxBARSize:        maxBARSize,
+				RuntimeBackend:    runtimeBackend,
 			})
 		},
 	}
@@ -111,6 +116,7 @@ Environment:
 	f.StringVar(&rateClient, "rate-limit-client", envOr("SLUICE_RATE_LIMIT_CLIENT", "600/1m"), "API calls allowed per client id, as N/DURATION, or off (env SLUICE_RATE_LIMIT_CLIENT)")
 	f.StringVar(&rateInstance, "rate-limit-instance", envOr("SLUICE_RATE_LIMIT_INSTANCE", "3000/1m"), "API calls allowed per instance, as N/DURATION, or off (env SLUICE_RATE_LIMIT_INSTANCE)")
 	f.Int64Var(&maxBARSize, "max-bar-size", 100<<20, "largest BAR file upload accepted, in bytes")
+	f.StringVar(&runtimeBackend, "runtime-backend", envOr("SLUICE_RUNTIME_BACKEND", "local"), "where integration runtimes run: local (child processes) or none (env SLUICE_RUNTIME_BACKEND)")
 	f.StringVar(&logFormat, "log-format", envOr("SLUICE_LOG_FORMAT", "auto"), "log format: auto (text on a terminal, JSON otherwise), text or json (env SLUICE_LOG_FORMAT)")
 	f.StringVar(&logLevel, "log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env SLUICE_LOG_LEVEL)")
 	return cmd

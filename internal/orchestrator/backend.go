@@ -11,6 +11,8 @@ import (
 	"context"
 	"io"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/secret"
 )
 
 // Key names one integration runtime.
@@ -46,6 +48,13 @@ type Deployment struct {
 	Replicas   int    // 0 stops the runtime
 	BARs       []BAR
 	Configs    []ConfigFile
+	// BundleURL and BundleToken let the runtime fetch its BARs and
+	// configurations from the control plane itself (`sluice runtime
+	// --bundle-url`), with a credential that opens this runtime
+	// generation's bundle and nothing else. A backend that does so need
+	// not write BARs and Configs anywhere.
+	BundleURL   string
+	BundleToken secret.Value
 }
 
 // Observed is what a backend reports about a runtime.

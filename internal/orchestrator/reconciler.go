@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/bar"
@@ -40,9 +41,16 @@ type Reconciler struct {
 	MaxBARSize int64         // largest external BAR fetched; default 100 MiB
 	// FetchTimeout bounds one external BAR fetch; default 60s.
 	FetchTimeout time.Duration
+	// Bundles mints the credentials runtimes fetch their bundle with, from
+	// BundleBase (the control plane's URL as runtimes reach it).
+	Bundles    *BundleKeys
+	BundleBase string
 
 	kick     chan struct{}
 	initOnce sync.Once
+	settling atomic.Bool // some runtime is on its way to its desired state
+	// passSettling collects, during one pass, whether any runtime settles.
+	passSettling bool
 
 	mu       sync.Mutex
 	blobs    map[string]cachedBAR // by sha256
@@ -57,6 +65,9 @@ type cachedBAR struct {
 	at   time.Time // when a failed fetch happened, to retry it later
 	used bool
 }
+
+// settlingInterval is the time between passes while a runtime settles.
+const settlingInterval = 150 * time.Millisecond
 
 // fetchRetry is how long a failed external fetch is remembered before it
 // is tried again.
@@ -132,16 +143,20 @@ func (r *Reconciler) lead(ctx context.Context) {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
 		if err := r.Pass(ctx); err != nil && ctx.Err() == nil {
 			r.Log.Warn("reconcile pass failed", "err", err)
 		}
+		// While a runtime is starting or rolling over, look again soon so
+		// its status turns Ready (and its endpoints appear) promptly.
+		wait := interval
+		if r.settling.Load() {
+			wait = settlingInterval
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		case <-r.kick:
 		}
 	}
@@ -154,6 +169,8 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.passSettling = false
+	defer func() { r.settling.Store(r.passSettling) }()
 	want := map[Key]bool{}
 	for _, rec := range rts {
 		rt, err := Decode(rec)
@@ -206,7 +223,12 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
 		// Keep whatever generation serves now; report what is missing.
 		obs, err = r.Backend.Observe(ctx, k)
 	default:
-		obs, err = r.Backend.Apply(ctx, Deployment{Key: k, UID: rt.UID, Generation: rt.Generation, Replicas: replicas, BARs: bars, Configs: configs})
+		d := Deployment{Key: k, UID: rt.UID, Generation: rt.Generation, Replicas: replicas, BARs: bars, Configs: configs}
+		if r.Bundles != nil && r.BundleBase != "" {
+			d.BundleURL = BundleURL(r.BundleBase, rt.UID, rt.Generation)
+			d.BundleToken = r.Bundles.Token(rt.UID, rt.Generation)
+		}
+		obs, err = r.Backend.Apply(ctx, d)
 		if err == nil {
 			st.ObservedGeneration = rt.Generation
 		}
@@ -253,6 +275,9 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
 			reason, msg = "Missing", "waiting for: "+strings.Join(missing, ", ")
 		}
 		st.Conditions = setCondition(st.Conditions, "Ready", "False", reason, msg, now)
+	}
+	if st.Phase == PhasePending && len(missing) == 0 {
+		r.passSettling = true
 	}
 	progress := "False"
 	if obs.Progressing || (!upToDate && len(missing) == 0 && fetchErr == "") {
@@ -519,4 +544,9 @@ func (r *Reconciler) keepTracing(ctx context.Context, rt Runtime, adminURL strin
 			r.Log.Warn("unable to switch tracing on", "runtime", rt.Name, "trace", tr.Name, "err", err)
 		}
 	}
+}
+
+// BundleURL is where a runtime generation fetches its bundle.
+func BundleURL(base, uid string, gen int64) string {
+	return fmt.Sprintf("%s/internal/v1/runtimes/%s/generations/%d/bundle", strings.TrimRight(base, "/"), uid, gen)
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
+	"github.com/sluice-dev/sluice/internal/orchestrator/local"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
 )
@@ -40,6 +42,7 @@ type Config struct {
 	RateLimitClient   iam.Limit     // per client id; zero: none
 	RateLimitInstance iam.Limit     // per instance; zero: none
 	MaxBARSize        int64         // largest BAR upload; 0: the default
+	RuntimeBackend    string        // "local" (default) or "none"
 	Now               func() time.Time
 	Log               *slog.Logger
 	Stdout            io.Writer // where the one start-up line goes
@@ -96,6 +99,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return fmt.Errorf("unable to create the first instance: %w", err)
 	}
+	// Hashing the admin's password (argon2id, 64 MiB) leaves that much heap
+	// behind; give it back rather than carry it for the process's life.
+	debug.FreeOSMemory()
 	if creds != nil {
 		creds.Endpoint = url
 		if err := announceInitialCredentials(cfg.Stdout, dataDir, *creds); err != nil {
@@ -107,10 +113,24 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	go tokens.Refresh(refreshCtx, time.Minute)
 
 	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: cfg.Now}
-	a := &api.API{Store: st, IAM: svc, Log: cfg.Log, Now: cfg.Now, PublicURL: url, Runtimes: runtimes,
-		Configs: &configuration.Service{Store: st, Keyring: keyring, IAM: svc, Now: cfg.Now, InUse: runtimes.InUse},
+	configs := &configuration.Service{Store: st, Keyring: keyring, IAM: svc, Now: cfg.Now, InUse: runtimes.InUse}
+	a := &api.API{Store: st, IAM: svc, Log: cfg.Log, Now: cfg.Now, PublicURL: url, Runtimes: runtimes, Configs: configs,
 		BARs: &barstore.Service{Store: st, IAM: svc, TempDir: filepath.Join(dataDir, "tmp"), MaxSize: cfg.MaxBARSize, Now: cfg.Now,
 			InUse: runtimes.InUse},
+	}
+	if cfg.RuntimeBackend != "none" {
+		backend, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log.With("component", "local-backend"), Now: cfg.Now})
+		if err != nil {
+			return fmt.Errorf("unable to start the local runtime backend: %w", err)
+		}
+		rec := &orchestrator.Reconciler{Store: st, Configs: configs, Backend: backend, Log: cfg.Log.With("component", "reconciler"),
+			Now: cfg.Now, MaxBARSize: cfg.MaxBARSize}
+		runtimes.Kick = rec.Kick
+		a.Reconciler = rec
+		a.Traces = &orchestrator.Traces{Store: st, IAM: svc, Reconciler: rec, Now: cfg.Now}
+		// The reconciler stops with the control plane; the runtimes it
+		// started keep serving and are adopted at the next start.
+		go rec.Run(refreshCtx)
 	}
 	if cfg.RateLimitClient.Requests > 0 || cfg.RateLimitInstance.Requests > 0 {
 		a.RateLimit = &iam.RateLimiter{PerClient: cfg.RateLimitClient, PerInstance: cfg.RateLimitInstance, Now: cfg.Now}

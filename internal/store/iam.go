@@ -167,6 +167,9 @@ type IAM interface {
 	// subject and its jti.
 	GrantState(ctx context.Context, clientID, keyID, subjectID, jti string) (GrantState, error)
 
+	GetSetting(ctx context.Context, key string) (string, error)
+	PutSettingIfAbsent(ctx context.Context, key, value string) error
+
 	InsertAuditEvents(ctx context.Context, evs []AuditEvent) error
 	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 }
@@ -590,3 +593,16 @@ func (s *sqlStore) ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditE
 }
 
 var _ = fmt.Sprintf
+
+// GetSetting reads one control-plane setting.
+func (s *sqlStore) GetSetting(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.queryRow(ctx, `SELECT value FROM settings WHERE key = $1`, key).Scan(&v)
+	return v, s.mapErr("read setting "+key, err)
+}
+
+// PutSettingIfAbsent stores a setting unless one is there already.
+func (s *sqlStore) PutSettingIfAbsent(ctx context.Context, key, value string) error {
+	_, err := s.exec(ctx, `INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, key, value)
+	return s.mapErr("write setting "+key, err)
+}

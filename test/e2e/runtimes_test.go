@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/bar"
+	"github.com/sluice-dev/sluice/internal/server/servertest"
+)
+
+// helloBAR builds a hello project whose greeting starts with word, so two
+// generations of one runtime can be told apart.
+func helloBAR(t *testing.T, word string) []byte {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "flows"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte("name: hello\nversion: 1.0.0\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "flows", "hello.yaml"), []byte(fmt.Sprintf(
+		"flow: hello\ntrigger:\n  http:\n    method: GET\n    path: /hello/{name}\nsteps:\n  - map: '{greeting: \"%s, \\(.params.name)!\"}'\n", word)), 0o644)
+	b, _, err := bar.Build(context.Background(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func putBAR(t *testing.T, c *servertest.Client, name string, content []byte) string {
+	t.Helper()
+	req, _ := http.NewRequest("PUT", c.URL+"/api/v1/bar-files/"+name, strings.NewReader(string(content)))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("X-IBM-Client-Id", c.ClientID)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ URL string }
+	json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode/100 != 2 || out.URL == "" {
+		t.Fatalf("upload %s: %d", name, resp.StatusCode)
+	}
+	return out.URL
+}
+
+type runtimeStatus struct {
+	Metadata struct{ Generation int64 }
+	Status   struct {
+		Phase              string
+		ObservedGeneration int64
+		Restarts           int
+		Endpoints          []struct{ URI string }
+	}
+}
+
+// waitReady polls the runtime until it is Ready at generation gen and
+// returns its first endpoint.
+func waitReady(t *testing.T, c *servertest.Client, name string, gen int64) runtimeStatus {
+	t.Helper()
+	var st runtimeStatus
+	for i := 0; i < 240; i++ {
+		code, body := c.Do("GET", "/api/v1/integration-runtimes/"+name, nil)
+		if code == 200 {
+			json.Unmarshal(body, &st)
+			if st.Status.Phase == "Ready" && st.Status.ObservedGeneration >= gen && len(st.Status.Endpoints) > 0 {
+				return st
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("runtime %s not Ready at generation %d: %+v", name, gen, st)
+	return st
+}
+
+// load calls url until stop is closed and counts failures (errors and
+// non-200 answers) and the answers seen.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	bodies     map[string]int
+	lastErr    atomic.Value
+}
+
+func startLoad(url string, stop <-chan struct{}, wg *sync.WaitGroup) *load {
+	l := &load{bodies: map[string]int{}}
+	client := &http.Client{Timeout: 10 * time.Second}
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; n < 200000; n++ { // bounded, whatever happens
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(url)
+				if err != nil {
+					l.failed.Add(1)
+					l.lastErr.Store(err.Error())
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					l.failed.Add(1)
+					l.lastErr.Store(fmt.Sprintf("%d %s", resp.StatusCode, b))
+					continue
+				}
+				l.ok.Add(1)
+				l.mu.Lock()
+				l.bodies[string(b)]++
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// Editing a runtime's spec rolls it over to the new generation without
+// failing a single request of a steady load.
+func TestRollingRedeployLosesNoRequest(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	admin := s.Admin(t)
+	v1 := putBAR(t, admin, "hello-v1", helloBAR(t, "Hello"))
+	v2 := putBAR(t, admin, "hello-v2", helloBAR(t, "Bonjour"))
+	spec := map[string]any{"metadata": map[string]string{"name": "roll"}, "spec": map[string]any{"barURL": []string{v1}, "replicas": 2}}
+	if code, body := admin.Do("PUT", "/api/v1/integration-runtimes/roll", spec); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	st := waitReady(t, admin, "roll", 1)
+	url := strings.Replace(st.Status.Endpoints[0].URI, "{name}", "load", 1)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	l := startLoad(url, stop, &wg)
+	time.Sleep(500 * time.Millisecond)
+	spec["spec"].(map[string]any)["barURL"] = []string{v2}
+	if code, body := admin.Do("PUT", "/api/v1/integration-runtimes/roll", spec); code != 200 {
+		t.Fatalf("edit: %d %s", code, body)
+	}
+	waitReady(t, admin, "roll", 2)
+	// Keep the load on until the new generation answers, then a little more.
+	for i := 0; i < 200; i++ {
+		l.mu.Lock()
+		n := l.bodies[`{"greeting":"Bonjour, load!"}`+"\n"] + l.bodies[`{"greeting":"Bonjour, load!"}`]
+		l.mu.Unlock()
+		if n > 50 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("requests: %d ok, %d failed; answers %v", l.ok.Load(), l.failed.Load(), l.bodies)
+	if l.failed.Load() != 0 {
+		t.Fatalf("%d requests failed during the rollout (last: %v)", l.failed.Load(), l.lastErr.Load())
+	}
+	if len(l.bodies) < 2 {
+		t.Fatalf("the load never saw the new generation: %v", l.bodies)
+	}
+}
+
+// Killing the control plane leaves runtimes serving; the restarted
+// control plane adopts them instead of restarting them.
+func TestControlPlaneRestartKeepsTraffic(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	admin := s.Admin(t)
+	u := putBAR(t, admin, "hello", helloBAR(t, "Hello"))
+	spec := map[string]any{"metadata": map[string]string{"name": "steady"}, "spec": map[string]any{"barURL": []string{u}}}
+	if code, body := admin.Do("PUT", "/api/v1/integration-runtimes/steady", spec); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	st := waitReady(t, admin, "steady", 1)
+	url := strings.Replace(st.Status.Endpoints[0].URI, "{name}", "load", 1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	l := startLoad(url, stop, &wg)
+	time.Sleep(300 * time.Millisecond)
+	s.Kill()
+	time.Sleep(time.Second) // traffic with no control plane at all
+	s.Restart()
+	admin = s.Admin(t)
+	after := waitReady(t, admin, "steady", 1)
+	time.Sleep(2 * time.Second) // a few reconcile passes of the new control plane
+	close(stop)
+	wg.Wait()
+	t.Logf("requests: %d ok, %d failed", l.ok.Load(), l.failed.Load())
+	if l.failed.Load() != 0 || l.ok.Load() == 0 {
+		t.Fatalf("%d requests failed across the control-plane restart (last: %v)", l.failed.Load(), l.lastErr.Load())
+	}
+	if after.Status.Restarts != 0 || strings.Contains(s.Stderr(), `"msg":"replica started"`) {
+		t.Fatalf("the restarted control plane restarted the runtime instead of adopting it:\n%s", tail(s.Stderr(), 30))
+	}
+	// And it still manages it: deleting stops it.
+	if code, _ := admin.Do("DELETE", "/api/v1/integration-runtimes/steady", nil); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	for i := 0; i < 120; i++ {
+		if _, err := http.Get(url); err != nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatal("the runtime still serves after its deletion")
+}
