@@ -13,14 +13,15 @@ import (
 	"github.com/sluice-dev/sluice/internal/bar"
 )
 
-// newBarCommand is the parent of the BAR verbs; later ones (push, list,
-// pull) talk to the control plane.
+// newBarCommand is the parent of the BAR verbs: build and inspect work on
+// local files, the others (barfiles.go) talk to the control plane.
 func newBarCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bar",
 		Short: "Build and inspect BAR files (integration project archives)",
 	}
 	cmd.AddCommand(newBarBuildCommand(), newBarInspectCommand())
+	cmd.AddCommand(barAPICommands()...)
 	return cmd
 }
 

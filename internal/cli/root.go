@@ -40,6 +40,9 @@ func newRootCommand() *cobra.Command {
 		newCredentialsCommand(),
 		newUsersCommand(),
 		newAuditCommand(),
+		newConfigurationsCommand(),
+		newRuntimesCommand(),
+		newTracesCommand(),
 	)
 	return root
 }
