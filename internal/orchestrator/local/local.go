@@ -32,6 +32,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/orchestrator"
@@ -334,6 +335,12 @@ func (b *Backend) Delete(ctx context.Context, k orchestrator.Key) error {
 	}
 	r.halt()
 	r.stopAll(ctx)
+	// Anything still running from the directory (a replica the state
+	// file never recorded) must not outlive its secrets.
+	for _, pid := range runtimesUnder(r.dir) {
+		b.log.Warn("killing a replica the state file does not know", "runtime", k.String(), "pid", pid)
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 	b.mu.Lock()
 	delete(b.runtimes, k)
 	b.mu.Unlock()

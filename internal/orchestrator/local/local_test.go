@@ -952,3 +952,68 @@ func TestReplicaLogsAreCapped(t *testing.T) {
 		t.Fatalf("tail 2 after rotation gave %d lines:\n%s", n, data)
 	}
 }
+
+// A replica started by a control plane that died before recording it is
+// found by its command line and stopped by the next control plane; the
+// recorded ones are left alone.
+func TestAdoptionStopsUnrecordedReplicas(t *testing.T) {
+	e := newEnv(t)
+	b1 := e.backend()
+	hello, _ := testBARs(t)
+	ctx := context.Background()
+	if _, err := b1.Apply(ctx, deployment(1, 1, hello)); err != nil {
+		t.Fatal(err)
+	}
+	o := waitSettled(t, b1, 1, 1)
+	b1.Close()
+	recorded := pids(b1, testKey)
+
+	rtDir := filepath.Join(e.dir, testKey.InstanceID, testKey.Name)
+	gens, _ := filepath.Glob(filepath.Join(rtDir, "gen-*"))
+	if len(gens) != 1 {
+		t.Fatalf("generation directories %v", gens)
+	}
+	stray := exec.Command(servertest.Binary(t), "runtime", "--bar", filepath.Join(gens[0], "bars", "hello.bar"),
+		"--config-dir", filepath.Join(gens[0], "config"), "--listen", strings.TrimPrefix(o.BaseURL, "http://"),
+		"--admin-listen", "127.0.0.1:0")
+	if err := stray.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- stray.Wait() }()
+	t.Cleanup(func() { stray.Process.Kill() })
+	waitFor(t, "the stray replica to run", func() bool {
+		return contains(runtimesUnder(rtDir), stray.Process.Pid)
+	})
+
+	b2 := e.backend()
+	if o := observe(t, b2, testKey); o.AvailableReplicas != 1 {
+		t.Fatalf("adopted runtime observed as %+v", o)
+	}
+	select {
+	case <-exited:
+	case <-time.After(time.Minute):
+		t.Fatal("the unrecorded replica was not stopped")
+	}
+	if fmt.Sprint(pids(b2, testKey)) != fmt.Sprint(recorded) || !alivePID(recorded[0]) {
+		t.Fatalf("recorded replica %v disturbed: now %v", recorded, pids(b2, testKey))
+	}
+}
+
+func TestRuntimeProcessesFindsWhatRunsUnderADirectory(t *testing.T) {
+	e := newEnv(t)
+	b := e.backend()
+	hello, _ := testBARs(t)
+	if _, err := b.Apply(context.Background(), deployment(1, 2, hello)); err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, b, 1, 2)
+	got := RuntimeProcesses(filepath.Dir(e.dir))
+	want := pids(b, testKey)
+	if len(got) != 2 || !contains(got, want[0]) || !contains(got, want[1]) {
+		t.Fatalf("RuntimeProcesses = %v, want %v", got, want)
+	}
+	if other := RuntimeProcesses(t.TempDir()); len(other) != 0 {
+		t.Fatalf("processes found under an empty directory: %v", other)
+	}
+}

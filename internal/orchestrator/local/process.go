@@ -76,6 +76,48 @@ func isRuntimeOf(info procInfo, genDir string, startTime uint64) bool {
 	return false
 }
 
+// RuntimeProcesses lists the pids of the `sluice runtime` processes that
+// run from under dir (a backend's Dir, or a data directory holding it).
+// Runtimes outlive their control plane by design, so tests and tools that
+// throw a data directory away use it to stop what still runs from there.
+func RuntimeProcesses(dir string) []int {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil
+	}
+	return runtimesUnder(abs)
+}
+
+// runtimesUnder lists the live `sluice runtime` processes whose command
+// line names a path under dir, whatever the state file says: a replica
+// started just before the control plane died, and not yet recorded, is
+// found this way.
+func runtimesUnder(dir string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	prefix := dir + string(filepath.Separator)
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		info, err := readProc(pid)
+		if err != nil || info.state == 'Z' || info.state == 'X' || len(info.cmdline) < 2 || info.cmdline[1] != "runtime" {
+			continue
+		}
+		for _, a := range info.cmdline {
+			if strings.HasPrefix(a, prefix) {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
 // envKeep are the variables of the control plane's environment a runtime
 // inherits. Everything else (the store's DSN, the master key, cloud
 // credentials) stays with the control plane.
@@ -128,11 +170,16 @@ func (r *runtimeState) startProcess(g *gen, slot int) (*proc, *started, error) {
 		offset = fi.Size()
 	}
 	args := []string{"runtime"}
-	for _, name := range g.BARs {
-		args = append(args, "--bar", filepath.Join(genDir, "bars", name))
+	if g.Bundle != "" {
+		args = append(args, "--bundle-url", g.Bundle, "--bundle-token-file", filepath.Join(genDir, bundleTokenFile),
+			"--bundle-dir", filepath.Join(genDir, fmt.Sprintf("bundle-%d", slot)))
+	} else {
+		for _, name := range g.BARs {
+			args = append(args, "--bar", filepath.Join(genDir, "bars", name))
+		}
+		args = append(args, "--config-dir", filepath.Join(genDir, "config"))
 	}
 	args = append(args,
-		"--config-dir", filepath.Join(genDir, "config"),
 		"--listen", hostPort(b.opts.Host, r.port()),
 		"--admin-listen", hostPort(b.opts.Host, admin),
 		"--public-url", r.baseURL(),

@@ -171,6 +171,9 @@ func (r *runtimeState) apply(d orchestrator.Deployment) error {
 	return nil
 }
 
+// bundleTokenFile holds a generation's bundle token, mode 0600.
+const bundleTokenFile = "bundle.token"
+
 // materialise writes a generation's BARs and configurations into a
 // directory of its own. It writes into a temporary directory first and
 // renames it, so a generation directory is always complete.
@@ -197,6 +200,18 @@ func (r *runtimeState) materialise(d orchestrator.Deployment, hash string) (*gen
 		return fail(fmt.Errorf("local: materialising %s: %w", r.key, err))
 	}
 	g := &gen{Dir: name, Generation: d.Generation, Hash: hash, Replicas: d.Replicas}
+	if d.BundleURL != "" {
+		// The replicas fetch their BARs and configurations themselves,
+		// with a token that opens this generation's bundle alone.
+		if err := os.WriteFile(filepath.Join(tmp, bundleTokenFile), []byte(d.BundleToken.Reveal()), 0o600); err != nil {
+			return fail(fmt.Errorf("local: materialising %s: %w", r.key, err))
+		}
+		g.Bundle = d.BundleURL
+		if err := os.Rename(tmp, filepath.Join(r.dir, name)); err != nil {
+			return fail(fmt.Errorf("local: materialising %s: %w", r.key, err))
+		}
+		return g, nil
+	}
 	seen := map[string]bool{}
 	for _, b := range d.BARs {
 		if !namePart.MatchString(b.Name) || seen[b.Name] {

@@ -40,7 +40,11 @@ type gen struct {
 	Generation int64    `json:"generation"`
 	Hash       string   `json:"hash"` // of the BARs and configurations it was made from
 	BARs       []string `json:"bars"` // file names under bars/, in the order given
-	Replicas   int      `json:"replicas"`
+	// Bundle, when set, is the URL its replicas fetch their BARs and
+	// configurations from (with the token in bundle.token) instead of the
+	// bars/ and config/ directories.
+	Bundle   string `json:"bundle,omitempty"`
+	Replicas int    `json:"replicas"`
 	// Retiring is set once a newer generation is ready: its processes are
 	// told to drain and its directory goes when they are gone.
 	Retiring bool               `json:"retiring,omitempty"`

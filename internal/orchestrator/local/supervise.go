@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -68,15 +69,32 @@ func (r *runtimeState) supervise() {
 }
 
 // cleanOrphans removes what an interrupted control plane may have left:
-// half-written generations and generation directories the state file does
-// not know (made just before a crash, so nothing runs from them).
+// replicas it started but had not recorded yet (told to drain: nothing
+// would ever stop them otherwise, and their slots are started again),
+// half-written generations and generation directories the state file
+// does not know.
 func (r *runtimeState) cleanOrphans() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	known := map[int]bool{}
+	for _, g := range r.st.Gens {
+		for _, p := range g.Procs {
+			known[p.PID] = true
+		}
+	}
+	for _, pid := range runtimesUnder(r.dir) {
+		if known[pid] {
+			continue
+		}
+		r.b.log.Warn("stopping a replica the state file does not know", "runtime", r.key.String(), "pid", pid)
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+			r.b.log.Warn("signalling replica failed", "runtime", r.key.String(), "pid", pid, "err", err)
+		}
+	}
 	entries, err := os.ReadDir(r.dir)
 	if err != nil {
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, e := range entries {
 		name := e.Name()
 		if !e.IsDir() || !(strings.HasPrefix(name, ".tmp-") || strings.HasPrefix(name, "gen-")) {
