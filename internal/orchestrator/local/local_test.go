@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
@@ -1016,4 +1018,51 @@ func TestRuntimeProcessesFindsWhatRunsUnderADirectory(t *testing.T) {
 	if other := RuntimeProcesses(t.TempDir()); len(other) != 0 {
 		t.Fatalf("processes found under an empty directory: %v", other)
 	}
+}
+
+// A stopped runtime's port taken meanwhile by another process (with
+// SO_REUSEPORT, which would share it) is not joined: the start fails and
+// says why, and succeeds once the port is free again.
+func TestPortTakenByAnotherProcessIsNotShared(t *testing.T) {
+	e := newEnv(t)
+	b := e.backend()
+	hello, _ := testBARs(t)
+	ctx := context.Background()
+	o, err := b.Apply(ctx, deployment(1, 1, hello))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, b, 1, 1)
+	if _, err := b.Apply(ctx, deployment(1, 0, hello)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the runtime to stop", func() bool {
+		o := observe(t, b, testKey)
+		return o.Replicas == 0 && !o.Progressing
+	})
+
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		return serr
+	}}
+	squatter, err := lc.Listen(ctx, "tcp", strings.TrimPrefix(o.BaseURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squatter.Close()
+	if _, err := b.Apply(ctx, deployment(1, 1, hello)); err != nil {
+		t.Fatal(err)
+	}
+	var got orchestrator.Observed
+	waitFor(t, "the refused start to be reported", func() bool {
+		got = observe(t, b, testKey)
+		return strings.Contains(got.LastError, "taken by another process")
+	})
+	if got.Replicas != 0 {
+		t.Fatalf("a replica started on a port shared with a stranger: %+v", got)
+	}
+	squatter.Close()
+	e.clock.Add(backoffMin)
+	waitSettled(t, b, 1, 1)
 }

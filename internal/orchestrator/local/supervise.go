@@ -3,6 +3,8 @@ package local
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -388,7 +390,12 @@ func (r *runtimeState) scale(g *gen, want int, now time.Time) (changed bool) {
 		if br != nil && now.Before(br.NotBefore) {
 			continue
 		}
-		p, s, err := r.startProcess(g, slot)
+		var p *proc
+		var s *started
+		err := r.portFree()
+		if err == nil {
+			p, s, err = r.startProcess(g, slot)
+		}
 		changed = true
 		if err != nil {
 			br = g.retry(slot)
@@ -408,4 +415,24 @@ func (r *runtimeState) scale(g *gen, want int, now time.Time) (changed bool) {
 		}
 	}
 	return changed
+}
+
+// portFree checks, when none of the runtime's processes runs, that nothing
+// else listens on its port. Replicas share the port through SO_REUSEPORT,
+// which would as readily share it with an unrelated process of the same
+// user (say, a runtime of another control plane's data directory that got
+// the same port while this one was stopped): the two would split the
+// traffic. Called with r.mu held.
+func (r *runtimeState) portFree() error {
+	for _, g := range r.st.Gens {
+		if len(g.Procs) > 0 {
+			return nil // ours hold it
+		}
+	}
+	ln, err := net.Listen("tcp", hostPort(r.b.opts.Host, r.port()))
+	if err != nil {
+		return fmt.Errorf("local: port %d of runtime %s is taken by another process: %w", r.port(), r.key, err)
+	}
+	ln.Close()
+	return nil
 }
