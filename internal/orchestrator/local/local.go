@@ -341,10 +341,15 @@ func (b *Backend) Delete(ctx context.Context, k orchestrator.Key) error {
 		b.log.Warn("killing a replica the state file does not know", "runtime", k.String(), "pid", pid)
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+	// The directory goes before the runtime leaves the map, both under
+	// b.mu: a get in between would adopt it again from its state file.
 	b.mu.Lock()
-	delete(b.runtimes, k)
+	err = removeRuntimeDir(b.opts.Dir, r.dir)
+	if err == nil {
+		delete(b.runtimes, k)
+	}
 	b.mu.Unlock()
-	if err := removeRuntimeDir(b.opts.Dir, r.dir); err != nil {
+	if err != nil {
 		return err
 	}
 	b.log.Info("runtime deleted", "runtime", k.String())

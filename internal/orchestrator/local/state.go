@@ -47,9 +47,12 @@ type gen struct {
 	Replicas int    `json:"replicas"`
 	// Retiring is set once a newer generation is ready: its processes are
 	// told to drain and its directory goes when they are gone.
-	Retiring bool               `json:"retiring,omitempty"`
-	Procs    []*proc            `json:"processes,omitempty"`
-	Backoff  map[int]*slotRetry `json:"backoff,omitempty"` // by replica slot
+	Retiring bool `json:"retiring,omitempty"`
+	// Served is set once one of its replicas was ready: a generation that
+	// never served is retired as soon as a newer one is the target.
+	Served  bool               `json:"served,omitempty"`
+	Procs   []*proc            `json:"processes,omitempty"`
+	Backoff map[int]*slotRetry `json:"backoff,omitempty"` // by replica slot
 }
 
 // proc is one replica process.

@@ -281,6 +281,7 @@ func (r *runtimeState) record(results map[int]bool) {
 				}
 				r.ready[p.PID] = true
 				r.failed[p.PID] = 0
+				g.Served = true
 				continue
 			}
 			r.failed[p.PID]++
@@ -303,13 +304,17 @@ func (r *runtimeState) converge() (changed bool) {
 	// Older generations serve until the target is fully ready; then they
 	// drain. The new listeners already share the port, so no connection
 	// finds it closed.
-	if target != nil && r.readyCount(target) >= st.Replicas {
+	// A generation that never served (say, superseded while it was still
+	// starting, or crash-looping) has nothing to hand over: it goes at
+	// once.
+	if target != nil {
+		allReady := r.readyCount(target) >= st.Replicas
 		for _, g := range st.Gens {
-			if g != target && !g.Retiring {
+			if g != target && !g.Retiring && (allReady || !g.Served) {
 				g.Retiring = true
 				changed = true
 				r.b.log.Info("generation retiring", "runtime", r.key.String(), "generation", g.Generation,
-					"replacedBy", target.Generation)
+					"replacedBy", target.Generation, "served", g.Served)
 			}
 		}
 	}
