@@ -349,6 +349,15 @@ func testResponsesFollowTheDocument(t *testing.T, dsn string) {
 	either(h.do(call{method: "GET", path: "/api/v1/traces/t1", as: admin, conforms: true}), 200)
 	either(h.do(call{label: "download a trace of a stopped runtime", method: "GET", path: "/api/v1/traces/t1/download", as: admin, conforms: true}), 409)
 	either(h.do(call{method: "DELETE", path: "/api/v1/traces/t1", as: admin, conforms: true}), 204)
+	// The bundle endpoint opens only with the runtime's own token.
+	bundle := "/internal/v1/runtimes/" + web["metadata"].(map[string]any)["uid"].(string) + "/generations/1/bundle"
+	either(h.do(call{label: "bundle without a token", method: "GET", path: bundle, rejects: true}), 401)
+	either(h.do(call{label: "bundle with a user's token", method: "GET", path: bundle, conforms: true,
+		header: map[string]string{"Authorization": "Bearer " + admin.Token}}), 403)
+	either(h.do(call{label: "bundle with a made-up runtime token", method: "GET", path: bundle, conforms: true,
+		header: map[string]string{"Authorization": "Bearer slrt_0000000000000000000000000000000000000000"}}), 403)
+	either(h.do(call{label: "bundle of a generation that is not a number", method: "GET", path: strings.Replace(bundle, "/1/", "/one/", 1), rejects: true,
+		header: map[string]string{"Authorization": "Bearer " + admin.Token}}), 401)
 	h.do(call{method: "DELETE", path: "/api/v1/integration-runtimes/web", as: admin, want: 204, conforms: true})
 	h.do(call{method: "DELETE", path: "/api/v1/integration-runtimes/web", as: admin, want: 404, conforms: true})
 	h.do(call{method: "POST", path: "/api/v1/integration-runtimes", as: admin, body: rt("api", 0, barURL), want: 201, conforms: true})
