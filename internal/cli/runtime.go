@@ -68,5 +68,8 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 	f.StringVar(&opts.AdminListen, "admin-listen", "127.0.0.1:7600", "address of the admin listener (health, metrics, flows, traces)")
 	f.StringVar(&opts.PublicURL, "public-url", "", "base URL advertised for the flows' endpoints (default http://<listen address>)")
 	f.StringArrayVar(&opts.Traces, "trace", nil, "trace type to record from the start: user or service (repeat for both)")
+	f.StringVar(&bundleURL, "bundle-url", "", "fetch the BARs and configurations from the control plane at this URL instead of --bar/--config-dir")
+	f.StringVar(&tokenFile, "bundle-token-file", "", "file holding the runtime's bundle token (with --bundle-url)")
+	f.StringVar(&bundleDir, "bundle-dir", "bundle", "directory the fetched bundle is unpacked into (files 0600)")
 	return cmd
 }

@@ -123,8 +123,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if err != nil {
 			return fmt.Errorf("unable to start the local runtime backend: %w", err)
 		}
+		bundles, err := orchestrator.LoadBundleKeys(ctx, st, keyring)
+		if err != nil {
+			return fmt.Errorf("unable to load the runtime bundle key: %w", err)
+		}
+		// Runtimes run on this host and reach the control plane on its
+		// listen address.
 		rec := &orchestrator.Reconciler{Store: st, Configs: configs, Backend: backend, Log: cfg.Log.With("component", "reconciler"),
-			Now: cfg.Now, MaxBARSize: cfg.MaxBARSize}
+			Now: cfg.Now, MaxBARSize: cfg.MaxBARSize, Bundles: bundles, BundleBase: loopbackURL(ln.Addr())}
+		a.Bundles = bundles
 		runtimes.Kick = rec.Kick
 		a.Reconciler = rec
 		a.Traces = &orchestrator.Traces{Store: st, IAM: svc, Reconciler: rec, Now: cfg.Now}
@@ -193,4 +200,18 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// loopbackURL is the listen address as a URL processes on this host can
+// dial: an unspecified host (0.0.0.0, ::) becomes 127.0.0.1.
+func loopbackURL(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP == nil || tcp.IP.IsUnspecified() {
+		port := 0
+		if ok {
+			port = tcp.Port
+		}
+		return fmt.Sprintf("http://127.0.0.1:%d", port)
+	}
+	return "http://" + addr.String()
 }

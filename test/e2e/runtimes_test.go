@@ -214,3 +214,67 @@ func TestControlPlaneRestartKeepsTraffic(t *testing.T) {
 	}
 	t.Fatal("the runtime still serves after its deletion")
 }
+
+// A runtime's bundle token opens that runtime generation's bundle and
+// nothing else; user tokens open no bundle at all.
+func TestBundleTokenIsScopedToOneRuntime(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	admin := s.Admin(t)
+	u := putBAR(t, admin, "hello", helloBAR(t, "Hello"))
+	uids := map[string]string{}
+	for _, name := range []string{"a", "b"} {
+		spec := map[string]any{"metadata": map[string]string{"name": name}, "spec": map[string]any{"barURL": []string{u}}}
+		code, body := admin.Do("PUT", "/api/v1/integration-runtimes/"+name, spec)
+		if code != 201 {
+			t.Fatalf("create %s: %d %s", name, code, body)
+		}
+		var rt struct{ Metadata struct{ UID string } }
+		json.Unmarshal(body, &rt)
+		uids[name] = rt.Metadata.UID
+		waitReady(t, admin, name, 1)
+	}
+	tokens, _ := filepath.Glob(filepath.Join(s.DataDir, "runtimes", "*", "a", "gen-*", "bundle.token"))
+	if len(tokens) != 1 {
+		t.Fatalf("runtime a's bundle token files: %v", tokens)
+	}
+	if fi, err := os.Stat(tokens[0]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("bundle token file mode: %v %v", fi.Mode().Perm(), err)
+	}
+	tokA, _ := os.ReadFile(tokens[0])
+	bundle := func(uid string, gen int, token string) int {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/internal/v1/runtimes/%s/generations/%d/bundle", s.URL, uid, gen), nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && !strings.Contains(string(b), "bars/") {
+			t.Fatalf("bundle holds no bars/: %d bytes", len(b))
+		}
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		name  string
+		uid   string
+		gen   int
+		token string
+		want  int
+	}{
+		{"own bundle", uids["a"], 1, string(tokA), 200},
+		{"another runtime's bundle", uids["b"], 1, string(tokA), 403},
+		{"another generation", uids["a"], 2, string(tokA), 403},
+		{"a user's access token", uids["a"], 1, admin.Token, 403},
+		{"no token", uids["a"], 1, "", 401},
+	} {
+		if got := bundle(c.uid, c.gen, c.token); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+	if strings.Contains(s.Stderr(), strings.TrimSpace(string(tokA))) {
+		t.Fatal("a bundle token reached the control plane's log")
+	}
+}
