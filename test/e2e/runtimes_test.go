@@ -278,3 +278,64 @@ func TestBundleTokenIsScopedToOneRuntime(t *testing.T) {
 		t.Fatal("a bundle token reached the control plane's log")
 	}
 }
+
+// A BAR that cannot be fetched shows as a condition with the reason, not
+// as a crash; the runtime's logs can be read and followed.
+func TestFetchFailureConditionAndLogs(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	admin := s.Admin(t)
+	// Nothing listens on port 1 of the loopback: the fetch fails fast.
+	spec := map[string]any{"metadata": map[string]string{"name": "unreachable"},
+		"spec": map[string]any{"barURL": []string{"https://127.0.0.1:1/bars/x.bar"}}}
+	if code, body := admin.Do("PUT", "/api/v1/integration-runtimes/unreachable", spec); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var st struct {
+		Status struct {
+			Phase      string
+			Conditions []struct{ Type, Status, Reason, Message string }
+		}
+	}
+	for i := 0; i < 120; i++ {
+		_, body := admin.Do("GET", "/api/v1/integration-runtimes/unreachable", nil)
+		json.Unmarshal(body, &st)
+		if st.Status.Phase == "Failed" {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	found := false
+	for _, c := range st.Status.Conditions {
+		if c.Reason == "BARFetchFailed" && c.Status == "False" && strings.Contains(c.Message, "127.0.0.1:1") {
+			found = true
+		}
+	}
+	if st.Status.Phase != "Failed" || !found {
+		t.Fatalf("unreachable BAR: status %+v", st.Status)
+	}
+
+	u := putBAR(t, admin, "hello", helloBAR(t, "Hello"))
+	ok := map[string]any{"metadata": map[string]string{"name": "logged"}, "spec": map[string]any{"barURL": []string{u}}}
+	admin.Do("PUT", "/api/v1/integration-runtimes/logged", ok)
+	waitReady(t, admin, "logged", 1)
+	code, body := admin.Do("GET", "/api/v1/integration-runtimes/logged/logs?tail=50", nil)
+	if code != 200 || !strings.Contains(string(body), "ready") {
+		t.Fatalf("logs: %d %s", code, body)
+	}
+	// Follow streams as server-sent events.
+	req, _ := http.NewRequest("GET", s.URL+"/api/v1/integration-runtimes/logged/logs?tail=5&follow=true", nil)
+	req.Header.Set("Authorization", "Bearer "+admin.Token)
+	req.Header.Set("X-IBM-Client-Id", admin.ClientID)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 4096)
+	n, _ := resp.Body.Read(buf)
+	if resp.Header.Get("Content-Type") != "text/event-stream" || !strings.HasPrefix(string(buf[:n]), "data: ") {
+		t.Fatalf("follow: %s %q", resp.Header.Get("Content-Type"), buf[:n])
+	}
+}
