@@ -3,9 +3,10 @@
 // id, client secret, API key), exchanges them for an access token at
 // POST /api/v1/tokens, keeps the token, renews it shortly before it
 // expires and once when the server refuses it (a locked or rotated key, a
-// revoked token), and offers a typed method per endpoint of the identity
-// API: users, service IDs, API keys, public API credentials, audit and
-// whoami.
+// revoked token), and offers a typed method per endpoint: the identity API
+// (users, service IDs, API keys, public API credentials, audit, whoami),
+// configurations, BAR files (streamed upload and download with progress),
+// integration runtimes (with watch and logs) and traces.
 //
 // The types mirror the JSON the server sends ({metadata, spec, status}).
 // Secret values (client secrets, API keys, passwords, access tokens) are

@@ -18,7 +18,7 @@ import (
 func newBarCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bar",
-		Short: "Build and inspect BAR files (integration project archives)",
+		Short: "Build, inspect, push, pull and manage BAR files (integration project archives)",
 	}
 	cmd.AddCommand(newBarBuildCommand(), newBarInspectCommand())
 	cmd.AddCommand(barAPICommands()...)

@@ -260,6 +260,9 @@ func runtimeProgress(rt client.IntegrationRuntime) string {
 	if m := readyMessage(rt); m != "" {
 		s += " — " + m
 	}
+	if c, ok := rt.Status.Condition("Progressing"); ok && c.Status == "True" && c.Message != "" {
+		s += " (rolling out: " + c.Message + ")"
+	}
 	return s
 }
 
