@@ -17,7 +17,7 @@ func TestRuntimeResource(t *testing.T) {
 	admin.call("PUT", "/api/v1/configurations/sc", cfgBody("sc", "serverconf", "values: {}\n"))
 	barURL := e.url + "/api/v1/bar-files/hello/content"
 	spec := map[string]any{"barURL": []string{barURL}, "configurations": []string{"sc"}, "version": "13.0", "replicas": 1,
-		"template": map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "runtime"}}}},
+		"template":           map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "runtime"}}}},
 		"forceFlowBasicAuth": map[string]any{"enabled": true}}
 	r := admin.call("PUT", "/api/v1/integration-runtimes/ir1", runtimeBody("ir1", spec))
 	if r.code != 201 {
