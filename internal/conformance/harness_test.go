@@ -26,7 +26,8 @@ import (
 )
 
 // kin-openapi decodes the bodies of the media types it knows; a stream of
-// server-sent events is text, read as a string.
+// server-sent events is text, and a zip (a trace, a bundle) is bytes: both
+// are read as a string.
 var registerDecoders sync.Once
 
 func decodeText(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
@@ -38,7 +39,10 @@ func decodeText(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3
 // server list replaced by the server under test so routes resolve.
 func loadDoc(t *testing.T, serverURL string) (*openapi3.T, routers.Router) {
 	t.Helper()
-	registerDecoders.Do(func() { openapi3filter.RegisterBodyDecoder("text/event-stream", decodeText) })
+	registerDecoders.Do(func() {
+		openapi3filter.RegisterBodyDecoder("text/event-stream", decodeText)
+		openapi3filter.RegisterBodyDecoder("application/zip", decodeText)
+	})
 	doc, err := openapi3.NewLoader().LoadFromData(apispec.YAML())
 	if err != nil {
 		t.Fatalf("load openapi.yaml: %v", err)
