@@ -345,8 +345,24 @@ func TestRuntimeWaitAgainstServer(t *testing.T) {
 		t.Errorf("watch printed %q (%v)", line, err)
 	}
 
-	if r := cli.run("", nil, "runtimes", "logs", "hello", "--tail", "20"); r.code != 0 || r.stdout == "" {
+	if r := cli.run("", nil, "runtimes", "logs", "hello", "--tail", "20"); r.code != 0 || !strings.Contains(r.stdout, "runtime ready") {
 		t.Errorf("logs: %+v", r)
+	}
+	// --follow prints the tail as plain lines, then keeps the stream open.
+	follow := exec.Command(servertest.Binary(t), "runtimes", "logs", "hello", "--tail", "1", "--follow")
+	follow.Env = cli.env
+	fout, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err = readLine(fout)
+	follow.Process.Kill()
+	follow.Wait()
+	if err != nil || strings.TrimSpace(line) == "" || strings.HasPrefix(line, "data:") {
+		t.Errorf("logs --follow printed %q (%v)", line, err)
 	}
 
 	var tr struct {
