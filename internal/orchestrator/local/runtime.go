@@ -277,10 +277,9 @@ func (r *runtimeState) observe() orchestrator.Observed {
 func (r *runtimeState) progressing() bool {
 	st := r.st
 	for _, g := range st.Gens {
-		if g.Dir == st.Target {
-			continue
-		}
-		if len(g.Procs) > 0 {
+		// Any other generation is still draining, or its directory (and
+		// secrets) is still to be removed.
+		if g.Dir != st.Target {
 			return true
 		}
 	}
