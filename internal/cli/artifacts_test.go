@@ -300,6 +300,15 @@ func TestRuntimeWaitAgainstServer(t *testing.T) {
 	if r := cli.run("", nil, "traces", "list"); strings.Contains(r.stderr, "runs no integration runtime backend") {
 		t.Skip("this control plane runs no runtime backend yet")
 	}
+	// Runtime processes outlive the control plane by design: should the
+	// test fail half-way, stop them (replicas 0, waited for) before the
+	// control plane goes.
+	t.Cleanup(func() {
+		if r := cli.run("", nil, "runtimes", "get", "hello"); r.code == 0 {
+			cli.run("", nil, "runtimes", "apply", "hello", "--bar", "hello", "--replicas", "0", "--wait", "--timeout", "1m")
+			cli.run("", nil, "runtimes", "delete", "hello")
+		}
+	})
 	cli.ok("bar", "push", buildExample(t, cli, "hello", nil))
 
 	r := cli.run("", nil, "runtimes", "create", "hello", "--bar", "hello", "--wait", "--timeout", "2m", "-o", "json")
