@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-10s}
-ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8s}
+ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-32}
 STARTUPS=${STARTUPS:-20}
 

@@ -139,7 +139,11 @@ func (rt *Runtime) message(w http.ResponseWriter, r *http.Request, lf *loadedFlo
 	}
 	for k, v := range r.Header {
 		if len(v) > 0 {
-			msg.Headers[strings.ToLower(k)] = v[0]
+			lk, ok := lowerHeader[k]
+			if !ok {
+				lk = strings.ToLower(k)
+			}
+			msg.Headers[lk] = v[0]
 		}
 	}
 	if r.URL.RawQuery != "" {
@@ -181,6 +185,19 @@ func (rt *Runtime) message(w http.ResponseWriter, r *http.Request, lf *loadedFlo
 	msg.Body = string(data)
 	return msg, 0, nil
 }
+
+// lowerHeader holds the lower-case names of common headers, so that
+// building a message does not allocate a new string for each of them.
+var lowerHeader = func() map[string]string {
+	m := map[string]string{}
+	for _, h := range []string{"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
+		"Connection", "Content-Encoding", "Content-Length", "Content-Type", "Cookie", "Forwarded", "If-Match",
+		"If-None-Match", "Origin", "Referer", "Traceparent", "Tracestate", "User-Agent", "X-Correlation-Id",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id"} {
+		m[h] = strings.ToLower(h)
+	}
+	return m
+}()
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
