@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -121,7 +122,12 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	s := &Server{t: t, opts: opts, DataDir: opts.DataDir}
 	s.start()
-	t.Cleanup(func() { s.Stop() })
+	t.Cleanup(func() {
+		s.Stop()
+		// Runtimes outlive their control plane on purpose (restart
+		// safety), so a test's runtimes are ended here, by their data dir.
+		KillProcessesUnder(s.opts.DataDir)
+	})
 	return s
 }
 
@@ -311,4 +317,24 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// KillProcessesUnder SIGKILLs every process whose command line names dir:
+// the runtimes a test's control plane started in its data dir.
+func KillProcessesUnder(dir string) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil || dir == "" {
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmdline, []byte(dir)) {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
