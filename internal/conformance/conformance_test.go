@@ -332,6 +332,8 @@ func testResponsesFollowTheDocument(t *testing.T, dsn string) {
 	h.do(call{label: "PUT back an edited runtime", method: "PUT", path: "/api/v1/integration-runtimes/web", as: admin, body: web, want: 200, conforms: true})
 	h.do(call{label: "delete a BAR file a runtime uses", method: "DELETE", path: "/api/v1/bar-files/hello", as: admin, want: 409, conforms: true})
 	h.do(call{label: "delete a configuration a runtime uses", method: "DELETE", path: "/api/v1/configurations/db", as: admin, want: 409, conforms: true})
+	h.do(call{label: "delete with force neither true nor false", method: "DELETE", path: "/api/v1/configurations/db?force=yes", as: admin, want: 400, rejects: true})
+	h.do(call{label: "force-delete a configuration a runtime uses", method: "DELETE", path: "/api/v1/configurations/db?force=true", as: admin, want: 204, conforms: true})
 	// Logs and traces need a runtime backend; a control plane without one
 	// answers 503, which the document also covers.
 	either := func(ex *exchange, want int) {
