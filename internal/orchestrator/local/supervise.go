@@ -23,7 +23,12 @@ const logCheckEvery = 10 * time.Second
 // (a crash, a control-plane restart, an Apply).
 func (r *runtimeState) supervise() {
 	defer r.b.wg.Done()
-	defer close(r.ended)
+	defer func() {
+		close(r.ended)
+		r.mu.Lock()
+		r.passDone.Broadcast() // waitPasses sees the end
+		r.mu.Unlock()
+	}()
 	first := true
 	defer func() {
 		if first {
