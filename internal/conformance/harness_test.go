@@ -157,6 +157,9 @@ func (c call) build(base string) (*http.Request, []byte, error) {
 	return req, raw, nil
 }
 
+// tokenAnswer is the exact shape of a token answer (see login).
+var tokenAnswer = regexp.MustCompile(`^\{"access_token":"[A-Za-z0-9_.-]+","token_type":"bearer","scope":"[a-z:]+","expires_in":[1-9][0-9]*\}\n?$`)
+
 // errorPrefix is how every /api/v1 error body starts: App Connect scripts
 // grep for it, so member order is part of the contract although JSON
 // Schema cannot say so.
@@ -338,6 +341,11 @@ func (h *harness) login(label, clientID, clientSecret, instanceID, apiKey string
 		body:   map[string]string{"apiKey": apiKey}, want: 200, conforms: true})
 	if ex.status != 200 {
 		h.t.FailNow()
+	}
+	// Member order and compactness are contract too: App Connect scripts
+	// cut the token out with tr and grep.
+	if !tokenAnswer.Match(ex.body) {
+		h.t.Errorf("%s: token answer is not compact JSON in the order access_token, token_type, scope, expires_in: %s", label, ex.body)
 	}
 	tok := decode[struct {
 		AccessToken string `json:"access_token"`
