@@ -66,7 +66,9 @@ func (s *Service) ListAPIKeys(ctx context.Context, p Principal) ([]store.APIKey,
 	if p.IsAdmin() {
 		owner = ""
 	}
-	return s.Store.ListAPIKeys(ctx, p.InstanceID, owner)
+	ks, err := s.Store.ListAPIKeys(ctx, p.InstanceID, owner)
+	s.used.pendingKeys(ks)
+	return ks, err
 }
 
 // GetAPIKey reads one key the caller may see.
@@ -79,7 +81,9 @@ func (s *Service) GetAPIKey(ctx context.Context, p Principal, id string) (store.
 		// Someone else's key is as good as absent to a non-admin.
 		return store.APIKey{}, notFound("API key %s not found", id)
 	}
-	return k, nil
+	one := []store.APIKey{k}
+	s.used.pendingKeys(one)
+	return one[0], nil
 }
 
 // SetAPIKeyLocked locks or unlocks a key. A locked key cannot be exchanged

@@ -76,7 +76,9 @@ func (s *Service) ListClientCredentials(ctx context.Context, p Principal) ([]sto
 	if !p.IsAdmin() {
 		return nil, forbidden("only admins list public API credentials")
 	}
-	return s.Store.ListClientCredentials(ctx, p.InstanceID)
+	cs, err := s.Store.ListClientCredentials(ctx, p.InstanceID)
+	s.used.pendingClients(cs)
+	return cs, err
 }
 
 // GetClientCredential reads one credential (admins only).
@@ -85,7 +87,9 @@ func (s *Service) GetClientCredential(ctx context.Context, p Principal, name str
 		return store.ClientCredential{}, forbidden("only admins read public API credentials")
 	}
 	c, err := s.Store.GetClientCredentialByName(ctx, p.InstanceID, name)
-	return c, storeErr(err, "credential "+name)
+	one := []store.ClientCredential{c}
+	s.used.pendingClients(one)
+	return one[0], storeErr(err, "credential "+name)
 }
 
 // DeleteClientCredential removes a credential; every token minted for its

@@ -48,7 +48,7 @@ func (s *Service) ExchangeAPIKey(ctx context.Context, r TokenRequest) (TokenResp
 	p.SubjectKind, p.SubjectName = key.OwnerKind, key.OwnerName
 	return s.issue(ctx, p, Claims{Subject: key.OwnerID, ClientID: cred.ClientID, InstanceID: cred.InstanceID,
 		Role: key.OwnerRole, Scope: scopeFor(key.OwnerRole), KeyID: key.ID}, "apiKey/"+key.ID, func() {
-		_ = s.Store.TouchAPIKey(ctx, key.ID, s.now())
+		s.used.key(key.ID, s.now())
 	})
 }
 
@@ -137,7 +137,7 @@ func (s *Service) issue(ctx context.Context, p Principal, c Claims, object strin
 	if after != nil {
 		after()
 	}
-	_ = s.Store.TouchClientCredential(ctx, c.ClientID, s.now())
+	s.used.client(c.ClientID, s.now())
 	// expires_in is derived from the signed claims, never from
 	// configuration, so it always equals exp − iat.
 	return TokenResponse{AccessToken: raw, TokenType: "bearer", Scope: c.Scope, ExpiresIn: c.Expiry - c.IssuedAt}, nil

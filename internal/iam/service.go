@@ -64,6 +64,8 @@ type Service struct {
 	Tokens *Tokens
 	Audit  *Auditor
 	Now    func() time.Time
+
+	used usage // last-used times, written by RecordUsage
 }
 
 func (s *Service) now() time.Time {
@@ -157,6 +159,11 @@ func (s *Service) newInstance(name string) (store.NewInstance, InitialCredential
 // credentials, changing nothing, when the store was bootstrapped before —
 // by this process or any other sharing the store.
 func (s *Service) Bootstrap(ctx context.Context) (*InitialCredentials, error) {
+	// Look before building the first instance: that hashes a password
+	// (argon2id, 64 MiB), which every later start would pay for nothing.
+	if _, err := s.Store.GetSetting(ctx, "bootstrapped"); err == nil {
+		return nil, nil
+	}
 	n, creds, err := s.newInstance("default")
 	if err != nil {
 		return nil, err

@@ -111,6 +111,16 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	refreshCtx, stopRefresh := context.WithCancel(context.Background())
 	defer stopRefresh()
 	go tokens.Refresh(refreshCtx, time.Minute)
+	usageDone := make(chan struct{})
+	go func() {
+		defer close(usageDone)
+		svc.RecordUsage(refreshCtx, time.Second)
+	}()
+	// Last-used times still in memory are written before the store closes.
+	defer func() {
+		stopRefresh()
+		<-usageDone
+	}()
 
 	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: cfg.Now}
 	configs := &configuration.Service{Store: st, Keyring: keyring, IAM: svc, Now: cfg.Now, InUse: runtimes.InUse}

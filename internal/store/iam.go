@@ -149,6 +149,9 @@ type IAM interface {
 	SetAPIKeyLocked(ctx context.Context, instanceID, id string, locked bool) error
 	DeleteAPIKey(ctx context.Context, instanceID, id string) error
 	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+	// RecordUse writes last-used times of API keys and client
+	// credentials in one transaction.
+	RecordUse(ctx context.Context, keys, clients map[string]time.Time) error
 
 	CreateClientCredential(ctx context.Context, c ClientCredential) error
 	GetClientCredential(ctx context.Context, clientID string) (ClientCredential, error)
@@ -605,4 +608,20 @@ func (s *sqlStore) GetSetting(ctx context.Context, key string) (string, error) {
 func (s *sqlStore) PutSettingIfAbsent(ctx context.Context, key, value string) error {
 	_, err := s.exec(ctx, `INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, key, value)
 	return s.mapErr("write setting "+key, err)
+}
+
+func (s *sqlStore) RecordUse(ctx context.Context, keys, clients map[string]time.Time) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for id, at := range keys {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND last_used_at < $1`), ms(at), id); err != nil {
+				return s.mapErr("record API key use", err)
+			}
+		}
+		for id, at := range clients {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE client_credentials SET last_used_at = $1 WHERE client_id = $2 AND last_used_at < $1`), ms(at), id); err != nil {
+				return s.mapErr("record client credential use", err)
+			}
+		}
+		return nil
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/secret"
@@ -81,25 +82,60 @@ type sqlStore struct {
 	location   string
 	migrations []migration
 	queries    queryCache
+	stmts      sync.Map // query text -> *sql.Stmt
 }
 
 func (s *sqlStore) Kind() string     { return s.d.name }
 func (s *sqlStore) Location() string { return s.location }
-func (s *sqlStore) Close() error     { return s.db.Close() }
+func (s *sqlStore) Close() error {
+	s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
+	return s.db.Close()
+}
 
 // q returns query text rebound for the dialect, cached.
 func (s *sqlStore) q(query string) string { return s.queries.get(query, s.d.rebind) }
 
+// stmt returns the query prepared once for the whole pool: the hot paths
+// (token exchange, the per-request grant check) then skip parsing SQL on
+// every call. database/sql prepares it again on each connection as needed.
+func (s *sqlStore) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if v, ok := s.stmts.Load(query); ok {
+		return v.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, s.q(query))
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
 func (s *sqlStore) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return s.db.ExecContext(ctx, s.q(query), args...)
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
 }
 
 func (s *sqlStore) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return s.db.QueryRowContext(ctx, s.q(query), args...)
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		// A statement that does not prepare fails the same way as a query.
+		return s.db.QueryRowContext(ctx, s.q(query), args...)
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 func (s *sqlStore) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return s.db.QueryContext(ctx, s.q(query), args...)
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
 }
 
 // mapErr turns driver errors into the package's sentinel errors.
