@@ -918,7 +918,9 @@ func TestStartFailureShowsInLastError(t *testing.T) {
 	if _, err := b.Apply(context.Background(), deployment(2, 1, hello)); err != nil {
 		t.Fatal(err)
 	}
-	waitSettled(t, b, 2, 1)
+	if o := waitSettled(t, b, 2, 1); o.LastError != "" || o.Restarts < 1 {
+		t.Fatalf("after the fix: %+v; want the error gone and the restarts kept", o)
+	}
 }
 
 func TestReplicaLogsAreCapped(t *testing.T) {

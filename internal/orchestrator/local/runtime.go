@@ -142,9 +142,11 @@ func (r *runtimeState) apply(d orchestrator.Deployment) error {
 		r.b.log.Info("runtime scaled", "runtime", r.key.String(), "from", st.Replicas, "to", d.Replicas)
 		st.Replicas, changed = d.Replicas, true
 	}
+	// The last error belongs to what ran before a stop or a new
+	// generation; kept, it would make a healthy start look failed.
 	if d.Replicas == 0 {
 		if st.Target != "" {
-			st.Target, changed = "", true
+			st.Target, st.LastError, changed = "", "", true
 		}
 	} else {
 		hash := contentHash(d)
@@ -156,6 +158,7 @@ func (r *runtimeState) apply(d orchestrator.Deployment) error {
 			}
 			st.Gens = append(st.Gens, g)
 			st.Target = g.Dir
+			st.LastError = ""
 			t = g
 			changed = true
 			r.b.log.Info("generation materialised", "runtime", r.key.String(), "generation", d.Generation,

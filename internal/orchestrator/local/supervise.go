@@ -203,7 +203,11 @@ func (r *runtimeState) reap() (changed bool) {
 			}
 			msg := trimError(r.describeExit(p, exitErr))
 			delete(r.children, p.PID)
-			r.st.LastError = msg
+			if g.Dir == r.st.Target {
+				// A superseded generation's crash says nothing about
+				// the spec that is wanted now; it is only logged.
+				r.st.LastError = msg
+			}
 			br := g.retry(p.Slot)
 			if now.Sub(p.StartedAt) >= backoffReset {
 				br.Failures = 0 // it ran fine for a while: not a crash loop
