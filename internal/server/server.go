@@ -152,11 +152,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.RateLimitClient.Requests > 0 || cfg.RateLimitInstance.Requests > 0 {
 		a.RateLimit = &iam.RateLimiter{PerClient: cfg.RateLimitClient, PerInstance: cfg.RateLimitInstance, Now: cfg.Now}
 	}
+	// Requests get a context that ends when shutdown begins, so
+	// long-lived streams (watch, log follow) end at once and only real
+	// in-flight requests hold up a graceful stop.
+	baseCtx, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
 	srv := &http.Server{
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 	}
+	srv.RegisterOnShutdown(endStreams)
 	public := ""
 	if url != listenURL {
 		public = "public URL " + url + ", "

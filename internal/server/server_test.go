@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -333,4 +334,34 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 	}
 	resp.Body.Close()
 	expect(401, "token revoked at replica A")
+}
+
+// A graceful stop does not wait for long-lived streams (a watch), and
+// finishes requests in flight.
+func TestGracefulStopEndsStreams(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{Args: []string{"--runtime-backend", "none", "--shutdown-timeout", "60s"}})
+	admin := s.Admin(t)
+	req, _ := http.NewRequest("GET", s.URL+"/api/v1/integration-runtimes?watch=true", nil)
+	req.Header.Set("Authorization", "Bearer "+admin.Token)
+	req.Header.Set("X-IBM-Client-Id", admin.ClientID)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("watch: %v %v", err, resp)
+	}
+	defer resp.Body.Close()
+	streamEnded := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, resp.Body)
+		close(streamEnded)
+	}()
+	// With a 60 s shutdown timeout, a stream that held up the stop would
+	// outlast servertest's 30 s patience and get the process killed:
+	// Stop would then report an error.
+	if err := s.Stop(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, s.Stderr())
+	}
+	<-streamEnded
+	if strings.Contains(s.Stderr(), "cut off at the shutdown deadline") {
+		t.Fatalf("shutdown hit its deadline:\n%s", s.Stderr())
+	}
 }
