@@ -227,6 +227,7 @@ func (b *Backend) get(ctx context.Context, k orchestrator.Key, create bool) (*ru
 				return nil, fmt.Errorf("local: state file of %s names %s/%s", k, st.InstanceID, st.Name)
 			}
 			r = b.newRuntime(k, dir, st)
+			r.adopted = true
 			b.log.Info("runtime adopted", "runtime", k.String(), "port", st.Port, "processes", st.processCount())
 		case errors.Is(err, fs.ErrNotExist) && create:
 			port, perr := b.allocatePort()

@@ -104,6 +104,12 @@ func runtimesUnder(dir string) []int {
 		if err != nil {
 			continue
 		}
+		// The command line alone sorts out almost every process; only
+		// candidates are looked at further.
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmd, []byte("\x00runtime\x00")) || !bytes.Contains(cmd, []byte(prefix)) {
+			continue
+		}
 		info, err := readProc(pid)
 		if err != nil || info.state == 'Z' || info.state == 'X' || len(info.cmdline) < 2 || info.cmdline[1] != "runtime" {
 			continue

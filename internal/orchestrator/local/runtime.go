@@ -54,6 +54,7 @@ type runtimeState struct {
 	haltOnce  sync.Once
 	ended     chan struct{} // closed when the supervisor has ended
 	firstPass chan struct{}
+	adopted   bool // found on disk: processes of an earlier control plane may run
 	probe     *http.Client
 }
 

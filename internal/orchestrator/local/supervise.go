@@ -47,7 +47,7 @@ func (r *runtimeState) supervise() {
 		case <-r.wake:
 		case <-timer.C:
 		}
-		if first {
+		if first && r.adopted {
 			r.cleanOrphans()
 		}
 		busy := r.pass()
