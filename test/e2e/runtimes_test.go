@@ -339,3 +339,48 @@ func TestFetchFailureConditionAndLogs(t *testing.T) {
 		t.Fatalf("follow: %s %q", resp.Header.Get("Content-Type"), buf[:n])
 	}
 }
+
+// A runtime naming a BAR file and a configuration that do not exist yet
+// is accepted, says what is missing, and starts once they appear.
+func TestRuntimeStartsWhenWhatItNamesAppears(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	admin := s.Admin(t)
+	spec := map[string]any{"metadata": map[string]string{"name": "early"}, "spec": map[string]any{
+		"barURL": []string{s.URL + "/api/v1/bar-files/later/content"}, "configurations": []string{"later-conf"}}}
+	if code, body := admin.Do("PUT", "/api/v1/integration-runtimes/early", spec); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var st struct {
+		Status struct {
+			Phase      string
+			Conditions []struct{ Type, Status, Reason, Message string }
+		}
+	}
+	for i := 0; i < 120; i++ {
+		_, body := admin.Do("GET", "/api/v1/integration-runtimes/early", nil)
+		json.Unmarshal(body, &st)
+		if len(st.Status.Conditions) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	said := ""
+	for _, c := range st.Status.Conditions {
+		if c.Type == "DependenciesAvailable" && c.Status == "False" {
+			said = c.Message
+		}
+	}
+	if st.Status.Phase != "Pending" || !strings.Contains(said, "BAR file later") || !strings.Contains(said, "configuration later-conf") {
+		t.Fatalf("status while things are missing: %+v", st.Status)
+	}
+	putBAR(t, admin, "later", helloBAR(t, "Hello"))
+	body := map[string]any{"metadata": map[string]string{"name": "later-conf"},
+		"spec": map[string]any{"type": "serverconf", "data": "dmFsdWVzOiB7fQo="}} // "values: {}\n"
+	if code, b := admin.Do("PUT", "/api/v1/configurations/later-conf", body); code != 201 {
+		t.Fatalf("configuration: %d %s", code, b)
+	}
+	ready := waitReady(t, admin, "early", 1)
+	if resp, err := http.Get(strings.Replace(ready.Status.Endpoints[0].URI, "{name}", "x", 1)); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the runtime does not answer once started: %v %v", err, resp)
+	}
+}
