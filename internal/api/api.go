@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/barstore"
@@ -131,8 +132,7 @@ func (a *API) Handler() http.Handler {
 
 	// Audit (admins).
 	mux.Handle("GET /api/v1/audit", a.authed(iam.RoleAdmin, a.listAudit))
-	mux.HandleFunc("/", a.notFound)
-	return obs.Middleware(a.Log, mux)
+	return obs.Middleware(a.Log, a.jsonMisses(mux))
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
@@ -154,4 +154,30 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) notFound(w http.ResponseWriter, r *http.Request) {
 	writeError(w, r, http.StatusNotFound, "NotFound", "no such endpoint: "+r.Method+" "+r.URL.Path)
+}
+
+// jsonMisses answers requests no route takes with JSON errors: 405 with
+// Allow when the path exists for other methods, 404 otherwise. (A "/"
+// catch-all route would turn every wrong method into a 404.)
+func (a *API) jsonMisses(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := mux.Handler(probe); p != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, r, http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method+" is not allowed on "+r.URL.Path+": use "+strings.Join(allow, ", "))
+			return
+		}
+		a.notFound(w, r)
+	})
 }

@@ -143,7 +143,7 @@ func TestConfigurationTypesValidateTheirData(t *testing.T) {
 		{"barauth", `{"authType":"BASIC_AUTH","credentials":{"username":"u","password":"p"}}`, true, ""},
 		{"barauth", `{"authType":"BEARER_TOKEN","credentials":{"token":"t"}}`, true, ""},
 		{"barauth", `{"authType":"BASIC_AUTH","credentials":{"username":"u"}}`, false, "password"},
-		{"barauth", `{"authType":"DIGEST"}`, false, "not BASIC_AUTH"},
+		{"barauth", `{"authType":"DIGEST"}`, false, "must be BASIC_AUTH"},
 		{"barauth", `{"authType":"BASIC_AUTH",`, false, "not valid JSON"},
 		{"barauth", `{"authType":"BASIC_AUTH","credentials":{"username":"u","password":"p","caCert":"nope"}}`, false, "caCert"},
 		{"truststorecertificate", testCert, true, ""},

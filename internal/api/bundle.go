@@ -32,7 +32,7 @@ func (a *API) getRuntimeBundle(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		a.Log.Warn("runtime bundle unavailable", "uid", r.PathValue("uid"), "generation", gen, "err", err)
-		writeError(w, r, http.StatusConflict, "BundleUnavailable", err.Error())
+		writeError(w, r, http.StatusConflict, "BundleUnavailable", "the runtime's BAR files or configurations are not available now; its status says why")
 		return
 	}
 	w.Header().Set("Content-Type", "application/zip")

@@ -201,7 +201,8 @@ func ParseBarAuth(data []byte) (BarAuth, error) {
 			return b, errors.New("BEARER_TOKEN needs credentials.token")
 		}
 	default:
-		return b, fmt.Errorf("authType %q is not BASIC_AUTH or BEARER_TOKEN", b.AuthType)
+		// The value is not quoted back: configuration data stays out of errors.
+		return b, errors.New("authType must be BASIC_AUTH or BEARER_TOKEN")
 	}
 	if b.Credentials.CACert != "" {
 		if err := validatePEMCerts([]byte(b.Credentials.CACert)); err != nil {
