@@ -21,7 +21,12 @@ import (
 func TestAppConnectWalkthrough(t *testing.T) {
 	for _, tool := range []string{"bash", "curl", "jq"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is needed for the walkthrough (.ci/run installs it): %v", tool, err)
+			// CI installs them (.ci/run) and must run this test; a
+			// developer machine without them skips it, saying why.
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is needed for the walkthrough: %v", tool, err)
+			}
+			t.Skipf("the walkthrough needs %s (apt-get install curl jq): %v", tool, err)
 		}
 	}
 	hello, _, err := bar.Build(context.Background(), filepath.Join("..", "..", "examples", "hello"), nil)
