@@ -67,6 +67,10 @@ type Options struct {
 	// StopTimeout is how long a SIGTERMed replica may drain before it is
 	// killed; zero: 40s (the runtime's own drain limit defaults to 30s).
 	StopTimeout time.Duration
+	// HungAfter is how long a replica that was ready may fail its
+	// readiness checks before it is killed and restarted; zero: 30s,
+	// negative: never.
+	HungAfter time.Duration
 	// Env is added to the minimal environment runtimes get.
 	Env []string
 	// Log receives the backend's own log; nil: slog.Default().
@@ -128,6 +132,9 @@ func New(opts Options) (*Backend, error) {
 	}
 	if opts.MaxLogBytes <= 0 {
 		opts.MaxLogBytes = 8 << 20
+	}
+	if opts.HungAfter == 0 {
+		opts.HungAfter = 30 * time.Second
 	}
 	if opts.StopTimeout <= 0 {
 		opts.StopTimeout = 40 * time.Second

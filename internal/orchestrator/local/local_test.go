@@ -1068,3 +1068,35 @@ func TestPortTakenByAnotherProcessIsNotShared(t *testing.T) {
 	e.clock.Add(backoffMin)
 	waitSettled(t, b, 1, 1)
 }
+
+// A replica that stops answering (here: SIGSTOP) is killed and restarted.
+func TestHungReplicaIsRestarted(t *testing.T) {
+	e := newEnv(t)
+	b, err := New(Options{Dir: e.dir, Binary: servertest.Binary(t), Ports: e.ports, HungAfter: time.Second,
+		Log: slog.New(slog.NewTextHandler(e.log, nil)), Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	hello, _ := testBARs(t)
+	if _, err := b.Apply(context.Background(), deployment(1, 1, hello)); err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, b, 1, 1)
+	hung := pids(b, testKey)[0]
+	if err := syscall.Kill(hung, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var o orchestrator.Observed
+	waitFor(t, "the hung replica to be replaced", func() bool {
+		e.clock.Add(backoffMin) // let the restart's backoff run out, whenever it begins
+		o = observe(t, b, testKey)
+		return o.Restarts == 1 && o.AvailableReplicas == 1 && !contains(pids(b, testKey), hung)
+	})
+	if !strings.Contains(o.LastError, "stopped answering") {
+		t.Fatalf("last error %q", o.LastError)
+	}
+	if alivePID(hung) {
+		t.Fatalf("hung replica %d still exists", hung)
+	}
+}

@@ -46,6 +46,8 @@ type runtimeState struct {
 	ready    map[int]bool      // by pid, from the latest probes
 	failed   map[int]int       // failed probes in a row, by pid
 	launched map[int]time.Time // wall-clock start of the processes started here, for the startup time
+	lastOK   map[int]time.Time // wall-clock time of the last successful probe, by pid
+	hung     map[int]bool      // killed for not answering, by pid
 	passes   int
 	passDone *sync.Cond
 
@@ -65,6 +67,8 @@ func (b *Backend) newRuntime(k orchestrator.Key, dir string, st *state) *runtime
 		ready:     map[int]bool{},
 		failed:    map[int]int{},
 		launched:  map[int]time.Time{},
+		lastOK:    map[int]time.Time{},
+		hung:      map[int]bool{},
 		wake:      make(chan struct{}, 1),
 		halted:    make(chan struct{}),
 		ended:     make(chan struct{}),

@@ -196,12 +196,20 @@ func (r *runtimeState) reap() (changed bool) {
 			delete(r.ready, p.PID)
 			delete(r.failed, p.PID)
 			delete(r.launched, p.PID)
+			delete(r.lastOK, p.PID)
+			wasHung := r.hung[p.PID]
+			delete(r.hung, p.PID)
 			if p.Stopping {
 				delete(r.children, p.PID)
 				r.b.log.Info("replica stopped", "runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot, "pid", p.PID)
 				continue
 			}
-			msg := trimError(r.describeExit(p, exitErr))
+			msg := r.describeExit(p, exitErr)
+			if wasHung {
+				msg = fmt.Sprintf("replica %d (pid %d) stopped answering its readiness checks for over %s and was killed",
+					p.Slot, p.PID, r.b.opts.HungAfter)
+			}
+			msg = trimError(msg)
 			delete(r.children, p.PID)
 			if g.Dir == r.st.Target {
 				// A superseded generation's crash says nothing about
@@ -290,6 +298,7 @@ func (r *runtimeState) record(results map[int]bool) {
 				}
 				r.ready[p.PID] = true
 				r.failed[p.PID] = 0
+				r.lastOK[p.PID] = time.Now()
 				g.Served = true
 				continue
 			}
@@ -297,6 +306,15 @@ func (r *runtimeState) record(results map[int]bool) {
 			if r.ready[p.PID] && r.failed[p.PID] >= unreadyAfter {
 				r.b.log.Warn("replica not ready", "runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot, "pid", p.PID)
 				r.ready[p.PID] = false
+			}
+			// A replica that answered once and then stopped answering for
+			// long is hung (a deadlock, a stopped process): it is killed,
+			// and restarted like a crash.
+			if last, seen := r.lastOK[p.PID]; seen && r.b.opts.HungAfter > 0 && time.Since(last) > r.b.opts.HungAfter && !r.hung[p.PID] {
+				r.b.log.Warn("replica stopped answering; killing it", "runtime", r.key.String(), "generation", g.Generation,
+					"slot", p.Slot, "pid", p.PID, "silentFor", time.Since(last).Round(time.Second).String())
+				r.hung[p.PID] = true
+				r.signal(g, p, syscall.SIGKILL)
 			}
 		}
 	}
