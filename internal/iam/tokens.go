@@ -74,7 +74,17 @@ type Tokens struct {
 	mu     sync.RWMutex
 	keys   map[string]*signingKey
 	active *signingKey
+
+	// verified remembers tokens whose signature and claims checked out,
+	// so a client's every call does not pay for an Ed25519 or RSA
+	// verification. What can change after issuance (revocation, a locked
+	// key, a role) is not cached: the per-request grant check reads it.
+	vmu      sync.Mutex
+	verified map[string]Claims
 }
+
+// maxVerified bounds the verified-token cache; when full it starts over.
+const maxVerified = 10000
 
 func (t *Tokens) now() time.Time {
 	if t.Now != nil {
@@ -241,6 +251,25 @@ func (t *Tokens) Mint(c Claims) (string, Claims, error) {
 // recorded for the key the token names (RFC 8725 §3.1): a token that names
 // a known key but another algorithm, "none", or no key is refused.
 func (t *Tokens) Verify(ctx context.Context, raw string) (Claims, error) {
+	t.vmu.Lock()
+	c, hit := t.verified[raw]
+	t.vmu.Unlock()
+	if hit && t.now().Unix() < c.Expiry {
+		return c, nil
+	}
+	c, err := t.verify(ctx, raw)
+	if err == nil {
+		t.vmu.Lock()
+		if t.verified == nil || len(t.verified) >= maxVerified {
+			t.verified = make(map[string]Claims, 256)
+		}
+		t.verified[raw] = c
+		t.vmu.Unlock()
+	}
+	return c, err
+}
+
+func (t *Tokens) verify(ctx context.Context, raw string) (Claims, error) {
 	var c Claims
 	obj, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA, jose.RS256})
 	if err != nil || len(obj.Signatures) != 1 {
