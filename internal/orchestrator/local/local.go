@@ -118,6 +118,9 @@ type Backend struct {
 // running from an earlier control plane are adopted when they are first
 // named (Apply, Observe, Logs, Delete) or listed.
 func New(opts Options) (*Backend, error) {
+	if !supported {
+		return nil, errors.New("local: runtimes as local processes need a Unix system")
+	}
 	if opts.Dir == "" {
 		return nil, errors.New("local: no directory")
 	}
@@ -347,7 +350,7 @@ func (b *Backend) Delete(ctx context.Context, k orchestrator.Key) error {
 	// file never recorded) must not outlive its secrets.
 	for _, pid := range runtimesUnder(r.dir) {
 		b.log.Warn("killing a replica the state file does not know", "runtime", k.String(), "pid", pid)
-		syscall.Kill(pid, syscall.SIGKILL)
+		sendSignal(pid, syscall.SIGKILL)
 	}
 	// The directory goes before the runtime leaves the map, both under
 	// b.mu: a get in between would adopt it again from its state file.

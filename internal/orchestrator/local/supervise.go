@@ -94,7 +94,7 @@ func (r *runtimeState) cleanOrphans() {
 			continue
 		}
 		r.b.log.Warn("stopping a replica the state file does not know", "runtime", r.key.String(), "pid", pid)
-		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		if err := sendSignal(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 			r.b.log.Warn("signalling replica failed", "runtime", r.key.String(), "pid", pid, "err", err)
 		}
 	}
