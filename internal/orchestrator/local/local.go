@@ -13,6 +13,13 @@
 // generation is started and made ready before the previous one is told to
 // drain.
 //
+// Operating notes: it enables net.ipv4.tcp_migrate_req (needs root, or
+// set it once with sysctl) so that connections queued on a draining
+// replica move to the new generation; under systemd the control plane's
+// unit needs KillMode=process, or stopping the unit kills the runtimes
+// with it. It is built and tested for Linux (process identity through
+// /proc); other Unix systems go through ps(1); elsewhere New refuses.
+//
 // It never logs configuration data and never puts it into an error: the
 // only text it reports from a runtime is that runtime's own (redacting)
 // log. It does not fetch BARs or decrypt configurations (the reconciler
