@@ -27,6 +27,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/orchestrator/local"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
+	"github.com/sluice-dev/sluice/internal/web"
 )
 
 // Config is what `sluice serve` needs.
@@ -163,8 +164,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// in-flight requests hold up a graceful stop.
 	baseCtx, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
+	// The dashboard answers its own pages and hands everything else to
+	// the API; it works through the same services, so it is not an API route.
+	dash := &web.Dashboard{Store: st, IAM: svc, Configs: a.Configs, BARs: a.BARs, Runtimes: runtimes, Reconciler: a.Reconciler,
+		PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
 	srv := &http.Server{
-		Handler:           a.Handler(),
+		Handler:           dash.Mount(a.Handler(), cfg.Log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },

@@ -1,0 +1,287 @@
+// Package web owns the dashboard: server-rendered HTML pages (html/template,
+// embedded with a small hand-written style sheet, nothing fetched from
+// elsewhere) that the control plane serves at "/". People log in with a
+// user name and password; their session lives in this process's memory and
+// is named by an HttpOnly, SameSite=Lax cookie; every form carries a CSRF
+// token.
+//
+// The dashboard holds no business logic: every read and write goes through
+// the same domain services the /api/v1 handlers call (iam, configuration,
+// barstore, orchestrator) with an iam.Principal for the logged-in user, so
+// audit records and the services' own checks are the same as for the API.
+// The least role of each write mirrors internal/api's route table. It must
+// not import internal/api: the two are siblings over the same services.
+package web
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/barstore"
+	"github.com/sluice-dev/sluice/internal/configuration"
+	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/obs"
+	"github.com/sluice-dev/sluice/internal/orchestrator"
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Dashboard serves the web UI. Its fields are the services the API uses.
+type Dashboard struct {
+	Store      store.Store
+	IAM        *iam.Service
+	Configs    *configuration.Service
+	BARs       *barstore.Service
+	Runtimes   *orchestrator.Service
+	Reconciler *orchestrator.Reconciler // nil when no runtime backend runs (no logs)
+	// PublicURL decides the Secure flag of cookies when TLS ends in front
+	// of the control plane (an https public URL).
+	PublicURL string
+	Log       *slog.Logger
+	Now       func() time.Time
+	// SessionIdle and SessionMax bound a session's life; zero: 1 h idle, 12 h in all.
+	SessionIdle, SessionMax time.Duration
+
+	once     sync.Once
+	pages    map[string]*template.Template
+	sessions sessions
+}
+
+func (d *Dashboard) now() time.Time {
+	if d.Now != nil {
+		return d.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (d *Dashboard) init() {
+	d.once.Do(func() {
+		d.pages = parsePages()
+		d.sessions.m = map[string]*session{}
+		if d.Log == nil {
+			d.Log = slog.New(slog.DiscardHandler)
+		}
+	})
+}
+
+var funcs = template.FuncMap{
+	"when": func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05Z")
+	},
+	"join": strings.Join,
+	"deref": func(p *int) int {
+		if p == nil {
+			return 1
+		}
+		return *p
+	},
+}
+
+// parsePages parses each page with the layout into its own set, so every
+// page can define "content" without clashing with the others.
+func parsePages() map[string]*template.Template {
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		panic(err)
+	}
+	out := map[string]*template.Template{}
+	for _, n := range names {
+		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if base == "layout" {
+			continue
+		}
+		out[base] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n))
+	}
+	return out
+}
+
+// Handler returns the dashboard's pages.
+func (d *Dashboard) Handler() http.Handler { return headers(d.routes()) }
+
+// routes is the dashboard's route table. Every page is listed here.
+func (d *Dashboard) routes() *http.ServeMux {
+	d.init()
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(staticFS, "static")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /{$}", d.home)
+	mux.HandleFunc("GET /login", d.loginPage)
+	mux.HandleFunc("POST /login", d.login)
+	mux.Handle("POST /logout", d.authed(iam.RoleViewer, d.logout))
+
+	// Integration runtimes: everyone reads, developers change.
+	mux.Handle("GET /runtimes", d.authed(iam.RoleViewer, d.runtimesPage))
+	mux.Handle("GET /runtimes/{name}", d.authed(iam.RoleViewer, d.runtimePage))
+	mux.Handle("POST /runtimes/{name}/replicas", d.authed(iam.RoleDeveloper, d.setReplicas))
+	mux.Handle("POST /runtimes/{name}/delete", d.authed(iam.RoleDeveloper, d.deleteRuntime))
+
+	// BAR files.
+	mux.Handle("GET /bar-files", d.authed(iam.RoleViewer, d.barFilesPage))
+	mux.Handle("POST /bar-files", d.authed(iam.RoleDeveloper, d.uploadBARFile))
+	mux.Handle("GET /bar-files/{name}/download", d.authed(iam.RoleViewer, d.downloadBARFile))
+	mux.Handle("POST /bar-files/{name}/delete", d.authed(iam.RoleDeveloper, d.deleteBARFile))
+
+	// Configurations: data goes in, never comes out.
+	mux.Handle("GET /configurations", d.authed(iam.RoleViewer, d.configurationsPage))
+	mux.Handle("POST /configurations", d.authed(iam.RoleDeveloper, d.createConfiguration))
+	mux.Handle("POST /configurations/{name}/delete", d.authed(iam.RoleDeveloper, d.deleteConfiguration))
+
+	// Settings: public API credentials (admins), API keys (everyone their own).
+	mux.Handle("GET /settings/credentials", d.authed(iam.RoleAdmin, d.credentialsPage))
+	mux.Handle("POST /settings/credentials", d.authed(iam.RoleAdmin, d.createCredential))
+	mux.Handle("POST /settings/credentials/{name}/delete", d.authed(iam.RoleAdmin, d.deleteCredential))
+	mux.Handle("GET /settings/api-keys", d.authed(iam.RoleViewer, d.apiKeysPage))
+	mux.Handle("POST /settings/api-keys", d.authed(iam.RoleViewer, d.createAPIKey))
+	mux.Handle("POST /settings/api-keys/{id}/lock", d.authed(iam.RoleViewer, d.lockAPIKey(true)))
+	mux.Handle("POST /settings/api-keys/{id}/unlock", d.authed(iam.RoleViewer, d.lockAPIKey(false)))
+	mux.Handle("POST /settings/api-keys/{id}/delete", d.authed(iam.RoleViewer, d.deleteAPIKey))
+	return mux
+}
+
+// Mount serves the dashboard's pages and hands every other request to api,
+// so API paths (and API 404s and 405s, answered in JSON) are untouched.
+func (d *Dashboard) Mount(api http.Handler, log *slog.Logger) http.Handler {
+	mux := d.routes()
+	withIDs := obs.Middleware(log, headers(mux))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			withIDs.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
+}
+
+// headers sets what every page needs: nothing from elsewhere may load
+// (no scripts at all yet), no framing (clickjacking), no caching (a page
+// may hold a secret shown once).
+func headers(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "same-origin")
+		hd.Set("X-Frame-Options", "DENY")
+		if !strings.HasPrefix(r.URL.Path, "/static/") {
+			hd.Set("Cache-Control", "no-store")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// view is what every page template gets.
+type view struct {
+	Title   string
+	Nav     string
+	User    *userView
+	CSRF    string
+	Flash   string
+	Error   string // a page-level error, in words
+	Page    any
+	Form    map[string]string // what was typed, kept when a form fails
+	FormErr string            // the error of the form on the page
+}
+
+type userView struct {
+	Name, Role, InstanceID string
+	CanWrite, IsAdmin      bool
+}
+
+func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
+	if rq := sessionOf(r); rq != nil {
+		v.User = &userView{Name: rq.p.SubjectName, Role: rq.p.Role, InstanceID: rq.p.InstanceID,
+			CanWrite: iam.RoleRank(rq.p.Role) >= iam.RoleRank(iam.RoleDeveloper), IsAdmin: rq.p.IsAdmin()}
+		v.CSRF = rq.se.csrf
+		if v.Flash == "" {
+			v.Flash = d.sessions.takeFlash(rq.se)
+		}
+	}
+	if v.Form == nil {
+		v.Form = map[string]string{}
+	}
+	t, ok := d.pages[page]
+	if !ok {
+		panic("web: no page " + page)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, v); err != nil {
+		d.Log.Error("dashboard page failed to render", "page", page, "request_id", obs.RequestID(r.Context()), "err", err)
+		http.Error(w, "the page failed to render; the request id identifies it in the server's log", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(b.String()))
+}
+
+// message turns a domain error into words a person may see, and the HTTP
+// status of the page that shows it. Unknown errors are logged with the
+// request id and shown only as that id, so no internal detail leaks.
+func (d *Dashboard) message(r *http.Request, err error) (int, string) {
+	var ie *iam.Error
+	var inv *barstore.InvalidError
+	var big *barstore.TooLargeError
+	switch {
+	case errors.As(err, &ie):
+		switch ie.Kind {
+		case iam.KindInvalid:
+			return http.StatusBadRequest, ie.Msg
+		case iam.KindUnauthorized:
+			return http.StatusUnauthorized, ie.Msg
+		case iam.KindForbidden:
+			return http.StatusForbidden, ie.Msg
+		case iam.KindNotFound:
+			return http.StatusNotFound, ie.Msg
+		case iam.KindConflict:
+			return http.StatusConflict, ie.Msg
+		}
+	case errors.As(err, &inv):
+		return http.StatusBadRequest, inv.Error()
+	case errors.As(err, &big):
+		return http.StatusRequestEntityTooLarge, big.Error()
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, "not found"
+	}
+	id := obs.RequestID(r.Context())
+	d.Log.Error("dashboard request failed", "request_id", id, "err", err)
+	return http.StatusInternalServerError, fmt.Sprintf("the server failed to do this; request id %s identifies it in the server's log", id)
+}
+
+// fail shows an error page for err.
+func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := d.message(r, err)
+	d.render(w, r, status, "error", view{Title: "Error", Error: msg})
+}
+
+// redirect ends a successful POST (post/redirect/get), with a message for
+// the next page.
+func (d *Dashboard) redirect(w http.ResponseWriter, r *http.Request, to, flash string) {
+	if rq := sessionOf(r); rq != nil && flash != "" {
+		d.sessions.setFlash(rq.se, flash)
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+func (d *Dashboard) home(w http.ResponseWriter, r *http.Request) {
+	if d.current(r) == nil {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/runtimes", http.StatusSeeOther)
+}

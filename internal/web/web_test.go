@@ -1,0 +1,301 @@
+package web_test
+
+import (
+	"bytes"
+	"html"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/server/servertest"
+)
+
+// browser is a cookie-holding HTTP client that does not follow redirects,
+// so tests see each answer the dashboard gives.
+type browser struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+}
+
+func newBrowser(t *testing.T, base string) *browser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &browser{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 60 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+type page struct {
+	code     int
+	location string
+	body     string
+}
+
+func (b *browser) do(req *http.Request) page {
+	b.t.Helper()
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return page{code: resp.StatusCode, location: resp.Header.Get("Location"), body: string(body)}
+}
+
+func (b *browser) get(path string) page {
+	b.t.Helper()
+	req, _ := http.NewRequest("GET", b.base+path, nil)
+	return b.do(req)
+}
+
+func (b *browser) post(path string, form url.Values) page {
+	b.t.Helper()
+	req, _ := http.NewRequest("POST", b.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// upload posts a multipart form with one file field named "file".
+func (b *browser) upload(path string, fields map[string]string, filename string, data []byte) page {
+	b.t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		_ = mw.WriteField(k, v)
+	}
+	fw, _ := mw.CreateFormFile("file", filename)
+	_, _ = fw.Write(data)
+	_ = mw.Close()
+	req, _ := http.NewRequest("POST", b.base+path, &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	return b.do(req)
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf reads the CSRF token from a page's forms.
+func csrf(t *testing.T, p page) string {
+	t.Helper()
+	m := csrfRE.FindStringSubmatch(p.body)
+	if m == nil {
+		t.Fatalf("no csrf token in page (%d):\n%s", p.code, p.body)
+	}
+	return html.UnescapeString(m[1])
+}
+
+// shown reads a value from the show-once page by its input id.
+func shown(t *testing.T, p page, id string) string {
+	t.Helper()
+	m := regexp.MustCompile(`id="` + id + `" value="([^"]+)"`).FindStringSubmatch(p.body)
+	if m == nil {
+		t.Fatalf("no %s on the page (%d):\n%s", id, p.code, p.body)
+	}
+	return html.UnescapeString(m[1])
+}
+
+func (b *browser) login(instance, user, password string) page {
+	b.t.Helper()
+	lp := b.get("/login")
+	if lp.code != 200 {
+		b.t.Fatalf("GET /login = %d", lp.code)
+	}
+	return b.post("/login", url.Values{"csrf": {csrf(b.t, lp)}, "instance": {instance}, "username": {user}, "password": {password}})
+}
+
+func TestDashboard(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Args: []string{"--runtime-backend", "none"}})
+	c := srv.Creds
+	admin := srv.Login(t, c.ClientID, c.ClientSecret, c.InstanceID, c.APIKey)
+
+	t.Run("login", func(t *testing.T) {
+		b := newBrowser(t, srv.URL)
+		if p := b.get("/runtimes"); p.code != http.StatusSeeOther || !strings.HasPrefix(p.location, "/login") {
+			t.Fatalf("logged-out GET /runtimes = %d %q, want a redirect to /login", p.code, p.location)
+		}
+		bad := b.login(c.InstanceID, c.Username, c.Password+"x")
+		if bad.code != http.StatusUnauthorized || !strings.Contains(bad.body, "is not right") {
+			t.Fatalf("bad password: %d\n%s", bad.code, bad.body)
+		}
+		if !strings.Contains(bad.body, `value="`+c.Username+`"`) {
+			t.Errorf("the failed login form did not keep the user name")
+		}
+		if strings.Contains(bad.body, c.Password) {
+			t.Errorf("the login page shows the password")
+		}
+		if p := b.login("no-such-instance", c.Username, c.Password); p.code != http.StatusUnauthorized {
+			t.Errorf("unknown instance: %d", p.code)
+		}
+		good := b.login(c.InstanceID, c.Username, c.Password)
+		if good.code != http.StatusSeeOther || good.location != "/runtimes" {
+			t.Fatalf("good login = %d %q\n%s", good.code, good.location, good.body)
+		}
+		p := b.get("/runtimes")
+		if p.code != 200 || !strings.Contains(p.body, "Integration runtimes") || !strings.Contains(p.body, "Log out") {
+			t.Fatalf("GET /runtimes after login = %d\n%s", p.code, p.body)
+		}
+		// Logging out ends the session on the server, not only in the browser.
+		if out := b.post("/logout", url.Values{"csrf": {csrf(t, p)}}); out.code != http.StatusSeeOther {
+			t.Fatalf("logout = %d", out.code)
+		}
+		if p := b.get("/runtimes"); p.code != http.StatusSeeOther {
+			t.Errorf("GET /runtimes after logout = %d, want a redirect to /login", p.code)
+		}
+		// A login form whose token does not match the browser's cookie is refused.
+		b2 := newBrowser(t, srv.URL)
+		b2.get("/login")
+		if p := b2.post("/login", url.Values{"csrf": {"forged"}, "instance": {c.InstanceID}, "username": {c.Username}, "password": {c.Password}}); p.code != http.StatusForbidden {
+			t.Errorf("login with a forged csrf token = %d, want 403", p.code)
+		}
+	})
+
+	b := newBrowser(t, srv.URL)
+	if p := b.login(c.InstanceID, c.Username, c.Password); p.code != http.StatusSeeOther {
+		t.Fatalf("login = %d\n%s", p.code, p.body)
+	}
+
+	t.Run("csrf", func(t *testing.T) {
+		p := b.upload("/configurations", map[string]string{"name": "nocsrf", "type": "setdbparms"}, "p.txt", []byte("db1 alice pw1\n"))
+		if p.code != http.StatusForbidden || !strings.Contains(p.body, "CSRF") {
+			t.Fatalf("POST without csrf = %d\n%s", p.code, p.body)
+		}
+		p = b.post("/settings/api-keys", url.Values{"csrf": {"wrong"}, "name": {"nocsrf"}})
+		if p.code != http.StatusForbidden {
+			t.Fatalf("POST with a wrong csrf = %d", p.code)
+		}
+		if code, _ := admin.Do("GET", "/api/v1/configurations/nocsrf", nil); code != 404 {
+			t.Errorf("the refused form created the configuration: GET = %d", code)
+		}
+	})
+
+	const canary = "canary-db-password-7f3a"
+	t.Run("configuration", func(t *testing.T) {
+		list := b.get("/configurations")
+		tok := csrf(t, list)
+		if !strings.Contains(list.body, `<option value="setdbparms"`) {
+			t.Fatalf("the type list lacks setdbparms:\n%s", list.body)
+		}
+		// A bad type: refused in words next to the form, which keeps what was typed.
+		bad := b.upload("/configurations", map[string]string{"csrf": tok, "name": "db-creds", "type": "nosuchtype", "description": "kept text"}, "p.txt", []byte("db1 alice "+canary+"\n"))
+		if bad.code != http.StatusBadRequest || !strings.Contains(bad.body, "not a configuration type") || !strings.Contains(bad.body, `value="kept text"`) {
+			t.Fatalf("bad type = %d\n%s", bad.code, bad.body)
+		}
+		ok := b.upload("/configurations", map[string]string{"csrf": tok, "name": "db-creds", "type": "setdbparms", "description": "db"}, "p.txt", []byte("db1 alice "+canary+"\n"))
+		if ok.code != http.StatusSeeOther {
+			t.Fatalf("create = %d\n%s", ok.code, ok.body)
+		}
+		code, body := admin.Do("GET", "/api/v1/configurations/db-creds", nil)
+		if code != 200 || !strings.Contains(string(body), `"setdbparms"`) {
+			t.Fatalf("API GET after the form = %d %s", code, body)
+		}
+		list = b.get("/configurations")
+		if !strings.Contains(list.body, "db-creds") || strings.Contains(list.body, canary) {
+			t.Fatalf("list after create: listed=%v, shows data=%v", strings.Contains(list.body, "db-creds"), strings.Contains(list.body, canary))
+		}
+		if p := b.post("/configurations/db-creds/delete", url.Values{"csrf": {tok}}); p.code != http.StatusSeeOther {
+			t.Fatalf("delete = %d\n%s", p.code, p.body)
+		}
+		if code, _ := admin.Do("GET", "/api/v1/configurations/db-creds", nil); code != 404 {
+			t.Fatalf("API GET after the delete form = %d, want 404", code)
+		}
+		// The form's actions are audited as the logged-in user, as the API's are.
+		_, audit := admin.Do("GET", "/api/v1/audit", nil)
+		if !strings.Contains(string(audit), "configuration.delete") || !strings.Contains(string(audit), "user:"+c.Username) {
+			t.Errorf("audit lacks the dashboard's configuration.delete by user:%s:\n%s", c.Username, audit)
+		}
+		if strings.Contains(string(audit), canary) {
+			t.Errorf("the audit log holds the configuration's data")
+		}
+	})
+
+	t.Run("api key and credential for the token exchange", func(t *testing.T) {
+		tok := csrf(t, b.get("/settings/api-keys"))
+		kp := b.post("/settings/api-keys", url.Values{"csrf": {tok}, "name": {"from-dashboard"}, "description": {"test"}})
+		if kp.code != 200 {
+			t.Fatalf("generate API key = %d\n%s", kp.code, kp.body)
+		}
+		key := shown(t, kp, "api-key")
+		cp := b.post("/settings/credentials", url.Values{"csrf": {tok}, "name": {"from-dashboard"}})
+		if cp.code != 200 {
+			t.Fatalf("generate credential = %d\n%s", cp.code, cp.body)
+		}
+		id, sec := shown(t, cp, "client-id"), shown(t, cp, "client-secret")
+		resp, body, err := servertest.Exchange(srv.URL, id, sec, c.InstanceID, key)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("exchange with the dashboard's key and credential: %v %v %s", err, resp, body)
+		}
+		// Listed afterwards, with the values nowhere on the page.
+		keys := b.get("/settings/api-keys")
+		if !strings.Contains(keys.body, "from-dashboard") || strings.Contains(keys.body, key) {
+			t.Fatalf("API key list: listed=%v, shows value=%v", strings.Contains(keys.body, "from-dashboard"), strings.Contains(keys.body, key))
+		}
+		creds := b.get("/settings/credentials")
+		if !strings.Contains(creds.body, id) || strings.Contains(creds.body, sec) {
+			t.Fatalf("credential list: listed=%v, shows secret=%v", strings.Contains(creds.body, id), strings.Contains(creds.body, sec))
+		}
+		// Locking the key in the dashboard stops the exchange at once.
+		keyID := shown(t, kp, "key-id")
+		if !strings.Contains(keys.body, `action="/settings/api-keys/`+keyID+`/lock"`) {
+			t.Fatalf("no lock button for the new key:\n%s", keys.body)
+		}
+		if p := b.post("/settings/api-keys/"+keyID+"/lock", url.Values{"csrf": {tok}}); p.code != http.StatusSeeOther {
+			t.Fatalf("lock = %d\n%s", p.code, p.body)
+		}
+		if resp, _, _ := servertest.Exchange(srv.URL, id, sec, c.InstanceID, key); resp == nil || resp.StatusCode == 200 {
+			t.Fatalf("a locked key still exchanges")
+		}
+	})
+
+	t.Run("viewer", func(t *testing.T) {
+		const pw = "viewer-password-123"
+		if code, body := admin.Do("PUT", "/api/v1/users/vera", map[string]any{"metadata": map[string]any{"name": "vera"},
+			"spec": map[string]any{"role": "viewer", "password": pw}}); code != 201 {
+			t.Fatalf("create viewer = %d %s", code, body)
+		}
+		v := newBrowser(t, srv.URL)
+		if p := v.login(c.InstanceID, "vera", pw); p.code != http.StatusSeeOther {
+			t.Fatalf("viewer login = %d\n%s", p.code, p.body)
+		}
+		list := v.get("/configurations")
+		if list.code != 200 || strings.Contains(list.body, "Create a configuration") {
+			t.Fatalf("viewer's configurations page = %d, shows the create form = %v", list.code, strings.Contains(list.body, "Create a configuration"))
+		}
+		if strings.Contains(list.body, "Public API credentials") {
+			t.Errorf("the viewer's navigation offers the admin-only credentials page")
+		}
+		tok := csrf(t, list)
+		p := v.upload("/configurations", map[string]string{"csrf": tok, "name": "by-viewer", "type": "setdbparms"}, "p.txt", []byte("db1 a b\n"))
+		if p.code != http.StatusForbidden {
+			t.Fatalf("viewer's create = %d, want 403\n%s", p.code, p.body)
+		}
+		if code, _ := admin.Do("GET", "/api/v1/configurations/by-viewer", nil); code != 404 {
+			t.Fatalf("the viewer's refused form created the configuration: %d", code)
+		}
+		if p := v.post("/settings/credentials", url.Values{"csrf": {tok}, "name": {"by-viewer"}}); p.code != http.StatusForbidden {
+			t.Fatalf("viewer's credential = %d, want 403", p.code)
+		}
+		// A role change made through the API applies to the open session at once.
+		admin.Do("PUT", "/api/v1/users/vera", map[string]any{"metadata": map[string]any{"name": "vera"}, "spec": map[string]any{"role": "developer"}})
+		if p := v.upload("/configurations", map[string]string{"csrf": tok, "name": "by-vera", "type": "setdbparms"}, "p.txt", []byte("db1 a b\n")); p.code != http.StatusSeeOther {
+			t.Fatalf("promoted user's create = %d\n%s", p.code, p.body)
+		}
+	})
+
+	t.Run("api paths unchanged", func(t *testing.T) {
+		resp, err := http.Get(srv.URL + "/api/v1/nope")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 404 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			t.Errorf("unknown API path = %d %s, want a JSON 404", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	})
+}
