@@ -2,17 +2,20 @@ package web_test
 
 import (
 	"bytes"
+	"context"
 	"html"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
 )
 
@@ -285,6 +288,65 @@ func TestDashboard(t *testing.T) {
 		admin.Do("PUT", "/api/v1/users/vera", map[string]any{"metadata": map[string]any{"name": "vera"}, "spec": map[string]any{"role": "developer"}})
 		if p := v.upload("/configurations", map[string]string{"csrf": tok, "name": "by-vera", "type": "setdbparms"}, "p.txt", []byte("db1 a b\n")); p.code != http.StatusSeeOther {
 			t.Fatalf("promoted user's create = %d\n%s", p.code, p.body)
+		}
+	})
+
+	t.Run("bar file and runtime", func(t *testing.T) {
+		data, info, err := bar.Build(context.Background(), filepath.Join("..", "..", "examples", "hello"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := csrf(t, b.get("/bar-files"))
+		// Not a BAR: the problem is shown next to the form, which keeps the name.
+		bad := b.upload("/bar-files", map[string]string{"csrf": tok, "name": "broken"}, "broken.bar", []byte("not a zip"))
+		if bad.code != http.StatusBadRequest || !strings.Contains(bad.body, "not valid") || !strings.Contains(bad.body, `value="broken"`) {
+			t.Fatalf("invalid BAR = %d\n%s", bad.code, bad.body)
+		}
+		if p := b.upload("/bar-files", map[string]string{"csrf": tok}, "hello.bar", data); p.code != http.StatusSeeOther {
+			t.Fatalf("upload = %d\n%s", p.code, p.body)
+		}
+		list := b.get("/bar-files")
+		if !strings.Contains(list.body, `/bar-files/hello/download`) || (len(info.Endpoints) > 0 && !strings.Contains(list.body, info.Endpoints[0].Path)) {
+			t.Fatalf("BAR list lacks hello or its endpoints:\n%s", list.body)
+		}
+		if dl := b.get("/bar-files/hello/download"); dl.code != 200 || dl.body != string(data) {
+			t.Fatalf("download = %d, %d bytes, want the %d uploaded", dl.code, len(dl.body), len(data))
+		}
+		if code, body := admin.Do("PUT", "/api/v1/integration-runtimes/hello", map[string]any{"metadata": map[string]any{"name": "hello"},
+			"spec": map[string]any{"barURL": []string{srv.URL + "/api/v1/bar-files/hello/content"}, "replicas": 1}}); code != 201 {
+			t.Fatalf("create runtime = %d %s", code, body)
+		}
+		// A BAR file a runtime uses is not deleted; the page says why.
+		if p := b.post("/bar-files/hello/delete", url.Values{"csrf": {tok}}); p.code != http.StatusConflict || !strings.Contains(p.body, "hello") {
+			t.Fatalf("delete of a BAR in use = %d\n%s", p.code, p.body)
+		}
+		if p := b.get("/runtimes"); !strings.Contains(p.body, `href="/runtimes/hello"`) {
+			t.Fatalf("runtime list lacks hello:\n%s", p.body)
+		}
+		rp := b.get("/runtimes/hello")
+		if rp.code != 200 || !strings.Contains(rp.body, `name="replicas"`) {
+			t.Fatalf("runtime page = %d\n%s", rp.code, rp.body)
+		}
+		if p := b.post("/runtimes/hello/replicas", url.Values{"csrf": {tok}, "replicas": {"99"}}); p.code != http.StatusBadRequest || !strings.Contains(p.body, `value="99"`) {
+			t.Fatalf("replicas 99 = %d\n%s", p.code, p.body)
+		}
+		if p := b.post("/runtimes/hello/replicas", url.Values{"csrf": {tok}, "replicas": {"0"}}); p.code != http.StatusSeeOther {
+			t.Fatalf("replicas 0 = %d\n%s", p.code, p.body)
+		}
+		if _, body := admin.Do("GET", "/api/v1/integration-runtimes/hello", nil); !strings.Contains(string(body), `"replicas":0`) {
+			t.Fatalf("API after setting replicas to 0: %s", body)
+		}
+		if p := b.post("/runtimes/hello/delete", url.Values{"csrf": {tok}}); p.code != http.StatusSeeOther {
+			t.Fatalf("delete runtime = %d\n%s", p.code, p.body)
+		}
+		if code, _ := admin.Do("GET", "/api/v1/integration-runtimes/hello", nil); code != 404 {
+			t.Fatalf("runtime after delete = %d", code)
+		}
+		if p := b.post("/bar-files/hello/delete", url.Values{"csrf": {tok}}); p.code != http.StatusSeeOther {
+			t.Fatalf("delete BAR = %d\n%s", p.code, p.body)
+		}
+		if code, _ := admin.Do("GET", "/api/v1/bar-files/hello", nil); code != 404 {
+			t.Fatalf("BAR after delete = %d", code)
 		}
 	})
 
