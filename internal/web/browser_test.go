@@ -1,0 +1,201 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/sluice-dev/sluice/internal/bar"
+	"github.com/sluice-dev/sluice/internal/server/servertest"
+)
+
+// chromium finds a headless-capable Chromium. Outside CI a machine without
+// one skips the browser tests; CI sets SLUICE_REQUIRE_CHROMIUM so a
+// missing browser fails instead of passing silently.
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("SLUICE_REQUIRE_CHROMIUM") != "" {
+		t.Fatal("SLUICE_REQUIRE_CHROMIUM is set but no chromium is installed: apt-get install -y chromium")
+	}
+	t.Skip("browser tests skipped: no chromium on PATH (apt-get install -y chromium to run them)")
+	return ""
+}
+
+// newTab starts a headless Chromium with a tab of its own (its own
+// cookies) at 1280×800. On failure the test saves a screenshot of the
+// tab's last page and says where.
+func newTab(t *testing.T, exe, label string) context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.WindowSize(1280, 800))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	// The one bound on the whole browser session: a hung page fails the
+	// test instead of stalling it; no step asserts on time.
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(func() {
+		if t.Failed() {
+			var png []byte
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := chromedp.Run(sctx, chromedp.FullScreenshot(&png, 100)); err == nil {
+				path := filepath.Join(os.TempDir(), fmt.Sprintf("sluice-browser-%s-%d.png", label, time.Now().UnixNano()))
+				if os.WriteFile(path, png, 0o644) == nil {
+					t.Logf("screenshot of the %s tab's last page: %s", label, path)
+				}
+			}
+			cancel()
+		}
+		cancelTimeout()
+		cancelTab()
+		cancelAlloc()
+	})
+	return ctx
+}
+
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action) {
+	t.Helper()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// loginActions logs in through the form as a person would, by keyboard.
+func loginActions(base, instance, user, password string) []chromedp.Action {
+	return []chromedp.Action{
+		chromedp.Navigate(base + "/login"),
+		chromedp.WaitVisible("#instance", chromedp.ByQuery),
+		chromedp.SendKeys("#instance", instance, chromedp.ByQuery),
+		chromedp.SendKeys("#username", user, chromedp.ByQuery),
+		chromedp.SendKeys("#password", password+"\n", chromedp.ByQuery),
+		chromedp.WaitVisible("form.who", chromedp.ByQuery),
+	}
+}
+
+func TestBrowser(t *testing.T) {
+	exe := chromium(t)
+	srv := servertest.Start(t, servertest.Options{Args: []string{"--runtime-backend", "none"}})
+	c := srv.Creds
+	admin := srv.Login(t, c.ClientID, c.ClientSecret, c.InstanceID, c.APIKey)
+	tab := newTab(t, exe, "admin")
+
+	run(t, tab, "log in", loginActions(srv.URL, c.InstanceID, c.Username, c.Password)...)
+
+	// Generate an API key and a public API credential, read them off the
+	// show-once pages, and exchange them for a token.
+	var key, clientID, clientSecret string
+	run(t, tab, "generate an API key",
+		chromedp.Navigate(srv.URL+"/settings/api-keys"),
+		chromedp.SendKeys("#key-name", "browser", chromedp.ByQuery),
+		chromedp.Submit("#key-name", chromedp.ByQuery),
+		chromedp.WaitVisible("#api-key", chromedp.ByQuery),
+		chromedp.Value("#api-key", &key, chromedp.ByQuery))
+	run(t, tab, "generate a credential",
+		chromedp.Navigate(srv.URL+"/settings/credentials"),
+		chromedp.SendKeys("#cred-name", "browser", chromedp.ByQuery),
+		chromedp.Submit("#cred-name", chromedp.ByQuery),
+		chromedp.WaitVisible("#client-secret", chromedp.ByQuery),
+		chromedp.Value("#client-id", &clientID, chromedp.ByQuery),
+		chromedp.Value("#client-secret", &clientSecret, chromedp.ByQuery))
+	if resp, body, err := servertest.Exchange(srv.URL, clientID, clientSecret, c.InstanceID, key); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("token exchange with what the dashboard showed: %v %v %s", err, resp, body)
+	}
+
+	// Upload a BAR file through the file input and see its endpoint listed.
+	data, info, err := bar.Build(context.Background(), filepath.Join("..", "..", "examples", "hello"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	barPath := filepath.Join(t.TempDir(), "hello.bar")
+	if err := os.WriteFile(barPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var listed string
+	run(t, tab, "upload a BAR file",
+		chromedp.Navigate(srv.URL+"/bar-files"),
+		chromedp.SetUploadFiles("#bar-file", []string{barPath}, chromedp.ByQuery),
+		chromedp.Submit("#bar-file", chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery),
+		chromedp.Text("main", &listed, chromedp.ByQuery))
+	if !strings.Contains(listed, "hello") || (len(info.Endpoints) > 0 && !strings.Contains(listed, info.Endpoints[0].Path)) {
+		t.Fatalf("the BAR list after upload does not show hello and its endpoints:\n%s", listed)
+	}
+	if code, _ := admin.Do("GET", "/api/v1/bar-files/hello", nil); code != 200 {
+		t.Fatalf("the API does not see the uploaded BAR: %d", code)
+	}
+
+	// Create a configuration from a file with the type chosen from the list.
+	cfgPath := filepath.Join(t.TempDir(), "dbparms.txt")
+	if err := os.WriteFile(cfgPath, []byte("db1 alice browser-canary-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run(t, tab, "create a configuration",
+		chromedp.Navigate(srv.URL+"/configurations"),
+		chromedp.SendKeys("#cfg-name", "db-creds", chromedp.ByQuery),
+		chromedp.SetValue("#cfg-type", "setdbparms", chromedp.ByQuery),
+		chromedp.SetUploadFiles("#cfg-file", []string{cfgPath}, chromedp.ByQuery),
+		chromedp.Submit("#cfg-name", chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery),
+		chromedp.Text("main", &listed, chromedp.ByQuery))
+	if !strings.Contains(listed, "db-creds") || strings.Contains(listed, "browser-canary-pw") {
+		t.Fatalf("configuration list: %s", listed)
+	}
+
+	// A viewer, in a browser of their own, sees no write buttons.
+	const pw = "viewer-password-123"
+	if code, body := admin.Do("PUT", "/api/v1/users/vera", map[string]any{"metadata": map[string]any{"name": "vera"},
+		"spec": map[string]any{"role": "viewer", "password": pw}}); code != 201 {
+		t.Fatalf("create viewer = %d %s", code, body)
+	}
+	viewer := newTab(t, exe, "viewer")
+	var forms int
+	run(t, viewer, "viewer looks around", append(loginActions(srv.URL, c.InstanceID, "vera", pw),
+		chromedp.Navigate(srv.URL+"/bar-files"),
+		chromedp.WaitVisible("main table", chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelectorAll("main form").length`, &forms))...)
+	if forms != 0 {
+		t.Fatalf("the viewer's BAR page has %d forms, want none", forms)
+	}
+
+	// Delete it all, by the buttons.
+	run(t, tab, "delete the configuration",
+		chromedp.Navigate(srv.URL+"/configurations"),
+		chromedp.Click(`button[aria-label="Delete configuration db-creds"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery))
+	run(t, tab, "delete the BAR file",
+		chromedp.Navigate(srv.URL+"/bar-files"),
+		chromedp.Click(`button[aria-label="Delete BAR file hello"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery))
+	run(t, tab, "delete the credential",
+		chromedp.Navigate(srv.URL+"/settings/credentials"),
+		chromedp.Click(`button[aria-label="Delete credential browser"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery))
+	for _, path := range []string{"/api/v1/configurations/db-creds", "/api/v1/bar-files/hello", "/api/v1/credentials/browser"} {
+		if code, _ := admin.Do("GET", path, nil); code != 404 {
+			t.Errorf("GET %s after deleting it in the browser = %d, want 404", path, code)
+		}
+	}
+	if resp, _, _ := servertest.Exchange(srv.URL, clientID, clientSecret, c.InstanceID, key); resp == nil || resp.StatusCode == http.StatusOK {
+		t.Errorf("the deleted credential still exchanges")
+	}
+
+	// Screenshots for a person to look at, when asked for.
+	if dir := os.Getenv("SLUICE_SCREENSHOTS"); dir != "" {
+		for _, p := range []string{"/runtimes", "/bar-files", "/configurations", "/settings/api-keys", "/settings/credentials"} {
+			var png []byte
+			run(t, tab, "screenshot "+p, chromedp.Navigate(srv.URL+p), chromedp.FullScreenshot(&png, 100))
+			_ = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(strings.Trim(p, "/"), "/", "-")+".png"), png, 0o644)
+		}
+	}
+}
