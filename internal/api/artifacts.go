@@ -76,15 +76,7 @@ func decodeBase64(s string) ([]byte, error) {
 
 func (a *API) listConfigurations(w http.ResponseWriter, r *http.Request) {
 	cs, err := a.Configs.List(r.Context(), principal(r))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	out := make([]Configuration, 0, len(cs))
-	for _, c := range cs {
-		out = append(out, configurationObject(c))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"configurations": out})
+	answerList(a, w, r, "configurations", cs, err, configurationObject)
 }
 
 func (a *API) getConfiguration(w http.ResponseWriter, r *http.Request) {
@@ -219,15 +211,7 @@ func (a *API) putBARFile(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) listBARFiles(w http.ResponseWriter, r *http.Request) {
 	fs, err := a.BARs.List(r.Context(), principal(r))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	out := make([]BARFile, 0, len(fs))
-	for _, f := range fs {
-		out = append(out, a.barObject(f))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"barFiles": out})
+	answerList(a, w, r, "barFiles", fs, err, a.barObject)
 }
 
 func (a *API) getBARFile(w http.ResponseWriter, r *http.Request) {

@@ -48,3 +48,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
+
+// answerList answers a list: items, each turned into its API object by
+// object, under key (App Connect's list bodies are keyed by the plural).
+func answerList[T, O any](a *API, w http.ResponseWriter, r *http.Request, key string, items []T, err error, object func(T) O) {
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]O, 0, len(items))
+	for _, it := range items {
+		out = append(out, object(it))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{key: out})
+}

@@ -219,15 +219,7 @@ func (a *API) apiKeyObject(k store.APIKey) APIKey {
 
 func (a *API) listAPIKeys(w http.ResponseWriter, r *http.Request) {
 	keys, err := a.IAM.ListAPIKeys(r.Context(), principal(r))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	out := make([]APIKey, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, a.apiKeyObject(k))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"apiKeys": out})
+	answerList(a, w, r, "apiKeys", keys, err, a.apiKeyObject)
 }
 
 func (a *API) createAPIKey(w http.ResponseWriter, r *http.Request) {
@@ -328,15 +320,7 @@ func credentialObject(c store.ClientCredential) Credential {
 
 func (a *API) listCredentials(w http.ResponseWriter, r *http.Request) {
 	cs, err := a.IAM.ListClientCredentials(r.Context(), principal(r))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	out := make([]Credential, 0, len(cs))
-	for _, c := range cs {
-		out = append(out, credentialObject(c))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"credentials": out})
+	answerList(a, w, r, "credentials", cs, err, credentialObject)
 }
 
 func (a *API) getCredential(w http.ResponseWriter, r *http.Request) {

@@ -78,15 +78,7 @@ func (a *API) listRuntimes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rts, err := a.Runtimes.List(r.Context(), principal(r))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	out := make([]Runtime, 0, len(rts))
-	for _, rt := range rts {
-		out = append(out, runtimeObject(rt))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"integrationRuntimes": out})
+	answerList(a, w, r, "integrationRuntimes", rts, err, runtimeObject)
 }
 
 func (a *API) getRuntime(w http.ResponseWriter, r *http.Request) {

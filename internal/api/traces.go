@@ -76,15 +76,7 @@ func (a *API) listTraces(w http.ResponseWriter, r *http.Request) {
 		runtime = q.Get("integrationRuntimeName")
 	}
 	vs, err := a.Traces.List(r.Context(), principal(r), runtime)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	out := make([]Trace, 0, len(vs))
-	for _, v := range vs {
-		out = append(out, traceObject(v))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"traces": out})
+	answerList(a, w, r, "traces", vs, err, traceObject)
 }
 
 func (a *API) getTrace(w http.ResponseWriter, r *http.Request) {
