@@ -20,19 +20,115 @@ import (
 
 // --- integration runtimes -------------------------------------------------
 
-func (d *Dashboard) runtimesPage(w http.ResponseWriter, r *http.Request) {
+// choices are the BAR files and configurations a runtime form offers.
+type choices struct {
+	BARs    []string
+	Configs []string
+}
+
+func (d *Dashboard) choices(r *http.Request) (choices, error) {
+	ctx, p := r.Context(), principal(r)
+	var c choices
+	bars, err := d.BARs.List(ctx, p)
+	if err != nil {
+		return c, err
+	}
+	for _, b := range bars {
+		c.BARs = append(c.BARs, b.Name)
+	}
+	cfgs, err := d.Configs.List(ctx, p)
+	if err != nil {
+		return c, err
+	}
+	for _, cfg := range cfgs {
+		c.Configs = append(c.Configs, cfg.Name)
+	}
+	return c, nil
+}
+
+type runtimesPage struct {
+	List []orchestrator.Runtime
+	choices
+}
+
+func (d *Dashboard) showRuntimes(w http.ResponseWriter, r *http.Request, status int, v view) {
 	rs, err := d.Runtimes.List(r.Context(), principal(r))
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	d.render(w, r, http.StatusOK, "runtimes", view{Title: "Integration runtimes", Nav: "runtimes", Page: rs})
+	ch, err := d.choices(r)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	if v.Form == nil {
+		v.Form = map[string]string{"replicas": "1"}
+	}
+	v.Title, v.Nav, v.Page = "Integration runtimes", "runtimes", runtimesPage{List: rs, choices: ch}
+	d.render(w, r, status, "runtimes", v)
+}
+
+func (d *Dashboard) runtimesPage(w http.ResponseWriter, r *http.Request) {
+	d.showRuntimes(w, r, http.StatusOK, view{})
+}
+
+// barURL is the url a runtime's spec names an instance's BAR file by, the
+// same the API hands out on upload.
+func (d *Dashboard) barURL(name string) string {
+	return strings.TrimRight(d.PublicURL, "/") + "/api/v1/bar-files/" + name + "/content"
+}
+
+// specForm reads the BAR files and configurations ticked in a runtime
+// form, and remembers them to show the form again as it was.
+func specForm(r *http.Request) (bars, cfgs []string, checked map[string]bool) {
+	checked = map[string]bool{}
+	for _, b := range r.PostForm["bar"] {
+		bars = append(bars, b)
+		checked["bar:"+b] = true
+	}
+	for _, c := range r.PostForm["configuration"] {
+		cfgs = append(cfgs, c)
+		checked["cfg:"+c] = true
+	}
+	return bars, cfgs, checked
+}
+
+func (d *Dashboard) createRuntime(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimSpace(r.FormValue("name"))
+	typed := strings.TrimSpace(r.FormValue("replicas"))
+	form := map[string]string{"name": name, "replicas": typed}
+	bars, cfgs, checked := specForm(r)
+	again := func(status int, msg string) {
+		d.showRuntimes(w, r, status, view{Form: form, Checked: checked, FormErr: msg})
+	}
+	n, err := strconv.Atoi(typed)
+	if err != nil || n < 0 || n > orchestrator.MaxReplicas {
+		again(http.StatusBadRequest, fmt.Sprintf("replicas must be a whole number from 0 (stopped) to %d", orchestrator.MaxReplicas))
+		return
+	}
+	if len(bars) == 0 {
+		again(http.StatusBadRequest, "tick at least one BAR file: a runtime runs the flows of its BAR files")
+		return
+	}
+	spec := orchestrator.Spec{Configurations: cfgs, Replicas: &n}
+	for _, b := range bars {
+		spec.BarURL = append(spec.BarURL, d.barURL(b))
+	}
+	if _, _, err := d.Runtimes.Put(r.Context(), principal(r), name, spec, true); err != nil {
+		status, msg := d.message(r, err)
+		again(status, msg)
+		return
+	}
+	d.redirect(w, r, "/runtimes/"+name, "integration runtime "+name+" created: it turns Ready when its replicas serve")
 }
 
 type runtimePage struct {
 	R        orchestrator.Runtime
 	Logs     string
-	LogsNote string // why there are no logs, when there are none
+	LogsNote string   // why there are no logs, when there are none
+	External []string // barURLs outside this control plane, kept as they are
+	choices
 }
 
 // logTail is how many log lines the runtime page shows, and logBytes the
@@ -50,6 +146,26 @@ func (d *Dashboard) showRuntime(w http.ResponseWriter, r *http.Request, status i
 		return
 	}
 	pg := runtimePage{R: rt}
+	if pg.choices, err = d.choices(r); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	if v.Checked == nil {
+		v.Checked = map[string]bool{}
+		for _, u := range rt.Spec.BarURL {
+			if ref, err := orchestrator.ParseBARURL(u); err == nil && ref.Name != "" {
+				v.Checked["bar:"+ref.Name] = true
+			}
+		}
+		for _, c := range rt.Spec.Configurations {
+			v.Checked["cfg:"+c] = true
+		}
+	}
+	for _, u := range rt.Spec.BarURL {
+		if ref, err := orchestrator.ParseBARURL(u); err == nil && ref.URL != "" {
+			pg.External = append(pg.External, ref.URL)
+		}
+	}
 	if d.Reconciler == nil {
 		pg.LogsNote = "this control plane runs no runtime backend, so there are no logs"
 	} else if rc, err := d.Reconciler.Backend.Logs(ctx, orchestrator.Key{InstanceID: p.InstanceID, Name: name}, logTail, false); err != nil {
@@ -102,6 +218,35 @@ func (d *Dashboard) setReplicas(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.redirect(w, r, "/runtimes/"+name, fmt.Sprintf("%s now has %d replicas wanted", name, n))
+}
+
+// setSpec replaces a runtime's BAR files and configurations; external
+// BAR urls and every other field of the spec are kept.
+func (d *Dashboard) setSpec(w http.ResponseWriter, r *http.Request) {
+	ctx, p, name := r.Context(), principal(r), r.PathValue("name")
+	bars, cfgs, checked := specForm(r)
+	rt, err := d.Runtimes.Get(ctx, p, name)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	spec := rt.Spec
+	spec.BarURL = nil
+	for _, u := range rt.Spec.BarURL {
+		if ref, err := orchestrator.ParseBARURL(u); err == nil && ref.URL != "" {
+			spec.BarURL = append(spec.BarURL, u)
+		}
+	}
+	for _, b := range bars {
+		spec.BarURL = append(spec.BarURL, d.barURL(b))
+	}
+	spec.Configurations = cfgs
+	if _, _, err := d.Runtimes.Put(ctx, p, name, spec, false); err != nil {
+		status, msg := d.message(r, err)
+		d.showRuntime(w, r, status, view{Checked: checked, SpecErr: msg})
+		return
+	}
+	d.redirect(w, r, "/runtimes/"+name, name+" rolls over to its new BAR files and configurations")
 }
 
 func (d *Dashboard) deleteRuntime(w http.ResponseWriter, r *http.Request) {

@@ -85,6 +85,7 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
 	"join": strings.Join,
+	"key":  func(prefix, name string) string { return prefix + ":" + name },
 	"deref": func(p *int) int {
 		if p == nil {
 			return 1
@@ -103,10 +104,10 @@ func parsePages() map[string]*template.Template {
 	out := map[string]*template.Template{}
 	for _, n := range names {
 		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
-		if base == "layout" {
+		if base == "layout" || base == "partials" {
 			continue
 		}
-		out[base] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n))
+		out[base] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/partials.html", n))
 	}
 	return out
 }
@@ -127,7 +128,9 @@ func (d *Dashboard) routes() *http.ServeMux {
 
 	// Integration runtimes: everyone reads, developers change.
 	mux.Handle("GET /runtimes", d.authed(iam.RoleViewer, d.runtimesPage))
+	mux.Handle("POST /runtimes", d.authed(iam.RoleDeveloper, d.createRuntime))
 	mux.Handle("GET /runtimes/{name}", d.authed(iam.RoleViewer, d.runtimePage))
+	mux.Handle("POST /runtimes/{name}/spec", d.authed(iam.RoleDeveloper, d.setSpec))
 	mux.Handle("POST /runtimes/{name}/replicas", d.authed(iam.RoleDeveloper, d.setReplicas))
 	mux.Handle("POST /runtimes/{name}/delete", d.authed(iam.RoleDeveloper, d.deleteRuntime))
 
@@ -196,6 +199,8 @@ type view struct {
 	Page    any
 	Form    map[string]string // what was typed, kept when a form fails
 	FormErr string            // the error of the form on the page
+	SpecErr string            // the error of a second form on the page
+	Checked map[string]bool   // ticked boxes, kept when a form fails
 }
 
 type userView struct {
@@ -214,6 +219,9 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, p
 	}
 	if v.Form == nil {
 		v.Form = map[string]string{}
+	}
+	if v.Checked == nil {
+		v.Checked = map[string]bool{}
 	}
 	t, ok := d.pages[page]
 	if !ok {

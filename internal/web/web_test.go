@@ -312,9 +312,20 @@ func TestDashboard(t *testing.T) {
 		if dl := b.get("/bar-files/hello/download"); dl.code != 200 || dl.body != string(data) {
 			t.Fatalf("download = %d, %d bytes, want the %d uploaded", dl.code, len(dl.body), len(data))
 		}
-		if code, body := admin.Do("PUT", "/api/v1/integration-runtimes/hello", map[string]any{"metadata": map[string]any{"name": "hello"},
-			"spec": map[string]any{"barURL": []string{srv.URL + "/api/v1/bar-files/hello/content"}, "replicas": 1}}); code != 201 {
-			t.Fatalf("create runtime = %d %s", code, body)
+		// Created through the form: without a BAR file it is refused, the
+		// form keeping the name; with one it is in the API.
+		if p := b.post("/runtimes", url.Values{"csrf": {tok}, "name": {"hello"}, "replicas": {"1"}}); p.code != http.StatusBadRequest || !strings.Contains(p.body, `value="hello"`) {
+			t.Fatalf("runtime without BAR = %d\n%s", p.code, p.body)
+		}
+		if p := b.post("/runtimes", url.Values{"csrf": {tok}, "name": {"hello"}, "replicas": {"1"}, "bar": {"hello"}}); p.code != http.StatusSeeOther {
+			t.Fatalf("create runtime = %d\n%s", p.code, p.body)
+		}
+		if code, body := admin.Do("GET", "/api/v1/integration-runtimes/hello", nil); code != 200 || !strings.Contains(string(body), "/api/v1/bar-files/hello/content") {
+			t.Fatalf("API GET of the runtime made in the form = %d %s", code, body)
+		}
+		// Unticking every BAR file is refused by the service, in words, on the page.
+		if p := b.post("/runtimes/hello/spec", url.Values{"csrf": {tok}}); p.code != http.StatusBadRequest || !strings.Contains(p.body, "barURL is empty") {
+			t.Fatalf("spec without BAR = %d\n%s", p.code, p.body)
 		}
 		// A BAR file a runtime uses is not deleted; the page says why.
 		if p := b.post("/bar-files/hello/delete", url.Values{"csrf": {tok}}); p.code != http.StatusConflict || !strings.Contains(p.body, "hello") {
