@@ -3,10 +3,12 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +199,67 @@ func TestBrowser(t *testing.T) {
 			run(t, tab, "screenshot "+p, chromedp.Navigate(srv.URL+p), chromedp.FullScreenshot(&png, 100))
 			_ = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(strings.Trim(p, "/"), "/", "-")+".png"), png, 0o644)
 		}
+	}
+}
+
+// TestBrowserRuntime creates a runtime in the dashboard on the local
+// backend and watches it turn Ready on the page without a reload, then
+// calls the endpoint the page shows.
+func TestBrowserRuntime(t *testing.T) {
+	exe := chromium(t)
+	srv := servertest.Start(t, servertest.Options{})
+	c := srv.Creds
+	admin := srv.Login(t, c.ClientID, c.ClientSecret, c.InstanceID, c.APIKey)
+	data, _, err := bar.Build(context.Background(), filepath.Join("..", "..", "examples", "hello"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	barPath := filepath.Join(t.TempDir(), "hello.bar")
+	if err := os.WriteFile(barPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tab := newTab(t, exe, "runtime")
+	run(t, tab, "log in", loginActions(srv.URL, c.InstanceID, c.Username, c.Password)...)
+	run(t, tab, "upload a BAR file",
+		chromedp.Navigate(srv.URL+"/bar-files"),
+		chromedp.SetUploadFiles("#bar-file", []string{barPath}, chromedp.ByQuery),
+		chromedp.Submit("#bar-file", chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery))
+	var marker int
+	var endpoints string
+	run(t, tab, "create a runtime and see it turn Ready",
+		chromedp.Navigate(srv.URL+"/runtimes"),
+		chromedp.SendKeys("#rt-name", "hello", chromedp.ByQuery),
+		chromedp.Click("#bar-hello", chromedp.ByQuery),
+		chromedp.Submit("#rt-name", chromedp.ByQuery),
+		chromedp.WaitVisible(`[data-live="hello"]`, chromedp.ByQuery),
+		// A reload would drop this; it must survive until Ready shows.
+		chromedp.Evaluate(`window.sluiceNoReload = 7`, &marker),
+		chromedp.WaitVisible(`[data-live="hello"] .phase-Ready`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#endpoints code`, chromedp.ByQuery),
+		chromedp.Evaluate(`window.sluiceNoReload || 0`, &marker),
+		chromedp.Text("#endpoints", &endpoints, chromedp.ByQuery))
+	if marker != 7 {
+		t.Fatalf("the page reloaded on its way to Ready")
+	}
+	m := regexp.MustCompile(`https?://\S+`).FindString(endpoints)
+	if m == "" {
+		t.Fatalf("no endpoint URL on the page: %q", endpoints)
+	}
+	resp, err := http.Get(strings.Replace(m, "{name}", "browser", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "Hello, browser!") {
+		t.Fatalf("GET %s = %d %s", m, resp.StatusCode, body)
+	}
+	run(t, tab, "delete the runtime",
+		chromedp.Click(`button.danger`, chromedp.ByQuery),
+		// The list page, empty again, after the redirect.
+		chromedp.WaitVisible("#no-runtimes", chromedp.ByQuery))
+	if code, _ := admin.Do("GET", "/api/v1/integration-runtimes/hello", nil); code != 404 {
+		t.Fatalf("runtime after delete in the browser = %d", code)
 	}
 }

@@ -128,6 +128,7 @@ func (d *Dashboard) routes() *http.ServeMux {
 
 	// Integration runtimes: everyone reads, developers change.
 	mux.Handle("GET /runtimes", d.authed(iam.RoleViewer, d.runtimesPage))
+	mux.Handle("GET /runtimes/events", d.authed(iam.RoleViewer, d.runtimeEvents))
 	mux.Handle("POST /runtimes", d.authed(iam.RoleDeveloper, d.createRuntime))
 	mux.Handle("GET /runtimes/{name}", d.authed(iam.RoleViewer, d.runtimePage))
 	mux.Handle("POST /runtimes/{name}/spec", d.authed(iam.RoleDeveloper, d.setSpec))
@@ -172,12 +173,12 @@ func (d *Dashboard) Mount(api http.Handler, log *slog.Logger) http.Handler {
 }
 
 // headers sets what every page needs: nothing from elsewhere may load
-// (no scripts at all yet), no framing (clickjacking), no caching (a page
+// (scripts only from /static, never inline), no framing (clickjacking), no caching (a page
 // may hold a secret shown once).
 func headers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("Referrer-Policy", "same-origin")
 		hd.Set("X-Frame-Options", "DENY")

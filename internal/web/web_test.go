@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"html"
@@ -322,6 +323,26 @@ func TestDashboard(t *testing.T) {
 		}
 		if code, body := admin.Do("GET", "/api/v1/integration-runtimes/hello", nil); code != 200 || !strings.Contains(string(body), "/api/v1/bar-files/hello/content") {
 			t.Fatalf("API GET of the runtime made in the form = %d %s", code, body)
+		}
+		// The live status stream names the new runtime.
+		req, _ := http.NewRequest("GET", srv.URL+"/runtimes/events?name=hello", nil)
+		resp, err := b.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "text/event-stream" {
+			t.Fatalf("GET /runtimes/events = %d %s", resp.StatusCode, ct)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		var event string
+		for sc.Scan() && event == "" {
+			if strings.HasPrefix(sc.Text(), "data: ") && strings.Contains(sc.Text(), `"name":"hello"`) {
+				event = sc.Text()
+			}
+		}
+		resp.Body.Close()
+		if !strings.Contains(event, `"phase":`) || !strings.Contains(event, `"wanted":1`) {
+			t.Fatalf("first event of the stream: %q", event)
 		}
 		// Unticking every BAR file is refused by the service, in words, on the page.
 		if p := b.post("/runtimes/hello/spec", url.Values{"csrf": {tok}}); p.code != http.StatusBadRequest || !strings.Contains(p.body, "barURL is empty") {

@@ -1,0 +1,83 @@
+// Live status: the runtime list and a runtime's page follow the control
+// plane's server-sent events (/runtimes/events), so a runtime turning Ready
+// shows without a reload. Without JavaScript the pages still work; they
+// only show the status as of loading. Text goes in with textContent only.
+(function () {
+  "use strict";
+  var root = document.querySelector("[data-live]");
+  if (!root || !window.EventSource) return;
+  var one = root.getAttribute("data-live");
+  var es = new EventSource("/runtimes/events" + (one ? "?name=" + encodeURIComponent(one) : ""));
+
+  function el(tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text !== undefined) e.textContent = text;
+    if (cls) e.className = cls;
+    return e;
+  }
+  function fill(scope, field, fn) {
+    var nodes = scope.querySelectorAll('[data-field="' + field + '"]');
+    for (var i = 0; i < nodes.length; i++) fn(nodes[i]);
+  }
+  function endpoints(node, rt) {
+    node.textContent = "";
+    if (!rt.endpoints || rt.endpoints.length === 0) { node.textContent = "none"; return; }
+    rt.endpoints.forEach(function (ep) {
+      var div = el("div");
+      div.appendChild(el("code", ep.method + " " + ep.uri));
+      node.appendChild(div);
+    });
+  }
+  function redraw(scope, rt) {
+    fill(scope, "phase", function (n) { n.textContent = rt.phase; n.className = "phase phase-" + rt.phase; });
+    fill(scope, "replicas", function (n) { n.textContent = rt.available + " of " + rt.wanted; });
+    fill(scope, "replicas-long", function (n) {
+      n.textContent = rt.available + " available of " + rt.running + " running, " + rt.wanted + " wanted";
+    });
+    fill(scope, "last-error", function (n) { n.textContent = rt.lastError ? " — " + rt.lastError : ""; });
+    fill(scope, "endpoints", function (n) { endpoints(n, rt); });
+    fill(scope, "conditions", function (n) {
+      n.textContent = "";
+      (rt.conditions || []).forEach(function (c) {
+        var tr = el("tr");
+        [c.type, c.status, c.reason, c.message, c.lastTransitionTime].forEach(function (v) { tr.appendChild(el("td", v)); });
+        n.appendChild(tr);
+      });
+    });
+  }
+  function rowFor(rt) {
+    var rows = root.querySelectorAll("tr[data-runtime]");
+    for (var i = 0; i < rows.length; i++) if (rows[i].getAttribute("data-runtime") === rt.name) return rows[i];
+    var body = root.querySelector("tbody");
+    if (!body) return null;
+    root.hidden = false;
+    var empty = document.getElementById("no-runtimes");
+    if (empty) empty.hidden = true;
+    var tr = el("tr");
+    tr.setAttribute("data-runtime", rt.name);
+    var a = el("a", rt.name);
+    a.href = "/runtimes/" + encodeURIComponent(rt.name);
+    var td = el("td"); td.appendChild(a); tr.appendChild(td);
+    td = el("td"); var s = el("span"); s.setAttribute("data-field", "phase"); td.appendChild(s); tr.appendChild(td);
+    td = el("td"); td.setAttribute("data-field", "replicas"); tr.appendChild(td);
+    td = el("td"); td.setAttribute("data-field", "endpoints"); tr.appendChild(td);
+    tr.appendChild(el("td", "just now"));
+    body.appendChild(tr);
+    return tr;
+  }
+  es.addEventListener("update", function (e) {
+    var rt = JSON.parse(e.data);
+    var scope = one ? root : rowFor(rt);
+    if (scope) redraw(scope, rt);
+  });
+  es.addEventListener("deleted", function (e) {
+    var rt = JSON.parse(e.data);
+    if (one) {
+      fill(root, "phase", function (n) { n.textContent = "Deleted"; n.className = "phase"; });
+      es.close();
+      return;
+    }
+    var row = rowFor(rt);
+    if (row) row.parentNode.removeChild(row);
+  });
+})();
