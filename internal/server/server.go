@@ -167,7 +167,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The dashboard answers its own pages and hands everything else to
 	// the API; it works through the same services, so it is not an API route.
 	dash := &web.Dashboard{Store: st, IAM: svc, Configs: a.Configs, BARs: a.BARs, Runtimes: runtimes, Reconciler: a.Reconciler,
-		PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
+		Traces: a.Traces, PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
 	srv := &http.Server{
 		Handler:           dash.Mount(a.Handler(), cfg.Log),
 		ReadHeaderTimeout: 10 * time.Second,

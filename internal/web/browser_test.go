@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/sluice-dev/sluice/internal/bar"
@@ -254,6 +256,39 @@ func TestBrowserRuntime(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "Hello, browser!") {
 		t.Fatalf("GET %s = %d %s", m, resp.StatusCode, body)
+	}
+	// Trace it: start a user trace, send a message, download the trace
+	// as the browser would (with its session cookie), stop it.
+	run(t, tab, "start a trace",
+		chromedp.Click("#start-trace", chromedp.ByQuery),
+		chromedp.WaitVisible("#download-hello-user", chromedp.ByQuery))
+	if resp, err := http.Get(strings.Replace(m, "{name}", "traced", 1)); err == nil {
+		resp.Body.Close()
+	}
+	var cookies []*network.Cookie
+	run(t, tab, "read the session cookie", chromedp.ActionFunc(func(ctx context.Context) error {
+		var err error
+		cookies, err = network.GetCookies().WithURLs([]string{srv.URL}).Do(ctx)
+		return err
+	}))
+	req, _ := http.NewRequest("GET", srv.URL+"/traces/hello-user/download", nil)
+	for _, ck := range cookies {
+		req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
+	}
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zipped, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.HasPrefix(zipped, []byte("PK")) {
+		t.Fatalf("trace download = %d %s, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(zipped))
+	}
+	run(t, tab, "stop the trace",
+		chromedp.Click(`button[aria-label="Stop trace hello-user"]`, chromedp.ByQuery),
+		chromedp.WaitNotPresent("#download-hello-user", chromedp.ByQuery))
+	if code, _ := admin.Do("GET", "/api/v1/traces/hello-user", nil); code != 404 {
+		t.Fatalf("trace after stop in the browser = %d", code)
 	}
 	run(t, tab, "delete the runtime",
 		chromedp.Click(`button.danger`, chromedp.ByQuery),

@@ -128,6 +128,8 @@ type runtimePage struct {
 	Logs     string
 	LogsNote string   // why there are no logs, when there are none
 	External []string // barURLs outside this control plane, kept as they are
+	Traces   []orchestrator.TraceView
+	Tracing  bool // a runtime backend runs, so traces can be taken
 	choices
 }
 
@@ -166,6 +168,13 @@ func (d *Dashboard) showRuntime(w http.ResponseWriter, r *http.Request, status i
 			pg.External = append(pg.External, ref.URL)
 		}
 	}
+	if d.Traces != nil {
+		pg.Tracing = true
+		if pg.Traces, err = d.Traces.List(ctx, p, name); err != nil {
+			d.fail(w, r, err)
+			return
+		}
+	}
 	if d.Reconciler == nil {
 		pg.LogsNote = "this control plane runs no runtime backend, so there are no logs"
 	} else if rc, err := d.Reconciler.Backend.Logs(ctx, orchestrator.Key{InstanceID: p.InstanceID, Name: name}, logTail, false); err != nil {
@@ -180,7 +189,10 @@ func (d *Dashboard) showRuntime(w http.ResponseWriter, r *http.Request, status i
 	}
 	v.Title, v.Nav, v.Page = "Runtime "+name, "runtimes", pg
 	if v.Form == nil {
-		v.Form = map[string]string{"replicas": strconv.Itoa(replicasOf(rt.Spec))}
+		v.Form = map[string]string{}
+	}
+	if _, typed := v.Form["replicas"]; !typed {
+		v.Form["replicas"] = strconv.Itoa(replicasOf(rt.Spec))
 	}
 	d.render(w, r, status, "runtime", v)
 }

@@ -47,6 +47,7 @@ type Dashboard struct {
 	BARs       *barstore.Service
 	Runtimes   *orchestrator.Service
 	Reconciler *orchestrator.Reconciler // nil when no runtime backend runs (no logs)
+	Traces     *orchestrator.Traces     // nil when no runtime backend runs (no traces)
 	// PublicURL decides the Secure flag of cookies when TLS ends in front
 	// of the control plane (an https public URL).
 	PublicURL string
@@ -134,6 +135,9 @@ func (d *Dashboard) routes() *http.ServeMux {
 	mux.Handle("POST /runtimes/{name}/spec", d.authed(iam.RoleDeveloper, d.setSpec))
 	mux.Handle("POST /runtimes/{name}/replicas", d.authed(iam.RoleDeveloper, d.setReplicas))
 	mux.Handle("POST /runtimes/{name}/delete", d.authed(iam.RoleDeveloper, d.deleteRuntime))
+	mux.Handle("POST /runtimes/{name}/traces", d.authed(iam.RoleDeveloper, d.startTrace))
+	mux.Handle("POST /traces/{trace}/stop", d.authed(iam.RoleDeveloper, d.stopTrace))
+	mux.Handle("GET /traces/{trace}/download", d.authed(iam.RoleViewer, d.downloadTrace))
 
 	// BAR files.
 	mux.Handle("GET /bar-files", d.authed(iam.RoleViewer, d.barFilesPage))
@@ -191,17 +195,18 @@ func headers(next http.Handler) http.Handler {
 
 // view is what every page template gets.
 type view struct {
-	Title   string
-	Nav     string
-	User    *userView
-	CSRF    string
-	Flash   string
-	Error   string // a page-level error, in words
-	Page    any
-	Form    map[string]string // what was typed, kept when a form fails
-	FormErr string            // the error of the form on the page
-	SpecErr string            // the error of a second form on the page
-	Checked map[string]bool   // ticked boxes, kept when a form fails
+	Title    string
+	Nav      string
+	User     *userView
+	CSRF     string
+	Flash    string
+	Error    string // a page-level error, in words
+	Page     any
+	Form     map[string]string // what was typed, kept when a form fails
+	FormErr  string            // the error of the form on the page
+	SpecErr  string            // the error of a second form on the page
+	TraceErr string            // the error of the trace form
+	Checked  map[string]bool   // ticked boxes, kept when a form fails
 }
 
 type userView struct {
