@@ -178,21 +178,9 @@ intact. A progress bar shows as for push.`,
 			if out == "" {
 				out = name + ".bar"
 			}
-			bar := &lazyProgress{cmd: cmd, force: progress, label: "pull " + name}
-			if out == "-" {
-				_, err := c.DownloadBARFile(cmd.Context(), name, cmd.OutOrStdout(), bar.update)
-				bar.finish(err == nil)
-				return err
-			}
-			n, err := downloadToFile(out, func(w io.Writer) (int64, error) {
-				return c.DownloadBARFile(cmd.Context(), name, w, bar.update)
+			return pull(cmd, out, progress, "pull "+name, "pulled BAR file "+name, func(w io.Writer, p func(int64, int64)) (int64, error) {
+				return c.DownloadBARFile(cmd.Context(), name, w, p)
 			})
-			bar.finish(err == nil)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pulled BAR file %s to %s (%d bytes)\n", name, out, n)
-			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -201,6 +189,24 @@ intact. A progress bar shows as for push.`,
 	f.StringVarP(&out, "output", "o", "", `file to write (default NAME.bar; "-" for standard output)`)
 	f.BoolVar(&progress, "progress", false, "show a progress bar on standard error even when it is not a terminal")
 	return cmd
+}
+
+// pull streams a download to out ("-" for standard output) with a
+// progress bar, replacing out only once the whole download arrived.
+func pull(cmd *cobra.Command, out string, progress bool, label, done string, fetch func(io.Writer, func(int64, int64)) (int64, error)) error {
+	bar := &lazyProgress{cmd: cmd, force: progress, label: label}
+	if out == "-" {
+		_, err := fetch(cmd.OutOrStdout(), bar.update)
+		bar.finish(err == nil)
+		return err
+	}
+	n, err := downloadToFile(out, func(w io.Writer) (int64, error) { return fetch(w, bar.update) })
+	bar.finish(err == nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s to %s (%d bytes)\n", done, out, n)
+	return nil
 }
 
 // downloadToFile runs fetch into a temporary file next to path and renames

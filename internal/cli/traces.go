@@ -154,21 +154,9 @@ func newTraceDownloadCommand() *cobra.Command {
 			if out == "" {
 				out = name + ".zip"
 			}
-			bar := &lazyProgress{cmd: cmd, force: progress, label: "download " + name}
-			if out == "-" {
-				_, err := c.DownloadTrace(cmd.Context(), name, cmd.OutOrStdout(), bar.update)
-				bar.finish(err == nil)
-				return err
-			}
-			n, err := downloadToFile(out, func(w io.Writer) (int64, error) {
-				return c.DownloadTrace(cmd.Context(), name, w, bar.update)
+			return pull(cmd, out, progress, "download "+name, "downloaded trace "+name, func(w io.Writer, p func(int64, int64)) (int64, error) {
+				return c.DownloadTrace(cmd.Context(), name, w, p)
 			})
-			bar.finish(err == nil)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "downloaded trace %s to %s (%d bytes)\n", name, out, n)
-			return nil
 		},
 	}
 	f := cmd.Flags()
