@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -268,6 +269,16 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	throttleKey := clientAddr(r) + "|" + form["instance"] + "|" + form["username"]
+	if until, blocked := d.logins.blocked(throttleKey, d.now()); blocked {
+		mins := int(until.Sub(d.now()).Minutes()) + 1
+		d.showLogin(w, r, http.StatusTooManyRequests, form, fmt.Sprintf("too many failed logins for this user from your address: try again in %d minutes", mins))
+		return
+	}
+	if !d.logins.acquire(ctx) {
+		return
+	}
+	defer d.logins.release()
 	p := iam.Principal{InstanceID: form["instance"], SubjectKind: store.KindUser, SubjectName: form["username"],
 		Source: clientAddr(r), RequestID: obs.RequestID(ctx)}
 	_, instErr := d.Store.GetInstance(ctx, form["instance"])
@@ -298,9 +309,11 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !ok {
+		d.logins.fail(throttleKey, d.now())
 		d.showLogin(w, r, http.StatusUnauthorized, form, badLogin)
 		return
 	}
+	d.logins.succeed(throttleKey)
 	d.sweep()
 	now := d.now()
 	p.SubjectID, p.Role = id.ID, id.Role

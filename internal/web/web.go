@@ -59,6 +59,7 @@ type Dashboard struct {
 	once     sync.Once
 	pages    map[string]*template.Template
 	sessions sessions
+	logins   throttle
 }
 
 func (d *Dashboard) now() time.Time {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -379,6 +380,29 @@ func TestDashboard(t *testing.T) {
 		}
 		if code, _ := admin.Do("GET", "/api/v1/bar-files/hello", nil); code != 404 {
 			t.Fatalf("BAR after delete = %d", code)
+		}
+	})
+
+	t.Run("failed logins are limited", func(t *testing.T) {
+		const pw = "target-password-123"
+		if code, body := admin.Do("PUT", "/api/v1/users/target", map[string]any{"metadata": map[string]any{"name": "target"},
+			"spec": map[string]any{"role": "viewer", "password": pw}}); code != 201 {
+			t.Fatalf("create user = %d %s", code, body)
+		}
+		g := newBrowser(t, srv.URL)
+		for i := 0; i < 5; i++ {
+			if p := g.login(c.InstanceID, "target", "guess-"+strconv.Itoa(i)); p.code != http.StatusUnauthorized {
+				t.Fatalf("guess %d = %d", i, p.code)
+			}
+		}
+		// Now even the right password is refused, in words, for a while.
+		p := g.login(c.InstanceID, "target", pw)
+		if p.code != http.StatusTooManyRequests || !strings.Contains(p.body, "too many failed logins") {
+			t.Fatalf("login after 5 failures = %d\n%s", p.code, p.body)
+		}
+		// Other users are not locked out by it.
+		if p := newBrowser(t, srv.URL).login(c.InstanceID, c.Username, c.Password); p.code != http.StatusSeeOther {
+			t.Fatalf("admin login while target is throttled = %d", p.code)
 		}
 	})
 

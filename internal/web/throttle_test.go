@@ -1,0 +1,53 @@
+package web
+
+import (
+	"testing"
+	"time"
+)
+
+func TestThrottleWindow(t *testing.T) {
+	var th throttle
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for i := 0; i < loginFailures; i++ {
+		if _, b := th.blocked("k", now); b {
+			t.Fatalf("blocked after %d failures", i)
+		}
+		th.fail("k", now.Add(time.Duration(i)*time.Second))
+	}
+	until, b := th.blocked("k", now.Add(time.Minute))
+	if !b || !until.Equal(now.Add(loginWindow)) {
+		t.Fatalf("after %d failures: blocked=%v until %v", loginFailures, b, until)
+	}
+	if _, b := th.blocked("other", now); b {
+		t.Fatal("another key is blocked too")
+	}
+	// The window passes: attempts are allowed again and counted afresh.
+	later := now.Add(loginWindow)
+	if _, b := th.blocked("k", later); b {
+		t.Fatal("still blocked after the window")
+	}
+	th.fail("k", later)
+	if _, b := th.blocked("k", later); b {
+		t.Fatal("one failure in a new window blocks")
+	}
+	th.succeed("k")
+	if f := th.seen["k"]; f != nil {
+		t.Fatal("a success kept the failures")
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for in, want := range map[string]string{
+		"/bar-files":            "/bar-files",
+		"/runtimes/a?x=1":       "/runtimes/a?x=1",
+		"":                      "/runtimes",
+		"https://evil.example/": "/runtimes",
+		"//evil.example/":       "/runtimes",
+		`/\evil.example/`:       "/runtimes",
+		"/login":                "/runtimes",
+	} {
+		if got := safeNext(in); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
