@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/sluice-dev/sluice/internal/bar"
@@ -105,6 +107,19 @@ func TestBrowser(t *testing.T) {
 		chromedp.Submit("#key-name", chromedp.ByQuery),
 		chromedp.WaitVisible("#api-key", chromedp.ByQuery),
 		chromedp.Value("#api-key", &key, chromedp.ByQuery))
+	// "Download as JSON" builds the file in the page: catch the blob it
+	// hands to the browser and read it back.
+	var downloaded string
+	run(t, tab, "download the key as JSON",
+		chromedp.Evaluate(`window.sluiceBlobs = []; (function (o) { URL.createObjectURL = function (b) { window.sluiceBlobs.push(b); return o.call(URL, b); }; })(URL.createObjectURL); 0`, nil),
+		chromedp.Click(`button[data-download]`, chromedp.ByQuery),
+		chromedp.Evaluate(`window.sluiceBlobs[0].text()`, &downloaded, func(p *cdpruntime.EvaluateParams) *cdpruntime.EvaluateParams {
+			return p.WithAwaitPromise(true)
+		}))
+	var file map[string]string
+	if err := json.Unmarshal([]byte(downloaded), &file); err != nil || file["apikey"] != key || file["name"] != "browser" {
+		t.Fatalf("downloaded JSON: %v %s", err, downloaded)
+	}
 	run(t, tab, "generate a credential",
 		chromedp.Navigate(srv.URL+"/settings/credentials"),
 		chromedp.SendKeys("#cred-name", "browser", chromedp.ByQuery),

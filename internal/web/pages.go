@@ -429,12 +429,15 @@ func (d *Dashboard) credentialsPage(w http.ResponseWriter, r *http.Request) {
 // shownOnce is a page that shows a new secret the only time it exists in
 // clear; the response is never cached (see headers).
 type shownOnce struct {
-	What   string
-	Back   string
-	Fields []field
+	What       string
+	Back       string
+	Fields     []field
+	Extra      []field // more values for the JSON download, not shown
+	DownloadAs string  // file name of the JSON download; "" for none
 }
 
-type field struct{ Label, Value, ID string }
+// field is one value on the page; JSON names it in the downloaded file.
+type field struct{ Label, Value, ID, JSON string }
 
 func (d *Dashboard) createCredential(w http.ResponseWriter, r *http.Request) {
 	form := map[string]string{"name": strings.TrimSpace(r.FormValue("name")), "description": r.FormValue("description")}
@@ -446,7 +449,7 @@ func (d *Dashboard) createCredential(w http.ResponseWriter, r *http.Request) {
 	}
 	d.render(w, r, http.StatusOK, "shown", view{Title: "Public API credential created", Nav: "credentials", Page: shownOnce{
 		What: "public API credential " + c.Name, Back: "/settings/credentials",
-		Fields: []field{{"Client id", c.ClientID, "client-id"}, {"Client secret", sec.Reveal(), "client-secret"}},
+		Fields: []field{{"Client id", c.ClientID, "client-id", ""}, {"Client secret", sec.Reveal(), "client-secret", ""}},
 	}})
 }
 
@@ -497,7 +500,11 @@ func (d *Dashboard) createAPIKey(w http.ResponseWriter, r *http.Request) {
 	}
 	d.render(w, r, http.StatusOK, "shown", view{Title: "API key created", Nav: "api-keys", Page: shownOnce{
 		What: "API key " + k.Name, Back: "/settings/api-keys",
-		Fields: []field{{"API key", v.Reveal(), "api-key"}, {"Key id", k.ID, "key-id"}},
+		// The download has the shape of IBM Cloud's apikey.json, which
+		// App Connect users keep their keys in.
+		Fields:     []field{{"API key", v.Reveal(), "api-key", "apikey"}, {"Key id", k.ID, "key-id", "id"}},
+		Extra:      []field{{Label: "name", Value: k.Name}, {Label: "description", Value: k.Description}, {Label: "createdAt", Value: k.CreatedAt.UTC().Format(time.RFC3339)}},
+		DownloadAs: "apikey-" + k.Name + ".json",
 	}})
 }
 
