@@ -211,7 +211,7 @@ func TestBrowser(t *testing.T) {
 
 	// Screenshots for a person to look at, when asked for.
 	if dir := os.Getenv("SLUICE_SCREENSHOTS"); dir != "" {
-		for _, p := range []string{"/runtimes", "/bar-files", "/configurations", "/settings/api-keys", "/settings/credentials"} {
+		for _, p := range []string{"/runtimes", "/bar-files", "/configurations", "/settings/api-keys", "/settings/credentials", "/settings/identities", "/settings/audit", "/api-spec"} {
 			var png []byte
 			run(t, tab, "screenshot "+p, chromedp.Navigate(srv.URL+p), chromedp.FullScreenshot(&png, 100))
 			_ = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(strings.Trim(p, "/"), "/", "-")+".png"), png, 0o644)

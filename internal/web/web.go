@@ -88,6 +88,8 @@ var funcs = template.FuncMap{
 	},
 	"join": strings.Join,
 	"key":  func(prefix, name string) string { return prefix + ":" + name },
+	// pair hands a sub-template the page's view and one more argument.
+	"pair": func(v view, kind string) map[string]any { return map[string]any{"V": v, "Kind": kind} },
 	"deref": func(p *int) int {
 		if p == nil {
 			return 1
@@ -155,6 +157,12 @@ func (d *Dashboard) routes() *http.ServeMux {
 	mux.Handle("GET /settings/credentials", d.authed(iam.RoleAdmin, d.credentialsPage))
 	mux.Handle("POST /settings/credentials", d.authed(iam.RoleAdmin, d.createCredential))
 	mux.Handle("POST /settings/credentials/{name}/delete", d.authed(iam.RoleAdmin, d.deleteCredential))
+	mux.Handle("GET /settings/identities", d.authed(iam.RoleAdmin, d.identitiesPage))
+	mux.Handle("POST /settings/identities/{kind}", d.authed(iam.RoleAdmin, d.createIdentity))
+	mux.Handle("POST /settings/identities/{kind}/{name}/role", d.authed(iam.RoleAdmin, d.setRole))
+	mux.Handle("POST /settings/identities/{kind}/{name}/delete", d.authed(iam.RoleAdmin, d.deleteIdentity))
+	mux.Handle("GET /settings/audit", d.authed(iam.RoleAdmin, d.auditLog))
+	mux.Handle("GET /api-spec", d.authed(iam.RoleViewer, d.apiSpec))
 	mux.Handle("GET /settings/api-keys", d.authed(iam.RoleViewer, d.apiKeysPage))
 	mux.Handle("POST /settings/api-keys", d.authed(iam.RoleViewer, d.createAPIKey))
 	mux.Handle("POST /settings/api-keys/{id}/lock", d.authed(iam.RoleViewer, d.lockAPIKey(true)))

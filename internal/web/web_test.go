@@ -286,6 +286,9 @@ func TestDashboard(t *testing.T) {
 		if p := v.post("/settings/credentials", url.Values{"csrf": {tok}, "name": {"by-viewer"}}); p.code != http.StatusForbidden {
 			t.Fatalf("viewer's credential = %d, want 403", p.code)
 		}
+		if p := v.get("/settings/audit"); p.code != http.StatusForbidden {
+			t.Errorf("viewer's audit page = %d, want 403", p.code)
+		}
 		// A role change made through the API applies to the open session at once.
 		admin.Do("PUT", "/api/v1/users/vera", map[string]any{"metadata": map[string]any{"name": "vera"}, "spec": map[string]any{"role": "developer"}})
 		if p := v.upload("/configurations", map[string]string{"csrf": tok, "name": "by-vera", "type": "setdbparms"}, "p.txt", []byte("db1 a b\n")); p.code != http.StatusSeeOther {
@@ -403,6 +406,55 @@ func TestDashboard(t *testing.T) {
 		// Other users are not locked out by it.
 		if p := newBrowser(t, srv.URL).login(c.InstanceID, c.Username, c.Password); p.code != http.StatusSeeOther {
 			t.Fatalf("admin login while target is throttled = %d", p.code)
+		}
+	})
+
+	t.Run("users, audit and api pages", func(t *testing.T) {
+		page := b.get("/settings/identities")
+		tok := csrf(t, page)
+		short := b.post("/settings/identities/users", url.Values{"csrf": {tok}, "name": {"dora"}, "role": {"developer"}, "password": {"short"}})
+		if short.code != http.StatusBadRequest || !strings.Contains(short.body, "shorter than 12") || !strings.Contains(short.body, `value="dora"`) {
+			t.Fatalf("short password = %d\n%s", short.code, short.body)
+		}
+		if strings.Contains(short.body, `value="short"`) {
+			t.Errorf("the failed form echoes the password")
+		}
+		if p := b.post("/settings/identities/users", url.Values{"csrf": {tok}, "name": {"dora"}, "role": {"developer"}, "password": {"dora-password-123"}}); p.code != http.StatusSeeOther {
+			t.Fatalf("create user = %d\n%s", p.code, p.body)
+		}
+		if code, body := admin.Do("GET", "/api/v1/users/dora", nil); code != 200 || !strings.Contains(string(body), `"developer"`) {
+			t.Fatalf("API GET of the user = %d %s", code, body)
+		}
+		if p := b.post("/settings/identities/users/dora/role", url.Values{"csrf": {tok}, "role": {"viewer"}}); p.code != http.StatusSeeOther {
+			t.Fatalf("set role = %d\n%s", p.code, p.body)
+		}
+		if _, body := admin.Do("GET", "/api/v1/users/dora", nil); !strings.Contains(string(body), `"viewer"`) {
+			t.Fatalf("role after the form: %s", body)
+		}
+		if p := b.post("/settings/identities/service-ids", url.Values{"csrf": {tok}, "name": {"ci"}, "role": {"developer"}}); p.code != http.StatusSeeOther {
+			t.Fatalf("create service ID = %d\n%s", p.code, p.body)
+		}
+		if code, _ := admin.Do("GET", "/api/v1/service-ids/ci", nil); code != 200 {
+			t.Fatalf("API GET of the service ID = %d", code)
+		}
+		if p := b.post("/settings/identities/users/dora/delete", url.Values{"csrf": {tok}}); p.code != http.StatusSeeOther {
+			t.Fatalf("delete user = %d\n%s", p.code, p.body)
+		}
+		if code, _ := admin.Do("GET", "/api/v1/users/dora", nil); code != 404 {
+			t.Fatalf("user after delete = %d", code)
+		}
+		audit := b.get("/settings/audit?action=user.delete")
+		if audit.code != 200 || !strings.Contains(audit.body, "user/dora") || strings.Contains(audit.body, "configuration.delete") {
+			t.Fatalf("filtered audit page = %d\n%s", audit.code, audit.body)
+		}
+		if p := b.get("/settings/audit?since=yesterday"); p.code != http.StatusBadRequest || !strings.Contains(p.body, "since must be a date") {
+			t.Fatalf("bad since = %d", p.code)
+		}
+		if strings.Contains(b.get("/settings/audit").body, "dora-password-123") {
+			t.Errorf("the audit page shows a password")
+		}
+		if p := b.get("/api-spec"); p.code != 200 || !strings.Contains(p.body, "/api/v1/tokens") {
+			t.Fatalf("API page = %d", p.code)
 		}
 	})
 

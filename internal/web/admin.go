@@ -1,0 +1,247 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	apispec "github.com/sluice-dev/sluice/api"
+	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+// --- audit log ------------------------------------------------------------
+
+// auditShown bounds one page of the audit log; the filters narrow it.
+const auditShown = 500
+
+type auditPage struct {
+	Events []store.AuditEvent
+	Capped bool
+}
+
+// auditLog shows the instance's audit events, newest first, filtered by
+// actor, action (a part of it) and days. It reads through iam.ListAudit,
+// which admits admins only, as the API does.
+func (d *Dashboard) auditLog(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	form := map[string]string{"actor": strings.TrimSpace(q.Get("actor")), "action": strings.TrimSpace(q.Get("action")),
+		"since": q.Get("since"), "until": q.Get("until")}
+	f := store.AuditFilter{Actor: form["actor"], Limit: auditShown}
+	if form["action"] != "" {
+		// The store filters by actor and time only; an action filter
+		// looks further back and narrows here.
+		f.Limit = 10 * auditShown
+	}
+	var formErr string
+	for _, b := range []struct {
+		key string
+		at  *time.Time
+		add time.Duration
+	}{{"since", &f.Since, 0}, {"until", &f.Until, 24 * time.Hour}} {
+		if form[b.key] == "" {
+			continue
+		}
+		day, err := time.Parse("2006-01-02", form[b.key])
+		if err != nil {
+			formErr = b.key + " must be a date such as 2026-11-22"
+			continue
+		}
+		*b.at = day.Add(b.add)
+	}
+	var pg auditPage
+	if formErr == "" {
+		evs, err := d.IAM.ListAudit(r.Context(), principal(r), f)
+		if err != nil {
+			d.fail(w, r, err)
+			return
+		}
+		for _, e := range evs {
+			if form["action"] != "" && !strings.Contains(e.Action, form["action"]) {
+				continue
+			}
+			if len(pg.Events) == auditShown {
+				pg.Capped = true
+				break
+			}
+			pg.Events = append(pg.Events, e)
+		}
+		pg.Capped = pg.Capped || len(evs) == f.Limit
+	}
+	status := http.StatusOK
+	if formErr != "" {
+		status = http.StatusBadRequest
+	}
+	d.render(w, r, status, "audit", view{Title: "Audit log", Nav: "audit", Page: pg, Form: form, FormErr: formErr})
+}
+
+// --- API specification ----------------------------------------------------
+
+type operation struct{ Method, Path, Summary string }
+
+type specPage struct {
+	Title, Version string
+	Ops            []operation
+}
+
+// apiSpec lists the operations of the OpenAPI document the control plane
+// serves, with links to the document itself.
+func (d *Dashboard) apiSpec(w http.ResponseWriter, r *http.Request) {
+	b, err := apispec.JSON()
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	var doc struct {
+		Info  struct{ Title, Version string }
+		Paths map[string]map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	pg := specPage{Title: doc.Info.Title, Version: doc.Info.Version}
+	for path, ops := range doc.Paths {
+		for method, raw := range ops {
+			var op struct{ Summary string }
+			if json.Unmarshal(raw, &op) != nil || !isMethod(method) {
+				continue
+			}
+			pg.Ops = append(pg.Ops, operation{Method: strings.ToUpper(method), Path: path, Summary: op.Summary})
+		}
+	}
+	sort.Slice(pg.Ops, func(i, j int) bool {
+		if pg.Ops[i].Path != pg.Ops[j].Path {
+			return pg.Ops[i].Path < pg.Ops[j].Path
+		}
+		return pg.Ops[i].Method < pg.Ops[j].Method
+	})
+	d.render(w, r, http.StatusOK, "apispec", view{Title: "API specification", Nav: "api", Page: pg})
+}
+
+func isMethod(m string) bool {
+	switch m {
+	case "get", "put", "post", "delete", "patch", "head", "options":
+		return true
+	}
+	return false
+}
+
+// --- users and service IDs ------------------------------------------------
+
+type identitiesPage struct {
+	Users, ServiceIDs []store.Identity
+	Roles             []string
+}
+
+func (d *Dashboard) showIdentities(w http.ResponseWriter, r *http.Request, status int, v view) {
+	ctx, p := r.Context(), principal(r)
+	users, err := d.IAM.ListIdentities(ctx, p, store.KindUser)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	sids, err := d.IAM.ListIdentities(ctx, p, store.KindServiceID)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	v.Title, v.Nav = "Users and service IDs", "identities"
+	v.Page = identitiesPage{Users: users, ServiceIDs: sids, Roles: []string{iam.RoleViewer, iam.RoleDeveloper, iam.RoleAdmin}}
+	d.render(w, r, status, "identities", v)
+}
+
+func (d *Dashboard) identitiesPage(w http.ResponseWriter, r *http.Request) {
+	d.showIdentities(w, r, http.StatusOK, view{})
+}
+
+func kindOf(r *http.Request) (string, bool) {
+	switch r.PathValue("kind") {
+	case "users":
+		return store.KindUser, true
+	case "service-ids":
+		return store.KindServiceID, true
+	}
+	return "", false
+}
+
+// createIdentity creates a user (with a password, to log in here) or a
+// service ID (which uses API keys).
+func (d *Dashboard) createIdentity(w http.ResponseWriter, r *http.Request) {
+	kind, ok := kindOf(r)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	prefix := r.PathValue("kind") + "-"
+	form := map[string]string{prefix + "name": strings.TrimSpace(r.FormValue("name")), prefix + "role": r.FormValue("role"),
+		prefix + "description": r.FormValue("description")}
+	in := iam.IdentityInput{Kind: kind, Name: form[prefix+"name"], Role: form[prefix+"role"], Description: form[prefix+"description"]}
+	if kind == store.KindUser {
+		if pw := r.FormValue("password"); pw != "" {
+			in.Password = secret.New(pw)
+		} else {
+			d.showIdentities(w, r, http.StatusBadRequest, view{Form: form, FormErr: "give the new user a password of at least 12 characters"})
+			return
+		}
+	}
+	if _, _, err := d.IAM.PutIdentity(r.Context(), principal(r), in, true); err != nil {
+		status, msg := d.message(r, err)
+		v := view{Form: form}
+		if kind == store.KindUser {
+			v.FormErr = msg
+		} else {
+			v.SpecErr = msg
+		}
+		d.showIdentities(w, r, status, v)
+		return
+	}
+	d.redirect(w, r, "/settings/identities", kindLabel(kind)+" "+in.Name+" created")
+}
+
+func kindLabel(kind string) string {
+	if kind == store.KindServiceID {
+		return "service ID"
+	}
+	return "user"
+}
+
+// setRole changes an identity's role; its description and password stay.
+func (d *Dashboard) setRole(w http.ResponseWriter, r *http.Request) {
+	kind, ok := kindOf(r)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	ctx, p, name := r.Context(), principal(r), r.PathValue("name")
+	cur, err := d.IAM.GetIdentity(ctx, p, kind, name)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	in := iam.IdentityInput{Kind: kind, Name: name, Role: r.FormValue("role"), Description: cur.Description}
+	if _, _, err := d.IAM.PutIdentity(ctx, p, in, false); err != nil {
+		status, msg := d.message(r, err)
+		d.showIdentities(w, r, status, view{Error: msg})
+		return
+	}
+	d.redirect(w, r, "/settings/identities", kindLabel(kind)+" "+name+" is now "+in.Role)
+}
+
+func (d *Dashboard) deleteIdentity(w http.ResponseWriter, r *http.Request) {
+	kind, ok := kindOf(r)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	name := r.PathValue("name")
+	if err := d.IAM.DeleteIdentity(r.Context(), principal(r), kind, name); err != nil {
+		status, msg := d.message(r, err)
+		d.showIdentities(w, r, status, view{Error: msg})
+		return
+	}
+	d.redirect(w, r, "/settings/identities", kindLabel(kind)+" "+name+" deleted, with its API keys")
+}
