@@ -237,11 +237,17 @@ func TestBrowserRuntime(t *testing.T) {
 	}
 	tab := newTab(t, exe, "runtime")
 	run(t, tab, "log in", loginActions(srv.URL, c.InstanceID, c.Username, c.Password)...)
-	run(t, tab, "upload a BAR file",
+	// The Upload button (not form.submit()) goes through the progress script.
+	var where string
+	run(t, tab, "upload a BAR file with progress",
 		chromedp.Navigate(srv.URL+"/bar-files"),
 		chromedp.SetUploadFiles("#bar-file", []string{barPath}, chromedp.ByQuery),
-		chromedp.Submit("#bar-file", chromedp.ByQuery),
-		chromedp.WaitVisible(".flash", chromedp.ByQuery))
+		chromedp.Click("#bar-upload", chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery),
+		chromedp.Location(&where))
+	if !strings.HasSuffix(where, "/bar-files") {
+		t.Fatalf("after the upload the page is at %s", where)
+	}
 	var marker int
 	var endpoints string
 	run(t, tab, "create a runtime and see it turn Ready",
