@@ -465,13 +465,36 @@ func (d *Dashboard) deleteCredential(w http.ResponseWriter, r *http.Request) {
 
 // --- settings: API keys ---------------------------------------------------
 
+type apiKeysPage struct {
+	Keys   []store.APIKey
+	Owners []string // "kind:name" an admin may make keys for; empty for others
+}
+
 func (d *Dashboard) showAPIKeys(w http.ResponseWriter, r *http.Request, status int, v view) {
-	ks, err := d.IAM.ListAPIKeys(r.Context(), principal(r))
+	ctx, p := r.Context(), principal(r)
+	ks, err := d.IAM.ListAPIKeys(ctx, p)
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	v.Title, v.Nav, v.Page = "API keys", "api-keys", ks
+	pg := apiKeysPage{Keys: ks}
+	if p.IsAdmin() {
+		// Admins make keys for service IDs (scripts) and other users too.
+		for _, kind := range []string{store.KindServiceID, store.KindUser} {
+			ids, err := d.IAM.ListIdentities(ctx, p, kind)
+			if err != nil {
+				d.fail(w, r, err)
+				return
+			}
+			for _, id := range ids {
+				if kind == p.SubjectKind && id.Name == p.SubjectName {
+					continue
+				}
+				pg.Owners = append(pg.Owners, kind+":"+id.Name)
+			}
+		}
+	}
+	v.Title, v.Nav, v.Page = "API keys", "api-keys", pg
 	d.render(w, r, status, "apikeys", v)
 }
 
@@ -482,7 +505,12 @@ func (d *Dashboard) apiKeysPage(w http.ResponseWriter, r *http.Request) {
 func (d *Dashboard) createAPIKey(w http.ResponseWriter, r *http.Request) {
 	form := map[string]string{"name": strings.TrimSpace(r.FormValue("name")), "description": r.FormValue("description"),
 		"expires": strings.TrimSpace(r.FormValue("expires"))}
+	form["owner"] = r.FormValue("owner")
 	in := iam.APIKeyInput{Name: form["name"], Description: form["description"]}
+	if form["owner"] != "" {
+		// The service decides whether the caller may make keys for others.
+		in.OwnerKind, in.OwnerName, _ = strings.Cut(form["owner"], ":")
+	}
 	if form["expires"] != "" {
 		// A date input sends YYYY-MM-DD; the key works through that day (UTC).
 		day, err := time.Parse("2006-01-02", form["expires"])

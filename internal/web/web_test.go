@@ -286,6 +286,9 @@ func TestDashboard(t *testing.T) {
 		if p := v.post("/settings/credentials", url.Values{"csrf": {tok}, "name": {"by-viewer"}}); p.code != http.StatusForbidden {
 			t.Fatalf("viewer's credential = %d, want 403", p.code)
 		}
+		if p := v.post("/settings/api-keys", url.Values{"csrf": {tok}, "name": {"steal"}, "owner": {"user:" + c.Username}}); p.code != http.StatusForbidden {
+			t.Errorf("viewer's key for the admin = %d, want 403", p.code)
+		}
 		if p := v.get("/settings/audit"); p.code != http.StatusForbidden {
 			t.Errorf("viewer's audit page = %d, want 403", p.code)
 		}
@@ -436,6 +439,15 @@ func TestDashboard(t *testing.T) {
 		}
 		if code, _ := admin.Do("GET", "/api/v1/service-ids/ci", nil); code != 200 {
 			t.Fatalf("API GET of the service ID = %d", code)
+		}
+		// An admin makes a key for the service ID; it exchanges as the service ID.
+		kp := b.post("/settings/api-keys", url.Values{"csrf": {tok}, "name": {"ci-key"}, "owner": {"serviceId:ci"}})
+		if kp.code != 200 {
+			t.Fatalf("key for the service ID = %d\n%s", kp.code, kp.body)
+		}
+		ci := srv.Login(t, c.ClientID, c.ClientSecret, c.InstanceID, shown(t, kp, "api-key"))
+		if _, who := ci.Do("GET", "/api/v1/whoami", nil); !strings.Contains(string(who), `"ci"`) {
+			t.Fatalf("whoami with the service ID's key: %s", who)
 		}
 		if p := b.post("/settings/identities/users/dora/delete", url.Values{"csrf": {tok}}); p.code != http.StatusSeeOther {
 			t.Fatalf("delete user = %d\n%s", p.code, p.body)
