@@ -216,6 +216,9 @@ func TestBrowser(t *testing.T) {
 			run(t, tab, "screenshot "+p, chromedp.Navigate(srv.URL+p), chromedp.FullScreenshot(&png, 100))
 			_ = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(strings.Trim(p, "/"), "/", "-")+".png"), png, 0o644)
 		}
+		var png []byte
+		run(t, tab, "narrow screenshot", chromedp.EmulateViewport(400, 800), chromedp.Navigate(srv.URL+"/settings/api-keys"), chromedp.FullScreenshot(&png, 100))
+		_ = os.WriteFile(filepath.Join(dir, "narrow-api-keys.png"), png, 0o644)
 	}
 }
 

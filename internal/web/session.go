@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -169,6 +170,11 @@ func (d *Dashboard) authed(minRole string, h http.HandlerFunc) http.Handler {
 			return
 		}
 		id, err := d.Store.GetIdentityByID(r.Context(), se.p.SubjectID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			// A store that fails for a moment must not log everyone out.
+			d.fail(w, r, err)
+			return
+		}
 		if err != nil || id.InstanceID != se.p.InstanceID {
 			d.dropSession(w, r, se)
 			d.render(w, r, http.StatusUnauthorized, "error", view{Title: "Logged out", Error: "your user no longer exists: log in again"})
@@ -184,7 +190,8 @@ func (d *Dashboard) authed(minRole string, h http.HandlerFunc) http.Handler {
 				d.render(w, r, status, "error", view{Title: "Refused", Error: msg})
 				return
 			}
-			if !sameToken(r.FormValue(csrfField), se.csrf) {
+			// The token must come in the body: a URL can end up in logs and Referer headers.
+			if !sameToken(r.PostFormValue(csrfField), se.csrf) {
 				d.render(w, r, http.StatusForbidden, "error", view{Title: "Refused", Error: "the form is out of date or did not come from this dashboard (missing or wrong CSRF token): reload the page and try again"})
 				return
 			}
@@ -259,7 +266,7 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	form := map[string]string{"instance": strings.TrimSpace(r.FormValue("instance")), "username": strings.TrimSpace(r.FormValue("username")), "next": r.FormValue("next")}
 	c, err := r.Cookie(loginCookie)
-	if err != nil || !sameToken(r.FormValue(csrfField), c.Value) {
+	if err != nil || !sameToken(r.PostFormValue(csrfField), c.Value) {
 		d.showLogin(w, r, http.StatusForbidden, form, "the login form is out of date or did not come from this dashboard: try again")
 		return
 	}

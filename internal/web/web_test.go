@@ -449,11 +449,19 @@ func TestDashboard(t *testing.T) {
 		if _, who := ci.Do("GET", "/api/v1/whoami", nil); !strings.Contains(string(who), `"ci"`) {
 			t.Fatalf("whoami with the service ID's key: %s", who)
 		}
+		dora := newBrowser(t, srv.URL)
+		if p := dora.login(c.InstanceID, "dora", "dora-password-123"); p.code != http.StatusSeeOther {
+			t.Fatalf("dora's login = %d", p.code)
+		}
 		if p := b.post("/settings/identities/users/dora/delete", url.Values{"csrf": {tok}}); p.code != http.StatusSeeOther {
 			t.Fatalf("delete user = %d\n%s", p.code, p.body)
 		}
 		if code, _ := admin.Do("GET", "/api/v1/users/dora", nil); code != 404 {
 			t.Fatalf("user after delete = %d", code)
+		}
+		// Her open session ends with her.
+		if p := dora.get("/runtimes"); p.code != http.StatusUnauthorized || !strings.Contains(p.body, "no longer exists") {
+			t.Fatalf("deleted user's session = %d\n%s", p.code, p.body)
 		}
 		audit := b.get("/settings/audit?action=user.delete")
 		if audit.code != 200 || !strings.Contains(audit.body, "user/dora") || strings.Contains(audit.body, "configuration.delete") {
