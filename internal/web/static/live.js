@@ -40,7 +40,12 @@
       n.textContent = "";
       (rt.conditions || []).forEach(function (c) {
         var tr = el("tr");
-        [c.type, c.status, c.reason, c.message, c.lastTransitionTime].forEach(function (v) { tr.appendChild(el("td", v)); });
+        var labels = ["Type", "Status", "Reason", "Message", "Since"];
+        [c.type, c.status, c.reason, c.message, c.lastTransitionTime].forEach(function (v, i) {
+          var td = el("td", v);
+          td.setAttribute("data-label", labels[i]);
+          tr.appendChild(td);
+        });
         n.appendChild(tr);
       });
     });
@@ -55,13 +60,22 @@
     if (empty) empty.hidden = true;
     var tr = el("tr");
     tr.setAttribute("data-runtime", rt.name);
+    function cell(label, field) {
+      var td = el("td");
+      td.setAttribute("data-label", label);
+      if (field) td.setAttribute("data-field", field);
+      tr.appendChild(td);
+      return td;
+    }
     var a = el("a", rt.name);
     a.href = "/runtimes/" + encodeURIComponent(rt.name);
-    var td = el("td"); td.appendChild(a); tr.appendChild(td);
-    td = el("td"); var s = el("span"); s.setAttribute("data-field", "phase"); td.appendChild(s); tr.appendChild(td);
-    td = el("td"); td.setAttribute("data-field", "replicas"); tr.appendChild(td);
-    td = el("td"); td.setAttribute("data-field", "endpoints"); tr.appendChild(td);
-    tr.appendChild(el("td", "just now"));
+    cell("Name").appendChild(a);
+    var s = el("span");
+    s.setAttribute("data-field", "phase");
+    cell("Status").appendChild(s);
+    cell("Replicas", "replicas");
+    cell("Endpoints", "endpoints");
+    cell("Updated").textContent = "just now";
     body.appendChild(tr);
     return tr;
   }
