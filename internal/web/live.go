@@ -40,7 +40,13 @@ func (d *Dashboard) runtimeEvents(w http.ResponseWriter, r *http.Request) {
 	seen := map[string]int64{}
 	tick := time.NewTicker(livePoll)
 	defer tick.Stop()
+	se := sessionOf(r).se
 	for {
+		if !d.alive(se) {
+			// The browser's EventSource reconnects and is then sent to
+			// log in again.
+			return
+		}
 		rts, err := d.Runtimes.List(ctx, p)
 		if err != nil {
 			return

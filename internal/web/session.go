@@ -100,6 +100,16 @@ func (d *Dashboard) lookup(id string) *session {
 	return se
 }
 
+// alive reports whether se is still a live session, without counting
+// the question as activity: an open status stream must not keep an idle
+// session alive, and must end when its session does (logout, expiry).
+func (d *Dashboard) alive(se *session) bool {
+	now := d.now()
+	d.sessions.mu.Lock()
+	defer d.sessions.mu.Unlock()
+	return d.sessions.m[se.id] == se && now.Sub(se.seen) <= d.idle() && now.Sub(se.created) <= d.maxAge()
+}
+
 func (d *Dashboard) sweep() {
 	now := d.now()
 	d.sessions.mu.Lock()

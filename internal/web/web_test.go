@@ -146,10 +146,20 @@ func TestDashboard(t *testing.T) {
 		if p.code != 200 || !strings.Contains(p.body, "Integration runtimes") || !strings.Contains(p.body, "Log out") {
 			t.Fatalf("GET /runtimes after login = %d\n%s", p.code, p.body)
 		}
-		// Logging out ends the session on the server, not only in the browser.
+		// Logging out ends the session on the server, not only in the
+		// browser, and with it an open status stream.
+		req, _ := http.NewRequest("GET", srv.URL+"/runtimes/events", nil)
+		stream, err := b.c.Do(req)
+		if err != nil || stream.StatusCode != 200 {
+			t.Fatalf("status stream: %v %v", err, stream)
+		}
 		if out := b.post("/logout", url.Values{"csrf": {csrf(t, p)}}); out.code != http.StatusSeeOther {
 			t.Fatalf("logout = %d", out.code)
 		}
+		if _, err := io.Copy(io.Discard, stream.Body); err != nil {
+			t.Fatalf("status stream after logout: %v", err)
+		}
+		stream.Body.Close()
 		if p := b.get("/runtimes"); p.code != http.StatusSeeOther {
 			t.Errorf("GET /runtimes after logout = %d, want a redirect to /login", p.code)
 		}
