@@ -231,6 +231,29 @@ func (d *Dashboard) setRole(w http.ResponseWriter, r *http.Request) {
 	d.redirect(w, r, "/settings/identities", kindLabel(kind)+" "+name+" is now "+in.Role)
 }
 
+// setPassword gives a user a new password (admins; users keep their
+// role and description). Sessions already open stay open.
+func (d *Dashboard) setPassword(w http.ResponseWriter, r *http.Request) {
+	ctx, p, name := r.Context(), principal(r), r.PathValue("name")
+	cur, err := d.IAM.GetIdentity(ctx, p, store.KindUser, name)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	pw := r.PostFormValue("password")
+	if pw == "" {
+		d.showIdentities(w, r, http.StatusBadRequest, view{Error: "give " + name + " a new password of at least 12 characters"})
+		return
+	}
+	in := iam.IdentityInput{Kind: store.KindUser, Name: name, Role: cur.Role, Description: cur.Description, Password: secret.New(pw)}
+	if _, _, err := d.IAM.PutIdentity(ctx, p, in, false); err != nil {
+		status, msg := d.message(r, err)
+		d.showIdentities(w, r, status, view{Error: msg})
+		return
+	}
+	d.redirect(w, r, "/settings/identities", "user "+name+" has a new password")
+}
+
 func (d *Dashboard) deleteIdentity(w http.ResponseWriter, r *http.Request) {
 	kind, ok := kindOf(r)
 	if !ok {

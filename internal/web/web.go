@@ -161,6 +161,7 @@ func (d *Dashboard) routes() *http.ServeMux {
 	mux.Handle("POST /settings/identities/{kind}", d.authed(iam.RoleAdmin, d.createIdentity))
 	mux.Handle("POST /settings/identities/{kind}/{name}/role", d.authed(iam.RoleAdmin, d.setRole))
 	mux.Handle("POST /settings/identities/{kind}/{name}/delete", d.authed(iam.RoleAdmin, d.deleteIdentity))
+	mux.Handle("POST /settings/identities/users/{name}/password", d.authed(iam.RoleAdmin, d.setPassword))
 	mux.Handle("GET /settings/audit", d.authed(iam.RoleAdmin, d.auditLog))
 	mux.Handle("GET /api-spec", d.authed(iam.RoleViewer, d.apiSpec))
 	mux.Handle("GET /settings/api-keys", d.authed(iam.RoleViewer, d.apiKeysPage))

@@ -459,8 +459,14 @@ func TestDashboard(t *testing.T) {
 		if _, who := ci.Do("GET", "/api/v1/whoami", nil); !strings.Contains(string(who), `"ci"`) {
 			t.Fatalf("whoami with the service ID's key: %s", who)
 		}
+		if p := b.post("/settings/identities/users/dora/password", url.Values{"csrf": {tok}, "password": {"dora-password-456"}}); p.code != http.StatusSeeOther {
+			t.Fatalf("set password = %d\n%s", p.code, p.body)
+		}
 		dora := newBrowser(t, srv.URL)
-		if p := dora.login(c.InstanceID, "dora", "dora-password-123"); p.code != http.StatusSeeOther {
+		if p := dora.login(c.InstanceID, "dora", "dora-password-123"); p.code != http.StatusUnauthorized {
+			t.Fatalf("dora's login with the old password = %d", p.code)
+		}
+		if p := dora.login(c.InstanceID, "dora", "dora-password-456"); p.code != http.StatusSeeOther {
 			t.Fatalf("dora's login = %d", p.code)
 		}
 		if p := b.post("/settings/identities/users/dora/delete", url.Values{"csrf": {tok}}); p.code != http.StatusSeeOther {
