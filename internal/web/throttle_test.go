@@ -51,3 +51,27 @@ func TestSafeNext(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionExpiry(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	d := &Dashboard{Now: func() time.Time { return now }, SessionIdle: time.Hour, SessionMax: 3 * time.Hour}
+	d.init()
+	se := &session{id: "s", created: now, seen: now}
+	d.sessions.m[se.id] = se
+	for i := 0; i < 4; i++ { // active every 50 minutes: idle never passes
+		now = now.Add(50 * time.Minute)
+		if got := d.lookup("s"); (got != nil) != (i < 3) {
+			t.Fatalf("at %v: live=%v", now, got != nil)
+		}
+	}
+	// The 3 h cap ended it even though it was in use; it is gone for good.
+	if d.alive(se) || d.sessions.m["s"] != nil {
+		t.Fatal("session outlived its maximum age")
+	}
+	se2 := &session{id: "t", created: now, seen: now}
+	d.sessions.m[se2.id] = se2
+	now = now.Add(time.Hour + time.Second)
+	if d.alive(se2) || d.lookup("t") != nil {
+		t.Fatal("session outlived its idle time")
+	}
+}

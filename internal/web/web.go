@@ -3,7 +3,9 @@
 // elsewhere) that the control plane serves at "/". People log in with a
 // user name and password; their session lives in this process's memory and
 // is named by an HttpOnly, SameSite=Lax cookie; every form carries a CSRF
-// token.
+// token. Three small scripts in static/ add live runtime status
+// (server-sent events), upload progress and copy buttons; every page works
+// without them.
 //
 // The dashboard holds no business logic: every read and write goes through
 // the same domain services the /api/v1 handlers call (iam, configuration,
@@ -48,8 +50,9 @@ type Dashboard struct {
 	Runtimes   *orchestrator.Service
 	Reconciler *orchestrator.Reconciler // nil when no runtime backend runs (no logs)
 	Traces     *orchestrator.Traces     // nil when no runtime backend runs (no traces)
-	// PublicURL decides the Secure flag of cookies when TLS ends in front
-	// of the control plane (an https public URL).
+	// PublicURL is where clients reach the control plane: runtimes made
+	// here name their BAR files under it, and an https one sets the Secure
+	// flag of cookies when TLS ends in front of the control plane.
 	PublicURL string
 	Log       *slog.Logger
 	Now       func() time.Time
