@@ -149,6 +149,28 @@ func main() {
 	// 3. Idle RSS.
 	time.Sleep(3 * time.Second)
 	fmt.Printf("idle RSS: control plane %s, runtime replicas %s\n", rss(cp.Process.Pid), runtimeRSS(dataDir))
+
+	// Runtimes outlive their control plane on purpose: delete this one,
+	// and end anything still running from the data dir.
+	api("DELETE", "/api/v1/integration-runtimes/roll", nil)
+	killUnder(dataDir)
+}
+
+// killUnder SIGKILLs the processes whose command line names dir.
+func killUnder(dir string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte(dir)) {
+			if p, err := os.FindProcess(pid); err == nil {
+				p.Kill()
+			}
+		}
+	}
 }
 
 func helloBAR(tmp, dirName, word string) []byte {
