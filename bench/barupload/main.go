@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-dev/sluice/bench/benchutil"
 	"github.com/sluice-dev/sluice/internal/bar"
 )
 
@@ -39,11 +39,11 @@ func main() {
 	flag.Parse()
 
 	tmp, err := os.MkdirTemp("", "barupload-")
-	check(err)
+	benchutil.Check(err)
 	defer os.RemoveAll(tmp)
 	if *sluiceBin == "" {
 		*sluiceBin = filepath.Join(tmp, "sluice")
-		run("go", "build", "-o", *sluiceBin, "./cmd/sluice")
+		benchutil.Run("go", "build", "-o", *sluiceBin, "./cmd/sluice")
 	}
 	barPath := buildBAR(tmp, *mb)
 	fi, _ := os.Stat(barPath)
@@ -52,7 +52,7 @@ func main() {
 
 	// The control plane, pinned to CPU 0 when taskset is there.
 	dataDir := filepath.Join(tmp, "data")
-	addr := freeAddr()
+	addr := benchutil.FreeAddr()
 	args := []string{*sluiceBin, "serve", "--listen", addr, "--data-dir", dataDir, "--rate-limit-client", "off",
 		"--rate-limit-instance", "off", "--runtime-backend", "none", "--log-format", "json", "--log-level", "warn"}
 	if *storeDSN != "" {
@@ -64,7 +64,7 @@ func main() {
 	cp := exec.Command(args[0], args[1:]...)
 	stdout, _ := cp.StdoutPipe()
 	cp.Stderr = os.Stderr
-	check(cp.Start())
+	benchutil.Check(cp.Start())
 	defer cp.Process.Kill()
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
@@ -75,12 +75,12 @@ func main() {
 	go io.Copy(io.Discard, stdout)
 	pid := serverPID(cp.Process.Pid)
 	url := "http://" + addr
-	token, clientID := login(url, filepath.Join(dataDir, "initial-credentials.json"))
+	token, clientID := benchutil.Login(url, filepath.Join(dataDir, "initial-credentials.json"))
 	rssBefore := status(pid, "VmRSS")
 
 	// Baseline: stream to a file and hash, nothing else.
 	bl, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
+	benchutil.Check(err)
 	go http.Serve(bl, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, err := os.CreateTemp(tmp, "baseline-*")
 		if err != nil {
@@ -153,10 +153,10 @@ func rssKB(pid int) int64 {
 
 func upload(url, path string, size int64, token, clientID string) float64 {
 	f, err := os.Open(path)
-	check(err)
+	benchutil.Check(err)
 	defer f.Close()
 	req, err := http.NewRequest("PUT", url, f)
-	check(err)
+	benchutil.Check(err)
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	if token != "" {
@@ -165,7 +165,7 @@ func upload(url, path string, size int64, token, clientID string) float64 {
 	}
 	start := time.Now()
 	resp, err := http.DefaultClient.Do(req)
-	check(err)
+	benchutil.Check(err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	el := time.Since(start)
@@ -175,53 +175,26 @@ func upload(url, path string, size int64, token, clientID string) float64 {
 	return float64(size) / 1e6 / el.Seconds()
 }
 
-func login(url, credsPath string) (string, string) {
-	var c struct{ ClientID, ClientSecret, InstanceID, APIKey string }
-	b, err := os.ReadFile(credsPath)
-	check(err)
-	check(json.Unmarshal(b, &c))
-	req, _ := http.NewRequest("POST", url+"/api/v1/tokens", strings.NewReader(`{"apiKey":"`+c.APIKey+`"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-IBM-Client-Id", c.ClientID)
-	req.Header.Set("X-IBM-Client-Secret", c.ClientSecret)
-	req.Header.Set("x-ibm-instance-id", c.InstanceID)
-	resp, err := http.DefaultClient.Do(req)
-	check(err)
-	defer resp.Body.Close()
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	check(json.NewDecoder(resp.Body).Decode(&tok))
-	return tok.AccessToken, c.ClientID
-}
-
 // buildBAR makes a valid project whose static files are mb MB of random
 // (incompressible) bytes, and builds it into a BAR.
 func buildBAR(tmp string, mb int) string {
 	dir := filepath.Join(tmp, "project")
-	check(os.MkdirAll(filepath.Join(dir, "flows"), 0o755))
-	check(os.MkdirAll(filepath.Join(dir, "static"), 0o755))
-	check(os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte("name: big\nversion: 1.0.0\n"), 0o644))
-	check(os.WriteFile(filepath.Join(dir, "flows", "hello.yaml"), []byte("flow: hello\ntrigger:\n  http: {method: GET, path: /hello}\nsteps:\n  - reply: {status: 200, body: '{hello: \"world\"}'}\n"), 0o644))
+	benchutil.Check(os.MkdirAll(filepath.Join(dir, "flows"), 0o755))
+	benchutil.Check(os.MkdirAll(filepath.Join(dir, "static"), 0o755))
+	benchutil.Check(os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte("name: big\nversion: 1.0.0\n"), 0o644))
+	benchutil.Check(os.WriteFile(filepath.Join(dir, "flows", "hello.yaml"), []byte("flow: hello\ntrigger:\n  http: {method: GET, path: /hello}\nsteps:\n  - reply: {status: 200, body: '{hello: \"world\"}'}\n"), 0o644))
 	remaining := mb << 20
 	for i := 0; remaining > 0; i++ {
 		n := min(remaining, 16<<20) // under the per-file limit
 		buf := make([]byte, n)
 		rand.Read(buf)
-		check(os.WriteFile(filepath.Join(dir, "static", fmt.Sprintf("blob-%d.bin", i)), buf, 0o644))
+		benchutil.Check(os.WriteFile(filepath.Join(dir, "static", fmt.Sprintf("blob-%d.bin", i)), buf, 0o644))
 		remaining -= n
 	}
 	out := filepath.Join(tmp, "big.bar")
 	_, err := bar.BuildFile(context.Background(), dir, out, nil)
-	check(err)
+	benchutil.Check(err)
 	return out
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func median(xs []float64) float64 {
@@ -239,16 +212,4 @@ func fmtAll(xs []float64) string {
 		fmt.Fprintf(&b, "%.0f", x)
 	}
 	return b.String()
-}
-
-func run(name string, args ...string) {
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	check(cmd.Run())
-}
-
-func check(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
 }

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -34,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-dev/sluice/bench/benchutil"
 	"github.com/sluice-dev/sluice/internal/bar"
 )
 
@@ -47,20 +47,20 @@ func main() {
 	n := flag.Int("n", 20, "runtimes to deploy for the PUT → first 200 figure")
 	flag.Parse()
 	tmp, err := os.MkdirTemp("", "deploybench-")
-	check(err)
+	benchutil.Check(err)
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "sluice")
-	run("go", "build", "-o", bin, "./cmd/sluice")
+	benchutil.Run("go", "build", "-o", bin, "./cmd/sluice")
 	helloV1 := helloBAR(tmp, "v1", "Hello")
 	helloV2 := helloBAR(tmp, "v2", "Bonjour")
 
-	addr := freeAddr()
+	addr := benchutil.FreeAddr()
 	dataDir := filepath.Join(tmp, "data")
 	cp := exec.Command(bin, "serve", "--listen", addr, "--data-dir", dataDir, "--rate-limit-client", "off",
 		"--rate-limit-instance", "off", "--log-format", "json", "--log-level", "warn")
 	out, _ := cp.StdoutPipe()
 	cp.Stderr = io.Discard
-	check(cp.Start())
+	benchutil.Check(cp.Start())
 	defer func() {
 		cp.Process.Kill()
 		cp.Wait()
@@ -73,7 +73,7 @@ func main() {
 	}
 	go io.Copy(io.Discard, out)
 	base = "http://" + addr
-	login(filepath.Join(dataDir, "initial-credentials.json"))
+	token, clientID = benchutil.Login(base, filepath.Join(dataDir, "initial-credentials.json"))
 	u1 := upload("hello-v1", helloV1)
 	u2 := upload("hello-v2", helloV2)
 
@@ -175,26 +175,26 @@ func killUnder(dir string) {
 
 func helloBAR(tmp, dirName, word string) []byte {
 	dir := filepath.Join(tmp, dirName)
-	check(os.MkdirAll(filepath.Join(dir, "flows"), 0o755))
-	check(os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte("name: hello\nversion: 1.0.0\n"), 0o644))
-	check(os.WriteFile(filepath.Join(dir, "flows", "hello.yaml"), []byte(fmt.Sprintf(
+	benchutil.Check(os.MkdirAll(filepath.Join(dir, "flows"), 0o755))
+	benchutil.Check(os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte("name: hello\nversion: 1.0.0\n"), 0o644))
+	benchutil.Check(os.WriteFile(filepath.Join(dir, "flows", "hello.yaml"), []byte(fmt.Sprintf(
 		"flow: hello\ntrigger:\n  http:\n    method: GET\n    path: /hello/{name}\nsteps:\n  - map: '{greeting: \"%s, \\(.params.name)!\"}'\n", word)), 0o644))
 	b, _, err := bar.Build(context.Background(), dir, nil)
-	check(err)
+	benchutil.Check(err)
 	return b
 }
 
 func directStart(bin string, barBytes []byte) time.Duration {
 	f, err := os.CreateTemp("", "direct-*.bar")
-	check(err)
+	benchutil.Check(err)
 	f.Write(barBytes)
 	f.Close()
 	defer os.Remove(f.Name())
-	addr := freeAddr()
+	addr := benchutil.FreeAddr()
 	start := time.Now()
-	cmd := exec.Command(bin, "runtime", "--bar", f.Name(), "--listen", addr, "--admin-listen", freeAddr())
+	cmd := exec.Command(bin, "runtime", "--bar", f.Name(), "--listen", addr, "--admin-listen", benchutil.FreeAddr())
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	check(cmd.Start())
+	benchutil.Check(cmd.Start())
 	defer func() {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -235,26 +235,6 @@ func runtimeRSS(dataDir string) string {
 	return strings.Join(out, ", ")
 }
 
-func login(credsPath string) {
-	var c struct{ ClientID, ClientSecret, InstanceID, APIKey string }
-	b, err := os.ReadFile(credsPath)
-	check(err)
-	check(json.Unmarshal(b, &c))
-	req, _ := http.NewRequest("POST", base+"/api/v1/tokens", strings.NewReader(`{"apiKey":"`+c.APIKey+`"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-IBM-Client-Id", c.ClientID)
-	req.Header.Set("X-IBM-Client-Secret", c.ClientSecret)
-	req.Header.Set("x-ibm-instance-id", c.InstanceID)
-	resp, err := http.DefaultClient.Do(req)
-	check(err)
-	defer resp.Body.Close()
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	check(json.NewDecoder(resp.Body).Decode(&tok))
-	token, clientID = tok.AccessToken, c.ClientID
-}
-
 func api(method, path string, body io.Reader) (int, []byte) {
 	req, _ := http.NewRequest(method, base+path, body)
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -263,7 +243,7 @@ func api(method, path string, body io.Reader) (int, []byte) {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
-	check(err)
+	benchutil.Check(err)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
@@ -275,10 +255,10 @@ func upload(name string, content []byte) string {
 	req.Header.Set("X-IBM-Client-Id", clientID)
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := http.DefaultClient.Do(req)
-	check(err)
+	benchutil.Check(err)
 	defer resp.Body.Close()
 	var out struct{ URL string }
-	check(json.NewDecoder(resp.Body).Decode(&out))
+	benchutil.Check(json.NewDecoder(resp.Body).Decode(&out))
 	return out.URL
 }
 
@@ -335,13 +315,6 @@ func get(uri string) string {
 	return string(b)
 }
 
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
@@ -362,16 +335,4 @@ func maxD(ds []time.Duration) time.Duration {
 		m = max(m, d)
 	}
 	return m.Round(time.Millisecond)
-}
-
-func run(name string, args ...string) {
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	check(cmd.Run())
-}
-
-func check(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
 }
