@@ -58,9 +58,12 @@ type Reply struct {
 }
 
 // Message is a decoded frame: exactly one of Command and Reply is set.
+// FrameType is the frame's exchange type as sent (it differs from
+// Command.Type for an UNKNOWN command).
 type Message struct {
-	Command *Command
-	Reply   *Reply
+	Command   *Command
+	Reply     *Reply
+	FrameType string
 }
 
 // NewCommand builds a command with payload encoded as JSON.
@@ -137,7 +140,7 @@ func Decode(b []byte, size, limit int) (Message, error) {
 			// means nothing to this agent and is dropped.
 			c.Type = TypeUnknown
 			c.Payload = nil
-			return Message{Command: &c}, nil
+			return Message{Command: &c, FrameType: f.Type}, nil
 		}
 		if c.Type != "" && c.Type != f.Type {
 			return Message{}, &FrameError{Kind: f.Kind, Type: f.Type, CommandID: c.ID,
@@ -148,7 +151,7 @@ func Decode(b []byte, size, limit int) (Message, error) {
 			return Message{}, &FrameError{Kind: f.Kind, Type: f.Type, CommandID: c.ID,
 				Reason: fmt.Sprintf("%s command payload is not a JSON object", f.Type)}
 		}
-		return Message{Command: &c}, nil
+		return Message{Command: &c, FrameType: f.Type}, nil
 	default: // KindReply: DecodeFrame admits nothing else
 		var r Reply
 		if err := strictObject(f.Body, &r); err != nil {
@@ -166,7 +169,7 @@ func Decode(b []byte, size, limit int) (Message, error) {
 		if r.Type == "" {
 			r.Type = f.Type
 		}
-		return Message{Reply: &r}, nil
+		return Message{Reply: &r, FrameType: f.Type}, nil
 	}
 }
 
@@ -204,3 +207,6 @@ func DecodePayload(raw json.RawMessage, v any) error {
 	}
 	return nil
 }
+
+// Known reports whether typ is an exchange type this codec decodes.
+func Known(typ string) bool { return knownTypes[typ] }
