@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/barstore"
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
@@ -36,15 +37,10 @@ type API struct {
 	// RateLimit limits calls per client id and per instance; nil: no limits.
 	RateLimit *iam.RateLimiter
 	Log       *slog.Logger
-	Now       func() time.Time
+	Now       clock.Func
 }
 
-func (a *API) now() time.Time {
-	if a.Now != nil {
-		return a.Now()
-	}
-	return time.Now()
-}
+func (a *API) now() time.Time { return a.Now.Now() }
 
 // Handler returns the whole HTTP surface of the control plane. Every route
 // is listed here, so a reader sees the API in one screen.

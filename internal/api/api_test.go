@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/api"
 	"github.com/sluice-dev/sluice/internal/barstore"
+	"github.com/sluice-dev/sluice/internal/clock/clocktest"
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
@@ -30,26 +30,13 @@ import (
 	"github.com/sluice-dev/sluice/internal/store"
 )
 
-// clock is a fake clock: tests of time move it instead of sleeping.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // env is a control plane assembled in-process on a real SQLite store, so
 // tests can drive its clock.
 type env struct {
 	t     *testing.T
 	st    store.Store
 	url   string
-	clock *clock
+	clock *clocktest.Fake
 	svc   *iam.Service
 	creds iam.InitialCredentials
 	logs  *bytes.Buffer
@@ -77,7 +64,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(0)
 	aud := iam.NewAuditor(st)
 	t.Cleanup(aud.Close)
 	srv := httptest.NewUnstartedServer(nil)

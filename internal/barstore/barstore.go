@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/bar"
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/resource"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -33,18 +34,13 @@ type Service struct {
 	IAM     *iam.Service // for auditing
 	TempDir string       // where uploads are spooled while they are checked
 	MaxSize int64        // largest accepted upload; 0: DefaultMaxSize
-	Now     func() time.Time
+	Now     clock.Func
 	// InUse refuses deleting a BAR file that runtimes use (unless force);
 	// nil allows every delete.
 	InUse func(ctx context.Context, instanceID, kind, name string, force bool) error
 }
 
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now().UTC()
-	}
-	return time.Now().UTC()
-}
+func (s *Service) now() time.Time { return s.Now.Now().UTC() }
 
 func (s *Service) maxSize() int64 {
 	if s.MaxSize > 0 {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-dev/sluice/internal/clock/clocktest"
 )
 
 // TestToYAMLKeepsTypesAndOrder checks that YAML made from JSON keeps the
@@ -52,7 +54,7 @@ func TestParseOwnerAndTimes(t *testing.T) {
 			t.Errorf("parseOwner(%q) accepted", in)
 		}
 	}
-	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	now := clocktest.Epoch()
 	if got, err := parseExpiry("720h", now); err != nil || !got.Equal(now.Add(720*time.Hour)) {
 		t.Errorf("parseExpiry(720h) = %v, %v", got, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/resource"
 	"github.com/sluice-dev/sluice/internal/secret"
@@ -19,18 +20,13 @@ type Service struct {
 	Store   store.Store
 	Keyring *secret.Keyring
 	IAM     *iam.Service // for auditing
-	Now     func() time.Time
+	Now     clock.Func
 	// InUse refuses deleting a configuration that runtimes use (unless
 	// force); nil allows every delete.
 	InUse func(ctx context.Context, instanceID, kind, name string, force bool) error
 }
 
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now().UTC()
-	}
-	return time.Now().UTC()
-}
+func (s *Service) now() time.Time { return s.Now.Now().UTC() }
 
 // Input is a configuration as a caller writes it. Data nil means "keep
 // the current data" (a GET edited and PUT back carries none).

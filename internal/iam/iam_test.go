@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/clock/clocktest"
 	"github.com/sluice-dev/sluice/internal/secret"
 )
 
@@ -56,12 +57,8 @@ func TestPasswordHashing(t *testing.T) {
 	}
 }
 
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) Now() time.Time { return c.t }
-
 func TestRateLimiterWindows(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(0)
 	rl := &RateLimiter{PerClient: Limit{Requests: 2, Window: 10 * time.Second}, PerInstance: Limit{Requests: 3, Window: time.Minute}, Now: clk.Now}
 	ok, q := rl.Allow("c1", "i1")
 	if !ok || q[0].Remaining != 1 || q[1].Remaining != 2 || q[0].Reset != 10 {
@@ -80,7 +77,7 @@ func TestRateLimiterWindows(t *testing.T) {
 	if ok, q := rl.Allow("c2", "i1"); ok || RetryAfter(q) != 60 {
 		t.Fatalf("instance quota: %v %+v", ok, q)
 	}
-	clk.t = clk.t.Add(10 * time.Second)
+	clk.Add(10 * time.Second)
 	if ok, _ := rl.Allow("c1", "i2"); !ok {
 		t.Fatal("client refused after its window")
 	}

@@ -56,7 +56,7 @@ func (s *Service) Revoke(ctx context.Context, caller store.ClientCredential, tok
 	if c.ClientID != caller.ClientID {
 		return s.finish(ctx, p, "token.revoke", "token/"+c.ID, forbidden("the token was issued to another client"))
 	}
-	err = s.Store.RevokeToken(ctx, c.ID, time.Unix(c.Expiry, 0))
+	err = s.Store.RevokeToken(ctx, c.ID, time.Unix(c.Expiry, 0), s.now())
 	return s.finish(ctx, p, "token.revoke", "token/"+c.ID, err)
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/clock"
 )
 
 // Limit is a quota of Requests per Window. A zero Limit does not limit.
@@ -56,7 +58,7 @@ type Quota struct {
 type RateLimiter struct {
 	PerClient   Limit
 	PerInstance Limit
-	Now         func() time.Time
+	Now         clock.Func
 
 	mu      sync.Mutex
 	windows map[string]*window
@@ -68,12 +70,7 @@ type window struct {
 	count int
 }
 
-func (rl *RateLimiter) now() time.Time {
-	if rl.Now != nil {
-		return rl.Now()
-	}
-	return time.Now()
-}
+func (rl *RateLimiter) now() time.Time { return rl.Now.Now() }
 
 // Allow counts one request of clientID in instanceID (either may be ""
 // when unknown) and reports whether it is within every limit, with the

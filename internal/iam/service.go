@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
 )
@@ -63,17 +64,12 @@ type Service struct {
 	Store  store.Store
 	Tokens *Tokens
 	Audit  *Auditor
-	Now    func() time.Time
+	Now    clock.Func
 
 	used usage // last-used times, written by RecordUsage
 }
 
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now().UTC()
-	}
-	return time.Now().UTC()
-}
+func (s *Service) now() time.Time { return s.Now.Now().UTC() }
 
 // audit records one action; err decides the outcome. A failure to write
 // the audit record is returned, so the caller does not acknowledge an

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
 )
@@ -69,7 +70,7 @@ type Tokens struct {
 	Issuer   string        // "iss" of issued tokens
 	Audience string        // "aud" of issued tokens
 	Lifetime time.Duration // also how long retired keys stay in the JWKS
-	Now      func() time.Time
+	Now      clock.Func
 
 	mu     sync.RWMutex
 	keys   map[string]*signingKey
@@ -86,12 +87,7 @@ type Tokens struct {
 // maxVerified bounds the verified-token cache; when full it starts over.
 const maxVerified = 10000
 
-func (t *Tokens) now() time.Time {
-	if t.Now != nil {
-		return t.Now()
-	}
-	return time.Now()
-}
+func (t *Tokens) now() time.Time { return t.Now.Now() }
 
 // Init loads the signing keys and makes sure one of the configured
 // algorithm is active, creating it if needed.

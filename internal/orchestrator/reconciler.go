@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/bar"
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/store"
 )
@@ -36,7 +37,7 @@ type Reconciler struct {
 	Configs    *configuration.Service
 	Backend    Backend
 	Log        *slog.Logger
-	Now        func() time.Time
+	Now        clock.Func
 	Interval   time.Duration // between passes when nothing kicks; default 2s
 	MaxBARSize int64         // largest external BAR fetched; default 100 MiB
 	// FetchTimeout bounds one external BAR fetch; default 60s.
@@ -82,12 +83,7 @@ func (r *Reconciler) init() {
 	})
 }
 
-func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now().UTC()
-	}
-	return time.Now().UTC()
-}
+func (r *Reconciler) now() time.Time { return r.Now.Now().UTC() }
 
 // Kick asks for a pass now.
 func (r *Reconciler) Kick() {

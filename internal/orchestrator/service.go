@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/resource"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -25,18 +26,13 @@ const (
 type Service struct {
 	Store store.Store
 	IAM   *iam.Service // for auditing
-	Now   func() time.Time
+	Now   clock.Func
 	// Kick, when set, asks the reconciler to act on a change now rather
 	// than at its next pass.
 	Kick func()
 }
 
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now().UTC()
-	}
-	return time.Now().UTC()
-}
+func (s *Service) now() time.Time { return s.Now.Now().UTC() }
 
 func (s *Service) kick() {
 	if s.Kick != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/resource"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -29,7 +30,7 @@ type Traces struct {
 	IAM        *iam.Service
 	Reconciler *Reconciler
 	HTTP       *http.Client // talks to runtimes' admin listeners
-	Now        func() time.Time
+	Now        clock.Func
 }
 
 // TraceView is a trace object with what the runtime reports about it.
@@ -38,6 +39,8 @@ type TraceView struct {
 	State  string // Active, Pending (the runtime does not serve yet)
 	Events int
 }
+
+func (t *Traces) now() time.Time { return t.Now.Now().UTC() }
 
 func (t *Traces) client() *http.Client {
 	if t.HTTP != nil {
@@ -128,7 +131,7 @@ func (t *Traces) Put(ctx context.Context, p iam.Principal, name, runtimeName, ty
 			return TraceView{}, false, iam.Conflictf("trace %s already traces %s (%s)", e.Name, runtimeName, typ)
 		}
 	}
-	tr := store.Trace{InstanceID: p.InstanceID, Name: name, RuntimeName: runtimeName, Type: typ, CreatedAt: time.Now().UTC(), CreatedBy: p.Actor()}
+	tr := store.Trace{InstanceID: p.InstanceID, Name: name, RuntimeName: runtimeName, Type: typ, CreatedAt: t.now(), CreatedBy: p.Actor()}
 	if t.Now != nil {
 		tr.CreatedAt = t.Now().UTC()
 	}

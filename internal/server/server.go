@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/api"
 	"github.com/sluice-dev/sluice/internal/barstore"
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
@@ -44,7 +45,7 @@ type Config struct {
 	RateLimitInstance iam.Limit     // per instance; zero: none
 	MaxBARSize        int64         // largest BAR upload; 0: the default
 	RuntimeBackend    string        // "local" (default) or "none"
-	Now               func() time.Time
+	Now               clock.Func
 	Log               *slog.Logger
 	Stdout            io.Writer // where the one start-up line goes
 }

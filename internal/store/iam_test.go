@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/clock/clocktest"
 	"github.com/sluice-dev/sluice/internal/store"
 	"github.com/sluice-dev/sluice/internal/store/storetest"
 )
@@ -24,7 +25,7 @@ func newInstance(id string, at time.Time) store.NewInstance {
 func TestIAMRecords(t *testing.T) {
 	eachStore(t, func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+		at := clocktest.Epoch()
 		done, err := s.Bootstrap(ctx, newInstance("inst1", at))
 		if err != nil || !done {
 			t.Fatalf("first Bootstrap = %v, %v", done, err)
@@ -98,10 +99,10 @@ func TestIAMRecords(t *testing.T) {
 		if err != nil || !g.ClientExists || g.ClientInstance != "inst1" || !g.KeyExists || !g.KeyLocked || g.SubjectRole != "viewer" || g.SubjectKind != store.KindServiceID || g.Revoked {
 			t.Fatalf("GrantState = %+v, %v", g, err)
 		}
-		if err := s.RevokeToken(ctx, "jti-1", time.Now().Add(time.Hour)); err != nil {
+		if err := s.RevokeToken(ctx, "jti-1", at.Add(time.Hour), at); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RevokeToken(ctx, "jti-1", time.Now().Add(time.Hour)); err != nil {
+		if err := s.RevokeToken(ctx, "jti-1", at.Add(time.Hour), at); err != nil {
 			t.Fatalf("revoking twice: %v", err)
 		}
 		// Deleting the owner takes its keys with it.
@@ -172,6 +173,35 @@ func TestIAMRecords(t *testing.T) {
 		sks, _ := s.ListSigningKeys(ctx)
 		if len(sks) != 2 || sks[0].KID != "k2" || string(sks[0].SealedPrivate) != "\x01\x02" {
 			t.Fatalf("signing keys = %+v", sks)
+		}
+	})
+}
+
+// Revocations are pruned by the caller's clock, never the machine's: a
+// revocation written at a time years away from the wall clock (either way)
+// holds until the caller's clock passes the token's expiry.
+func TestRevocationsPrunedByCallersClock(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		if _, err := s.Bootstrap(ctx, newInstance("inst1", clocktest.Epoch())); err != nil {
+			t.Fatal(err)
+		}
+		for _, base := range []time.Time{clocktest.Epoch().AddDate(-20, 0, 0), clocktest.Epoch().AddDate(20, 0, 0)} {
+			jti := "jti-" + base.Format("2006")
+			if err := s.RevokeToken(ctx, jti, base.Add(time.Hour), base); err != nil {
+				t.Fatal(err)
+			}
+			if g, err := s.GrantState(ctx, "client-inst1", "", "", jti); err != nil || !g.Revoked {
+				t.Fatalf("a revocation written at %v with the token valid for an hour is gone: %+v, %v", base, g, err)
+			}
+			// Another revocation once the first token has expired by the
+			// caller's clock prunes the first.
+			if err := s.RevokeToken(ctx, jti+"-later", base.Add(3*time.Hour), base.Add(2*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if g, _ := s.GrantState(ctx, "client-inst1", "", "", jti); g.Revoked {
+				t.Fatalf("the revocation of a token expired by the caller's clock was kept")
+			}
 		}
 	})
 }

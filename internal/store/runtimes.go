@@ -168,7 +168,7 @@ func (s *sqlStore) DeleteRuntime(ctx context.Context, instanceID, name string) e
 
 func (s *sqlStore) SetRuntimeStatus(ctx context.Context, instanceID, name, status string) error {
 	res, err := s.exec(ctx, `UPDATE integration_runtimes SET status = $1, version = $2 WHERE instance_id = $3 AND name = $4 AND status <> $1`,
-		status, nextVersion(time.Now().UnixNano()), instanceID, name)
+		status, nextVersion(0), instanceID, name)
 	if err != nil {
 		return s.mapErr("write runtime status", err)
 	}

@@ -3,11 +3,13 @@ package web
 import (
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/clock/clocktest"
 )
 
 func TestThrottleWindow(t *testing.T) {
 	var th throttle
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	now := clocktest.Epoch()
 	for i := 0; i < loginFailures; i++ {
 		if _, b := th.blocked("k", now); b {
 			t.Fatalf("blocked after %d failures", i)
@@ -53,7 +55,7 @@ func TestSafeNext(t *testing.T) {
 }
 
 func TestSessionExpiry(t *testing.T) {
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	now := clocktest.Epoch()
 	d := &Dashboard{Now: func() time.Time { return now }, SessionIdle: time.Hour, SessionMax: 3 * time.Hour}
 	d.init()
 	se := &session{id: "s", created: now, seen: now}

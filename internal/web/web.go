@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/barstore"
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
@@ -55,7 +56,7 @@ type Dashboard struct {
 	// flag of cookies when TLS ends in front of the control plane.
 	PublicURL string
 	Log       *slog.Logger
-	Now       func() time.Time
+	Now       clock.Func
 	// SessionIdle and SessionMax bound a session's life; zero: 1 h idle, 12 h in all.
 	SessionIdle, SessionMax time.Duration
 
@@ -65,12 +66,7 @@ type Dashboard struct {
 	logins   throttle
 }
 
-func (d *Dashboard) now() time.Time {
-	if d.Now != nil {
-		return d.Now().UTC()
-	}
-	return time.Now().UTC()
-}
+func (d *Dashboard) now() time.Time { return d.Now.Now().UTC() }
 
 func (d *Dashboard) init() {
 	d.once.Do(func() {

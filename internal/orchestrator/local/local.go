@@ -42,6 +42,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 )
 
@@ -84,7 +85,7 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock for backoff decisions (tests advance it instead of
 	// sleeping); nil: time.Now.
-	Now func() time.Time
+	Now clock.Func
 }
 
 // Backoff of crashed replicas: the delay doubles from backoffMin to
@@ -109,7 +110,7 @@ func backoffDelay(failures int) time.Duration {
 type Backend struct {
 	opts     Options
 	log      *slog.Logger
-	now      func() time.Time
+	now      clock.Func
 	binary   string
 	baseHost string // host part of BaseURL
 	dialHost string // where the control plane reaches admin listeners
@@ -153,7 +154,7 @@ func New(opts Options) (*Backend, error) {
 		opts.Log = slog.Default()
 	}
 	if opts.Now == nil {
-		opts.Now = time.Now
+		opts.Now = clock.Wall
 	}
 	bin := opts.Binary
 	if bin == "" {

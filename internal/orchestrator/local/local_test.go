@@ -24,29 +24,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-dev/sluice/internal/bar"
+	"github.com/sluice-dev/sluice/internal/clock/clocktest"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
 )
-
-// fakeClock drives backoff decisions; tests advance it instead of waiting.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 var (
 	barsOnce        sync.Once
@@ -134,7 +115,7 @@ func (s *syncBuffer) String() string {
 type env struct {
 	t     *testing.T
 	dir   string
-	clock *fakeClock
+	clock *clocktest.Fake // drives backoff and hang decisions; tests advance it instead of waiting
 	ports PortRange
 	log   *syncBuffer
 }
@@ -154,7 +135,7 @@ func newEnv(t *testing.T) *env {
 	p := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	last := min(p+20, 65535)
-	return &env{t: t, dir: filepath.Join(dir, "runtimes"), clock: newClock(), ports: PortRange{p, last}, log: &syncBuffer{}}
+	return &env{t: t, dir: filepath.Join(dir, "runtimes"), clock: clocktest.New(0), ports: PortRange{p, last}, log: &syncBuffer{}}
 }
 
 func (e *env) backend() *Backend {

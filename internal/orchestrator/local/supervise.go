@@ -55,8 +55,8 @@ func (r *runtimeState) supervise() {
 			close(r.firstPass)
 			first = false
 		}
-		if time.Since(lastLogCheck) >= logCheckEvery {
-			lastLogCheck = time.Now()
+		if now := r.b.now(); now.Sub(lastLogCheck) >= logCheckEvery {
+			lastLogCheck = now
 			r.capLogs()
 		}
 		next := slowTick
@@ -291,14 +291,14 @@ func (r *runtimeState) record(results map[int]bool) {
 				if !r.ready[p.PID] {
 					attrs := []any{"runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot, "pid", p.PID}
 					if at, ok := r.launched[p.PID]; ok {
-						attrs = append(attrs, "startup", time.Since(at).String())
+						attrs = append(attrs, "startup", r.b.now().Sub(at).String())
 						delete(r.launched, p.PID)
 					}
 					r.b.log.Info("replica ready", attrs...)
 				}
 				r.ready[p.PID] = true
 				r.failed[p.PID] = 0
-				r.lastOK[p.PID] = time.Now()
+				r.lastOK[p.PID] = r.b.now()
 				g.Served = true
 				continue
 			}
@@ -310,9 +310,9 @@ func (r *runtimeState) record(results map[int]bool) {
 			// A replica that answered once and then stopped answering for
 			// long is hung (a deadlock, a stopped process): it is killed,
 			// and restarted like a crash.
-			if last, seen := r.lastOK[p.PID]; seen && r.b.opts.HungAfter > 0 && time.Since(last) > r.b.opts.HungAfter && !r.hung[p.PID] {
+			if last, seen := r.lastOK[p.PID]; seen && r.b.opts.HungAfter > 0 && r.b.now().Sub(last) > r.b.opts.HungAfter && !r.hung[p.PID] {
 				r.b.log.Warn("replica stopped answering; killing it", "runtime", r.key.String(), "generation", g.Generation,
-					"slot", p.Slot, "pid", p.PID, "silentFor", time.Since(last).Round(time.Second).String())
+					"slot", p.Slot, "pid", p.PID, "silentFor", r.b.now().Sub(last).Round(time.Second).String())
 				r.hung[p.PID] = true
 				r.signal(g, p, syscall.SIGKILL)
 			}
@@ -395,13 +395,13 @@ func (r *runtimeState) scale(g *gen, want int, now time.Time) (changed bool) {
 	for _, p := range g.Procs {
 		switch {
 		case p.Stopping:
-			if time.Since(p.StopSent) > r.b.opts.StopTimeout {
+			if now.Sub(p.StopSent) > r.b.opts.StopTimeout {
 				r.b.log.Warn("replica did not drain in time; killing it", "runtime", r.key.String(), "pid", p.PID)
 				r.signal(g, p, syscall.SIGKILL)
 			}
 		case p.Slot >= want:
 			r.signal(g, p, syscall.SIGTERM)
-			p.Stopping, p.StopSent = true, time.Now()
+			p.Stopping, p.StopSent = true, now
 			changed = true
 			r.b.log.Info("replica stopping", "runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot, "pid", p.PID)
 		default:
@@ -439,7 +439,7 @@ func (r *runtimeState) scale(g *gen, want int, now time.Time) (changed bool) {
 			continue
 		}
 		r.children[p.PID] = s
-		r.launched[p.PID] = time.Now()
+		r.launched[p.PID] = r.b.now()
 		g.Procs = append(g.Procs, p)
 		if br != nil && br.Pending {
 			br.Pending = false
