@@ -21,12 +21,19 @@ func newRootCommand() *cobra.Command {
 		Short:         "Sluice: a self-hosted integration platform",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints the same build information as `sluice version`.
+		Version: readBuildInfo().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	// Flags bound to an environment variable (bindEnv) take its value
+	// when the command line does not set them, in every command.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd) }
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{err: err, cmd: c.CommandPath()}
 	})
 	root.AddCommand(
 		newServeCommand(),
+		newVersionCommand(),
 		newMasterKeyCommand(),
 		newSigningKeyCommand(),
 		newFlowCommand(),

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
@@ -31,10 +32,42 @@ type storeFlags struct {
 }
 
 func (f *storeFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.dataDir, "data-dir", envOr("SLUICE_DATA_DIR", "./sluice-data"),
-		"directory for the embedded store, the master key file and runtime files (env SLUICE_DATA_DIR)")
-	cmd.Flags().StringVar(&f.store, "store", envOr("SLUICE_STORE", ""),
-		"store to use: empty for SQLite in the data dir, postgres://user@host:port/db for PostgreSQL, or sqlite:PATH (env SLUICE_STORE)")
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", "./sluice-data",
+		"directory for the embedded store, the master key file and runtime files")
+	cmd.Flags().StringVar(&f.store, "store", "",
+		"store to use: empty for SQLite in the data dir, postgres://user@host:port/db for PostgreSQL, or sqlite:PATH")
+	bindEnv(cmd, "data-dir", "SLUICE_DATA_DIR")
+	bindEnv(cmd, "store", "SLUICE_STORE")
+}
+
+// envAnnotation is the flag annotation naming a flag's environment variable.
+const envAnnotation = "sluice_env"
+
+// bindEnv gives a flag an environment variable: applyEnv reads it, and the
+// flag's help says its name.
+func bindEnv(cmd *cobra.Command, flag, env string) {
+	f := cmd.Flags().Lookup(flag)
+	_ = cmd.Flags().SetAnnotation(flag, envAnnotation, []string{env})
+	f.Usage += " (env " + env + ")"
+}
+
+// applyEnv sets every flag that the command line left alone from its
+// environment variable, if set. The variable is parsed as the flag would
+// be, so a bad value is refused naming the variable.
+func applyEnv(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		env := f.Annotations[envAnnotation]
+		if err != nil || f.Changed || len(env) == 0 {
+			return
+		}
+		if v, ok := os.LookupEnv(env[0]); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = &usageError{err: fmt.Errorf("%s is not a valid --%s: %v", env[0], f.Name, e), cmd: cmd.CommandPath()}
+			}
+		}
+	})
+	return err
 }
 
 func newServeCommand() *cobra.Command {
@@ -108,17 +141,26 @@ Environment:
 	}
 	sf.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&listen, "listen", envOr("SLUICE_LISTEN", "127.0.0.1:8080"), "address to serve the API on (env SLUICE_LISTEN)")
+	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve the API on")
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
-	f.StringVar(&publicURL, "public-url", envOr("SLUICE_PUBLIC_URL", ""), "URL clients reach the API at (token issuer, URLs in answers); default http://<listen> (env SLUICE_PUBLIC_URL)")
+	f.StringVar(&publicURL, "public-url", "", "URL clients reach the API at (token issuer, URLs in answers); default http://<listen>")
 	f.DurationVar(&tokenLifetime, "token-lifetime", 12*time.Hour, "lifetime of access tokens (expires_in)")
-	f.StringVar(&signingAlg, "token-signing-alg", envOr("SLUICE_TOKEN_SIGNING_ALG", "EdDSA"), "token signing algorithm: EdDSA or RS256 (env SLUICE_TOKEN_SIGNING_ALG)")
-	f.StringVar(&rateClient, "rate-limit-client", envOr("SLUICE_RATE_LIMIT_CLIENT", "600/1m"), "API calls allowed per client id, as N/DURATION, or off (env SLUICE_RATE_LIMIT_CLIENT)")
-	f.StringVar(&rateInstance, "rate-limit-instance", envOr("SLUICE_RATE_LIMIT_INSTANCE", "3000/1m"), "API calls allowed per instance, as N/DURATION, or off (env SLUICE_RATE_LIMIT_INSTANCE)")
+	f.StringVar(&signingAlg, "token-signing-alg", "EdDSA", "token signing algorithm: EdDSA or RS256")
+	f.StringVar(&rateClient, "rate-limit-client", "600/1m", "API calls allowed per client id, as N/DURATION, or off")
+	f.StringVar(&rateInstance, "rate-limit-instance", "3000/1m", "API calls allowed per instance, as N/DURATION, or off")
 	f.Int64Var(&maxBARSize, "max-bar-size", 100<<20, "largest BAR file upload accepted, in bytes")
-	f.StringVar(&runtimeBackend, "runtime-backend", envOr("SLUICE_RUNTIME_BACKEND", "local"), "where integration runtimes run: local (child processes) or none (env SLUICE_RUNTIME_BACKEND)")
-	f.StringVar(&logFormat, "log-format", envOr("SLUICE_LOG_FORMAT", "auto"), "log format: auto (text on a terminal, JSON otherwise), text or json (env SLUICE_LOG_FORMAT)")
-	f.StringVar(&logLevel, "log-level", envOr("SLUICE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env SLUICE_LOG_LEVEL)")
+	f.StringVar(&runtimeBackend, "runtime-backend", "local", "where integration runtimes run: local (child processes) or none")
+	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	for flag, env := range map[string]string{
+		"listen": "SLUICE_LISTEN", "shutdown-timeout": "SLUICE_SHUTDOWN_TIMEOUT", "public-url": "SLUICE_PUBLIC_URL",
+		"token-lifetime": "SLUICE_TOKEN_LIFETIME", "token-signing-alg": "SLUICE_TOKEN_SIGNING_ALG",
+		"rate-limit-client": "SLUICE_RATE_LIMIT_CLIENT", "rate-limit-instance": "SLUICE_RATE_LIMIT_INSTANCE",
+		"max-bar-size": "SLUICE_MAX_BAR_SIZE", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
+		"log-format": "SLUICE_LOG_FORMAT", "log-level": "SLUICE_LOG_LEVEL",
+	} {
+		bindEnv(cmd, flag, env)
+	}
 	return cmd
 }
 
