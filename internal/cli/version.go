@@ -14,8 +14,8 @@ import (
 // information the Go toolchain embeds in the binary, so a binary says what
 // it is without a release process stamping it.
 type buildInfo struct {
-	Version   string `json:"version"`   // module version: a tag, a pseudo-version, or "(devel)"
-	Commit    string `json:"commit"`    // VCS revision, "unknown" when built without VCS stamping
+	Version   string `json:"version"` // module version: a tag, a pseudo-version, or "(devel)"
+	Commit    string `json:"commit"`  // VCS revision, "unknown" when built without VCS stamping
 	CommitAt  string `json:"commitTime,omitempty"`
 	Modified  bool   `json:"modified"` // the working tree had uncommitted changes
 	GoVersion string `json:"goVersion"`
