@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/sluice-dev/sluice/internal/federation/exchange"
+	"github.com/sluice-dev/sluice/internal/federation/federationtest"
 	"github.com/sluice-dev/sluice/internal/secret"
 )
 
@@ -54,7 +55,7 @@ func logOf(t *testing.T) string {
 // a connection just after the controller's HELLO reply reaches it.
 func waitState(t *testing.T, a *Agent, ok func(State) bool) {
 	t.Helper()
-	deadline := time.Now().Add(guard)
+	deadline := time.Now().Add(federationtest.Guard)
 	for !ok(a.State()) {
 		if time.Now().After(deadline) {
 			t.Fatalf("state %+v", a.State())
@@ -87,40 +88,40 @@ func failed(t *testing.T, r exchange.Reply, typ, details string) {
 }
 
 func TestHelloFirstWithTokenProtocolIntegrationAndProvider(t *testing.T) {
-	c := newController(t)
+	c := federationtest.NewController(t)
 	a, _ := startAgent(t, c, newMemProvider(1), newFakeClock(), nil)
-	cc := c.next(t)
-	if got := cc.header.Get("Authorization"); got != "bearer "+c.token {
+	cc := c.Next(t)
+	if got := cc.Header.Get("Authorization"); got != "bearer "+c.Token {
 		t.Fatalf("Authorization %q", got)
 	}
-	if got := cc.header.Get(ProtocolHeader); got != "v1" {
+	if got := cc.Header.Get(ProtocolHeader); got != "v1" {
 		t.Fatalf("%s %q", ProtocolHeader, got)
 	}
-	hp := payload[exchange.HelloPayload](t, cc.hello.Payload)
-	if hp.TargetID != "int-42" || hp.Provider != "ibm-api-connect" || cc.hello.ID == "" {
-		t.Fatalf("HELLO %+v %+v", cc.hello, hp)
+	hp := payload[exchange.HelloPayload](t, cc.Hello.Payload)
+	if hp.TargetID != "int-42" || hp.Provider != "ibm-api-connect" || cc.Hello.ID == "" {
+		t.Fatalf("HELLO %+v %+v", cc.Hello, hp)
 	}
 	// State follows the HELLO reply.
-	id := cc.send(exchange.TypeHealthCheck, struct{}{})
-	succeeded(t, cc.reply(id))
+	id := cc.Send(exchange.TypeHealthCheck, struct{}{})
+	succeeded(t, cc.Reply(id))
 	waitState(t, a, func(s State) bool { return s.Connected && s.Connections == 1 })
 }
 
 func TestTheWholeCommandSet(t *testing.T) {
-	c := newController(t)
+	c := federationtest.NewController(t)
 	p := newMemProvider(3)
 	a, _ := startAgent(t, c, p, newFakeClock(), func(cfg *Config) { cfg.IngestBatch = 2 })
-	cc := c.next(t)
+	cc := c.Next(t)
 
 	t.Run("HEALTH_CHECK", func(t *testing.T) {
-		id := cc.send(exchange.TypeHealthCheck, struct{}{})
-		r := cc.reply(id)
+		id := cc.Send(exchange.TypeHealthCheck, struct{}{})
+		r := cc.Reply(id)
 		succeeded(t, r)
 		if h := payload[exchange.HealthCheckReplyPayload](t, r.Payload); !h.Healthy {
 			t.Fatalf("%+v", h)
 		}
 		p.setUnhealthy(errDown)
-		r = cc.reply(cc.send(exchange.TypeHealthCheck, struct{}{}))
+		r = cc.Reply(cc.Send(exchange.TypeHealthCheck, struct{}{}))
 		succeeded(t, r)
 		if h := payload[exchange.HealthCheckReplyPayload](t, r.Payload); h.Healthy || h.Detail != errDown.Error() {
 			t.Fatalf("%+v", h)
@@ -129,7 +130,7 @@ func TestTheWholeCommandSet(t *testing.T) {
 	})
 
 	t.Run("PRIMARY", func(t *testing.T) {
-		r := cc.reply(cc.send(exchange.TypePrimary, exchange.PrimaryPayload{Primary: true}))
+		r := cc.Reply(cc.Send(exchange.TypePrimary, exchange.PrimaryPayload{Primary: true}))
 		succeeded(t, r)
 		if string(r.Payload) != "{}" {
 			t.Fatalf("payload %s", r.Payload)
@@ -137,14 +138,14 @@ func TestTheWholeCommandSet(t *testing.T) {
 		if !a.State().Primary {
 			t.Fatal("not primary after PRIMARY true")
 		}
-		succeeded(t, cc.reply(cc.send(exchange.TypePrimary, exchange.PrimaryPayload{Primary: false})))
+		succeeded(t, cc.Reply(cc.Send(exchange.TypePrimary, exchange.PrimaryPayload{Primary: false})))
 		if a.State().Primary {
 			t.Fatal("primary after PRIMARY false")
 		}
 	})
 
 	t.Run("DISCOVER", func(t *testing.T) {
-		r := cc.reply(cc.send(exchange.TypeDiscover, struct{}{}))
+		r := cc.Reply(cc.Send(exchange.TypeDiscover, struct{}{}))
 		succeeded(t, r)
 		d := payload[exchange.DiscoverReplyPayload](t, r.Payload)
 		if d.IsPartialDiscovery || len(d.APIs) != 3 {
@@ -173,50 +174,50 @@ func TestTheWholeCommandSet(t *testing.T) {
 		p.mu.Lock()
 		p.listErr = errDown
 		p.mu.Unlock()
-		failed(t, cc.reply(cc.send(exchange.TypeDiscover, struct{}{})), exchange.TypeDiscover, errDown.Error())
+		failed(t, cc.Reply(cc.Send(exchange.TypeDiscover, struct{}{})), exchange.TypeDiscover, errDown.Error())
 		p.mu.Lock()
 		p.listErr = nil
 		p.mu.Unlock()
 	})
 
 	t.Run("START_INGEST", func(t *testing.T) {
-		id := cc.send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-1"})
-		r := cc.reply(id)
+		id := cc.Send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-1"})
+		r := cc.Reply(id)
 		succeeded(t, r)
 		if s := payload[exchange.StartIngestReplyPayload](t, r.Payload); s.IngestJobID != "job-1" || s.Total != 3 {
 			t.Fatalf("%+v", s)
 		}
-		b1 := cc.command(exchange.TypeIngest)
+		b1 := cc.Command(exchange.TypeIngest)
 		p1 := payload[exchange.IngestPayload](t, b1.Payload)
 		if p1.IngestJobID != "job-1" || len(p1.APIs) != 2 || p1.Done {
 			t.Fatalf("first batch %+v", p1)
 		}
-		cc.ack(b1)
-		b2 := cc.command(exchange.TypeIngest)
+		cc.Ack(b1)
+		b2 := cc.Command(exchange.TypeIngest)
 		p2 := payload[exchange.IngestPayload](t, b2.Payload)
 		if len(p2.APIs) != 1 || !p2.Done || p2.APIs[0].ID != "c-api" || len(p2.APIs[0].Pages) != 1 {
 			t.Fatalf("last batch %+v", p2)
 		}
-		cc.ack(b2)
+		cc.Ack(b2)
 	})
 
 	t.Run("START_INGEST of chosen APIs", func(t *testing.T) {
-		r := cc.reply(cc.send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-2", APIIDs: []string{"b-api"}}))
+		r := cc.Reply(cc.Send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-2", APIIDs: []string{"b-api"}}))
 		succeeded(t, r)
 		if s := payload[exchange.StartIngestReplyPayload](t, r.Payload); s.Total != 1 {
 			t.Fatalf("%+v", s)
 		}
-		b := cc.command(exchange.TypeIngest)
+		b := cc.Command(exchange.TypeIngest)
 		if pl := payload[exchange.IngestPayload](t, b.Payload); len(pl.APIs) != 1 || pl.APIs[0].ID != "b-api" || !pl.Done {
 			t.Fatalf("%+v", pl)
 		}
-		cc.ack(b)
+		cc.Ack(b)
 	})
 
 	t.Run("START_INGEST of an unknown API", func(t *testing.T) {
-		r := cc.reply(cc.send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-3", APIIDs: []string{"b-api", "gone"}}))
+		r := cc.Reply(cc.Send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-3", APIIDs: []string{"b-api", "gone"}}))
 		failed(t, r, exchange.TypeStartIngest, `unknown API ids: "gone"`)
-		failed(t, cc.reply(cc.send(exchange.TypeStartIngest, struct{}{})), exchange.TypeStartIngest, "no ingestJobId")
+		failed(t, cc.Reply(cc.Send(exchange.TypeStartIngest, struct{}{})), exchange.TypeStartIngest, "no ingestJobId")
 	})
 
 	sub := exchange.SubscribePayload{APIID: "a-api", Subscription: exchange.Subscription{GraviteeSubscriptionID: "gs-1",
@@ -224,7 +225,7 @@ func TestTheWholeCommandSet(t *testing.T) {
 		Metadata: map[string]string{exchange.MetadataPlanID: "a-api-gold"}}}
 
 	t.Run("SUBSCRIBE", func(t *testing.T) {
-		r := cc.reply(cc.send(exchange.TypeSubscribe, sub))
+		r := cc.Reply(cc.Send(exchange.TypeSubscribe, sub))
 		succeeded(t, r)
 		res := payload[exchange.SubscribeReplyPayload](t, r.Payload).Subscription
 		if res.GraviteeSubscriptionID != "gs-1" || res.APIKey != "cid-gs-1" || res.Metadata["clientId"] != "cid-gs-1" || res.Metadata["clientSecret"] != "slcs_gs-1" {
@@ -238,7 +239,7 @@ func TestTheWholeCommandSet(t *testing.T) {
 		// OAuth subscriptions get the credential but no API key.
 		o := sub
 		o.Subscription.GraviteeSubscriptionID, o.Subscription.Type = "gs-2", exchange.SubscriptionOAuth
-		r = cc.reply(cc.send(exchange.TypeSubscribe, o))
+		r = cc.Reply(cc.Send(exchange.TypeSubscribe, o))
 		succeeded(t, r)
 		if res := payload[exchange.SubscribeReplyPayload](t, r.Payload).Subscription; res.APIKey != "" || res.Metadata["clientSecret"] != "slcs_gs-2" {
 			t.Fatalf("%+v", res)
@@ -248,17 +249,17 @@ func TestTheWholeCommandSet(t *testing.T) {
 	t.Run("SUBSCRIBE refused", func(t *testing.T) {
 		bad := sub
 		bad.Subscription.GraviteeSubscriptionID = ""
-		failed(t, cc.reply(cc.send(exchange.TypeSubscribe, bad)), exchange.TypeSubscribe, "no subscription.graviteeSubscriptionId")
+		failed(t, cc.Reply(cc.Send(exchange.TypeSubscribe, bad)), exchange.TypeSubscribe, "no subscription.graviteeSubscriptionId")
 		bad = sub
 		bad.APIID = ""
-		failed(t, cc.reply(cc.send(exchange.TypeSubscribe, bad)), exchange.TypeSubscribe, "no apiId")
+		failed(t, cc.Reply(cc.Send(exchange.TypeSubscribe, bad)), exchange.TypeSubscribe, "no apiId")
 		bad = sub
 		bad.Subscription.Type = "JWT"
-		failed(t, cc.reply(cc.send(exchange.TypeSubscribe, bad)), exchange.TypeSubscribe, `subscription type "JWT" is not supported`)
+		failed(t, cc.Reply(cc.Send(exchange.TypeSubscribe, bad)), exchange.TypeSubscribe, `subscription type "JWT" is not supported`)
 	})
 
 	t.Run("UNSUBSCRIBE", func(t *testing.T) {
-		r := cc.reply(cc.send(exchange.TypeUnsubscribe, sub))
+		r := cc.Reply(cc.Send(exchange.TypeUnsubscribe, sub))
 		succeeded(t, r)
 		if _, ok := p.subs["gs-1"]; ok {
 			t.Fatal("subscription still there")
@@ -266,42 +267,42 @@ func TestTheWholeCommandSet(t *testing.T) {
 	})
 
 	t.Run("UNKNOWN", func(t *testing.T) {
-		r := cc.reply(cc.send("DELETE_EVERYTHING", struct{}{}))
+		r := cc.Reply(cc.Send("DELETE_EVERYTHING", struct{}{}))
 		failed(t, r, exchange.TypeUnknown, `unknown command type "DELETE_EVERYTHING"`)
-		failed(t, cc.reply(cc.send(exchange.TypeIngest, struct{}{})), exchange.TypeIngest, "sent by the agent")
-		failed(t, cc.reply(cc.send(exchange.TypeHello, struct{}{})), exchange.TypeHello, "sent by the agent")
+		failed(t, cc.Reply(cc.Send(exchange.TypeIngest, struct{}{})), exchange.TypeIngest, "sent by the agent")
+		failed(t, cc.Reply(cc.Send(exchange.TypeHello, struct{}{})), exchange.TypeHello, "sent by the agent")
 	})
 
 	// The client secrets went to the controller only, never to the log.
-	if l := logOf(t); strings.Contains(l, "slcs_gs-1") || strings.Contains(l, "slcs_gs-2") || strings.Contains(l, c.token) {
+	if l := logOf(t); strings.Contains(l, "slcs_gs-1") || strings.Contains(l, "slcs_gs-2") || strings.Contains(l, c.Token) {
 		t.Fatalf("a secret reached the log:\n%s", l)
 	}
 }
 
 func TestDroppedConnectionMidIngestReconnectsAndIngestRestarts(t *testing.T) {
-	c := newController(t)
+	c := federationtest.NewController(t)
 	clk := newFakeClock()
 	a, _ := startAgent(t, c, newMemProvider(3), clk, func(cfg *Config) { cfg.IngestBatch = 1 })
-	cc := c.next(t)
-	succeeded(t, cc.reply(cc.send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-1"})))
-	first := cc.command(exchange.TypeIngest)
+	cc := c.Next(t)
+	succeeded(t, cc.Reply(cc.Send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-1"})))
+	first := cc.Command(exchange.TypeIngest)
 	if pl := payload[exchange.IngestPayload](t, first.Payload); len(pl.APIs) != 1 || pl.Done {
 		t.Fatalf("%+v", pl)
 	}
 	// The connection drops before the controller acknowledges the batch.
-	_ = cc.ws.CloseNow()
+	_ = cc.WS.CloseNow()
 	// The agent waits out its first backoff (1 s), then comes back.
 	clk.waitTimer(t, time.Second)
 	clk.Advance(time.Second)
-	cc2 := c.next(t)
+	cc2 := c.Next(t)
 	waitState(t, a, func(s State) bool {
 		return s.Connected && s.Connections == 2 && strings.Contains(s.LastError, "connection lost")
 	})
 	// The controller restarts the job; all batches arrive, the last one done.
-	succeeded(t, cc2.reply(cc2.send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-2"})))
+	succeeded(t, cc2.Reply(cc2.Send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-2"})))
 	var ids []string
 	for {
-		b := cc2.command(exchange.TypeIngest)
+		b := cc2.Command(exchange.TypeIngest)
 		pl := payload[exchange.IngestPayload](t, b.Payload)
 		if pl.IngestJobID != "job-2" {
 			t.Fatalf("batch of %s", pl.IngestJobID)
@@ -309,7 +310,7 @@ func TestDroppedConnectionMidIngestReconnectsAndIngestRestarts(t *testing.T) {
 		for _, api := range pl.APIs {
 			ids = append(ids, api.ID)
 		}
-		cc2.ack(b)
+		cc2.Ack(b)
 		if pl.Done {
 			break
 		}
@@ -320,120 +321,120 @@ func TestDroppedConnectionMidIngestReconnectsAndIngestRestarts(t *testing.T) {
 }
 
 func TestControllerRefusingABatchEndsTheJob(t *testing.T) {
-	c := newController(t)
+	c := federationtest.NewController(t)
 	_, _ = startAgent(t, c, newMemProvider(2), newFakeClock(), func(cfg *Config) { cfg.IngestBatch = 1 })
-	cc := c.next(t)
-	succeeded(t, cc.reply(cc.send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-1"})))
-	b := cc.command(exchange.TypeIngest)
-	cc.write(mustReply(t, exchange.Failed(b.ID, exchange.TypeIngest, "ingest job cancelled")))
+	cc := c.Next(t)
+	succeeded(t, cc.Reply(cc.Send(exchange.TypeStartIngest, exchange.StartIngestPayload{IngestJobID: "job-1"})))
+	b := cc.Command(exchange.TypeIngest)
+	cc.Write(federationtest.MustReply(t, exchange.Failed(b.ID, exchange.TypeIngest, "ingest job cancelled")))
 	// No second batch: the next thing the agent sends is the reply to this.
-	id := cc.send(exchange.TypeHealthCheck, struct{}{})
-	succeeded(t, cc.reply(id))
+	id := cc.Send(exchange.TypeHealthCheck, struct{}{})
+	succeeded(t, cc.Reply(id))
 }
 
 func TestGoodByeWithReconnect(t *testing.T) {
-	c := newController(t)
+	c := federationtest.NewController(t)
 	clk := newFakeClock()
 	a, done := startAgent(t, c, newMemProvider(1), clk, nil)
-	cc := c.next(t)
-	cc.send(exchange.TypeGoodBye, exchange.GoodByePayload{TargetID: "int-42", Reconnect: true})
-	if code := cc.closedWith(); code != websocket.StatusTryAgainLater {
+	cc := c.Next(t)
+	cc.Send(exchange.TypeGoodBye, exchange.GoodByePayload{TargetID: "int-42", Reconnect: true})
+	if code := cc.ClosedWith(); code != websocket.StatusTryAgainLater {
 		t.Fatalf("closed with %d, want 1013", code)
 	}
 	clk.waitTimer(t, time.Second)
 	clk.Advance(time.Second)
-	cc2 := c.next(t)
-	succeeded(t, cc2.reply(cc2.send(exchange.TypeHealthCheck, struct{}{})))
+	cc2 := c.Next(t)
+	succeeded(t, cc2.Reply(cc2.Send(exchange.TypeHealthCheck, struct{}{})))
 	waitState(t, a, func(s State) bool { return s.Connected && s.Connections == 2 })
 	// GOOD_BYE without reconnect ends the agent.
-	cc2.send(exchange.TypeGoodBye, exchange.GoodByePayload{TargetID: "int-42", Reconnect: false})
-	if code := cc2.closedWith(); code != websocket.StatusNormalClosure {
+	cc2.Send(exchange.TypeGoodBye, exchange.GoodByePayload{TargetID: "int-42", Reconnect: false})
+	if code := cc2.ClosedWith(); code != websocket.StatusNormalClosure {
 		t.Fatalf("closed with %d, want 1000", code)
 	}
 	if err := waitDone(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if c.upgrades.Load() != 2 {
-		t.Fatalf("%d upgrades", c.upgrades.Load())
+	if c.Upgrades.Load() != 2 {
+		t.Fatalf("%d upgrades", c.Upgrades.Load())
 	}
 }
 
 func TestMalformedFramesFromTheController(t *testing.T) {
-	c := newController(t)
+	c := federationtest.NewController(t)
 	clk := newFakeClock()
 	a, _ := startAgent(t, c, newMemProvider(1), clk, func(cfg *Config) { cfg.MaxFrameSize = 4096 })
-	cc := c.next(t)
+	cc := c.Next(t)
 
 	// A command it can name gets an ERROR, and the connection goes on.
-	cc.write([]byte(`t:COMMAND;;et:SUBSCRIBE;;e:{"id":"m1","type":"SUBSCRIBE","payload":{"apiId":`))
-	failed(t, cc.reply("m1"), exchange.TypeSubscribe, "SUBSCRIBE command does not decode")
-	cc.write([]byte(`t:COMMAND;;et:SUBSCRIBE;;e:{"id":"m2","type":"SUBSCRIBE","payload":{"apiId":7}}`))
-	failed(t, cc.reply("m2"), exchange.TypeSubscribe, "payload does not decode")
-	cc.write([]byte(`t:COMMAND;;et:WHATEVER;;e:{"id":"m3","type":"DISCOVER"}`))
-	failed(t, cc.reply("m3"), exchange.TypeUnknown, `unknown command type "WHATEVER"`)
+	cc.Write([]byte(`t:COMMAND;;et:SUBSCRIBE;;e:{"id":"m1","type":"SUBSCRIBE","payload":{"apiId":`))
+	failed(t, cc.Reply("m1"), exchange.TypeSubscribe, "SUBSCRIBE command does not decode")
+	cc.Write([]byte(`t:COMMAND;;et:SUBSCRIBE;;e:{"id":"m2","type":"SUBSCRIBE","payload":{"apiId":7}}`))
+	failed(t, cc.Reply("m2"), exchange.TypeSubscribe, "payload does not decode")
+	cc.Write([]byte(`t:COMMAND;;et:WHATEVER;;e:{"id":"m3","type":"DISCOVER"}`))
+	failed(t, cc.Reply("m3"), exchange.TypeUnknown, `unknown command type "WHATEVER"`)
 
 	// An oversized command is refused by name, without being decoded.
 	big := `t:COMMAND;;et:SUBSCRIBE;;e:{"id":"big","type":"SUBSCRIBE","payload":{"apiId":"` + strings.Repeat("x", 10000) + `"}}`
-	cc.write([]byte(big))
-	failed(t, cc.reply("big"), exchange.TypeSubscribe, "over the limit of 4096 bytes")
-	succeeded(t, cc.reply(cc.send(exchange.TypeHealthCheck, struct{}{})))
+	cc.Write([]byte(big))
+	failed(t, cc.Reply("big"), exchange.TypeSubscribe, "over the limit of 4096 bytes")
+	succeeded(t, cc.Reply(cc.Send(exchange.TypeHealthCheck, struct{}{})))
 
 	// A reply to nothing is ignored.
-	cc.write(mustReply(t, exchange.Failed("nobody", exchange.TypeIngest, "x")))
-	succeeded(t, cc.reply(cc.send(exchange.TypeHealthCheck, struct{}{})))
+	cc.Write(federationtest.MustReply(t, exchange.Failed("nobody", exchange.TypeIngest, "x")))
+	succeeded(t, cc.Reply(cc.Send(exchange.TypeHealthCheck, struct{}{})))
 
 	// A frame that cannot be read at all ends the connection with 1002,
 	// as the controller does; the agent comes back.
-	cc.write([]byte("garbage without a kind"))
-	if code := cc.closedWith(); code != websocket.StatusProtocolError {
+	cc.Write([]byte("garbage without a kind"))
+	if code := cc.ClosedWith(); code != websocket.StatusProtocolError {
 		t.Fatalf("closed with %d, want 1002", code)
 	}
 	clk.waitTimer(t, time.Second)
 	clk.Advance(time.Second)
-	cc2 := c.next(t)
+	cc2 := c.Next(t)
 
 	// A text frame is not part of the protocol: 1003, and back again.
-	if err := cc2.ws.Write(context.Background(), websocket.MessageText, []byte(`t:COMMAND;;et:HEALTH_CHECK;;e:{"id":"t1"}`)); err != nil {
+	if err := cc2.WS.Write(context.Background(), websocket.MessageText, []byte(`t:COMMAND;;et:HEALTH_CHECK;;e:{"id":"t1"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if code := cc2.closedWith(); code != websocket.StatusUnsupportedData {
+	if code := cc2.ClosedWith(); code != websocket.StatusUnsupportedData {
 		t.Fatalf("closed with %d, want 1003", code)
 	}
 	// The second drop in a row backs off longer only if no HELLO
 	// succeeded in between; here one did, so it is 1 s again.
 	clk.waitTimer(t, time.Second)
 	clk.Advance(time.Second)
-	cc3 := c.next(t)
-	succeeded(t, cc3.reply(cc3.send(exchange.TypeHealthCheck, struct{}{})))
+	cc3 := c.Next(t)
+	succeeded(t, cc3.Reply(cc3.Send(exchange.TypeHealthCheck, struct{}{})))
 	waitState(t, a, func(s State) bool {
 		return s.Connected && s.Connections == 3 && strings.Contains(s.LastError, "text frame")
 	})
 }
 
 func TestHelloRefusedStopsTheAgent(t *testing.T) {
-	c := newController(t)
-	c.refuseHello = "integration int-42 is not an ibm-api-connect integration of this organization"
+	c := federationtest.NewController(t)
+	c.RefuseHello = "integration int-42 is not an ibm-api-connect integration of this organization"
 	_, done := startAgent(t, c, newMemProvider(1), newFakeClock(), nil)
 	err := waitDone(t, done)
-	if !errors.Is(err, ErrHelloRefused) || !strings.Contains(err.Error(), c.refuseHello) {
+	if !errors.Is(err, ErrHelloRefused) || !strings.Contains(err.Error(), c.RefuseHello) {
 		t.Fatalf("Run: %v", err)
 	}
-	if c.upgrades.Load() != 1 {
-		t.Fatalf("%d upgrades: HELLO refused must not be retried", c.upgrades.Load())
+	if c.Upgrades.Load() != 1 {
+		t.Fatalf("%d upgrades: HELLO refused must not be retried", c.Upgrades.Load())
 	}
 }
 
 func TestWrongTokenBacksOffExponentially(t *testing.T) {
-	c := newController(t)
+	c := federationtest.NewController(t)
 	clk := newFakeClock()
-	good := c.token
-	c.token = "another-token" // the agent's token is refused
+	good := c.Token
+	c.Token = "another-token" // the agent's token is refused
 	a, _ := startAgent(t, c, newMemProvider(1), clk, func(cfg *Config) { cfg.Token = secretOf(good) })
 	for _, d := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second} {
 		clk.waitTimer(t, d)
 		clk.Advance(d)
 	}
-	if n := c.unauthorized.Load(); n < 7 {
+	if n := c.Unauthorized.Load(); n < 7 {
 		t.Fatalf("%d attempts", n)
 	}
 	if s := a.State(); !strings.Contains(s.LastError, "refused the token (401)") || strings.Contains(s.LastError, good) {
@@ -445,23 +446,23 @@ func TestWrongTokenBacksOffExponentially(t *testing.T) {
 }
 
 func TestPingsAndDeadConnection(t *testing.T) {
-	c := newController(t)
+	c := federationtest.NewController(t)
 	clk := newFakeClock()
 	a, _ := startAgent(t, c, newMemProvider(1), clk, nil)
-	cc := c.next(t)
-	succeeded(t, cc.reply(cc.send(exchange.TypeHealthCheck, struct{}{})))
+	cc := c.Next(t)
+	succeeded(t, cc.Reply(cc.Send(exchange.TypeHealthCheck, struct{}{})))
 	waitPings := func(n int32) {
 		t.Helper()
-		deadline := time.Now().Add(guard)
-		for c.pings.Load() < n {
+		deadline := time.Now().Add(federationtest.Guard)
+		for c.Pings.Load() < n {
 			if time.Now().After(deadline) {
-				t.Fatalf("%d pings, want %d", c.pings.Load(), n)
+				t.Fatalf("%d pings, want %d", c.Pings.Load(), n)
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}
 	clk.waitTimer(t, PingInterval)
-	if c.pings.Load() != 0 {
+	if c.Pings.Load() != 0 {
 		t.Fatal("pinged before 5 s")
 	}
 	clk.Advance(PingInterval)
@@ -471,10 +472,10 @@ func TestPingsAndDeadConnection(t *testing.T) {
 	waitPings(2)
 	// The controller stops answering: after two silent intervals the agent
 	// gives the connection up (1001) and reconnects.
-	c.withholdPongs.Store(true)
+	c.WithholdPongs.Store(true)
 	ticks := 0
 	for {
-		closed, code := cc.closedOrTimer(t, clk, PingInterval)
+		closed, code := closedOrTimer(t, cc, clk, PingInterval)
 		if closed {
 			if code != websocket.StatusGoingAway {
 				t.Fatalf("closed with %d, want 1001", code)
@@ -489,10 +490,10 @@ func TestPingsAndDeadConnection(t *testing.T) {
 	if ticks < missedPings || ticks > missedPings+1 {
 		t.Fatalf("gave up after %d silent intervals, want %d", ticks, missedPings+1)
 	}
-	c.withholdPongs.Store(false)
+	c.WithholdPongs.Store(false)
 	clk.waitTimer(t, time.Second)
 	clk.Advance(time.Second)
-	c.next(t)
+	c.Next(t)
 	waitState(t, a, func(s State) bool {
 		return s.Connected && s.Connections == 2 && strings.Contains(s.LastError, "did not answer pings")
 	})
