@@ -50,6 +50,7 @@ func newRootCommand() *cobra.Command {
 		newConfigurationsCommand(),
 		newRuntimesCommand(),
 		newTracesCommand(),
+		newFederationAgentCommand(),
 	)
 	return root
 }

@@ -84,6 +84,8 @@ func newServeCommand() *cobra.Command {
 		rateInstance    string
 		maxBARSize      int64
 		runtimeBackend  string
+		gravitee        graviteeFlags
+		graviteeInst    string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -119,6 +121,10 @@ Environment:
 			if err != nil {
 				return fmt.Errorf("--rate-limit-instance: %w", err)
 			}
+			fed, err := gravitee.serveFederation(graviteeInst)
+			if err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return server.Run(ctx, server.Config{
@@ -136,6 +142,7 @@ Environment:
 				RateLimitInstance: perInstance,
 				MaxBARSize:        maxBARSize,
 				RuntimeBackend:    runtimeBackend,
+				Federation:        fed,
 			})
 		},
 	}
@@ -152,6 +159,11 @@ Environment:
 	f.StringVar(&runtimeBackend, "runtime-backend", "local", "where integration runtimes run: local (child processes) or none")
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	// The Gravitee federation agent runs inside the control plane when a
+	// controller is given (docs/federation.md).
+	gravitee.register(cmd, "gravitee-")
+	f.StringVar(&graviteeInst, "gravitee-instance", "", "instance id whose runtimes are federated; default the only one")
+	bindEnv(cmd, "gravitee-instance", "SLUICE_GRAVITEE_INSTANCE")
 	for flag, env := range map[string]string{
 		"listen": "SLUICE_LISTEN", "shutdown-timeout": "SLUICE_SHUTDOWN_TIMEOUT", "public-url": "SLUICE_PUBLIC_URL",
 		"token-lifetime": "SLUICE_TOKEN_LIFETIME", "token-signing-alg": "SLUICE_TOKEN_SIGNING_ALG",

@@ -33,18 +33,19 @@ import (
 
 // Config is what `sluice serve` needs.
 type Config struct {
-	Listen            string        // host:port to serve on
-	DataDir           string        // where the embedded store, key file and runtime files live
-	Store             string        // "" for SQLite in DataDir, or a postgres:// URL
-	MasterKey         secret.Value  // from SLUICE_MASTER_KEY; empty: the key file in DataDir
-	ShutdownTimeout   time.Duration // how long in-flight requests may take to finish
-	PublicURL         string        // the URL clients reach this control plane at; "" for http://<listen>
-	TokenLifetime     time.Duration // lifetime of access tokens
-	SigningAlg        string        // iam.AlgEdDSA or iam.AlgRS256
-	RateLimitClient   iam.Limit     // per client id; zero: none
-	RateLimitInstance iam.Limit     // per instance; zero: none
-	MaxBARSize        int64         // largest BAR upload; 0: the default
-	RuntimeBackend    string        // "local" (default) or "none"
+	Listen            string            // host:port to serve on
+	DataDir           string            // where the embedded store, key file and runtime files live
+	Store             string            // "" for SQLite in DataDir, or a postgres:// URL
+	MasterKey         secret.Value      // from SLUICE_MASTER_KEY; empty: the key file in DataDir
+	ShutdownTimeout   time.Duration     // how long in-flight requests may take to finish
+	PublicURL         string            // the URL clients reach this control plane at; "" for http://<listen>
+	TokenLifetime     time.Duration     // lifetime of access tokens
+	SigningAlg        string            // iam.AlgEdDSA or iam.AlgRS256
+	RateLimitClient   iam.Limit         // per client id; zero: none
+	RateLimitInstance iam.Limit         // per instance; zero: none
+	MaxBARSize        int64             // largest BAR upload; 0: the default
+	RuntimeBackend    string            // "local" (default) or "none"
+	Federation        *FederationConfig // nil: no Gravitee federation agent
 	Now               clock.Func
 	Log               *slog.Logger
 	Stdout            io.Writer // where the one start-up line goes
@@ -156,6 +157,23 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		// The reconciler stops with the control plane; the runtimes it
 		// started keep serving and are adopted at the next start.
 		go rec.Run(refreshCtx)
+	}
+	if cfg.Federation != nil {
+		agent, err := startFederation(ctx, *cfg.Federation, st, runtimes, a.BARs, dataDir, cfg.Log.With("component", "federation"))
+		if err != nil {
+			return err
+		}
+		// It ends with the control plane, before the store closes; a
+		// refused HELLO ends it alone (logged), the API keeps serving.
+		agentDone := make(chan struct{})
+		go func() {
+			defer close(agentDone)
+			_ = agent.Run(refreshCtx)
+		}()
+		defer func() {
+			stopRefresh()
+			<-agentDone
+		}()
 	}
 	if cfg.RateLimitClient.Requests > 0 || cfg.RateLimitInstance.Requests > 0 {
 		a.RateLimit = &iam.RateLimiter{PerClient: cfg.RateLimitClient, PerInstance: cfg.RateLimitInstance, Now: cfg.Now}
