@@ -3,10 +3,9 @@ package federation
 import "time"
 
 // Clock is the agent's one source of time: ping intervals, reply
-// timeouts and reconnect backoff all go through it, so tests drive them
-// without sleeping.
+// timeouts and reconnect backoff are all timers of it, so tests drive them
+// without waiting. (The agent never reads the time of day.)
 type Clock interface {
-	Now() time.Time
 	NewTimer(d time.Duration) Timer
 }
 
@@ -18,9 +17,6 @@ type Timer interface {
 
 // SystemClock is the wall clock.
 type SystemClock struct{}
-
-// Now is time.Now.
-func (SystemClock) Now() time.Time { return time.Now() }
 
 // NewTimer is time.NewTimer.
 func (SystemClock) NewTimer(d time.Duration) Timer { return systemTimer{time.NewTimer(d)} }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sluice-dev/sluice/internal/clock/clocktest"
 	"github.com/sluice-dev/sluice/internal/federation/federationtest"
 )
 
@@ -56,16 +57,8 @@ type fakeTimer struct {
 	fired   bool
 }
 
-// testEpoch is the base every test time is relative to.
-var testEpoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-
-func newFakeClock() *fakeClock { return &fakeClock{now: testEpoch} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
+// newFakeClock starts at the suite's test epoch.
+func newFakeClock() *fakeClock { return &fakeClock{now: clocktest.Epoch()} }
 
 func (c *fakeClock) NewTimer(d time.Duration) Timer {
 	c.mu.Lock()
