@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -400,7 +401,15 @@ func (b *Backend) allocatePort() (int, error) {
 			taken[st.Port] = true
 		}
 	}
-	for p := b.opts.Ports.First; p <= b.opts.Ports.Last; p++ {
+	// The scan starts at a random place in the range: control planes of
+	// other data directories on this host (several test servers, a laptop
+	// with two) scan the same range, and two that scan it from its start
+	// at the same moment both find the same port free and, through
+	// SO_REUSEPORT, would split its traffic between unrelated runtimes.
+	n := b.opts.Ports.Last - b.opts.Ports.First + 1
+	start := rand.IntN(n)
+	for i := 0; i < n; i++ {
+		p := b.opts.Ports.First + (start+i)%n
 		if taken[p] {
 			continue
 		}
