@@ -144,6 +144,10 @@ func (f *graviteeFlags) serveFederation(instance string) (*server.FederationConf
 	if err != nil {
 		return nil, err
 	}
+	// Refused before the store is touched.
+	if _, err := federation.CheckSettings(f.controller, tok, f.integrationID); err != nil {
+		return nil, err
+	}
 	return &server.FederationConfig{Endpoint: f.controller, Token: tok, IntegrationID: f.integrationID, ProviderType: f.provider,
 		InstanceID: instance}, nil
 }

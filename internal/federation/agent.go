@@ -107,13 +107,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Provider == nil {
 		return nil, errors.New("federation: no provider")
 	}
-	if strings.TrimSpace(cfg.IntegrationID) == "" {
-		return nil, errors.New("federation: the integration id is empty: give the id of the integration created in Gravitee")
-	}
-	if cfg.Token.IsZero() {
-		return nil, errors.New("federation: the controller token is empty: give a Gravitee token of the integration's organization")
-	}
-	u, err := ControllerURL(cfg.Endpoint)
+	u, err := CheckSettings(cfg.Endpoint, cfg.Token, cfg.IntegrationID)
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +136,19 @@ func New(cfg Config) (*Agent, error) {
 		cfg.IngestBatchBytes = DefaultIngestBatchBytes
 	}
 	return &Agent{cfg: cfg, url: u}, nil
+}
+
+// CheckSettings checks what connecting needs, so a command can refuse a
+// configuration that cannot work before it starts anything; it returns
+// the controller's WebSocket URL.
+func CheckSettings(endpoint string, token secret.Value, integrationID string) (string, error) {
+	if strings.TrimSpace(integrationID) == "" {
+		return "", errors.New("federation: the integration id is empty: give the id of the integration created in Gravitee")
+	}
+	if token.IsZero() {
+		return "", errors.New("federation: the controller token is empty: give a Gravitee token of the integration's organization")
+	}
+	return ControllerURL(endpoint)
 }
 
 // ControllerURL turns a configured endpoint into the WebSocket URL of the

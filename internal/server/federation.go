@@ -53,7 +53,7 @@ func startFederation(ctx context.Context, fc FederationConfig, st store.Store, r
 	a, err := federation.New(federation.Config{Endpoint: fc.Endpoint, Token: fc.Token, IntegrationID: fc.IntegrationID,
 		ProviderType: fc.ProviderType, Provider: provider, Log: log})
 	if err != nil {
-		return nil, fmt.Errorf("gravitee federation: %w", err)
+		return nil, err
 	}
 	return a, nil
 }
