@@ -519,10 +519,20 @@ func (s *session) call(typ string, payload any) (exchange.Reply, error) {
 	case r := <-ch:
 		return r, nil
 	case <-t.C():
-		return exchange.Reply{}, fmt.Errorf("no reply to %s within %v", typ, ReplyTimeout)
 	case <-s.ctx.Done():
+	}
+	// A reply that arrived just before the connection ended (or the timer
+	// fired) still counts: select picks at random among ready cases, and
+	// a HELLO that succeeded must reset the backoff.
+	select {
+	case r := <-ch:
+		return r, nil
+	default:
+	}
+	if s.ctx.Err() != nil {
 		return exchange.Reply{}, fmt.Errorf("connection ended before the reply to %s", typ)
 	}
+	return exchange.Reply{}, fmt.Errorf("no reply to %s within %v", typ, ReplyTimeout)
 }
 
 // reply writes a reply; a failure to write means the connection is
