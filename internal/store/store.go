@@ -43,6 +43,7 @@ type Store interface {
 	IAM
 	Artifacts
 	Runtimes
+	Apps
 	Leadership
 }
 
