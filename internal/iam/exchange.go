@@ -154,7 +154,8 @@ func (s *Service) Authenticate(ctx context.Context, bearer, clientID string) (Pr
 	if err != nil {
 		return Principal{}, err
 	}
-	if clientID == "" || clientID != c.ClientID {
+	if clientID == "" || clientID != c.ClientID || c.ConsumerOrgID != "" || c.Role == "" {
+		// An app's token (no role, a consumer org) calls published APIs only.
 		return Principal{}, ErrInvalidToken
 	}
 	g, err := s.grant(ctx, c)

@@ -203,3 +203,9 @@ func scopeFor(role string) string {
 func (s *Service) Finish(ctx context.Context, p Principal, action, object string, err error) error {
 	return s.finish(ctx, p, action, object, err)
 }
+
+// Record audits an action another domain package decided (a token it
+// issued or refused), with non-secret detail.
+func (s *Service) Record(ctx context.Context, p Principal, action, object string, err error, detail string) error {
+	return s.audit(ctx, p, action, object, err, detail)
+}
