@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/api"
+	"github.com/sluice-dev/sluice/internal/apps"
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
@@ -137,6 +138,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		BARs: &barstore.Service{Store: st, IAM: svc, TempDir: filepath.Join(dataDir, "tmp"), MaxSize: cfg.MaxBARSize, Now: cfg.Now,
 			InUse: runtimes.InUse},
 	}
+	a.Apps = &apps.Service{Store: st, IAM: svc, Now: cfg.Now}
+	// Expired leases never authenticate; the sweeper (on the leader) also
+	// deletes them. Replicas sharing PostgreSQL cannot wake the leader's
+	// timer, so it looks at the next expiry at least every second there.
+	sweeper := &apps.Sweeper{Apps: a.Apps, Log: cfg.Log.With("component", "lease-sweeper"), MaxWait: time.Minute}
+	if st.Kind() == "postgres" {
+		sweeper.MaxWait = time.Second
+	}
+	go sweeper.Run(refreshCtx)
 	if cfg.RuntimeBackend != "none" {
 		backend, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log.With("component", "local-backend"), Now: cfg.Now})
 		if err != nil {
