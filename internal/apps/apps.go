@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/resource"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -41,19 +42,14 @@ const (
 type Service struct {
 	Store store.Store
 	IAM   *iam.Service // auditing and token signing
-	Now   func() time.Time
+	Now   clock.Func
 
 	mu       sync.Mutex
 	watchers []func(Event)
 	kick     func(time.Time) // the sweeper's wake-up, set by Sweeper.Run
 }
 
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now().UTC()
-	}
-	return time.Now().UTC()
-}
+func (s *Service) now() time.Time { return s.Now.Now().UTC() }
 
 // Event types of the change feed.
 const (

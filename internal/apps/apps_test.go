@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/apps"
+	"github.com/sluice-dev/sluice/internal/clock/clocktest"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -18,9 +19,10 @@ import (
 )
 
 // epoch is the one base every test time is relative to.
-var epoch = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+var epoch = clocktest.Epoch()
 
-// fakeClock is a clock whose timers fire only when the test moves it.
+// fakeClock is a clock whose timers fire only when the test moves it
+// (clocktest.Fake has no timers; the sweeper sleeps on one).
 type fakeClock struct {
 	mu      sync.Mutex
 	t       time.Time
