@@ -21,6 +21,7 @@ import (
 //	API key:        slk_  + 30 base62 characters + 6 base62 checksum characters
 //	client secret:  slcs_ + 30 base62 characters + 6 base62 checksum characters
 //	app secret:     slas_ + 30 base62 characters + 6 base62 checksum characters
+//	refresh token:  slrt_ + 30 base62 characters + 6 base62 checksum characters
 //
 // The checksum is CRC32 (IEEE) of the prefix and the 30 random characters,
 // written as 6 base62 digits, zero-padded. SecretPattern matches both.
@@ -33,7 +34,7 @@ const (
 )
 
 // SecretPattern matches every secret Sluice issues (for leak scanners).
-var SecretPattern = regexp.MustCompile(`\bsl(k|cs|as)_[0-9A-Za-z]{36}\b`)
+var SecretPattern = regexp.MustCompile(`\bsl(k|cs|as|rt)_[0-9A-Za-z]{36}\b`)
 
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 

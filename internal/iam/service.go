@@ -65,6 +65,9 @@ type Service struct {
 	Tokens *Tokens
 	Audit  *Auditor
 	Now    clock.Func
+	// RefreshLifetime is how long refresh tokens of POST /api/token
+	// live; zero: DefaultRefreshLifetime.
+	RefreshLifetime time.Duration
 
 	used usage // last-used times, written by RecordUsage
 }

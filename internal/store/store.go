@@ -44,6 +44,7 @@ type Store interface {
 	Artifacts
 	Runtimes
 	Apps
+	RefreshTokens
 	Leadership
 }
 

@@ -88,3 +88,14 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (instance_id, scope, key)
 );
 CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
+
+-- Refresh tokens of API Connect's token endpoint: only the SHA-256 of the
+-- token is kept; using one deletes it (the answer carries its successor).
+CREATE TABLE refresh_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+    client_id   TEXT NOT NULL,
+    subject_id  TEXT NOT NULL,
+    key_id      TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);
