@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/api"
+	"github.com/sluice-dev/sluice/internal/apic"
 	"github.com/sluice-dev/sluice/internal/apps"
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/clock"
@@ -147,6 +148,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		sweeper.MaxWait = time.Second
 	}
 	go sweeper.Run(refreshCtx)
+	// API Connect's platform API (/api/…, outside /api/v1) over the same services.
+	apicAdapter := &apic.Adapter{IAM: svc, Apps: a.Apps, Store: st, Keyring: keyring, PublicURL: url,
+		Log: cfg.Log.With("component", "apic"), Now: cfg.Now}
 	if cfg.RuntimeBackend != "none" {
 		backend, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log.With("component", "local-backend"), Now: cfg.Now})
 		if err != nil {
@@ -198,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	dash := &web.Dashboard{Store: st, IAM: svc, Configs: a.Configs, BARs: a.BARs, Runtimes: runtimes, Reconciler: a.Reconciler,
 		Traces: a.Traces, PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
 	srv := &http.Server{
-		Handler:           dash.Mount(a.Handler(), cfg.Log),
+		Handler:           dash.Mount(apic.Mount(a.Handler(), apicAdapter.Handler()), cfg.Log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
