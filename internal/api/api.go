@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-dev/sluice/internal/apps"
+	"github.com/sluice-dev/sluice/internal/apis"
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
@@ -33,8 +33,8 @@ type API struct {
 	Reconciler *orchestrator.Reconciler
 	Traces     *orchestrator.Traces
 	Bundles    *orchestrator.BundleKeys
-	// Apps manages consumer catalogs, consumer orgs, apps and their credentials.
-	Apps *apps.Service
+	// APIs manages published APIs, plans and subscriptions.
+	APIs *apis.Service
 	// PublicURL is where clients reach this control plane (BAR urls).
 	PublicURL string
 	// RateLimit limits calls per client id and per instance; nil: no limits.
@@ -117,6 +117,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("PUT /api/v1/integration-runtimes/{name}", a.authed(iam.RoleDeveloper, a.putRuntime(false)))
 	mux.Handle("DELETE /api/v1/integration-runtimes/{name}", a.authed(iam.RoleDeveloper, a.deleteRuntime))
 	mux.Handle("GET /api/v1/integration-runtimes/{name}/logs", a.authed(iam.RoleViewer, a.runtimeLogs))
+	mux.Handle("POST /api/v1/integration-runtimes/{name}/basic-auth", a.authed(iam.RoleDeveloper, a.generateBasicAuth))
 
 	// Traces: a trace object switches tracing on for a runtime while it exists.
 	mux.Handle("GET /api/v1/traces", a.authed(iam.RoleViewer, a.listTraces))
@@ -125,38 +126,25 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("DELETE /api/v1/traces/{name}", a.authed(iam.RoleDeveloper, a.deleteTrace))
 	mux.Handle("GET /api/v1/traces/{name}/download", a.authed(iam.RoleViewer, a.downloadTrace))
 
-	// Consumer apps: catalogs ⊃ consumer orgs ⊃ apps ⊃ credentials and
-	// leases (credentials that expire). Developers write, everyone reads;
-	// every path segment takes an id or a name.
-	mux.Handle("GET /api/v1/catalogs", a.authed(iam.RoleViewer, a.listCatalogs))
-	mux.Handle("POST /api/v1/catalogs", a.authed(iam.RoleDeveloper, a.createCatalog))
-	mux.Handle("GET /api/v1/catalogs/{catalog}", a.authed(iam.RoleViewer, a.getCatalog))
-	mux.Handle("PUT /api/v1/catalogs/{catalog}", a.authed(iam.RoleDeveloper, a.putCatalog))
-	mux.Handle("DELETE /api/v1/catalogs/{catalog}", a.authed(iam.RoleDeveloper, a.deleteCatalog))
-	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs", a.authed(iam.RoleViewer, a.listConsumerOrgs))
-	mux.Handle("POST /api/v1/catalogs/{catalog}/consumer-orgs", a.authed(iam.RoleDeveloper, a.createConsumerOrg))
-	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}", a.authed(iam.RoleViewer, a.getConsumerOrg))
-	mux.Handle("PUT /api/v1/catalogs/{catalog}/consumer-orgs/{corg}", a.authed(iam.RoleDeveloper, a.putConsumerOrg))
-	mux.Handle("DELETE /api/v1/catalogs/{catalog}/consumer-orgs/{corg}", a.authed(iam.RoleDeveloper, a.deleteConsumerOrg))
-	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps", a.authed(iam.RoleViewer, a.listApps))
-	mux.Handle("POST /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps", a.authed(iam.RoleDeveloper, a.createApp))
-	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}", a.authed(iam.RoleViewer, a.getApp))
-	mux.Handle("PUT /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}", a.authed(iam.RoleDeveloper, a.putApp))
-	mux.Handle("DELETE /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}", a.authed(iam.RoleDeveloper, a.deleteApp))
-	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/credentials", a.authed(iam.RoleViewer, a.listAppCredentials(false)))
-	mux.Handle("POST /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/credentials", a.authed(iam.RoleDeveloper, a.createAppCredential(false)))
-	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/credentials/{credential}", a.authed(iam.RoleViewer, a.getAppCredential(false)))
-	mux.Handle("DELETE /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/credentials/{credential}", a.authed(iam.RoleDeveloper, a.deleteAppCredential(false)))
-	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases", a.authed(iam.RoleViewer, a.listAppCredentials(true)))
-	mux.Handle("POST /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases", a.authed(iam.RoleDeveloper, a.createAppCredential(true)))
-	mux.Handle("DELETE /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases", a.authed(iam.RoleDeveloper, a.revokeLeases))
-	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases/{credential}", a.authed(iam.RoleViewer, a.getAppCredential(true)))
-	mux.Handle("DELETE /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases/{credential}", a.authed(iam.RoleDeveloper, a.deleteAppCredential(true)))
-	mux.Handle("POST /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases/{credential}/renew", a.authed(iam.RoleDeveloper, a.renewLease))
+	// Published APIs (?watch=true streams changes), their OpenAPI
+	// documents and plans: developers write, everyone reads.
+	mux.Handle("GET /api/v1/apis", a.authed(iam.RoleViewer, a.listAPIs))
+	mux.Handle("POST /api/v1/apis", a.authed(iam.RoleDeveloper, a.putAPI(true)))
+	mux.Handle("GET /api/v1/apis/{name}", a.authed(iam.RoleViewer, a.getAPI))
+	mux.Handle("PUT /api/v1/apis/{name}", a.authed(iam.RoleDeveloper, a.putAPI(false)))
+	mux.Handle("DELETE /api/v1/apis/{name}", a.authed(iam.RoleDeveloper, a.deleteAPI))
+	mux.Handle("GET /api/v1/apis/{name}/openapi", a.authed(iam.RoleViewer, a.getAPIDocument))
+	mux.Handle("GET /api/v1/plans", a.authed(iam.RoleViewer, a.listPlans))
+	mux.Handle("POST /api/v1/plans", a.authed(iam.RoleDeveloper, a.putPlan(true)))
+	mux.Handle("GET /api/v1/plans/{name}", a.authed(iam.RoleViewer, a.getPlan))
+	mux.Handle("PUT /api/v1/plans/{name}", a.authed(iam.RoleDeveloper, a.putPlan(false)))
+	mux.Handle("DELETE /api/v1/plans/{name}", a.authed(iam.RoleDeveloper, a.deletePlan))
 
 	// Runtimes fetch their bundle (BARs and configurations) with a token
 	// scoped to one runtime generation; no user token opens it.
 	mux.HandleFunc("GET /internal/v1/runtimes/{uid}/generations/{generation}/bundle", a.getRuntimeBundle)
+	// …and watch what their gateway enforces, with the same token.
+	mux.HandleFunc("GET /internal/v1/runtimes/{uid}/generations/{generation}/gateway", a.getGatewayState)
 
 	// Audit (admins).
 	mux.Handle("GET /api/v1/audit", a.authed(iam.RoleAdmin, a.listAudit))

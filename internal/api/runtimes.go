@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -111,38 +112,58 @@ func (a *API) deleteRuntime(w http.ResponseWriter, r *http.Request) {
 // control-plane replica.
 const watchPoll = 500 * time.Millisecond
 
-// watchRuntimes streams runtime objects as server-sent events: every
-// object once at the start, then each one again whenever it changes, and
-// a "deleted" event when one goes. name limits it to one runtime.
+// watchRuntimes streams runtime objects as server-sent events (see
+// watchList). name limits it to one runtime.
 func (a *API) watchRuntimes(w http.ResponseWriter, r *http.Request, name string) {
+	p := principal(r)
+	a.watchList(w, r, func(ctx context.Context) ([]watched, error) {
+		rts, err := a.Runtimes.List(ctx, p)
+		var out []watched
+		for _, rt := range rts {
+			if name == "" || rt.Name == name {
+				out = append(out, watched{rt.Name, rt.Version, runtimeObject(rt)})
+			}
+		}
+		return out, err
+	})
+}
+
+// watched is one object of a watched list: its name, the version that
+// changes with every write, and what to send.
+type watched struct {
+	name    string
+	version int64
+	object  any
+}
+
+// watchList streams a list as server-sent events: every object once at
+// the start ("update"), then each one again whenever its version changes,
+// and a "deleted" event when one goes.
+func (a *API) watchList(w http.ResponseWriter, r *http.Request, list func(ctx context.Context) ([]watched, error)) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	p := principal(r)
 	seen := map[string]int64{}
 	tick := time.NewTicker(watchPoll)
 	defer tick.Stop()
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
 	for {
-		rts, err := a.Runtimes.List(r.Context(), p)
+		items, err := list(r.Context())
 		if err != nil {
 			return
 		}
 		present := map[string]bool{}
-		for _, rt := range rts {
-			if name != "" && rt.Name != name {
+		for _, it := range items {
+			present[it.name] = true
+			if seen[it.name] == it.version {
 				continue
 			}
-			present[rt.Name] = true
-			if seen[rt.Name] == rt.Version {
-				continue
-			}
-			seen[rt.Name] = rt.Version
-			b, _ := json.Marshal(runtimeObject(rt))
-			fmt.Fprintf(w, "event: %s\nid: %d\ndata: %s\n\n", "update", rt.Version, b)
+			seen[it.name] = it.version
+			b, _ := json.Marshal(it.object)
+			fmt.Fprintf(w, "event: %s\nid: %d\ndata: %s\n\n", "update", it.version, b)
 		}
 		for n := range seen {
 			if !present[n] {

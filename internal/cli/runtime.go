@@ -3,11 +3,15 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-dev/sluice/internal/gateway"
 	"github.com/sluice-dev/sluice/internal/runtime"
 )
 
@@ -57,6 +61,18 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 					return err
 				}
 				opts.BARs, opts.ConfigDir = bars, configDir
+				// The gateway state comes from the same control plane, with
+				// the same token: fetched once before serving (so no flow of
+				// a published API is ever served open), then followed.
+				gw := gateway.New(nil) // nil: the wall clock
+				watch := &gateway.Watcher{URL: strings.TrimSuffix(bundleURL, "/bundle") + "/gateway", Gateway: gw,
+					Log:   slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil)).With("component", "gateway"),
+					Token: func() (string, error) { b, err := os.ReadFile(tokenFile); return strings.TrimSpace(string(b)), err }}
+				if err := watch.Sync(ctx); err != nil {
+					return fmt.Errorf("runtime: the gateway state: %w", err)
+				}
+				go watch.Run(ctx)
+				opts.Gateway = gw
 			}
 			return runtime.Run(ctx, opts)
 		},

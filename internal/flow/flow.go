@@ -31,6 +31,10 @@ type Message struct {
 	Query   map[string]string // query parameters (first value of each)
 	Params  map[string]string // path parameters from the trigger's path template
 	Vars    map[string]any    // variables set by `set` steps
+	// App is the consumer app a runtime's gateway let through (`.app`:
+	// id, name, consumerOrg, catalog, plan, api, clientId, auth); nil on
+	// flows no plan protects, and then `.app` is absent.
+	App map[string]any
 }
 
 // Credential is one entry of a setdbparms configuration: resource user password.

@@ -195,6 +195,7 @@ type state struct {
 	response any
 	errv     any
 	reply    *Response
+	app      map[string]any // the gateway's caller, nil when none
 }
 
 // emptyMap stands for absent headers, query or params; nothing writes to
@@ -224,6 +225,7 @@ func newState(msg *Message) *state {
 	// Steps replace vars rather than write to them, so the caller's map
 	// can be used as it is.
 	st.vars = msg.Vars
+	st.app = msg.App
 	if st.vars == nil {
 		st.vars = emptyMap
 	}
@@ -246,6 +248,9 @@ func (st *state) input(rt *runtimeEnv) map[string]any {
 	}
 	if st.errv != nil {
 		m["error"] = st.errv
+	}
+	if st.app != nil {
+		m["app"] = st.app
 	}
 	return m
 }
@@ -276,6 +281,9 @@ func (st *state) snapshot(r *redactor) any {
 	}
 	if st.reply != nil {
 		m["reply"] = map[string]any{"status": st.reply.Status, "body": r.excerpt(st.reply.Body, 2)}
+	}
+	if st.app != nil {
+		m["app"] = st.app // names and ids only: the gateway never puts a secret here
 	}
 	return m
 }

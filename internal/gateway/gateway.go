@@ -149,7 +149,7 @@ func (g *Gateway) compile(s State) (*compiled, error) {
 			c.flows[f] = ca
 		}
 	}
-	if len(s.BasicAuth) > 0 {
+	if len(s.BasicAuth) > 0 || s.ForceBasicAuth {
 		c.basic = map[string][32]byte{}
 		for _, b := range s.BasicAuth {
 			h, err := decodeHash(b.PasswordHash)

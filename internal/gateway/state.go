@@ -16,6 +16,8 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -46,6 +48,9 @@ type State struct {
 	// flow of the runtime that no enforced API covers needs one of these
 	// user names and passwords.
 	BasicAuth []BasicCredential `json:"basicAuth,omitempty"`
+	// ForceBasicAuth turns BasicAuth on even with no credential yet (then
+	// those flows refuse every call until one is generated).
+	ForceBasicAuth bool `json:"forceBasicAuth,omitempty"`
 }
 
 // API is a published API as the runtime serves it.
@@ -149,4 +154,13 @@ func (c *Caller) Value() map[string]any {
 		"clientId":    c.ClientID,
 		"auth":        c.Auth,
 	}
+}
+
+// Tag names a state's content: equal states have equal tags. The watch
+// sends it back so the control plane answers only when something changed.
+func Tag(s State) string {
+	s.Revision = 0
+	b, _ := json.Marshal(s)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:16])
 }

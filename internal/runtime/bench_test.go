@@ -21,6 +21,12 @@ const benchBody = `{"items":[{"sku":"ABC-001","qty":2,"price":9.99},{"sku":"XYZ-
 // without listeners, for benchmarks and handler tests.
 func loadedRuntime(tb testing.TB, dirs ...string) *Runtime {
 	tb.Helper()
+	return loadedRuntimeWith(tb, Options{}, dirs...)
+}
+
+// loadedRuntimeWith is loadedRuntime with options (BARs are the dirs').
+func loadedRuntimeWith(tb testing.TB, opts Options, dirs ...string) *Runtime {
+	tb.Helper()
 	var bars []string
 	for _, dir := range dirs {
 		data, _, err := bar.Build(context.Background(), dir, nil)
@@ -33,7 +39,8 @@ func loadedRuntime(tb testing.TB, dirs ...string) *Runtime {
 		}
 		bars = append(bars, p)
 	}
-	rt, err := newRuntime(Options{BARs: bars, LogOutput: io.Discard})
+	opts.BARs, opts.LogOutput = bars, io.Discard
+	rt, err := newRuntime(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

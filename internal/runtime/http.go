@@ -17,6 +17,7 @@ import (
 	"github.com/itchyny/gojq"
 
 	"github.com/sluice-dev/sluice/internal/flow"
+	"github.com/sluice-dev/sluice/internal/gateway"
 )
 
 // errorBody is every error the runtime answers itself: the HTTP status as
@@ -92,6 +93,18 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 const statusClientGone = 499
 
 func (rt *Runtime) handle(w http.ResponseWriter, r *http.Request, lf *loadedFlow, reqID string) int {
+	var caller *gateway.Caller
+	if rt.opts.Gateway != nil {
+		// Decided from the pushed state alone: no call to the control
+		// plane, so a request never waits on it.
+		c, refused := rt.opts.Gateway.Check(lf.ref, r)
+		if refused != nil {
+			lf.metrics.fail("gateway")
+			refused.Write(w, reqID)
+			return refused.Status
+		}
+		caller = c
+	}
 	limit := rt.conf.Settings.HTTP.MaxBodyBytes
 	if r.ContentLength > limit {
 		return rt.tooLarge(w, limit)
@@ -103,6 +116,9 @@ func (rt *Runtime) handle(w http.ResponseWriter, r *http.Request, lf *loadedFlow
 		}
 		writeError(w, status, err.Error())
 		return status
+	}
+	if caller != nil {
+		msg.App = caller.Value()
 	}
 	if !lf.acquire() {
 		lf.metrics.fail("overload")

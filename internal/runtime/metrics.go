@@ -88,7 +88,7 @@ func (m *metrics) forFlow(project, flow, trigger string) *flowMetrics {
 	}
 	// Series that exist from the start make dashboards and alerts on
 	// rate() work before the first error happens.
-	for _, kind := range []string{"flow", "timeout", "internal", "overload"} {
+	for _, kind := range []string{"flow", "timeout", "internal", "overload", "gateway"} {
 		m.errors.WithLabelValues(project, flow, kind)
 	}
 	return fm

@@ -33,6 +33,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/flow"
+	"github.com/sluice-dev/sluice/internal/gateway"
 )
 
 // processStart approximates the start of the process (package variables
@@ -55,6 +56,10 @@ type Options struct {
 	// control plane passes the traces that were on when it (re)starts a
 	// replica.
 	Traces []string
+	// Gateway, when set, enforces the plans of published APIs on the
+	// flows it names (see package gateway); its state is kept current by
+	// whoever made it (gateway.Follow). nil: every flow is open.
+	Gateway *gateway.Gateway
 }
 
 // Runtime is one running integration runtime.
@@ -90,6 +95,7 @@ type projectInfo struct {
 // loadedFlow is one flow as the runtime serves it.
 type loadedFlow struct {
 	project     string
+	ref         string // "project/flow", as the gateway names flows
 	bar         string
 	f           *flow.Flow
 	timeout     time.Duration
@@ -449,6 +455,7 @@ func (rt *Runtime) addFlow(path string, p *flow.Project, f *flow.Flow) error {
 	}
 	lf := &loadedFlow{
 		project:     p.Name,
+		ref:         p.Name + "/" + f.Name,
 		bar:         path,
 		f:           f,
 		timeout:     f.Timeout,

@@ -43,8 +43,7 @@ type Store interface {
 	IAM
 	Artifacts
 	Runtimes
-	Apps
-	RefreshTokens
+	Published
 	Leadership
 }
 

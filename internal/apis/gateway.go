@@ -1,0 +1,163 @@
+package apis
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/gateway"
+	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/orchestrator"
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+// Credentials is what the gateway needs of an app's credentials: package
+// apps answers it. Expired leases may be left out or kept (the gateway
+// checks expiry at use).
+type Credentials interface {
+	// GatewayApps returns the apps with these ids that still exist, with
+	// their live credentials.
+	GatewayApps(ctx context.Context, instanceID string, appIDs []string) ([]App, []gateway.Credential, error)
+}
+
+// GatewayState compiles what the gateway of runtime rec enforces: the
+// APIs whose flows it serves (by BAR file, or naming the runtime), their
+// plans, the active subscriptions to those plans, the subscribed apps
+// with their credentials, and the keys that verify app tokens.
+func (s *Service) GatewayState(ctx context.Context, rec store.Runtime) (gateway.State, error) {
+	var st gateway.State
+	var rs orchestrator.Spec
+	if err := json.Unmarshal([]byte(rec.Spec), &rs); err != nil {
+		return st, fmt.Errorf("apis: stored spec of runtime %s: %w", rec.Name, err)
+	}
+	runs := map[string]bool{}
+	for _, u := range rs.BarURL {
+		if ref, err := orchestrator.ParseBARURL(u); err == nil && ref.Name != "" {
+			runs[ref.Name] = true
+		}
+	}
+	all, err := s.listAPIs(ctx, rec.InstanceID)
+	if err != nil {
+		return st, err
+	}
+	served := map[string]*gateway.API{}
+	var order []string
+	for _, a := range all {
+		if a.Spec.Runtime != "" && a.Spec.Runtime != rec.Name {
+			continue
+		}
+		ga := &gateway.API{ID: a.ID, Name: a.Name, Version: a.Spec.Version, BasePath: a.Spec.BasePath}
+		for _, f := range a.Status.Flows {
+			if runs[f.BARFile] {
+				ga.Flows = append(ga.Flows, f.Project+"/"+f.Name)
+			}
+		}
+		if len(ga.Flows) > 0 {
+			served[a.Name] = ga
+			order = append(order, a.Name)
+		}
+	}
+	plans, err := s.listPlans(ctx, rec.InstanceID)
+	if err != nil {
+		return st, err
+	}
+	planAPIs := map[string]bool{}
+	for _, pl := range plans {
+		gp := gateway.Plan{ID: pl.ID, Name: pl.Name, Auth: pl.Spec.Auth, ClientSecret: pl.Spec.ClientSecret,
+			RateLimit: gateway.Limit{Requests: pl.Limit.Requests, Window: gateway.Duration(pl.Limit.Window)}}
+		for _, name := range pl.Spec.APIs {
+			if ga := served[name]; ga != nil {
+				ga.Plans = append(ga.Plans, gp)
+				planAPIs[pl.Name] = true
+			}
+		}
+	}
+	for _, name := range order {
+		st.APIs = append(st.APIs, *served[name])
+	}
+	subs, err := s.listSubscriptions(ctx, rec.InstanceID)
+	if err != nil {
+		return st, err
+	}
+	planIDs := map[string]string{}
+	for _, pl := range plans {
+		planIDs[pl.Name] = pl.ID
+	}
+	var appIDs []string
+	seen := map[string]bool{}
+	for _, sub := range subs {
+		if !planAPIs[sub.Spec.Plan] {
+			continue
+		}
+		st.Subscriptions = append(st.Subscriptions, gateway.Subscription{AppID: sub.Status.AppID, PlanID: planIDs[sub.Spec.Plan], Active: sub.Status.State == StateActive})
+		if !seen[sub.Status.AppID] {
+			seen[sub.Status.AppID] = true
+			appIDs = append(appIDs, sub.Status.AppID)
+		}
+	}
+	if len(appIDs) > 0 && s.Credentials != nil {
+		sort.Strings(appIDs)
+		apps, creds, err := s.Credentials.GatewayApps(ctx, rec.InstanceID, appIDs)
+		if err != nil {
+			return st, err
+		}
+		now := s.now()
+		for _, a := range apps {
+			st.Apps = append(st.Apps, gateway.App{ID: a.ID, Name: a.Name, ConsumerOrgID: a.ConsumerOrgID, ConsumerOrgName: a.ConsumerOrgName,
+				CatalogID: a.CatalogID, CatalogName: a.CatalogName, Enabled: a.Enabled})
+		}
+		for _, c := range creds {
+			if c.ExpiresAt.IsZero() || c.ExpiresAt.After(now) {
+				st.Credentials = append(st.Credentials, c)
+			}
+		}
+	}
+	if forceBasicAuth(rs) {
+		st.ForceBasicAuth = true
+		if st.BasicAuth, err = s.basicAuth(ctx, rec.InstanceID, rec.Name); err != nil {
+			return st, err
+		}
+	}
+	if s.IAM != nil && s.IAM.Tokens != nil {
+		keys, _ := json.Marshal(s.IAM.Tokens.JWKS())
+		st.Keys, st.Issuer, st.Audience = keys, s.IAM.Tokens.Issuer, s.IAM.Tokens.Audience
+	}
+	return st, nil
+}
+
+// WaitGatewayState returns runtime uid's gateway state and its tag as soon
+// as the tag differs from since, or the unchanged state when wait passes.
+// It looks again on every change this process makes and every poll, so
+// changes through other replicas arrive within poll.
+func (s *Service) WaitGatewayState(ctx context.Context, uid, since string, wait, poll time.Duration) (gateway.State, string, error) {
+	changed, stop := s.Changed()
+	defer stop()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		rec, err := s.Store.RuntimeByUID(ctx, uid)
+		if err != nil {
+			return gateway.State{}, "", iam.StoreErr(err, "runtime "+uid)
+		}
+		st, err := s.GatewayState(ctx, rec)
+		if err != nil {
+			return st, "", err
+		}
+		tag := gateway.Tag(st)
+		if tag != since {
+			return st, tag, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, tag, ctx.Err()
+		case <-deadline.C:
+			return st, tag, nil
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
