@@ -37,3 +37,10 @@ var JSON = sync.OnceValues(func() ([]byte, error) {
 	}
 	return b, nil
 })
+
+//go:embed apic.yaml
+var apicDocument []byte
+
+// APIC returns the OpenAPI document of the API Connect platform surface
+// (package apic), as written.
+func APIC() []byte { return apicDocument }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/apis"
+	"github.com/sluice-dev/sluice/internal/apps"
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
@@ -33,6 +34,8 @@ type API struct {
 	Reconciler *orchestrator.Reconciler
 	Traces     *orchestrator.Traces
 	Bundles    *orchestrator.BundleKeys
+	// Apps manages consumer catalogs, consumer orgs, apps and their credentials.
+	Apps *apps.Service
 	// APIs manages published APIs, plans and subscriptions.
 	APIs *apis.Service
 	// PublicURL is where clients reach this control plane (BAR urls).
@@ -126,6 +129,34 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("DELETE /api/v1/traces/{name}", a.authed(iam.RoleDeveloper, a.deleteTrace))
 	mux.Handle("GET /api/v1/traces/{name}/download", a.authed(iam.RoleViewer, a.downloadTrace))
 
+	// Consumer apps: catalogs ⊃ consumer orgs ⊃ apps ⊃ credentials and
+	// leases (credentials that expire). Developers write, everyone reads;
+	// every path segment takes an id or a name.
+	mux.Handle("GET /api/v1/catalogs", a.authed(iam.RoleViewer, a.listCatalogs))
+	mux.Handle("POST /api/v1/catalogs", a.authed(iam.RoleDeveloper, a.createCatalog))
+	mux.Handle("GET /api/v1/catalogs/{catalog}", a.authed(iam.RoleViewer, a.getCatalog))
+	mux.Handle("PUT /api/v1/catalogs/{catalog}", a.authed(iam.RoleDeveloper, a.putCatalog))
+	mux.Handle("DELETE /api/v1/catalogs/{catalog}", a.authed(iam.RoleDeveloper, a.deleteCatalog))
+	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs", a.authed(iam.RoleViewer, a.listConsumerOrgs))
+	mux.Handle("POST /api/v1/catalogs/{catalog}/consumer-orgs", a.authed(iam.RoleDeveloper, a.createConsumerOrg))
+	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}", a.authed(iam.RoleViewer, a.getConsumerOrg))
+	mux.Handle("PUT /api/v1/catalogs/{catalog}/consumer-orgs/{corg}", a.authed(iam.RoleDeveloper, a.putConsumerOrg))
+	mux.Handle("DELETE /api/v1/catalogs/{catalog}/consumer-orgs/{corg}", a.authed(iam.RoleDeveloper, a.deleteConsumerOrg))
+	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps", a.authed(iam.RoleViewer, a.listApps))
+	mux.Handle("POST /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps", a.authed(iam.RoleDeveloper, a.createApp))
+	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}", a.authed(iam.RoleViewer, a.getApp))
+	mux.Handle("PUT /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}", a.authed(iam.RoleDeveloper, a.putApp))
+	mux.Handle("DELETE /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}", a.authed(iam.RoleDeveloper, a.deleteApp))
+	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/credentials", a.authed(iam.RoleViewer, a.listAppCredentials(false)))
+	mux.Handle("POST /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/credentials", a.authed(iam.RoleDeveloper, a.createAppCredential(false)))
+	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/credentials/{credential}", a.authed(iam.RoleViewer, a.getAppCredential(false)))
+	mux.Handle("DELETE /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/credentials/{credential}", a.authed(iam.RoleDeveloper, a.deleteAppCredential(false)))
+	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases", a.authed(iam.RoleViewer, a.listAppCredentials(true)))
+	mux.Handle("POST /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases", a.authed(iam.RoleDeveloper, a.createAppCredential(true)))
+	mux.Handle("DELETE /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases", a.authed(iam.RoleDeveloper, a.revokeLeases))
+	mux.Handle("GET /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases/{credential}", a.authed(iam.RoleViewer, a.getAppCredential(true)))
+	mux.Handle("DELETE /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases/{credential}", a.authed(iam.RoleDeveloper, a.deleteAppCredential(true)))
+	mux.Handle("POST /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases/{credential}/renew", a.authed(iam.RoleDeveloper, a.renewLease))
 	// Published APIs (?watch=true streams changes), their OpenAPI
 	// documents and plans: developers write, everyone reads.
 	mux.Handle("GET /api/v1/apis", a.authed(iam.RoleViewer, a.listAPIs))

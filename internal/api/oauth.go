@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/sluice-dev/sluice/internal/apps"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/secret"
@@ -90,6 +91,11 @@ func (a *API) postOAuthToken(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch gt := form.Get("grant_type"); gt {
 	case "client_credentials":
+		if apps.IsAppClientID(id) {
+			// A consumer app's credential: a token for published APIs.
+			resp, err = a.Apps.ClientCredentialsGrant(r.Context(), req)
+			break
+		}
 		resp, err = a.IAM.ClientCredentialsGrant(r.Context(), req)
 	case iam.GrantTypeAPIKey:
 		if form.Get("api_key") == "" {

@@ -45,6 +45,7 @@ func newRootCommand() *cobra.Command {
 		newAPIKeysCommand(),
 		newServiceIDsCommand(),
 		newCredentialsCommand(),
+		newAppsCommand(),
 		newUsersCommand(),
 		newAuditCommand(),
 		newConfigurationsCommand(),

@@ -459,6 +459,7 @@ func testResponsesFollowTheDocument(t *testing.T, dsn string) {
 		h.do(call{label: op + " without a token", method: method, path: p, want: 401})
 	}
 
+	appsCalls(t, h, admin, vera)
 	h.requireCoverage(304, 400, 401, 403, 404, 409, 413, 415, 422)
 }
 

@@ -22,8 +22,15 @@ import (
 // fail loudly instead of silently skipping routes.
 func routeTable(t *testing.T) []string {
 	t.Helper()
+	return routeTableOf(t, "api", "api.go")
+}
+
+// routeTableOf reads the route table of the Handler function in
+// internal/<pkg>/<file>.
+func routeTableOf(t *testing.T, pkg, file string) []string {
+	t.Helper()
 	_, self, _, _ := runtime.Caller(0)
-	path := filepath.Join(filepath.Dir(self), "..", "api", "api.go")
+	path := filepath.Join(filepath.Dir(self), "..", pkg, file)
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, path, nil, 0)
 	if err != nil {

@@ -380,7 +380,10 @@ func (s *session) readLoop() error {
 			continue
 		}
 		if msg.Command.Type == exchange.TypeGoodBye {
-			return s.goodBye(*msg.Command)
+			if end, err := s.goodBye(*msg.Command); end {
+				return err
+			}
+			continue
 		}
 		select {
 		case s.slots <- struct{}{}:
@@ -463,19 +466,20 @@ func closeReason(err error) error {
 // goodBye handles GOOD_BYE: the channel closes with 1013 when the
 // controller asks the agent to come back, 1000 otherwise. As with
 // Gravitee's own connectors, GOOD_BYE gets no reply: the close is the
-// answer.
-func (s *session) goodBye(c exchange.Command) error {
+// answer. A GOOD_BYE whose payload does not decode is refused and the
+// connection goes on (end false).
+func (s *session) goodBye(c exchange.Command) (end bool, err error) {
 	var p exchange.GoodByePayload
 	if err := exchange.DecodePayload(c.Payload, &p); err != nil {
 		s.reply(exchange.Failed(c.ID, c.Type, err.Error()))
-		return nil
+		return false, nil
 	}
 	if p.Reconnect {
 		_ = s.conn.Close(websocket.StatusTryAgainLater, "GOOD_BYE with reconnection requested")
-		return errors.New("the controller said GOOD_BYE and asked to reconnect")
+		return true, errors.New("the controller said GOOD_BYE and asked to reconnect")
 	}
 	_ = s.conn.Close(websocket.StatusNormalClosure, "GOOD_BYE")
-	return errStop
+	return true, errStop
 }
 
 // deliver hands a reply to the command waiting for it.
@@ -519,10 +523,20 @@ func (s *session) call(typ string, payload any) (exchange.Reply, error) {
 	case r := <-ch:
 		return r, nil
 	case <-t.C():
-		return exchange.Reply{}, fmt.Errorf("no reply to %s within %v", typ, ReplyTimeout)
 	case <-s.ctx.Done():
+	}
+	// A reply that arrived just before the connection ended (or the timer
+	// fired) still counts: select picks at random among ready cases, and
+	// a HELLO that succeeded must reset the backoff.
+	select {
+	case r := <-ch:
+		return r, nil
+	default:
+	}
+	if s.ctx.Err() != nil {
 		return exchange.Reply{}, fmt.Errorf("connection ended before the reply to %s", typ)
 	}
+	return exchange.Reply{}, fmt.Errorf("no reply to %s within %v", typ, ReplyTimeout)
 }
 
 // reply writes a reply; a failure to write means the connection is

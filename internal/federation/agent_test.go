@@ -373,6 +373,11 @@ func TestMalformedFramesFromTheController(t *testing.T) {
 	cc.Write([]byte(`t:COMMAND;;et:WHATEVER;;e:{"id":"m3","type":"DISCOVER"}`))
 	failed(t, cc.Reply("m3"), exchange.TypeUnknown, `unknown command type "WHATEVER"`)
 
+	// So does a GOOD_BYE it cannot read: the connection stays.
+	cc.Write([]byte(`t:COMMAND;;et:GOOD_BYE;;e:{"id":"m4","type":"GOOD_BYE","payload":{"reconnect":"soon"}}`))
+	failed(t, cc.Reply("m4"), exchange.TypeGoodBye, "payload does not decode")
+	succeeded(t, cc.Reply(cc.Send(exchange.TypeHealthCheck, struct{}{})))
+
 	// An oversized command is refused by name, without being decoded.
 	big := `t:COMMAND;;et:SUBSCRIBE;;e:{"id":"big","type":"SUBSCRIBE","payload":{"apiId":"` + strings.Repeat("x", 10000) + `"}}`
 	cc.Write([]byte(big))

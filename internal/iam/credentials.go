@@ -3,6 +3,7 @@ package iam
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"hash/crc32"
 	"math/big"
@@ -19,18 +20,21 @@ import (
 //
 //	API key:        slk_  + 30 base62 characters + 6 base62 checksum characters
 //	client secret:  slcs_ + 30 base62 characters + 6 base62 checksum characters
+//	app secret:     slas_ + 30 base62 characters + 6 base62 checksum characters
+//	refresh token:  slrt_ + 30 base62 characters + 6 base62 checksum characters
 //
 // The checksum is CRC32 (IEEE) of the prefix and the 30 random characters,
 // written as 6 base62 digits, zero-padded. SecretPattern matches both.
 const (
 	APIKeyPrefix       = "slk_"
 	ClientSecretPrefix = "slcs_"
+	AppSecretPrefix    = "slas_" // secrets of consumer apps' credentials (package apps)
 	randomChars        = 30
 	checksumChars      = 6
 )
 
 // SecretPattern matches every secret Sluice issues (for leak scanners).
-var SecretPattern = regexp.MustCompile(`\bsl(k|cs)_[0-9A-Za-z]{36}\b`)
+var SecretPattern = regexp.MustCompile(`\bsl(k|cs|as|rt)_[0-9A-Za-z]{36}\b`)
 
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -89,6 +93,20 @@ func hashSecret(v secret.Value) string {
 // hint is the part of a secret shown in lists: the prefix and 4 characters.
 func hint(v secret.Value, prefix string) string {
 	return v.Reveal()[:len(prefix)+4] + "…"
+}
+
+// IssueSecret returns a fresh secret with prefix (one of the *Prefix
+// constants) together with the hash to store and the hint to show in
+// lists, for domain packages that issue secrets of their own.
+func IssueSecret(prefix string) (v secret.Value, hash, hintText string) {
+	v = newSecret(prefix)
+	return v, hashSecret(v), hint(v, prefix)
+}
+
+// SecretMatches reports whether a presented secret is well formed for
+// prefix and hashes to hash, comparing in constant time.
+func SecretMatches(v secret.Value, prefix, hash string) bool {
+	return wellFormed(v.Reveal(), prefix) && subtle.ConstantTimeCompare([]byte(hashSecret(v)), []byte(hash)) == 1
 }
 
 // randomID returns n random bytes as lower-case hex.

@@ -154,7 +154,8 @@ func (s *Service) Authenticate(ctx context.Context, bearer, clientID string) (Pr
 	if err != nil {
 		return Principal{}, err
 	}
-	if clientID == "" || clientID != c.ClientID {
+	if clientID == "" || clientID != c.ClientID || c.ConsumerOrgID != "" || c.Role == "" {
+		// An app's token (no role, a consumer org) calls published APIs only.
 		return Principal{}, ErrInvalidToken
 	}
 	g, err := s.grant(ctx, c)
@@ -172,6 +173,12 @@ func (s *Service) grant(ctx context.Context, c Claims) (store.GrantState, error)
 	if err != nil {
 		return g, err
 	}
+	return s.check(c, g)
+}
+
+// check refuses claims whose grant state has gone, locked, expired or
+// been revoked.
+func (s *Service) check(c Claims, g store.GrantState) (store.GrantState, error) {
 	switch {
 	case !g.ClientExists, g.ClientInstance != c.InstanceID, g.Revoked, g.SubjectRole == "":
 		return g, ErrInvalidToken

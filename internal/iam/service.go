@@ -65,6 +65,9 @@ type Service struct {
 	Tokens *Tokens
 	Audit  *Auditor
 	Now    clock.Func
+	// RefreshLifetime is how long refresh tokens of POST /api/token
+	// live; zero: DefaultRefreshLifetime.
+	RefreshLifetime time.Duration
 
 	used usage // last-used times, written by RecordUsage
 }
@@ -202,4 +205,10 @@ func scopeFor(role string) string {
 // no trace (the caller must then not acknowledge it).
 func (s *Service) Finish(ctx context.Context, p Principal, action, object string, err error) error {
 	return s.finish(ctx, p, action, object, err)
+}
+
+// Record audits an action another domain package decided (a token it
+// issued or refused), with non-secret detail.
+func (s *Service) Record(ctx context.Context, p Principal, action, object string, err error, detail string) error {
+	return s.audit(ctx, p, action, object, err, detail)
 }

@@ -36,6 +36,10 @@ type Claims struct {
 	InstanceID string `json:"instance_id"`
 	Role       string `json:"role"`
 	KeyID      string `json:"akid,omitempty"`
+	// Set on tokens of consumer apps (package apps), whose subject is
+	// the app: such tokens have no role and never reach the management API.
+	CatalogID     string `json:"catalog_id,omitempty"`
+	ConsumerOrgID string `json:"consumer_org_id,omitempty"`
 }
 
 // tokenType is the JWT "typ" header of access tokens (RFC 9068 §2.1).

@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/api"
+	"github.com/sluice-dev/sluice/internal/apic"
 	"github.com/sluice-dev/sluice/internal/apis"
+	"github.com/sluice-dev/sluice/internal/apps"
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
@@ -139,6 +141,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			InUse: runtimes.InUse},
 		APIs: &apis.Service{Store: st, IAM: svc, Now: cfg.Now},
 	}
+	a.Apps = &apps.Service{Store: st, IAM: svc, Now: cfg.Now}
+	// Expired leases never authenticate; the sweeper (on the leader) also
+	// deletes them. Replicas sharing PostgreSQL cannot wake the leader's
+	// timer, so it looks at the next expiry at least every second there.
+	sweeper := &apps.Sweeper{Apps: a.Apps, Log: cfg.Log.With("component", "lease-sweeper"), MaxWait: time.Minute}
+	if st.Kind() == "postgres" {
+		sweeper.MaxWait = time.Second
+	}
+	go sweeper.Run(refreshCtx)
+	// API Connect's platform API (/api/…, outside /api/v1) over the same services.
+	apicAdapter := &apic.Adapter{IAM: svc, Apps: a.Apps, Store: st, Keyring: keyring, PublicURL: url,
+		Log: cfg.Log.With("component", "apic"), Now: cfg.Now}
 	if cfg.RuntimeBackend != "none" {
 		backend, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log.With("component", "local-backend"), Now: cfg.Now})
 		if err != nil {
@@ -190,7 +204,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	dash := &web.Dashboard{Store: st, IAM: svc, Configs: a.Configs, BARs: a.BARs, Runtimes: runtimes, Reconciler: a.Reconciler,
 		Traces: a.Traces, PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
 	srv := &http.Server{
-		Handler:           dash.Mount(a.Handler(), cfg.Log),
+		Handler:           dash.Mount(apic.Mount(a.Handler(), apicAdapter.Handler()), cfg.Log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },

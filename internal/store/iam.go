@@ -222,6 +222,9 @@ func (s *sqlStore) createInstanceTx(ctx context.Context, tx *sql.Tx, n NewInstan
 		n.Instance.ID, n.Instance.Name, ms(n.Instance.CreatedAt)); err != nil {
 		return s.mapErr("create instance", err)
 	}
+	if err := s.insertSandbox(ctx, tx, n.Instance); err != nil {
+		return err
+	}
 	if err := s.insertIdentity(ctx, tx, n.Admin); err != nil {
 		return err
 	}

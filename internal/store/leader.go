@@ -31,12 +31,20 @@ func leaderKey(name string) int64 {
 // so a crashed leader's lock is freed by the server and another replica
 // takes over.
 func (s *postgresStore) AcquireLeader(ctx context.Context, name string) (<-chan struct{}, func(), error) {
-	key := leaderKey(name)
 	for {
 		conn, err := s.db.Conn(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
+		// Advisory locks are per database, stores are per schema: stores
+		// in other schemas of the same database (tests, several sluice
+		// installations) must not contend for one leadership.
+		var schema string
+		if err := conn.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		key := leaderKey(schema + "/" + name)
 		var got bool
 		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil {
 			conn.Close()

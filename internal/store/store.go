@@ -43,6 +43,8 @@ type Store interface {
 	IAM
 	Artifacts
 	Runtimes
+	Apps
+	RefreshTokens
 	Published
 	Leadership
 }

@@ -254,3 +254,7 @@ func (cc *Conn) ClosedWith() websocket.StatusCode {
 
 // Closed yields the close code once the agent's connection has ended.
 func (cc *Conn) Closed() <-chan websocket.StatusCode { return cc.closed }
+
+// Messages yields what the agent sends after HELLO, for tests that read
+// it themselves; it is closed when the connection ends.
+func (cc *Conn) Messages() <-chan exchange.Message { return cc.in }
