@@ -29,6 +29,10 @@ type Sweeper struct {
 	MaxWait time.Duration
 	// Batch bounds the leases deleted in one transaction.
 	Batch int
+	// Gather is how long past the next expiry the sweeper waits, so that
+	// leases expiring close together go in one transaction and one wake-up
+	// (the benchmark shows what it saves); zero: wake at each expiry.
+	Gather time.Duration
 
 	next  atomic.Int64 // unix ms of the wake-up scheduled; 0: none
 	kicks chan struct{}
@@ -93,7 +97,7 @@ func (w *Sweeper) lead(ctx context.Context, lost <-chan struct{}) {
 			w.Log.Warn("lease sweep failed", "err", err)
 			wait = time.Second
 		} else if !next.IsZero() {
-			if d := next.Sub(w.Apps.now()); d < wait {
+			if d := next.Sub(w.Apps.now()) + w.Gather; d < wait {
 				wait = d
 			}
 		}

@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// Expired leases never authenticate; the sweeper (on the leader) also
 	// deletes them. Replicas sharing PostgreSQL cannot wake the leader's
 	// timer, so it looks at the next expiry at least every second there.
-	sweeper := &apps.Sweeper{Apps: a.Apps, Log: cfg.Log.With("component", "lease-sweeper"), MaxWait: time.Minute}
+	sweeper := &apps.Sweeper{Apps: a.Apps, Log: cfg.Log.With("component", "lease-sweeper"), MaxWait: time.Minute, Gather: 20 * time.Millisecond}
 	if st.Kind() == "postgres" {
 		sweeper.MaxWait = time.Second
 	}
