@@ -33,9 +33,12 @@ column, before anything is served. Then it serves the HTTP flows on --listen
 (opened with SO_REUSEPORT, so replicas can share the port), runs the schedules,
 and answers on --admin-listen:
 
-  GET  /healthz /readyz /metrics /flows
-  GET  /trace   POST /trace/{user|service}/start|stop
-  GET  /trace/{type}/stream (server-sent events)   GET /trace/{type}/download[?format=zip]
+  GET  /healthz /readyz                              (open)
+  GET  /metrics /flows                               (the rest needs the credential
+  GET  /trace   POST /trace/{user|service}/start|stop  of --admin-token-file as a
+  GET  /trace/{type}/stream (server-sent events)       bearer token)
+  GET  /trace/{type}/download[?format=zip]
+  GET  /debug/pprof/…                                (only with --admin-pprof)
 
 SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 --config-dir is documented in docs/runtime.md.`,
@@ -83,6 +86,8 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 	f.StringVar(&opts.Listen, "listen", ":7800", "address of the flows' HTTP listener")
 	f.StringVar(&opts.AdminListen, "admin-listen", "127.0.0.1:7600", "address of the admin listener (health, metrics, flows, traces)")
 	f.StringVar(&opts.PublicURL, "public-url", "", "base URL advertised for the flows' endpoints (default http://<listen address>)")
+	f.StringVar(&opts.AdminTokenFile, "admin-token-file", "", "file holding the admin credential; without it the admin listener serves /healthz and /readyz only")
+	f.BoolVar(&opts.AdminPprof, "admin-pprof", false, "serve Go profiles at /debug/pprof/ on the admin listener (behind the admin credential)")
 	f.StringArrayVar(&opts.Traces, "trace", nil, "trace type to record from the start: user or service (repeat for both)")
 	f.StringVar(&bundleURL, "bundle-url", "", "fetch the BARs and configurations from the control plane at this URL instead of --bar/--config-dir")
 	f.StringVar(&tokenFile, "bundle-token-file", "", "file holding the runtime's bundle token (with --bundle-url)")

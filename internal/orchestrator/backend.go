@@ -59,14 +59,15 @@ type Deployment struct {
 
 // Observed is what a backend reports about a runtime.
 type Observed struct {
-	Generation        int64  // generation currently serving (0: none)
-	Replicas          int    // processes/pods of any generation that exist
-	AvailableReplicas int    // ready replicas of the serving generation
-	Restarts          int    // crashes restarted since the runtime was created
-	LastError         string // last crash or start failure, without secrets
-	BaseURL           string // where its flows are served, e.g. http://127.0.0.1:7801
-	AdminURL          string // admin listener of one ready replica (traces), "" if none
-	Progressing       bool   // a rollout to a newer generation is under way
+	Generation        int64        // generation currently serving (0: none)
+	Replicas          int          // processes/pods of any generation that exist
+	AvailableReplicas int          // ready replicas of the serving generation
+	Restarts          int          // crashes restarted since the runtime was created
+	LastError         string       // last crash or start failure, without secrets
+	BaseURL           string       // where its flows are served, e.g. http://127.0.0.1:7801
+	AdminURL          string       // admin listener of one ready replica (traces), "" if none
+	AdminToken        secret.Value // the runtime's admin credential, sent as a bearer token to AdminURL
+	Progressing       bool         // a rollout to a newer generation is under way
 }
 
 // Backend runs integration runtimes. Implementations must be idempotent

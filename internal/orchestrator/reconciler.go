@@ -281,7 +281,7 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
 	}
 	st.Conditions = setCondition(st.Conditions, "Progressing", progress, "Rollout", fmt.Sprintf("generation %d desired, %d serving", rt.Generation, obs.Generation), now)
 	if obs.AdminURL != "" {
-		r.keepTracing(ctx, rt, obs.AdminURL)
+		r.keepTracing(ctx, rt, obs)
 	}
 	b, _ := json.Marshal(st)
 	if err := r.Store.SetRuntimeStatus(ctx, rt.InstanceID, rt.Name, string(b)); err != nil && ctx.Err() == nil {
@@ -529,14 +529,14 @@ func (r *Reconciler) sweepCaches() {
 
 // keepTracing switches on, at a runtime that serves, the traces its trace
 // objects ask for: a restarted or rolled-over runtime starts untraced.
-func (r *Reconciler) keepTracing(ctx context.Context, rt Runtime, adminURL string) {
+func (r *Reconciler) keepTracing(ctx context.Context, rt Runtime, obs Observed) {
 	trs, err := r.Store.ListTraces(ctx, rt.InstanceID, rt.Name)
 	if err != nil || len(trs) == 0 {
 		return
 	}
 	c := &http.Client{Timeout: 5 * time.Second}
 	for _, tr := range trs {
-		if _, err := ensureTrace(ctx, c, adminURL, tr.Type); err != nil {
+		if _, err := ensureTrace(ctx, c, obs, tr.Type); err != nil {
 			r.Log.Warn("unable to switch tracing on", "runtime", rt.Name, "trace", tr.Name, "err", err)
 		}
 	}

@@ -55,11 +55,15 @@ type runtimeTraceStatus struct {
 	Events  int  `json:"events"`
 }
 
-// adminCall calls a runtime's admin listener for a trace.
-func adminCall(ctx context.Context, c *http.Client, adminURL, method, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, adminURL+path, nil)
+// adminCall calls a runtime's admin listener for a trace, with the
+// runtime's admin credential.
+func adminCall(ctx context.Context, c *http.Client, obs Observed, method, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, obs.AdminURL+path, nil)
 	if err != nil {
 		return nil, err
+	}
+	if !obs.AdminToken.IsZero() {
+		req.Header.Set("Authorization", "Bearer "+obs.AdminToken.Reveal())
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -73,9 +77,9 @@ func adminCall(ctx context.Context, c *http.Client, adminURL, method, path strin
 }
 
 // ensureTrace switches a trace type on at a runtime unless it already is.
-func ensureTrace(ctx context.Context, c *http.Client, adminURL, typ string) (runtimeTraceStatus, error) {
+func ensureTrace(ctx context.Context, c *http.Client, obs Observed, typ string) (runtimeTraceStatus, error) {
 	var st runtimeTraceStatus
-	resp, err := adminCall(ctx, c, adminURL, http.MethodGet, "/trace/"+typ)
+	resp, err := adminCall(ctx, c, obs, http.MethodGet, "/trace/"+typ)
 	if err != nil {
 		return st, err
 	}
@@ -84,7 +88,7 @@ func ensureTrace(ctx context.Context, c *http.Client, adminURL, typ string) (run
 	if err != nil || st.Enabled {
 		return st, err
 	}
-	resp, err = adminCall(ctx, c, adminURL, http.MethodPost, "/trace/"+typ+"/start")
+	resp, err = adminCall(ctx, c, obs, http.MethodPost, "/trace/"+typ+"/start")
 	if err != nil {
 		return st, err
 	}
@@ -99,7 +103,7 @@ func (t *Traces) view(ctx context.Context, tr store.Trace) TraceView {
 	if !ok || obs.AdminURL == "" {
 		return v
 	}
-	if st, err := ensureTrace(ctx, t.client(), obs.AdminURL, tr.Type); err == nil && st.Enabled {
+	if st, err := ensureTrace(ctx, t.client(), obs, tr.Type); err == nil && st.Enabled {
 		v.State, v.Events = "Active", st.Events
 	}
 	return v
@@ -176,7 +180,7 @@ func (t *Traces) Delete(ctx context.Context, p iam.Principal, name string) error
 		return iam.StoreErr(err, "trace "+name)
 	}
 	if obs, ok := t.Reconciler.Observed(Key{InstanceID: tr.InstanceID, Name: tr.RuntimeName}); ok && obs.AdminURL != "" {
-		if resp, err := adminCall(ctx, t.client(), obs.AdminURL, http.MethodPost, "/trace/"+tr.Type+"/stop"); err == nil {
+		if resp, err := adminCall(ctx, t.client(), obs, http.MethodPost, "/trace/"+tr.Type+"/stop"); err == nil {
 			resp.Body.Close()
 		}
 	}
@@ -197,7 +201,7 @@ func (t *Traces) Download(ctx context.Context, p iam.Principal, name string) (io
 	if !ok || obs.AdminURL == "" {
 		return nil, ErrTraceUnavailable
 	}
-	resp, err := adminCall(ctx, t.client(), obs.AdminURL, http.MethodGet, "/trace/"+tr.Type+"/download?format=zip")
+	resp, err := adminCall(ctx, t.client(), obs, http.MethodGet, "/trace/"+tr.Type+"/download?format=zip")
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: trace download: %w", err)
 	}

@@ -1,8 +1,11 @@
 package runtime
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -10,9 +13,13 @@ import (
 	"github.com/sluice-dev/sluice/internal/bar"
 )
 
-// adminHandler is the admin listener's route table. It is meant for the
-// control plane and operators on a private address, never for the flows'
-// clients, which is why it has no authentication of its own.
+// adminHandler is the admin listener's route table. Only /healthz and
+// /readyz are open (they say nothing but "alive" and "ready", and probes
+// must reach them); everything else (traces hold message bodies and
+// headers, metrics and the flow listing describe the tenant's flows)
+// needs the runtime's admin credential as a bearer token. On one host
+// every process can connect to every loopback port, another tenant's
+// flow included, so a private address alone protects nothing.
 func (rt *Runtime) adminHandler() http.Handler {
 	r := newRouter(nil)
 	must := func(pattern string, h http.HandlerFunc) {
@@ -20,25 +27,50 @@ func (rt *Runtime) adminHandler() http.Handler {
 			panic(err) // a programming error in this table
 		}
 	}
+	guarded := func(pattern string, h http.HandlerFunc) { must(pattern, rt.requireAdmin(h)) }
 	must("GET /healthz", rt.healthz)
 	must("GET /readyz", rt.readyz)
-	must("GET /metrics", promhttp.HandlerFor(rt.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP)
-	must("GET /flows", rt.listFlows)
-	must("GET /trace", rt.traceStatus)
-	must("GET /trace/{type}", rt.traceStatus)
-	must("POST /trace/{type}/start", rt.traceStart)
-	must("POST /trace/{type}/stop", rt.traceStop)
-	must("DELETE /trace/{type}", rt.traceClear)
-	must("GET /trace/{type}/stream", rt.traceStream)
-	must("GET /trace/{type}/download", rt.traceDownload)
-	// Go profiles, for finding what a busy or bloated runtime spends
-	// itself on; the admin listener is private, like these.
-	must("GET /debug/pprof/", pprof.Index)
-	must("GET /debug/pprof/cmdline", pprof.Cmdline)
-	must("GET /debug/pprof/profile", pprof.Profile)
-	must("GET /debug/pprof/symbol", pprof.Symbol)
-	must("GET /debug/pprof/trace", pprof.Trace)
+	guarded("GET /metrics", promhttp.HandlerFor(rt.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP)
+	guarded("GET /flows", rt.listFlows)
+	guarded("GET /trace", rt.traceStatus)
+	guarded("GET /trace/{type}", rt.traceStatus)
+	guarded("POST /trace/{type}/start", rt.traceStart)
+	guarded("POST /trace/{type}/stop", rt.traceStop)
+	guarded("DELETE /trace/{type}", rt.traceClear)
+	guarded("GET /trace/{type}/stream", rt.traceStream)
+	guarded("GET /trace/{type}/download", rt.traceDownload)
+	// Go profiles (what a busy or bloated runtime spends itself on) show
+	// command lines and memory; they exist only when asked for.
+	if rt.opts.AdminPprof {
+		guarded("GET /debug/pprof/", pprof.Index)
+		guarded("GET /debug/pprof/cmdline", pprof.Cmdline)
+		guarded("GET /debug/pprof/profile", pprof.Profile)
+		guarded("GET /debug/pprof/symbol", pprof.Symbol)
+		guarded("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return r
+}
+
+// requireAdmin lets a request through only with the admin credential in
+// `Authorization: Bearer …`, compared in constant time (over digests, so
+// the length does not show either). A runtime started without a
+// credential serves none of these endpoints.
+func (rt *Runtime) requireAdmin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if rt.adminToken.IsZero() {
+			writeError(w, http.StatusForbidden, "this runtime has no admin credential (--admin-token-file): only /healthz and /readyz are served")
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		want := sha256.Sum256([]byte(rt.adminToken.Reveal()))
+		have := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if !ok || subtle.ConstantTimeCompare(want[:], have[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice runtime admin"`)
+			writeError(w, http.StatusUnauthorized, "the admin credential is missing or wrong")
+			return
+		}
+		h(w, r)
+	}
 }
 
 // healthz says the process is alive: it answers as long as it can answer.

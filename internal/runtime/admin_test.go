@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/sluice-dev/sluice/internal/secret"
 )
 
 // TestReadinessFollowsTheLoad checks the admin answers through the
@@ -12,10 +14,13 @@ import (
 func TestReadinessFollowsTheLoad(t *testing.T) {
 	rt := loadedRuntime(t, "../../examples/hello")
 	rt.state.Store("loading")
+	rt.adminToken = secret.New("admin-credential")
 	admin := rt.adminHandler()
 	call := func(path string) *httptest.ResponseRecorder {
 		w := httptest.NewRecorder()
-		admin.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		r := httptest.NewRequest("GET", path, nil)
+		r.Header.Set("Authorization", "Bearer admin-credential")
+		admin.ServeHTTP(w, r)
 		return w
 	}
 	tests := []struct {

@@ -26,6 +26,12 @@ import (
 
 var sluiceBin string
 
+// adminToken is the admin credential every test runtime is started with
+// (in adminTokenFile), unless a test passes --admin-token-file itself.
+const adminToken = "test-admin-credential"
+
+var adminTokenFile string
+
 // waitLong bounds every wait for the child process. It is generous because
 // the machine may be loaded (a race-enabled binary on two busy cores); no
 // test asserts how long anything took.
@@ -46,6 +52,12 @@ func TestMain(m *testing.M) {
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building sluice:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	adminTokenFile = filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(adminTokenFile, []byte(adminToken+"\n"), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -130,6 +142,7 @@ func startRuntime(t *testing.T, args ...string) *proc {
 	case ready := <-p.log.lines:
 		p.listen, _ = ready["listen"].(string)
 		p.admin, _ = ready["admin"].(string)
+		adminHosts.Store(p.admin, true)
 	case <-p.done:
 		t.Fatalf("runtime exited before ready: %v\n%s", p.err, p.log)
 	case <-time.After(waitLong):
@@ -147,6 +160,9 @@ func launch(t *testing.T, args ...string) *proc {
 	}
 	if !hasFlag(args, "--admin-listen") {
 		full = append(full, "--admin-listen", "127.0.0.1:0")
+	}
+	if !hasFlag(args, "--admin-token-file") {
+		full = append(full, "--admin-token-file", adminTokenFile)
 	}
 	cmd := exec.Command(sluiceBin, full...)
 	stderr, err := cmd.StderrPipe()
@@ -236,7 +252,21 @@ func (p *proc) signal(sig syscall.Signal) {
 func (p *proc) url(path string) string      { return "http://" + p.listen + path }
 func (p *proc) adminURL(path string) string { return "http://" + p.admin + path }
 
-var client = &http.Client{Timeout: waitLong}
+var client = &http.Client{Timeout: waitLong, Transport: adminAuth{http.DefaultTransport}}
+
+// adminHosts are the admin listeners of the test runtimes: requests to
+// them carry the admin credential unless the test set Authorization.
+var adminHosts sync.Map
+
+type adminAuth struct{ next http.RoundTripper }
+
+func (a adminAuth) RoundTrip(req *http.Request) (*http.Response, error) {
+	if _, ok := adminHosts.Load(req.URL.Host); ok && req.Header.Get("Authorization") == "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+	}
+	return a.next.RoundTrip(req)
+}
 
 type answer struct {
 	status int

@@ -460,7 +460,7 @@ func TestMetrics(t *testing.T) {
 func sseEvents(t *testing.T, ctx context.Context, url string) <-chan map[string]any {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: client.Transport}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/gateway"
+	"github.com/sluice-dev/sluice/internal/secret"
 )
 
 // processStart approximates the start of the process (package variables
@@ -60,6 +61,13 @@ type Options struct {
 	// flows it names (see package gateway); its state is kept current by
 	// whoever made it (gateway.Follow). nil: every flow is open.
 	Gateway *gateway.Gateway
+	// AdminTokenFile holds the admin credential: every admin endpoint
+	// but /healthz and /readyz needs it as a bearer token. Empty: those
+	// endpoints are refused.
+	AdminTokenFile string
+	// AdminPprof serves Go's profiles under /debug/pprof/ (behind the
+	// admin credential).
+	AdminPprof bool
 }
 
 // Runtime is one running integration runtime.
@@ -83,6 +91,7 @@ type Runtime struct {
 	publicURL  string
 	runCtx     context.Context // schedules run under it; cancelled when the drain gives up
 	cancelRuns context.CancelFunc
+	adminToken secret.Value
 }
 
 type projectInfo struct {
@@ -289,6 +298,16 @@ func newRuntime(opts Options) (*Runtime, error) {
 		trace:     newTracer(conf.Settings.Trace.BufferBytes, red),
 		reqPrefix: hex.EncodeToString(prefix[:]) + "-",
 		workers:   newWorkerPool(30 * time.Second),
+	}
+	if opts.AdminTokenFile != "" {
+		tok, err := os.ReadFile(opts.AdminTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("runtime: admin credential: %w", err)
+		}
+		rt.adminToken = secret.New(strings.TrimSpace(string(tok)))
+		if rt.adminToken.IsZero() {
+			return nil, fmt.Errorf("runtime: admin credential file %s is empty", opts.AdminTokenFile)
+		}
 	}
 	rt.state.Store("loading")
 	for _, kind := range opts.Traces {

@@ -245,7 +245,12 @@ func (b *Backend) get(ctx context.Context, k orchestrator.Key, create bool) (*ru
 				b.mu.Unlock()
 				return nil, fmt.Errorf("local: state file of %s names %s/%s", k, st.InstanceID, st.Name)
 			}
-			r = b.newRuntime(k, dir, st)
+			tok, terr := adminCredential(dir)
+			if terr != nil {
+				b.mu.Unlock()
+				return nil, terr
+			}
+			r = b.newRuntime(k, dir, st, tok)
 			r.adopted = true
 			b.log.Info("runtime adopted", "runtime", k.String(), "port", st.Port, "processes", st.processCount())
 		case errors.Is(err, fs.ErrNotExist) && create:
@@ -263,7 +268,12 @@ func (b *Backend) get(ctx context.Context, k orchestrator.Key, create bool) (*ru
 				b.mu.Unlock()
 				return nil, err
 			}
-			r = b.newRuntime(k, dir, st)
+			tok, terr := adminCredential(dir)
+			if terr != nil {
+				b.mu.Unlock()
+				return nil, terr
+			}
+			r = b.newRuntime(k, dir, st, tok)
 			b.log.Info("runtime created", "runtime", k.String(), "port", port)
 		case errors.Is(err, fs.ErrNotExist):
 			b.mu.Unlock()

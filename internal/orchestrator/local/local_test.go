@@ -289,6 +289,23 @@ func TestApplyServesAndMaterialisesPrivately(t *testing.T) {
 	if c, _ := get(t, o.AdminURL+"/readyz"); c != http.StatusOK {
 		t.Fatalf("admin /readyz answered %d", c)
 	}
+	// Traces need the runtime's admin credential, which only the backend
+	// (and so the control plane) holds; no profiles without asking.
+	if c, _ := get(t, o.AdminURL+"/trace/user/download"); c != http.StatusUnauthorized {
+		t.Errorf("trace download without the admin credential: %d", c)
+	}
+	for path, want := range map[string]int{"/trace/user/download": http.StatusOK, "/debug/pprof/": http.StatusNotFound} {
+		req, _ := http.NewRequest("GET", o.AdminURL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+o.AdminToken.Reveal())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s with the admin credential: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
 
 	// Everything under the runtime's directory is private to this user.
 	rtDir := filepath.Join(e.dir, testKey.InstanceID, testKey.Name)

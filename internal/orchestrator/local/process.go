@@ -117,6 +117,7 @@ func (r *runtimeState) startProcess(g *gen, slot int) (*proc, *started, error) {
 	args = append(args,
 		"--listen", hostPort(b.opts.Host, r.port()),
 		"--admin-listen", hostPort(b.opts.Host, admin),
+		"--admin-token-file", filepath.Join(r.dir, adminTokenFile),
 		"--public-url", r.baseURL(),
 	)
 	cmd := exec.Command(b.binary, args...)

@@ -2,9 +2,13 @@ package local
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +23,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
+	"github.com/sluice-dev/sluice/internal/secret"
 )
 
 // Supervision intervals: fast while something is changing (a rollout, a
@@ -58,11 +63,53 @@ type runtimeState struct {
 	firstPass chan struct{}
 	adopted   bool // found on disk: processes of an earlier control plane may run
 	probe     *http.Client
+	// adminToken is the credential the replicas' admin listeners demand
+	// (all but /healthz and /readyz); it lives in adminTokenFile.
+	adminToken secret.Value
 }
 
-func (b *Backend) newRuntime(k orchestrator.Key, dir string, st *state) *runtimeState {
+// adminTokenFile holds a runtime's admin credential (mode 0600, in the
+// runtime's directory, so it outlives generations and control-plane
+// restarts and goes with the runtime).
+const adminTokenFile = "admin.token"
+
+// adminCredential reads the runtime's admin credential, making one (32
+// random bytes) the first time. A runtime adopted from a control plane
+// that predates the credential gets one too; its old replicas ignore it
+// and the next generation demands it.
+func adminCredential(dir string) (secret.Value, error) {
+	path := filepath.Join(dir, adminTokenFile)
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return secret.New(strings.TrimSpace(string(b))), nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return secret.Value{}, fmt.Errorf("local: reading the admin credential: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return secret.Value{}, err
+	}
+	tok := "slra_" + base64.RawURLEncoding.EncodeToString(raw)
+	tmp, err := os.CreateTemp(dir, ".admin-*")
+	if err != nil {
+		return secret.Value{}, fmt.Errorf("local: writing the admin credential: %w", err)
+	}
+	_, werr := tmp.WriteString(tok + "\n")
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return secret.Value{}, fmt.Errorf("local: writing the admin credential: %w", werr)
+	}
+	return secret.New(tok), nil
+}
+
+func (b *Backend) newRuntime(k orchestrator.Key, dir string, st *state, adminToken secret.Value) *runtimeState {
 	r := &runtimeState{
-		b: b, key: k, dir: dir, st: st,
+		b: b, key: k, dir: dir, st: st, adminToken: adminToken,
 		children:  map[int]*started{},
 		ready:     map[int]bool{},
 		failed:    map[int]int{},
@@ -269,6 +316,7 @@ func (r *runtimeState) observe() orchestrator.Observed {
 				o.AvailableReplicas++
 				if o.AdminURL == "" {
 					o.AdminURL = "http://" + hostPort(r.b.dialHost, p.AdminPort)
+					o.AdminToken = r.adminToken
 				}
 			}
 		}
