@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 )
 
@@ -140,7 +141,7 @@ type watched struct {
 // the start ("update"), then each one again whenever its version changes,
 // and a "deleted" event when one goes.
 func (a *API) watchList(w http.ResponseWriter, r *http.Request, list func(ctx context.Context) ([]watched, error)) {
-	rc := http.NewResponseController(w)
+	rc := httplimit.NewStream(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -155,6 +156,7 @@ func (a *API) watchList(w http.ResponseWriter, r *http.Request, list func(ctx co
 		if err != nil {
 			return
 		}
+		rc.Extend()
 		present := map[string]bool{}
 		for _, it := range items {
 			present[it.name] = true
@@ -178,6 +180,7 @@ func (a *API) watchList(w http.ResponseWriter, r *http.Request, list func(ctx co
 		case <-r.Context().Done():
 			return
 		case <-keepAlive.C:
+			rc.Extend()
 			fmt.Fprint(w, ": keep-alive\n\n")
 		case <-tick.C:
 		}

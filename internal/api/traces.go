@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 )
 
@@ -159,10 +160,11 @@ func (a *API) runtimeLogs(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	ctl := http.NewResponseController(w)
+	ctl := httplimit.NewStream(w)
 	sc := bufio.NewScanner(rc)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
+		ctl.Extend()
 		if _, err := fmt.Fprintf(w, "data: %s\n\n", sc.Text()); err != nil {
 			return
 		}

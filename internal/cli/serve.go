@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/secret"
@@ -86,6 +87,7 @@ func newServeCommand() *cobra.Command {
 		runtimeBackend  string
 		gravitee        graviteeFlags
 		graviteeInst    string
+		timeouts        httplimit.Timeouts
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -143,6 +145,7 @@ Environment:
 				MaxBARSize:        maxBARSize,
 				RuntimeBackend:    runtimeBackend,
 				Federation:        fed,
+				HTTPTimeouts:      timeouts,
 			})
 		},
 	}
@@ -157,6 +160,10 @@ Environment:
 	f.StringVar(&rateInstance, "rate-limit-instance", "3000/1m", "API calls allowed per instance, as N/DURATION, or off")
 	f.Int64Var(&maxBARSize, "max-bar-size", 100<<20, "largest BAR file upload accepted, in bytes")
 	f.StringVar(&runtimeBackend, "runtime-backend", "local", "where integration runtimes run: local (child processes) or none")
+	f.DurationVar(&timeouts.ReadHeader, "http-read-header-timeout", httplimit.ControlPlane.ReadHeader, "how long a client may take to send a request's headers")
+	f.DurationVar(&timeouts.Read, "http-read-timeout", httplimit.ControlPlane.Read, "how long a client may take to send a whole request, body included (BAR uploads)")
+	f.DurationVar(&timeouts.Write, "http-write-timeout", httplimit.ControlPlane.Write, "how long an answer may take to write (streams extend their own deadline)")
+	f.DurationVar(&timeouts.Idle, "http-idle-timeout", httplimit.ControlPlane.Idle, "how long an idle keep-alive connection stays open")
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	// The Gravitee federation agent runs inside the control plane when a
@@ -170,6 +177,8 @@ Environment:
 		"rate-limit-client": "SLUICE_RATE_LIMIT_CLIENT", "rate-limit-instance": "SLUICE_RATE_LIMIT_INSTANCE",
 		"max-bar-size": "SLUICE_MAX_BAR_SIZE", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
 		"log-format": "SLUICE_LOG_FORMAT", "log-level": "SLUICE_LOG_LEVEL",
+		"http-read-header-timeout": "SLUICE_HTTP_READ_HEADER_TIMEOUT", "http-read-timeout": "SLUICE_HTTP_READ_TIMEOUT",
+		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",
 	} {
 		bindEnv(cmd, flag, env)
 	}

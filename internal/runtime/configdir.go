@@ -47,6 +47,9 @@ type Settings struct {
 		// a client trickling a body cannot hold a connection forever.
 		ReadTimeout time.Duration `yaml:"readTimeout"`
 		IdleTimeout time.Duration `yaml:"idleTimeout"`
+		// WriteTimeout is how long writing an answer may take once the
+		// flow has produced it.
+		WriteTimeout time.Duration `yaml:"writeTimeout"`
 	} `yaml:"http"`
 	Flows struct {
 		// Timeout is the default per-flow timeout; a flow's own
@@ -76,6 +79,7 @@ func DefaultSettings() Settings {
 	s.HTTP.ReadHeaderTimeout = 10 * time.Second
 	s.HTTP.ReadTimeout = time.Minute
 	s.HTTP.IdleTimeout = 2 * time.Minute
+	s.HTTP.WriteTimeout = 30 * time.Second
 	s.Flows.Timeout = flow.DefaultTimeout
 	s.Flows.MaxInFlight = 256
 	s.Shutdown.Timeout = 30 * time.Second
@@ -101,7 +105,7 @@ func (s *Settings) validate() error {
 		return fmt.Errorf("runtime: serverconf: log format %q: want json or text", s.Log.Format)
 	case s.HTTP.MaxBodyBytes <= 0:
 		return errors.New("runtime: serverconf: http.maxBodyBytes must be positive")
-	case s.HTTP.ReadHeaderTimeout <= 0 || s.HTTP.ReadTimeout <= 0 || s.HTTP.IdleTimeout <= 0:
+	case s.HTTP.ReadHeaderTimeout <= 0 || s.HTTP.ReadTimeout <= 0 || s.HTTP.IdleTimeout <= 0 || s.HTTP.WriteTimeout <= 0:
 		return errors.New("runtime: serverconf: http timeouts must be positive")
 	case s.Flows.Timeout <= 0:
 		return errors.New("runtime: serverconf: flows.timeout must be positive")

@@ -34,6 +34,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/gateway"
+	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/secret"
 )
 
@@ -326,8 +327,13 @@ func newRuntime(opts Options) (*Runtime, error) {
 
 func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 	s := rt.conf.Settings
-	admin := &http.Server{Handler: rt.adminHandler(), ReadHeaderTimeout: s.HTTP.ReadHeaderTimeout,
-		ErrorLog: slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn)}
+	// The admin listener takes small requests without bodies and
+	// answers at most a trace buffer over a near link: serverconf's
+	// limits, the read limit at most 30s.
+	adminLimits := httplimit.Timeouts{ReadHeader: s.HTTP.ReadHeaderTimeout, Read: min(30*time.Second, s.HTTP.ReadTimeout),
+		Write: s.HTTP.WriteTimeout, Idle: s.HTTP.IdleTimeout}
+	admin := adminLimits.Apply(&http.Server{Handler: rt.adminHandler(),
+		ErrorLog: slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn)})
 	adminErr := make(chan error, 1)
 	go func() { adminErr <- admin.Serve(adminLn) }()
 	defer admin.Close()
@@ -352,8 +358,11 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 		Handler:           rt.router,
 		ReadHeaderTimeout: s.HTTP.ReadHeaderTimeout,
 		ReadTimeout:       s.HTTP.ReadTimeout,
-		IdleTimeout:       s.HTTP.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
+		// Answering may take as long as reading the request and the
+		// longest flow, then writing.
+		WriteTimeout: s.HTTP.ReadTimeout + rt.longestFlowTimeout() + s.HTTP.WriteTimeout,
+		IdleTimeout:  s.HTTP.IdleTimeout,
+		ErrorLog:     slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
 	}
 	hl.install(srv)
 	srvErr := make(chan error, 1)
@@ -406,6 +415,15 @@ func (rt *Runtime) drain(srv *http.Server, hl *handoverListener) error {
 	}
 	rt.log.Info("stopped")
 	return nil
+}
+
+// longestFlowTimeout is the longest timeout of the loaded flows.
+func (rt *Runtime) longestFlowTimeout() time.Duration {
+	d := rt.conf.Settings.Flows.Timeout
+	for _, lf := range rt.flows {
+		d = max(d, lf.timeout)
+	}
+	return d + abandonGrace
 }
 
 func (rt *Runtime) closeArchives() {

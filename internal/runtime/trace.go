@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/flow"
+	"github.com/sluice-dev/sluice/internal/httplimit"
 )
 
 // Trace types, as App Connect names them: user trace follows each message
@@ -281,11 +282,6 @@ func (t *tracer) serviceEvent(ev serviceEvent) {
 // header (or ?since=N) it first replays the buffered events after that
 // sequence number; ?since=0 replays the whole buffer.
 func (t *tracer) serveStream(w http.ResponseWriter, r *http.Request, b *traceBuffer) {
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, "streaming is not supported by this connection")
-		return
-	}
 	since, replay := uint64(0), false
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		since, replay = parseSeq(v)
@@ -299,6 +295,7 @@ func (t *tracer) serveStream(w http.ResponseWriter, r *http.Request, b *traceBuf
 	ch, backlog := b.subscribe(since, replay)
 	defer b.unsubscribe(ch)
 
+	fl := httplimit.NewStream(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -317,6 +314,7 @@ func (t *tracer) serveStream(w http.ResponseWriter, r *http.Request, b *traceBuf
 			if !ok {
 				return
 			}
+			fl.Extend()
 			writeSSE(w, ev)
 			// Send whatever else is already queued before flushing.
 			for drained := false; !drained; {
@@ -333,6 +331,7 @@ func (t *tracer) serveStream(w http.ResponseWriter, r *http.Request, b *traceBuf
 			}
 			fl.Flush()
 		case <-ping.C:
+			fl.Extend()
 			fmt.Fprint(w, ": ping\n\n")
 			fl.Flush()
 		case <-r.Context().Done():

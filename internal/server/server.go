@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
+	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/orchestrator/local"
@@ -36,19 +37,20 @@ import (
 
 // Config is what `sluice serve` needs.
 type Config struct {
-	Listen            string            // host:port to serve on
-	DataDir           string            // where the embedded store, key file and runtime files live
-	Store             string            // "" for SQLite in DataDir, or a postgres:// URL
-	MasterKey         secret.Value      // from SLUICE_MASTER_KEY; empty: the key file in DataDir
-	ShutdownTimeout   time.Duration     // how long in-flight requests may take to finish
-	PublicURL         string            // the URL clients reach this control plane at; "" for http://<listen>
-	TokenLifetime     time.Duration     // lifetime of access tokens
-	SigningAlg        string            // iam.AlgEdDSA or iam.AlgRS256
-	RateLimitClient   iam.Limit         // per client id; zero: none
-	RateLimitInstance iam.Limit         // per instance; zero: none
-	MaxBARSize        int64             // largest BAR upload; 0: the default
-	RuntimeBackend    string            // "local" (default) or "none"
-	Federation        *FederationConfig // nil: no Gravitee federation agent
+	Listen            string             // host:port to serve on
+	DataDir           string             // where the embedded store, key file and runtime files live
+	Store             string             // "" for SQLite in DataDir, or a postgres:// URL
+	MasterKey         secret.Value       // from SLUICE_MASTER_KEY; empty: the key file in DataDir
+	ShutdownTimeout   time.Duration      // how long in-flight requests may take to finish
+	PublicURL         string             // the URL clients reach this control plane at; "" for http://<listen>
+	TokenLifetime     time.Duration      // lifetime of access tokens
+	SigningAlg        string             // iam.AlgEdDSA or iam.AlgRS256
+	RateLimitClient   iam.Limit          // per client id; zero: none
+	RateLimitInstance iam.Limit          // per instance; zero: none
+	MaxBARSize        int64              // largest BAR upload; 0: the default
+	RuntimeBackend    string             // "local" (default) or "none"
+	Federation        *FederationConfig  // nil: no Gravitee federation agent
+	HTTPTimeouts      httplimit.Timeouts // zero fields: httplimit.ControlPlane's
 	Now               clock.Func
 	Log               *slog.Logger
 	Stdout            io.Writer // where the one start-up line goes
@@ -203,12 +205,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// the API; it works through the same services, so it is not an API route.
 	dash := &web.Dashboard{Store: st, IAM: svc, Configs: a.Configs, BARs: a.BARs, Runtimes: runtimes, Reconciler: a.Reconciler,
 		Traces: a.Traces, PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
-	srv := &http.Server{
-		Handler:           dash.Mount(apic.Mount(a.Handler(), apicAdapter.Handler()), cfg.Log),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
-	}
+	srv := controlPlaneTimeouts(cfg.HTTPTimeouts).Apply(&http.Server{
+		Handler:     dash.Mount(apic.Mount(a.Handler(), apicAdapter.Handler()), cfg.Log),
+		ErrorLog:    slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return baseCtx },
+	})
 	srv.RegisterOnShutdown(endStreams)
 	public := ""
 	if url != listenURL {
@@ -233,6 +234,24 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	cfg.Log.Info("stopped")
 	return nil
+}
+
+// controlPlaneTimeouts fills the limits not given with the defaults.
+func controlPlaneTimeouts(t httplimit.Timeouts) httplimit.Timeouts {
+	d := httplimit.ControlPlane
+	if t.ReadHeader > 0 {
+		d.ReadHeader = t.ReadHeader
+	}
+	if t.Read > 0 {
+		d.Read = t.Read
+	}
+	if t.Write > 0 {
+		d.Write = t.Write
+	}
+	if t.Idle > 0 {
+		d.Idle = t.Idle
+	}
+	return d
 }
 
 // prepareDataDir makes the data directory (0700) and proves it writable, so

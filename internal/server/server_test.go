@@ -11,7 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/sluice-dev/sluice/internal/httplimit/httplimittest"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
 	"github.com/sluice-dev/sluice/internal/store/storetest"
@@ -363,5 +365,32 @@ func TestGracefulStopEndsStreams(t *testing.T) {
 	<-streamEnded
 	if strings.Contains(s.Stderr(), "cut off at the shutdown deadline") {
 		t.Fatalf("shutdown hit its deadline:\n%s", s.Stderr())
+	}
+}
+
+// TestSlowClientsAreCutOff trickles a request one byte at a time, more
+// often than any limit but never finishing it, over real TCP: the
+// headers are cut off by the header limit, a body by the read limit (both
+// made short here), and the connection is closed.
+func TestSlowClientsAreCutOff(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{Args: []string{"--http-read-header-timeout", "1s", "--http-read-timeout", "2s"}})
+	addr := strings.TrimPrefix(s.URL, "http://")
+	every := 250 * time.Millisecond
+	long := strings.Repeat("a", 10000)
+	httplimittest.SlowLoris(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n", "X-Slow: "+long, every)
+	body := httplimittest.SlowLoris(t, addr,
+		"POST /api/v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10010\r\n\r\n",
+		`{"apiKey":"`+long, every)
+	if len(body) > 0 && !strings.HasPrefix(string(body), "HTTP/1.1 4") {
+		t.Errorf("the trickled token request was answered %q", body)
+	}
+	// The server still serves everyone else.
+	resp, err := http.Get(s.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("healthz after the slow clients: %d", resp.StatusCode)
 	}
 }

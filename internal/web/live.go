@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 )
 
@@ -33,7 +34,7 @@ type liveRuntime struct {
 // when it goes. static/live.js redraws the rows and facts it names.
 func (d *Dashboard) runtimeEvents(w http.ResponseWriter, r *http.Request) {
 	ctx, p, only := r.Context(), principal(r), r.URL.Query().Get("name")
-	rc := http.NewResponseController(w)
+	rc := httplimit.NewStream(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
@@ -51,6 +52,7 @@ func (d *Dashboard) runtimeEvents(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
+		rc.Extend()
 		present := map[string]bool{}
 		for _, rt := range rts {
 			if only != "" && rt.Name != only {
