@@ -40,6 +40,9 @@ type Adapter struct {
 	PublicURL string
 	Log       *slog.Logger
 	Now       clock.Func
+	// RateLimit is the control plane's limiter (shared with /api/v1);
+	// nil: no limits.
+	RateLimit *iam.RateLimiter
 }
 
 // Handler is the whole API Connect surface. Every route is listed here.
@@ -199,6 +202,9 @@ func (a *Adapter) authed(h http.HandlerFunc) http.Handler {
 			a.fail(w, r, err)
 			return
 		}
+		if !a.allow(w, p.ClientID, p.InstanceID) {
+			return
+		}
 		p.Source, p.RequestID = clientAddr(r), obs.RequestID(r.Context())
 		if org := r.PathValue("org"); org != "" {
 			in, err := a.Store.GetInstance(r.Context(), p.InstanceID)
@@ -238,6 +244,9 @@ func (a *Adapter) postToken(w http.ResponseWriter, r *http.Request) {
 	var b tokenBody
 	if err := decode(w, r, &b); err != nil {
 		a.fail(w, r, err)
+		return
+	}
+	if !a.allow(w, b.ClientID, "") {
 		return
 	}
 	var missing []string
@@ -344,4 +353,25 @@ func Mount(next, apicHandler http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// allow counts a call against the rate limits of its client and instance
+// (token calls too) and answers 429 with Retry-After when it is over one.
+func (a *Adapter) allow(w http.ResponseWriter, clientID, instanceID string) bool {
+	if a.RateLimit == nil {
+		return true
+	}
+	ok, quotas := a.RateLimit.Allow(clientID, instanceID)
+	if len(quotas) == 0 {
+		return true
+	}
+	w.Header().Set("RateLimit-Policy", iam.PolicyHeader(quotas))
+	w.Header().Set("RateLimit", iam.StateHeader(quotas))
+	if ok {
+		return true
+	}
+	retry := iam.RetryAfter(quotas)
+	w.Header().Set("Retry-After", strconv.Itoa(retry))
+	writeError(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit exceeded (%s); retry in %d s", iam.PolicyHeader(quotas), retry))
+	return false
 }

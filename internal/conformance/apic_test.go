@@ -368,7 +368,8 @@ func TestAPICConcurrentClients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for 10 s")
 	}
-	srv := servertest.Start(t, servertest.Options{})
+	// The limits would stop the loop, not what it tests (TestAPICRateLimits does).
+	srv := servertest.Start(t, servertest.Options{Args: []string{"--rate-limit-client", "off", "--rate-limit-instance", "off"}})
 	credsPath := apicSetup(t, srv)
 	var (
 		mu      sync.Mutex
@@ -465,5 +466,22 @@ func mustDo(t *testing.T, c *servertest.Client, method, path string, body, out a
 		if err := json.Unmarshal(b, out); err != nil {
 			t.Fatalf("%s %s: %v", method, path, err)
 		}
+	}
+}
+
+// TestAPICRateLimits: API Connect's wire counts against the same limits as
+// /api/v1, token calls included, and answers 429 in its own error shape.
+func TestAPICRateLimits(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Args: []string{"--rate-limit-client", "3/1m"}})
+	h := newAPICHarness(t, srv)
+	for i := 0; i < 3; i++ {
+		h.apicToken(fmt.Sprintf("token %d of 3", i+1), infisicalToken(srv.Creds))
+	}
+	ex := h.do(call{label: "a fourth token call", method: "POST", path: "/api/token", body: infisicalToken(srv.Creds), contentType: "application/json", want: 429, conforms: true})
+	var e struct {
+		Status int `json:"status"`
+	}
+	if json.Unmarshal(ex.body, &e) != nil || e.Status != 429 || ex.header.Get("Retry-After") == "" {
+		t.Errorf("over the limit: %s %v", ex.body, ex.header)
 	}
 }

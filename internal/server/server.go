@@ -196,6 +196,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.RateLimitClient.Requests > 0 || cfg.RateLimitInstance.Requests > 0 {
 		a.RateLimit = &iam.RateLimiter{PerClient: cfg.RateLimitClient, PerInstance: cfg.RateLimitInstance, Now: cfg.Now}
 	}
+	apicAdapter.RateLimit = a.RateLimit // one count per client and instance, whichever wire it comes in on
 	// Requests get a context that ends when shutdown begins, so
 	// long-lived streams (watch, log follow) end at once and only real
 	// in-flight requests hold up a graceful stop.
