@@ -58,6 +58,26 @@ type PlanSpec struct {
 	Approval     bool     `json:"approval,omitempty"`
 }
 
+// Subscription lets an app call through a plan.
+type Subscription struct {
+	Metadata Metadata           `json:"metadata"`
+	Spec     SubscriptionSpec   `json:"spec"`
+	Status   SubscriptionStatus `json:"status"`
+}
+
+// SubscriptionSpec names the plan and the app (catalog/consumer-org/app).
+type SubscriptionSpec struct {
+	Plan string `json:"plan"`
+	App  string `json:"app"`
+}
+
+// SubscriptionStatus is "active", or "pending" until approved.
+type SubscriptionStatus struct {
+	State      string `json:"state"`
+	AppID      string `json:"appId"`
+	ApprovedBy string `json:"approvedBy,omitempty"`
+}
+
 func list[T any](ctx context.Context, c *Client, path, key string) ([]T, error) {
 	var out map[string][]T
 	if err := c.Do(ctx, http.MethodGet, path, nil, nil, &out); err != nil {
@@ -122,4 +142,33 @@ func (c *Client) PutPlan(ctx context.Context, p Plan) (Plan, error) {
 // subscriptions too.
 func (c *Client) DeletePlan(ctx context.Context, name string, force bool) error {
 	return c.Do(ctx, http.MethodDelete, "/api/v1/plans/"+url.PathEscape(name), forceQuery(force), nil, nil)
+}
+
+// ListSubscriptions calls GET /api/v1/subscriptions.
+func (c *Client) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
+	return list[Subscription](ctx, c, "/api/v1/subscriptions", "subscriptions")
+}
+
+// GetSubscription calls GET /api/v1/subscriptions/{name}.
+func (c *Client) GetSubscription(ctx context.Context, name string) (Subscription, error) {
+	return one[Subscription](ctx, c, http.MethodGet, "/api/v1/subscriptions/"+url.PathEscape(name), nil)
+}
+
+// PutSubscription calls PUT /api/v1/subscriptions/{name}.
+func (c *Client) PutSubscription(ctx context.Context, s Subscription) (Subscription, error) {
+	in := struct {
+		Metadata Metadata         `json:"metadata"`
+		Spec     SubscriptionSpec `json:"spec"`
+	}{s.Metadata, s.Spec}
+	return one[Subscription](ctx, c, http.MethodPut, "/api/v1/subscriptions/"+url.PathEscape(s.Metadata.Name), in)
+}
+
+// ApproveSubscription calls POST /api/v1/subscriptions/{name}/approve.
+func (c *Client) ApproveSubscription(ctx context.Context, name string) (Subscription, error) {
+	return one[Subscription](ctx, c, http.MethodPost, "/api/v1/subscriptions/"+url.PathEscape(name)+"/approve", nil)
+}
+
+// DeleteSubscription calls DELETE /api/v1/subscriptions/{name}.
+func (c *Client) DeleteSubscription(ctx context.Context, name string) error {
+	return c.Do(ctx, http.MethodDelete, "/api/v1/subscriptions/"+url.PathEscape(name), nil, nil, nil)
 }

@@ -158,7 +158,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("DELETE /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases/{credential}", a.authed(iam.RoleDeveloper, a.deleteAppCredential(true)))
 	mux.Handle("POST /api/v1/catalogs/{catalog}/consumer-orgs/{corg}/apps/{app}/leases/{credential}/renew", a.authed(iam.RoleDeveloper, a.renewLease))
 	// Published APIs (?watch=true streams changes), their OpenAPI
-	// documents and plans: developers write, everyone reads.
+	// documents, plans and subscriptions: developers write, everyone reads.
 	mux.Handle("GET /api/v1/apis", a.authed(iam.RoleViewer, a.listAPIs))
 	mux.Handle("POST /api/v1/apis", a.authed(iam.RoleDeveloper, a.putAPI(true)))
 	mux.Handle("GET /api/v1/apis/{name}", a.authed(iam.RoleViewer, a.getAPI))
@@ -170,6 +170,12 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /api/v1/plans/{name}", a.authed(iam.RoleViewer, a.getPlan))
 	mux.Handle("PUT /api/v1/plans/{name}", a.authed(iam.RoleDeveloper, a.putPlan(false)))
 	mux.Handle("DELETE /api/v1/plans/{name}", a.authed(iam.RoleDeveloper, a.deletePlan))
+	mux.Handle("GET /api/v1/subscriptions", a.authed(iam.RoleViewer, a.listSubscriptions))
+	mux.Handle("POST /api/v1/subscriptions", a.authed(iam.RoleDeveloper, a.putSubscription(true)))
+	mux.Handle("GET /api/v1/subscriptions/{name}", a.authed(iam.RoleViewer, a.getSubscription))
+	mux.Handle("PUT /api/v1/subscriptions/{name}", a.authed(iam.RoleDeveloper, a.putSubscription(false)))
+	mux.Handle("DELETE /api/v1/subscriptions/{name}", a.authed(iam.RoleDeveloper, a.deleteSubscription))
+	mux.Handle("POST /api/v1/subscriptions/{name}/approve", a.authed(iam.RoleDeveloper, a.approveSubscription))
 
 	// Runtimes fetch their bundle (BARs and configurations) with a token
 	// scoped to one runtime generation; no user token opens it.

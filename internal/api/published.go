@@ -9,7 +9,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/store"
 )
 
-// ---- Published APIs and plans (package apis decides) ----
+// ---- Published APIs, plans, subscriptions (package apis decides) ----
 
 // PublishedAPI is a published API as the API shows it.
 type PublishedAPI struct {
@@ -31,6 +31,13 @@ type PlanObject struct {
 	Spec     apis.PlanSpec `json:"spec"`
 }
 
+// SubscriptionObject is a subscription as the API shows it.
+type SubscriptionObject struct {
+	Metadata Metadata                 `json:"metadata"`
+	Spec     apis.SubscriptionSpec    `json:"spec"`
+	Status   *apis.SubscriptionStatus `json:"status,omitempty"`
+}
+
 func publishedMeta(o store.PublishedObject) Metadata {
 	return Metadata{Name: o.Name, ID: o.ID, CreatedAt: timestamp(o.CreatedAt), CreatedBy: o.CreatedBy, UpdatedAt: timestamp(o.UpdatedAt)}
 }
@@ -42,6 +49,11 @@ func (a *API) apiObject(x apis.API) PublishedAPI {
 
 func planObject(x apis.Plan) PlanObject {
 	return PlanObject{Metadata: publishedMeta(x.PublishedObject), Spec: x.Spec}
+}
+
+func subscriptionObject(x apis.Subscription) SubscriptionObject {
+	st := x.Status
+	return SubscriptionObject{Metadata: publishedMeta(x.PublishedObject), Spec: x.Spec, Status: &st}
 }
 
 // putPublished decodes an object of shape {metadata, spec}, names it and
@@ -154,6 +166,44 @@ func (a *API) deletePlan(w http.ResponseWriter, r *http.Request) {
 		err = a.APIs.DeletePlan(r.Context(), principal(r), r.PathValue("name"), force)
 	}
 	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) putSubscription(createOnly bool) http.HandlerFunc {
+	return putPublished(a, createOnly, func(in *SubscriptionObject) *Metadata { return &in.Metadata },
+		func(ctx context.Context, p iam.Principal, name string, in *SubscriptionObject, c bool) (apis.Subscription, bool, error) {
+			return a.APIs.PutSubscription(ctx, p, name, in.Spec, c)
+		}, subscriptionObject)
+}
+
+func (a *API) listSubscriptions(w http.ResponseWriter, r *http.Request) {
+	xs, err := a.APIs.ListSubscriptions(r.Context(), principal(r))
+	answerList(a, w, r, "subscriptions", xs, err, subscriptionObject)
+}
+
+func (a *API) getSubscription(w http.ResponseWriter, r *http.Request) {
+	x, err := a.APIs.GetSubscription(r.Context(), principal(r), r.PathValue("name"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, subscriptionObject(x))
+}
+
+func (a *API) approveSubscription(w http.ResponseWriter, r *http.Request) {
+	x, err := a.APIs.ApproveSubscription(r.Context(), principal(r), r.PathValue("name"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, subscriptionObject(x))
+}
+
+func (a *API) deleteSubscription(w http.ResponseWriter, r *http.Request) {
+	if err := a.APIs.DeleteSubscription(r.Context(), principal(r), r.PathValue("name")); err != nil {
 		a.fail(w, r, err)
 		return
 	}

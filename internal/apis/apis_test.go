@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/apis"
+	"github.com/sluice-dev/sluice/internal/apps"
 	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/clock/clocktest"
@@ -24,22 +25,9 @@ type env struct {
 	st    store.Store
 	svc   *apis.Service
 	bars  *barstore.Service
-	apps  *appDirectory
+	apps  *apps.Service
 	dev   iam.Principal
 	admin iam.Principal
-}
-
-// appDirectory resolves "catalog/org/app" paths from a fixed list. It
-// stands in for package apps, which lives on another branch while this is
-// written; the control plane wires the real one.
-type appDirectory struct{ apps map[string]apis.App }
-
-func (d *appDirectory) ResolveApp(_ context.Context, _ iam.Principal, path string) (apis.App, error) {
-	a, ok := d.apps[path]
-	if !ok {
-		return apis.App{}, iam.NotFoundf("app %s does not exist", path)
-	}
-	return a, nil
 }
 
 func newEnv(t *testing.T, kind string) *env {
@@ -67,8 +55,9 @@ func newEnv(t *testing.T, kind string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := &appDirectory{apps: map[string]apis.App{"sandbox/acme/shop": {ID: "app-shop", Name: "shop", Enabled: true}}}
-	e := &env{st: st, apps: dir, svc: &apis.Service{Store: st, IAM: is, Now: clk.Now, Apps: dir},
+	as := &apps.Service{Store: st, IAM: is, Now: clk.Now}
+	dir := apis.AppsDirectory{Apps: as}
+	e := &env{st: st, apps: as, svc: &apis.Service{Store: st, IAM: is, Now: clk.Now, Apps: dir, Credentials: dir},
 		bars: &barstore.Service{Store: st, IAM: is, TempDir: t.TempDir(), Now: clk.Now}}
 	e.dev = iam.Principal{InstanceID: creds.InstanceID, SubjectKind: store.KindUser, SubjectName: "dev", Role: iam.RoleDeveloper}
 	e.admin = iam.Principal{InstanceID: creds.InstanceID, SubjectKind: store.KindUser, SubjectName: "admin", Role: iam.RoleAdmin}
@@ -285,11 +274,18 @@ func TestPlansAndSubscriptions(t *testing.T) {
 				!strings.Contains(err.Error(), "plan silver") {
 				t.Errorf("subscription to a missing plan: %v", err)
 			}
-			if _, _, err := e.svc.PutSubscription(ctx, e.dev, "s1", apis.SubscriptionSpec{Plan: "gold", App: "sandbox/acme/nobody"}, false); kind(err) != iam.KindNotFound {
+			if _, err := e.apps.CreateConsumerOrg(ctx, e.dev, "sandbox", apps.Input{Name: "acme"}); err != nil {
+				t.Fatal(err)
+			}
+			shop, err := e.apps.CreateApp(ctx, e.dev, apps.Path{Catalog: "sandbox", ConsumerOrg: "acme", App: "shop"}, apps.AppInput{Input: apps.Input{Name: "shop"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := e.svc.PutSubscription(ctx, e.dev, "s1", apis.SubscriptionSpec{Plan: "gold", App: "sandbox/acme/nobody"}, false); kind(err) != iam.KindInvalid {
 				t.Errorf("subscription of a missing app: %v", err)
 			}
 			sub, _, err := e.svc.PutSubscription(ctx, e.dev, "s1", apis.SubscriptionSpec{Plan: gold.ID, App: "sandbox/acme/shop"}, false)
-			if err != nil || sub.Status.State != apis.StatePending || sub.Spec.Plan != "gold" || sub.Status.AppID != "app-shop" {
+			if err != nil || sub.Status.State != apis.StatePending || sub.Spec.Plan != "gold" || sub.Status.AppID != shop.App.ID {
 				t.Fatalf("subscription = %+v, %v", sub, err)
 			}
 			if sub, err = e.svc.ApproveSubscription(ctx, e.admin, "s1"); err != nil || sub.Status.State != apis.StateActive || sub.Status.ApprovedBy != "user:admin" {

@@ -156,6 +156,67 @@ func planTable(tw io.Writer, ps ...client.Plan) {
 	}
 }
 
+// newSubscriptionsCommand is `sluice subscriptions`.
+func newSubscriptionsCommand() *cobra.Command {
+	var af apiFlags
+	cmd := &cobra.Command{
+		Use:     "subscriptions",
+		Aliases: []string{"subscription", "subs"},
+		Short:   "Subscribe consumer apps to plans; approve, list, show and delete subscriptions",
+	}
+	af.register(cmd, true)
+	var spec client.SubscriptionSpec
+	apply := &cobra.Command{
+		Use:     "apply NAME --plan PLAN --app CATALOG/CONSUMER-ORG/APP",
+		Short:   "Subscribe an app to a plan (pending until approved when the plan says so)",
+		Example: `  sluice subscriptions apply shop-gold --plan gold --app sandbox/acme/shop`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := af.client(cmd)
+			if err != nil {
+				return err
+			}
+			out, err := c.PutSubscription(cmd.Context(), client.Subscription{Metadata: client.Metadata{Name: args[0]}, Spec: spec})
+			if err != nil {
+				return err
+			}
+			return render(cmd.OutOrStdout(), af.output, out, func(tw *tabwriter.Writer) { subscriptionTable(tw, out) })
+		},
+	}
+	apply.Flags().StringVar(&spec.Plan, "plan", "", "the plan")
+	apply.Flags().StringVar(&spec.App, "app", "", "the app, as catalog/consumer-org/app")
+	approve := &cobra.Command{
+		Use:   "approve NAME",
+		Short: "Approve a pending subscription",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := af.client(cmd)
+			if err != nil {
+				return err
+			}
+			out, err := c.ApproveSubscription(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return render(cmd.OutOrStdout(), af.output, out, func(tw *tabwriter.Writer) { subscriptionTable(tw, out) })
+		},
+	}
+	cmd.AddCommand(apply, approve,
+		listCommand(&af, "List subscriptions", "subscriptions", (*client.Client).ListSubscriptions, subscriptionTable),
+		getCommand(&af, "Show one subscription", (*client.Client).GetSubscription, subscriptionTable),
+		deleteCommand(&af, "subscription", func(c *client.Client, cmd *cobra.Command, name string, _ bool) error {
+			return c.DeleteSubscription(cmd.Context(), name)
+		}, false))
+	return cmd
+}
+
+func subscriptionTable(tw io.Writer, ss ...client.Subscription) {
+	row(tw, "NAME", "PLAN", "APP", "STATE")
+	for _, s := range ss {
+		row(tw, s.Metadata.Name, s.Spec.Plan, s.Spec.App, s.Status.State)
+	}
+}
+
 // listCommand is a `list` verb over a client list call.
 func listCommand[T any](af *apiFlags, short, key string, list func(*client.Client, context.Context) ([]T, error), table func(io.Writer, ...T)) *cobra.Command {
 	return &cobra.Command{

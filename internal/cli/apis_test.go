@@ -44,6 +44,7 @@ func TestPublishedAPIVerbsAgainstServer(t *testing.T) {
 		t.Errorf("plans get:\n%s", out)
 	}
 	cli.failsWith(1, "API ghost", "", nil, "plans", "apply", "x", "--api", "ghost", "--auth", "oauth")
+	cli.failsWith(1, "plan", "", nil, "subscriptions", "apply", "s", "--plan", "silver", "--app", "sandbox/acme/shop")
 	cli.failsWith(1, "gold", "", nil, "apis", "delete", "orders")
 	cli.ok("plans", "delete", "gold")
 	cli.ok("apis", "delete", "orders")

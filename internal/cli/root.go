@@ -49,7 +49,7 @@ func newRootCommand() *cobra.Command {
 		newUsersCommand(),
 		newAuditCommand(),
 		newConfigurationsCommand(),
-		newAPIsCommand(), newPlansCommand(),
+		newAPIsCommand(), newPlansCommand(), newSubscriptionsCommand(),
 		newRuntimesCommand(),
 		newTracesCommand(),
 		newFederationAgentCommand(),

@@ -65,6 +65,29 @@ func (h *harness) publishedAPIs(admin, viewer *servertest.Client, barURL string)
 		body: plan("free", map[string]any{"apis": []string{"hello"}, "auth": "none"})})
 	h.do(call{label: "delete an API in a plan", method: "DELETE", path: "/api/v1/apis/hello", as: admin, want: 409, conforms: true})
 
+	sub := map[string]any{"spec": map[string]any{"plan": "silver", "app": "sandbox/acme/shop"}}
+	h.do(call{label: "subscription to a missing plan", method: "PUT", path: "/api/v1/subscriptions/s1", as: admin, body: sub, want: 400, conforms: true})
+	h.do(call{method: "GET", path: "/api/v1/subscriptions", as: viewer, want: 200, conforms: true})
+	h.do(call{method: "GET", path: "/api/v1/subscriptions/s1", as: viewer, want: 404, conforms: true})
+	h.do(call{method: "POST", path: "/api/v1/subscriptions/s1/approve", as: admin, want: 404, conforms: true})
+	h.do(call{method: "DELETE", path: "/api/v1/subscriptions/s1", as: admin, want: 404, conforms: true})
+	h.do(call{label: "subscription of a missing app", method: "PUT", path: "/api/v1/subscriptions/s1", as: admin, want: 400, conforms: true,
+		body: map[string]any{"spec": map[string]any{"plan": "gold", "app": "sandbox/nobody/shop"}}})
+	h.do(call{method: "POST", path: "/api/v1/catalogs/sandbox/consumer-orgs", as: admin, want: 201, conforms: true, body: map[string]any{"metadata": map[string]any{"name": "subs"}}})
+	h.do(call{method: "POST", path: "/api/v1/catalogs/sandbox/consumer-orgs/subs/apps", as: admin, want: 201, conforms: true, body: map[string]any{"metadata": map[string]any{"name": "shop"}}})
+	s1 := decode[map[string]any](t, h.do(call{method: "POST", path: "/api/v1/subscriptions", as: admin, want: 201, conforms: true,
+		body: map[string]any{"metadata": map[string]any{"name": "s1"}, "spec": map[string]any{"plan": "gold", "app": "sandbox/subs/shop"}}}))
+	if st, _ := s1["status"].(map[string]any); st["state"] != "pending" {
+		t.Errorf("a subscription to a plan with approval: %v", s1)
+	}
+	h.do(call{label: "viewer approves", method: "POST", path: "/api/v1/subscriptions/s1/approve", as: viewer, want: 403, conforms: true})
+	h.do(call{method: "POST", path: "/api/v1/subscriptions/s1/approve", as: admin, want: 200, conforms: true})
+	h.do(call{method: "PUT", path: "/api/v1/subscriptions/s1", as: admin, want: 200, conforms: true, body: map[string]any{"spec": map[string]any{"plan": "gold", "app": "sandbox/subs/shop"}}})
+	h.do(call{method: "GET", path: "/api/v1/subscriptions/s1", as: viewer, want: 200, conforms: true})
+	h.do(call{label: "delete a plan with subscriptions", method: "DELETE", path: "/api/v1/plans/gold", as: admin, want: 409, conforms: true})
+	h.do(call{method: "DELETE", path: "/api/v1/subscriptions/s1", as: admin, want: 204, conforms: true})
+	h.do(call{method: "DELETE", path: "/api/v1/catalogs/sandbox/consumer-orgs/subs?force=true", as: admin, want: 204, conforms: true})
+
 	h.do(call{label: "basic credential of a missing runtime", method: "POST", path: "/api/v1/integration-runtimes/none/basic-auth", as: admin, want: 404, conforms: true})
 	h.do(call{label: "viewer generates a basic credential", method: "POST", path: "/api/v1/integration-runtimes/web/basic-auth", as: viewer, want: 403, conforms: true})
 	rt := map[string]any{"spec": map[string]any{"barURL": []string{barURL}, "replicas": 0, "forceFlowBasicAuth": map[string]any{"enabled": true}}}

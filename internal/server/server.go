@@ -144,6 +144,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		APIs: &apis.Service{Store: st, IAM: svc, Now: cfg.Now},
 	}
 	a.Apps = &apps.Service{Store: st, IAM: svc, Now: cfg.Now}
+	// Subscriptions name apps, and runtimes' gateways get the subscribed
+	// apps' credentials; a change to those wakes the gateways' watches.
+	a.APIs.Apps, a.APIs.Credentials = apis.AppsDirectory{Apps: a.Apps}, apis.AppsDirectory{Apps: a.Apps}
+	a.Apps.Watch(func(apps.Event) { a.APIs.Notify() })
 	// Expired leases never authenticate; the sweeper (on the leader) also
 	// deletes them. Replicas sharing PostgreSQL cannot wake the leader's
 	// timer, so it looks at the next expiry at least every second there.

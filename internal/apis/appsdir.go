@@ -1,0 +1,81 @@
+package apis
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/sluice-dev/sluice/internal/apps"
+	"github.com/sluice-dev/sluice/internal/gateway"
+	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/store"
+)
+
+// AppsDirectory answers subscriptions and the gateway from package apps:
+// which app a subscription names, and the subscribed apps' credentials.
+type AppsDirectory struct {
+	Apps *apps.Service
+}
+
+var (
+	_ AppResolver = AppsDirectory{}
+	_ Credentials = AppsDirectory{}
+)
+
+// ResolveApp reads the app "catalog/consumer-org/app" names (ids or names).
+func (d AppsDirectory) ResolveApp(ctx context.Context, p iam.Principal, path string) (App, error) {
+	parts := strings.Split(path, "/")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return App{}, iam.Invalidf("spec.app %q is not catalog/consumer-org/app", path)
+	}
+	r, err := d.Apps.Resolve(ctx, p, apps.Path{Catalog: parts[0], ConsumerOrg: parts[1], App: parts[2]})
+	if err != nil {
+		if iam.KindOf(err) == iam.KindNotFound {
+			return App{}, iam.Invalidf("spec.app: %v", err)
+		}
+		return App{}, err
+	}
+	return appOf(r.Catalog, r.ConsumerOrg, r.App), nil
+}
+
+func appOf(c store.Catalog, o store.ConsumerOrg, a store.App) App {
+	return App{ID: a.ID, Name: a.Name, ConsumerOrgID: o.ID, ConsumerOrgName: o.Name, CatalogID: c.ID, CatalogName: c.Name,
+		Enabled: a.State == apps.StateEnabled}
+}
+
+// GatewayApps returns the apps of instanceID with these ids that still
+// exist, with their credentials (client ids and secret hashes).
+func (d AppsDirectory) GatewayApps(ctx context.Context, instanceID string, ids []string) ([]App, []gateway.Credential, error) {
+	st := d.Apps.Store
+	var out []App
+	var creds []gateway.Credential
+	for _, id := range ids {
+		a, err := st.GetAppByID(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if a.InstanceID != instanceID {
+			continue
+		}
+		c, err := st.GetCatalog(ctx, instanceID, a.CatalogID)
+		if err != nil {
+			continue // gone with its catalog since the app was read
+		}
+		o, err := st.GetConsumerOrg(ctx, a.CatalogID, a.ConsumerOrgID)
+		if err != nil {
+			continue
+		}
+		out = append(out, appOf(c, o, a))
+		cs, err := st.ListAppCredentials(ctx, a.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, cr := range cs {
+			creds = append(creds, gateway.Credential{ClientID: cr.ClientID, SecretHash: cr.SecretHash, AppID: a.ID, ExpiresAt: cr.ExpiresAt})
+		}
+	}
+	return out, creds, nil
+}
