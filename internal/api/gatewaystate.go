@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/gateway"
+	"github.com/sluice-dev/sluice/internal/httplimit"
 )
 
 // Gateway watch timing: a long poll is answered at once when the state
@@ -59,6 +60,8 @@ func (a *API) getGatewayState(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	// The answer may come after a long wait: it gets its own write deadline.
+	httplimit.NewStream(w)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("ETag", strconv.Quote(tag))
 	if tag == since {

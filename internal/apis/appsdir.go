@@ -2,7 +2,6 @@ package apis
 
 import (
 	"context"
-	"errors"
 	"strings"
 
 	"github.com/sluice-dev/sluice/internal/apps"
@@ -43,38 +42,44 @@ func appOf(c store.Catalog, o store.ConsumerOrg, a store.App) App {
 		Enabled: a.State == apps.StateEnabled}
 }
 
-// GatewayApps returns the apps of instanceID with these ids that still
-// exist, with their credentials (client ids and secret hashes).
-func (d AppsDirectory) GatewayApps(ctx context.Context, instanceID string, ids []string) ([]App, []gateway.Credential, error) {
+// GatewayApps returns every app of instanceID with its credentials
+// (client ids and secret hashes): apps without a subscription are there
+// too, so that the gateway answers them 403 (known, not subscribed)
+// rather than 401.
+func (d AppsDirectory) GatewayApps(ctx context.Context, instanceID string) ([]App, []gateway.Credential, error) {
 	st := d.Apps.Store
 	var out []App
 	var creds []gateway.Credential
-	for _, id := range ids {
-		a, err := st.GetAppByID(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
+	cats, err := st.ListCatalogs(ctx, instanceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range cats {
+		orgs, err := st.ListConsumerOrgs(ctx, c.ID)
 		if err != nil {
 			return nil, nil, err
 		}
-		if a.InstanceID != instanceID {
-			continue
+		byID := make(map[string]store.ConsumerOrg, len(orgs))
+		for _, o := range orgs {
+			byID[o.ID] = o
 		}
-		c, err := st.GetCatalog(ctx, instanceID, a.CatalogID)
-		if err != nil {
-			continue // gone with its catalog since the app was read
-		}
-		o, err := st.GetConsumerOrg(ctx, a.CatalogID, a.ConsumerOrgID)
-		if err != nil {
-			continue
-		}
-		out = append(out, appOf(c, o, a))
-		cs, err := st.ListAppCredentials(ctx, a.ID)
+		as, err := st.ListApps(ctx, c.ID, "")
 		if err != nil {
 			return nil, nil, err
 		}
-		for _, cr := range cs {
-			creds = append(creds, gateway.Credential{ClientID: cr.ClientID, SecretHash: cr.SecretHash, AppID: a.ID, ExpiresAt: cr.ExpiresAt})
+		for _, a := range as {
+			o, ok := byID[a.ConsumerOrgID]
+			if !ok {
+				continue // its consumer org went since the list was read
+			}
+			out = append(out, appOf(c, o, a))
+			cs, err := st.ListAppCredentials(ctx, a.ID)
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, cr := range cs {
+				creds = append(creds, gateway.Credential{ClientID: cr.ClientID, SecretHash: cr.SecretHash, AppID: a.ID, ExpiresAt: cr.ExpiresAt})
+			}
 		}
 	}
 	return out, creds, nil

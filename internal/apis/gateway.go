@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/gateway"
@@ -17,9 +16,8 @@ import (
 // apps answers it. Expired leases may be left out or kept (the gateway
 // checks expiry at use).
 type Credentials interface {
-	// GatewayApps returns the apps with these ids that still exist, with
-	// their live credentials.
-	GatewayApps(ctx context.Context, instanceID string, appIDs []string) ([]App, []gateway.Credential, error)
+	// GatewayApps returns the instance's apps with their credentials.
+	GatewayApps(ctx context.Context, instanceID string) ([]App, []gateway.Credential, error)
 }
 
 // GatewayState compiles what the gateway of runtime rec enforces: the
@@ -85,21 +83,15 @@ func (s *Service) GatewayState(ctx context.Context, rec store.Runtime) (gateway.
 	for _, pl := range plans {
 		planIDs[pl.Name] = pl.ID
 	}
-	var appIDs []string
-	seen := map[string]bool{}
 	for _, sub := range subs {
-		if !planAPIs[sub.Spec.Plan] {
-			continue
-		}
-		st.Subscriptions = append(st.Subscriptions, gateway.Subscription{AppID: sub.Status.AppID, PlanID: planIDs[sub.Spec.Plan], Active: sub.Status.State == StateActive})
-		if !seen[sub.Status.AppID] {
-			seen[sub.Status.AppID] = true
-			appIDs = append(appIDs, sub.Status.AppID)
+		if planAPIs[sub.Spec.Plan] {
+			st.Subscriptions = append(st.Subscriptions, gateway.Subscription{AppID: sub.Status.AppID, PlanID: planIDs[sub.Spec.Plan], Active: sub.Status.State == StateActive})
 		}
 	}
-	if len(appIDs) > 0 && s.Credentials != nil {
-		sort.Strings(appIDs)
-		apps, creds, err := s.Credentials.GatewayApps(ctx, rec.InstanceID, appIDs)
+	// Every app of the instance, subscribed or not: an app the gateway
+	// knows but that has no subscription is answered 403, not 401.
+	if len(planAPIs) > 0 && s.Credentials != nil {
+		apps, creds, err := s.Credentials.GatewayApps(ctx, rec.InstanceID)
 		if err != nil {
 			return st, err
 		}
