@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/apis"
 	"github.com/sluice-dev/sluice/internal/apps"
 	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/iam"
@@ -34,6 +35,7 @@ import (
 type Adapter struct {
 	IAM     *iam.Service
 	Apps    *apps.Service
+	APIs    *apis.Service // published APIs and plans, for discovery
 	Store   store.Store
 	Keyring *secret.Keyring // seals remembered create answers (they hold a secret)
 	// PublicURL is where clients reach this server; url fields point there.
@@ -58,6 +60,11 @@ func (a *Adapter) Handler() http.Handler {
 	mux.Handle("GET /api/catalogs/{org}/{catalog}/consumer-orgs", a.authed(a.listConsumerOrgs))
 	mux.Handle("POST /api/catalogs/{org}/{catalog}/consumer-orgs", a.authed(a.createConsumerOrg))
 	mux.Handle("GET /api/catalogs/{org}/{catalog}/apps", a.authed(a.listCatalogApps))
+	// Discovery of published APIs and their plans (as products).
+	mux.Handle("GET /api/catalogs/{org}/{catalog}/apis", a.authed(a.listAPIs))
+	mux.Handle("GET /api/catalogs/{org}/{catalog}/apis/{api}", a.authed(a.getAPI))
+	mux.Handle("GET /api/catalogs/{org}/{catalog}/apis/{api}/document", a.authed(a.getAPIDocument))
+	mux.Handle("GET /api/catalogs/{org}/{catalog}/products", a.authed(a.listProducts))
 	mux.Handle("GET /api/consumer-orgs/{org}/{catalog}/{corg}", a.authed(a.getConsumerOrg))
 	mux.Handle("GET /api/consumer-orgs/{org}/{catalog}/{corg}/apps", a.authed(a.listApps))
 	mux.Handle("POST /api/consumer-orgs/{org}/{catalog}/{corg}/apps", a.authed(a.createApp))

@@ -238,6 +238,8 @@ func testAPIC(t *testing.T, dsn string) {
 	h.do(call{label: "viewer deletes a credential", method: "DELETE", path: credsPath + "/kept", header: bearer(viewer), want: 403, conforms: true})
 	h.do(call{label: "delete an unknown credential", method: "DELETE", path: credsPath + "/nothing", header: bearer(tok), want: 404, conforms: true})
 
+	h.apicDiscovery(srv, tok, org)
+
 	for _, ex := range h.log {
 		if ex.status >= 300 && ex.status < 400 {
 			t.Errorf("%s answered a redirect (%d)", ex.label, ex.status)

@@ -157,7 +157,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	go sweeper.Run(refreshCtx)
 	// API Connect's platform API (/api/…, outside /api/v1) over the same services.
-	apicAdapter := &apic.Adapter{IAM: svc, Apps: a.Apps, Store: st, Keyring: keyring, PublicURL: url,
+	apicAdapter := &apic.Adapter{IAM: svc, Apps: a.Apps, APIs: a.APIs, Store: st, Keyring: keyring, PublicURL: url,
 		Log: cfg.Log.With("component", "apic"), Now: cfg.Now}
 	if cfg.RuntimeBackend != "none" {
 		backend, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log.With("component", "local-backend"), Now: cfg.Now})
