@@ -21,8 +21,16 @@ import (
 
 // NewLogger returns a logger writing to w. format is "auto" (text when w is
 // a terminal, JSON otherwise), "text" or "json"; level is debug, info, warn
-// or error.
+// or error. Its lines carry each key once (UniqueKeys).
 func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	h, err := newHandler(w, format, level)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(UniqueKeys(h)), nil
+}
+
+func newHandler(w io.Writer, format, level string) (slog.Handler, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q is not one of debug, info, warn, error", level)
@@ -31,13 +39,13 @@ func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	switch format {
 	case "auto":
 		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			return slog.New(slog.NewTextHandler(w, opts)), nil
+			return slog.NewTextHandler(w, opts), nil
 		}
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.NewJSONHandler(w, opts), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.NewTextHandler(w, opts), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.NewJSONHandler(w, opts), nil
 	}
 	return nil, fmt.Errorf("log format %q is not one of auto, text, json", format)
 }

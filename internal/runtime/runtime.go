@@ -35,6 +35,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/gateway"
 	"github.com/sluice-dev/sluice/internal/httplimit"
+	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/secret"
 )
 
@@ -285,8 +286,9 @@ func newRuntime(opts Options) (*Runtime, error) {
 	if conf.Settings.Log.Format == "text" {
 		h = slog.NewTextHandler(opts.LogOutput, hopts)
 	}
-	log := slog.New(newRedactHandler(h, red)).With("component", "runtime")
-	conf.Flow.Logger = log.With("component", "flow")
+	base := slog.New(obs.UniqueKeys(newRedactHandler(h, red)))
+	log := base.With("component", "runtime")
+	conf.Flow.Logger = base.With("component", "flow")
 
 	var prefix [4]byte
 	rand.Read(prefix[:])

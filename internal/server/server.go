@@ -160,7 +160,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	apicAdapter := &apic.Adapter{IAM: svc, Apps: a.Apps, APIs: a.APIs, Store: st, Keyring: keyring, PublicURL: url,
 		Log: cfg.Log.With("component", "apic"), Now: cfg.Now}
 	if cfg.RuntimeBackend != "none" {
-		backend, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log.With("component", "local-backend"), Now: cfg.Now})
+		backend, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log, Now: cfg.Now})
 		if err != nil {
 			return fmt.Errorf("unable to start the local runtime backend: %w", err)
 		}

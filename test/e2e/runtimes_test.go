@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/bar"
+	"github.com/sluice-dev/sluice/internal/obs/obstest"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
 )
 
@@ -322,6 +323,10 @@ func TestFetchFailureConditionAndLogs(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), "ready") {
 		t.Fatalf("logs: %d %s", code, body)
 	}
+	// The runtime's log and the control plane's (which logs for the local
+	// backend and the reconciler too) carry each key once per line.
+	checkUniqueKeys(t, "runtime log", string(body))
+	checkUniqueKeys(t, "control plane log", s.Stderr())
 	// Follow streams as server-sent events.
 	req, _ := http.NewRequest("GET", s.URL+"/api/v1/integration-runtimes/logged/logs?tail=5&follow=true", nil)
 	req.Header.Set("Authorization", "Bearer "+admin.Token)
@@ -382,5 +387,25 @@ func TestRuntimeStartsWhenWhatItNamesAppears(t *testing.T) {
 	ready := waitReady(t, admin, "early", 1)
 	if resp, err := http.Get(strings.Replace(ready.Status.Endpoints[0].URI, "{name}", "x", 1)); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("the runtime does not answer once started: %v %v", err, resp)
+	}
+}
+
+// checkUniqueKeys fails the test for a JSON log line of text that holds a
+// key twice (`"component":"a",…,"component":"b"`).
+func checkUniqueKeys(t *testing.T, what, text string) {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		n++
+		dups, err := obstest.DuplicateKeys([]byte(line))
+		if err != nil || len(dups) > 0 {
+			t.Errorf("%s: line with duplicate keys %v (%v): %s", what, dups, err, line)
+		}
+	}
+	if n == 0 {
+		t.Errorf("%s: no JSON lines to check:\n%s", what, text)
 	}
 }
