@@ -28,10 +28,10 @@ func principal(r *http.Request) iam.Principal {
 func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 	need := iam.RoleRank(minRole)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		bearer, ok := bearerToken(r)
-		if !ok {
+		bearer, problem := bearerToken(r)
+		if problem != "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
-			writeError(w, r, http.StatusUnauthorized, "Unauthorized", "send Authorization: Bearer <token> and X-IBM-Client-Id: <client id>; get a token from POST /api/v1/tokens")
+			writeError(w, r, http.StatusUnauthorized, "Unauthorized", problem+": send Authorization: Bearer <token> and X-IBM-Client-Id: <client id>; get a token from POST /api/v1/tokens")
 			return
 		}
 		p, err := a.IAM.Authenticate(r.Context(), bearer, r.Header.Get("X-IBM-Client-Id"))
@@ -40,12 +40,13 @@ func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 			if !a.allow(w, r, r.Header.Get("X-IBM-Client-Id"), "") {
 				return
 			}
-			if !errors.Is(err, iam.ErrInvalidToken) {
+			var why *iam.TokenRefused
+			if !errors.As(err, &why) {
 				a.fail(w, r, err)
 				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice", error="invalid_token"`)
-			writeError(w, r, http.StatusUnauthorized, "Unauthorized", "the token is not valid, has expired or was revoked, or X-IBM-Client-Id does not match it")
+			writeError(w, r, http.StatusUnauthorized, "Unauthorized", why.Reason)
 			return
 		}
 		if !a.allow(w, r, p.ClientID, p.InstanceID) {
@@ -60,17 +61,22 @@ func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 	})
 }
 
-// bearerToken reads "Authorization: Bearer <token>". The scheme is matched
-// case-insensitively (RFC 9110 §11.1), as some App Connect clients send
-// lower-case names.
-func bearerToken(r *http.Request) (string, bool) {
+// bearerToken reads "Authorization: Bearer <token>", or says what is wrong
+// with the header. The scheme is matched case-insensitively (RFC 9110
+// §11.1), as some App Connect clients send lower-case names.
+func bearerToken(r *http.Request) (token, problem string) {
 	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
+	if strings.TrimSpace(h) == "" {
+		return "", "the Authorization header is missing"
 	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
+	scheme, tok, _ := strings.Cut(h, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", "the Authorization header is not of the Bearer scheme"
+	}
+	if tok = strings.TrimSpace(tok); tok == "" {
+		return "", "the Authorization header has no token after Bearer"
+	}
+	return tok, ""
 }
 
 func clientAddr(r *http.Request) string {

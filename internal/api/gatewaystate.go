@@ -35,8 +35,8 @@ func (a *API) getGatewayState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	gen, err := strconv.ParseInt(r.PathValue("generation"), 10, 64)
-	token, ok := bearerToken(r)
-	if err != nil || !ok {
+	token, problem := bearerToken(r)
+	if err != nil || problem != "" {
 		writeError(w, r, http.StatusUnauthorized, "Unauthorized", "send the runtime's bundle token as Authorization: Bearer")
 		return
 	}

@@ -154,9 +154,14 @@ func (s *Service) Authenticate(ctx context.Context, bearer, clientID string) (Pr
 	if err != nil {
 		return Principal{}, err
 	}
-	if clientID == "" || clientID != c.ClientID || c.ConsumerOrgID != "" || c.Role == "" {
+	switch {
+	case clientID == "":
+		return Principal{}, refuseToken("the X-IBM-Client-Id header is missing: send the client id the token was issued to with it")
+	case clientID != c.ClientID:
+		return Principal{}, refuseToken("X-IBM-Client-Id is not the client id the token was issued to")
+	case c.ConsumerOrgID != "" || c.Role == "":
 		// An app's token (no role, a consumer org) calls published APIs only.
-		return Principal{}, ErrInvalidToken
+		return Principal{}, refuseToken("the token is an application's: it calls the APIs that flows publish, not this API")
 	}
 	g, err := s.grant(ctx, c)
 	if err != nil {
@@ -180,10 +185,18 @@ func (s *Service) grant(ctx context.Context, c Claims) (store.GrantState, error)
 // been revoked.
 func (s *Service) check(c Claims, g store.GrantState) (store.GrantState, error) {
 	switch {
-	case !g.ClientExists, g.ClientInstance != c.InstanceID, g.Revoked, g.SubjectRole == "":
-		return g, ErrInvalidToken
-	case c.KeyID != "" && (!g.KeyExists || g.KeyLocked || (!g.KeyExpiresAt.IsZero() && !s.now().Before(g.KeyExpiresAt))):
-		return g, ErrInvalidToken
+	case g.Revoked:
+		return g, refuseToken("the token was revoked: get a new one from POST /api/v1/tokens")
+	case !g.ClientExists || g.ClientInstance != c.InstanceID:
+		return g, refuseToken("the client credential the token was issued to no longer exists")
+	case g.SubjectRole == "":
+		return g, refuseToken("the user or service ID the token was issued to no longer exists")
+	case c.KeyID != "" && !g.KeyExists:
+		return g, refuseToken("the API key the token was issued for was deleted")
+	case c.KeyID != "" && g.KeyLocked:
+		return g, refuseToken("the API key the token was issued for is locked")
+	case c.KeyID != "" && !g.KeyExpiresAt.IsZero() && !s.now().Before(g.KeyExpiresAt):
+		return g, refuseToken("the API key the token was issued for expired at %s", g.KeyExpiresAt.UTC().Format(time.RFC3339))
 	}
 	return g, nil
 }

@@ -51,9 +51,26 @@ const (
 	AlgRS256 = "RS256"
 )
 
-// ErrInvalidToken covers every reason a token is refused; the reason is
-// kept out of answers on purpose (RFC 6750 §3.1 lets servers say little).
+// ErrInvalidToken covers every reason a token is refused:
+// errors.Is(err, ErrInvalidToken) holds for each *TokenRefused.
 var ErrInvalidToken = errors.New("invalid or expired token")
+
+// TokenRefused says why a token was refused, for the one who presented
+// it: a 401 that says "expired" or "the API key is locked" tells the
+// caller what to fix. It names nothing the presenter does not hold
+// already (the token carries its expiry and what it was issued for).
+type TokenRefused struct{ Reason string }
+
+func (e *TokenRefused) Error() string        { return e.Reason }
+func (e *TokenRefused) Is(target error) bool { return target == ErrInvalidToken }
+
+func refuseToken(format string, args ...any) error {
+	return &TokenRefused{Reason: fmt.Sprintf(format, args...)}
+}
+
+// errNotOurToken is every refusal of a token that is not an intact access
+// token of this control plane; which check failed is not told apart.
+var errNotOurToken = &TokenRefused{Reason: "the token is not valid: it is not an access token of this control plane, or it was altered"}
 
 type signingKey struct {
 	kid     string
@@ -273,11 +290,11 @@ func (t *Tokens) verify(ctx context.Context, raw string) (Claims, error) {
 	var c Claims
 	obj, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA, jose.RS256})
 	if err != nil || len(obj.Signatures) != 1 {
-		return c, ErrInvalidToken
+		return c, errNotOurToken
 	}
 	h := obj.Signatures[0].Header
 	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != tokenType {
-		return c, ErrInvalidToken
+		return c, errNotOurToken
 	}
 	k := t.key(h.KeyID)
 	if k == nil {
@@ -286,22 +303,25 @@ func (t *Tokens) verify(ctx context.Context, raw string) (Claims, error) {
 			return c, err
 		}
 		if k = t.key(h.KeyID); k == nil {
-			return c, ErrInvalidToken
+			return c, errNotOurToken
 		}
 	}
 	if h.Algorithm != string(k.alg) {
-		return c, ErrInvalidToken
+		return c, errNotOurToken
 	}
 	payload, err := obj.Verify(k.public.Key)
 	if err != nil {
-		return c, ErrInvalidToken
+		return c, errNotOurToken
 	}
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return c, ErrInvalidToken
+		return c, errNotOurToken
 	}
 	now := t.now().Unix()
-	if c.Issuer != t.Issuer || c.Audience != t.Audience || now >= c.Expiry || c.IssuedAt > now+60 || c.ID == "" {
-		return c, ErrInvalidToken
+	if c.Issuer != t.Issuer || c.Audience != t.Audience || c.IssuedAt > now+60 || c.ID == "" {
+		return c, errNotOurToken
+	}
+	if now >= c.Expiry {
+		return c, refuseToken("the token expired at %s: get a new one from POST /api/v1/tokens", time.Unix(c.Expiry, 0).UTC().Format(time.RFC3339))
 	}
 	return c, nil
 }
