@@ -20,9 +20,13 @@ import (
 	"github.com/sluice-dev/sluice/internal/gateway"
 )
 
-// errorBody is every error the runtime answers itself: the HTTP status as
-// a number, its reason phrase and a message for a person.
+// errorBody is every error the runtime answers itself, in the control
+// plane's shape (internal/api), so one client parses both: the fixed
+// "error" member first (App Connect scripts grep for
+// `"Internal error","code":`), the status as a number, a reason word, a
+// message for a person, details of a failed validation, the request id.
 type errorBody struct {
+	Error     string `json:"error"`
 	Code      int    `json:"code"`
 	Reason    string `json:"reason"`
 	Message   string `json:"message"`
@@ -30,12 +34,40 @@ type errorBody struct {
 	RequestID string `json:"requestId,omitempty"`
 }
 
+// errorTitle is the fixed first member of every error body.
+const errorTitle = "Internal error"
+
+// reasonFor is the reason word of a status, as the control plane writes
+// them: the reason phrase without spaces or punctuation ("NotFound",
+// "MethodNotAllowed"), and "InternalError" for 500.
+func reasonFor(status int) string {
+	if status == http.StatusInternalServerError {
+		return "InternalError"
+	}
+	text := http.StatusText(status)
+	if text == "" {
+		return "Error"
+	}
+	var b strings.Builder
+	for _, word := range strings.FieldsFunc(text, func(r rune) bool { return r == ' ' || r == '-' }) {
+		for i, r := range word {
+			switch {
+			case i == 0 && 'a' <= r && r <= 'z':
+				b.WriteRune(r - 'a' + 'A')
+			case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+				b.WriteRune(r)
+			}
+		}
+	}
+	return b.String()
+}
+
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeErrorBody(w, errorBody{Code: status, Message: msg})
 }
 
 func writeErrorBody(w http.ResponseWriter, b errorBody) {
-	b.Reason = http.StatusText(b.Code)
+	b.Error, b.Reason = errorTitle, reasonFor(b.Code)
 	if b.RequestID == "" {
 		b.RequestID = w.Header().Get("X-Request-Id")
 	}
@@ -62,13 +94,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(data, '\n'))
 }
 
+// withRequestID gives every answer of the flow listener a request id, the
+// runtime's own errors (no flow at the path, wrong method) included, as
+// the control plane's errors carry one.
+func (rt *Runtime) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", rt.requestID(r))
+		next.ServeHTTP(w, r)
+	})
+}
+
 // serveFlow is the HTTP entry of one flow: body limit, message, run with
 // timeout and isolation, answer, metrics and traces.
 func (rt *Runtime) serveFlow(lf *loadedFlow) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		reqID := rt.requestID(r)
-		w.Header().Set("X-Request-Id", reqID)
+		reqID := w.Header().Get("X-Request-Id") // set by withRequestID
+		if reqID == "" {
+			reqID = rt.requestID(r)
+			w.Header().Set("X-Request-Id", reqID)
+		}
 
 		status := rt.handle(w, r, lf, reqID)
 

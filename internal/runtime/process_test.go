@@ -291,9 +291,9 @@ func TestHTTPErrorsAreJSON(t *testing.T) {
 				t.Errorf("Content-Type %q", ct)
 			}
 			m := a.json(t)
-			if m["code"] != float64(tt.wantStatus) || m["reason"] != http.StatusText(tt.wantStatus) ||
+			if m["code"] != float64(tt.wantStatus) || m["reason"] != controlPlaneReasons[tt.wantStatus] || m["error"] != "Internal error" || m["requestId"] != a.header.Get("X-Request-Id") || m["requestId"] == "" ||
 				!strings.Contains(fmt.Sprint(m["message"]), tt.wantMsg) {
-				t.Errorf("error body %s, want code %d and message with %q", a.body, tt.wantStatus, tt.wantMsg)
+				t.Errorf("error body %s, want the control plane's shape, code %d, reason %s and message with %q", a.body, tt.wantStatus, controlPlaneReasons[tt.wantStatus], tt.wantMsg)
 			}
 			if tt.wantAllow != "" && a.header.Get("Allow") != tt.wantAllow {
 				t.Errorf("Allow %q, want %q", a.header.Get("Allow"), tt.wantAllow)
@@ -677,3 +677,8 @@ func writeZip(t *testing.T, name string, files map[string]string) {
 		t.Fatal(err)
 	}
 }
+
+// controlPlaneReasons are the reason words of error bodies, written as the
+// control plane writes them (internal/api: "NotFound", "BadRequest").
+var controlPlaneReasons = map[int]string{400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed",
+	413: "RequestEntityTooLarge", 418: "ImATeapot", 500: "InternalError", 504: "GatewayTimeout"}

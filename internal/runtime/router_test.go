@@ -41,7 +41,7 @@ func TestRouter(t *testing.T) {
 		{"POST", "/orders", 200, "create:", ""},
 		{"PUT", "/orders/7", 405, `"code":405`, "DELETE, GET, HEAD"},
 		{"GET", "/orders", 405, "not allowed", "POST"},
-		{"GET", "/invoices/1", 404, `"reason":"Not Found"`, ""},
+		{"GET", "/invoices/1", 404, `{"error":"Internal error","code":404,"reason":"NotFound","message":`, ""},
 		{"GET", "/orders/7/lines", 404, "nothing is served", ""},
 	}
 	for _, tt := range tests {

@@ -357,7 +357,7 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 	}
 	rt.publicURL = strings.TrimSuffix(rt.publicURL, "/")
 	srv := &http.Server{
-		Handler:           rt.router,
+		Handler:           rt.withRequestID(rt.router),
 		ReadHeaderTimeout: s.HTTP.ReadHeaderTimeout,
 		ReadTimeout:       s.HTTP.ReadTimeout,
 		// Answering may take as long as reading the request and the

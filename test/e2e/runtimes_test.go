@@ -318,7 +318,23 @@ func TestFetchFailureConditionAndLogs(t *testing.T) {
 	u := putBAR(t, admin, "hello", helloBAR(t, "Hello"))
 	ok := map[string]any{"metadata": map[string]string{"name": "logged"}, "spec": map[string]any{"barURL": []string{u}}}
 	admin.Do("PUT", "/api/v1/integration-runtimes/logged", ok)
-	waitReady(t, admin, "logged", 1)
+	ready := waitReady(t, admin, "logged", 1)
+
+	// The runtime's own errors have the control plane's shape: same
+	// members in the same order, same kind of reason word.
+	base, _, _ := strings.Cut(ready.Status.Endpoints[0].URI, "/hello/")
+	resp404, err := http.Get(base + "/nowhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtBody, _ := io.ReadAll(resp404.Body)
+	resp404.Body.Close()
+	_, cpBody := admin.Do("GET", "/api/v1/integration-runtimes/nowhere", nil)
+	if rk, ck := topLevelKeys(t, rtBody), topLevelKeys(t, cpBody); resp404.StatusCode != 404 || strings.Join(rk, ",") != strings.Join(ck, ",") ||
+		!strings.HasPrefix(string(rtBody), `{"error":"Internal error","code":404,"reason":"NotFound",`) ||
+		!strings.HasPrefix(string(cpBody), `{"error":"Internal error","code":404,"reason":"NotFound",`) {
+		t.Errorf("runtime error %d %s\ncontrol plane error %s", resp404.StatusCode, rtBody, cpBody)
+	}
 	code, body := admin.Do("GET", "/api/v1/integration-runtimes/logged/logs?tail=50", nil)
 	if code != 200 || !strings.Contains(string(body), "ready") {
 		t.Fatalf("logs: %d %s", code, body)
@@ -408,4 +424,26 @@ func checkUniqueKeys(t *testing.T, what, text string) {
 	if n == 0 {
 		t.Errorf("%s: no JSON lines to check:\n%s", what, text)
 	}
+}
+
+// topLevelKeys lists the members of a JSON object in their order.
+func topLevelKeys(t *testing.T, body []byte) []string {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("not a JSON object: %s", body)
+	}
+	var keys []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		keys = append(keys, k.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+	}
+	return keys
 }
