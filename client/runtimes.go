@@ -17,8 +17,10 @@ import (
 const (
 	PhasePending = "Pending"
 	PhaseReady   = "Ready"
-	PhaseFailed  = "Failed"
+	PhaseFailed  = "Failed" // it cannot run (the Ready condition says why)
 	PhaseStopped = "Stopped"
+	// PhaseRestarting: a replica crashed and is being restarted.
+	PhaseRestarting = "Restarting"
 )
 
 // IntegrationRuntime is an integration runtime: BAR files and

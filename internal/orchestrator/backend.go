@@ -68,6 +68,13 @@ type Observed struct {
 	AdminURL          string       // admin listener of one ready replica (traces), "" if none
 	AdminToken        secret.Value // the runtime's admin credential, sent as a bearer token to AdminURL
 	Progressing       bool         // a rollout to a newer generation is under way
+	// Restarting: a replica of the wanted generation crashed and is being
+	// restarted (backing off, or started again and not ready yet).
+	Restarting bool
+	// CannotRun says why the wanted generation cannot run at all: its
+	// processes cannot be started, or every start exits before it is
+	// ready. "" while it can (a crash after serving is Restarting).
+	CannotRun string
 }
 
 // Backend runs integration runtimes. Implementations must be idempotent

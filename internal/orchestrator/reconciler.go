@@ -251,28 +251,10 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
 		st.Conditions = setCondition(st.Conditions, "DependenciesAvailable", "True", "Found", "every BAR file and configuration is available", now)
 	}
 	upToDate := obs.Generation == rt.Generation && !obs.Progressing
-	switch {
-	case replicas == 0 && obs.Replicas == 0:
-		st.Phase = PhaseStopped
-		st.Conditions = setCondition(st.Conditions, "Ready", "False", "Stopped", "spec.replicas is 0", now)
-	case fetchErr != "":
-		st.Phase = PhaseFailed
-		st.Conditions = setCondition(st.Conditions, "Ready", "False", "BARFetchFailed", fetchErr, now)
-	case upToDate && obs.AvailableReplicas >= replicas && replicas > 0:
-		st.Phase = PhaseReady
-		st.Conditions = setCondition(st.Conditions, "Ready", "True", "Available", fmt.Sprintf("%d of %d replicas ready", obs.AvailableReplicas, replicas), now)
-	case obs.LastError != "" && obs.AvailableReplicas == 0 && len(missing) == 0:
-		st.Phase = PhaseFailed
-		st.Conditions = setCondition(st.Conditions, "Ready", "False", "Failing", obs.LastError, now)
-	default:
-		st.Phase = PhasePending
-		reason, msg := "Starting", fmt.Sprintf("%d of %d replicas ready", obs.AvailableReplicas, replicas)
-		if len(missing) > 0 {
-			reason, msg = "Missing", "waiting for: "+strings.Join(missing, ", ")
-		}
-		st.Conditions = setCondition(st.Conditions, "Ready", "False", reason, msg, now)
-	}
-	if st.Phase == PhasePending && len(missing) == 0 {
+	var status, reason, msg string
+	st.Phase, status, reason, msg = readiness(obs, replicas, upToDate, missing, fetchErr)
+	st.Conditions = setCondition(st.Conditions, "Ready", status, reason, msg, now)
+	if (st.Phase == PhasePending || st.Phase == PhaseRestarting) && len(missing) == 0 {
 		r.passSettling = true
 	}
 	progress := "False"
@@ -287,6 +269,30 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
 	if err := r.Store.SetRuntimeStatus(ctx, rt.InstanceID, rt.Name, string(b)); err != nil && ctx.Err() == nil {
 		r.Log.Warn("unable to write runtime status", "runtime", k.String(), "err", err)
 	}
+}
+
+// readiness decides a runtime's phase and its Ready condition from what
+// the backend observes. Failed is for a runtime that cannot run; a replica
+// that crashed and is being restarted is Restarting, not Failed.
+func readiness(obs Observed, replicas int, upToDate bool, missing []string, fetchErr string) (phase, status, reason, msg string) {
+	switch {
+	case replicas == 0 && obs.Replicas == 0:
+		return PhaseStopped, "False", "Stopped", "spec.replicas is 0"
+	case fetchErr != "":
+		return PhaseFailed, "False", "BARFetchFailed", fetchErr
+	case obs.CannotRun != "" && obs.AvailableReplicas == 0 && len(missing) == 0:
+		return PhaseFailed, "False", "CannotRun", obs.CannotRun
+	case upToDate && obs.AvailableReplicas >= replicas && replicas > 0:
+		return PhaseReady, "True", "Available", fmt.Sprintf("%d of %d replicas ready", obs.AvailableReplicas, replicas)
+	case obs.Restarting && len(missing) == 0:
+		return PhaseRestarting, "False", "Restarting",
+			fmt.Sprintf("%d of %d replicas ready; a replica crashed and is being restarted: %s", obs.AvailableReplicas, replicas, obs.LastError)
+	case obs.LastError != "" && obs.AvailableReplicas == 0 && len(missing) == 0:
+		return PhaseFailed, "False", "Failing", obs.LastError
+	case len(missing) > 0:
+		return PhasePending, "False", "Missing", "waiting for: " + strings.Join(missing, ", ")
+	}
+	return PhasePending, "False", "Starting", fmt.Sprintf("%d of %d replicas ready", obs.AvailableReplicas, replicas)
 }
 
 // setCondition sets one condition, keeping its lastTransitionTime when its

@@ -140,8 +140,11 @@ type Endpoint struct {
 const (
 	PhasePending = "Pending"
 	PhaseReady   = "Ready"
-	PhaseFailed  = "Failed"
+	PhaseFailed  = "Failed" // it cannot run: fetch failed, processes cannot start, or it exits before it is ready
 	PhaseStopped = "Stopped"
+	// PhaseRestarting: a replica crashed and is being restarted (with
+	// backoff); the runtime may still serve from its other replicas.
+	PhaseRestarting = "Restarting"
 )
 
 // Status is the observed state the reconciler writes.

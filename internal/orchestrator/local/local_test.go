@@ -393,10 +393,15 @@ func TestScaleCrashRestartAndStop(t *testing.T) {
 	if o.Restarts != 0 {
 		t.Fatalf("restarts %d before the backoff ran out", o.Restarts)
 	}
+	// A crash of a replica that served is a restart under way, not a
+	// runtime that cannot run.
+	if !o.Restarting || o.CannotRun != "" {
+		t.Fatalf("after a crash: restarting %v, cannot run %q; want restarting", o.Restarting, o.CannotRun)
+	}
 	e.clock.Add(backoffMin)
 	o = waitSettled(t, b, 1, 2)
-	if o.Restarts != 1 {
-		t.Fatalf("restarts %d, want 1", o.Restarts)
+	if o.Restarts != 1 || o.Restarting {
+		t.Fatalf("restarts %d, restarting %v; want 1 and no longer restarting", o.Restarts, o.Restarting)
 	}
 	now := pids(b, testKey)
 	if len(now) != 2 || !contains(now, ps[1]) || contains(now, victim) {
@@ -908,9 +913,25 @@ func TestStartFailureShowsInLastError(t *testing.T) {
 	if strings.Contains(o.LastError, canary) {
 		t.Fatal("last error holds configuration data")
 	}
-	// It keeps trying, with backoff, counted as restarts.
-	e.clock.Add(backoffMin)
-	waitFor(t, "a restart", func() bool { return observe(t, b, testKey).Restarts >= 1 })
+	if !o.Restarting || o.CannotRun != "" {
+		t.Fatalf("after one failed start: %+v; want it restarting, not yet given up on", o)
+	}
+	// It keeps trying, with backoff, counted as restarts; a generation that
+	// exited before it was ready crashLoopLimit times in a row cannot run.
+	for n := 1; n < crashLoopLimit; n++ {
+		e.clock.Add(backoffMax)
+		waitFor(t, "a restart that fails again", func() bool {
+			o = observe(t, b, testKey)
+			return o.Restarts >= n && o.Replicas == 0 && (o.Restarting || o.CannotRun != "")
+		})
+	}
+	waitFor(t, "the runtime to be reported as one that cannot run", func() bool {
+		o = observe(t, b, testKey)
+		return o.CannotRun != ""
+	})
+	if o.Restarting || !strings.Contains(o.CannotRun, fmt.Sprintf("exits before it is ready, %d times in a row", crashLoopLimit)) || !strings.Contains(o.CannotRun, "timeuot") {
+		t.Fatalf("after %d failed starts: %+v", crashLoopLimit, o)
+	}
 
 	// A corrected configuration rolls out and serves.
 	if _, err := b.Apply(context.Background(), deployment(2, 1, hello)); err != nil {
@@ -1061,6 +1082,9 @@ func TestPortTakenByAnotherProcessIsNotShared(t *testing.T) {
 	})
 	if got.Replicas != 0 {
 		t.Fatalf("a replica started on a port shared with a stranger: %+v", got)
+	}
+	if got.Restarting || !strings.Contains(got.CannotRun, "cannot be started") {
+		t.Fatalf("a replica that cannot be started: %+v; want it reported as one that cannot run", got)
 	}
 	squatter.Close()
 	e.clock.Add(backoffMin)

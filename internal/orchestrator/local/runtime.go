@@ -325,7 +325,47 @@ func (r *runtimeState) observe() orchestrator.Observed {
 		o.BaseURL = r.baseURL()
 	}
 	o.Progressing = r.progressing()
+	o.Restarting, o.CannotRun = r.restarting()
 	return o
+}
+
+// crashLoopLimit is how many starts in a row of a generation that never
+// served may exit before it is reported as one that cannot run (it is
+// still retried, with backoff: a port or a file may come back).
+const crashLoopLimit = 3
+
+// restarting says whether a replica of the wanted generation crashed and
+// is being restarted, or else why that generation cannot run at all.
+// Called with r.mu held.
+func (r *runtimeState) restarting() (restarting bool, cannotRun string) {
+	st := r.st
+	t := st.gen(st.Target)
+	if t == nil || st.Replicas == 0 {
+		return false, ""
+	}
+	notReady := map[int]bool{}
+	for _, p := range t.Procs {
+		if !p.Stopping && !r.ready[p.PID] {
+			notReady[p.Slot] = true
+		}
+	}
+	for slot, br := range t.Backoff {
+		if slot >= st.Replicas || br.Failures == 0 {
+			continue
+		}
+		switch {
+		case br.StartFailed:
+			cannotRun = "its replicas cannot be started: " + st.LastError
+		case !t.Served && br.Failures >= crashLoopLimit:
+			cannotRun = fmt.Sprintf("it exits before it is ready, %d times in a row: %s", br.Failures, st.LastError)
+		case br.Pending || notReady[slot]:
+			restarting = true
+		}
+	}
+	if cannotRun != "" {
+		return false, cannotRun
+	}
+	return restarting, ""
 }
 
 // progressing says whether the processes differ from the desired state:

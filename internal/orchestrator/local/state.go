@@ -72,6 +72,9 @@ type slotRetry struct {
 	Failures  int       `json:"failures"`          // crashes in a row
 	NotBefore time.Time `json:"notBefore"`         // by the backend's clock
 	Pending   bool      `json:"pending,omitempty"` // crashed, not restarted yet
+	// StartFailed: the last attempt could not start a process at all (the
+	// binary or the port), as opposed to a process that ran and crashed.
+	StartFailed bool `json:"startFailed,omitempty"`
 }
 
 func (st *state) processCount() int {

@@ -223,7 +223,7 @@ func (r *runtimeState) reap() (changed bool) {
 			br.Failures++
 			delay := backoffDelay(br.Failures)
 			br.NotBefore = now.Add(delay)
-			br.Pending = true
+			br.Pending, br.StartFailed = true, false
 			r.b.log.Warn("replica crashed", "runtime", r.key.String(), "generation", g.Generation, "slot", p.Slot,
 				"pid", p.PID, "failures", br.Failures, "restartIn", delay.String(), "lastError", msg)
 		}
@@ -433,7 +433,7 @@ func (r *runtimeState) scale(g *gen, want int, now time.Time) (changed bool) {
 			br = g.retry(slot)
 			br.Failures++
 			br.NotBefore = now.Add(backoffDelay(br.Failures))
-			br.Pending = true
+			br.Pending, br.StartFailed = true, true
 			r.st.LastError = trimError(err.Error())
 			r.b.log.Error("starting replica failed", "runtime", r.key.String(), "generation", g.Generation, "slot", slot, "err", err)
 			continue
