@@ -60,7 +60,9 @@ type Options struct {
 	// created with mode 0700.
 	Dir string
 	// Binary is the sluice executable to run as `Binary runtime …`;
-	// empty: this process's own executable.
+	// empty: this process's own executable. Either way runtimes run from
+	// a copy in Dir/bin (see installBinary), so deleting or replacing it
+	// (as `go run` and upgrades do) never stops a restart.
 	Binary string
 	// Host is the address runtimes listen on (flows and admin);
 	// empty: 127.0.0.1.
@@ -172,6 +174,9 @@ func New(opts Options) (*Backend, error) {
 	opts.Dir = dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("local: creating %s: %w", dir, err)
+	}
+	if bin, err = installBinary(filepath.Join(dir, binDir), bin); err != nil {
+		return nil, err
 	}
 	dial := opts.Host
 	if ip := net.ParseIP(dial); ip != nil && ip.IsUnspecified() {
