@@ -134,6 +134,8 @@ type IAM interface {
 	CreateInstance(ctx context.Context, n NewInstance) error
 	GetInstance(ctx context.Context, id string) (Instance, error)
 	ListInstances(ctx context.Context) ([]Instance, error)
+	InstanceContents(ctx context.Context, instanceID string) (InstanceContents, error)
+	DeleteInstance(ctx context.Context, instanceID string) (InstanceContents, error)
 
 	CreateIdentity(ctx context.Context, id Identity) error
 	UpdateIdentity(ctx context.Context, id Identity) error
