@@ -343,3 +343,18 @@ func writeSecretFile(path string, data []byte) error {
 	}
 	return f.Close()
 }
+
+// withFlagNames rewrites the API query parameters a server message names
+// into the CLI flags that send them (e.g. "?force=true" into "--force"),
+// so a CLI user is told what to type, not what goes over the wire.
+func withFlagNames(err error, flags map[string]string) error {
+	var ce *client.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	out := *ce
+	for param, flag := range flags {
+		out.Message = strings.ReplaceAll(out.Message, param, flag)
+	}
+	return &out
+}

@@ -270,6 +270,13 @@ func TestArtifactVerbsAgainstServer(t *testing.T) {
 		cli.failsWith(1, "configuration db is used by integration runtime(s) hello-rt", "", nil, "configurations", "delete", "db")
 		cli.failsWith(1, "(409 Conflict)", "", nil, "configurations", "delete", "db")
 		cli.failsWith(1, "BAR file hello is used by integration runtime(s) hello-rt, second", "", nil, "bar", "delete", "hello")
+		// The CLI names its own flag, not the API's query parameter.
+		for _, args := range [][]string{{"configurations", "delete", "db"}, {"bar", "delete", "hello"}} {
+			r := cli.run("", nil, args...)
+			if !strings.Contains(r.stderr, "or delete with --force") || strings.Contains(r.stderr, "?force") {
+				t.Errorf("sluice %s: %q; want it to name --force", strings.Join(args, " "), r.stderr)
+			}
+		}
 		cli.ok("configurations", "delete", "db2", "--force")
 
 		cli.ok("runtimes", "delete", "second")

@@ -251,7 +251,7 @@ func newBarDeleteCommand() *cobra.Command {
 				return err
 			}
 			if err := c.DeleteBARFile(cmd.Context(), args[0], force); err != nil {
-				return err
+				return withFlagNames(err, map[string]string{"?force=true": "--force"})
 			}
 			return renderDeleted(cmd, &af, "BAR file", args[0])
 		},

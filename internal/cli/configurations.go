@@ -196,7 +196,7 @@ func newConfigurationDeleteCommand(af *apiFlags) *cobra.Command {
 				return err
 			}
 			if err := c.DeleteConfiguration(cmd.Context(), args[0], force); err != nil {
-				return err
+				return withFlagNames(err, map[string]string{"?force=true": "--force"})
 			}
 			return renderDeleted(cmd, af, "configuration", args[0])
 		},
