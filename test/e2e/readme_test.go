@@ -98,7 +98,8 @@ func TestReadmeWalkthroughRunsAsWritten(t *testing.T) {
 	out := bytes.NewBuffer(outBytes)
 	t.Logf("README's shell blocks:\n%s", out.String())
 	if err != nil {
-		t.Fatalf("the README's walkthrough failed: %v", err)
+		t.Fatalf("the README's walkthrough failed (%v) in the block after the last ': README.md:N' line above: "+
+			"make it run as written, or fence it as ```sh not-run if it is only shown", err)
 	}
 	for _, want := range []string{
 		`{"status":"ready","store":"sqlite"}`,  // Quickstart
@@ -136,7 +137,10 @@ func readmeShellBlocks(md []byte) (blocks []string, skipped int, err error) {
 		}
 		switch fields := strings.Fields(info); {
 		case len(fields) == 1 && fields[0] == "sh":
+			// A no-op naming the block's line, shown by set -x, so a
+			// failure points at the README line to fix.
 			cur = &strings.Builder{}
+			fmt.Fprintf(cur, ": README.md:%d\n", line+1)
 		case len(fields) == 2 && fields[0] == "sh" && fields[1] == "not-run":
 			skipped++
 			for sc.Scan() && !strings.HasPrefix(sc.Text(), "```") {
