@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/internal/federation"
-	"github.com/sluice-dev/sluice/internal/federation/flowapis"
+	"github.com/sluice-dev/sluice/internal/federation/published"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/server"
@@ -78,15 +78,17 @@ func newFederationAgentCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "federation-agent",
 		Short: "Federate this Sluice's APIs into Gravitee (a Gravitee federation agent)",
-		Long: `Connect to a Gravitee integration controller and federate the APIs of a Sluice
-control plane into it: the agent answers Gravitee's discovery and ingestion
-with the HTTP flows of the instance's integration runtimes (and the OpenAPI
-documents their BAR files ship), and keeps the connection up, reconnecting
-with backoff.
+		Long: `Connect to a Gravitee integration controller and federate the published APIs
+of a Sluice control plane into it: the agent answers Gravitee's discovery and
+ingestion with the instance's published APIs, their OpenAPI documents and
+their client-id and oauth plans; a Gravitee subscription becomes a consumer
+app subscribed to the plan with a credential, and unsubscribing removes them.
+It keeps the connection up, reconnecting with backoff.
 
-It reads Sluice through its public API with the credentials of a profile
+It reaches Sluice through its public API with the credentials of a profile
 ('sluice login') or of SLUICE_ENDPOINT, SLUICE_INSTANCE_ID, SLUICE_CLIENT_ID,
-SLUICE_CLIENT_SECRET and SLUICE_API_KEY; a viewer's are enough.
+SLUICE_CLIENT_SECRET and SLUICE_API_KEY: a developer's to serve subscriptions
+(a viewer's can discover only).
 
 To run the agent inside the control plane instead, give 'sluice serve' the
 same settings as --gravitee-controller, --gravitee-integration-id, ...
@@ -107,7 +109,7 @@ Environment:
 			if err != nil {
 				return err
 			}
-			provider := &flowapis.Provider{Source: &flowapis.API{Client: c}, TempDir: os.TempDir()}
+			provider := &published.Provider{Source: &published.Remote{Client: c}}
 			agent, err := federation.New(federation.Config{Endpoint: gf.controller, Token: tok, IntegrationID: gf.integrationID,
 				ProviderType: gf.provider, Provider: provider, Log: log})
 			if err != nil {

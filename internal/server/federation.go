@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 
-	"github.com/sluice-dev/sluice/internal/barstore"
+	"github.com/sluice-dev/sluice/internal/apis"
+	"github.com/sluice-dev/sluice/internal/apps"
 	"github.com/sluice-dev/sluice/internal/federation"
-	"github.com/sluice-dev/sluice/internal/federation/flowapis"
+	"github.com/sluice-dev/sluice/internal/federation/published"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/secret"
@@ -29,7 +29,7 @@ type FederationConfig struct {
 // configuration fails the start of `sluice serve` with a message saying
 // what to fix.
 func startFederation(ctx context.Context, fc FederationConfig, st store.Store, runtimes *orchestrator.Service,
-	bars *barstore.Service, dataDir string, log *slog.Logger) (*federation.Agent, error) {
+	publishedAPIs *apis.Service, consumers *apps.Service, log *slog.Logger) (*federation.Agent, error) {
 	instanceID := fc.InstanceID
 	if instanceID == "" {
 		insts, err := st.ListInstances(ctx)
@@ -43,13 +43,12 @@ func startFederation(ctx context.Context, fc FederationConfig, st store.Store, r
 	} else if _, err := st.GetInstance(ctx, instanceID); err != nil {
 		return nil, fmt.Errorf("--gravitee-instance %q: no such instance", instanceID)
 	}
-	// The agent only reads; it acts as a viewer of the instance and is
-	// named as itself wherever an actor is recorded.
-	p := iam.Principal{InstanceID: instanceID, SubjectKind: "system", SubjectName: "federation-agent", Role: iam.RoleViewer}
-	provider := &flowapis.Provider{
-		Source:  &flowapis.Services{RuntimeService: runtimes, BARService: bars, Principal: p, Ready: st.Ready},
-		TempDir: filepath.Join(dataDir, "tmp"),
-	}
+	// Gravitee's subscriptions create consumer apps, their subscriptions
+	// and credentials: the agent acts as a developer of the instance and
+	// is named as itself wherever an actor is recorded.
+	p := iam.Principal{InstanceID: instanceID, SubjectKind: "system", SubjectName: "federation-agent", Role: iam.RoleDeveloper}
+	provider := &published.Provider{Source: &published.Services{APIService: publishedAPIs, AppService: consumers,
+		RuntimeService: runtimes, Principal: p, Ready: st.Ready}}
 	a, err := federation.New(federation.Config{Endpoint: fc.Endpoint, Token: fc.Token, IntegrationID: fc.IntegrationID,
 		ProviderType: fc.ProviderType, Provider: provider, Log: log})
 	if err != nil {

@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		go rec.Run(refreshCtx)
 	}
 	if cfg.Federation != nil {
-		agent, err := startFederation(ctx, *cfg.Federation, st, runtimes, a.BARs, dataDir, cfg.Log.With("component", "federation"))
+		agent, err := startFederation(ctx, *cfg.Federation, st, runtimes, a.APIs, a.Apps, cfg.Log.With("component", "federation"))
 		if err != nil {
 			return err
 		}
