@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/apps"
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
@@ -51,6 +52,7 @@ type Dashboard struct {
 	Runtimes   *orchestrator.Service
 	Reconciler *orchestrator.Reconciler // nil when no runtime backend runs (no logs)
 	Traces     *orchestrator.Traces     // nil when no runtime backend runs (no traces)
+	Apps       *apps.Service            // consumer catalogs, consumer orgs, apps and their credentials
 	// PublicURL is where clients reach the control plane: runtimes made
 	// here name their BAR files under it, and an https one sets the Secure
 	// flag of cookies when TLS ends in front of the control plane.
@@ -153,6 +155,13 @@ func (d *Dashboard) routes() *http.ServeMux {
 	mux.Handle("POST /configurations/{name}/delete", d.authed(iam.RoleDeveloper, d.deleteConfiguration))
 
 	// Settings: public API credentials (admins), API keys (everyone their own).
+	mux.Handle("GET /apps", d.authed(iam.RoleViewer, d.appsPage))
+	mux.Handle("POST /apps/consumer-orgs", d.authed(iam.RoleDeveloper, d.createConsumerOrg))
+	mux.Handle("POST /apps", d.authed(iam.RoleDeveloper, d.createApp))
+	mux.Handle("GET /apps/{catalog}/{corg}/{app}", d.authed(iam.RoleViewer, d.appPage))
+	mux.Handle("POST /apps/{catalog}/{corg}/{app}/credentials", d.authed(iam.RoleDeveloper, d.createAppCredential))
+	mux.Handle("POST /apps/{catalog}/{corg}/{app}/credentials/{credential}/renew", d.authed(iam.RoleDeveloper, d.renewLease))
+	mux.Handle("POST /apps/{catalog}/{corg}/{app}/credentials/{credential}/delete", d.authed(iam.RoleDeveloper, d.deleteAppCredential))
 	mux.Handle("GET /settings/credentials", d.authed(iam.RoleAdmin, d.credentialsPage))
 	mux.Handle("POST /settings/credentials", d.authed(iam.RoleAdmin, d.createCredential))
 	mux.Handle("POST /settings/credentials/{name}/delete", d.authed(iam.RoleAdmin, d.deleteCredential))
