@@ -33,6 +33,7 @@ type API struct {
 	Runtimes   *orchestrator.Service
 	Reconciler *orchestrator.Reconciler
 	Traces     *orchestrator.Traces
+	Egress     *orchestrator.EgressPolicies
 	Bundles    *orchestrator.BundleKeys
 	// Apps manages consumer catalogs, consumer orgs, apps and their credentials.
 	Apps *apps.Service
@@ -185,6 +186,10 @@ func (a *API) Handler() http.Handler {
 
 	// Audit (admins).
 	mux.Handle("GET /api/v1/audit", a.authed(iam.RoleAdmin, a.listAudit))
+
+	// The instance's egress allow-list (admins).
+	mux.Handle("GET /api/v1/egress-policy", a.authed(iam.RoleAdmin, a.getEgressPolicy))
+	mux.Handle("PUT /api/v1/egress-policy", a.authed(iam.RoleAdmin, a.putEgressPolicy))
 	return obs.Middleware(a.Log, a.jsonMisses(mux))
 }
 

@@ -88,6 +88,7 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 	f.StringVar(&opts.PublicURL, "public-url", "", "base URL advertised for the flows' endpoints (default http://<listen address>)")
 	f.StringVar(&opts.AdminTokenFile, "admin-token-file", "", "file holding the admin credential; without it the admin listener serves /healthz and /readyz only")
 	f.BoolVar(&opts.AdminPprof, "admin-pprof", false, "serve Go profiles at /debug/pprof/ on the admin listener (behind the admin credential)")
+	f.StringArrayVar(&opts.EgressAllow, "egress-allow", nil, "open an address, CIDR or host name (optionally :port) to the http steps; local addresses are closed by default (repeat for several)")
 	f.StringArrayVar(&opts.Traces, "trace", nil, "trace type to record from the start: user or service (repeat for both)")
 	f.StringVar(&bundleURL, "bundle-url", "", "fetch the BARs and configurations from the control plane at this URL instead of --bar/--config-dir")
 	f.StringVar(&tokenFile, "bundle-token-file", "", "file holding the runtime's bundle token (with --bundle-url)")

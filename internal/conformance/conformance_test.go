@@ -438,6 +438,21 @@ func testResponsesFollowTheDocument(t *testing.T, dsn string) {
 	h.do(call{label: "audit with limit 0", method: "GET", path: "/api/v1/audit?limit=0", as: admin, want: 400, rejects: true})
 	h.do(call{label: "audit with a bad time", method: "GET", path: "/api/v1/audit?since=yesterday", as: admin, want: 400})
 
+	// ---- the egress allow-list (admins) ----
+	h.do(call{label: "egress allow-list, none set", method: "GET", path: "/api/v1/egress-policy", as: admin, want: 200, conforms: true})
+	h.do(call{label: "viewer reads the egress allow-list", method: "GET", path: "/api/v1/egress-policy", as: vera, want: 403, conforms: true})
+	h.do(call{label: "viewer sets the egress allow-list", method: "PUT", path: "/api/v1/egress-policy", as: vera, want: 403, conforms: true,
+		body: map[string]any{"allow": []string{"127.0.0.1:9"}}})
+	h.do(call{label: "egress entry that is not an address or a name", method: "PUT", path: "/api/v1/egress-policy", as: admin, want: 400, conforms: true,
+		body: map[string]any{"allow": []string{"127.0.0.1:9", "10.0.0.0/40"}}})
+	h.do(call{label: "egress allow-list without allow", method: "PUT", path: "/api/v1/egress-policy", as: admin, want: 400, rejects: true,
+		body: map[string]any{}})
+	h.do(call{label: "set the egress allow-list", method: "PUT", path: "/api/v1/egress-policy", as: admin, want: 200, conforms: true,
+		body: map[string]any{"allow": []string{"127.0.0.1:9", "backend.internal", "127.0.0.1:9"}}})
+	if got := decode[map[string][]string](t, h.do(call{method: "GET", path: "/api/v1/egress-policy", as: admin, want: 200, conforms: true})); strings.Join(got["allow"], ",") != "127.0.0.1:9,backend.internal" {
+		t.Errorf("egress allow-list read back as %v", got)
+	}
+
 	// ---- every secured operation refuses a call without a token ----
 	for _, op := range operations(h.doc) {
 		method, path, _ := strings.Cut(op, " ")

@@ -60,6 +60,8 @@ func TestCanarySecretsThroughARunningRuntime(t *testing.T) {
 	put("credentials", "/api/v1/configurations/creds", map[string]any{"spec": map[string]any{"type": "setdbparms", "data": dataCreds}}, 201)
 	put("settings", "/api/v1/configurations/settings", map[string]any{"spec": map[string]any{"type": "serverconf",
 		"data": b64("values:\n  backendURL: " + backend.URL + "\n  pricingURL: " + backend.URL + "\n")}}, 201)
+	// The backend is on loopback, closed to flows unless allow-listed.
+	put("egress allow-list", "/api/v1/egress-policy", map[string]any{"allow": []string{strings.TrimPrefix(backend.URL, "http://")}}, 200)
 	bar := decode[map[string]any](t, h.do(call{label: "orders BAR", method: "PUT", path: "/api/v1/bar-files/orders", as: admin,
 		body: buildBAR(t, "orders"), contentType: "application/octet-stream", want: 201, conforms: true}))
 	put("runtime", "/api/v1/integration-runtimes/ord", map[string]any{"spec": map[string]any{"barURL": []any{bar["url"]},

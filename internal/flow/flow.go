@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -55,6 +56,9 @@ type Config struct {
 	// Transport carries the http steps' outbound requests (nil: a transport
 	// trusting RootCAs). `sluice flow test` injects one answering from fixtures.
 	Transport http.RoundTripper
+	// Dial opens the connections of that default transport (nil: a plain
+	// dialer). The runtime gives one that enforces its egress policy.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives the output of log steps (nil: slog.Default()).
 	Logger *slog.Logger
 	// Sleep waits between retries of http steps (nil: a real timer that

@@ -65,6 +65,9 @@ func newRuntimeEnv(fsys fs.FS, cfg *Config) (*runtimeEnv, error) {
 	if tr == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.TLSClientConfig = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+		if cfg.Dial != nil {
+			t.DialContext = cfg.Dial
+		}
 		tr = t
 	}
 	// No client-wide timeout: every http step sets its own per attempt.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -46,6 +47,10 @@ type Reconciler struct {
 	// BundleBase (the control plane's URL as runtimes reach it).
 	Bundles    *BundleKeys
 	BundleBase string
+	// EgressDeny are egress rules (package egress) no allow-list opens
+	// short of naming the exact address and port: the control plane's
+	// own listener and the runtimes' ports.
+	EgressDeny []string
 
 	kick     chan struct{}
 	initOnce sync.Once
@@ -345,6 +350,8 @@ func (r *Reconciler) gatherConfigs(ctx context.Context, rt Runtime) ([]ConfigFil
 		}
 		out = append(out, ConfigFile{Type: c.Type, Name: c.Name, Data: data})
 	}
+	f, _ := r.egressPolicy(ctx, rt.InstanceID)
+	out = append(out, egressConfig(f))
 	return out, ba, missing
 }
 
@@ -421,7 +428,7 @@ func (r *Reconciler) externalBAR(ctx context.Context, rt Runtime, raw string, ba
 	c, ok := r.external[key]
 	r.mu.Unlock()
 	if !ok || (c.err != nil && r.now().Sub(c.at) >= fetchRetry) {
-		c = r.fetch(ctx, raw, ba)
+		c = r.fetch(ctx, rt.InstanceID, raw, ba)
 		c.at = r.now()
 	}
 	c.used = true
@@ -441,7 +448,7 @@ func redactURL(raw string) string {
 	return u.String()
 }
 
-func (r *Reconciler) fetch(ctx context.Context, raw string, ba *configuration.BarAuth) cachedBAR {
+func (r *Reconciler) fetch(ctx context.Context, instanceID, raw string, ba *configuration.BarAuth) cachedBAR {
 	where := redactURL(raw)
 	fail := func(format string, args ...any) cachedBAR {
 		return cachedBAR{err: fmt.Errorf("fetching %s: %s", where, fmt.Sprintf(format, args...))}
@@ -466,7 +473,12 @@ func (r *Reconciler) fetch(ctx context.Context, raw string, ba *configuration.Ba
 	if ba != nil && ba.Credentials.InsecureSSL == "true" {
 		tlsCfg.InsecureSkipVerify = true // the barauth configuration asked for it explicitly
 	}
-	client := &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment},
+	// The instance's egress policy decides where the fetch may connect,
+	// checked on the resolved address: a barURL naming the control plane,
+	// a runtime or a private service is refused unless allowed.
+	_, policy := r.egressPolicy(ctx, instanceID)
+	dial := policy.Dialer(&net.Dialer{Timeout: 30 * time.Second})
+	client := &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment, DialContext: dial},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if req.URL.Scheme != "https" {
 				return errors.New("redirect away from https refused")

@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluice-dev/sluice/internal/egress"
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/secret"
 )
@@ -123,6 +124,10 @@ func (s *Settings) validate() error {
 type Configuration struct {
 	Settings Settings
 	Flow     *flow.Config
+	// Egress is the policy of the http steps' connections, from
+	// egress/policy.json (written by the control plane); nil: the
+	// default, local addresses closed.
+	Egress *egress.Policy
 	// Sources lists the files read, for the service trace and the log;
 	// it names files, never their content.
 	Sources []string
@@ -156,6 +161,9 @@ func LoadConfigDir(dir string) (*Configuration, error) {
 	if err := c.readPolicies(filepath.Join(dir, dirPolicies)); err != nil {
 		return nil, err
 	}
+	if err := c.readEgress(filepath.Join(dir, dirEgress, "policy.json")); err != nil {
+		return nil, err
+	}
 	if gen := filepath.Join(dir, dirGeneric); isDir(gen) {
 		// os.DirFS follows symbolic links on purpose: Kubernetes mounts
 		// secrets and config maps as links into a ..data directory.
@@ -165,6 +173,27 @@ func LoadConfigDir(dir string) (*Configuration, error) {
 	c.Flow.Values = c.Settings.Values
 	c.Flow.Timeout = c.Settings.Flows.Timeout
 	return c, nil
+}
+
+// dirEgress holds policy.json, the egress policy the control plane
+// pushes: the instance's allow-list and its own deny-list.
+const dirEgress = "egress"
+
+func (c *Configuration) readEgress(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("runtime: %s: %w", path, err)
+	}
+	p, err := egress.ParseFile(data)
+	if err != nil {
+		return fmt.Errorf("runtime: %s: %w", path, err)
+	}
+	c.Egress = p
+	c.Sources = append(c.Sources, dirEgress+"/policy.json")
+	return nil
 }
 
 func isDir(p string) bool {

@@ -161,6 +161,11 @@ func launch(t *testing.T, args ...string) *proc {
 	if !hasFlag(args, "--admin-listen") {
 		full = append(full, "--admin-listen", "127.0.0.1:0")
 	}
+	// The tests' backends are httptest servers on loopback, which the
+	// egress policy closes by default.
+	if !hasFlag(args, "--egress-allow") {
+		full = append(full, "--egress-allow", "127.0.0.1")
+	}
 	if !hasFlag(args, "--admin-token-file") {
 		full = append(full, "--admin-token-file", adminTokenFile)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/sluice-dev/sluice/internal/bar"
+	"github.com/sluice-dev/sluice/internal/egress"
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/gateway"
 	"github.com/sluice-dev/sluice/internal/httplimit"
@@ -70,6 +71,9 @@ type Options struct {
 	// AdminPprof serves Go's profiles under /debug/pprof/ (behind the
 	// admin credential).
 	AdminPprof bool
+	// EgressAllow adds entries to the egress allow-list of the http
+	// steps (see package egress), e.g. "127.0.0.1:9000".
+	EgressAllow []string
 }
 
 // Runtime is one running integration runtime.
@@ -279,6 +283,12 @@ func newRuntime(opts Options) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	extra, err := egress.Parse(opts.EgressAllow, nil)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: --egress-allow: %w", err)
+	}
+	conf.Egress = conf.Egress.With(extra.Allow, nil)
+	conf.Flow.Dial = conf.Egress.Dialer(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second})
 	red := newRedactor(conf.Flow.Credentials)
 	level, _ := conf.Settings.LogLevel()
 	hopts := &slog.HandlerOptions{Level: level}

@@ -173,6 +173,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		rec := &orchestrator.Reconciler{Store: st, Configs: configs, Backend: backend, Log: cfg.Log.With("component", "reconciler"),
 			Now: cfg.Now, MaxBARSize: cfg.MaxBARSize, Bundles: bundles, BundleBase: loopbackURL(ln.Addr())}
 		a.Bundles = bundles
+		rec.EgressDeny = egressDeny(ln.Addr())
+		a.Egress = &orchestrator.EgressPolicies{Store: st, IAM: svc, Kick: rec.Kick}
 		runtimes.Kick = rec.Kick
 		a.Reconciler = rec
 		a.Traces = &orchestrator.Traces{Store: st, IAM: svc, Reconciler: rec, Now: cfg.Now}
@@ -239,6 +241,23 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	cfg.Log.Info("stopped")
 	return nil
+}
+
+// egressDeny are the addresses flows may not reach even when an
+// instance's allow-list opens loopback or the host's network: this
+// control plane's listener and the local backend's runtime ports (their
+// default range, on loopback). Admin listeners have ports of the kernel's
+// choosing and a credential of their own.
+func egressDeny(listen net.Addr) []string {
+	deny := []string{"127.0.0.0/8:7801-8800"}
+	host, port, err := net.SplitHostPort(listen.String())
+	if err != nil {
+		return deny
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return append(deny, "0.0.0.0/0:"+port, "[::/0]:"+port)
+	}
+	return append(deny, net.JoinHostPort(host, port))
 }
 
 // controlPlaneTimeouts fills the limits not given with the defaults.

@@ -174,6 +174,8 @@ type IAM interface {
 
 	GetSetting(ctx context.Context, key string) (string, error)
 	PutSettingIfAbsent(ctx context.Context, key, value string) error
+	// PutSetting stores a setting, replacing the one there.
+	PutSetting(ctx context.Context, key, value string) error
 
 	InsertAuditEvents(ctx context.Context, evs []AuditEvent) error
 	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
@@ -614,6 +616,12 @@ func (s *sqlStore) GetSetting(ctx context.Context, key string) (string, error) {
 // PutSettingIfAbsent stores a setting unless one is there already.
 func (s *sqlStore) PutSettingIfAbsent(ctx context.Context, key, value string) error {
 	_, err := s.exec(ctx, `INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, key, value)
+	return s.mapErr("write setting "+key, err)
+}
+
+// PutSetting stores a setting, replacing the one there.
+func (s *sqlStore) PutSetting(ctx context.Context, key, value string) error {
+	_, err := s.exec(ctx, `INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 	return s.mapErr("write setting "+key, err)
 }
 

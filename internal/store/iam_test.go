@@ -236,3 +236,26 @@ func TestLeadershipIsExclusive(t *testing.T) {
 	}
 	releaseB()
 }
+
+func TestPutSettingReplaces(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		if _, err := s.GetSetting(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing setting: %v", err)
+		}
+		for _, v := range []string{"one", "two"} {
+			if err := s.PutSetting(ctx, "k", v); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.GetSetting(ctx, "k"); err != nil || got != v {
+				t.Fatalf("after PutSetting(%q): %q %v", v, got, err)
+			}
+		}
+		if err := s.PutSettingIfAbsent(ctx, "k", "three"); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.GetSetting(ctx, "k"); got != "two" {
+			t.Errorf("PutSettingIfAbsent replaced it: %q", got)
+		}
+	})
+}

@@ -28,6 +28,12 @@ AUTH=$(jq -cn --arg u "$EXT_USER" --arg p "$EXT_PASS" --rawfile ca "$EXT_CA" \
 api --fail-with-body -X PUT "$SLUICE/api/v1/configurations/ext-auth" -H 'content-type: application/json' \
   -d "{\"metadata\":{\"name\":\"ext-auth\"},\"spec\":{\"type\":\"barauth\",\"description\":\"https BAR repo\",\"data\":\"$AUTH\"}}" >/dev/null
 
+step "2b. egress allow-list: the local BAR repository and the orders backend (local addresses are closed by default)"
+REPO=$(echo "$EXT_BAR_URL" | sed -E 's#^https://([^/]+)/.*#\1#')
+api --fail-with-body -X PUT "$SLUICE/api/v1/egress-policy" -H 'content-type: application/json' \
+  -d "$(jq -cn --arg repo "$REPO" '{allow:[$repo,"127.0.0.1:9"]}')" | jq -e --arg repo "$REPO" '.allow == [$repo,"127.0.0.1:9"]' >/dev/null \
+  || fail "egress allow-list not stored"
+
 step "3. runtime 1 from the external https BAR"
 api --fail-with-body -X PUT "$SLUICE/api/v1/integration-runtimes/ir1" -H 'content-type: application/json' -d "$(jq -cn --arg url "$EXT_BAR_URL" \
   '{metadata:{name:"ir1"},spec:{template:{spec:{containers:[{name:"runtime"}]}},barURL:[$url],configurations:["ext-auth"],version:"13.0",replicas:1}}')" >/dev/null
