@@ -356,6 +356,31 @@ func TestAppTokens(t *testing.T) {
 	}
 }
 
+// A leased credential's tokens end with the lease, so a gateway that checks
+// only the signature and exp never accepts one past it.
+func TestLeaseTokensEndWithTheLease(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	ctx := context.Background()
+	path := e.app(t, &apps.CredentialPolicy{DefaultTTL: 10 * time.Minute, MaxTTL: 2 * time.Hour})
+	_, is, err := e.svc.CreateLease(ctx, e.dev, path, apps.CredentialInput{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := e.svc.ClientCredentialsGrant(ctx, iam.TokenRequest{ClientID: is.Credential.ClientID, ClientSecret: is.Secret})
+	if err != nil || tok.ExpiresIn != 600 {
+		t.Fatalf("token of a 10-minute lease = %+v, %v; want expires_in 600", tok, err)
+	}
+	e.clock.Advance(4 * time.Minute)
+	tok, err = e.svc.ClientCredentialsGrant(ctx, iam.TokenRequest{ClientID: is.Credential.ClientID, ClientSecret: is.Secret})
+	if err != nil || tok.ExpiresIn != 360 {
+		t.Fatalf("token 4 minutes into a 10-minute lease = %+v, %v; want expires_in 360", tok, err)
+	}
+	e.clock.Advance(6 * time.Minute)
+	if _, err := e.iam.Tokens.Verify(ctx, tok.AccessToken); err == nil {
+		t.Fatal("a lease's token verified after the lease ended")
+	}
+}
+
 func TestLeases(t *testing.T) {
 	e := newEnv(t, "sqlite")
 	ctx := context.Background()

@@ -227,8 +227,12 @@ func (s *Service) ClientCredentialsGrant(ctx context.Context, r iam.TokenRequest
 		}
 		return iam.TokenResponse{}, err
 	}
-	raw, c, err := s.IAM.Tokens.Mint(iam.Claims{Subject: au.App.ID, ClientID: au.Credential.ClientID, InstanceID: au.Credential.InstanceID,
-		Scope: AppScope, CatalogID: au.Credential.CatalogID, ConsumerOrgID: au.Credential.ConsumerOrgID})
+	var notAfter time.Time // a lease's tokens end with the lease
+	if au.Credential.Leased() {
+		notAfter = au.Credential.ExpiresAt
+	}
+	raw, c, err := s.IAM.Tokens.MintUntil(iam.Claims{Subject: au.App.ID, ClientID: au.Credential.ClientID, InstanceID: au.Credential.InstanceID,
+		Scope: AppScope, CatalogID: au.Credential.CatalogID, ConsumerOrgID: au.Credential.ConsumerOrgID}, notAfter)
 	if err != nil {
 		return iam.TokenResponse{}, err
 	}

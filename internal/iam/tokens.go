@@ -240,7 +240,13 @@ func (t *Tokens) reload(ctx context.Context) error {
 // Mint signs c, filling iss, aud, iat, exp and jti. expires_in of the
 // answer must be taken from the returned claims (exp − iat), never from
 // configuration, so the two cannot disagree.
-func (t *Tokens) Mint(c Claims) (string, Claims, error) {
+func (t *Tokens) Mint(c Claims) (string, Claims, error) { return t.MintUntil(c, time.Time{}) }
+
+// MintUntil is Mint with the token's expiry cut to notAfter when that comes
+// before the usual lifetime (a zero notAfter: no cut). A token minted from
+// a credential that itself expires (a leased app credential) must not
+// outlive it: a gateway that verifies tokens offline sees only exp.
+func (t *Tokens) MintUntil(c Claims, notAfter time.Time) (string, Claims, error) {
 	t.mu.RLock()
 	k := t.active
 	t.mu.RUnlock()
@@ -250,6 +256,9 @@ func (t *Tokens) Mint(c Claims) (string, Claims, error) {
 	now := t.now().Unix()
 	c.Issuer, c.Audience = t.Issuer, t.Audience
 	c.IssuedAt, c.Expiry = now, now+int64(t.Lifetime/time.Second)
+	if !notAfter.IsZero() && notAfter.Unix() < c.Expiry {
+		c.Expiry = notAfter.Unix()
+	}
 	c.ID = randomID(16)
 	payload, err := json.Marshal(c)
 	if err != nil {
