@@ -194,7 +194,12 @@ func (a *API) putBARFile(w http.ResponseWriter, r *http.Request) {
 	f, created, err := a.BARs.Put(r.Context(), principal(r), r.PathValue("name"), body)
 	var inv *barstore.InvalidError
 	var big *barstore.TooLargeError
+	var busy *barstore.BusyError
 	switch {
+	case errors.As(err, &busy):
+		w.Header().Set("Retry-After", strconv.Itoa(int(busy.RetryAfter.Seconds())))
+		writeError(w, r, http.StatusServiceUnavailable, "Busy", busy.Error())
+		return
 	case errors.As(err, &inv):
 		writeJSON(w, http.StatusUnprocessableEntity, errorBody{Error: errorTitle, Code: http.StatusUnprocessableEntity, Reason: "InvalidBAR",
 			Message: inv.Error(), Details: inv.Problems, RequestID: requestID(r)})

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/bar"
@@ -38,6 +39,47 @@ type Service struct {
 	// InUse refuses deleting a BAR file that runtimes use (unless force);
 	// nil allows every delete.
 	InUse func(ctx context.Context, instanceID, kind, name string, force bool) error
+	// MaxValidations bounds the uploads validated at once (0:
+	// DefaultMaxValidations). Validating loads the whole project; the
+	// flow engine's limits bound what one load costs, this bounds how
+	// many such costs add up. An upload over it is refused with BusyError
+	// rather than queued, so waiting requests hold no memory.
+	MaxValidations int
+
+	semOnce     sync.Once
+	validations chan struct{}
+}
+
+// DefaultMaxValidations is the default of Service.MaxValidations.
+const DefaultMaxValidations = 2
+
+// BusyError is an upload refused because MaxValidations uploads are being
+// validated; the caller should retry after RetryAfter.
+type BusyError struct {
+	Limit      int
+	RetryAfter time.Duration
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("%d BAR files are being validated, the limit of uploads validated at once (--max-bar-validations); retry in %s", e.Limit, e.RetryAfter)
+}
+
+func (s *Service) maxValidations() int {
+	if s.MaxValidations > 0 {
+		return s.MaxValidations
+	}
+	return DefaultMaxValidations
+}
+
+// acquire takes a validation slot, or returns a BusyError.
+func (s *Service) acquire() (release func(), err error) {
+	s.semOnce.Do(func() { s.validations = make(chan struct{}, s.maxValidations()) })
+	select {
+	case s.validations <- struct{}{}:
+		return func() { <-s.validations }, nil
+	default:
+		return nil, &BusyError{Limit: cap(s.validations), RetryAfter: 2 * time.Second}
+	}
 }
 
 func (s *Service) now() time.Time { return s.Now.Now().UTC() }
@@ -101,7 +143,12 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io
 	case n == 0:
 		return File{}, false, iam.Invalidf("the body is empty: send the BAR file's bytes (curl --data-binary @file.bar)")
 	}
+	release, err := s.acquire()
+	if err != nil {
+		return File{}, false, err
+	}
 	info, err := bar.Inspect(ctx, tmp, n, &bar.Limits{MaxArchiveSize: limit})
+	release()
 	if err != nil {
 		return File{}, false, &InvalidError{Problems: problems(err)}
 	}

@@ -84,6 +84,7 @@ func newServeCommand() *cobra.Command {
 		rateClient      string
 		rateInstance    string
 		maxBARSize      int64
+		maxValidations  int64
 		runtimeBackend  string
 		gravitee        graviteeFlags
 		graviteeInst    string
@@ -108,6 +109,9 @@ Environment:
 			log, err := obs.NewLogger(os.Stderr, logFormat, logLevel)
 			if err != nil {
 				return err
+			}
+			if maxValidations < 1 || maxValidations > 1024 {
+				return fmt.Errorf("--max-bar-validations %d is out of range: give 1 to 1024", maxValidations)
 			}
 			if runtimeBackend != "local" && runtimeBackend != "none" {
 				return fmt.Errorf("--runtime-backend %q is not local or none", runtimeBackend)
@@ -143,6 +147,7 @@ Environment:
 				RateLimitClient:   perClient,
 				RateLimitInstance: perInstance,
 				MaxBARSize:        maxBARSize,
+				MaxBARValidations: int(maxValidations),
 				RuntimeBackend:    runtimeBackend,
 				Federation:        fed,
 				HTTPTimeouts:      timeouts,
@@ -159,6 +164,7 @@ Environment:
 	f.StringVar(&rateClient, "rate-limit-client", "600/1m", "API calls allowed per client id, as N/DURATION, or off")
 	f.StringVar(&rateInstance, "rate-limit-instance", "3000/1m", "API calls allowed per instance, as N/DURATION, or off")
 	f.Int64Var(&maxBARSize, "max-bar-size", 100<<20, "largest BAR file upload accepted, in bytes")
+	f.Int64Var(&maxValidations, "max-bar-validations", 2, "BAR uploads validated at once; more are refused with 503 and Retry-After")
 	f.StringVar(&runtimeBackend, "runtime-backend", "local", "where integration runtimes run: local (child processes) or none")
 	f.DurationVar(&timeouts.ReadHeader, "http-read-header-timeout", httplimit.ControlPlane.ReadHeader, "how long a client may take to send a request's headers")
 	f.DurationVar(&timeouts.Read, "http-read-timeout", httplimit.ControlPlane.Read, "how long a client may take to send a whole request, body included (BAR uploads)")
@@ -175,7 +181,7 @@ Environment:
 		"listen": "SLUICE_LISTEN", "shutdown-timeout": "SLUICE_SHUTDOWN_TIMEOUT", "public-url": "SLUICE_PUBLIC_URL",
 		"token-lifetime": "SLUICE_TOKEN_LIFETIME", "token-signing-alg": "SLUICE_TOKEN_SIGNING_ALG",
 		"rate-limit-client": "SLUICE_RATE_LIMIT_CLIENT", "rate-limit-instance": "SLUICE_RATE_LIMIT_INSTANCE",
-		"max-bar-size": "SLUICE_MAX_BAR_SIZE", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
+		"max-bar-size": "SLUICE_MAX_BAR_SIZE", "max-bar-validations": "SLUICE_MAX_BAR_VALIDATIONS", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
 		"log-format": "SLUICE_LOG_FORMAT", "log-level": "SLUICE_LOG_LEVEL",
 		"http-read-header-timeout": "SLUICE_HTTP_READ_HEADER_TIMEOUT", "http-read-timeout": "SLUICE_HTTP_READ_TIMEOUT",
 		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",

@@ -137,6 +137,12 @@ func runTestFile(ctx context.Context, fsys fs.FS, file string, opts TestOptions,
 		return nil, err
 	}
 	var tf testFile
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err == nil {
+		if deep := yamlTooDeep(&doc); deep != nil {
+			return nil, fmt.Errorf("%s:%d: invalid test fixture: nested more than %d deep", file, deep.Line, MaxDocumentDepth)
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&tf); err != nil {

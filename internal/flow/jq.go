@@ -101,15 +101,22 @@ func (l *loader) loadModules() *moduleSet {
 		}
 		name := strings.TrimSuffix(strings.TrimPrefix(file, JQDir+"/"), path.Ext(file))
 		if path.Ext(file) == ".json" {
-			v, err := decodeJSON(data)
+			if err := l.budget.document(data); err != nil {
+				l.errAt(file, nil, "%v", err)
+				continue
+			}
+			v, err := decodeProjectJSON(data)
 			if err != nil {
-				l.errAt(file, nil, "invalid JSON: %v", err)
+				l.jsonErr(file, err)
 				continue
 			}
 			m.data[name] = v
 			continue
 		}
-		q, err := gojq.Parse(string(data))
+		q, err := parseJQ(string(data))
+		if err == nil {
+			err = l.budget.program(string(data))
+		}
 		if err != nil {
 			line, col := 1, 1
 			var pe *gojq.ParseError
@@ -359,7 +366,10 @@ func (t *template) fast(in any) (string, bool) {
 // compileJQ parses and compiles src, reporting errors at node (shifted by
 // the parser's offset when the text maps one-to-one onto the YAML source).
 func (c *compiler) compileJQ(n *yaml.Node, src string, what string) *expr {
-	q, err := gojq.Parse(src)
+	q, err := parseJQ(src)
+	if err == nil {
+		err = c.l.budget.program(src)
+	}
 	if err != nil {
 		c.jqParseErr(n, src, what, err)
 		return nil
@@ -479,7 +489,7 @@ func (c *compiler) structSource(n *yaml.Node, what string, depth int) (string, b
 			return "", false
 		}
 		// Parse the leaf alone so an error points at its own position.
-		if _, err := gojq.Parse(src); err != nil {
+		if _, err := parseJQ(src); err != nil {
 			c.jqParseErr(n, src, what, err)
 			return "", false
 		}
@@ -633,6 +643,15 @@ func (c *compiler) tmpl(n *yaml.Node, what string) *template {
 		t.parts = parts
 	}
 	return t
+}
+
+// decodeProjectJSON decodes a JSON file of the project (a schema, jq
+// data) within MaxDocumentDepth.
+func decodeProjectJSON(data []byte) (any, error) {
+	if err := checkJSONDepth(data); err != nil {
+		return nil, err
+	}
+	return decodeJSON(data)
 }
 
 func decodeJSON(data []byte) (any, error) {

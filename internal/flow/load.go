@@ -91,6 +91,7 @@ type loader struct {
 	errs    []*LoadError
 	env     *jqEnv
 	schemas *schemaSet
+	budget  budget
 }
 
 func (l *loader) errAt(file string, n *yaml.Node, format string, args ...any) {
@@ -130,7 +131,7 @@ func Load(ctx context.Context, fsys fs.FS, cfg *Config) (p *Project, err error) 
 		return nil, err
 	}
 	l.env = &jqEnv{modules: modules, fsys: fsys, cfg: cfg}
-	l.schemas = newSchemaSet(fsys)
+	l.schemas = newSchemaSet(l)
 	l.checkSchemas()
 	p.OpenAPI = l.checkOpenAPI()
 	p.Static = l.listFiles(StaticDir, nil)
@@ -305,6 +306,10 @@ func (l *loader) listFiles(dir string, exts []string) []string {
 
 // parseYAML parses one YAML document and returns its root content node.
 func (l *loader) parseYAML(file string, data []byte) *yaml.Node {
+	if err := l.budget.document(data); err != nil {
+		l.errAt(file, nil, "%v", err)
+		return nil
+	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
@@ -324,11 +329,26 @@ func (l *loader) parseYAML(file string, data []byte) *yaml.Node {
 		l.errAt(file, nil, "file is empty")
 		return nil
 	}
+	if deep := yamlTooDeep(doc.Content[0]); deep != nil {
+		l.errAt(file, deep, "nested more than %d deep", MaxDocumentDepth)
+		return nil
+	}
 	if n := expandedSize(doc.Content[0], map[*yaml.Node]int{}, 0); n > maxExpandedNodes {
 		l.errAt(file, nil, "document expands to more than %d nodes through aliases", maxExpandedNodes)
 		return nil
 	}
 	return doc.Content[0]
+}
+
+// jsonErr reports a JSON file that does not decode, at the line of a
+// nesting problem when that is what it is.
+func (l *loader) jsonErr(file string, err error) {
+	var de *jsonDepthError
+	if errors.As(err, &de) {
+		l.errPos(file, de.Line, de.Column, "invalid JSON: nested more than %d deep", MaxDocumentDepth)
+		return
+	}
+	l.errAt(file, nil, "invalid JSON: %v", err)
 }
 
 // maxExpandedNodes bounds a document with its aliases expanded: the

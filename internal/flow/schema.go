@@ -29,16 +29,17 @@ type schemaSet struct {
 	failed   map[string]error
 }
 
-func newSchemaSet(fsys fs.FS) *schemaSet {
+func newSchemaSet(l *loader) *schemaSet {
 	c := jsonschema.NewCompiler()
-	c.UseLoader(projectLoader{fsys})
+	c.UseLoader(projectLoader{l})
 	c.AssertFormat()
-	return &schemaSet{fsys: fsys, compiler: c, compiled: map[string]*jsonschema.Schema{}, failed: map[string]error{}}
+	return &schemaSet{fsys: l.fsys, compiler: c, compiled: map[string]*jsonschema.Schema{}, failed: map[string]error{}}
 }
 
 // projectLoader serves $refs from the project's files only: a schema that
-// refers to the network would make loading depend on it.
-type projectLoader struct{ fsys fs.FS }
+// refers to the network would make loading depend on it. Files are read
+// within the loader's size limit and charged to its budget.
+type projectLoader struct{ l *loader }
 
 func (p projectLoader) Load(raw string) (any, error) {
 	if !strings.HasPrefix(raw, schemaBase) {
@@ -52,21 +53,31 @@ func (p projectLoader) Load(raw string) (any, error) {
 	if !fs.ValidPath(name) {
 		return nil, fmt.Errorf("invalid schema path %q", name)
 	}
-	data, err := fs.ReadFile(p.fsys, name)
+	data, err := p.l.readFile(name)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no file %s in the project", name)
 		}
 		return nil, err
 	}
+	if err := p.l.budget.document(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	if ext := path.Ext(name); ext == ".yaml" || ext == ".yml" {
+		var doc yaml.Node
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			return nil, fmt.Errorf("%s: invalid YAML: %w", name, err)
+		}
+		if deep := yamlTooDeep(&doc); deep != nil {
+			return nil, fmt.Errorf("%s: line %d: nested more than %d deep", name, deep.Line, MaxDocumentDepth)
+		}
 		var v any
-		if err := yaml.Unmarshal(data, &v); err != nil {
+		if err := doc.Decode(&v); err != nil {
 			return nil, fmt.Errorf("%s: invalid YAML: %w", name, err)
 		}
 		return normalizeJSON(v)
 	}
-	v, err := decodeJSON(data)
+	v, err := decodeProjectJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid JSON: %w", name, err)
 	}
@@ -94,6 +105,17 @@ func (s *schemaSet) get(name string) (*jsonschema.Schema, error) {
 // one is reported at build time rather than when a flow starts using it.
 func (l *loader) checkSchemas() {
 	for _, f := range l.listFiles(SchemasDir, []string{".json", ".yaml", ".yml"}) {
+		// Nesting is checked before the schema compiler sees the file, so
+		// the error names the line; the loader checks again for files
+		// outside schemas/ that a $ref names.
+		if path.Ext(f) == ".json" {
+			if data, err := l.readFile(f); err == nil {
+				if err := checkJSONDepth(data); err != nil {
+					l.jsonErr(f, err)
+					continue
+				}
+			}
+		}
 		if _, err := l.schemas.get(f); err != nil {
 			l.errAt(f, nil, "invalid JSON Schema: %v", err)
 		}

@@ -48,6 +48,7 @@ type Config struct {
 	RateLimitClient   iam.Limit          // per client id; zero: none
 	RateLimitInstance iam.Limit          // per instance; zero: none
 	MaxBARSize        int64              // largest BAR upload; 0: the default
+	MaxBARValidations int                // BAR uploads validated at once; 0: the default
 	RuntimeBackend    string             // "local" (default) or "none"
 	Federation        *FederationConfig  // nil: no Gravitee federation agent
 	HTTPTimeouts      httplimit.Timeouts // zero fields: httplimit.ControlPlane's
@@ -140,7 +141,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	configs := &configuration.Service{Store: st, Keyring: keyring, IAM: svc, Now: cfg.Now, InUse: runtimes.InUse}
 	a := &api.API{Store: st, IAM: svc, Log: cfg.Log, Now: cfg.Now, PublicURL: url, Runtimes: runtimes, Configs: configs,
 		BARs: &barstore.Service{Store: st, IAM: svc, TempDir: filepath.Join(dataDir, "tmp"), MaxSize: cfg.MaxBARSize, Now: cfg.Now,
-			InUse: runtimes.InUse},
+			InUse: runtimes.InUse, MaxValidations: cfg.MaxBARValidations},
 		APIs: &apis.Service{Store: st, IAM: svc, Now: cfg.Now},
 	}
 	a.Apps = &apps.Service{Store: st, IAM: svc, Now: cfg.Now}

@@ -269,7 +269,10 @@ func (d *Dashboard) message(r *http.Request, err error) (int, string) {
 	var ie *iam.Error
 	var inv *barstore.InvalidError
 	var big *barstore.TooLargeError
+	var busy *barstore.BusyError
 	switch {
+	case errors.As(err, &busy):
+		return http.StatusServiceUnavailable, busy.Error()
 	case errors.As(err, &ie):
 		switch ie.Kind {
 		case iam.KindInvalid:

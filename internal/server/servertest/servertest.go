@@ -176,6 +176,10 @@ func (s *Server) start() {
 	}
 }
 
+// Pid is the process id of the running `sluice serve`, for tests that
+// look at the process from outside (its memory in /proc).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Stdout and Stderr return what the process printed so far.
 func (s *Server) Stdout() string { return s.stdout.String() }
 func (s *Server) Stderr() string { return s.stderr.String() }
