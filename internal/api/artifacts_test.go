@@ -139,7 +139,7 @@ func TestConfigurationTypesValidateTheirData(t *testing.T) {
 		{"serverconf", "log:\n  level: debug\nvalues:\n  backendURL: http://x\n", true, ""},
 		{"serverconf", "log:\n  level: [\n", false, "YAML"},
 		{"serverconf", "- a\n- b\n", false, "mapping"},
-		{"serverconf", "log:\n  levl: debug\n", false, "levl"},
+		{"serverconf", "log:\n  levl: debug\n", false, "line 2: unknown field"},
 		{"barauth", `{"authType":"BASIC_AUTH","credentials":{"username":"u","password":"p"}}`, true, ""},
 		{"barauth", `{"authType":"BEARER_TOKEN","credentials":{"token":"t"}}`, true, ""},
 		{"barauth", `{"authType":"BASIC_AUTH","credentials":{"username":"u"}}`, false, "password"},

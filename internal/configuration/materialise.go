@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/runtime"
+	"github.com/sluice-dev/sluice/internal/secret"
 )
 
 // zipLimits bound the zips configurations carry (App Connect recommends
@@ -108,13 +109,17 @@ func checkWithRuntime(typeName string, data []byte) error {
 	if err := Materialise(dir, typeName, "check", data); err != nil {
 		return fmt.Errorf("cannot be unpacked: %v", strings.TrimPrefix(err.Error(), "bar: "))
 	}
+	// The runtime's messages name files and lines, never content; they
+	// are scrubbed again all the same, as they come from data that was
+	// perhaps written as another type (a PUT that changes only the type
+	// re-validates the stored data).
 	if _, err := runtime.LoadConfigDir(dir); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "runtime: ")
 		// Name places inside the configuration, not the scratch dir.
 		msg = strings.ReplaceAll(msg, typeName+"/check.txt:", "line ")
 		msg = strings.TrimSpace(strings.ReplaceAll(msg, typeName+"/check.yaml:", ""))
 		msg = strings.ReplaceAll(msg, typeName+"/check/", "")
-		return errors.New(msg)
+		return errors.New(secret.Scrub(msg))
 	}
 	return nil
 }

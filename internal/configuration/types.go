@@ -18,7 +18,16 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-dev/sluice/internal/secret"
 )
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
 
 // Type is one configuration type.
 type Type struct {
@@ -127,30 +136,10 @@ func Validate(typeName string, data []byte) error {
 	return nil
 }
 
-// yamlLine turns a yaml.v3 error into "line N: what", without content.
-func yamlMessage(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs := make([]string, len(te.Errors))
-		for i, m := range te.Errors {
-			if j := strings.Index(m, " in type "); j >= 0 {
-				m = m[:j]
-			}
-			// yaml.v3 quotes the offending value; drop it, it may be secret.
-			if j := strings.Index(m, " `"); j >= 0 {
-				m = m[:j]
-			}
-			msgs[i] = m
-		}
-		return strings.Join(msgs, "; ")
-	}
-	return strings.TrimPrefix(err.Error(), "yaml: ")
-}
-
 func yamlMapping(data []byte) error {
 	var n yaml.Node
 	if err := yaml.Unmarshal(data, &n); err != nil {
-		return fmt.Errorf("is not valid YAML: %s", yamlMessage(err))
+		return fmt.Errorf("is not valid YAML: %s", secret.ScrubYAML(err))
 	}
 	if len(n.Content) == 0 {
 		return errors.New("is an empty YAML document")
@@ -180,16 +169,22 @@ func ParseBarAuth(data []byte) (BarAuth, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
 		var se *json.SyntaxError
-		if errors.As(err, &se) {
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
 			return b, fmt.Errorf("is not valid JSON (at byte %d)", se.Offset)
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 			return b, errors.New("is not valid JSON: it ends too early")
+		case strings.Contains(err.Error(), "unknown field"):
+			// The field's name is data: say where it ends instead.
+			return b, fmt.Errorf("has an unknown field (before byte %d): allowed are authType and credentials.{username,password,token,caCert,insecureSsl}", dec.InputOffset())
+		case errors.As(err, &te):
+			return b, fmt.Errorf("does not have the barauth shape: %s must be a %s (at byte %d)", cmpOr(te.Field, "the document"), te.Type.Kind(), te.Offset)
 		}
-		if strings.Contains(err.Error(), "unknown field") {
-			return b, fmt.Errorf("has an %s: allowed are authType and credentials.{username,password,token,caCert,insecureSsl}", strings.TrimPrefix(err.Error(), "json: "))
-		}
-		return b, fmt.Errorf("does not have the barauth shape: %s", strings.TrimPrefix(err.Error(), "json: "))
+		return b, fmt.Errorf("does not have the barauth shape: %s", secret.Scrub(strings.TrimPrefix(err.Error(), "json: ")))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return b, fmt.Errorf("has data after the JSON object (at byte %d)", dec.InputOffset())
 	}
 	switch b.AuthType {
 	case "BASIC_AUTH":
@@ -234,7 +229,7 @@ func validateSetdbparms(data []byte) error {
 			return fmt.Errorf("line %d: %v", i+1, err)
 		}
 		if prev, dup := seen[res]; dup {
-			return fmt.Errorf("line %d: resource %q is already defined on line %d", i+1, res, prev)
+			return fmt.Errorf("line %d: its resource is already defined on line %d", i+1, prev)
 		}
 		seen[res] = i + 1
 	}
@@ -251,8 +246,9 @@ func setdbparmsResource(text string) (string, error) {
 		var res, user, pw bool
 		var name string
 		for i := 1; i < len(fields); i += 2 {
+			// Options are not quoted back: a misplaced password would be one.
 			if i+1 >= len(fields) {
-				return "", fmt.Errorf("mqsisetdbparms option %s has no value", fields[i])
+				return "", fmt.Errorf("mqsisetdbparms: option %d has no value", (i+1)/2)
 			}
 			switch fields[i] {
 			case "-n":
@@ -262,7 +258,7 @@ func setdbparmsResource(text string) (string, error) {
 			case "-p":
 				pw = true
 			default:
-				return "", fmt.Errorf("mqsisetdbparms option %s is not -n, -u or -p", fields[i])
+				return "", fmt.Errorf("mqsisetdbparms: option %d is not -n, -u or -p", (i+1)/2)
 			}
 		}
 		if !res || !user || !pw {
@@ -289,7 +285,7 @@ func validatePEMCerts(data []byte) error {
 			continue
 		}
 		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
-			return fmt.Errorf("certificate %d does not parse: %v", n+1, err)
+			return fmt.Errorf("certificate %d does not parse: %s", n+1, secret.Scrub(err.Error()))
 		}
 		n++
 	}

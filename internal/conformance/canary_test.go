@@ -1,6 +1,8 @@
 package conformance
 
 import (
+	"archive/zip"
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -242,6 +244,26 @@ func TestCanarySecretsStayPut(t *testing.T) {
 	config("serverconf with a wrong type", "bad3", "serverconf", "values: "+cs.add("serverconf scalar where a mapping belongs", mk("yaml"), nil)+"\n", 400)
 	config("barauth that is not JSON", "bad4", "barauth", `{"authType":"BASIC_AUTH","credentials":{"password":"`+cs.add("barauth password in broken JSON", mk("bapw"), nil), 400)
 	config("barauth of an unknown kind", "bad5", "barauth", `{"authType":"`+cs.add("barauth auth type", mk("auth"), nil)+`","credentials":{}}`, 400)
+	// Every type is given every malformed shape, each with a canary where
+	// a parser would quote it, so each type's every error path (and the
+	// paths other types' data takes) is crossed.
+	types := decode[struct {
+		ConfigurationTypes []struct{ Name string }
+	}](t, h.do(call{label: "configuration types", method: "GET", path: "/api/v1/configuration-types", as: admin, want: 200}))
+	for i, shape := range malformedConfigData(func(what string) string { return cs.add("configuration data: "+what, mk("cfg"), nil) }) {
+		for _, typ := range types.ConfigurationTypes {
+			enc := base64.StdEncoding.EncodeToString([]byte(shape))
+			h.do(call{label: "malformed " + typ.Name, method: "PUT", path: fmt.Sprintf("/api/v1/configurations/m%d", i), as: admin,
+				body: map[string]any{"spec": map[string]any{"type": typ.Name, "data": enc}}})
+		}
+	}
+	// A PUT that changes only the type re-validates the stored data as
+	// the new type; it once answered `serverconf: log level "<the data>"`.
+	config("accounts data that is not serverconf", "retype", "accounts", "log:\n  level: "+cs.add("accounts value read as serverconf", mk("acct"), nil)+"\n", 201)
+	for _, typ := range types.ConfigurationTypes {
+		h.do(call{label: "retype to " + typ.Name, method: "PUT", path: "/api/v1/configurations/retype", as: admin,
+			body: map[string]any{"spec": map[string]any{"type": typ.Name}}})
+	}
 	h.do(call{label: "read a configuration", method: "GET", path: "/api/v1/configurations/db", as: admin, want: 200})
 	h.do(call{label: "list configurations", method: "GET", path: "/api/v1/configurations", as: admin, want: 200})
 
@@ -348,4 +370,56 @@ func TestCanarySecretsStayPut(t *testing.T) {
 		t.Fatalf("only %d canaries were written", len(cs.list))
 	}
 	t.Logf("%d canaries, %d answers, %d audit events, %d bytes of log scanned", len(cs.list), len(h.log), len(events.AuditEvents), len(srv.Stderr()))
+}
+
+// malformedConfigData is configuration data of every shape the validators
+// refuse, each holding a secret (from canary) where a parser would quote
+// it: an unknown key, a value of the wrong type or an unknown choice, an
+// anchor, a tag, broken syntax, a misplaced password, a duplicate
+// resource, a certificate that does not parse, and zips whose files are
+// broken the same ways.
+func malformedConfigData(canary func(what string) string) []string {
+	pem := func(typ, body string) string {
+		return "-----BEGIN " + typ + "-----\n" + base64.StdEncoding.EncodeToString([]byte(body)) + "\n-----END " + typ + "-----\n"
+	}
+	zipped := func(name, data string) string {
+		var buf bytes.Buffer
+		zw := zip.NewWriter(&buf)
+		w, _ := zw.Create(name)
+		w.Write([]byte(data))
+		zw.Close()
+		return buf.String()
+	}
+	c := canary
+	return []string{
+		"log:\n  level: " + c("YAML log level") + "\n",
+		"log:\n  format: " + c("YAML log format") + "\n",
+		c("YAML unknown key") + ": 1\n",
+		"http:\n  " + c("YAML unknown nested key") + ": 1\n",
+		"http:\n  readTimeout: " + c("YAML duration") + "\n",
+		"flows:\n  maxInFlight: " + c("YAML integer") + "\n",
+		"a: *" + c("YAML anchor") + "\n",
+		"log:\n  level: !" + c("YAML tag") + " x\n",
+		"values: [" + c("YAML in a broken list") + "\n",
+		"values: {a: '" + c("YAML in a broken quote") + "\n",
+		c("YAML scalar document") + "\n",
+		"values:\n  ? [" + c("YAML non-string key") + "]\n  : 1\n",
+		`{"` + c("JSON unknown field") + `":1}`,
+		`{"authType":"BASIC_AUTH","credentials":{"` + c("JSON unknown nested field") + `":"x"}}`,
+		`{"authType":"` + c("JSON auth type") + `","credentials":{}}`,
+		`{"authType":"BASIC_AUTH","credentials":{"username":1,"password":"` + c("JSON beside a wrong type") + `"}}`,
+		`{"authType":"BASIC_AUTH","credentials":{"username":"u","password":"p","insecureSsl":"` + c("JSON insecureSsl") + `"}}`,
+		`{"authType":"BASIC_AUTH","credentials":{"password":"` + c("JSON broken"),
+		`{"authType":"BEARER_TOKEN","credentials":{"token":"t"}} ` + c("JSON trailing data"),
+		"jdbc " + c("setdbparms short line") + "\n",
+		"mqsisetdbparms -n res -u user " + c("setdbparms misplaced password") + "\n",
+		"mqsisetdbparms -" + c("setdbparms unknown option") + " x -n res -u user -p pw\n",
+		func() string { r := c("setdbparms duplicate resource"); return r + " u p\n" + r + " u p\n" }(),
+		"[" + c("INI section") + "\n",
+		pem("CERTIFICATE", c("certificate body")),
+		pem(c("PEM block type"), "x"),
+		zipped("p/db.yaml", "url: ["+c("policy in broken YAML")+"\n"),
+		zipped("p/db.yaml", "? ["+c("policy non-string key")+"]\n: 1\n"),
+		"PK\x03\x04" + c("not a zip"),
+	}
 }

@@ -92,7 +92,9 @@ func DefaultSettings() Settings {
 func (s *Settings) LogLevel() (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s.Log.Level)); err != nil {
-		return 0, fmt.Errorf("runtime: serverconf: log level %q: want debug, info, warn or error", s.Log.Level)
+		// The value is not quoted: the file may hold secrets elsewhere,
+		// and a misplaced one would land here.
+		return 0, errors.New("runtime: serverconf: log.level must be debug, info, warn or error")
 	}
 	return l, nil
 }
@@ -103,7 +105,7 @@ func (s *Settings) validate() error {
 	}
 	switch {
 	case s.Log.Format != "json" && s.Log.Format != "text":
-		return fmt.Errorf("runtime: serverconf: log format %q: want json or text", s.Log.Format)
+		return errors.New("runtime: serverconf: log.format must be json or text")
 	case s.HTTP.MaxBodyBytes <= 0:
 		return errors.New("runtime: serverconf: http.maxBodyBytes must be positive")
 	case s.HTTP.ReadHeaderTimeout <= 0 || s.HTTP.ReadTimeout <= 0 || s.HTTP.IdleTimeout <= 0 || s.HTTP.WriteTimeout <= 0:
@@ -271,21 +273,8 @@ func (c *Configuration) readServerconf(dir string) error {
 }
 
 // yamlMessage renders a YAML error for a person: the line and what is
-// wrong, without the Go type it was decoded into.
-func yamlMessage(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs := make([]string, len(te.Errors))
-		for i, m := range te.Errors {
-			if j := strings.Index(m, " in type "); j >= 0 {
-				m = m[:j]
-			}
-			msgs[i] = m
-		}
-		return strings.Join(msgs, "; ")
-	}
-	return strings.TrimPrefix(err.Error(), "yaml: ")
-}
+// wrong, without the data or the Go type it was decoded into.
+func yamlMessage(err error) string { return secret.ScrubYAML(err) }
 
 // jsonValue converts what YAML decoded into the JSON data model.
 func jsonValue(v any) (any, error) {
@@ -295,7 +284,7 @@ func jsonValue(v any) (any, error) {
 		for k, x := range v {
 			y, err := jsonValue(x)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
+				return nil, err
 			}
 			out[k] = y
 		}
@@ -307,7 +296,7 @@ func jsonValue(v any) (any, error) {
 		for i, x := range v {
 			y, err := jsonValue(x)
 			if err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
+				return nil, err
 			}
 			out[i] = y
 		}
@@ -321,7 +310,7 @@ func jsonValue(v any) (any, error) {
 	// render it or says why not.
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, err
+		return nil, errors.New(secret.Scrub(err.Error()))
 	}
 	var out any
 	return out, json.Unmarshal(b, &out)
@@ -360,7 +349,7 @@ func (c *Configuration) readSetdbparms(dir string) error {
 			}
 			if _, dup := c.Flow.Credentials[res]; dup {
 				f.Close()
-				return fmt.Errorf("runtime: %s:%d: resource %q is defined twice", rel(name), line, res)
+				return fmt.Errorf("runtime: %s:%d: the line's resource is defined twice", rel(name), line)
 			}
 			c.Flow.Credentials[res] = cred
 		}
@@ -379,8 +368,9 @@ func parseCredential(text string) (string, flow.Credential, error) {
 	if fields[0] == "mqsisetdbparms" {
 		var res, user, pw string
 		for i := 1; i < len(fields); i++ {
+			// Options are not quoted back: a misplaced password would be one.
 			if i+1 >= len(fields) {
-				return "", flow.Credential{}, fmt.Errorf("mqsisetdbparms: option %s has no value", fields[i])
+				return "", flow.Credential{}, fmt.Errorf("mqsisetdbparms: option %d has no value", (i+1)/2)
 			}
 			switch fields[i] {
 			case "-n":
@@ -390,7 +380,7 @@ func parseCredential(text string) (string, flow.Credential, error) {
 			case "-p":
 				pw = fields[i+1]
 			default:
-				return "", flow.Credential{}, fmt.Errorf("mqsisetdbparms: unknown option %s (want -n, -u, -p)", fields[i])
+				return "", flow.Credential{}, fmt.Errorf("mqsisetdbparms: option %d is not -n, -u or -p", (i+1)/2)
 			}
 			i++
 		}

@@ -633,7 +633,7 @@ func TestRefusesToStart(t *testing.T) {
 			"setdbparms/x.txt": "backend only-user-" + canaryPassword + "\n"})},
 			[]string{"setdbparms/x.txt:1", "want `resource user password`"}, canaryPassword},
 		{"unknown serverconf key", []string{"--bar", hello, "--config-dir", configDir(t, map[string]string{
-			"serverconf/a.yaml": "http:\n  maxBodyByte: 10\n"})}, []string{"serverconf/a.yaml", "maxBodyByte"}, ""},
+			"serverconf/a.yaml": "http:\n  maxBodyByte: 10\n"})}, []string{"serverconf/a.yaml: line 2: unknown field"}, ""},
 		{"unknown trace type", []string{"--bar", hello, "--trace", "debug"}, []string{`unknown trace type "debug"`}, ""},
 		{"listen address taken", []string{"--bar", hello, "--config-dir", standardConfig(t, b, nil), "--admin-listen", b.srv.Listener.Addr().String()},
 			[]string{"admin listener"}, canaryPassword},

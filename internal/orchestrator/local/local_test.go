@@ -907,7 +907,8 @@ func TestStartFailureShowsInLastError(t *testing.T) {
 		o = observe(t, b, testKey)
 		return o.LastError != ""
 	})
-	if !strings.Contains(o.LastError, "timeuot") || o.AvailableReplicas != 0 {
+	// The runtime names file and line, not the key: keys are data too.
+	if !strings.Contains(o.LastError, "serverconf/server.yaml: line 2: unknown field") || strings.Contains(o.LastError, "timeuot") || o.AvailableReplicas != 0 {
 		t.Fatalf("observed %+v; want the runtime's own complaint about the setting", o)
 	}
 	if strings.Contains(o.LastError, canary) {
