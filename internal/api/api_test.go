@@ -27,6 +27,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/server"
 	"github.com/sluice-dev/sluice/internal/store"
 )
 
@@ -49,6 +50,7 @@ type envOpts struct {
 	perClient   iam.Limit
 	perInstance iam.Limit
 	maxBAR      int64
+	quotas      server.Quotas
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -79,10 +81,11 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatalf("bootstrap: %v", err)
 	}
 	logs := &bytes.Buffer{}
-	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: clk.Now}
+	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: clk.Now, MaxRuntimes: o.quotas.Runtimes, MaxReplicas: o.quotas.Replicas}
 	a := &api.API{Store: st, IAM: svc, Log: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.Now, PublicURL: url, Runtimes: runtimes,
-		Configs: &configuration.Service{Store: st, Keyring: kr, IAM: svc, Now: clk.Now, InUse: runtimes.InUse},
-		BARs:    &barstore.Service{Store: st, IAM: svc, TempDir: t.TempDir(), MaxSize: o.maxBAR, Now: clk.Now, InUse: runtimes.InUse},
+		Configs: &configuration.Service{Store: st, Keyring: kr, IAM: svc, Now: clk.Now, InUse: runtimes.InUse, MaxArchiveInflated: o.quotas.ConfigArchive},
+		BARs: &barstore.Service{Store: st, IAM: svc, TempDir: t.TempDir(), MaxSize: o.maxBAR, Now: clk.Now, InUse: runtimes.InUse,
+			MaxStorage: o.quotas.BARStorage},
 	}
 	if o.perClient.Requests > 0 || o.perInstance.Requests > 0 {
 		a.RateLimit = &iam.RateLimiter{PerClient: o.perClient, PerInstance: o.perInstance, Now: clk.Now}

@@ -45,6 +45,9 @@ type Service struct {
 	// many such costs add up. An upload over it is refused with BusyError
 	// rather than queued, so waiting requests hold no memory.
 	MaxValidations int
+	// MaxStorage is the quota of BAR bytes every instance may store
+	// (0: none); an upload that would take it over is refused.
+	MaxStorage int64
 
 	semOnce     sync.Once
 	validations chan struct{}
@@ -143,6 +146,13 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io
 	case n == 0:
 		return File{}, false, iam.Invalidf("the body is empty: send the BAR file's bytes (curl --data-binary @file.bar)")
 	}
+	if err := s.checkStorage(ctx, p, name, n); err != nil {
+		action := "barFile.update"
+		if _, gerr := s.Store.GetBARFile(ctx, p.InstanceID, name); gerr != nil {
+			action = "barFile.create"
+		}
+		return File{}, false, s.IAM.Finish(ctx, p, action, "barFile/"+name, err)
+	}
 	release, err := s.acquire()
 	if err != nil {
 		return File{}, false, err
@@ -170,6 +180,29 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io
 		return File{}, false, err
 	}
 	return File{BARFile: f, Info: *info}, created, nil
+}
+
+// checkStorage refuses an upload of n bytes under name that would take
+// the instance's stored BAR bytes over MaxStorage; the BAR it replaces
+// does not count.
+func (s *Service) checkStorage(ctx context.Context, p iam.Principal, name string, n int64) error {
+	if s.MaxStorage <= 0 {
+		return nil
+	}
+	list, err := s.Store.ListBARFiles(ctx, p.InstanceID)
+	if err != nil {
+		return err
+	}
+	var used int64
+	for _, f := range list {
+		if f.Name != name {
+			used += f.Size
+		}
+	}
+	if used+n > s.MaxStorage {
+		return iam.Forbiddenf("quota exceeded: this BAR file is %d bytes and the instance's other BAR files %d, more than its quota of %d bytes (--quota-bar-storage)", n, used, s.MaxStorage)
+	}
+	return nil
 }
 
 // problems splits a load error into one line per problem.

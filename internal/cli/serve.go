@@ -85,6 +85,7 @@ func newServeCommand() *cobra.Command {
 		rateInstance    string
 		maxBARSize      int64
 		maxValidations  int64
+		quotas          server.Quotas
 		runtimeBackend  string
 		gravitee        graviteeFlags
 		graviteeInst    string
@@ -109,6 +110,9 @@ Environment:
 			log, err := obs.NewLogger(os.Stderr, logFormat, logLevel)
 			if err != nil {
 				return err
+			}
+			if quotas.Runtimes < 0 || quotas.Replicas < 0 || quotas.BARStorage < 0 || quotas.ConfigArchive < 0 {
+				return fmt.Errorf("a --quota-* flag is negative: give 0 (no quota) or more")
 			}
 			if maxValidations < 1 || maxValidations > 1024 {
 				return fmt.Errorf("--max-bar-validations %d is out of range: give 1 to 1024", maxValidations)
@@ -148,6 +152,7 @@ Environment:
 				RateLimitInstance: perInstance,
 				MaxBARSize:        maxBARSize,
 				MaxBARValidations: int(maxValidations),
+				Quotas:            quotas,
 				RuntimeBackend:    runtimeBackend,
 				Federation:        fed,
 				HTTPTimeouts:      timeouts,
@@ -165,6 +170,11 @@ Environment:
 	f.StringVar(&rateInstance, "rate-limit-instance", "3000/1m", "API calls allowed per instance, as N/DURATION, or off")
 	f.Int64Var(&maxBARSize, "max-bar-size", 100<<20, "largest BAR file upload accepted, in bytes")
 	f.Int64Var(&maxValidations, "max-bar-validations", 2, "BAR uploads validated at once; more are refused with 503 and Retry-After")
+	// Quotas of every instance, sized for a laptop (0: no quota).
+	f.IntVar(&quotas.Runtimes, "quota-runtimes", 20, "integration runtimes one instance may have (0: no quota)")
+	f.IntVar(&quotas.Replicas, "quota-replicas", 40, "replicas the runtimes of one instance may ask for together (0: no quota)")
+	f.Int64Var(&quotas.BARStorage, "quota-bar-storage", 1<<30, "bytes of BAR files one instance may store (0: no quota)")
+	f.Int64Var(&quotas.ConfigArchive, "quota-config-archive", 16<<20, "bytes one zip configuration (generic, policyproject, loopbackdatasource) may inflate to")
 	f.StringVar(&runtimeBackend, "runtime-backend", "local", "where integration runtimes run: local (child processes) or none")
 	f.DurationVar(&timeouts.ReadHeader, "http-read-header-timeout", httplimit.ControlPlane.ReadHeader, "how long a client may take to send a request's headers")
 	f.DurationVar(&timeouts.Read, "http-read-timeout", httplimit.ControlPlane.Read, "how long a client may take to send a whole request, body included (BAR uploads)")
@@ -181,7 +191,9 @@ Environment:
 		"listen": "SLUICE_LISTEN", "shutdown-timeout": "SLUICE_SHUTDOWN_TIMEOUT", "public-url": "SLUICE_PUBLIC_URL",
 		"token-lifetime": "SLUICE_TOKEN_LIFETIME", "token-signing-alg": "SLUICE_TOKEN_SIGNING_ALG",
 		"rate-limit-client": "SLUICE_RATE_LIMIT_CLIENT", "rate-limit-instance": "SLUICE_RATE_LIMIT_INSTANCE",
-		"max-bar-size": "SLUICE_MAX_BAR_SIZE", "max-bar-validations": "SLUICE_MAX_BAR_VALIDATIONS", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
+		"max-bar-size": "SLUICE_MAX_BAR_SIZE", "max-bar-validations": "SLUICE_MAX_BAR_VALIDATIONS",
+		"quota-runtimes": "SLUICE_QUOTA_RUNTIMES", "quota-replicas": "SLUICE_QUOTA_REPLICAS", "quota-bar-storage": "SLUICE_QUOTA_BAR_STORAGE",
+		"quota-config-archive": "SLUICE_QUOTA_CONFIG_ARCHIVE", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
 		"log-format": "SLUICE_LOG_FORMAT", "log-level": "SLUICE_LOG_LEVEL",
 		"http-read-header-timeout": "SLUICE_HTTP_READ_HEADER_TIMEOUT", "http-read-timeout": "SLUICE_HTTP_READ_TIMEOUT",
 		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",

@@ -1,6 +1,7 @@
 package configuration
 
 import (
+	"archive/zip"
 	"bytes"
 	"errors"
 	"fmt"
@@ -29,6 +30,21 @@ func validateZip(data []byte) error {
 		return errors.New("is a zip with no files")
 	}
 	return nil
+}
+
+// inflatedSize is what a zip's entries declare they inflate to; ok is
+// false when data is not a zip (validation then says why). The declared
+// sizes are what the BAR reader holds every entry to.
+func inflatedSize(data []byte) (int64, bool) {
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return 0, false
+	}
+	var total uint64
+	for _, f := range zr.File {
+		total += f.UncompressedSize64
+	}
+	return int64(min(total, 1<<62)), true
 }
 
 // Materialise writes one configuration into a runtime config dir (the

@@ -24,7 +24,14 @@ type Service struct {
 	// InUse refuses deleting a configuration that runtimes use (unless
 	// force); nil allows every delete.
 	InUse func(ctx context.Context, instanceID, kind, name string, force bool) error
+	// MaxArchiveInflated is the quota of bytes one zip configuration
+	// (generic, policyproject, loopbackdatasource) may inflate to: every
+	// replica unpacks it (0: DefaultMaxArchiveInflated).
+	MaxArchiveInflated int64
 }
+
+// DefaultMaxArchiveInflated is the default of Service.MaxArchiveInflated.
+const DefaultMaxArchiveInflated = 16 << 20
 
 func (s *Service) now() time.Time { return s.Now.Now().UTC() }
 
@@ -72,6 +79,9 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, in Input, createOnly
 		if data, err = s.Keyring.Open(cur.SealedData, aad(p.InstanceID, in.Name)); err != nil {
 			return store.Configuration{}, false, err
 		}
+	}
+	if err := s.checkInflated(in.Type, data); err != nil {
+		return store.Configuration{}, false, s.IAM.Finish(ctx, p, "configuration.update", object, err)
 	}
 	if err := Validate(in.Type, data); err != nil {
 		return store.Configuration{}, false, iam.Invalidf("%s", err.Error())
@@ -134,4 +144,22 @@ func (s *Service) Data(ctx context.Context, instanceID, name string) (store.Conf
 	data, err := s.Keyring.Open(c.SealedData, aad(instanceID, name))
 	c.SealedData = nil
 	return c, data, err
+}
+
+// checkInflated refuses a zip configuration that inflates past the quota,
+// before validation unpacks it.
+func (s *Service) checkInflated(typeName string, data []byte) error {
+	switch typeName {
+	case "generic", "policyproject", "loopbackdatasource":
+	default:
+		return nil
+	}
+	limit := s.MaxArchiveInflated
+	if limit <= 0 {
+		limit = DefaultMaxArchiveInflated
+	}
+	if total, ok := inflatedSize(data); ok && total > limit {
+		return iam.Forbiddenf("quota exceeded: the archive inflates to %d bytes, the quota of a configuration archive is %d bytes (--quota-config-archive)", total, limit)
+	}
+	return nil
 }

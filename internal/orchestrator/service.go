@@ -30,6 +30,11 @@ type Service struct {
 	// Kick, when set, asks the reconciler to act on a change now rather
 	// than at its next pass.
 	Kick func()
+	// MaxRuntimes and MaxReplicas are the quotas of every instance: how
+	// many runtimes it may have, and how many replicas they may ask for
+	// together (0: no quota).
+	MaxRuntimes int
+	MaxReplicas int
 }
 
 func (s *Service) now() time.Time { return s.Now.Now().UTC() }
@@ -61,6 +66,43 @@ func Decode(r store.Runtime) (Runtime, error) {
 	return out, nil
 }
 
+// checkQuotas refuses a spec that would take the instance over
+// MaxRuntimes or MaxReplicas, counting every runtime but the one replaced.
+// Two concurrent PUTs may both pass; the quotas bound what an instance
+// asks of a host, not a billing figure, so one over by a runtime is
+// tolerated rather than serialising every write.
+func (s *Service) checkQuotas(ctx context.Context, instanceID, name string, spec Spec) error {
+	if s.MaxRuntimes <= 0 && s.MaxReplicas <= 0 {
+		return nil
+	}
+	list, err := s.Store.ListRuntimes(ctx, instanceID)
+	if err != nil {
+		return err
+	}
+	others, replicas := 0, 0
+	for _, rec := range list {
+		if rec.Name == name {
+			continue
+		}
+		others++
+		var sp Spec
+		if json.Unmarshal([]byte(rec.Spec), &sp) == nil && sp.Replicas != nil {
+			replicas += *sp.Replicas
+		}
+	}
+	if s.MaxRuntimes > 0 && others+1 > s.MaxRuntimes {
+		return iam.Forbiddenf("quota exceeded: the instance has %d integration runtimes, its quota is %d (--quota-runtimes)", others, s.MaxRuntimes)
+	}
+	want := 0
+	if spec.Replicas != nil {
+		want = *spec.Replicas
+	}
+	if s.MaxReplicas > 0 && replicas+want > s.MaxReplicas {
+		return iam.Forbiddenf("quota exceeded: %d replicas here and %d in the instance's other runtimes are more than its quota of %d replicas (--quota-replicas)", want, replicas, s.MaxReplicas)
+	}
+	return nil
+}
+
 // Put creates or replaces a runtime's spec; createOnly refuses an
 // existing name. A changed spec gets a new generation, which the
 // reconciler rolls out.
@@ -75,6 +117,13 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, spec Sp
 		if _, err := s.Store.GetRuntime(ctx, p.InstanceID, name); err == nil {
 			return Runtime{}, false, iam.Conflictf("integration runtime %s already exists", name)
 		}
+	}
+	if err := s.checkQuotas(ctx, p.InstanceID, name, spec); err != nil {
+		action := "integrationRuntime.update"
+		if _, gerr := s.Store.GetRuntime(ctx, p.InstanceID, name); gerr != nil {
+			action = "integrationRuntime.create"
+		}
+		return Runtime{}, false, s.IAM.Finish(ctx, p, action, "integrationRuntime/"+name, err)
 	}
 	specJSON, err := json.Marshal(spec)
 	if err != nil {

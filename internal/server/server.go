@@ -49,12 +49,22 @@ type Config struct {
 	RateLimitInstance iam.Limit          // per instance; zero: none
 	MaxBARSize        int64              // largest BAR upload; 0: the default
 	MaxBARValidations int                // BAR uploads validated at once; 0: the default
+	Quotas            Quotas             // of every instance
 	RuntimeBackend    string             // "local" (default) or "none"
 	Federation        *FederationConfig  // nil: no Gravitee federation agent
 	HTTPTimeouts      httplimit.Timeouts // zero fields: httplimit.ControlPlane's
 	Now               clock.Func
 	Log               *slog.Logger
 	Stdout            io.Writer // where the one start-up line goes
+}
+
+// Quotas bound what one instance may ask of the host (0: no quota, but
+// ConfigArchive 0 is its default).
+type Quotas struct {
+	Runtimes      int   // integration runtimes
+	Replicas      int   // replicas of all its runtimes together
+	BARStorage    int64 // bytes of stored BAR files
+	ConfigArchive int64 // bytes one zip configuration inflates to
 }
 
 // TokenAudience is the "aud" of every access token this control plane issues.
@@ -137,11 +147,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		<-usageDone
 	}()
 
-	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: cfg.Now}
-	configs := &configuration.Service{Store: st, Keyring: keyring, IAM: svc, Now: cfg.Now, InUse: runtimes.InUse}
+	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: cfg.Now, MaxRuntimes: cfg.Quotas.Runtimes, MaxReplicas: cfg.Quotas.Replicas}
+	configs := &configuration.Service{Store: st, Keyring: keyring, IAM: svc, Now: cfg.Now, InUse: runtimes.InUse,
+		MaxArchiveInflated: cfg.Quotas.ConfigArchive}
 	a := &api.API{Store: st, IAM: svc, Log: cfg.Log, Now: cfg.Now, PublicURL: url, Runtimes: runtimes, Configs: configs,
 		BARs: &barstore.Service{Store: st, IAM: svc, TempDir: filepath.Join(dataDir, "tmp"), MaxSize: cfg.MaxBARSize, Now: cfg.Now,
-			InUse: runtimes.InUse, MaxValidations: cfg.MaxBARValidations},
+			InUse: runtimes.InUse, MaxValidations: cfg.MaxBARValidations, MaxStorage: cfg.Quotas.BARStorage},
 		APIs: &apis.Service{Store: st, IAM: svc, Now: cfg.Now},
 	}
 	a.Apps = &apps.Service{Store: st, IAM: svc, Now: cfg.Now}
