@@ -21,7 +21,7 @@ func canaryLeak(msg string) bool {
 	return false
 }
 
-func zipOf(t *testing.T, files map[string]string) string {
+func zipOf(t testing.TB, files map[string]string) string {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
@@ -43,7 +43,7 @@ func zipOf(t *testing.T, files map[string]string) string {
 // of the wrong type or an unknown choice, an anchor, a tag, broken syntax,
 // a misplaced password, a duplicate resource, a certificate that does not
 // parse, and zips whose files are broken the same ways.
-func badData(t *testing.T) map[string]string {
+func badData(t testing.TB) map[string]string {
 	c := canary
 	pem := func(typ, body string) string {
 		return "-----BEGIN " + typ + "-----\n" + base64.StdEncoding.EncodeToString([]byte(body)) + "\n-----END " + typ + "-----\n"

@@ -1,16 +1,22 @@
 package flow
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/itchyny/gojq"
+	"gopkg.in/yaml.v3"
 
 	"github.com/sluice-dev/sluice/internal/secret"
 )
@@ -104,3 +110,99 @@ func (refuseTransport) RoundTrip(*http.Request) (*http.Response, error) {
 }
 
 var _ fs.FS = project(nil)
+
+// FuzzJQLimits feeds arbitrary jq source to the limits that guard the
+// compiler. parseJQ must never panic; what it accepts is within the size
+// limit and compiles without running out of stack, and what the depth
+// check refuses really is that deep.
+//
+//	go test ./internal/flow -run '^$' -fuzz FuzzJQLimits -fuzztime 1m
+func FuzzJQLimits(f *testing.F) {
+	for _, s := range []string{".", ".a.b | [.[] | {x: .}]", `"\(.a) \(.b)"`, "reduce .[] as $x (0; . + $x)",
+		"if . then try error catch . else [1,2,3] end", "def f(g): g | g; f(.+1)", "label $out | foreach .[] as $i (0; .+$i; if . > 3 then ., break $out else . end)",
+		"[[[[[[[[[[.]]]]]]]]]]", "(((((((((((.)))))))))))", "1+1+1+1+1+1+1+1", `{a:{b:{c:{d:.}}}}`, ".[] as [$a, {b: $c}] | $a"} {
+		f.Add(s)
+	}
+	env := (&jqEnv{modules: &moduleSet{queries: map[string]*gojq.Query{}, data: map[string]any{}}}).options()
+	f.Fuzz(func(t *testing.T, src string) {
+		q, err := parseJQ(src)
+		if err != nil {
+			var le *jqLimitError
+			if errors.As(err, &le) && len(src) <= MaxJQProgramSize {
+				// Refused for depth: the parser's tree must be that deep.
+				if q2, perr := gojq.Parse(src); perr != nil || jqDepth(reflect.ValueOf(q2), 0) <= MaxJQDepth {
+					t.Fatalf("refused %q as too deep, but it is not (%v)", src, perr)
+				}
+			}
+			return
+		}
+		if len(src) > MaxJQProgramSize {
+			t.Fatalf("accepted %d bytes", len(src))
+		}
+		_, _ = gojq.Compile(q, env...)
+	})
+}
+
+// FuzzDocumentLimits checks the nesting scan of JSON documents against
+// encoding/json's own view of the same bytes, and the YAML depth check
+// against a plain walk of the parsed tree.
+//
+//	go test ./internal/flow -run '^$' -fuzz FuzzDocumentLimits -fuzztime 1m
+func FuzzDocumentLimits(f *testing.F) {
+	for _, s := range []string{`{"a":[1,{"b":"[[["}]}`, `[[[[[[]]]]]]`, `"\"[{"`, "a: [b, {c: d}]\n", "x: &a [1, [2]]\ny: [*a, *a]\n",
+		"- - - - - 1\n", strings.Repeat("[", 129) + strings.Repeat("]", 129)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		if depth, ok := jsonDepth([]byte(doc)); ok {
+			err := checkJSONDepth([]byte(doc))
+			if (depth > MaxDocumentDepth) != (err != nil) {
+				t.Fatalf("JSON nested %d deep: checkJSONDepth says %v", depth, err)
+			}
+		}
+		var n yaml.Node
+		if yaml.Unmarshal([]byte(doc), &n) != nil {
+			return
+		}
+		deep := yamlTooDeep(&n)
+		if plain := yamlPlainDepth(&n, 0); plain > MaxDocumentDepth+1 && deep == nil {
+			t.Fatalf("YAML nested %d deep passed the check", plain)
+		}
+	})
+}
+
+// jsonDepth is the nesting of a valid JSON document by encoding/json's
+// tokenizer; ok is false for invalid JSON.
+func jsonDepth(data []byte) (int, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	depth, deepest := 0, 0
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return deepest, depth == 0
+		}
+		if err != nil {
+			return 0, false
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if d == '[' || d == '{' {
+				depth++
+				deepest = max(deepest, depth)
+			} else {
+				depth--
+			}
+		}
+	}
+}
+
+// yamlPlainDepth counts levels without following aliases, capped.
+func yamlPlainDepth(n *yaml.Node, depth int) int {
+	if depth > MaxDocumentDepth+2 {
+		return depth
+	}
+	deepest := depth + 1
+	for _, c := range n.Content {
+		deepest = max(deepest, yamlPlainDepth(c, depth+1))
+	}
+	return deepest
+}
