@@ -18,6 +18,8 @@ var (
 	quotedRE       = regexp.MustCompile("`[^`]*`|'[^']{2,}'|\"[^\"]{2,}\"")
 	unknownFieldRE = regexp.MustCompile(`field .+ not found in type .*`)
 	inTypeRE       = regexp.MustCompile(` in type \S+`)
+	// A local tag (!name) is the data's own text; YAML's own (!!str) are not.
+	customTagRE = regexp.MustCompile(`(^|\s)![^!\s]\S*`)
 )
 
 // Scrub removes quoted data from a parser's message.
@@ -25,6 +27,7 @@ func Scrub(msg string) string {
 	msg = unknownFieldRE.ReplaceAllString(msg, "unknown field")
 	msg = inTypeRE.ReplaceAllString(msg, "")
 	msg = quotedRE.ReplaceAllString(msg, "")
+	msg = customTagRE.ReplaceAllString(msg, "${1}a tagged value")
 	return strings.Join(strings.Fields(msg), " ")
 }
 
