@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
+	"path"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -160,6 +162,96 @@ type BarAuth struct {
 		CACert      string `json:"caCert"`
 		InsecureSSL string `json:"insecureSsl"`
 	} `json:"credentials"`
+	// AppliesTo names where the credentials may be sent: host names
+	// (repo.example.com, repo.example.com:8443) or https URL prefixes
+	// (https://repo.example.com/bars/). Without it they are sent nowhere:
+	// a runtime's barURL could otherwise point them at any server.
+	AppliesTo []string `json:"appliesTo"`
+	// Name is the configuration's name, for messages; not part of the data.
+	Name string `json:"-"`
+}
+
+// maxAppliesTo bounds a barauth binding.
+const maxAppliesTo = 32
+
+// checkAppliesTo says which entry of a binding is not a host or an https
+// URL prefix; it names the entry by index, never by value.
+func checkAppliesTo(entries []string) error {
+	if len(entries) > maxAppliesTo {
+		return fmt.Errorf("appliesTo has %d entries; at most %d", len(entries), maxAppliesTo)
+	}
+	for i, e := range entries {
+		if _, _, _, ok := parseBinding(e); !ok {
+			return fmt.Errorf("appliesTo[%d] is not a host name (repo.example.com[:port]) or an https URL prefix (https://repo.example.com/bars/)", i)
+		}
+	}
+	return nil
+}
+
+// parseBinding reads one appliesTo entry: a host with an optional port, or
+// an https URL prefix (host, optional port, path prefix).
+func parseBinding(e string) (host, port, pathPrefix string, ok bool) {
+	if e == "" || strings.ContainsAny(e, " \t\r\n?#@") {
+		return "", "", "", false
+	}
+	if !strings.Contains(e, "://") {
+		if strings.Contains(e, "/") {
+			return "", "", "", false
+		}
+		e = "https://" + e
+	}
+	u, err := url.Parse(e)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", "", "", false
+	}
+	p := u.EscapedPath()
+	if p != "" && !plainPath(p) {
+		return "", "", "", false
+	}
+	return strings.ToLower(u.Hostname()), u.Port(), p, true
+}
+
+// plainPath says whether p has no dot segments and no doubled slashes:
+// it reads as the server will resolve it.
+func plainPath(p string) bool {
+	c := path.Clean(p)
+	return c == p || c+"/" == p
+}
+
+// Bound says whether the configuration names where it applies.
+func (b *BarAuth) Bound() bool { return b != nil && len(b.AppliesTo) > 0 }
+
+// AppliesToURL says whether the credentials may go with a request for raw:
+// an https URL whose host (and port, when the entry names one) is an
+// entry's and whose path lies under the entry's path. A path with dot
+// segments or doubled slashes matches nothing, since servers resolve it
+// elsewhere than it reads.
+func (b *BarAuth) AppliesToURL(raw string) bool {
+	if !b.Bound() {
+		return false
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.User != nil {
+		return false
+	}
+	p := u.EscapedPath()
+	if p == "" {
+		p = "/"
+	}
+	if !plainPath(p) {
+		return false
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	for _, e := range b.AppliesTo {
+		h, po, prefix, ok := parseBinding(e)
+		if !ok || h != host || po != "" && po != port && !(po == "443" && port == "") {
+			continue
+		}
+		if prefix == "" || prefix == "/" || p == prefix || strings.HasPrefix(p, strings.TrimSuffix(prefix, "/")+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseBarAuth decodes and checks barauth data.
@@ -177,7 +269,7 @@ func ParseBarAuth(data []byte) (BarAuth, error) {
 			return b, errors.New("is not valid JSON: it ends too early")
 		case strings.Contains(err.Error(), "unknown field"):
 			// The field's name is data: say where it ends instead.
-			return b, fmt.Errorf("has an unknown field (before byte %d): allowed are authType and credentials.{username,password,token,caCert,insecureSsl}", dec.InputOffset())
+			return b, fmt.Errorf("has an unknown field (before byte %d): allowed are authType, appliesTo and credentials.{username,password,token,caCert,insecureSsl}", dec.InputOffset())
 		case errors.As(err, &te):
 			return b, fmt.Errorf("does not have the barauth shape: %s must be a %s (at byte %d)", cmpOr(te.Field, "the document"), te.Type.Kind(), te.Offset)
 		}
@@ -206,6 +298,9 @@ func ParseBarAuth(data []byte) (BarAuth, error) {
 	}
 	if v := b.Credentials.InsecureSSL; v != "" && v != "true" && v != "false" {
 		return b, errors.New(`credentials.insecureSsl must be "true" or "false"`)
+	}
+	if err := checkAppliesTo(b.AppliesTo); err != nil {
+		return b, err
 	}
 	return b, nil
 }

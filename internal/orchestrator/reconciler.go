@@ -255,6 +255,9 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
 	default:
 		st.Conditions = setCondition(st.Conditions, "DependenciesAvailable", "True", "Found", "every BAR file and configuration is available", now)
 	}
+	if typ, status, reason, msg, ok := barAuthCondition(rt, barauth); ok {
+		st.Conditions = setCondition(st.Conditions, typ, status, reason, msg, now)
+	}
 	upToDate := obs.Generation == rt.Generation && !obs.Progressing
 	var status, reason, msg string
 	st.Phase, status, reason, msg = readiness(obs, replicas, upToDate, missing, fetchErr)
@@ -298,6 +301,26 @@ func readiness(obs Observed, replicas int, upToDate bool, missing []string, fetc
 		return PhasePending, "False", "Missing", "waiting for: " + strings.Join(missing, ", ")
 	}
 	return PhasePending, "False", "Starting", fmt.Sprintf("%d of %d replicas ready", obs.AvailableReplicas, replicas)
+}
+
+// barAuthCondition says whether the runtime's barauth configuration
+// applies to its external barURLs: one without appliesTo (made before
+// bindings existed, or without one) sends its credentials nowhere, and
+// the runtime says so.
+func barAuthCondition(rt Runtime, ba *configuration.BarAuth) (typ, status, reason, msg string, ok bool) {
+	if ba == nil {
+		return "", "", "", "", false
+	}
+	typ = "BarAuthApplies"
+	if !ba.Bound() {
+		return typ, "False", "NoBinding", fmt.Sprintf("barauth configuration %s names no hosts or URL prefixes (appliesTo): its credentials are sent nowhere until it does", ba.Name), true
+	}
+	for _, raw := range rt.Spec.BarURL {
+		if ref, err := ParseBARURL(raw); err == nil && ref.Name == "" && !ba.AppliesToURL(raw) {
+			return typ, "False", "NotForURL", fmt.Sprintf("barauth configuration %s does not apply to %s (appliesTo): it is fetched without credentials", ba.Name, redactURL(raw)), true
+		}
+	}
+	return typ, "True", "Applies", fmt.Sprintf("barauth configuration %s applies to every external barURL", ba.Name), true
 }
 
 // setCondition sets one condition, keeping its lastTransitionTime when its
@@ -345,6 +368,7 @@ func (r *Reconciler) gatherConfigs(ctx context.Context, rt Runtime) ([]ConfigFil
 		}
 		if c.Type == "barauth" && ba == nil {
 			if b, err := configuration.ParseBarAuth(data); err == nil {
+				b.Name = c.Name
 				ba = &b
 			}
 		}
@@ -483,6 +507,11 @@ func (r *Reconciler) fetch(ctx context.Context, instanceID, raw string, ba *conf
 			if req.URL.Scheme != "https" {
 				return errors.New("redirect away from https refused")
 			}
+			if !ba.AppliesToURL(req.URL.String()) {
+				// net/http keeps Authorization on a redirect within the
+				// host; outside the binding it must go.
+				req.Header.Del("Authorization")
+			}
 			if len(via) >= 5 {
 				return errors.New("too many redirects")
 			}
@@ -494,7 +523,10 @@ func (r *Reconciler) fetch(ctx context.Context, instanceID, raw string, ba *conf
 	if err != nil {
 		return fail("%v", err)
 	}
-	if ba != nil {
+	// The credentials go only where their configuration says they apply
+	// (its trust settings above apply to every fetch of the runtime);
+	// anywhere else the fetch goes without them.
+	if ba.AppliesToURL(raw) {
 		switch ba.AuthType {
 		case "BASIC_AUTH":
 			req.SetBasicAuth(ba.Credentials.Username, ba.Credentials.Password)

@@ -23,8 +23,9 @@ TOKEN=$(curl -sS --fail-with-body -X POST "$SLUICE/api/v1/tokens" \
 api() { curl -sS -H "Authorization: Bearer $TOKEN" -H "X-IBM-Client-Id: $CID" -H "x-ibm-instance-id: $INST" -H 'accept: application/json' "$@"; }
 
 step "2. barauth configuration"
-AUTH=$(jq -cn --arg u "$EXT_USER" --arg p "$EXT_PASS" --rawfile ca "$EXT_CA" \
-  '{authType:"BASIC_AUTH",credentials:{username:$u,password:$p,caCert:$ca}}' | base64 -w0)
+# appliesTo binds the credentials to the repository: no other barURL gets them.
+AUTH=$(jq -cn --arg u "$EXT_USER" --arg p "$EXT_PASS" --rawfile ca "$EXT_CA" --arg repo "${EXT_BAR_URL%/*}/" \
+  '{authType:"BASIC_AUTH",credentials:{username:$u,password:$p,caCert:$ca},appliesTo:[$repo]}' | base64 -w0)
 api --fail-with-body -X PUT "$SLUICE/api/v1/configurations/ext-auth" -H 'content-type: application/json' \
   -d "{\"metadata\":{\"name\":\"ext-auth\"},\"spec\":{\"type\":\"barauth\",\"description\":\"https BAR repo\",\"data\":\"$AUTH\"}}" >/dev/null
 
