@@ -3,13 +3,13 @@ package api
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/store"
+	"github.com/sluice-dev/sluice/internal/wire"
 )
 
 type principalKey struct{}
@@ -79,13 +79,7 @@ func bearerToken(r *http.Request) (token, problem string) {
 	return tok, ""
 }
 
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+func clientAddr(r *http.Request) string { return wire.ClientAddr(r) }
 
 // fail answers a domain or store error: client-safe text for known kinds,
 // a generic 500 (details logged only) for everything else.

@@ -1,11 +1,10 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 
 	"github.com/sluice-dev/sluice/internal/obs"
+	"github.com/sluice-dev/sluice/internal/wire"
 )
 
 // errorBody is every error answer of the API. Field order matters: App
@@ -34,20 +33,8 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, reason, mess
 	})
 }
 
-// writeJSON writes compact JSON (no indentation: scripts parse answers with
-// tr and grep as well as jq).
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		http.Error(w, `{"error":"Internal error","code":500,"reason":"EncodeFailed","message":"unable to encode the answer"}`, http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
-}
+// writeJSON writes compact JSON (see wire.WriteJSON).
+func writeJSON(w http.ResponseWriter, status int, v any) { wire.WriteJSON(w, status, v) }
 
 // answerList answers a list: items, each turned into its API object by
 // object, under key (App Connect's list bodies are keyed by the plural).

@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"errors"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
+	"github.com/sluice-dev/sluice/internal/wire"
 )
 
 // OAuth 2.0 endpoints. Their errors follow RFC 6749 §5.2
@@ -31,23 +31,16 @@ func oauthError(w http.ResponseWriter, status int, code, desc string) {
 // oauthForm parses an application/x-www-form-urlencoded body (RFC 6749
 // §3.2), refusing other content types and repeated parameters (§3.1).
 func oauthForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/x-www-form-urlencoded" {
+	if wire.MediaType(r) != "application/x-www-form-urlencoded" {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "send the parameters as application/x-www-form-urlencoded")
 		return nil, false
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the form body does not parse or is too large")
+	form, why := wire.Form(w, r)
+	if why != "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", why)
 		return nil, false
 	}
-	for k, v := range r.PostForm {
-		if len(v) > 1 {
-			oauthError(w, http.StatusBadRequest, "invalid_request", "parameter "+k+" is repeated")
-			return nil, false
-		}
-	}
-	return r.PostForm, true
+	return form, true
 }
 
 // clientAuth reads client_secret_basic or client_secret_post credentials

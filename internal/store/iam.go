@@ -179,6 +179,8 @@ type IAM interface {
 
 	InsertAuditEvents(ctx context.Context, evs []AuditEvent) error
 	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+
+	KeyRefreshTokens
 }
 
 func ms(t time.Time) int64 {

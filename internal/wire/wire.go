@@ -1,0 +1,78 @@
+// Package wire holds the HTTP details every wire surface of the control
+// plane shares — the /api/v1 API and the adapters that speak other tools'
+// protocols (Airbyte, IBM Cloud IAM): compact JSON answers, the bearer
+// token of a request, the caller's address, strict form bodies. It knows
+// no domain and decides nothing.
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// WriteJSON writes v as compact JSON (no indentation, no HTML escaping:
+// scripts parse answers with tr and grep as well as jq).
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, `{"error":"Internal error","code":500,"reason":"EncodeFailed","message":"unable to encode the answer"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// BearerToken reads "Authorization: Bearer <token>". The scheme is matched
+// case-insensitively (RFC 9110 §11.1), as some clients send lower-case names.
+func BearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// ClientAddr is the caller's address without the port, for audit.
+func ClientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// MediaType is the request's content type without parameters, lower case;
+// "" when absent or unparseable.
+func MediaType(r *http.Request) string {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt
+}
+
+// maxForm bounds form bodies.
+const maxForm = 64 << 10
+
+// Form parses an application/x-www-form-urlencoded body of at most 64 KiB.
+// It refuses repeated parameters (RFC 6749 §3.1), naming the first. The
+// caller checks the content type, so each surface words that refusal.
+func Form(w http.ResponseWriter, r *http.Request) (url.Values, string) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := r.ParseForm(); err != nil {
+		return nil, "the form body does not parse or is larger than 64 KiB"
+	}
+	for k, v := range r.PostForm {
+		if len(v) > 1 {
+			return nil, "parameter " + k + " is repeated"
+		}
+	}
+	return r.PostForm, ""
+}
