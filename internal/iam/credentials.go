@@ -22,19 +22,21 @@ import (
 //	client secret:  slcs_ + 30 base62 characters + 6 base62 checksum characters
 //	app secret:     slas_ + 30 base62 characters + 6 base62 checksum characters
 //	refresh token:  slrt_ + 30 base62 characters + 6 base62 checksum characters
+//	IAM refresh:    slrf_ + 30 base62 characters + 6 base62 checksum characters
 //
 // The checksum is CRC32 (IEEE) of the prefix and the 30 random characters,
-// written as 6 base62 digits, zero-padded. SecretPattern matches both.
+// written as 6 base62 digits, zero-padded. SecretPattern matches them all.
 const (
-	APIKeyPrefix       = "slk_"
-	ClientSecretPrefix = "slcs_"
-	AppSecretPrefix    = "slas_" // secrets of consumer apps' credentials (package apps)
-	randomChars        = 30
-	checksumChars      = 6
+	APIKeyPrefix          = "slk_"
+	ClientSecretPrefix    = "slcs_"
+	AppSecretPrefix       = "slas_" // secrets of consumer apps' credentials (package apps)
+	KeyRefreshTokenPrefix = "slrf_" // refresh tokens of IBM Cloud IAM's exchange (refresh.go)
+	randomChars           = 30
+	checksumChars         = 6
 )
 
 // SecretPattern matches every secret Sluice issues (for leak scanners).
-var SecretPattern = regexp.MustCompile(`\bsl(k|cs|as|rt)_[0-9A-Za-z]{36}\b`)
+var SecretPattern = regexp.MustCompile(`\bsl(k|cs|as|rt|rf)_[0-9A-Za-z]{36}\b`)
 
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 

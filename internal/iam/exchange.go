@@ -57,6 +57,10 @@ func (s *Service) ExchangeAPIKey(ctx context.Context, r TokenRequest) (TokenResp
 // may use it alone; an instance credential needs an API key as well, as in
 // App Connect.
 func (s *Service) ClientCredentialsGrant(ctx context.Context, r TokenRequest) (TokenResponse, error) {
+	return s.clientCredentials(ctx, r, s.Tokens.Lifetime)
+}
+
+func (s *Service) clientCredentials(ctx context.Context, r TokenRequest, lifetime time.Duration) (TokenResponse, error) {
 	cred, why := s.checkClient(ctx, r)
 	p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
 	if why != "" {
@@ -69,8 +73,9 @@ func (s *Service) ClientCredentialsGrant(ctx context.Context, r TokenRequest) (T
 		return TokenResponse{}, ErrGrantNotAllowed
 	}
 	p.SubjectKind, p.SubjectName = cred.OwnerKind, cred.OwnerName
-	return s.issue(ctx, p, Claims{Subject: cred.OwnerID, ClientID: cred.ClientID, InstanceID: cred.InstanceID,
-		Role: cred.OwnerRole, Scope: scopeFor(cred.OwnerRole)}, "clientCredential/"+cred.Name, nil)
+	resp, _, err := s.issueFor(ctx, p, Claims{Subject: cred.OwnerID, ClientID: cred.ClientID, InstanceID: cred.InstanceID,
+		Role: cred.OwnerRole, Scope: scopeFor(cred.OwnerRole)}, lifetime, "clientCredential/"+cred.Name, nil)
+	return resp, err
 }
 
 // checkClient authenticates the client; the reason it returns is for the
@@ -109,7 +114,7 @@ func (s *Service) checkAPIKey(ctx context.Context, v secret.Value, instanceID st
 	switch {
 	case err != nil:
 		return key, "unknown API key"
-	case key.InstanceID != instanceID:
+	case instanceID != "" && key.InstanceID != instanceID:
 		return key, "API key of another instance"
 	case key.Locked:
 		return key, "API key " + key.ID + " is locked"
@@ -127,24 +132,36 @@ func (s *Service) refuse(ctx context.Context, p Principal, why string) error {
 }
 
 func (s *Service) issue(ctx context.Context, p Principal, c Claims, object string, after func()) (TokenResponse, error) {
-	raw, c, err := s.Tokens.Mint(c)
+	resp, _, err := s.issueFor(ctx, p, c, s.Tokens.Lifetime, object, after)
+	return resp, err
+}
+
+// issueFor mints a token of the given lifetime, audits it and returns the
+// answer with the signed claims (for answers that show exp itself).
+func (s *Service) issueFor(ctx context.Context, p Principal, c Claims, lifetime time.Duration, object string, after func()) (TokenResponse, Claims, error) {
+	raw, c, err := s.Tokens.MintFor(c, lifetime)
 	if err != nil {
-		return TokenResponse{}, err
+		return TokenResponse{}, c, err
 	}
 	if err := s.audit(ctx, p, "token.issue", object, nil, "jti "+c.ID); err != nil {
-		return TokenResponse{}, err
+		return TokenResponse{}, c, err
 	}
 	if after != nil {
 		after()
 	}
-	s.used.client(c.ClientID, s.now())
+	if c.ClientID != "" {
+		s.used.client(c.ClientID, s.now())
+	}
 	// expires_in is derived from the signed claims, never from
 	// configuration, so it always equals exp − iat.
-	return TokenResponse{AccessToken: raw, TokenType: "bearer", Scope: c.Scope, ExpiresIn: c.Expiry - c.IssuedAt}, nil
+	return TokenResponse{AccessToken: raw, TokenType: "bearer", Scope: c.Scope, ExpiresIn: c.Expiry - c.IssuedAt}, c, nil
 }
 
 // Authenticate establishes the principal of a request from its bearer
-// token and the X-IBM-Client-Id it sent. Beyond the signature it reads the
+// token and the X-IBM-Client-Id it sent, if any: the token names its
+// client, so tools that send only the bearer token (OAuth clients, IBM's
+// and Airbyte's SDKs) are served, while a header naming another client
+// than the token's is refused, as App Connect does. Beyond the signature it reads the
 // current state of what the token was minted from, so deleting or locking
 // an API key, deleting a client credential or an identity, or revoking the
 // token takes effect on the very next request, on every replica sharing the
@@ -154,10 +171,11 @@ func (s *Service) Authenticate(ctx context.Context, bearer, clientID string) (Pr
 	if err != nil {
 		return Principal{}, err
 	}
+	// The token names its client, so a call with the bearer token alone
+	// is served (issue 14: OAuth clients, IBM's and Airbyte's SDKs send
+	// nothing else); a header naming another client is refused.
 	switch {
-	case clientID == "":
-		return Principal{}, refuseToken("the X-IBM-Client-Id header is missing: send the client id the token was issued to with it")
-	case clientID != c.ClientID:
+	case clientID != "" && clientID != c.ClientID:
 		return Principal{}, refuseToken("X-IBM-Client-Id is not the client id the token was issued to")
 	case c.ConsumerOrgID != "" || c.Role == "":
 		// An app's token (no role, a consumer org) calls published APIs only.
@@ -187,7 +205,11 @@ func (s *Service) check(c Claims, g store.GrantState) (store.GrantState, error) 
 	switch {
 	case g.Revoked:
 		return g, refuseToken("the token was revoked: get a new one from POST /api/v1/tokens")
-	case !g.ClientExists || g.ClientInstance != c.InstanceID:
+	case c.ClientID == "" && c.KeyID == "":
+		// Only an API key may stand without a client (IBM Cloud IAM's
+		// exchange); a token with neither names nothing to check.
+		return g, refuseToken("the token names neither a client nor an API key")
+	case c.ClientID != "" && (!g.ClientExists || g.ClientInstance != c.InstanceID):
 		return g, refuseToken("the client credential the token was issued to no longer exists")
 	case g.SubjectRole == "":
 		return g, refuseToken("the user or service ID the token was issued to no longer exists")

@@ -69,6 +69,12 @@ type Service struct {
 	// live; zero: DefaultRefreshLifetime.
 	RefreshLifetime time.Duration
 
+	// Lifetimes of the tokens of other tools' exchanges; zero: the
+	// tokens' default lifetime (RefreshTokenLifetime: 30 days).
+	ApplicationTokenLifetime time.Duration // Airbyte applications
+	APIKeyTokenLifetime      time.Duration // IBM Cloud IAM API-key exchange
+	RefreshTokenLifetime     time.Duration // IBM Cloud IAM refresh tokens
+
 	used usage // last-used times, written by RecordUsage
 }
 

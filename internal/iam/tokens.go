@@ -90,8 +90,12 @@ type Tokens struct {
 	Alg      string        // AlgEdDSA (default) or AlgRS256
 	Issuer   string        // "iss" of issued tokens
 	Audience string        // "aud" of issued tokens
-	Lifetime time.Duration // also how long retired keys stay in the JWKS
-	Now      clock.Func
+	Lifetime time.Duration // default lifetime of access tokens
+	// MaxLifetime is the longest lifetime any grant mints tokens with
+	// (see MintFor); retired keys stay in the JWKS that long. Zero:
+	// Lifetime.
+	MaxLifetime time.Duration
+	Now         clock.Func
 
 	mu     sync.RWMutex
 	keys   map[string]*signingKey
@@ -107,6 +111,12 @@ type Tokens struct {
 
 // maxVerified bounds the verified-token cache; when full it starts over.
 const maxVerified = 10000
+
+// retention is how long a token may live, so how long a retired key must
+// still verify.
+func (t *Tokens) retention() time.Duration {
+	return max(t.Lifetime, t.MaxLifetime)
+}
 
 func (t *Tokens) now() time.Time { return t.Now.Now() }
 
@@ -201,7 +211,7 @@ func (t *Tokens) reload(ctx context.Context) error {
 	}
 	keys := make(map[string]*signingKey, len(rows))
 	var active *signingKey
-	cut := t.now().Add(-t.Lifetime)
+	cut := t.now().Add(-t.retention())
 	for i, r := range rows {
 		var pub jose.JSONWebKey
 		if err := pub.UnmarshalJSON([]byte(r.PublicJWK)); err != nil {
@@ -247,6 +257,20 @@ func (t *Tokens) Mint(c Claims) (string, Claims, error) { return t.MintUntil(c, 
 // a credential that itself expires (a leased app credential) must not
 // outlive it: a gateway that verifies tokens offline sees only exp.
 func (t *Tokens) MintUntil(c Claims, notAfter time.Time) (string, Claims, error) {
+	return t.mint(c, t.Lifetime, notAfter)
+}
+
+// MintFor is Mint with a lifetime of its own, for grants whose tokens live
+// shorter or longer than the default. A lifetime beyond MaxLifetime is cut
+// to it, so no token outlives the key that can verify it.
+func (t *Tokens) MintFor(c Claims, lifetime time.Duration) (string, Claims, error) {
+	return t.mint(c, lifetime, time.Time{})
+}
+
+func (t *Tokens) mint(c Claims, lifetime time.Duration, notAfter time.Time) (string, Claims, error) {
+	if lifetime <= 0 || lifetime > t.retention() {
+		lifetime = min(max(lifetime, t.Lifetime), t.retention())
+	}
 	t.mu.RLock()
 	k := t.active
 	t.mu.RUnlock()
@@ -255,7 +279,7 @@ func (t *Tokens) MintUntil(c Claims, notAfter time.Time) (string, Claims, error)
 	}
 	now := t.now().Unix()
 	c.Issuer, c.Audience = t.Issuer, t.Audience
-	c.IssuedAt, c.Expiry = now, now+int64(t.Lifetime/time.Second)
+	c.IssuedAt, c.Expiry = now, now+int64(lifetime/time.Second)
 	if !notAfter.IsZero() && notAfter.Unix() < c.Expiry {
 		c.Expiry = notAfter.Unix()
 	}
@@ -357,7 +381,7 @@ func (t *Tokens) JWKS() jose.JSONWebKeySet {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	var set jose.JSONWebKeySet
-	cut := t.now().Add(-t.Lifetime)
+	cut := t.now().Add(-t.retention())
 	for _, k := range t.keys {
 		if k.retired.IsZero() || k.retired.After(cut) {
 			set.Keys = append(set.Keys, k.public)
