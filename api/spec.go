@@ -1,8 +1,9 @@
-// Package apispec holds the OpenAPI 3.1 document of the control plane's API
-// (openapi.yaml next to this file), embedded in the binary so the server
-// serves exactly the contract its tests check responses against. It owns
-// the document and its JSON form only; it must not import the packages that
-// implement the API.
+// Package apispec holds the OpenAPI 3.1 documents of the control plane:
+// the API's (openapi.yaml next to this file), embedded in the binary so the
+// server serves exactly the contract its tests check responses against,
+// and those of the other tools' wires it speaks (airbyte.yaml,
+// ibm-iam.yaml). It owns the documents and their JSON form only; it must
+// not import the packages that implement them.
 package apispec
 
 import (
@@ -17,8 +18,22 @@ import (
 //go:embed openapi.yaml
 var document []byte
 
+//go:embed airbyte.yaml
+var airbyteDocument []byte
+
+//go:embed ibm-iam.yaml
+var ibmIAMDocument []byte
+
 // YAML returns the document as written.
 func YAML() []byte { return document }
+
+// AirbyteYAML is the document of Airbyte's applications endpoints
+// (internal/airbyte).
+func AirbyteYAML() []byte { return airbyteDocument }
+
+// IBMIAMYAML is the document of IBM Cloud IAM's token endpoint
+// (internal/ibmiam).
+func IBMIAMYAML() []byte { return ibmIAMDocument }
 
 // JSON returns the document converted to JSON. The conversion runs once;
 // a document that is not valid YAML is a build mistake that the tests

@@ -119,3 +119,47 @@ func TestOperationsAreComplete(t *testing.T) {
 		}
 	}
 }
+
+// TestWireDocumentsAreValid holds the documents of the other tools' wires
+// to what the main one is held to: valid OpenAPI 3.1, and every operation
+// with a unique operationId, a summary and a tag, and a 401 answer when it
+// is behind a bearer token.
+func TestWireDocumentsAreValid(t *testing.T) {
+	for name, b := range map[string][]byte{"airbyte.yaml": AirbyteYAML(), "ibm-iam.yaml": IBMIAMYAML()} {
+		doc, err := openapi3.NewLoader().LoadFromData(b)
+		if err != nil {
+			t.Fatalf("%s: load: %v", name, err)
+		}
+		if !doc.IsOpenAPI31OrLater() {
+			t.Fatalf("%s: openapi is %q, want 3.1.x", name, doc.OpenAPI)
+		}
+		if err := doc.Validate(context.Background(), openapi3.EnableExamplesValidation()); err != nil {
+			t.Fatalf("%s: validate: %v", name, err)
+		}
+		ids := map[string]bool{}
+		for path, item := range doc.Paths.Map() {
+			for method, op := range item.Operations() {
+				where := name + ": " + method + " " + path
+				if op.OperationID == "" || ids[op.OperationID] {
+					t.Errorf("%s has no operationId, or one used before", where)
+				}
+				ids[op.OperationID] = true
+				if op.Summary == "" || len(op.Tags) == 0 {
+					t.Errorf("%s needs a summary and a tag", where)
+				}
+				sec := doc.Security
+				if op.Security != nil {
+					sec = *op.Security
+				}
+				for _, req := range sec {
+					if _, ok := req["bearerAuth"]; ok && op.Responses.Status(401) == nil {
+						t.Errorf("%s is behind a bearer token but does not document 401", where)
+					}
+				}
+			}
+		}
+		if len(ids) == 0 {
+			t.Errorf("%s has no operations", name)
+		}
+	}
+}

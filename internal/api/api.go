@@ -12,12 +12,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/airbyte"
 	"github.com/sluice-dev/sluice/internal/apis"
 	"github.com/sluice-dev/sluice/internal/apps"
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/ibmiam"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -190,6 +192,11 @@ func (a *API) Handler() http.Handler {
 	// The instance's egress allow-list (admins).
 	mux.Handle("GET /api/v1/egress-policy", a.authed(iam.RoleAdmin, a.getEgressPolicy))
 	mux.Handle("PUT /api/v1/egress-policy", a.authed(iam.RoleAdmin, a.putEgressPolicy))
+
+	// Other tools' wires: adapters over the same services, each with its
+	// own route table and document (api/airbyte.yaml, api/ibm-iam.yaml).
+	(&airbyte.Adapter{IAM: a.IAM, Log: a.Log}).Routes(mux)
+	(&ibmiam.Adapter{IAM: a.IAM, Log: a.Log}).Routes(mux)
 	return obs.Middleware(a.Log, a.jsonMisses(mux))
 }
 

@@ -90,6 +90,8 @@ func newServeCommand() *cobra.Command {
 		gravitee        graviteeFlags
 		graviteeInst    string
 		timeouts        httplimit.Timeouts
+		// Lifetimes of other tools' tokens.
+		applicationLifetime, ibmIAMLifetime, ibmRefreshLifetime time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -122,6 +124,15 @@ Environment:
 			}
 			if tokenLifetime < time.Minute || tokenLifetime > 7*24*time.Hour {
 				return fmt.Errorf("--token-lifetime %v is out of range: give 1m to 168h", tokenLifetime)
+			}
+			for _, l := range []struct {
+				flag     string
+				v, limit time.Duration
+			}{{"application-token-lifetime", applicationLifetime, 7 * 24 * time.Hour}, {"ibm-iam-token-lifetime", ibmIAMLifetime, 7 * 24 * time.Hour},
+				{"ibm-iam-refresh-token-lifetime", ibmRefreshLifetime, 365 * 24 * time.Hour}} {
+				if l.v < time.Minute || l.v > l.limit {
+					return fmt.Errorf("--%s %v is out of range: give 1m to %v", l.flag, l.v, l.limit)
+				}
 			}
 			perClient, err := iam.ParseLimit(rateClient)
 			if err != nil {
@@ -156,6 +167,10 @@ Environment:
 				RuntimeBackend:    runtimeBackend,
 				Federation:        fed,
 				HTTPTimeouts:      timeouts,
+
+				ApplicationTokenLifetime: applicationLifetime,
+				APIKeyTokenLifetime:      ibmIAMLifetime,
+				RefreshTokenLifetime:     ibmRefreshLifetime,
 			})
 		},
 	}
@@ -187,6 +202,9 @@ Environment:
 	gravitee.register(cmd, "gravitee-")
 	f.StringVar(&graviteeInst, "gravitee-instance", "", "instance id whose runtimes are federated; default the only one")
 	bindEnv(cmd, "gravitee-instance", "SLUICE_GRAVITEE_INSTANCE")
+	f.DurationVar(&applicationLifetime, "application-token-lifetime", 15*time.Minute, "lifetime of tokens from Airbyte's /api/v1/applications/token and /api/public/v1/applications/token")
+	f.DurationVar(&ibmIAMLifetime, "ibm-iam-token-lifetime", time.Hour, "lifetime of access tokens from IBM Cloud IAM's /identity/token")
+	f.DurationVar(&ibmRefreshLifetime, "ibm-iam-refresh-token-lifetime", 720*time.Hour, "lifetime of refresh tokens from /identity/token (each is used once)")
 	for flag, env := range map[string]string{
 		"listen": "SLUICE_LISTEN", "shutdown-timeout": "SLUICE_SHUTDOWN_TIMEOUT", "public-url": "SLUICE_PUBLIC_URL",
 		"token-lifetime": "SLUICE_TOKEN_LIFETIME", "token-signing-alg": "SLUICE_TOKEN_SIGNING_ALG",
@@ -197,6 +215,8 @@ Environment:
 		"log-format": "SLUICE_LOG_FORMAT", "log-level": "SLUICE_LOG_LEVEL",
 		"http-read-header-timeout": "SLUICE_HTTP_READ_HEADER_TIMEOUT", "http-read-timeout": "SLUICE_HTTP_READ_TIMEOUT",
 		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",
+		"application-token-lifetime": "SLUICE_APPLICATION_TOKEN_LIFETIME", "ibm-iam-token-lifetime": "SLUICE_IBM_IAM_TOKEN_LIFETIME",
+		"ibm-iam-refresh-token-lifetime": "SLUICE_IBM_IAM_REFRESH_TOKEN_LIFETIME",
 	} {
 		bindEnv(cmd, flag, env)
 	}

@@ -42,7 +42,7 @@ func loadDoc(t *testing.T, serverURL string) (*openapi3.T, routers.Router) {
 	return loadDocFrom(t, apispec.YAML(), serverURL)
 }
 
-// loadDocFrom is loadDoc for another document (api/apic.yaml).
+// loadDocFrom is loadDoc for any of the control plane's documents.
 func loadDocFrom(t *testing.T, document []byte, serverURL string) (*openapi3.T, routers.Router) {
 	t.Helper()
 	registerDecoders.Do(func() {
@@ -51,7 +51,7 @@ func loadDocFrom(t *testing.T, document []byte, serverURL string) (*openapi3.T, 
 	})
 	doc, err := openapi3.NewLoader().LoadFromData(document)
 	if err != nil {
-		t.Fatalf("load the OpenAPI document: %v", err)
+		t.Fatalf("load the document: %v", err)
 	}
 	if !doc.IsOpenAPI31OrLater() {
 		t.Fatalf("openapi.yaml is OpenAPI %s, want 3.1", doc.OpenAPI)
@@ -87,7 +87,10 @@ type call struct {
 	path   string // with query
 	as     *servertest.Client
 	basic  []string // client id and secret for HTTP Basic (OAuth client auth)
-	header map[string]string
+	// basicRaw is HTTP Basic without OAuth's form-encoding first, as IBM's
+	// SDKs send it.
+	basicRaw []string
+	header   map[string]string
 	// body is sent as is when []byte or string, form-encoded when
 	// url.Values, and as JSON otherwise (nil: no body).
 	body        any
@@ -109,6 +112,10 @@ type harness struct {
 	router routers.Router
 	http   *http.Client
 
+	// appConnect says the document is the main one, whose error bodies
+	// start the way App Connect scripts grep for.
+	appConnect bool
+
 	mu  sync.Mutex
 	log []*exchange
 
@@ -118,7 +125,15 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, srv *servertest.Server) *harness {
-	doc, router := loadDoc(t, srv.URL)
+	h := newHarnessFor(t, srv, apispec.YAML())
+	h.appConnect = true
+	return h
+}
+
+// newHarnessFor is a harness that checks answers against another of the
+// control plane's documents (an adapter's).
+func newHarnessFor(t *testing.T, srv *servertest.Server, document []byte) *harness {
+	doc, router := loadDocFrom(t, document, srv.URL)
 	return &harness{t: t, srv: srv, doc: doc, router: router, http: &http.Client{Timeout: 30 * time.Second}}
 }
 
@@ -160,6 +175,9 @@ func (c call) build(base string) (*http.Request, []byte, error) {
 	}
 	if len(c.basic) == 2 {
 		req.SetBasicAuth(url.QueryEscape(c.basic[0]), url.QueryEscape(c.basic[1]))
+	}
+	if len(c.basicRaw) == 2 {
+		req.SetBasicAuth(c.basicRaw[0], c.basicRaw[1])
 	}
 	for k, v := range c.header {
 		req.Header.Set(k, v)
@@ -244,7 +262,7 @@ func (h *harness) validate(c call, ex *exchange) {
 		h.t.Errorf("%s: status %d is documented without a body, got %q", ex.label, ex.status, ex.body)
 	}
 	isOAuth := strings.HasPrefix(route.Path, "/oauth/") || strings.HasPrefix(route.Path, "/.well-known/")
-	if ex.status >= 400 && !h.apic && (!isOAuth || ex.status == http.StatusTooManyRequests) {
+	if h.appConnect && ex.status >= 400 && (!isOAuth || ex.status == http.StatusTooManyRequests) {
 		m := errorPrefix.FindSubmatch(ex.body)
 		if m == nil || string(m[1]) != fmt.Sprint(ex.status) {
 			h.t.Errorf("%s: error body does not start with {\"error\":\"Internal error\",\"code\":%d,\"reason\":…: %s", ex.label, ex.status, ex.body)

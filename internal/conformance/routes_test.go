@@ -12,25 +12,34 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	apispec "github.com/sluice-dev/sluice/api"
 )
 
 // routeTable reads the route patterns of internal/api/api.go from its
-// source: every string given to mux.Handle or mux.HandleFunc. Patterns may
-// be built in a loop over a slice of struct literals (as the users and
-// service-ids routes are); the evaluator below folds exactly those forms and
-// fails on anything else, so a new way of building routes makes this test
-// fail loudly instead of silently skipping routes.
+// source (see routesIn).
 func routeTable(t *testing.T) []string {
-	t.Helper()
-	return routeTableOf(t, "api", "api.go")
+	return routesIn(t, "api/api.go", "Handler", 10)
 }
 
 // routeTableOf reads the route table of the Handler function in
-// internal/<pkg>/<file>.
+// internal/<pkg>/<file> (see routesIn).
 func routeTableOf(t *testing.T, pkg, file string) []string {
 	t.Helper()
+	return routesIn(t, pkg+"/"+file, "Handler", 10)
+}
+
+// routesIn reads the route patterns of function fn in file (relative to
+// internal/) from its source: every string given to mux.Handle or
+// mux.HandleFunc. Patterns may be built in a loop over a slice of struct
+// literals (as the users and service-ids routes are); the evaluator below
+// folds exactly those forms and fails on anything else, so a new way of
+// building routes makes this test fail loudly instead of silently skipping
+// routes. Fewer than atLeast routes means the parser lost track.
+func routesIn(t *testing.T, file, fn string, atLeast int) []string {
+	t.Helper()
 	_, self, _, _ := runtime.Caller(0)
-	path := filepath.Join(filepath.Dir(self), "..", pkg, file)
+	path := filepath.Join(filepath.Dir(self), "..", filepath.FromSlash(file))
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, path, nil, 0)
 	if err != nil {
@@ -78,11 +87,11 @@ func routeTableOf(t *testing.T, pkg, file string) []string {
 		})
 	}
 	for _, d := range f.Decls {
-		if fn, ok := d.(*ast.FuncDecl); ok && fn.Name.Name == "Handler" {
-			visit(fn.Body, map[string]map[string]string{})
+		if f, ok := d.(*ast.FuncDecl); ok && f.Name.Name == fn {
+			visit(f.Body, map[string]map[string]string{})
 		}
 	}
-	if len(routes) < 10 {
+	if len(routes) < atLeast {
 		t.Fatalf("found only %d routes in %s; the parser no longer understands the route table", len(routes), path)
 	}
 	return routes
@@ -174,19 +183,35 @@ func normalise(method, path string) string {
 	return strings.ToUpper(method) + " " + wildcard.ReplaceAllString(path, "{}")
 }
 
-// TestEveryRouteIsDocumented holds the route table and the document to
+// TestEveryRouteIsDocumented holds each route table and its document to
 // each other: an endpoint added without documenting it, or documented
-// without routing it, fails here.
+// without routing it, fails here. The adapters of other tools' wires have
+// their own tables and documents.
 func TestEveryRouteIsDocumented(t *testing.T) {
-	doc, _ := loadDoc(t, "http://127.0.0.1:1")
+	for _, c := range []struct {
+		file, fn, docName string
+		doc               []byte
+		atLeast           int
+	}{
+		{"api/api.go", "Handler", "api/openapi.yaml", apispec.YAML(), 10},
+		{"airbyte/airbyte.go", "Routes", "api/airbyte.yaml", apispec.AirbyteYAML(), 9},
+		{"ibmiam/ibmiam.go", "Routes", "api/ibm-iam.yaml", apispec.IBMIAMYAML(), 1},
+	} {
+		t.Run(c.docName, func(t *testing.T) {
+			doc, _ := loadDocFrom(t, c.doc, "http://127.0.0.1:1")
+			checkRoutesDocumented(t, routesIn(t, c.file, c.fn, c.atLeast), operations(doc), "internal/"+c.file, c.docName)
+		})
+	}
+}
+
+func checkRoutesDocumented(t *testing.T, table, ops []string, file, docName string) {
 	documented := map[string]bool{}
-	for _, op := range operations(doc) {
+	for _, op := range ops {
 		m, p, _ := strings.Cut(op, " ")
 		documented[normalise(m, p)] = true
 	}
 	routed := map[string]bool{}
-	table := routeTable(t)
-	t.Logf("%d routes in internal/api/api.go, %d operations documented", len(table), len(documented))
+	t.Logf("%d routes in %s, %d operations documented", len(table), file, len(documented))
 	for _, r := range table {
 		method, path, ok := strings.Cut(r, " ")
 		if !ok {
@@ -199,7 +224,7 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 		key := normalise(method, path)
 		routed[key] = true
 		if !documented[key] {
-			t.Errorf("route %q is not in api/openapi.yaml", r)
+			t.Errorf("route %q is not in %s", r, docName)
 		}
 	}
 	var missing []string
@@ -210,6 +235,6 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 	}
 	sort.Strings(missing)
 	for _, op := range missing {
-		t.Errorf("api/openapi.yaml documents %s, which internal/api/api.go does not route", op)
+		t.Errorf("%s documents %s, which %s does not route", docName, op, file)
 	}
 }

@@ -53,9 +53,13 @@ type Config struct {
 	RuntimeBackend    string             // "local" (default) or "none"
 	Federation        *FederationConfig  // nil: no Gravitee federation agent
 	HTTPTimeouts      httplimit.Timeouts // zero fields: httplimit.ControlPlane's
-	Now               clock.Func
-	Log               *slog.Logger
-	Stdout            io.Writer // where the one start-up line goes
+	// Lifetimes of other tools' tokens (Airbyte applications, IBM Cloud
+	// IAM access and refresh tokens); zero: TokenLifetime (30 days for
+	// refresh tokens).
+	ApplicationTokenLifetime, APIKeyTokenLifetime, RefreshTokenLifetime time.Duration
+	Now                                                                 clock.Func
+	Log                                                                 *slog.Logger
+	Stdout                                                              io.Writer // where the one start-up line goes
 }
 
 // Quotas bound what one instance may ask of the host (0: no quota, but
@@ -109,11 +113,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	auditor := iam.NewAuditor(st)
 	defer auditor.Close()
 	tokens := &iam.Tokens{Store: st, Keyring: keyring, Alg: cfg.SigningAlg, Issuer: url, Audience: TokenAudience,
-		Lifetime: cfg.TokenLifetime, Now: cfg.Now}
+		Lifetime: cfg.TokenLifetime, MaxLifetime: max(cfg.ApplicationTokenLifetime, cfg.APIKeyTokenLifetime), Now: cfg.Now}
 	if err := tokens.Init(ctx); err != nil {
 		return err
 	}
-	svc := &iam.Service{Store: st, Tokens: tokens, Audit: auditor, Now: cfg.Now}
+	svc := &iam.Service{Store: st, Tokens: tokens, Audit: auditor, Now: cfg.Now, ApplicationTokenLifetime: cfg.ApplicationTokenLifetime,
+		APIKeyTokenLifetime: cfg.APIKeyTokenLifetime, RefreshTokenLifetime: cfg.RefreshTokenLifetime}
 	creds, err := svc.Bootstrap(ctx)
 	if err != nil {
 		return fmt.Errorf("unable to create the first instance: %w", err)
