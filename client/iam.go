@@ -235,6 +235,27 @@ type APIKeyCreated struct {
 	APIKey
 	Key      Secret         `json:"key"`
 	Download APIKeyDownload `json:"download"`
+	// APIKeyJSON is the same in IBM Cloud's apiKey.json shape.
+	APIKeyJSON APIKeyFile `json:"apiKeyJson"`
+}
+
+// APIKeyFile is IBM Cloud's apiKey.json document, as the server offers it.
+type APIKeyFile struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	CreatedAt   string `json:"createdAt"`
+	APIKey      Secret `json:"apikey"`
+}
+
+// RevealJSON returns the apiKey.json document, key in clear text, for
+// writing to a file only its owner can read.
+func (f APIKeyFile) RevealJSON() ([]byte, error) {
+	return json.MarshalIndent(struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+		CreatedAt   string `json:"createdAt"`
+		APIKey      string `json:"apikey"`
+	}{f.Name, f.Description, f.CreatedAt, f.APIKey.Reveal()}, "", "  ")
 }
 
 // APIKeyDownload is the JSON document a new key's owner is offered to save.

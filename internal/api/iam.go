@@ -201,11 +201,20 @@ type APIKeyDownload struct {
 	Key         string `json:"key"`
 }
 
+// APIKeyFile is the download in IBM Cloud's apiKey.json shape.
+type APIKeyFile struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	CreatedAt   string `json:"createdAt"`
+	APIKey      string `json:"apikey"`
+}
+
 // APIKeyCreated is the one answer that carries a key's value.
 type APIKeyCreated struct {
 	APIKey
-	Key      string         `json:"key"`
-	Download APIKeyDownload `json:"download"`
+	Key        string         `json:"key"`
+	Download   APIKeyDownload `json:"download"`
+	APIKeyJSON APIKeyFile     `json:"apiKeyJson"`
 }
 
 func (a *API) apiKeyObject(k store.APIKey) APIKey {
@@ -245,7 +254,8 @@ func (a *API) createAPIKey(w http.ResponseWriter, r *http.Request) {
 	obj := a.apiKeyObject(k)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, APIKeyCreated{APIKey: obj, Key: v.Reveal(), Download: APIKeyDownload{
-		Name: k.Name, Description: k.Description, Created: obj.Metadata.CreatedAt, Key: v.Reveal()}})
+		Name: k.Name, Description: k.Description, Created: obj.Metadata.CreatedAt, Key: v.Reveal()},
+		APIKeyJSON: APIKeyFile{Name: k.Name, Description: k.Description, CreatedAt: obj.Metadata.CreatedAt, APIKey: v.Reveal()}})
 }
 
 func (a *API) getAPIKey(w http.ResponseWriter, r *http.Request) {

@@ -50,15 +50,19 @@ func newAPIKeysCreateCommand(af *apiFlags) *cobra.Command {
 		owner       string
 		expires     string
 		save        string
+		file        string
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create an API key and print its value, once",
 		Long: `Create an API key. Its value is printed once and cannot be recovered: copy it,
 or give --save FILE to write the download document (name, description,
-created, key) to a new file with mode 0600.`,
+created, key) to a new file with mode 0600, or --file apiKey.json to write it
+in IBM Cloud's apiKey.json shape (name, description, createdAt, apikey),
+which 'sluice login --api-key-file' and IBM's tools read.`,
 		Example: `  sluice api-keys create ci --description "pipeline" --expires 720h --save ci-key.json
-  sluice api-keys create deploy --owner serviceId:deployer -o json`,
+  sluice api-keys create deploy --owner serviceId:deployer -o json
+  sluice api-keys create ibm --file apiKey.json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ow, err := parseOwner(owner)
@@ -78,17 +82,25 @@ created, key) to a new file with mode 0600.`,
 			if err != nil {
 				return err
 			}
-			if save != "" {
-				doc, err := k.Download.RevealJSON()
+			// The key exists now; failing to save it must still show it,
+			// or it is lost.
+			var saved []string
+			for _, out := range []struct {
+				path string
+				doc  func() ([]byte, error)
+			}{{save, k.Download.RevealJSON}, {file, k.APIKeyJSON.RevealJSON}} {
+				if out.path == "" {
+					continue
+				}
+				doc, err := out.doc()
+				if err == nil {
+					err = writeSecretFile(out.path, append(doc, '\n'))
+				}
 				if err != nil {
-					return err
+					fmt.Fprintf(cmd.ErrOrStderr(), "sluice: unable to save the key to %s: %v; the key is printed below\n", out.path, err)
+					continue
 				}
-				// The key exists now; failing to save it must still show
-				// it, or it is lost.
-				if err := writeSecretFile(save, append(doc, '\n')); err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "sluice: unable to save the key to %s: %v; the key is printed below\n", save, err)
-					save = ""
-				}
+				saved = append(saved, out.path)
 			}
 			// The answer of the create call, key revealed: the one time
 			// it may be shown.
@@ -106,8 +118,8 @@ created, key) to a new file with mode 0600.`,
 			return render(cmd.OutOrStdout(), af.output, out, func(tw *tabwriter.Writer) {
 				apiKeyTable(tw, k.APIKey)
 				fmt.Fprintln(tw)
-				if save != "" {
-					fmt.Fprintf(tw, "The key was saved to %s (mode 0600). It is shown only once:\n", save)
+				if len(saved) > 0 {
+					fmt.Fprintf(tw, "The key was saved to %s (mode 0600). It is shown only once:\n", strings.Join(saved, " and "))
 				} else {
 					fmt.Fprintln(tw, "Copy the key now: it is shown only once and cannot be recovered.")
 				}
@@ -120,6 +132,7 @@ created, key) to a new file with mode 0600.`,
 	f.StringVar(&owner, "owner", "", "user:NAME or serviceId:NAME to own the key (admins; default yourself)")
 	f.StringVar(&expires, "expires", "", "expiry: an RFC 3339 time (2027-01-31T00:00:00Z) or a duration from now (720h); default never")
 	f.StringVar(&save, "save", "", "write the download document (with the key) to this new file, mode 0600")
+	f.StringVar(&file, "file", "", "write the key in IBM Cloud's apiKey.json shape to this new file, mode 0600")
 	return cmd
 }
 

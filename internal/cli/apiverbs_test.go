@@ -124,6 +124,40 @@ func TestAPIVerbsAgainstServer(t *testing.T) {
 		t.Error("a refused login was saved")
 	}
 
+	t.Run("apiKey.json", func(t *testing.T) {
+		dir := t.TempDir()
+		file := filepath.Join(dir, "apiKey.json")
+		var created apiKeyOut
+		cli.okJSON(&created, "api-keys", "create", "ibm", "--description", "for IBM tools", "--file", file)
+		fi, err := os.Stat(file)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("apiKey.json: %v, %v", fi, err)
+		}
+		var doc map[string]string
+		if b, _ := os.ReadFile(file); json.Unmarshal(b, &doc) != nil || doc["apikey"] != created.Key || doc["name"] != "ibm" ||
+			doc["description"] != "for IBM tools" || doc["createdAt"] == "" || len(doc) != 4 {
+			t.Fatalf("apiKey.json holds %v", doc)
+		}
+		// Terraform writes Go field names; the login reads either.
+		tf := filepath.Join(dir, "terraform.json")
+		if err := os.WriteFile(tf, []byte("{\n\t\"Name\": \"ibm\",\n\t\"Apikey\": \""+created.Key+"\",\n\t\"Locked\": false\n}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{file, tf} {
+			out := cli.ok("login", "--endpoint", srv.URL, "--instance-id", srv.Creds.InstanceID, "--client-id", srv.Creds.ClientID,
+				"--client-secret", srv.Creds.ClientSecret, "--api-key-file", f, "--profile", "ibm")
+			if !strings.Contains(out, "as user:admin (admin)") {
+				t.Errorf("login --api-key-file %s said %q", f, out)
+			}
+		}
+		empty := filepath.Join(dir, "empty.json")
+		_ = os.WriteFile(empty, []byte(`{"name":"x"}`), 0o600)
+		cli.failsWith(1, "has no apikey field", "", nil, "login", "--endpoint", srv.URL, "--instance-id", srv.Creds.InstanceID,
+			"--client-id", srv.Creds.ClientID, "--client-secret", srv.Creds.ClientSecret, "--api-key-file", empty, "--profile", "ibm2")
+		// --file never overwrites a file either.
+		cli.failsWith(0, "unable to save the key", "", nil, "api-keys", "create", "ibm2", "--file", file)
+	})
+
 	t.Run("api keys", func(t *testing.T) {
 		save := filepath.Join(t.TempDir(), "ci-key.json")
 		var created apiKeyOut

@@ -16,6 +16,7 @@ func newLoginCommand() *cobra.Command {
 	var (
 		profileName string
 		fromFile    string
+		apiKeyFile  string
 		flags       profile
 	)
 	cmd := &cobra.Command{
@@ -29,7 +30,9 @@ Each credential is taken from its flag, else from --from-file, else from its
 environment variable, else (client secret and API key, on a terminal) from a
 prompt. --from-file reads a JSON document such as the initial-credentials.json
 that 'sluice serve' writes on its first start (endpoint, instanceId, clientId,
-clientSecret, apiKey) or the file 'sluice api-keys create --save' writes (key).
+clientSecret, apiKey) or the file 'sluice api-keys create --save' writes (key);
+--api-key-file reads the API key from an apiKey.json file (IBM Cloud's shape,
+which 'sluice api-keys create --file' writes).
 Prefer it, the environment or the prompt to --client-secret and --api-key:
 flag values are visible to other users in the process list.
 
@@ -48,6 +51,13 @@ Environment:
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p := flags
+			if apiKeyFile != "" && p.APIKey == "" {
+				key, err := readAPIKeyFile(apiKeyFile)
+				if err != nil {
+					return err
+				}
+				p.APIKey = key
+			}
 			if fromFile != "" {
 				fp, err := readCredentialsFile(fromFile)
 				if err != nil {
@@ -92,6 +102,7 @@ Environment:
 	f := cmd.Flags()
 	f.StringVar(&profileName, "profile", envOr(envProfile, "default"), "name of the profile to save (env "+envProfile+")")
 	f.StringVar(&fromFile, "from-file", "", "JSON file with the credentials, e.g. <data-dir>/initial-credentials.json")
+	f.StringVar(&apiKeyFile, "api-key-file", "", "IBM Cloud style apiKey.json holding the API key (apikey, field names in any case)")
 	f.StringVar(&flags.Endpoint, "endpoint", "", "URL of the control plane, e.g. http://127.0.0.1:8080 (env "+envEndpoint+")")
 	f.StringVar(&flags.InstanceID, "instance-id", "", "instance id (env "+envInstanceID+")")
 	f.StringVar(&flags.ClientID, "client-id", "", "client id of a public API credential (env "+envClientID+")")
@@ -122,6 +133,27 @@ func readCredentialsFile(path string) (profile, error) {
 		doc.APIKey = doc.Key
 	}
 	return profile{Endpoint: doc.Endpoint, InstanceID: doc.InstanceID, ClientID: doc.ClientID, ClientSecret: doc.ClientSecret, APIKey: doc.APIKey}, nil
+}
+
+// readAPIKeyFile reads the key of an apiKey.json document, as
+// 'sluice api-keys create --file' and IBM Cloud write it ("apikey") or
+// Terraform does ("Apikey"): encoding/json matches field names without
+// regard to case.
+func readAPIKeyFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var doc struct {
+		APIKey string `json:"apikey"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return "", fmt.Errorf("%s is not an apiKey.json document: %w", path, err)
+	}
+	if doc.APIKey == "" {
+		return "", fmt.Errorf("%s has no apikey field", path)
+	}
+	return doc.APIKey, nil
 }
 
 // overlayMissing fills the fields of p that are still empty from q.
