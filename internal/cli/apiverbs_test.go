@@ -156,6 +156,8 @@ func TestAPIVerbsAgainstServer(t *testing.T) {
 			"--client-id", srv.Creds.ClientID, "--client-secret", srv.Creds.ClientSecret, "--api-key-file", empty, "--profile", "ibm2")
 		// --file never overwrites a file either.
 		cli.failsWith(0, "unable to save the key", "", nil, "api-keys", "create", "ibm2", "--file", file)
+		cli.ok("api-keys", "delete", "ibm")
+		cli.ok("api-keys", "delete", "ibm2")
 	})
 
 	t.Run("api keys", func(t *testing.T) {
