@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
@@ -28,6 +29,24 @@ import (
 type Adapter struct {
 	IAM *iam.Service
 	Log *slog.Logger
+	// RateLimit counts calls per client id and instance, token calls
+	// included, as on /api/v1; nil: no limits.
+	RateLimit *iam.RateLimiter
+}
+
+// allow counts the call and sets the rate-limit headers; over a limit it
+// answers 429 with Retry-After itself.
+func (a *Adapter) allow(w http.ResponseWriter, r *http.Request, clientID, instanceID string) bool {
+	v := a.RateLimit.Check(clientID, instanceID)
+	if v.Policy != "" {
+		w.Header().Set("RateLimit-Policy", v.Policy)
+		w.Header().Set("RateLimit", v.State)
+	}
+	if !v.OK {
+		w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
+		writeError(w, r, http.StatusTooManyRequests, v.Explanation)
+	}
+	return v.OK
 }
 
 // Routes adds the adapter's routes to mux: every endpoint, in one place.
@@ -118,12 +137,18 @@ func (a *Adapter) authed(h http.HandlerFunc) http.Handler {
 			return
 		}
 		p, err := a.IAM.Authenticate(r.Context(), bearer, r.Header.Get("X-IBM-Client-Id"))
+		if err != nil && !a.allow(w, r, r.Header.Get("X-IBM-Client-Id"), "") {
+			return // failed calls count too
+		}
 		if errors.Is(err, iam.ErrInvalidToken) {
 			writeError(w, r, http.StatusUnauthorized, "the token is not valid, has expired or was revoked")
 			return
 		}
 		if err != nil {
 			a.fail(w, r, err)
+			return
+		}
+		if !a.allow(w, r, p.ClientID, p.InstanceID) {
 			return
 		}
 		p.Source, p.RequestID = wire.ClientAddr(r), obs.RequestID(r.Context())

@@ -53,6 +53,9 @@ func readTokenRequest(w http.ResponseWriter, r *http.Request, formOK bool) (toke
 
 func (a *Adapter) token(w http.ResponseWriter, r *http.Request, formOK bool) (iam.TokenResponse, bool) {
 	in, err := readTokenRequest(w, r, formOK)
+	if !a.allow(w, r, in.ClientID, "") {
+		return iam.TokenResponse{}, false
+	}
 	if err != nil {
 		// Refused before any credential was looked at; audited all the same.
 		_ = a.IAM.Finish(r.Context(), iam.Principal{SubjectKind: "client", SubjectName: clip(in.ClientID), Source: wire.ClientAddr(r),

@@ -195,8 +195,8 @@ func (a *API) Handler() http.Handler {
 
 	// Other tools' wires: adapters over the same services, each with its
 	// own route table and document (api/airbyte.yaml, api/ibm-iam.yaml).
-	(&airbyte.Adapter{IAM: a.IAM, Log: a.Log}).Routes(mux)
-	(&ibmiam.Adapter{IAM: a.IAM, Log: a.Log}).Routes(mux)
+	(&airbyte.Adapter{IAM: a.IAM, Log: a.Log, RateLimit: a.RateLimit}).Routes(mux)
+	(&ibmiam.Adapter{IAM: a.IAM, Log: a.Log, RateLimit: a.RateLimit}).Routes(mux)
 	return obs.Middleware(a.Log, a.jsonMisses(mux))
 }
 

@@ -31,7 +31,7 @@ func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 		bearer, problem := bearerToken(r)
 		if problem != "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
-			writeError(w, r, http.StatusUnauthorized, "Unauthorized", problem+": send Authorization: Bearer <token> and X-IBM-Client-Id: <client id>; get a token from POST /api/v1/tokens")
+			writeError(w, r, http.StatusUnauthorized, "Unauthorized", problem+": send Authorization: Bearer <token> (X-IBM-Client-Id: <client id> may go with it); get a token from POST /api/v1/tokens")
 			return
 		}
 		p, err := a.IAM.Authenticate(r.Context(), bearer, r.Header.Get("X-IBM-Client-Id"))

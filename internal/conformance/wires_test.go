@@ -303,3 +303,37 @@ func testWires(t *testing.T, dsn string) {
 	ab.requireCoverage(400, 401, 403, 404, 409)
 	ib.requireCoverage(400, 401)
 }
+
+// TestWiresCountAgainstRateLimits: token calls of the other tools' wires
+// count per client as on /api/v1, and over the limit each answers 429 with
+// Retry-After in its own error shape.
+func TestWiresCountAgainstRateLimits(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Args: []string{"--rate-limit-client", "3/1m", "--rate-limit-instance", "off"}})
+	h := newHarness(t, srv)
+	ab := newHarnessFor(t, srv, apispec.AirbyteYAML())
+	ib := newHarnessFor(t, srv, apispec.IBMIAMYAML())
+	c := srv.Creds
+	admin := h.login("exchange", c.ClientID, c.ClientSecret, c.InstanceID, c.APIKey) // 1st call of the instance client
+	app := decode[application](t, ab.do(call{label: "create", method: "POST", path: "/api/public/v1/applications",
+		header: bearer(admin.Token), body: map[string]string{"name": "busy"}, want: 200})) // 2nd
+	tokenCall := call{label: "public token", method: "POST", path: "/api/public/v1/applications/token",
+		body: map[string]string{"client_id": app.ClientID, "client_secret": app.ClientSecret}}
+	for i := 0; i < 3; i++ {
+		tokenCall.want = 200
+		ab.do(tokenCall)
+	}
+	tokenCall.label, tokenCall.want = "public token over the limit", 429
+	if ex := ab.do(tokenCall); ex.header.Get("Retry-After") == "" || ex.header.Get("RateLimit-Policy") == "" {
+		t.Errorf("429 without Retry-After and RateLimit-Policy: %v", ex.header)
+	}
+	iamCall := call{label: "IAM with the instance client", method: "POST", path: "/identity/token", basicRaw: []string{c.ClientID, c.ClientSecret},
+		body: url.Values{"grant_type": {"urn:ibm:params:oauth:grant-type:apikey"}, "apikey": {c.APIKey}}, want: 200} // 3rd
+	ib.do(iamCall)
+	iamCall.label, iamCall.want = "IAM over the limit", 429
+	if e := decode[map[string]any](t, ib.do(iamCall)); e["errorCode"] != "BXNIM0429E" {
+		t.Errorf("IAM over the limit answered %v", e)
+	}
+	// Without a client, the API-key exchange counts against no client.
+	ib.do(call{label: "IAM without a client", method: "POST", path: "/identity/token",
+		body: url.Values{"grant_type": {"urn:ibm:params:oauth:grant-type:apikey"}, "apikey": {c.APIKey}}, want: 200})
+}

@@ -168,3 +168,33 @@ func StateHeader(qs []Quota) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// Verdict is a rate-limit decision as every HTTP surface answers it: the
+// RateLimit-Policy and RateLimit header values ("" when no limit applies)
+// and, for a refused call, the seconds to wait. Each surface writes the
+// refusal in its own error shape.
+type Verdict struct {
+	OK          bool
+	Policy      string
+	State       string
+	RetryAfter  int
+	Explanation string // for the refusal's message
+}
+
+// Check counts one call, like Allow, and returns the verdict. A nil
+// limiter allows everything.
+func (rl *RateLimiter) Check(clientID, instanceID string) Verdict {
+	if rl == nil {
+		return Verdict{OK: true}
+	}
+	ok, qs := rl.Allow(clientID, instanceID)
+	if len(qs) == 0 {
+		return Verdict{OK: true}
+	}
+	v := Verdict{OK: ok, Policy: PolicyHeader(qs), State: StateHeader(qs)}
+	if !ok {
+		v.RetryAfter = RetryAfter(qs)
+		v.Explanation = fmt.Sprintf("rate limit exceeded (%s); retry in %d s", v.Policy, v.RetryAfter)
+	}
+	return v
+}

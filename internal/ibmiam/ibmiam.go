@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
@@ -28,6 +29,24 @@ const (
 type Adapter struct {
 	IAM *iam.Service
 	Log *slog.Logger
+	// RateLimit counts calls per client id and instance, token calls
+	// included, as on /api/v1; nil: no limits.
+	RateLimit *iam.RateLimiter
+}
+
+// allow counts the call and sets the rate-limit headers; over a limit it
+// answers 429 with Retry-After itself.
+func (a *Adapter) allow(w http.ResponseWriter, r *http.Request, clientID, instanceID string) bool {
+	v := a.RateLimit.Check(clientID, instanceID)
+	if v.Policy != "" {
+		w.Header().Set("RateLimit-Policy", v.Policy)
+		w.Header().Set("RateLimit", v.State)
+	}
+	if !v.OK {
+		w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
+		writeError(w, r, http.StatusTooManyRequests, codeRateLimit, v.Explanation)
+	}
+	return v.OK
 }
 
 // Routes adds the adapter's routes to mux: every endpoint, in one place.
@@ -55,6 +74,7 @@ const (
 	codeBadAPIKey       = "BXNIM0415E" // API key (or client) not valid
 	codeBadRefreshToken = "BXNIM0408E" // refresh token not valid
 	codeBadClient       = "BXNIM0106E" // client authentication failed on a refresh
+	codeRateLimit       = "BXNIM0429E" // over a rate limit
 	codeInternal        = "BXNIM0500E" // the server failed
 )
 
@@ -114,6 +134,12 @@ func (a *Adapter) token(w http.ResponseWriter, r *http.Request) {
 	req := iam.KeyExchangeRequest{Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context())}
 	if id, sec, ok := r.BasicAuth(); ok {
 		req.ClientID, req.ClientSecret = id, secret.New(sec)
+	}
+	// Calls without a client count against the instance limit only once
+	// the key is known, which is the service's business; here they count
+	// under the client id they present, "" for none.
+	if !a.allow(w, r, req.ClientID, "") {
+		return
 	}
 	var tok iam.KeyToken
 	var err error
