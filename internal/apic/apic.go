@@ -349,12 +349,14 @@ func answerList[T, O any](a *Adapter, w http.ResponseWriter, r *http.Request, it
 	}{total, out})
 }
 
-// Mount sends API Connect's paths (/api/… outside /api/v1) to apicHandler
+// Mount sends API Connect's paths (/api/… outside /api/v1 and /api/public) to apicHandler
 // and everything else to next.
 func Mount(next, apicHandler http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
-		if strings.HasPrefix(p, "/api/") && p != "/api/v1" && !strings.HasPrefix(p, "/api/v1/") {
+		// Airbyte's public API (/api/public/…, package airbyte) is the
+		// control plane's too.
+		if strings.HasPrefix(p, "/api/") && p != "/api/v1" && !strings.HasPrefix(p, "/api/v1/") && !strings.HasPrefix(p, "/api/public/") {
 			apicHandler.ServeHTTP(w, r)
 			return
 		}
