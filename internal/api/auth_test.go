@@ -52,7 +52,11 @@ func TestUnauthorizedSaysWhatIsWrong(t *testing.T) {
 	// A real token with its last signature character changed.
 	tampered := admin.token[:len(admin.token)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(admin.token, "AA")]
 	refused("altered token", "the token is not valid", with(tampered, e.creds.ClientID))
-	refused("no client id", "the X-IBM-Client-Id header is missing", with(admin.token, ""))
+	// The token names its client: the bearer token alone is enough (issue
+	// 14); a header naming another client is still refused.
+	if r := (caller{e, admin.token, ""}).call("GET", "/api/v1/whoami", nil); r.code != 200 {
+		t.Errorf("bearer token alone: %d %s; want 200", r.code, r.body)
+	}
 	refused("another client id", "X-IBM-Client-Id is not the client id the token was issued to", with(admin.token, "cid-of-someone-else"))
 
 	// Revoked (RFC 7009) by the client it was issued to.
