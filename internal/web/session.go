@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -231,13 +232,52 @@ func (d *Dashboard) dropSession(w http.ResponseWriter, r *http.Request, se *sess
 	d.setCookie(w, r, sessionCookie, "", -1)
 }
 
-// safeNext keeps the after-login redirect on this site: a path, never
-// another origin ("//host" or "/\\host" would leave it).
+// afterLogin is where a login lands when next= is missing or refused.
+const afterLogin = "/runtimes"
+
+// safeNext keeps the after-login redirect on this site: it accepts only a
+// path of this origin and answers afterLogin for anything else. Browsers
+// strip tabs and newlines from a Location and treat a backslash as a slash, so
+// "/\t/evil.example" would become "//evil.example", another origin: any
+// control character or backslash, raw or percent-encoded, refuses it, as
+// does a path that starts with "//" before or after decoding.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.HasPrefix(next, "/login") {
-		return "/runtimes"
+	if next == "" || len(next) > 2048 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || hasUnsafeByte(next) {
+		return afterLogin
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return afterLogin
+	}
+	if !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") || hasUnsafeByte(u.Path) || hasUnsafeByte(u.RawQuery+u.Fragment) {
+		return afterLogin
+	}
+	if u.Path == "/login" || strings.HasPrefix(u.Path, "/login/") {
+		return afterLogin // no loop back to the form
+	}
+	// Resolved against a stand-in origin, the target must stay on it.
+	base := &url.URL{Scheme: "https", Host: "dashboard.invalid", Path: "/"}
+	if res := base.ResolveReference(u); res.Host != base.Host || res.Scheme != base.Scheme {
+		return afterLogin
 	}
 	return next
+}
+
+// hasUnsafeByte reports control characters (C0, DEL), backslashes and
+// percent-encoded forms of them.
+func hasUnsafeByte(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return true
+		}
+		if c == '%' && i+2 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil && (v < 0x20 || v == 0x7f || v == '\\') {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 type loginPage struct {

@@ -40,13 +40,29 @@ func TestThrottleWindow(t *testing.T) {
 
 func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
-		"/bar-files":            "/bar-files",
-		"/runtimes/a?x=1":       "/runtimes/a?x=1",
-		"":                      "/runtimes",
-		"https://evil.example/": "/runtimes",
-		"//evil.example/":       "/runtimes",
-		`/\evil.example/`:       "/runtimes",
-		"/login":                "/runtimes",
+		"/bar-files":               "/bar-files",
+		"/runtimes/a?x=1":          "/runtimes/a?x=1",
+		"":                         "/runtimes",
+		"https://evil.example/":    "/runtimes",
+		"//evil.example/":          "/runtimes",
+		`/\evil.example/`:          "/runtimes",
+		"/login":                   "/runtimes",
+		"/login?next=/x":           "/runtimes",
+		"/audit?actor=user:al#top": "/audit?actor=user:al#top",
+		// Browsers drop tabs and newlines from a Location: "/\t/evil.example"
+		// would land on //evil.example (what ?next=/%09/evil.example decodes to).
+		"/\t/evil.example":    "/runtimes",
+		"/\n/evil.example":    "/runtimes",
+		"/\r\n/evil.example":  "/runtimes",
+		"/%09/evil.example":   "/runtimes",
+		"/%5C/evil.example":   "/runtimes",
+		"/%2F/evil.example":   "/runtimes",
+		"/\x7f/evil.example":  "/runtimes",
+		"\\evil.example":      "/runtimes",
+		"/a\\b":               "/runtimes",
+		"https:evil.example":  "/runtimes",
+		"javascript:alert(1)": "/runtimes",
+		"/runtimes/\x00":      "/runtimes",
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)

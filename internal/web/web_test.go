@@ -163,6 +163,17 @@ func TestDashboard(t *testing.T) {
 		if p := b.get("/runtimes"); p.code != http.StatusSeeOther {
 			t.Errorf("GET /runtimes after logout = %d, want a redirect to /login", p.code)
 		}
+		// next= is a path of this site only: "/\t/evil.example" (what
+		// ?next=/%09/evil.example decodes to) would reach //evil.example
+		// once a browser strips the tab.
+		for _, next := range []string{"/\t/evil.example", "/%5C/evil.example", "//evil.example"} {
+			b3 := newBrowser(t, srv.URL)
+			lp := b3.get("/login?next=" + url.QueryEscape(next))
+			p := b3.post("/login", url.Values{"csrf": {csrf(t, lp)}, "instance": {c.InstanceID}, "username": {c.Username}, "password": {c.Password}, "next": {next}})
+			if p.code != http.StatusSeeOther || p.location != "/runtimes" {
+				t.Errorf("login with next=%q = %d %q, want a redirect to /runtimes", next, p.code, p.location)
+			}
+		}
 		// A login form whose token does not match the browser's cookie is refused.
 		b2 := newBrowser(t, srv.URL)
 		b2.get("/login")
