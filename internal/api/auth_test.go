@@ -76,8 +76,12 @@ func TestUnauthorizedSaysWhatIsWrong(t *testing.T) {
 	admin.call("POST", "/api/v1/api-keys/"+keyID+"/lock", nil)
 	refused("locked key", "the API key the token was issued for is locked", with(dev.token, dev.clientID))
 	admin.call("POST", "/api/v1/api-keys/"+keyID+"/unlock", nil)
+	// Unlocking does not bring back tokens minted before the lock; a new
+	// exchange with the unlocked key works.
+	refused("token from before a lock", "the token was minted before its API key was last locked", with(dev.token, dev.clientID))
+	dev = e.login(e.creds.ClientID, e.creds.ClientSecret, key)
 	if r := dev.call("GET", "/api/v1/whoami", nil); r.code != 200 {
-		t.Fatalf("after unlock: %d %s", r.code, r.body)
+		t.Fatalf("a new token after unlock: %d %s", r.code, r.body)
 	}
 	_, key2 := admin.createKey("k2", "user", "dev", nil)
 	dev2 := e.login(e.creds.ClientID, e.creds.ClientSecret, key2)

@@ -87,7 +87,11 @@ func (s *Service) GetAPIKey(ctx context.Context, p Principal, id string) (store.
 }
 
 // SetAPIKeyLocked locks or unlocks a key. A locked key cannot be exchanged
-// and every token minted from it fails on its next use.
+// and every token minted from it fails on its next use, also after the key
+// is unlocked again: each lock starts a new token epoch for the key (a
+// not-before counted in locks rather than seconds, as a token's iat is
+// too coarse to tell a token minted just before a lock from one just after
+// the unlock).
 func (s *Service) SetAPIKeyLocked(ctx context.Context, p Principal, id string, locked bool) (store.APIKey, error) {
 	action := "apiKey.unlock"
 	if locked {

@@ -47,7 +47,7 @@ func (s *Service) ExchangeAPIKey(ctx context.Context, r TokenRequest) (TokenResp
 	}
 	p.SubjectKind, p.SubjectName = key.OwnerKind, key.OwnerName
 	return s.issue(ctx, p, Claims{Subject: key.OwnerID, ClientID: cred.ClientID, InstanceID: cred.InstanceID,
-		Role: key.OwnerRole, Scope: scopeFor(key.OwnerRole), KeyID: key.ID}, "apiKey/"+key.ID, func() {
+		Role: key.OwnerRole, Scope: scopeFor(key.OwnerRole), KeyID: key.ID, KeyEpoch: key.TokenEpoch}, "apiKey/"+key.ID, func() {
 		s.used.key(key.ID, s.now())
 	})
 }
@@ -219,6 +219,9 @@ func (s *Service) check(c Claims, g store.GrantState) (store.GrantState, error) 
 		return g, refuseToken("the API key the token was issued for is locked")
 	case c.KeyID != "" && !g.KeyExpiresAt.IsZero() && !s.now().Before(g.KeyExpiresAt):
 		return g, refuseToken("the API key the token was issued for expired at %s", g.KeyExpiresAt.UTC().Format(time.RFC3339))
+	case c.KeyID != "" && c.KeyEpoch != g.KeyEpoch:
+		// Minted before the key's last lock: unlocking does not revive it.
+		return g, refuseToken("the token was minted before its API key was last locked: get a new one from POST /api/v1/tokens")
 	}
 	return g, nil
 }

@@ -40,6 +40,9 @@ type Claims struct {
 	// the app: such tokens have no role and never reach the management API.
 	CatalogID     string `json:"catalog_id,omitempty"`
 	ConsumerOrgID string `json:"consumer_org_id,omitempty"`
+	// KeyEpoch is the API key's token epoch at minting; a lock of the key
+	// starts a new one, so the token stays refused after an unlock.
+	KeyEpoch int64 `json:"akep,omitempty"`
 }
 
 // tokenType is the JWT "typ" header of access tokens (RFC 9068 §2.1).
@@ -321,7 +324,10 @@ func (t *Tokens) Verify(ctx context.Context, raw string) (Claims, error) {
 
 func (t *Tokens) verify(ctx context.Context, raw string) (Claims, error) {
 	var c Claims
-	obj, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA, jose.RS256})
+	// Compact serialization only (RFC 7519 §1: a JWT is compact): the
+	// JSON serializations (flattened, general) carry unprotected headers
+	// and several signatures, which nothing here should have to reason about.
+	obj, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.EdDSA, jose.RS256})
 	if err != nil || len(obj.Signatures) != 1 {
 		return c, errNotOurToken
 	}

@@ -304,7 +304,9 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 	adminA.Do("POST", "/api/v1/api-keys/"+k.Metadata.ID+"/lock", nil)
 	expect(401, "key locked at replica A")
 	adminA.Do("POST", "/api/v1/api-keys/"+k.Metadata.ID+"/unlock", nil)
-	expect(200, "key unlocked at replica A")
+	expect(401, "key unlocked at replica A: a token minted before the lock stays refused")
+	atB = b.Bind(t, a.Login(t, a.Creds.ClientID, a.Creds.ClientSecret, a.Creds.InstanceID, k.Key))
+	expect(200, "a token minted at A after the unlock")
 	if code, _ := adminA.Do("DELETE", "/api/v1/api-keys/"+k.Metadata.ID, nil); code != 204 {
 		t.Fatalf("delete key: %d", code)
 	}

@@ -46,9 +46,12 @@ type APIKey struct {
 	KeyHint     string    // the first characters of the key, to recognise it in a list
 	ExpiresAt   time.Time // zero: never
 	Locked      bool
-	CreatedAt   time.Time
-	CreatedBy   string
-	LastUsedAt  time.Time // zero: never used
+	// TokenEpoch counts the key's locks: a token minted in an earlier
+	// epoch stays refused once the key is unlocked.
+	TokenEpoch int64
+	CreatedAt  time.Time
+	CreatedBy  string
+	LastUsedAt time.Time // zero: never used
 
 	// Filled on reads from the owner's identity.
 	OwnerKind, OwnerName, OwnerRole string
@@ -112,6 +115,7 @@ type GrantState struct {
 	KeyExists      bool
 	KeyLocked      bool
 	KeyExpiresAt   time.Time
+	KeyEpoch       int64  // the key's token epoch; tokens of another are refused
 	SubjectRole    string // current role of the token's subject; "" when it is gone
 	SubjectKind    string
 	SubjectName    string
@@ -148,6 +152,8 @@ type IAM interface {
 	GetAPIKey(ctx context.Context, instanceID, id string) (APIKey, error)
 	APIKeyByHash(ctx context.Context, hash string) (APIKey, error)
 	ListAPIKeys(ctx context.Context, instanceID, ownerID string) ([]APIKey, error)
+	// SetAPIKeyLocked locks or unlocks a key; locking starts a new token
+	// epoch, so tokens minted before stay refused after an unlock.
 	SetAPIKeyLocked(ctx context.Context, instanceID, id string, locked bool) error
 	DeleteAPIKey(ctx context.Context, instanceID, id string) error
 	TouchAPIKey(ctx context.Context, id string, at time.Time) error
@@ -371,7 +377,7 @@ func (s *sqlStore) CreateAPIKey(ctx context.Context, k APIKey) error {
 }
 
 const apiKeyCols = `k.id, k.instance_id, k.owner_id, k.name, k.description, k.key_hash, k.key_hint, k.expires_at, k.locked,
-	k.created_at, k.created_by, k.last_used_at, i.kind, i.name, i.role`
+	k.token_epoch, k.created_at, k.created_by, k.last_used_at, i.kind, i.name, i.role`
 
 const apiKeyFrom = ` FROM api_keys k JOIN identities i ON i.id = k.owner_id `
 
@@ -380,7 +386,7 @@ func scanAPIKey(sc interface{ Scan(...any) error }) (APIKey, error) {
 	var exp, c, used int64
 	var locked int
 	err := sc.Scan(&k.ID, &k.InstanceID, &k.OwnerID, &k.Name, &k.Description, &k.KeyHash, &k.KeyHint, &exp, &locked,
-		&c, &k.CreatedBy, &used, &k.OwnerKind, &k.OwnerName, &k.OwnerRole)
+		&k.TokenEpoch, &c, &k.CreatedBy, &used, &k.OwnerKind, &k.OwnerName, &k.OwnerRole)
 	k.ExpiresAt, k.CreatedAt, k.LastUsedAt, k.Locked = fromMS(exp), fromMS(c), fromMS(used), locked != 0
 	return k, err
 }
@@ -414,7 +420,8 @@ func (s *sqlStore) ListAPIKeys(ctx context.Context, instanceID, ownerID string) 
 }
 
 func (s *sqlStore) SetAPIKeyLocked(ctx context.Context, instanceID, id string, locked bool) error {
-	res, err := s.exec(ctx, `UPDATE api_keys SET locked = $1 WHERE instance_id = $2 AND id = $3`, boolInt(locked), instanceID, id)
+	res, err := s.exec(ctx, `UPDATE api_keys SET locked = $1, token_epoch = token_epoch + $2
+		WHERE instance_id = $3 AND id = $4`, boolInt(locked), int64(boolInt(locked)), instanceID, id)
 	return s.affectedOne("lock API key", res, err)
 }
 
@@ -544,11 +551,12 @@ func (s *sqlStore) GrantState(ctx context.Context, clientID, keyID, subjectID, j
 			COALESCE((SELECT c.instance_id FROM client_credentials c WHERE c.client_id = $1), ''),
 			COALESCE((SELECT k.locked FROM api_keys k WHERE k.id = $2), -1),
 			COALESCE((SELECT k.expires_at FROM api_keys k WHERE k.id = $2), 0),
+			COALESCE((SELECT k.token_epoch FROM api_keys k WHERE k.id = $2), 0),
 			COALESCE((SELECT i.role FROM identities i WHERE i.id = $3), ''),
 			COALESCE((SELECT i.kind FROM identities i WHERE i.id = $3), ''),
 			COALESCE((SELECT i.name FROM identities i WHERE i.id = $3), ''),
 			(SELECT COUNT(*) FROM revoked_tokens r WHERE r.jti = $4)`,
-		clientID, keyID, subjectID, jti).Scan(&g.ClientInstance, &keyLocked, &keyExp, &g.SubjectRole, &g.SubjectKind, &g.SubjectName, &g.Revoked)
+		clientID, keyID, subjectID, jti).Scan(&g.ClientInstance, &keyLocked, &keyExp, &g.KeyEpoch, &g.SubjectRole, &g.SubjectKind, &g.SubjectName, &g.Revoked)
 	if err != nil {
 		return g, s.mapErr("read grant state", err)
 	}

@@ -87,6 +87,16 @@ func TestIAMRecords(t *testing.T) {
 		if err := s.SetAPIKeyLocked(ctx, "inst1", "ak-ci", true); err != nil {
 			t.Fatal(err)
 		}
+		// Each lock starts a new token epoch; unlocking keeps it.
+		if err := s.SetAPIKeyLocked(ctx, "inst1", "ak-ci", false); err != nil {
+			t.Fatal(err)
+		}
+		if k, _ := s.GetAPIKey(ctx, "inst1", "ak-ci"); k.Locked || k.TokenEpoch != 1 {
+			t.Fatalf("after lock and unlock: locked=%v epoch %d, want 1", k.Locked, k.TokenEpoch)
+		}
+		if err := s.SetAPIKeyLocked(ctx, "inst1", "ak-ci", true); err != nil {
+			t.Fatal(err)
+		}
 		if keys, _ := s.ListAPIKeys(ctx, "inst1", "sid-1"); len(keys) != 1 || !keys[0].Locked {
 			t.Fatalf("ListAPIKeys by owner = %+v", keys)
 		}
@@ -96,7 +106,7 @@ func TestIAMRecords(t *testing.T) {
 
 		// GrantState reads everything a token depends on in one go.
 		g, err := s.GrantState(ctx, "client-inst1", "ak-ci", "sid-1", "jti-1")
-		if err != nil || !g.ClientExists || g.ClientInstance != "inst1" || !g.KeyExists || !g.KeyLocked || g.SubjectRole != "viewer" || g.SubjectKind != store.KindServiceID || g.Revoked {
+		if err != nil || !g.ClientExists || g.ClientInstance != "inst1" || !g.KeyExists || !g.KeyLocked || g.SubjectRole != "viewer" || g.SubjectKind != store.KindServiceID || g.Revoked || g.KeyEpoch != 2 {
 			t.Fatalf("GrantState = %+v, %v", g, err)
 		}
 		if err := s.RevokeToken(ctx, "jti-1", at.Add(time.Hour), at); err != nil {
