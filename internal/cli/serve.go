@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/iam"
@@ -156,6 +158,7 @@ Environment:
 				ShutdownTimeout:   shutdownTimeout,
 				Log:               log,
 				Stdout:            cmd.OutOrStdout(),
+				ShowSecrets:       isTerminal(cmd.OutOrStdout()) && logFormat != "json",
 				PublicURL:         publicURL,
 				TokenLifetime:     tokenLifetime,
 				SigningAlg:        signingAlg,
@@ -312,4 +315,11 @@ expire, and the previous key stays in the JWKS (/oauth/jwks) until then.`,
 	rotate.Flags().DurationVar(&lifetime, "token-lifetime", 12*time.Hour, "token lifetime the control planes use")
 	cmd.AddCommand(rotate)
 	return cmd
+}
+
+// isTerminal reports whether w is a terminal, where a person reads what is
+// printed and nothing keeps it.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -14,10 +15,13 @@ import (
 // it created, mode 0600, in the data dir.
 const InitialCredentialsFile = "initial-credentials.json"
 
-// announceInitialCredentials prints the first instance's credentials once,
-// with a curl line for the token exchange, and writes them to the data dir.
-// They go to standard output, never to the log.
-func announceInitialCredentials(w io.Writer, dataDir string, c iam.InitialCredentials) error {
+// announceInitialCredentials writes the first instance's credentials to the
+// data dir (0600) and, when show is set (standard output is a terminal and
+// the log is not JSON), prints them once with a curl line for the token
+// exchange. Otherwise standard output may be a file or a log collector that
+// keeps and ships what it gets, so only the file's path is logged. Secrets
+// never go to the log.
+func announceInitialCredentials(w io.Writer, log *slog.Logger, dataDir string, c iam.InitialCredentials, show bool) error {
 	path := filepath.Join(dataDir, InitialCredentialsFile)
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
@@ -42,6 +46,11 @@ func announceInitialCredentials(w io.Writer, dataDir string, c iam.InitialCreden
 	}
 	if err != nil {
 		return fmt.Errorf("unable to write %s: %w", path, err)
+	}
+	if !show {
+		log.Info("first start: created an instance with an admin user, an API key and a client credential; their secrets are in the file, shown nowhere else",
+			"instance_id", c.InstanceID, "path", path)
+		return nil
 	}
 	fmt.Fprintf(w, `sluice: first start: created instance %[1]s with an admin user, an API key and a client credential.
 These secrets are shown once (also saved in %[2]s, mode 0600):

@@ -60,6 +60,10 @@ type Config struct {
 	Now                                                                 clock.Func
 	Log                                                                 *slog.Logger
 	Stdout                                                              io.Writer // where the one start-up line goes
+	// ShowSecrets prints the first start's secrets on Stdout; set it only
+	// when Stdout is a terminal (and logs are not JSON). Otherwise the
+	// log names the file that holds them.
+	ShowSecrets bool
 }
 
 // Quotas bound what one instance may ask of the host (0: no quota, but
@@ -134,7 +138,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	debug.FreeOSMemory()
 	if creds != nil {
 		creds.Endpoint = url
-		if err := announceInitialCredentials(cfg.Stdout, dataDir, *creds); err != nil {
+		if err := announceInitialCredentials(cfg.Stdout, cfg.Log, dataDir, *creds, cfg.ShowSecrets); err != nil {
 			return err
 		}
 	}

@@ -72,10 +72,15 @@ func TestServeHealthRequestIDsAndGracefulStop(t *testing.T) {
 
 func TestBootstrapHappensOnceAndIsPrivate(t *testing.T) {
 	s := servertest.Start(t, servertest.Options{})
-	out := s.Stdout()
-	for _, want := range []string{s.Creds.InstanceID, s.Creds.ClientID, s.Creds.ClientSecret, s.Creds.APIKey, "curl -s -X POST " + s.URL + "/api/v1/tokens"} {
-		if want == "" || !strings.Contains(out, want) {
-			t.Errorf("first start did not print %q:\n%s", want, out)
+	// Standard output is a pipe here, not a terminal: the secrets are in
+	// the file only, and the log names the file.
+	path := filepath.Join(s.DataDir, "initial-credentials.json")
+	if !strings.Contains(s.Stderr(), `"path":"`+path+`"`) || !strings.Contains(s.Stderr(), "first start") {
+		t.Errorf("the log does not name %s:\n%s", path, s.Stderr())
+	}
+	for _, v := range []string{s.Creds.ClientSecret, s.Creds.APIKey, s.Creds.Password} {
+		if v == "" || strings.Contains(s.Stdout(), v) {
+			t.Errorf("a first-start secret was printed to a standard output that is not a terminal:\n%s", s.Stdout())
 		}
 	}
 	fi, err := os.Stat(filepath.Join(s.DataDir, "initial-credentials.json"))
@@ -90,7 +95,7 @@ func TestBootstrapHappensOnceAndIsPrivate(t *testing.T) {
 			t.Errorf("initial-credentials.json lacks %q", k)
 		}
 	}
-	// Secrets go to stdout once, never to the log.
+	// Secrets never go to the log.
 	for _, v := range []string{s.Creds.ClientSecret, s.Creds.APIKey, s.Creds.Password} {
 		if strings.Contains(s.Stderr(), v) {
 			t.Errorf("a bootstrap secret reached the log")
@@ -98,8 +103,8 @@ func TestBootstrapHappensOnceAndIsPrivate(t *testing.T) {
 	}
 	s.Stop()
 	s.Restart()
-	if strings.Contains(s.Stdout(), "first start") {
-		t.Fatalf("second start bootstrapped again:\n%s", s.Stdout())
+	if strings.Contains(s.Stderr(), "first start") {
+		t.Fatalf("second start bootstrapped again:\n%s", s.Stderr())
 	}
 	s.Admin(t) // the first credentials still work
 }
@@ -250,7 +255,7 @@ func TestConcurrentStartOnPostgres(t *testing.T) {
 	boots := 0
 	var creds *servertest.Server
 	for _, s := range servers {
-		if strings.Contains(s.Stdout(), "first start") {
+		if strings.Contains(s.Stderr(), "first start") {
 			boots++
 			creds = s
 		}

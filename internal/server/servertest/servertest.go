@@ -104,8 +104,8 @@ type Server struct {
 	DataDir string
 	Creds   iam.InitialCredentials
 	cmd     *exec.Cmd
-	stdout  *syncBuffer
-	stderr  *syncBuffer
+	stdout  *SyncBuffer
+	stderr  *SyncBuffer
 	exited  chan struct{}
 	waitErr error
 }
@@ -139,7 +139,7 @@ func (s *Server) start() {
 	}
 	s.cmd = exec.Command(Binary(s.t), args...)
 	s.cmd.Env = append(os.Environ(), s.opts.Env...)
-	s.stdout, s.stderr = &syncBuffer{}, &syncBuffer{}
+	s.stdout, s.stderr = &SyncBuffer{}, &SyncBuffer{}
 	pr, pw := io.Pipe()
 	s.cmd.Stdout = io.MultiWriter(s.stdout, pw)
 	s.cmd.Stderr = s.stderr
@@ -305,19 +305,20 @@ func (c *Client) Do(method, path string, body any) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writes and reads, for
+// the output of processes a test runs.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
