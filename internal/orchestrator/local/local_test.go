@@ -930,7 +930,8 @@ func TestStartFailureShowsInLastError(t *testing.T) {
 		o = observe(t, b, testKey)
 		return o.CannotRun != ""
 	})
-	if o.Restarting || !strings.Contains(o.CannotRun, fmt.Sprintf("exits before it is ready, %d times in a row", crashLoopLimit)) || !strings.Contains(o.CannotRun, "timeuot") {
+	if o.Restarting || !strings.Contains(o.CannotRun, fmt.Sprintf("exits before it is ready, %d times in a row", crashLoopLimit)) ||
+		!strings.Contains(o.CannotRun, "serverconf/server.yaml: line 2: unknown field") || strings.Contains(o.CannotRun, "timeuot") {
 		t.Fatalf("after %d failed starts: %+v", crashLoopLimit, o)
 	}
 
