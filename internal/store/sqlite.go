@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -20,9 +21,12 @@ var _ Store = (*sqliteStore)(nil)
 
 func openSQLite(ctx context.Context, path string) (*sqliteStore, error) {
 	// _txlock=immediate takes the write lock at BEGIN, so two writers queue
-	// on busy_timeout instead of failing with SQLITE_BUSY at commit.
+	// on busy_timeout instead of failing with SQLITE_BUSY at commit. The
+	// pragmas run in order on every new connection: busy_timeout comes
+	// first, so that switching a new file to WAL, which needs the lock a
+	// second process starting at the same moment may hold, waits for it.
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
-		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate"
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_txlock=immediate"
 	// Create the file ourselves so it is private whatever the umask; SQLite
 	// gives its -wal and -shm files the same mode.
 	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
@@ -41,15 +45,31 @@ func openSQLite(ctx context.Context, path string) (*sqliteStore, error) {
 		isUnique:       sqliteIsUnique,
 		lockMigrations: func(context.Context, *sql.Conn) (func(), error) { return func() {}, nil },
 	}}}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("unable to open SQLite database %s: %w", path, err)
+	// Switching a new file to WAL needs a lock that SQLite does not wait
+	// for through busy_timeout when another process (or store) is opening
+	// the same file at that moment: it answers SQLITE_BUSY at once. The
+	// first connection is tried again for a while before giving up.
+	for attempt := 1; ; attempt++ {
+		err := db.PingContext(ctx)
+		if err == nil {
+			break
+		}
+		if !sqliteIsBusy(err) || attempt == 50 || ctx.Err() != nil {
+			db.Close()
+			return nil, fmt.Errorf("unable to open SQLite database %s: %w", path, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+func sqliteIsBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == 5 // SQLITE_BUSY and its extended codes
 }
 
 func sqliteIsUnique(err error) bool {
