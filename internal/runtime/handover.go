@@ -20,9 +20,19 @@ const handoverGrace = 2 * time.Second
 // connection was new, not reused).
 type handoverListener struct {
 	net.Listener
-	mu      sync.Mutex
-	fresh   map[net.Conn]struct{} // accepted, no request handled yet
-	changed chan struct{}         // signalled when fresh shrinks
+	mu       sync.Mutex
+	fresh    map[net.Conn]struct{} // accepted, no request handled yet
+	changed  chan struct{}         // signalled when fresh shrinks
+	closing  sync.Once
+	closeErr error
+}
+
+// Close closes the listener once. The drain closes it in handOver and
+// http.Server's Shutdown closes it again if Serve has not yet seen the
+// first close; the second close must not read as a failed drain.
+func (l *handoverListener) Close() error {
+	l.closing.Do(func() { l.closeErr = l.Listener.Close() })
+	return l.closeErr
 }
 
 type connKey struct{}
@@ -93,7 +103,7 @@ func (l *handoverListener) freshCount() int {
 // them instead of dropping them.
 func (l *handoverListener) handOver(srv *http.Server, grace time.Duration) {
 	srv.SetKeepAlivesEnabled(false)
-	l.Listener.Close()
+	l.Close()
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	for l.freshCount() > 0 {
