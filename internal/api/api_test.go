@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
+	"github.com/sluice-dev/sluice/internal/orchestrator/local"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/server"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -51,6 +53,9 @@ type envOpts struct {
 	perInstance iam.Limit
 	maxBAR      int64
 	quotas      server.Quotas
+	// backend gives the control plane the local runtime backend (its
+	// reconciler does not run, so nothing starts): logs and traces work.
+	backend bool
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -86,6 +91,15 @@ func newEnv(t *testing.T, o envOpts) *env {
 		Configs: &configuration.Service{Store: st, Keyring: kr, IAM: svc, Now: clk.Now, InUse: runtimes.InUse, MaxArchiveInflated: o.quotas.ConfigArchive},
 		BARs: &barstore.Service{Store: st, IAM: svc, TempDir: t.TempDir(), MaxSize: o.maxBAR, Now: clk.Now, InUse: runtimes.InUse,
 			MaxStorage: o.quotas.BARStorage},
+	}
+	if o.backend {
+		b, err := local.New(local.Options{Dir: filepath.Join(t.TempDir(), "runtimes"), Log: a.Log, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		a.Reconciler = &orchestrator.Reconciler{Store: st, Configs: a.Configs, Backend: b, Log: a.Log, Now: clk.Now}
+		a.Traces = &orchestrator.Traces{Store: st, IAM: svc, Reconciler: a.Reconciler, Now: clk.Now}
 	}
 	if o.perClient.Requests > 0 || o.perInstance.Requests > 0 {
 		a.RateLimit = &iam.RateLimiter{PerClient: o.perClient, PerInstance: o.perInstance, Now: clk.Now}

@@ -28,6 +28,9 @@ func principal(r *http.Request) iam.Principal {
 func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 	need := iam.RoleRank(minRole)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !singleHeaders(w, r, "Authorization", "X-IBM-Client-Id") {
+			return
+		}
 		bearer, problem := bearerToken(r)
 		if problem != "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
@@ -59,6 +62,19 @@ func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// singleHeaders answers 400 when a request repeats one of the named
+// headers: this server reads the first, and a proxy in front may have
+// checked another, so which one counts would be ambiguous.
+func singleHeaders(w http.ResponseWriter, r *http.Request, names ...string) bool {
+	for _, n := range names {
+		if len(r.Header.Values(n)) > 1 {
+			writeError(w, r, http.StatusBadRequest, "BadRequest", "the "+n+" header is sent more than once: send it once")
+			return false
+		}
+	}
+	return true
 }
 
 // bearerToken reads "Authorization: Bearer <token>", or says what is wrong

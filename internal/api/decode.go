@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // maxJSONBody bounds every JSON request body of the API.
@@ -37,8 +39,23 @@ func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64)
 			return &badRequest{http.StatusUnsupportedMediaType, "UnsupportedMediaType", fmt.Sprintf("content type %q is not JSON: send application/json", ct)}
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
-	dec := json.NewDecoder(body)
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		return describeJSONError(err, limit)
+	}
+	// encoding/json would quietly turn invalid UTF-8 into U+FFFD, keep the
+	// last of duplicate keys (another parser may keep the first) and
+	// decode null into nothing: each is refused instead.
+	if !utf8.Valid(b) {
+		return &badRequest{http.StatusBadRequest, "BadRequest", "the body is not valid UTF-8"}
+	}
+	if t := bytes.TrimSpace(b); bytes.Equal(t, []byte("null")) {
+		return &badRequest{http.StatusBadRequest, "BadRequest", "the body is null: send a JSON object"}
+	}
+	if key, ok := duplicateKey(b); ok {
+		return &badRequest{http.StatusBadRequest, "BadRequest", fmt.Sprintf("the body repeats the key %q in one object", key)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return describeJSONError(err, limit)
@@ -47,6 +64,57 @@ func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64)
 		return &badRequest{http.StatusBadRequest, "BadRequest", "the body holds more than one JSON value"}
 	}
 	return nil
+}
+
+// duplicateKey finds a key repeated within one object of the JSON text b
+// (RFC 8259 §4: names SHOULD be unique; Sluice requires it). Malformed
+// JSON reports nothing here: the decoder says what is wrong with it.
+func duplicateKey(b []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	// One frame per open object or array; objects track their keys, and
+	// whether the next string token is a key.
+	type frame struct {
+		keys    map[string]bool
+		wantKey bool
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		top := (*frame)(nil)
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.keys != nil && top.wantKey {
+			if k, ok := tok.(string); ok {
+				if top.keys[k] {
+					return k, true
+				}
+				top.keys[k] = true
+				top.wantKey = false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{keys: map[string]bool{}, wantKey: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ended: in an object the next token is a key again.
+		if len(stack) > 0 && stack[len(stack)-1].keys != nil {
+			stack[len(stack)-1].wantKey = true
+		}
+		if len(stack) == 0 && !dec.More() {
+			return "", false
+		}
+	}
 }
 
 func describeJSONError(err error, limit int64) error {

@@ -22,6 +22,9 @@ type tokenRequestBody struct {
 // postTokens is App Connect's token exchange: client id, secret and
 // instance id in headers, the API key in the body.
 func (a *API) postTokens(w http.ResponseWriter, r *http.Request) {
+	if !singleHeaders(w, r, "X-IBM-Client-Id", "X-IBM-Client-Secret", "X-IBM-Instance-Id") {
+		return
+	}
 	if !a.allow(w, r, r.Header.Get("X-IBM-Client-Id"), r.Header.Get("X-IBM-Instance-Id")) {
 		return
 	}
@@ -419,6 +422,7 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	// Newest first, as the OpenAPI document says; with limit, the newest.
 	out := make([]AuditEvent, 0, len(evs))
 	for _, e := range evs {
 		out = append(out, AuditEvent{ID: e.ID, Time: e.At.UTC().Format(time.RFC3339Nano), Actor: e.Actor, Action: e.Action,

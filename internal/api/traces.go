@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
@@ -147,6 +149,11 @@ func (a *API) runtimeLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	follow := r.URL.Query().Get("follow") == "true"
 	rc, err := a.Reconciler.Backend.Logs(r.Context(), orchestrator.Key{InstanceID: p.InstanceID, Name: name}, tail, follow)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The runtime exists (checked above) but the backend never
+		// started it, e.g. created with 0 replicas: it has no lines yet.
+		rc, err = io.NopCloser(strings.NewReader("")), nil
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return

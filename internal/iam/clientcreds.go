@@ -23,6 +23,10 @@ type CredentialInput struct {
 // under a name, so rotation means creating a new credential, moving clients
 // over, then deleting the old one.
 func (s *Service) PutClientCredential(ctx context.Context, p Principal, in CredentialInput, createOnly bool) (store.ClientCredential, secret.Value, error) {
+	return s.putClientCredential(ctx, p, in, createOnly, false)
+}
+
+func (s *Service) putClientCredential(ctx context.Context, p Principal, in CredentialInput, createOnly, raced bool) (store.ClientCredential, secret.Value, error) {
 	object := "clientCredential/" + in.Name
 	if !p.IsAdmin() {
 		return store.ClientCredential{}, secret.Value{}, s.finish(ctx, p, "clientCredential.put", object, forbidden("only admins manage public API credentials"))
@@ -64,7 +68,13 @@ func (s *Service) PutClientCredential(ctx context.Context, p Principal, in Crede
 	}
 	v := newSecret(ClientSecretPrefix)
 	c.SecretHash, c.SecretHint = hashSecret(v), hint(v, ClientSecretPrefix)
-	err = storeErr(s.Store.CreateClientCredential(ctx, c), "credential "+in.Name)
+	err = s.Store.CreateClientCredential(ctx, c)
+	if errors.Is(err, store.ErrConflict) && !createOnly && !raced {
+		// Another PUT created the name a moment ago: this one updates it,
+		// as if it had come second (and so gets no secret).
+		return s.putClientCredential(ctx, p, in, createOnly, true)
+	}
+	err = storeErr(err, "credential "+in.Name)
 	if err := s.finish(ctx, p, "clientCredential.create", object, err); err != nil {
 		return store.ClientCredential{}, secret.Value{}, err
 	}

@@ -64,24 +64,32 @@ func (s *Service) PutIdentity(ctx context.Context, p Principal, in IdentityInput
 		hash = h
 	}
 	now := s.now()
-	cur, err := s.Store.GetIdentity(ctx, p.InstanceID, in.Kind, in.Name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		id := store.Identity{ID: idPrefix(in.Kind) + randomID(8), InstanceID: p.InstanceID, Kind: in.Kind, Name: in.Name,
-			Description: in.Description, Role: in.Role, PasswordHash: hash, CreatedAt: now, CreatedBy: p.Actor(), UpdatedAt: now}
-		err := storeErr(s.Store.CreateIdentity(ctx, id), kindWord(in.Kind)+" "+in.Name)
-		return id, true, s.finish(ctx, p, in.Kind+".create", object, err)
-	case err != nil:
-		return store.Identity{}, false, err
-	case createOnly:
-		return store.Identity{}, false, conflict("%s %s already exists", kindWord(in.Kind), in.Name)
+	// Twice at most: a create that loses the race to another PUT of the
+	// same new name replaces what that one created, as if it came second.
+	for attempt := 0; ; attempt++ {
+		cur, err := s.Store.GetIdentity(ctx, p.InstanceID, in.Kind, in.Name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			id := store.Identity{ID: idPrefix(in.Kind) + randomID(8), InstanceID: p.InstanceID, Kind: in.Kind, Name: in.Name,
+				Description: in.Description, Role: in.Role, PasswordHash: hash, CreatedAt: now, CreatedBy: p.Actor(), UpdatedAt: now}
+			err := s.Store.CreateIdentity(ctx, id)
+			if errors.Is(err, store.ErrConflict) && !createOnly && attempt == 0 {
+				continue
+			}
+			err = storeErr(err, kindWord(in.Kind)+" "+in.Name)
+			return id, true, s.finish(ctx, p, in.Kind+".create", object, err)
+		case err != nil:
+			return store.Identity{}, false, err
+		case createOnly:
+			return store.Identity{}, false, conflict("%s %s already exists", kindWord(in.Kind), in.Name)
+		}
+		cur.Description, cur.Role, cur.UpdatedAt = in.Description, in.Role, now
+		if hash != "" {
+			cur.PasswordHash = hash
+		}
+		err = storeErr(s.Store.UpdateIdentity(ctx, cur), kindWord(in.Kind)+" "+in.Name)
+		return cur, false, s.finish(ctx, p, in.Kind+".update", object, err)
 	}
-	cur.Description, cur.Role, cur.UpdatedAt = in.Description, in.Role, now
-	if hash != "" {
-		cur.PasswordHash = hash
-	}
-	err = storeErr(s.Store.UpdateIdentity(ctx, cur), kindWord(in.Kind)+" "+in.Name)
-	return cur, false, s.finish(ctx, p, in.Kind+".update", object, err)
 }
 
 func idPrefix(kind string) string {

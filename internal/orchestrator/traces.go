@@ -120,26 +120,25 @@ func (t *Traces) Put(ctx context.Context, p iam.Principal, name, runtimeName, ty
 	if runtimeName == "" {
 		return TraceView{}, false, iam.Invalidf("spec.integrationRuntimeName is missing")
 	}
-	if _, err := t.Store.GetRuntime(ctx, p.InstanceID, runtimeName); err != nil {
+	rt, err := t.Store.GetRuntime(ctx, p.InstanceID, runtimeName)
+	if err != nil {
 		return TraceView{}, false, iam.Invalidf("spec.integrationRuntimeName names %s, which is not an integration runtime of this instance", runtimeName)
 	}
 	existing, err := t.Store.ListTraces(ctx, p.InstanceID, runtimeName)
 	if err != nil {
 		return TraceView{}, false, err
 	}
-	created := true
 	for _, e := range existing {
-		if e.Name == name {
-			created = false
-		} else if e.Type == typ {
+		if e.Name != name && e.Type == typ {
 			return TraceView{}, false, iam.Conflictf("trace %s already traces %s (%s)", e.Name, runtimeName, typ)
 		}
 	}
-	tr := store.Trace{InstanceID: p.InstanceID, Name: name, RuntimeName: runtimeName, Type: typ, CreatedAt: t.now(), CreatedBy: p.Actor()}
+	tr := store.Trace{InstanceID: p.InstanceID, Name: name, RuntimeName: runtimeName, RuntimeUID: rt.UID, Type: typ, CreatedAt: t.now(), CreatedBy: p.Actor()}
 	if t.Now != nil {
 		tr.CreatedAt = t.Now().UTC()
 	}
-	if _, err := t.Store.PutTrace(ctx, tr); err != nil {
+	created, err := t.Store.PutTrace(ctx, tr)
+	if err != nil {
 		return TraceView{}, false, err
 	}
 	if err := t.IAM.Finish(ctx, p, "trace.start", "trace/"+name, nil); err != nil {

@@ -62,7 +62,8 @@ type Artifacts interface {
 
 func (s *sqlStore) PutConfiguration(ctx context.Context, c Configuration, createOnly bool) (bool, error) {
 	created := false
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.putTx(ctx, func(tx *sql.Tx) error {
+		created = false
 		var at int64
 		var by string
 		err := tx.QueryRowContext(ctx, s.q(`SELECT created_at, created_by FROM configurations WHERE instance_id = $1 AND name = $2`),
@@ -129,7 +130,8 @@ func (s *sqlStore) DeleteConfiguration(ctx context.Context, instanceID, name str
 
 func (s *sqlStore) PutBARFile(ctx context.Context, f BARFile, content io.Reader) (bool, error) {
 	created := false
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.putTx(ctx, func(tx *sql.Tx) error {
+		created = false
 		var have int
 		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM blob_chunks WHERE sha256 = $1`), f.SHA256).Scan(&have); err != nil {
 			return s.mapErr("look up BAR content", err)

@@ -30,11 +30,13 @@ type Ref struct {
 	Name string
 }
 
-// Trace is a trace switched on for a runtime.
+// Trace is a trace switched on for a runtime. It belongs to the runtime
+// by RuntimeUID; RuntimeName is read from the runtime it belongs to.
 type Trace struct {
 	InstanceID  string
 	Name        string
 	RuntimeName string
+	RuntimeUID  string
 	Type        string
 	CreatedAt   time.Time
 	CreatedBy   string
@@ -84,7 +86,9 @@ func nextVersion(v int64) int64 {
 
 func (s *sqlStore) PutRuntime(ctx context.Context, r Runtime, refs []Ref) (Runtime, bool, error) {
 	created := false
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	in := r
+	err := s.putTx(ctx, func(tx *sql.Tx) error {
+		created, r = false, in
 		cur, err := scanRuntime(tx.QueryRowContext(ctx, s.q(`SELECT `+runtimeCols+` FROM integration_runtimes WHERE instance_id = $1 AND name = $2`), r.InstanceID, r.Name))
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
@@ -162,7 +166,14 @@ func (s *sqlStore) DeleteRuntime(ctx context.Context, instanceID, name string) e
 			return err
 		}
 		_, err = tx.ExecContext(ctx, s.q(`DELETE FROM runtime_refs WHERE instance_id = $1 AND runtime_name = $2`), instanceID, name)
-		return s.mapErr("delete runtime refs", err)
+		if err != nil {
+			return s.mapErr("delete runtime refs", err)
+		}
+		// Its traces end with it; traces hold the uid, so only rows of a
+		// runtime that no longer exists match.
+		_, err = tx.ExecContext(ctx, s.q(`DELETE FROM traces WHERE instance_id = $1
+			AND runtime_uid NOT IN (SELECT uid FROM integration_runtimes WHERE instance_id = $1)`), instanceID)
+		return s.mapErr("delete runtime traces", err)
 	})
 }
 
@@ -195,40 +206,56 @@ func (s *sqlStore) RuntimesUsing(ctx context.Context, instanceID string, ref Ref
 }
 
 func (s *sqlStore) PutTrace(ctx context.Context, t Trace) (bool, error) {
-	res, err := s.exec(ctx, `INSERT INTO traces (instance_id, name, runtime_name, type, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (instance_id, name) DO UPDATE SET runtime_name = excluded.runtime_name, type = excluded.type`,
-		t.InstanceID, t.Name, t.RuntimeName, t.Type, ms(t.CreatedAt), t.CreatedBy)
-	if err != nil {
-		return false, s.mapErr("write trace", err)
-	}
-	_ = res
-	return true, nil
+	created := false
+	err := s.putTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE traces SET runtime_name = $1, runtime_uid = $2, type = $3 WHERE instance_id = $4 AND name = $5`),
+			t.RuntimeName, t.RuntimeUID, t.Type, t.InstanceID, t.Name)
+		if err != nil {
+			return s.mapErr("write trace", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			created = false
+			return s.mapErr("write trace", err)
+		}
+		created = true
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO traces (instance_id, name, runtime_name, runtime_uid, type, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)`),
+			t.InstanceID, t.Name, t.RuntimeName, t.RuntimeUID, t.Type, ms(t.CreatedAt), t.CreatedBy)
+		return s.mapErr("write trace", err)
+	})
+	return created, err
+}
+
+// traceSelect reads traces with the name of the runtime they belong to
+// now: a trace whose runtime is gone (or was replaced by another of the
+// same name) is not found.
+const traceSelect = `SELECT t.instance_id, t.name, r.name, t.runtime_uid, t.type, t.created_at, t.created_by
+	FROM traces t JOIN integration_runtimes r ON r.uid = t.runtime_uid AND r.instance_id = t.instance_id `
+
+func scanTrace(sc interface{ Scan(...any) error }) (Trace, error) {
+	var t Trace
+	var at int64
+	err := sc.Scan(&t.InstanceID, &t.Name, &t.RuntimeName, &t.RuntimeUID, &t.Type, &at, &t.CreatedBy)
+	t.CreatedAt = fromMS(at)
+	return t, err
 }
 
 func (s *sqlStore) GetTrace(ctx context.Context, instanceID, name string) (Trace, error) {
-	var t Trace
-	var at int64
-	err := s.queryRow(ctx, `SELECT instance_id, name, runtime_name, type, created_at, created_by FROM traces WHERE instance_id = $1 AND name = $2`,
-		instanceID, name).Scan(&t.InstanceID, &t.Name, &t.RuntimeName, &t.Type, &at, &t.CreatedBy)
-	t.CreatedAt = fromMS(at)
+	t, err := scanTrace(s.queryRow(ctx, traceSelect+`WHERE t.instance_id = $1 AND t.name = $2`, instanceID, name))
 	return t, s.mapErr("read trace", err)
 }
 
 func (s *sqlStore) ListTraces(ctx context.Context, instanceID, runtimeName string) ([]Trace, error) {
-	rows, err := s.query(ctx, `SELECT instance_id, name, runtime_name, type, created_at, created_by FROM traces
-		WHERE instance_id = $1 AND ($2 = '' OR runtime_name = $2) ORDER BY name`, instanceID, runtimeName)
+	rows, err := s.query(ctx, traceSelect+`WHERE t.instance_id = $1 AND ($2 = '' OR r.name = $2) ORDER BY t.name`, instanceID, runtimeName)
 	if err != nil {
 		return nil, s.mapErr("list traces", err)
 	}
 	defer rows.Close()
 	var out []Trace
 	for rows.Next() {
-		var t Trace
-		var at int64
-		if err := rows.Scan(&t.InstanceID, &t.Name, &t.RuntimeName, &t.Type, &at, &t.CreatedBy); err != nil {
+		t, err := scanTrace(rows)
+		if err != nil {
 			return nil, s.mapErr("read trace", err)
 		}
-		t.CreatedAt = fromMS(at)
 		out = append(out, t)
 	}
 	return out, s.mapErr("list traces", rows.Err())

@@ -168,6 +168,18 @@ func (s *sqlStore) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
+// putTx runs a create-or-replace transaction, and once more when it lost a
+// race to create the same name: two PUTs of one new name at once then give
+// one creation and one replacement, never a conflict. fn must reset what it
+// reports at its start, as it may run twice.
+func (s *sqlStore) putTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	err := s.inTx(ctx, fn)
+	if errors.Is(err, ErrConflict) {
+		err = s.inTx(ctx, fn)
+	}
+	return err
+}
+
 // migrate applies every pending migration. The dialect's lock keeps two
 // processes starting together from applying the same migration twice; the
 // applied set is read again under the lock for the same reason.
