@@ -661,3 +661,32 @@ func TestRolesAndOwnKeys(t *testing.T) {
 		t.Fatalf("denied attempts not in the audit: %s", r.body)
 	}
 }
+
+// The last admin of an instance cannot demote themselves (nor delete
+// themselves); with another admin they can step down.
+func TestLastAdminCannotStepDown(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	admin := e.admin()
+	demote := obj("admin", map[string]any{"role": "developer"})
+	if r := admin.call("PUT", "/api/v1/users/admin", demote); r.code != 409 || !strings.Contains(string(r.body), "last admin") {
+		t.Fatalf("last admin demotes themselves: %d %s", r.code, r.body)
+	}
+	if r := admin.call("DELETE", "/api/v1/users/admin", nil); r.code != 400 {
+		t.Fatalf("admin deletes themselves: %d %s", r.code, r.body)
+	}
+	var who map[string]string
+	admin.call("GET", "/api/v1/whoami", nil).json(t, &who)
+	if who["role"] != "admin" {
+		t.Fatalf("the refused demotion changed the role: %v", who)
+	}
+	audit := admin.call("GET", "/api/v1/audit?limit=5", nil)
+	if !strings.Contains(string(audit.body), `"action":"user.update","object":"user/admin","outcome":"failure"`) {
+		t.Errorf("the refusal is not audited: %s", audit.body)
+	}
+	if r := admin.call("PUT", "/api/v1/service-ids/ops", obj("ops", map[string]any{"role": "admin"})); r.code != 201 {
+		t.Fatalf("second admin: %d %s", r.code, r.body)
+	}
+	if r := admin.call("PUT", "/api/v1/users/admin", demote); r.code != 200 {
+		t.Fatalf("stepping down with another admin: %d %s", r.code, r.body)
+	}
+}

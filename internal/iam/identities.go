@@ -83,6 +83,21 @@ func (s *Service) PutIdentity(ctx context.Context, p Principal, in IdentityInput
 		case createOnly:
 			return store.Identity{}, false, conflict("%s %s already exists", kindWord(in.Kind), in.Name)
 		}
+		if cur.Role == RoleAdmin && in.Role != RoleAdmin && cur.ID == p.SubjectID {
+			last, err := s.lastAdmin(ctx, p.InstanceID, cur.ID)
+			if err != nil {
+				return store.Identity{}, false, err
+			}
+			if last {
+				return store.Identity{}, false, s.finish(ctx, p, in.Kind+".update", object,
+					conflict("you are the last admin of this instance: make another identity admin before you give up the role"))
+			}
+		}
+		// A new password or a lower role ends the identity's dashboard
+		// sessions, on every replica: they hold the epoch they began in.
+		if hash != "" || RoleRank(in.Role) < RoleRank(cur.Role) {
+			cur.SessionEpoch++
+		}
 		cur.Description, cur.Role, cur.UpdatedAt = in.Description, in.Role, now
 		if hash != "" {
 			cur.PasswordHash = hash
@@ -90,6 +105,23 @@ func (s *Service) PutIdentity(ctx context.Context, p Principal, in IdentityInput
 		err = storeErr(s.Store.UpdateIdentity(ctx, cur), kindWord(in.Kind)+" "+in.Name)
 		return cur, false, s.finish(ctx, p, in.Kind+".update", object, err)
 	}
+}
+
+// lastAdmin reports whether no identity of the instance but except holds
+// the admin role.
+func (s *Service) lastAdmin(ctx context.Context, instanceID, except string) (bool, error) {
+	for _, kind := range []string{store.KindUser, store.KindServiceID} {
+		ids, err := s.Store.ListIdentities(ctx, instanceID, kind)
+		if err != nil {
+			return false, err
+		}
+		for _, id := range ids {
+			if id.ID != except && id.Role == RoleAdmin {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
 
 func idPrefix(kind string) string {

@@ -30,6 +30,9 @@ type Identity struct {
 	Description  string
 	Role         string
 	PasswordHash string // argon2id PHC string; users only, "" when no password is set
+	// SessionEpoch changes when the password is set or the role lowered;
+	// dashboard sessions opened in an earlier epoch are over.
+	SessionEpoch int64
 	CreatedAt    time.Time
 	CreatedBy    string
 	UpdatedAt    time.Time
@@ -280,9 +283,9 @@ type execer interface {
 
 func (s *sqlStore) insertIdentity(ctx context.Context, ex execer, id Identity) error {
 	_, err := ex.ExecContext(ctx, s.q(`INSERT INTO identities
-		(id, instance_id, kind, name, description, role, password_hash, created_at, created_by, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
-		id.ID, id.InstanceID, id.Kind, id.Name, id.Description, id.Role, id.PasswordHash,
+		(id, instance_id, kind, name, description, role, password_hash, session_epoch, created_at, created_by, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`),
+		id.ID, id.InstanceID, id.Kind, id.Name, id.Description, id.Role, id.PasswordHash, id.SessionEpoch,
 		ms(id.CreatedAt), id.CreatedBy, ms(id.UpdatedAt))
 	return s.mapErr("create "+id.Kind, err)
 }
@@ -292,9 +295,11 @@ func (s *sqlStore) CreateIdentity(ctx context.Context, id Identity) error {
 }
 
 func (s *sqlStore) UpdateIdentity(ctx context.Context, id Identity) error {
-	res, err := s.exec(ctx, `UPDATE identities SET description = $1, role = $2, password_hash = $3, updated_at = $4
-		WHERE instance_id = $5 AND kind = $6 AND name = $7`,
-		id.Description, id.Role, id.PasswordHash, ms(id.UpdatedAt), id.InstanceID, id.Kind, id.Name)
+	// The epoch only moves forward, whatever a concurrent update wrote.
+	res, err := s.exec(ctx, `UPDATE identities SET description = $1, role = $2, password_hash = $3, updated_at = $4,
+		session_epoch = CASE WHEN session_epoch < $5 THEN $5 ELSE session_epoch END
+		WHERE instance_id = $6 AND kind = $7 AND name = $8`,
+		id.Description, id.Role, id.PasswordHash, ms(id.UpdatedAt), id.SessionEpoch, id.InstanceID, id.Kind, id.Name)
 	return s.affectedOne("update "+id.Kind, res, err)
 }
 
@@ -313,12 +318,12 @@ func (s *sqlStore) affectedOne(op string, res sql.Result, err error) error {
 	return nil
 }
 
-const identityCols = `id, instance_id, kind, name, description, role, password_hash, created_at, created_by, updated_at`
+const identityCols = `id, instance_id, kind, name, description, role, password_hash, session_epoch, created_at, created_by, updated_at`
 
 func scanIdentity(sc interface{ Scan(...any) error }) (Identity, error) {
 	var id Identity
 	var c, u int64
-	err := sc.Scan(&id.ID, &id.InstanceID, &id.Kind, &id.Name, &id.Description, &id.Role, &id.PasswordHash, &c, &id.CreatedBy, &u)
+	err := sc.Scan(&id.ID, &id.InstanceID, &id.Kind, &id.Name, &id.Description, &id.Role, &id.PasswordHash, &id.SessionEpoch, &c, &id.CreatedBy, &u)
 	id.CreatedAt, id.UpdatedAt = fromMS(c), fromMS(u)
 	return id, err
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -43,7 +44,7 @@ func (d *Dashboard) runtimeEvents(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	se := sessionOf(r).se
 	for {
-		if !d.alive(se) {
+		if !d.alive(se) || !d.accountCurrent(ctx, se) {
 			// The browser's EventSource reconnects and is then sent to
 			// log in again.
 			return
@@ -85,4 +86,11 @@ func (d *Dashboard) runtimeEvents(w http.ResponseWriter, r *http.Request) {
 		case <-tick.C:
 		}
 	}
+}
+
+// accountCurrent reports whether se's identity still exists in the same
+// session epoch; a store error keeps the stream (the next page load asks again).
+func (d *Dashboard) accountCurrent(ctx context.Context, se *session) bool {
+	_, ended, err := d.account(ctx, se)
+	return err != nil || ended == ""
 }

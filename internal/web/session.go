@@ -38,6 +38,7 @@ const (
 type session struct {
 	id      string
 	p       iam.Principal // the identity at login; role is re-read per request
+	epoch   int64         // the identity's session epoch at login
 	csrf    string
 	created time.Time
 	seen    time.Time
@@ -180,15 +181,15 @@ func (d *Dashboard) authed(minRole string, h http.HandlerFunc) http.Handler {
 			d.render(w, r, http.StatusUnauthorized, "error", view{Title: "Logged out", Error: "your session has ended: log in again"})
 			return
 		}
-		id, err := d.Store.GetIdentityByID(r.Context(), se.p.SubjectID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		id, ended, err := d.account(r.Context(), se)
+		if err != nil {
 			// A store that fails for a moment must not log everyone out.
 			d.fail(w, r, err)
 			return
 		}
-		if err != nil || id.InstanceID != se.p.InstanceID {
+		if ended != "" {
 			d.dropSession(w, r, se)
-			d.render(w, r, http.StatusUnauthorized, "error", view{Title: "Logged out", Error: "your user no longer exists: log in again"})
+			d.render(w, r, http.StatusUnauthorized, "error", view{Title: "Logged out", Error: ended + ": log in again"})
 			return
 		}
 		p := se.p
@@ -213,6 +214,24 @@ func (d *Dashboard) authed(minRole string, h http.HandlerFunc) http.Handler {
 		}
 		h(w, r)
 	})
+}
+
+// account reads the session's identity from the store and says why the
+// session is over, if it is: the identity is gone, or its password was set
+// or its role lowered since the login (its session epoch moved). The store
+// holds the epoch, so a change made through any replica ends the session
+// on all of them.
+func (d *Dashboard) account(ctx context.Context, se *session) (store.Identity, string, error) {
+	id, err := d.Store.GetIdentityByID(ctx, se.p.SubjectID)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || (err == nil && id.InstanceID != se.p.InstanceID):
+		return id, "your user no longer exists", nil
+	case err != nil:
+		return id, "", err
+	case id.SessionEpoch != se.epoch:
+		return id, "your password or role was changed", nil
+	}
+	return id, "", nil
 }
 
 func clientAddr(r *http.Request) string {
@@ -374,7 +393,7 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	d.sweep()
 	now := d.now()
 	p.SubjectID, p.Role = id.ID, id.Role
-	se := &session{id: randomToken(), p: p, csrf: randomToken(), created: now, seen: now}
+	se := &session{id: randomToken(), p: p, epoch: id.SessionEpoch, csrf: randomToken(), created: now, seen: now}
 	d.sessions.mu.Lock()
 	d.sessions.m[se.id] = se
 	d.sessions.mu.Unlock()
