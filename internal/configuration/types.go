@@ -66,7 +66,7 @@ var types = []Type{
 	{Name: "policyproject", Holds: "a zip of a policy project: <policy>.yaml (or .json) connection definitions", Secret: false,
 		Description: "Named connection definitions (policies) flows refer to.",
 		Runtime:     "unzipped into policyproject/<name>/; each file is a policy flows use by name", validate: validateZip},
-	{Name: "serverconf", Holds: "server.conf.yaml: runtime settings (log level, timeouts, user variables under values)", Secret: false,
+	{Name: "serverconf", Holds: "server.conf.yaml: App Connect's sections (Defaults, UserVariables, Log, …) and/or Sluice's settings (log, http, flows, values…)", Secret: false,
 		Description: "Runtime settings and user variables (visible to flows as .config).",
 		Runtime:     "written to serverconf/<name>.yaml; settings merge in name order", validate: yamlMapping},
 	{Name: "setdbparms", Holds: "lines `resource user password` or `mqsisetdbparms -n resource -u user -p password`", Secret: true,

@@ -84,6 +84,11 @@ func badData(t testing.TB) map[string]string {
 		"zip policy broken yaml":      zipOf(t, map[string]string{"p/db.yaml": "url: [" + c + "\n"}),
 		"zip policy non-string keys":  zipOf(t, map[string]string{"p/db.yaml": "? [" + c + "]\n: 1\n"}),
 		"zip policy json":             zipOf(t, map[string]string{"p/db.json": `{"a":` + c + `}`}),
+		"yaml ace log format":         "Log:\n  outputFormat: " + c + "\n",
+		"yaml ace trace level":        "trace: " + c + "\n",
+		"yaml ace post size":          "HTTPConnector:\n  MaxPostSize: " + c + "\n",
+		"yaml ace policy project":     "Defaults:\n  policyProject: [" + c + "]\n",
+		"yaml ace unknown lower key":  "x" + c + ":\n  a: 1\n",
 		"zip serverconf-like content": zipOf(t, map[string]string{"x.yaml": "log:\n  level: " + c + "\n"}),
 		"not a zip":                   "PK\x03\x04" + c,
 	}
@@ -111,7 +116,8 @@ func TestErrorsNeverQuoteData(t *testing.T) {
 	for typ, labels := range map[string][]string{
 		"serverconf": {"yaml value of log.level", "yaml value of log.format", "yaml unknown key", "yaml unknown nested key", "yaml duration",
 			"yaml integer", "yaml unknown anchor", "yaml tag", "yaml broken flow", "yaml broken quote", "yaml scalar document", "yaml mapping where a list",
-			"yaml non-string keys", "yaml merge of a scalar"},
+			"yaml non-string keys", "yaml merge of a scalar", "yaml ace log format", "yaml ace trace level", "yaml ace post size",
+			"yaml ace policy project", "yaml ace unknown lower key"},
 		"barauth":               {"json unknown field", "json unknown nested field", "json auth type", "json wrong type", "json insecureSsl", "json caCert", "json broken", "json trailing"},
 		"setdbparms":            {"setdbparms short line", "setdbparms misplaced pw", "setdbparms option no value", "setdbparms unknown option", "setdbparms duplicate"},
 		"odbc":                  {"ini section", "ini line"},

@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
+	"github.com/sluice-dev/sluice/internal/serverconf"
 	"github.com/sluice-dev/sluice/internal/store"
 )
 
@@ -214,6 +215,7 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
 	}
 
 	configs, barauth, missingCfg := r.gatherConfigs(ctx, rt)
+	ignored := ignoredServerconf(configs)
 	bars, infos, missingBAR, fetchErr := r.gatherBARs(ctx, rt, barauth)
 	missing := append(missingBAR, missingCfg...)
 
@@ -258,6 +260,14 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
 	if typ, status, reason, msg, ok := barAuthCondition(rt, barauth); ok {
 		st.Conditions = setCondition(st.Conditions, typ, status, reason, msg, now)
 	}
+	switch {
+	case len(ignored) > 0:
+		st.Conditions = setCondition(st.Conditions, "ConfigurationIgnored", "True", "KeysIgnored",
+			"serverconf keys "+serverconf.Describe(ignored)+" have no effect in Sluice", now)
+	case hasCondition(st.Conditions, "ConfigurationIgnored"):
+		st.Conditions = setCondition(st.Conditions, "ConfigurationIgnored", "False", "NoneIgnored",
+			"every serverconf key has an effect in Sluice", now)
+	}
 	upToDate := obs.Generation == rt.Generation && !obs.Progressing
 	var status, reason, msg string
 	st.Phase, status, reason, msg = readiness(obs, replicas, upToDate, missing, fetchErr)
@@ -301,6 +311,36 @@ func readiness(obs Observed, replicas int, upToDate bool, missing []string, fetc
 		return PhasePending, "False", "Missing", "waiting for: " + strings.Join(missing, ", ")
 	}
 	return PhasePending, "False", "Starting", fmt.Sprintf("%d of %d replicas ready", obs.AvailableReplicas, replicas)
+}
+
+// ignoredServerconf lists the App Connect serverconf keys of the
+// runtime's configurations that have no effect in Sluice, as
+// "configuration: Section.key". A file that does not parse is left to the
+// runtime, which refuses it with the line to blame.
+func ignoredServerconf(configs []ConfigFile) []string {
+	var out []string
+	for _, c := range configs {
+		if c.Type != "serverconf" {
+			continue
+		}
+		res, err := serverconf.Parse(c.Data)
+		if err != nil {
+			continue
+		}
+		for _, k := range res.Ignored {
+			out = append(out, c.Name+": "+k)
+		}
+	}
+	return out
+}
+
+func hasCondition(cs []Condition, typ string) bool {
+	for _, c := range cs {
+		if c.Type == typ {
+			return true
+		}
+	}
+	return false
 }
 
 // barAuthCondition says whether the runtime's barauth configuration

@@ -12,7 +12,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/egress"
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/serverconf"
 )
 
 // The directories of --config-dir, one per configuration type. The
@@ -64,11 +67,36 @@ type Settings struct {
 	Shutdown struct {
 		Timeout time.Duration `yaml:"timeout"` // how long a drain may take
 	} `yaml:"shutdown"`
-	Trace struct {
-		BufferBytes int `yaml:"bufferBytes"` // per trace type, oldest events dropped first
-	} `yaml:"trace"`
+	Trace TraceSettings `yaml:"trace"`
 	// Values are the user variables flows see as .config.
 	Values map[string]any `yaml:"values"`
+}
+
+// TraceSettings are Sluice's trace settings. In an App Connect file,
+// `trace:` is a scalar (ACE's service trace level), which package
+// serverconf reads; it leaves these settings as they are.
+type TraceSettings struct {
+	BufferBytes int `yaml:"bufferBytes"` // per trace type, oldest events dropped first
+}
+
+// UnmarshalYAML decodes the mapping strictly, as the rest of the file.
+func (t *TraceSettings) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: trace must be a mapping", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Value != "bufferBytes" {
+			return fmt.Errorf("line %d: field %s not found in trace settings (bufferBytes)", k.Line, strconv.Quote(k.Value))
+		}
+		if err := v.Decode(&t.BufferBytes); err != nil {
+			return fmt.Errorf("line %d: trace.bufferBytes must be a whole number", v.Line)
+		}
+	}
+	return nil
 }
 
 // DefaultSettings returns the settings used where serverconf is silent.
@@ -133,6 +161,12 @@ type Configuration struct {
 	// Sources lists the files read, for the service trace and the log;
 	// it names files, never their content.
 	Sources []string
+	// PolicyProject is serverconf's Defaults.policyProject (App
+	// Connect's key): the project a policy named alone is taken from.
+	PolicyProject string
+	// Ignored lists the serverconf keys (App Connect's) that have no
+	// effect in Sluice, as "file: Section.key" paths.
+	Ignored []string
 }
 
 // LoadConfigDir reads the configuration directory. An empty dir means no
@@ -237,8 +271,11 @@ func rel(p string) string {
 
 // readServerconf decodes each serverconf file over the previous ones, so a
 // later file overrides only the settings it names (values merge key by
-// key). Unknown keys are errors: a misspelt setting silently ignored is a
-// production incident later.
+// key). A file may be App Connect's server.conf.yaml: its sections are
+// read by package serverconf, the keys with a meaning in Sluice applied
+// first, so that Sluice's own keys in the same file win. Unknown Sluice
+// keys are errors: a misspelt setting silently ignored is a production
+// incident later.
 func (c *Configuration) readServerconf(dir string) error {
 	names, err := files(dir, ".yaml", ".yml")
 	if err != nil {
@@ -249,12 +286,37 @@ func (c *Configuration) readServerconf(dir string) error {
 		if err != nil {
 			return fmt.Errorf("runtime: %w", err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		// An empty file decodes as io.EOF: no settings, not an error.
-		if err := dec.Decode(&c.Settings); err != nil && !errors.Is(err, io.EOF) {
+		var doc yaml.Node
+		if err := yaml.Unmarshal(data, &doc); err != nil {
 			return fmt.Errorf("runtime: %s: %s", rel(name), yamlMessage(err))
 		}
+		if len(doc.Content) == 0 {
+			c.Sources = append(c.Sources, rel(name))
+			continue // an empty file: no settings, not an error
+		}
+		if doc.Content[0].Kind != yaml.MappingNode {
+			return fmt.Errorf("runtime: %s: line %d: the document must be a mapping of settings", rel(name), doc.Content[0].Line)
+		}
+		ace, err := serverconf.Split(doc.Content[0])
+		if err != nil {
+			return fmt.Errorf("runtime: %s: %w", rel(name), err)
+		}
+		c.applyACE(ace.Mapped)
+		for _, k := range ace.Ignored {
+			c.Ignored = append(c.Ignored, rel(name)+": "+k)
+		}
+		// The strict decode of Sluice's keys: App Connect's land in the
+		// inline map, already read above.
+		file := struct {
+			Settings `yaml:",inline"`
+			ACE      map[string]yaml.Node `yaml:",inline"`
+		}{Settings: c.Settings}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&file); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("runtime: %s: %s", rel(name), yamlMessage(err))
+		}
+		c.Settings = file.Settings
 		c.Sources = append(c.Sources, rel(name))
 	}
 	if err := c.Settings.validate(); err != nil {
@@ -270,6 +332,37 @@ func (c *Configuration) readServerconf(dir string) error {
 		c.Settings.Values = v.(map[string]any)
 	}
 	return nil
+}
+
+// applyACE applies what App Connect's keys mean in Sluice.
+func (c *Configuration) applyACE(m serverconf.Mapped) {
+	s := &c.Settings
+	if m.PolicyProject != "" {
+		c.PolicyProject = m.PolicyProject
+	}
+	if len(m.UserVariables) > 0 {
+		if s.Values == nil {
+			s.Values = map[string]any{}
+		}
+		for k, v := range m.UserVariables {
+			s.Values[k] = v
+		}
+	}
+	if m.LogFormat != "" {
+		s.Log.Format = m.LogFormat
+	}
+	if m.LogLevel != "" {
+		s.Log.Level = m.LogLevel
+	}
+	if m.MaxBodyBytes > 0 {
+		s.HTTP.MaxBodyBytes = m.MaxBodyBytes
+	}
+	if m.ReadHeaderTimeout > 0 {
+		s.HTTP.ReadHeaderTimeout = m.ReadHeaderTimeout
+	}
+	if m.IdleTimeout > 0 {
+		s.HTTP.IdleTimeout = m.IdleTimeout
+	}
 }
 
 // yamlMessage renders a YAML error for a person: the line and what is
@@ -427,13 +520,23 @@ func (c *Configuration) readTruststore(dir string) error {
 // readPolicies reads policyproject/<project>/…/<policy>.yaml (or .yml,
 // .json): each file is one named connection definition, found at any depth
 // (a policy project arrives as a zip that may hold a top directory). Other
-// files (App Connect's policy.descriptor, *.policyxml) are ignored. Policy
-// names are global to the runtime, as flows refer to them by name alone.
+// files (App Connect's policy.descriptor, *.policyxml) are ignored.
+//
+// A policy's project is the directory that holds it (App Connect's policy
+// project) or the configuration it came in. Flows name a policy alone, or
+// App Connect's way as {project}:policy. A name two projects define is
+// taken from serverconf's Defaults.policyProject; without one it is an
+// error that says so.
 func (c *Configuration) readPolicies(dir string) error {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	where := map[string]string{}
+	type policy struct {
+		def      map[string]any
+		src      string
+		projects []string // the holding directory, then the configuration
+	}
+	var found []policy
 	err := filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -449,13 +552,10 @@ func (c *Configuration) readPolicies(dir string) error {
 			return nil
 		}
 		r, _ := filepath.Rel(dir, name)
+		parts := strings.Split(filepath.ToSlash(r), "/")
 		src := dirPolicies + "/" + filepath.ToSlash(r)
-		if !strings.Contains(filepath.ToSlash(r), "/") {
+		if len(parts) < 2 {
 			return fmt.Errorf("%s: a policy belongs in a policy project directory (%s/<project>/%s)", src, dirPolicies, d.Name())
-		}
-		policy := strings.TrimSuffix(d.Name(), filepath.Ext(d.Name()))
-		if prev, dup := where[policy]; dup {
-			return fmt.Errorf("%s: policy %q is also defined in %s", src, policy, prev)
 		}
 		data, err := os.ReadFile(name)
 		if err != nil {
@@ -469,20 +569,57 @@ func (c *Configuration) readPolicies(dir string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", src, err)
 		}
-		if c.Flow.Policies == nil {
-			c.Flow.Policies = map[string]map[string]any{}
-		}
 		m, _ := v.(map[string]any)
 		if m == nil {
 			m = map[string]any{}
 		}
-		c.Flow.Policies[policy] = m
-		where[policy] = src
+		projects := []string{parts[len(parts)-2]}
+		if parts[0] != projects[0] {
+			projects = append(projects, parts[0])
+		}
+		found = append(found, policy{def: m, src: src, projects: projects})
 		c.Sources = append(c.Sources, src)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("runtime: %w", err)
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	c.Flow.Policies = map[string]map[string]any{}
+	byName := map[string][]policy{}
+	for _, p := range found {
+		name := strings.TrimSuffix(filepath.Base(p.src), filepath.Ext(p.src))
+		byName[name] = append(byName[name], p)
+		for _, proj := range p.projects {
+			q := "{" + proj + "}:" + name
+			if _, dup := c.Flow.Policies[q]; dup {
+				return fmt.Errorf("runtime: %s: policy %s is defined twice in project %s", p.src, name, proj)
+			}
+			c.Flow.Policies[q] = p.def
+		}
+	}
+	for name, ps := range byName {
+		if len(ps) == 1 {
+			c.Flow.Policies[name] = ps[0].def
+			continue
+		}
+		var chosen []policy
+		for _, p := range ps {
+			if c.PolicyProject != "" && slices.Contains(p.projects, c.PolicyProject) {
+				chosen = append(chosen, p)
+			}
+		}
+		if len(chosen) != 1 {
+			srcs := make([]string, len(ps))
+			for i, p := range ps {
+				srcs[i] = p.src
+			}
+			sort.Strings(srcs)
+			return fmt.Errorf("runtime: policy %q is defined in %s: name its project in serverconf's Defaults.policyProject, or refer to it as {project}:%s", name, strings.Join(srcs, " and "), name)
+		}
+		c.Flow.Policies[name] = chosen[0].def
 	}
 	return nil
 }

@@ -111,8 +111,11 @@ mqsisetdbparms -n jdbc::tea -u usr -p pwd123
 	if c.Flow.RootCAs == nil {
 		t.Error("no trust pool")
 	}
-	if len(c.Flow.Policies) != 2 || c.Flow.Policies["backend"]["url"] != "https://backend.example" ||
-		fmt.Sprint(c.Flow.Policies["queue"]["port"]) != "1414" {
+	// Each policy by name alone and App Connect's way, {project}:name,
+	// where the project is the holding directory or the configuration.
+	if len(c.Flow.Policies) != 5 || c.Flow.Policies["backend"]["url"] != "https://backend.example" ||
+		fmt.Sprint(c.Flow.Policies["queue"]["port"]) != "1414" || c.Flow.Policies["{Conn}:backend"]["url"] != "https://backend.example" ||
+		fmt.Sprint(c.Flow.Policies["{nested}:queue"]["port"]) != "1414" || fmt.Sprint(c.Flow.Policies["{Conn}:queue"]["port"]) != "1414" {
 		t.Errorf("policies %v", c.Flow.Policies)
 	}
 	data, err := fs.ReadFile(c.Flow.Files, "templates/greeting.txt")
@@ -155,7 +158,17 @@ func TestLoadConfigDirRefuses(t *testing.T) {
 		{"negative limit", map[string]string{"serverconf/a.yaml": "http: {maxBodyBytes: -1}\n"}, "maxBodyBytes must be positive"},
 		{"non-string value keys", map[string]string{"serverconf/a.yaml": "values:\n  m: {1: one}\n"}, "serverconf: values: map keys must be strings"},
 		{"not a certificate", map[string]string{"truststorecertificate/x.pem": "-----BEGIN NOTHING-----\n"}, "truststorecertificate/x.pem: no PEM certificate"},
-		{"duplicate policy", map[string]string{"policyproject/A/db.yaml": "a: 1\n", "policyproject/B/db.yaml": "a: 2\n"}, `policy "db" is also defined in policyproject/A/db.yaml`},
+		{"duplicate policy", map[string]string{"policyproject/A/db.yaml": "a: 1\n", "policyproject/B/db.yaml": "a: 2\n"}, `policy "db" is defined in policyproject/A/db.yaml and policyproject/B/db.yaml: name its project in serverconf's Defaults.policyProject`},
+		{"duplicate policy, default project elsewhere", map[string]string{"policyproject/A/db.yaml": "a: 1\n", "policyproject/B/db.yaml": "a: 2\n",
+			"serverconf/s.yaml": "Defaults:\n  policyProject: C\n"}, `policy "db" is defined in policyproject/A/db.yaml and policyproject/B/db.yaml`},
+		{"misspelt Sluice setting", map[string]string{"serverconf/a.yaml": "flow:\n  timeout: 1s\n"}, `serverconf/a.yaml: line 1: unknown field: Sluice's settings are log, http`},
+		{"misspelt Sluice nested setting", map[string]string{"serverconf/a.yaml": "flows:\n  timeot: 1s\n"}, `serverconf/a.yaml: line 2: unknown field`},
+		{"ACE trace level unknown", map[string]string{"serverconf/a.yaml": "trace: loud\n"}, `line 1: trace must be none, debug or debugTrace`},
+		{"ACE log format unknown", map[string]string{"serverconf/a.yaml": "Log:\n  outputFormat: xml\n"}, `line 2: Log.outputFormat must be idText, text, ibmjson or json`},
+		{"ACE post size not a number", map[string]string{"serverconf/a.yaml": "ResourceManagers:\n  HTTPConnector:\n    MaxPostSize: lots\n"}, `line 3: ResourceManagers.HTTPConnector.MaxPostSize must be a whole number`},
+		{"ACE user variables not a mapping", map[string]string{"serverconf/a.yaml": "UserVariables: [a]\n"}, `line 1: UserVariables must be a mapping`},
+		{"ACE policy project not a value", map[string]string{"serverconf/a.yaml": "Defaults:\n  policyProject: [a]\n"}, `line 2: Defaults.policyProject must be a single value`},
+		{"serverconf not a mapping", map[string]string{"serverconf/a.yaml": "- a\n"}, `serverconf/a.yaml: line 1: the document must be a mapping`},
 		{"invalid policy", map[string]string{"policyproject/A/db.yaml": "a: [\n"}, "policyproject/A/db.yaml"},
 		{"policy outside a project", map[string]string{"policyproject/db.yaml": "a: 1\n"}, "belongs in a policy project directory"},
 	}

@@ -38,6 +38,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/serverconf"
 )
 
 // processStart approximates the start of the process (package variables
@@ -267,6 +268,9 @@ func start(opts Options) (*Runtime, net.Listener, error) {
 	}
 	rt.log.Info("configuration loaded", "configDir", opts.ConfigDir, "sources", rt.conf.Sources,
 		"credentials", len(rt.conf.Flow.Credentials), "policies", len(rt.conf.Flow.Policies))
+	if len(rt.conf.Ignored) > 0 {
+		rt.log.Warn("serverconf keys have no effect in Sluice", "keys", serverconf.Describe(rt.conf.Ignored))
+	}
 	return rt, adminLn, nil
 }
 
