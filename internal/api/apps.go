@@ -156,14 +156,12 @@ func force(r *http.Request) (bool, error) {
 	return b, nil
 }
 
-func (a *API) decodeConsumer(w http.ResponseWriter, r *http.Request, pathName string) (apps.AppInput, bool) {
+// decodeConsumer reads a catalog, consumer org or app as written; a
+// metadata.name that is not the path's is refused by the service.
+func (a *API) decodeConsumer(w http.ResponseWriter, r *http.Request) (apps.AppInput, bool) {
 	var in Consumer
 	if err := decodeJSON(w, r, &in); err != nil {
 		a.fail(w, r, err)
-		return apps.AppInput{}, false
-	}
-	if pathName != "" && in.Metadata.Name != "" && in.Metadata.Name != pathName {
-		a.fail(w, r, &badRequest{http.StatusBadRequest, "BadRequest", fmt.Sprintf("metadata.name %q does not match the name in the path %q", in.Metadata.Name, pathName)})
 		return apps.AppInput{}, false
 	}
 	out := apps.AppInput{Input: apps.Input{Name: in.Metadata.Name, Title: in.Spec.Title, Summary: in.Spec.Summary}, State: in.Spec.State}
@@ -208,7 +206,7 @@ func (a *API) listCatalogs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) createCatalog(w http.ResponseWriter, r *http.Request) {
-	in, ok := a.decodeConsumer(w, r, "")
+	in, ok := a.decodeConsumer(w, r)
 	if !ok {
 		return
 	}
@@ -222,17 +220,12 @@ func (a *API) getCatalog(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) putCatalog(w http.ResponseWriter, r *http.Request) {
-	cur, err := a.Apps.GetCatalog(r.Context(), principal(r), r.PathValue("catalog"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	in, ok := a.decodeConsumer(w, r, cur.Name)
+	in, ok := a.decodeConsumer(w, r)
 	if !ok {
 		return
 	}
-	c, err := a.Apps.UpdateCatalog(r.Context(), principal(r), cur.ID, in.Input)
-	a.answer(w, r, http.StatusOK, catalogObject(c), err)
+	c, created, err := a.Apps.PutCatalog(r.Context(), principal(r), r.PathValue("catalog"), in.Input)
+	a.answer(w, r, createdStatus(created), catalogObject(c), err)
 }
 
 func (a *API) deleteCatalog(w http.ResponseWriter, r *http.Request) {
@@ -256,7 +249,7 @@ func (a *API) listConsumerOrgs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) createConsumerOrg(w http.ResponseWriter, r *http.Request) {
-	in, ok := a.decodeConsumer(w, r, "")
+	in, ok := a.decodeConsumer(w, r)
 	if !ok {
 		return
 	}
@@ -275,17 +268,12 @@ func (a *API) getConsumerOrg(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) putConsumerOrg(w http.ResponseWriter, r *http.Request) {
-	res, err := a.Apps.GetConsumerOrg(r.Context(), principal(r), appPath(r))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	in, ok := a.decodeConsumer(w, r, res.ConsumerOrg.Name)
+	in, ok := a.decodeConsumer(w, r)
 	if !ok {
 		return
 	}
-	o, err := a.Apps.UpdateConsumerOrg(r.Context(), principal(r), appPath(r), in.Input)
-	a.answer(w, r, http.StatusOK, consumerOrgObject(res.Catalog.Name)(o), err)
+	res, created, err := a.Apps.PutConsumerOrg(r.Context(), principal(r), appPath(r), in.Input)
+	a.answer(w, r, createdStatus(created), consumerOrgObject(res.Catalog.Name)(res.ConsumerOrg), err)
 }
 
 func (a *API) deleteConsumerOrg(w http.ResponseWriter, r *http.Request) {
@@ -309,7 +297,7 @@ func (a *API) listApps(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) createApp(w http.ResponseWriter, r *http.Request) {
-	in, ok := a.decodeConsumer(w, r, "")
+	in, ok := a.decodeConsumer(w, r)
 	if !ok {
 		return
 	}
@@ -323,17 +311,12 @@ func (a *API) getApp(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) putApp(w http.ResponseWriter, r *http.Request) {
-	res, err := a.Apps.GetApp(r.Context(), principal(r), appPath(r))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	in, ok := a.decodeConsumer(w, r, res.App.Name)
+	in, ok := a.decodeConsumer(w, r)
 	if !ok {
 		return
 	}
-	res, err = a.Apps.UpdateApp(r.Context(), principal(r), appPath(r), in)
-	a.answer(w, r, http.StatusOK, appObject(res.Catalog.Name, res.ConsumerOrg.Name)(res.App), err)
+	res, created, err := a.Apps.PutApp(r.Context(), principal(r), appPath(r), in)
+	a.answer(w, r, createdStatus(created), appObject(res.Catalog.Name, res.ConsumerOrg.Name)(res.App), err)
 }
 
 func (a *API) deleteApp(w http.ResponseWriter, r *http.Request) {

@@ -103,12 +103,15 @@ type env struct {
 
 	mu     sync.Mutex
 	events []apps.Event
+
+	kind, dsn, dir string // where the store is, for tests that open it themselves
 }
 
 func newEnv(t *testing.T, kind string) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, storetest.DSN(t, kind), t.TempDir())
+	dsn, dir := storetest.DSN(t, kind), t.TempDir()
+	st, err := store.Open(ctx, dsn, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +133,7 @@ func newEnv(t *testing.T, kind string) *env {
 	if err != nil || creds == nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	e := &env{st: st, clock: clk, iam: is, svc: &apps.Service{Store: st, IAM: is, Now: clk.Now}}
+	e := &env{st: st, clock: clk, iam: is, svc: &apps.Service{Store: st, IAM: is, Now: clk.Now}, kind: kind, dsn: dsn, dir: dir}
 	p := func(name, role string) iam.Principal {
 		return iam.Principal{InstanceID: creds.InstanceID, SubjectKind: store.KindUser, SubjectName: name, Role: role}
 	}

@@ -74,8 +74,9 @@ func (s *Service) issue(ctx context.Context, p iam.Principal, path Path, in Cred
 		}
 		out.Credential = c
 	}
-	err = iam.StoreErr(s.Store.CreateAppCredential(ctx, c), "credential "+in.Name+" of app "+r.App.Name)
-	if err := s.IAM.Finish(ctx, p, action, object, err); err != nil {
+	if err := s.IAM.Audited(ctx, p, action, object, func(ctx context.Context) error {
+		return iam.StoreErr(s.Store.CreateAppCredential(ctx, c), "credential "+in.Name+" of app "+r.App.Name)
+	}); err != nil {
 		return r, Issued{}, err
 	}
 	s.emit(Event{Type: EventCredentialCreated, Credential: c})
@@ -154,8 +155,9 @@ func (s *Service) remove(ctx context.Context, p iam.Principal, path Path, ref st
 	if !canManage(p) {
 		return s.denied(ctx, p, action, object)
 	}
-	err = iam.StoreErr(s.Store.DeleteAppCredential(ctx, c.ID), what+ref+" of app "+r.App.Name)
-	if err := s.IAM.Finish(ctx, p, action, object, err); err != nil {
+	if err := s.IAM.Audited(ctx, p, action, object, func(ctx context.Context) error {
+		return iam.StoreErr(s.Store.DeleteAppCredential(ctx, c.ID), what+ref+" of app "+r.App.Name)
+	}); err != nil {
 		return err
 	}
 	reason := "deleted"

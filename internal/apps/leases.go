@@ -99,8 +99,9 @@ func (s *Service) RenewLease(ctx context.Context, p iam.Principal, path Path, re
 		exp, out.Capped = c.MaxExpiresAt, true
 	}
 	c.ExpiresAt, c.UpdatedAt = exp, now
-	err = iam.StoreErr(s.Store.SetAppCredentialExpiry(ctx, c.ID, exp, now), "lease "+ref)
-	if err := s.IAM.Finish(ctx, p, "lease.renew", object, err); err != nil {
+	if err := s.IAM.Audited(ctx, p, "lease.renew", object, func(ctx context.Context) error {
+		return iam.StoreErr(s.Store.SetAppCredentialExpiry(ctx, c.ID, exp, now), "lease "+ref)
+	}); err != nil {
 		return r, Renewal{}, err
 	}
 	out.Credential = c
@@ -123,8 +124,11 @@ func (s *Service) RevokeLeases(ctx context.Context, p iam.Principal, path Path) 
 	if !canManage(p) {
 		return 0, s.denied(ctx, p, "lease.revokeAll", object)
 	}
-	gone, err := s.Store.DeleteLeases(ctx, r.App.ID)
-	if err := s.IAM.Finish(ctx, p, "lease.revokeAll", object, err); err != nil {
+	var gone []store.AppCredential
+	if err := s.IAM.Audited(ctx, p, "lease.revokeAll", object, func(ctx context.Context) (err error) {
+		gone, err = s.Store.DeleteLeases(ctx, r.App.ID)
+		return err
+	}); err != nil {
 		return 0, err
 	}
 	s.emitDeleted(gone, "revoked")

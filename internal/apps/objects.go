@@ -27,8 +27,9 @@ func (s *Service) CreateCatalog(ctx context.Context, p iam.Principal, in Input) 
 		return store.Catalog{}, s.denied(ctx, p, "catalog.create", object)
 	}
 	c := store.Catalog{Entity: s.entity(p, in)}
-	err := iam.StoreErr(s.Store.CreateCatalog(ctx, c), "catalog "+in.Name)
-	return c, s.IAM.Finish(ctx, p, "catalog.create", object, err)
+	return c, s.IAM.Audited(ctx, p, "catalog.create", object, func(ctx context.Context) error {
+		return iam.StoreErr(s.Store.CreateCatalog(ctx, c), "catalog "+in.Name)
+	})
 }
 
 // ListCatalogs lists the caller's instance's catalogs.
@@ -62,8 +63,9 @@ func (s *Service) UpdateCatalog(ctx context.Context, p iam.Principal, ref string
 		return c, s.denied(ctx, p, "catalog.update", r.object("catalog"))
 	}
 	c.Title, c.Summary, c.UpdatedAt, c.UpdatedBy = in.Title, in.Summary, s.now(), p.Actor()
-	err = iam.StoreErr(s.Store.UpdateCatalog(ctx, c), "catalog "+c.Name)
-	return c, s.IAM.Finish(ctx, p, "catalog.update", r.object("catalog"), err)
+	return c, s.IAM.Audited(ctx, p, "catalog.update", r.object("catalog"), func(ctx context.Context) error {
+		return iam.StoreErr(s.Store.UpdateCatalog(ctx, c), "catalog "+c.Name)
+	})
 }
 
 // DeleteCatalog deletes a catalog; one with consumer orgs is refused
@@ -80,9 +82,11 @@ func (s *Service) DeleteCatalog(ctx context.Context, p iam.Principal, ref string
 	if err := s.refuseChildren(ctx, "catalog", r.Catalog.ID, "catalog "+r.Catalog.Name, "consumer orgs", force); err != nil {
 		return s.IAM.Finish(ctx, p, "catalog.delete", object, err)
 	}
-	gone, err := s.Store.DeleteCatalog(ctx, p.InstanceID, r.Catalog.ID)
-	err = iam.StoreErr(err, "catalog "+r.Catalog.Name)
-	if err := s.IAM.Finish(ctx, p, "catalog.delete", object, err); err != nil {
+	var gone []store.AppCredential
+	if err := s.IAM.Audited(ctx, p, "catalog.delete", object, func(ctx context.Context) (err error) {
+		gone, err = s.Store.DeleteCatalog(ctx, p.InstanceID, r.Catalog.ID)
+		return iam.StoreErr(err, "catalog "+r.Catalog.Name)
+	}); err != nil {
 		return err
 	}
 	s.emitDeleted(gone, "cascade")
@@ -116,8 +120,9 @@ func (s *Service) CreateConsumerOrg(ctx context.Context, p iam.Principal, catalo
 		return store.ConsumerOrg{}, s.denied(ctx, p, "consumerOrg.create", object)
 	}
 	o := store.ConsumerOrg{Entity: s.entity(p, in), CatalogID: r.Catalog.ID}
-	err = iam.StoreErr(s.Store.CreateConsumerOrg(ctx, o), "consumer org "+in.Name+" in catalog "+r.Catalog.Name)
-	return o, s.IAM.Finish(ctx, p, "consumerOrg.create", object, err)
+	return o, s.IAM.Audited(ctx, p, "consumerOrg.create", object, func(ctx context.Context) error {
+		return iam.StoreErr(s.Store.CreateConsumerOrg(ctx, o), "consumer org "+in.Name+" in catalog "+r.Catalog.Name)
+	})
 }
 
 // ListConsumerOrgs lists a catalog's consumer orgs.
@@ -154,8 +159,9 @@ func (s *Service) UpdateConsumerOrg(ctx context.Context, p iam.Principal, path P
 		return o, s.denied(ctx, p, "consumerOrg.update", r.object("consumerOrg"))
 	}
 	o.Title, o.Summary, o.UpdatedAt, o.UpdatedBy = in.Title, in.Summary, s.now(), p.Actor()
-	err = iam.StoreErr(s.Store.UpdateConsumerOrg(ctx, o), "consumer org "+o.Name)
-	return o, s.IAM.Finish(ctx, p, "consumerOrg.update", r.object("consumerOrg"), err)
+	return o, s.IAM.Audited(ctx, p, "consumerOrg.update", r.object("consumerOrg"), func(ctx context.Context) error {
+		return iam.StoreErr(s.Store.UpdateConsumerOrg(ctx, o), "consumer org "+o.Name)
+	})
 }
 
 // DeleteConsumerOrg deletes a consumer org; one with apps is refused
@@ -172,8 +178,11 @@ func (s *Service) DeleteConsumerOrg(ctx context.Context, p iam.Principal, path P
 	if err := s.refuseChildren(ctx, "consumerOrg", r.ConsumerOrg.ID, "consumer org "+r.ConsumerOrg.Name, "apps", force); err != nil {
 		return s.IAM.Finish(ctx, p, "consumerOrg.delete", object, err)
 	}
-	gone, err := s.Store.DeleteConsumerOrg(ctx, r.ConsumerOrg.ID)
-	if err := s.IAM.Finish(ctx, p, "consumerOrg.delete", object, iam.StoreErr(err, "consumer org "+r.ConsumerOrg.Name)); err != nil {
+	var gone []store.AppCredential
+	if err := s.IAM.Audited(ctx, p, "consumerOrg.delete", object, func(ctx context.Context) (err error) {
+		gone, err = s.Store.DeleteConsumerOrg(ctx, r.ConsumerOrg.ID)
+		return iam.StoreErr(err, "consumer org "+r.ConsumerOrg.Name)
+	}); err != nil {
 		return err
 	}
 	s.emitDeleted(gone, "cascade")
@@ -229,8 +238,9 @@ func (s *Service) CreateApp(ctx context.Context, p iam.Principal, path Path, in 
 	if !canManage(p) {
 		return Resolved{}, s.denied(ctx, p, "app.create", object)
 	}
-	err = iam.StoreErr(s.Store.CreateApp(ctx, r.App), "app "+in.Name+" in consumer org "+r.ConsumerOrg.Name)
-	return r, s.IAM.Finish(ctx, p, "app.create", object, err)
+	return r, s.IAM.Audited(ctx, p, "app.create", object, func(ctx context.Context) error {
+		return iam.StoreErr(s.Store.CreateApp(ctx, r.App), "app "+in.Name+" in consumer org "+r.ConsumerOrg.Name)
+	})
 }
 
 // ListApps lists a consumer org's apps, or with path.ConsumerOrg "" every
@@ -295,8 +305,9 @@ func (s *Service) UpdateApp(ctx context.Context, p iam.Principal, path Path, in 
 	}
 	a.Title, a.Summary, a.State, a.DefaultTTL, a.MaxTTL = in.Title, in.Summary, in.State, pol.DefaultTTL, pol.MaxTTL
 	a.UpdatedAt, a.UpdatedBy = s.now(), p.Actor()
-	err = iam.StoreErr(s.Store.UpdateApp(ctx, a), "app "+a.Name)
-	if err := s.IAM.Finish(ctx, p, "app.update", r.object("app"), err); err != nil {
+	if err := s.IAM.Audited(ctx, p, "app.update", r.object("app"), func(ctx context.Context) error {
+		return iam.StoreErr(s.Store.UpdateApp(ctx, a), "app "+a.Name)
+	}); err != nil {
 		return r, err
 	}
 	r.App = a
@@ -317,8 +328,11 @@ func (s *Service) DeleteApp(ctx context.Context, p iam.Principal, path Path, for
 	if err := s.refuseChildren(ctx, "app", r.App.ID, "app "+r.App.Name, "credentials", force); err != nil {
 		return s.IAM.Finish(ctx, p, "app.delete", object, err)
 	}
-	gone, err := s.Store.DeleteApp(ctx, r.App.ID)
-	if err := s.IAM.Finish(ctx, p, "app.delete", object, iam.StoreErr(err, "app "+r.App.Name)); err != nil {
+	var gone []store.AppCredential
+	if err := s.IAM.Audited(ctx, p, "app.delete", object, func(ctx context.Context) (err error) {
+		gone, err = s.Store.DeleteApp(ctx, r.App.ID)
+		return iam.StoreErr(err, "app "+r.App.Name)
+	}); err != nil {
 		return err
 	}
 	s.emitDeleted(gone, "cascade")
@@ -327,3 +341,105 @@ func (s *Service) DeleteApp(ctx context.Context, p iam.Principal, path Path, for
 
 // isNotFound reports a store not-found.
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// ---- create or replace (PUT) ----
+
+// Replacing keeps what is not part of the object as written: its id, name,
+// creation and children. The name is the path's last segment when the
+// object is created; an existing object is found by its id or its name.
+// Everything is checked before anything is written, and a concurrent
+// create of the same name makes the loser replace what the winner made.
+
+// checkPut refuses a name in the body that is not the path's, and checks
+// the input as a create would (the name rule applies to a new name).
+func checkPut(in *Input, ref, what string) error {
+	if in.Name != "" && in.Name != ref {
+		return iam.Invalidf("metadata.name %q does not match the %s's name in the path %q", in.Name, what, ref)
+	}
+	probe := *in
+	probe.Name = ref
+	return probe.check(what)
+}
+
+// PutCatalog creates the catalog ref names, or replaces the title and
+// summary of the one it names; created says which.
+func (s *Service) PutCatalog(ctx context.Context, p iam.Principal, ref string, in Input) (store.Catalog, bool, error) {
+	for attempt := 0; ; attempt++ {
+		cur, err := s.Store.GetCatalog(ctx, p.InstanceID, ref)
+		if err == nil {
+			c, err := s.UpdateCatalog(ctx, p, cur.ID, in)
+			return c, false, err
+		}
+		if !isNotFound(err) {
+			return store.Catalog{}, false, err
+		}
+		if err := checkPut(&in, ref, "catalog"); err != nil {
+			return store.Catalog{}, false, err
+		}
+		in.Name = ref
+		c, err := s.CreateCatalog(ctx, p, in)
+		if iam.KindOf(err) == iam.KindConflict && attempt == 0 {
+			continue
+		}
+		return c, err == nil, err
+	}
+}
+
+// PutConsumerOrg creates the consumer org path names in its catalog, or
+// replaces its title and summary. A missing catalog is not found.
+func (s *Service) PutConsumerOrg(ctx context.Context, p iam.Principal, path Path, in Input) (Resolved, bool, error) {
+	r, err := s.Resolve(ctx, p, Path{Catalog: path.Catalog})
+	if err != nil {
+		return r, false, err
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := s.Store.GetConsumerOrg(ctx, r.Catalog.ID, path.ConsumerOrg)
+		if err == nil {
+			r.ConsumerOrg, err = s.UpdateConsumerOrg(ctx, p, Path{Catalog: r.Catalog.ID, ConsumerOrg: cur.ID}, in)
+			return r, false, err
+		}
+		if !isNotFound(err) {
+			return r, false, err
+		}
+		if err := checkPut(&in, path.ConsumerOrg, "consumer org"); err != nil {
+			return r, false, err
+		}
+		in.Name = path.ConsumerOrg
+		r.ConsumerOrg, err = s.CreateConsumerOrg(ctx, p, r.Catalog.ID, in)
+		if iam.KindOf(err) == iam.KindConflict && attempt == 0 {
+			continue
+		}
+		return r, err == nil, err
+	}
+}
+
+// PutApp creates the app path names in its consumer org, or replaces its
+// title and summary. An empty State and a nil Policy keep the current ones
+// (enabled, no policy for a new app), so a PUT that leaves them out never
+// re-enables a disabled app or lifts the bounds of its leases; an empty
+// Policy removes the policy.
+func (s *Service) PutApp(ctx context.Context, p iam.Principal, path Path, in AppInput) (Resolved, bool, error) {
+	r, err := s.Resolve(ctx, p, Path{Catalog: path.Catalog, ConsumerOrg: path.ConsumerOrg})
+	if err != nil {
+		return r, false, err
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := s.Store.GetApp(ctx, r.ConsumerOrg.ID, path.App)
+		if err == nil {
+			out, err := s.UpdateApp(ctx, p, Path{Catalog: r.Catalog.ID, ConsumerOrg: r.ConsumerOrg.ID, App: cur.ID}, in)
+			return out, false, err
+		}
+		if !isNotFound(err) {
+			return r, false, err
+		}
+		if err := checkPut(&in.Input, path.App, "app"); err != nil {
+			return r, false, err
+		}
+		in.Name = path.App
+		out, err := s.CreateApp(ctx, p, Path{Catalog: r.Catalog.ID, ConsumerOrg: r.ConsumerOrg.ID}, in)
+		if iam.KindOf(err) == iam.KindConflict && attempt == 0 {
+			continue
+		}
+		return out, err == nil, err
+	}
+}

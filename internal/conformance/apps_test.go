@@ -28,6 +28,17 @@ func appsCalls(t *testing.T, h *harness, admin, viewer *servertest.Client) {
 	h.do(call{method: "GET", path: base + "/nothing", as: viewer, want: 404, conforms: true})
 	h.do(call{method: "PUT", path: base + "/production", as: admin, want: 200, conforms: true, body: map[string]any{"spec": map[string]any{"title": "Prod", "summary": "live"}}})
 	h.do(call{label: "rename a catalog", method: "PUT", path: base + "/production", as: admin, want: 400, conforms: true, body: map[string]any{"metadata": map[string]any{"name": "other"}}})
+	// PUT creates or replaces.
+	h.do(call{label: "PUT of a new catalog", method: "PUT", path: base + "/staging", as: admin, want: 201, conforms: true, body: map[string]any{"spec": map[string]any{"title": "Staging"}}})
+	h.do(call{label: "PUT of it again", method: "PUT", path: base + "/staging", as: admin, want: 200, conforms: true, body: map[string]any{"spec": map[string]any{"title": "Staging 2"}}})
+	h.do(call{label: "PUT of a new catalog with a bad name", method: "PUT", path: base + "/Bad%20Name", as: admin, want: 400, conforms: true, body: map[string]any{"spec": map[string]any{}}})
+	h.do(call{label: "PUT of a new catalog by a viewer", method: "PUT", path: base + "/viewers", as: viewer, want: 403, conforms: true, body: map[string]any{"spec": map[string]any{}}})
+	h.do(call{label: "nothing made by the refused PUTs", method: "GET", path: base + "/viewers", as: viewer, want: 404, conforms: true})
+	h.do(call{label: "PUT of a consumer org in a missing catalog", method: "PUT", path: base + "/nothing/consumer-orgs/x", as: admin, want: 404, conforms: true, body: map[string]any{"spec": map[string]any{}}})
+	h.do(call{label: "PUT of a new consumer org", method: "PUT", path: base + "/staging/consumer-orgs/beta", as: admin, want: 201, conforms: true, body: map[string]any{"spec": map[string]any{}}})
+	h.do(call{label: "PUT of a new app", method: "PUT", path: base + "/staging/consumer-orgs/beta/apps/tester", as: admin, want: 201, conforms: true, body: map[string]any{"spec": map[string]any{"state": "disabled"}}})
+	h.do(call{label: "PUT of the app again", method: "PUT", path: base + "/staging/consumer-orgs/beta/apps/tester", as: admin, want: 200, conforms: true, body: map[string]any{"spec": map[string]any{"title": "Tester"}}})
+	h.do(call{label: "staging goes", method: "DELETE", path: base + "/staging?force=true", as: admin, want: 204, conforms: true})
 
 	corgs := base + "/sandbox/consumer-orgs"
 	h.do(call{method: "POST", path: corgs, as: admin, want: 201, conforms: true, body: map[string]any{"metadata": map[string]any{"name": "acme"}}})

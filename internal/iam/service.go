@@ -213,6 +213,22 @@ func (s *Service) Finish(ctx context.Context, p Principal, action, object string
 	return s.finish(ctx, p, action, object, err)
 }
 
+// Audited performs a mutation for p and writes its audit record in the
+// same transaction (store.Audited): a change that committed always has
+// its record, and one whose record cannot be written is not made — so a
+// caller is never told "failed" about something that happened. A failed
+// mutation is audited afterwards, as Finish does, and its error returned.
+func (s *Service) Audited(ctx context.Context, p Principal, action, object string, fn func(ctx context.Context) error) error {
+	ev := store.AuditEvent{At: s.now(), InstanceID: p.InstanceID, Actor: p.Actor(), Action: action, Object: object,
+		Outcome: OutcomeSuccess, Source: p.Source, RequestID: p.RequestID}
+	ev.ID = fmt.Sprintf("%016x%s", ev.At.UnixNano(), randomID(4))
+	err := s.Store.Audited(ctx, ev, fn)
+	if err != nil {
+		_ = s.audit(ctx, p, action, object, err, "") // the refusal or failure; err is the answer either way
+	}
+	return err
+}
+
 // Record audits an action another domain package decided (a token it
 // issued or refused), with non-secret detail.
 func (s *Service) Record(ctx context.Context, p Principal, action, object string, err error, detail string) error {

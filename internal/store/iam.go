@@ -187,6 +187,11 @@ type IAM interface {
 	PutSetting(ctx context.Context, key, value string) error
 
 	InsertAuditEvents(ctx context.Context, evs []AuditEvent) error
+	// Audited runs fn and writes ev in one transaction: the change fn
+	// makes and its audit record are committed together, or neither is.
+	// Every store call fn makes with the context it is given joins the
+	// transaction; fn's error rolls it back and is returned.
+	Audited(ctx context.Context, ev AuditEvent, fn func(ctx context.Context) error) error
 	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 
 	KeyRefreshTokens
@@ -587,6 +592,19 @@ func (s *sqlStore) InsertAuditEvents(ctx context.Context, evs []AuditEvent) erro
 			}
 		}
 		return nil
+	})
+}
+
+func (s *sqlStore) Audited(ctx context.Context, ev AuditEvent, fn func(ctx context.Context) error) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := fn(context.WithValue(ctx, txKey{s}, tx)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit_events
+			(id, at, instance_id, actor, action, object, outcome, source, request_id, detail)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
+			ev.ID, ms(ev.At), ev.InstanceID, ev.Actor, ev.Action, ev.Object, ev.Outcome, ev.Source, ev.RequestID, ev.Detail)
+		return s.mapErr("write audit event", err)
 	})
 }
 

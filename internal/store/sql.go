@@ -113,7 +113,20 @@ func (s *sqlStore) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// txKey marks a context whose store calls join a transaction of this
+// store (see Audited).
+type txKey struct{ s *sqlStore }
+
+// txOf returns the transaction ctx carries for this store, if any.
+func (s *sqlStore) txOf(ctx context.Context) *sql.Tx {
+	tx, _ := ctx.Value(txKey{s}).(*sql.Tx)
+	return tx
+}
+
 func (s *sqlStore) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if tx := s.txOf(ctx); tx != nil {
+		return tx.ExecContext(ctx, s.q(query), args...)
+	}
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -122,6 +135,9 @@ func (s *sqlStore) exec(ctx context.Context, query string, args ...any) (sql.Res
 }
 
 func (s *sqlStore) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if tx := s.txOf(ctx); tx != nil {
+		return tx.QueryRowContext(ctx, s.q(query), args...)
+	}
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		// A statement that does not prepare fails the same way as a query.
@@ -131,6 +147,9 @@ func (s *sqlStore) queryRow(ctx context.Context, query string, args ...any) *sql
 }
 
 func (s *sqlStore) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if tx := s.txOf(ctx); tx != nil {
+		return tx.QueryContext(ctx, s.q(query), args...)
+	}
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -154,6 +173,9 @@ func (s *sqlStore) mapErr(op string, err error) error {
 
 // inTx runs fn in a transaction, committing only if fn succeeds.
 func (s *sqlStore) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if tx := s.txOf(ctx); tx != nil {
+		return fn(tx) // part of the caller's transaction, which commits
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: unable to begin a transaction: %w", err)
