@@ -3,6 +3,7 @@ package iam
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"strings"
 	"time"
 
@@ -134,23 +135,20 @@ func (s *Service) passwordGrant(ctx context.Context, r PlatformRequest, toolkit 
 	if why != "" {
 		return PlatformToken{}, s.refuse(ctx, p, why)
 	}
-	// The instance is the client's; with the toolkit client the user name
-	// must be unique among instances (instance admins are all "admin", so
-	// the toolkit works with passwords only on a one-instance store).
+	// The instance is the client's. The toolkit client is every
+	// instance's, so the realm names the instance (provider/<instance id
+	// or name>) or the user name must be in one instance only.
 	var user store.Identity
 	if toolkit {
-		ins, err := s.Store.ListInstances(ctx)
+		u, err := s.toolkitUser(ctx, r)
+		if KindOf(err) == KindInvalid {
+			return PlatformToken{}, s.finish(ctx, p, "token.refuse", "token", err)
+		}
 		if err != nil {
 			return PlatformToken{}, err
 		}
-		n := 0
-		for _, in := range ins {
-			if u, err := s.Store.GetIdentity(ctx, in.ID, store.KindUser, r.Username); err == nil {
-				user, n = u, n+1
-			}
-		}
-		if n != 1 {
-			why = "toolkit client: user name not found in exactly one instance"
+		if user = u; user.ID == "" {
+			why = "unknown user"
 		}
 	} else {
 		u, err := s.Store.GetIdentity(ctx, cred.InstanceID, store.KindUser, r.Username)
@@ -176,6 +174,47 @@ func (s *Service) passwordGrant(ctx context.Context, r PlatformRequest, toolkit 
 		return PlatformToken{}, err
 	}
 	return s.withRefresh(ctx, resp)
+}
+
+// toolkitUser finds the user a password grant of the toolkit client
+// names: in the instance its realm names (provider/<instance id or name>,
+// admin/… too), else in the one instance that has a user of that name.
+// A name several instances have, with a realm that names none of them,
+// is refused as ambiguous (instance admins are all "admin"), before any
+// password is checked. No user: a zero Identity.
+func (s *Service) toolkitUser(ctx context.Context, r PlatformRequest) (store.Identity, error) {
+	ins, err := s.Store.ListInstances(ctx)
+	if err != nil {
+		return store.Identity{}, err
+	}
+	_, idp, _ := strings.Cut(r.Realm, "/")
+	for _, in := range ins {
+		if idp != "" && (idp == in.ID || idp == in.Name) {
+			u, err := s.Store.GetIdentity(ctx, in.ID, store.KindUser, r.Username)
+			if errors.Is(err, store.ErrNotFound) {
+				return store.Identity{}, nil
+			}
+			return u, err
+		}
+	}
+	var found []store.Identity
+	for _, in := range ins {
+		u, err := s.Store.GetIdentity(ctx, in.ID, store.KindUser, r.Username)
+		switch {
+		case err == nil:
+			found = append(found, u)
+		case !errors.Is(err, store.ErrNotFound):
+			return store.Identity{}, err
+		}
+	}
+	switch len(found) {
+	case 0:
+		return store.Identity{}, nil
+	case 1:
+		return found[0], nil
+	}
+	return store.Identity{}, invalid("with the toolkit client, user %s is ambiguous: %d instances have a user of that name; "+
+		"name the instance in the realm, provider/<instance id or name>, or use the instance's own client id and secret", r.Username, len(found))
 }
 
 // withRefresh adds a refresh token to an access token's answer.
