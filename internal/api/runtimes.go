@@ -46,6 +46,10 @@ func runtimeObject(rt orchestrator.Runtime) Runtime {
 	if st.Endpoints == nil {
 		st.Endpoints = []orchestrator.Endpoint{}
 	}
+	if st.Versions == nil {
+		// Not reconciled yet: what it will run.
+		st.Versions = orchestrator.RunningVersions(rt.Spec.Version)
+	}
 	return Runtime{
 		Metadata: RuntimeMetadata{Name: rt.Name, UID: rt.UID, Generation: rt.Generation, CreatedAt: timestamp(rt.CreatedAt),
 			CreatedBy: rt.CreatedBy, UpdatedAt: timestamp(rt.UpdatedAt), UpdatedBy: rt.UpdatedBy},

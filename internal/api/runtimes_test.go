@@ -30,6 +30,32 @@ func TestRuntimeResource(t *testing.T) {
 		!strings.Contains(string(r.body), "supportsTraceCustomResource") {
 		t.Fatalf("create answer: %s", r.body)
 	}
+	// App Connect's version strings are accepted, and license kept and
+	// echoed; status.versions says what runs.
+	for _, v := range []string{"12.0", "13.0", "12.0.12.3-r1", "13.0.2.1-r1", "13.0.2.1"} {
+		spec := map[string]any{"barURL": []string{barURL}, "version": v, "replicas": 0,
+			"license": map[string]any{"accept": true, "license": "L-KPRV-AUG9NC", "use": "AppConnectEnterpriseProduction"}}
+		r := admin.call("PUT", "/api/v1/integration-runtimes/v", runtimeBody("v", spec))
+		var out struct {
+			Spec struct {
+				Version string
+				License map[string]any
+			}
+			Status struct {
+				Versions struct {
+					Reconciled, Engine string
+					Available          struct{ Channels []struct{ Name string } }
+				}
+			}
+		}
+		r.json(t, &out)
+		if r.code/100 != 2 || out.Spec.Version != v || out.Spec.License["license"] != "L-KPRV-AUG9NC" || out.Spec.License["accept"] != true ||
+			out.Status.Versions.Reconciled != v || !strings.HasPrefix(out.Status.Versions.Engine, "sluice ") ||
+			len(out.Status.Versions.Available.Channels) != 2 || out.Status.Versions.Available.Channels[1].Name != "13.0" {
+			t.Fatalf("version %s: %d %s", v, r.code, r.body)
+		}
+	}
+	admin.call("DELETE", "/api/v1/integration-runtimes/v", nil)
 	// GET, edit, PUT back whole (metadata and status included): works, and
 	// bumps the generation only when the spec changed.
 	r = admin.call("GET", "/api/v1/integration-runtimes/ir1", nil)
@@ -91,6 +117,9 @@ func TestRuntimeBadInput(t *testing.T) {
 		{runtimeBody("r", map[string]any{"barURL": []string{good}, "bogus": 1}), "unknown field"},
 		{runtimeBody("r", map[string]any{"barURL": []string{good}, "replicas": "two"}), "number"},
 		{runtimeBody(strings.Repeat("r", 33), map[string]any{"barURL": []string{good}}), "33 characters"},
+		{runtimeBody("r", map[string]any{"barURL": []string{good}, "version": "11.0"}), `11.0\" is not an App Connect version Sluice runs: give a channel (12.0, 13.0) or a full version such as 13.0.2.1-r1`},
+		{runtimeBody("r", map[string]any{"barURL": []string{good}, "version": "13.0.x"}), "is not an App Connect version"},
+		{runtimeBody("r", map[string]any{"barURL": []string{good}, "license": "accept"}), "spec.license must be an object"},
 	}
 	for _, c := range cases {
 		r := admin.call("POST", "/api/v1/integration-runtimes", c.body)

@@ -106,11 +106,11 @@ func testTenantIsolation(t *testing.T, dsn string) {
 		body: buildBAR(t, "hello"), contentType: "application/octet-stream", want: 201, conforms: true}))
 	barURL, _ := barA["url"].(string)
 	h.do(call{label: "A: create runtime", method: "PUT", path: "/api/v1/integration-runtimes/web", as: adminA, want: 201, conforms: true,
-		body: map[string]any{"spec": map[string]any{"barURL": []string{barURL}, "configurations": []string{"db"}, "replicas": 0, "version": "marker-A-version"}}})
+		body: map[string]any{"spec": map[string]any{"barURL": []string{barURL}, "configurations": []string{"db"}, "replicas": 0, "version": "12.0.99.0-r77"}}})
 	h.do(call{label: "A: start trace", method: "PUT", path: "/api/v1/traces/ta", as: adminA, want: 201, conforms: true,
 		body: map[string]any{"spec": map[string]any{"integrationRuntimeName": "web", "type": "user"}}})
 	markersA := []string{a.InstanceID, a.ClientID, userA.Metadata.ID, keyA.Metadata.ID, credA.ClientID,
-		"marker-A-user", "marker-A-sid", "marker-A-key", "marker-A-cred", "marker-A-config", "marker-A-version", barA["sha256"].(string)}
+		"marker-A-user", "marker-A-sid", "marker-A-key", "marker-A-cred", "marker-A-config", "12.0.99.0-r77", barA["sha256"].(string)}
 
 	adminB := h.login("B: exchange", b.ClientID, b.ClientSecret, b.InstanceID, b.APIKey)
 	who := decode[map[string]any](t, h.do(call{label: "B: whoami", method: "GET", path: "/api/v1/whoami", as: adminB, want: 200, conforms: true}))

@@ -234,6 +234,7 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
 		obs, err = r.Backend.Apply(ctx, d)
 		if err == nil {
 			st.ObservedGeneration = rt.Generation
+			st.Versions = RunningVersions(rt.Spec.Version)
 		}
 	}
 	now := r.now()

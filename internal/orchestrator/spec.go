@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"regexp"
+	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/sluice-dev/sluice/internal/resource"
 )
@@ -100,6 +103,10 @@ func (s *Spec) Normalize() error {
 	if *s.Replicas < 0 || *s.Replicas > MaxReplicas {
 		return fmt.Errorf("spec.replicas %d is out of range: give 0 (stopped) to %d", *s.Replicas, MaxReplicas)
 	}
+	if s.Version != "" && !versionPattern.MatchString(s.Version) {
+		return fmt.Errorf("spec.version %.40q is not an App Connect version Sluice runs: give a channel (%s) or a full version such as %s",
+			s.Version, strings.Join(VersionChannels, ", "), exampleFullVersion)
+	}
 	for name, raw := range map[string]json.RawMessage{"template": s.Template, "forceFlowBasicAuth": s.ForceFlowBasicAuth,
 		"forceFlowsHTTPS": s.ForceFlowsHTTPS, "license": s.License} {
 		if len(raw) > 0 && !bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{")) {
@@ -107,6 +114,54 @@ func (s *Spec) Normalize() error {
 		}
 	}
 	return nil
+}
+
+// VersionChannels are the App Connect Enterprise versions whose runtime
+// spec Sluice serves: spec.version is one of them, or a full version of
+// one (App Connect's operator writes 13.0.2.1-r1); the newest is the
+// default. The flow engine is Sluice's own whatever the version says:
+// the field is compatibility, and status.versions says so.
+var VersionChannels = []string{"12.0", "13.0"}
+
+const exampleFullVersion = "13.0.2.1-r1"
+
+var versionPattern = regexp.MustCompile(`^(12|13)\.0(\.[0-9]{1,3}\.[0-9]{1,3}(-r[0-9]{1,3})?)?$`)
+
+// Versions is status.versions, in the shape of App Connect's operator:
+// what the runtime was reconciled to and what is available.
+type Versions struct {
+	Reconciled string `json:"reconciled"`
+	// Engine names what actually runs the flows.
+	Engine    string `json:"engine"`
+	Available struct {
+		Channels []VersionName `json:"channels"`
+	} `json:"available"`
+}
+
+// engine names this build: "sluice " and its module version.
+var engine = sync.OnceValue(func() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return "sluice " + info.Main.Version
+	}
+	return "sluice (devel)"
+})
+
+// VersionName is one entry of Versions.Available.
+type VersionName struct {
+	Name string `json:"name"`
+}
+
+// RunningVersions is the status.versions of a runtime with spec.version
+// v, run by this build of Sluice.
+func RunningVersions(v string) *Versions {
+	if v == "" {
+		v = VersionChannels[len(VersionChannels)-1]
+	}
+	out := &Versions{Reconciled: v, Engine: engine()}
+	for _, c := range VersionChannels {
+		out.Available.Channels = append(out.Available.Channels, VersionName{Name: c})
+	}
+	return out
 }
 
 // Refs lists what the spec names in the store.
@@ -158,6 +213,7 @@ type Status struct {
 	Restarts                    int         `json:"restarts"`
 	LastError                   string      `json:"lastError,omitempty"`
 	SupportsTraceCustomResource bool        `json:"supportsTraceCustomResource"`
+	Versions                    *Versions   `json:"versions,omitempty"`
 }
 
 // PendingStatus is the status of a runtime the reconciler has not seen yet.
