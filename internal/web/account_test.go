@@ -1,8 +1,11 @@
 package web_test
 
 import (
+	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sluice-dev/sluice/internal/secret"
@@ -80,5 +83,58 @@ func TestAccountChangesEndSessions(t *testing.T) {
 			}
 			ended(br, "deleted")
 		})
+	}
+}
+
+// 30 parallel wrong guesses for one user: five are checked (401), the rest
+// refused at once (429 with Retry-After), and the lockout then holds for the
+// right password too.
+func TestLoginLockoutHoldsUnderParallelGuesses(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Args: []string{"--runtime-backend", "none"}})
+	c := srv.Creds
+	const n = 30
+	browsers := make([]*browser, n)
+	tokens := make([]string, n)
+	for i := range browsers {
+		browsers[i] = newBrowser(t, srv.URL)
+		tokens[i] = csrf(t, browsers[i].get("/login"))
+	}
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range browsers {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", srv.URL+"/login", strings.NewReader(url.Values{"csrf": {tokens[i]}, "instance": {c.InstanceID},
+				"username": {c.Username}, "password": {fmt.Sprint("guess-", i)}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := browsers[i].c.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+			if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+		}(i)
+	}
+	wg.Wait()
+	checked := 0
+	for _, code := range codes {
+		switch code {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("a guess answered %d", code)
+		}
+	}
+	if checked != 5 {
+		t.Fatalf("%d of %d parallel guesses were checked, want 5: %v", checked, n, codes)
+	}
+	if p := newBrowser(t, srv.URL).login(c.InstanceID, c.Username, c.Password); p.code != http.StatusTooManyRequests {
+		t.Fatalf("the right password during the lockout: %d", p.code)
 	}
 }

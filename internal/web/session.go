@@ -345,16 +345,18 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	throttleKey := clientAddr(r) + "|" + form["instance"] + "|" + form["username"]
-	if until, blocked := d.logins.blocked(throttleKey, d.now()); blocked {
-		mins := int(until.Sub(d.now()).Minutes()) + 1
-		d.showLogin(w, r, http.StatusTooManyRequests, form, fmt.Sprintf("too many failed logins for this user from your address: try again in %d minutes", mins))
+	// Counted before the password is checked, so parallel guesses cannot
+	// all be checked before the first failure counts; a success gives the
+	// attempt back.
+	userKey := "user|" + clientAddr(r) + "|" + form["instance"] + "|" + form["username"]
+	addrKey := "addr|" + clientAddr(r)
+	if until, ok := d.logins.reserve(d.now(), limitKey{userKey, loginFailures}, limitKey{addrKey, loginAddressFailures}); !ok {
+		secs := int(until.Sub(d.now())/time.Second) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		d.showLogin(w, r, http.StatusTooManyRequests, form, fmt.Sprintf("too many failed logins from your address (%d per user, %d in all, in %d minutes): try again in %d minutes",
+			loginFailures, loginAddressFailures, int(loginWindow/time.Minute), secs/60+1))
 		return
 	}
-	if !d.logins.acquire(ctx) {
-		return
-	}
-	defer d.logins.release()
 	p := iam.Principal{InstanceID: form["instance"], SubjectKind: store.KindUser, SubjectName: form["username"],
 		Source: clientAddr(r), RequestID: obs.RequestID(ctx)}
 	_, instErr := d.Store.GetInstance(ctx, form["instance"])
@@ -363,8 +365,13 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	if instErr == nil {
 		id, idErr = d.Store.GetIdentity(ctx, form["instance"], store.KindUser, form["username"])
 	}
+	known := idErr == nil && id.PasswordHash != ""
+	if !d.logins.acquire(ctx, known) {
+		return
+	}
+	defer d.logins.release(known)
 	ok := false
-	if idErr == nil && id.PasswordHash != "" {
+	if known {
 		ok = iam.VerifyPassword(password, id.PasswordHash)
 	} else {
 		// Verify against a throwaway hash, so an unknown user costs as much
@@ -385,11 +392,10 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !ok {
-		d.logins.fail(throttleKey, d.now())
 		d.showLogin(w, r, http.StatusUnauthorized, form, badLogin)
 		return
 	}
-	d.logins.succeed(throttleKey)
+	d.logins.succeed(userKey, addrKey)
 	d.sweep()
 	now := d.now()
 	p.SubjectID, p.Role = id.ID, id.Role

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,31 +12,113 @@ import (
 func TestThrottleWindow(t *testing.T) {
 	var th throttle
 	now := clocktest.Epoch()
+	user, addr := limitKey{"u", loginFailures}, limitKey{"a", loginAddressFailures}
 	for i := 0; i < loginFailures; i++ {
-		if _, b := th.blocked("k", now); b {
-			t.Fatalf("blocked after %d failures", i)
+		if _, ok := th.reserve(now.Add(time.Duration(i)*time.Second), user, addr); !ok {
+			t.Fatalf("refused after %d attempts", i)
 		}
-		th.fail("k", now.Add(time.Duration(i)*time.Second))
 	}
-	until, b := th.blocked("k", now.Add(time.Minute))
-	if !b || !until.Equal(now.Add(loginWindow)) {
-		t.Fatalf("after %d failures: blocked=%v until %v", loginFailures, b, until)
+	until, ok := th.reserve(now.Add(time.Minute), user, addr)
+	if ok || !until.Equal(now.Add(loginWindow)) {
+		t.Fatalf("after %d attempts: allowed=%v until %v", loginFailures, ok, until)
 	}
-	if _, b := th.blocked("other", now); b {
-		t.Fatal("another key is blocked too")
+	if _, ok := th.reserve(now, limitKey{"other", loginFailures}, addr); !ok {
+		t.Fatal("another user from the address is refused too")
 	}
 	// The window passes: attempts are allowed again and counted afresh.
 	later := now.Add(loginWindow)
-	if _, b := th.blocked("k", later); b {
-		t.Fatal("still blocked after the window")
+	if _, ok := th.reserve(later, user, addr); !ok {
+		t.Fatal("still refused after the window")
 	}
-	th.fail("k", later)
-	if _, b := th.blocked("k", later); b {
-		t.Fatal("one failure in a new window blocks")
+	th.succeed("u", "a")
+	if a := th.seen["u"]; a != nil {
+		t.Fatal("a success kept the user's attempts")
 	}
-	th.succeed("k")
-	if f := th.seen["k"]; f != nil {
-		t.Fatal("a success kept the failures")
+}
+
+// 30 parallel guesses: 5 are let through to the password check, the rest
+// refused — the attempt is counted before the check, not after it fails.
+func TestThrottleReservesBeforeTheCheck(t *testing.T) {
+	var th throttle
+	now := clocktest.Epoch()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	passed := 0
+	for i := 0; i < 30; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, ok := th.reserve(now, limitKey{"u", loginFailures}, limitKey{"a", loginAddressFailures}); ok {
+				mu.Lock()
+				passed++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if passed != loginFailures {
+		t.Fatalf("%d of 30 parallel attempts let through, want %d", passed, loginFailures)
+	}
+}
+
+// One address may try many users, but not without limit.
+func TestThrottleLimitsAnAddress(t *testing.T) {
+	var th throttle
+	now := clocktest.Epoch()
+	addr := limitKey{"a", loginAddressFailures}
+	for i := 0; i < loginAddressFailures; i++ {
+		if _, ok := th.reserve(now, limitKey{fmt.Sprint("u", i), loginFailures}, addr); !ok {
+			t.Fatalf("refused at user %d", i)
+		}
+	}
+	if _, ok := th.reserve(now, limitKey{"fresh", loginFailures}, addr); ok {
+		t.Fatalf("the address tried %d users and may try another", loginAddressFailures)
+	}
+	if _, ok := th.reserve(now, limitKey{"fresh", loginFailures}, limitKey{"b", loginAddressFailures}); !ok {
+		t.Fatal("another address is refused")
+	}
+}
+
+// A full table keeps its active lockouts: a flood of new keys evicts
+// counters that lock nothing, never a lockout.
+func TestThrottleKeepsLockoutsWhenFull(t *testing.T) {
+	var th throttle
+	now := clocktest.Epoch()
+	victim := limitKey{"locked", loginFailures}
+	for i := 0; i < loginFailures; i++ {
+		th.reserve(now, victim)
+	}
+	for i := 0; len(th.seen) < loginTracked; i++ {
+		th.reserve(now, limitKey{fmt.Sprint("k", i), loginFailures})
+	}
+	for i := 0; i < 2*loginTracked; i++ {
+		if _, ok := th.reserve(now.Add(time.Second), limitKey{fmt.Sprint("flood", i), loginFailures}); !ok {
+			t.Fatalf("new key %d refused while the table holds counters that lock nothing", i)
+		}
+	}
+	if len(th.seen) > loginTracked {
+		t.Fatalf("the table holds %d keys, more than %d", len(th.seen), loginTracked)
+	}
+	if _, ok := th.reserve(now.Add(time.Minute), victim); ok {
+		t.Fatal("a full table dropped an active lockout")
+	}
+}
+
+// Password checks of unknown users (the throwaway hash) wait in a queue of
+// their own: with it full, a real user's check still gets a slot.
+func TestUnknownUsersQueueApart(t *testing.T) {
+	var th throttle
+	for th.tryAcquire(false) {
+	}
+	if !th.tryAcquire(true) {
+		t.Fatal("a flood of unknown users' checks took the slot a real user's check needs")
+	}
+	th.release(true)
+	for i := 0; i < loginParallelUnknown; i++ {
+		th.release(false)
+	}
+	if !th.tryAcquire(false) {
+		t.Fatal("released unknown-user slots are not free again")
 	}
 }
 
