@@ -73,6 +73,8 @@ type testRequest struct {
 	Path    string            `yaml:"path"`
 	Headers map[string]string `yaml:"headers"`
 	Body    yaml.Node         `yaml:"body"`
+	// Source stands in for a message-source trigger's .source.
+	Source map[string]any `yaml:"source"`
 }
 
 type testExpect struct {
@@ -279,6 +281,14 @@ func runCase(ctx context.Context, p *Project, mux *http.ServeMux, m *routeMatch,
 		}
 		for k, v := range rq.Headers {
 			msg.Headers[strings.ToLower(k)] = v
+		}
+		if rq.Source != nil {
+			src, err := normalizeJSON(rq.Source)
+			if err != nil {
+				failf("request source: %v", err)
+				return tc.Flow, fails
+			}
+			msg.Source = src.(map[string]any)
 		}
 		if rq.Body.Kind != 0 {
 			if msg.Body, err = nodeJSON(&rq.Body); err != nil {

@@ -32,6 +32,10 @@ type Message struct {
 	Query   map[string]string // query parameters (first value of each)
 	Params  map[string]string // path parameters from the trigger's path template
 	Vars    map[string]any    // variables set by `set` steps
+	// Source is where a message-source trigger's message came from
+	// (`.source`: kind, subject, stream, sequence, delivered…); nil for
+	// HTTP and schedules, and then `.source` is absent.
+	Source map[string]any
 	// App is the consumer app a runtime's gateway let through (`.app`:
 	// id, name, consumerOrg, catalog, plan, api, clientId, auth); nil on
 	// flows no plan protects, and then `.app` is absent.
@@ -52,6 +56,11 @@ type Config struct {
 	Files       fs.FS                     // generic configuration files (may be nil)
 	RootCAs     *x509.CertPool            // extra trust for outbound TLS (nil: system roots)
 	Timeout     time.Duration             // default per-flow timeout (0: engine default)
+
+	// Connectors carries publish and sql steps to their servers (nil:
+	// those steps fail at run time). The runtime gives its connection
+	// hub; `sluice flow test` answers from fixtures.
+	Connectors Connectors
 
 	// Transport carries the http steps' outbound requests (nil: a transport
 	// trusting RootCAs). `sluice flow test` injects one answering from fixtures.
@@ -144,7 +153,7 @@ type LoadError struct {
 
 func (e *LoadError) Error() string { return formatLoadError(e) }
 
-// Flow is one compiled flow. At most one of HTTP and Schedule is set: a
+// Flow is one compiled flow. At most one of HTTP, Schedule and NATS is set: a
 // flow with neither trigger is callable only (by `call` steps of other
 // flows of the same project); the runtime neither serves nor schedules it.
 type Flow struct {
@@ -153,6 +162,7 @@ type Flow struct {
 	File        string // path of its definition inside the project
 	HTTP        *HTTPTrigger
 	Schedule    *ScheduleTrigger
+	NATS        *NATSTrigger  // a NATS subject or JetStream consumer
 	Timeout     time.Duration // per-flow timeout; Run applies it and the runtime may too
 
 	prog *program // compiled steps (engine-private)

@@ -486,8 +486,9 @@ func (l *loader) parseFlowFile(file string, rt *runtimeEnv) (*Flow, *yaml.Node) 
 	if n := m.get("description"); n != nil {
 		f.Description, _ = l.str(file, n, "description")
 	}
+	c := &compiler{l: l, file: file, flow: f, lines: strings.Split(string(data), "\n")}
 	if n := m.get("trigger"); n != nil {
-		l.parseTrigger(file, n, f)
+		l.parseTrigger(c, n, f)
 	}
 	f.Timeout = DefaultTimeout
 	if l.cfg != nil && l.cfg.Timeout > 0 {
@@ -498,7 +499,9 @@ func (l *loader) parseFlowFile(file string, rt *runtimeEnv) (*Flow, *yaml.Node) 
 			f.Timeout = d
 		}
 	}
-	c := &compiler{l: l, file: file, flow: f, lines: strings.Split(string(data), "\n")}
+	if f.NATS != nil {
+		c.checkAckWait(f, f.prog.triggerNode)
+	}
 	if n := m.get("steps"); n == nil {
 		l.errAt(file, root, "flow has no steps")
 	} else {
@@ -512,14 +515,23 @@ func (l *loader) parseFlowFile(file string, rt *runtimeEnv) (*Flow, *yaml.Node) 
 
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
-func (l *loader) parseTrigger(file string, n *yaml.Node, f *Flow) {
-	m := l.mapping(file, n, "trigger", "http", "schedule")
+// triggerKinds lists the triggers a flow may have.
+var triggerKinds = []string{"http", "schedule", "nats"}
+
+func (l *loader) parseTrigger(c *compiler, n *yaml.Node, f *Flow) {
+	file := c.file
+	m := l.mapping(file, n, "trigger", triggerKinds...)
 	if m == nil {
 		return
 	}
 	f.prog.triggerNode = n
 	if len(m.keys) != 1 {
-		l.errAt(file, n, "trigger needs exactly one of http, schedule")
+		l.errAt(file, n, "trigger needs exactly one of %s", strings.Join(triggerKinds, ", "))
+		return
+	}
+	if nn := m.get("nats"); nn != nil {
+		f.prog.triggerNode = nn
+		f.NATS = c.natsTrigger(nn)
 		return
 	}
 	if h := m.get("http"); h != nil {

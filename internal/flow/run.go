@@ -38,6 +38,7 @@ type runtimeEnv struct {
 	client *http.Client
 	logger *slog.Logger
 	sleep  func(ctx context.Context, d time.Duration) error
+	conns  Connectors
 }
 
 func newRuntimeEnv(fsys fs.FS, cfg *Config) (*runtimeEnv, error) {
@@ -53,6 +54,7 @@ func newRuntimeEnv(fsys fs.FS, cfg *Config) (*runtimeEnv, error) {
 		rt.config = v
 	}
 	rt.creds = cfg.Credentials
+	rt.conns = cfg.Connectors
 	rt.redact = newRedactor(cfg.Credentials)
 	rt.logger = cfg.Logger
 	if rt.logger == nil {
@@ -199,6 +201,7 @@ type state struct {
 	errv     any
 	reply    *Response
 	app      map[string]any // the gateway's caller, nil when none
+	source   map[string]any // a message source's metadata, nil when none
 }
 
 // emptyMap stands for absent headers, query or params; nothing writes to
@@ -229,6 +232,7 @@ func newState(msg *Message) *state {
 	// can be used as it is.
 	st.vars = msg.Vars
 	st.app = msg.App
+	st.source = msg.Source
 	if st.vars == nil {
 		st.vars = emptyMap
 	}
@@ -255,6 +259,9 @@ func (st *state) input(rt *runtimeEnv) map[string]any {
 	if st.app != nil {
 		m["app"] = st.app
 	}
+	if st.source != nil {
+		m["source"] = st.source
+	}
 	return m
 }
 
@@ -277,7 +284,11 @@ func (st *state) snapshot(r *redactor) any {
 	}
 	if st.response != nil {
 		resp := st.response.(map[string]any)
-		m["response"] = map[string]any{"status": resp["status"], "body": r.excerpt(resp["body"], 2)}
+		if _, isHTTP := resp["status"]; isHTTP {
+			m["response"] = map[string]any{"status": resp["status"], "body": r.excerpt(resp["body"], 2)}
+		} else {
+			m["response"] = r.excerpt(resp, 1) // publish and sql results
+		}
 	}
 	if st.errv != nil {
 		m["error"] = r.excerpt(st.errv, 1)
@@ -287,6 +298,9 @@ func (st *state) snapshot(r *redactor) any {
 	}
 	if st.app != nil {
 		m["app"] = st.app // names and ids only: the gateway never puts a secret here
+	}
+	if st.source != nil {
+		m["source"] = r.excerpt(st.source, 1)
 	}
 	return m
 }

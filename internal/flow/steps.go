@@ -23,7 +23,7 @@ type stepBase struct{ lbl string }
 func (b *stepBase) label() string { return b.lbl }
 
 // stepKinds lists every step kind, in the order the docs present them.
-var stepKinds = []string{"map", "set", "validate", "http", "switch", "for-each", "try", "call", "log", "reply", "fail"}
+var stepKinds = []string{"map", "set", "validate", "http", "publish", "switch", "for-each", "try", "call", "log", "reply", "fail"}
 
 // compiler turns the YAML of one flow's steps into steps.
 type compiler struct {
@@ -107,6 +107,8 @@ func (c *compiler) step(n *yaml.Node, prefix string, i int) step {
 		return c.validateStep(b, body)
 	case "http":
 		return c.httpStep(b, body)
+	case "publish":
+		return c.publishStep(b, body)
 	case "switch":
 		return c.switchStep(b, body)
 	case "for-each":
@@ -461,7 +463,7 @@ func (c *compiler) callStep(b stepBase, n *yaml.Node) step {
 }
 
 func (s *callStep) run(ctx context.Context, x *execution, st *state) error {
-	sub := &state{body: st.body, headers: st.headers, query: st.query, params: st.params, vars: st.vars}
+	sub := &state{body: st.body, headers: st.headers, query: st.query, params: st.params, vars: st.vars, source: st.source}
 	inner := &execution{rt: x.rt, tr: x.tr, flow: s.flow.Name}
 	resp, err := inner.runFlow(ctx, s.flow, sub)
 	if err != nil {

@@ -1,0 +1,364 @@
+package flow
+
+// This file is the connector contract: what the engine knows of message
+// sources and of the steps that reach other servers (publish, sql). The
+// engine parses and checks them at load — connection names against the
+// policyproject configurations, credentials against setdbparms, URLs,
+// subjects, statements and their parameters — and hands the work to a
+// Connectors the runtime gives it. It never imports a client library.
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Connection is a named connection definition (a policy of a
+// policyproject configuration) as a trigger or step uses it.
+type Connection struct {
+	Name string // the policy's name
+	Type string // nats, postgres, mysql
+	// URL locates the server; it never carries a password (the loader
+	// refuses one): the policy's credentials name a setdbparms entry.
+	URL string
+	// Options are the policy's other fields (pool sizes, client names…),
+	// interpreted by the protocol's connector.
+	Options map[string]any
+	// Credential is the setdbparms entry named by the policy's
+	// `credentials` field; nil when it names none.
+	Credential *Credential
+}
+
+// Outgoing is one message a publish step sends.
+type Outgoing struct {
+	Subject string
+	Headers map[string]string
+	Body    []byte
+	// Confirm asks the server to confirm the message is stored (a
+	// JetStream publish) before the step succeeds.
+	Confirm bool
+}
+
+// Statement is one SQL statement of a sql step with its parameters bound
+// by position: Parts are the statement's text around the parameters
+// (len(Parts) == len(Args)+1) and each Arg is a plain value (nil, bool,
+// int64, float64, string; arrays and objects as JSON text). The connector
+// joins the parts with its driver's placeholders; values never enter the
+// statement's text.
+type Statement struct {
+	Exec  bool // exec: affected rows; otherwise query: rows
+	Parts []string
+	Args  []any
+}
+
+// Connectors carries the work of publish and sql steps to the protocol
+// packages; the runtime gives one in Config.Connectors and `sluice flow
+// test` one answering from fixtures.
+type Connectors interface {
+	// Publish sends msg through conn and returns what lands in
+	// .response (e.g. {subject, stream, sequence}).
+	Publish(ctx context.Context, conn *Connection, msg *Outgoing) (map[string]any, error)
+	// SQL runs the statements through conn, all in one transaction when
+	// tx is set, and returns one result per statement: {rows, count} for
+	// a query, {rowsAffected} for an exec.
+	SQL(ctx context.Context, conn *Connection, tx bool, stmts []Statement) ([]map[string]any, error)
+}
+
+// Delivery is how a message-source trigger acknowledges: at most
+// MaxInFlight messages of the flow at a time, a failed run retried
+// Attempts times in all (waiting Backoff, doubled each time when
+// Exponential), then sent to DeadLetter with the error.
+type Delivery struct {
+	MaxInFlight int
+	Attempts    int
+	Backoff     time.Duration
+	Exponential bool
+	DeadLetter  string // destination of messages whose last attempt failed; empty: none
+}
+
+// BackoffFor is the wait before attempt n+1 after attempt n (n ≥ 1) failed.
+func (d Delivery) BackoffFor(n int) time.Duration {
+	b := d.Backoff
+	if d.Exponential {
+		for i := 1; i < n && b < time.Hour; i++ {
+			b *= 2
+		}
+	}
+	return min(b, time.Hour)
+}
+
+// NATSTrigger starts a flow on each message of a NATS subject: a core
+// subscription (in a queue group when Queue is set) or, with Stream, a
+// JetStream durable consumer whose messages are acknowledged only after
+// the flow succeeded.
+type NATSTrigger struct {
+	Connection *Connection
+	Subject    string
+	Queue      string // core NATS queue group
+	Stream     string // JetStream stream; empty: core NATS
+	Consumer   string // JetStream durable consumer name
+	// AckWait is how long JetStream waits for an acknowledgement before
+	// it redelivers (a replica that died mid-flow); longer than the
+	// flow's timeout.
+	AckWait time.Duration
+	Delivery
+}
+
+// Defaults of message-source triggers.
+const (
+	defaultMaxInFlight = 1
+	maxMaxInFlight     = 4096
+	defaultAttempts    = 3
+	maxDeliveryTries   = 100
+	defaultRetryWait   = time.Second
+)
+
+// connection resolves `connection: name` against the policyproject
+// configurations; without a Config (validation only) the name is kept
+// unresolved. types are the policy types the caller accepts.
+func (c *compiler) connection(n *yaml.Node, what string, types ...string) (*Connection, bool) {
+	name, ok := c.l.str(c.file, n, what+" connection")
+	if !ok {
+		return nil, false
+	}
+	if name == "" {
+		c.errAt(n, "%s connection must name a policy", what)
+		return nil, false
+	}
+	conn := &Connection{Name: name}
+	if c.l.cfg == nil {
+		return conn, true
+	}
+	def, found := c.l.cfg.Policies[name]
+	if !found {
+		c.errAt(n, "%s: no policy named %q in the policyproject configurations", what, name)
+		return nil, false
+	}
+	if msg := conn.resolve(def, c.l.cfg.Credentials, types); msg != "" {
+		c.errAt(n, "%s: policy %q: %s", what, name, msg)
+		return nil, false
+	}
+	return conn, true
+}
+
+// schemes are the URL schemes of each connection type.
+var schemes = map[string][]string{
+	"nats":     {"nats", "tls"},
+	"postgres": {"postgres", "postgresql"},
+	"mysql":    {"mysql"},
+}
+
+// policyOptions are the fields a policy of each type may have besides
+// type, url and credentials.
+var policyOptions = map[string][]string{
+	"nats":     {"name"},
+	"postgres": {"maxConns"},
+	"mysql":    {"maxConns"},
+}
+
+// resolve fills conn from a policy definition and says what is wrong
+// with it. Messages never quote the URL: a misplaced password would be
+// in it.
+func (conn *Connection) resolve(def map[string]any, creds map[string]Credential, types []string) string {
+	typ, _ := def["type"].(string)
+	if typ == "" {
+		return fmt.Sprintf("has no type (want %s)", strings.Join(types, " or "))
+	}
+	if !slices.Contains(types, typ) {
+		return fmt.Sprintf("is of type %q (want %s)", typ, strings.Join(types, " or "))
+	}
+	conn.Type = typ
+	raw, _ := def["url"].(string)
+	if raw == "" {
+		return "has no url"
+	}
+	// NATS takes a comma-separated list of servers.
+	for _, one := range strings.Split(raw, ",") {
+		u, err := url.Parse(strings.TrimSpace(one))
+		if err != nil || u.Host == "" || !slices.Contains(schemes[typ], u.Scheme) {
+			return fmt.Sprintf("url is not a valid %s URL (want %s://host:port…)", typ, schemes[typ][0])
+		}
+		if _, has := u.User.Password(); has {
+			return "url must not hold a password: name a setdbparms resource in the policy's credentials field"
+		}
+		if typ == "mysql" && strings.EqualFold(u.Query().Get("interpolateParams"), "true") {
+			return "interpolateParams is refused: parameters are bound by the server"
+		}
+	}
+	conn.URL = raw
+	conn.Options = map[string]any{}
+	for k, v := range def {
+		switch k {
+		case "type", "url":
+		case "credentials":
+			res, _ := v.(string)
+			cred, found := creds[res]
+			if !found {
+				return fmt.Sprintf("credentials: no resource %q in the setdbparms configuration", res)
+			}
+			conn.Credential = &cred
+		default:
+			if !slices.Contains(policyOptions[typ], k) {
+				return fmt.Sprintf("unknown field %q (want type, url, credentials%s)", k, strings.Join(append([]string{""}, policyOptions[typ]...), ", "))
+			}
+			conn.Options[k] = v
+		}
+	}
+	return ""
+}
+
+// delivery reads the fields every message-source trigger shares.
+func (c *compiler) delivery(m *fieldMap, d *Delivery) bool {
+	*d = Delivery{MaxInFlight: defaultMaxInFlight, Attempts: defaultAttempts, Backoff: defaultRetryWait, Exponential: true}
+	ok := true
+	if n := m.get("maxInFlight"); n != nil {
+		v, vok := c.l.integer(c.file, n, "maxInFlight", 1, maxMaxInFlight)
+		d.MaxInFlight, ok = v, ok && vok
+	}
+	if n := m.get("retry"); n != nil {
+		rm := c.l.mapping(c.file, n, "retry", "attempts", "backoff", "exponential")
+		if rm == nil {
+			return false
+		}
+		if an := rm.get("attempts"); an != nil {
+			v, vok := c.l.integer(c.file, an, "retry attempts", 1, maxDeliveryTries)
+			d.Attempts, ok = v, ok && vok
+		}
+		if bn := rm.get("backoff"); bn != nil {
+			v, vok := c.l.duration(c.file, bn, "retry backoff")
+			d.Backoff, ok = v, ok && vok
+		}
+		if en := rm.get("exponential"); en != nil {
+			v, vok := c.l.boolean(c.file, en, "retry exponential")
+			d.Exponential, ok = v, ok && vok
+		}
+	}
+	if n := m.get("deadLetter"); n != nil {
+		if s, sok := c.l.str(c.file, n, "deadLetter"); !sok {
+			ok = false
+		} else if msg := checkSubject(s, false); msg != "" {
+			c.errAt(n, "deadLetter %q: %s", s, msg)
+			ok = false
+		} else {
+			d.DeadLetter = s
+		}
+	}
+	return ok
+}
+
+// checkSubject enforces NATS subject syntax: dot-separated tokens without
+// spaces; wildcards (* and a last >) only where a subscription allows them.
+func checkSubject(s string, wildcards bool) string {
+	if s == "" {
+		return "must not be empty"
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return "has an empty token"
+		case strings.ContainsAny(t, " \t\r\n"):
+			return "must not contain white space"
+		case t == "*" || (t == ">" && i == len(toks)-1):
+			if !wildcards {
+				return "must not contain wildcards"
+			}
+		case strings.ContainsAny(t, "*>"):
+			return "wildcards must be whole tokens, > only the last"
+		}
+	}
+	return ""
+}
+
+var natsTriggerFields = []string{"connection", "subject", "queue", "stream", "consumer", "ackWait", "maxInFlight", "retry", "deadLetter"}
+
+func (c *compiler) natsTrigger(n *yaml.Node) *NATSTrigger {
+	m := c.l.mapping(c.file, n, "nats trigger", natsTriggerFields...)
+	if m == nil {
+		return nil
+	}
+	t := &NATSTrigger{}
+	ok := c.delivery(m, &t.Delivery)
+	if cn := m.get("connection"); cn == nil {
+		c.errAt(n, "nats trigger needs connection (a policy of type nats)")
+		ok = false
+	} else if conn, cok := c.connection(cn, "nats trigger", "nats"); !cok {
+		ok = false
+	} else {
+		t.Connection = conn
+	}
+	if sn := m.get("subject"); sn == nil {
+		c.errAt(n, "nats trigger needs subject")
+		ok = false
+	} else if s, sok := c.l.str(c.file, sn, "subject"); sok {
+		if msg := checkSubject(s, true); msg != "" {
+			c.errAt(sn, "subject %q: %s", s, msg)
+			ok = false
+		}
+		t.Subject = s
+	}
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"queue", &t.Queue}, {"stream", &t.Stream}, {"consumer", &t.Consumer}} {
+		if vn := m.get(f.key); vn != nil {
+			if v, vok := c.l.str(c.file, vn, f.key); vok {
+				if !nameRE.MatchString(v) {
+					c.errAt(vn, "%s %q must be letters, digits, '.', '_', '-' (at most 64)", f.key, v)
+					ok = false
+				}
+				*f.dst = v
+			}
+		}
+	}
+	if t.Stream != "" {
+		if t.Queue != "" {
+			c.errAt(m.get("queue"), "queue is for core NATS; a JetStream consumer is shared by its name (consumer)")
+			ok = false
+		}
+		if t.Consumer == "" {
+			c.errAt(n, "a JetStream trigger (stream) needs consumer, the durable consumer's name")
+			ok = false
+		}
+		if strings.Contains(t.Stream, ".") || strings.Contains(t.Consumer, ".") {
+			c.errAt(n, "stream and consumer names must not contain '.'")
+			ok = false
+		}
+	} else {
+		for _, k := range []string{"consumer", "ackWait"} {
+			if vn := m.get(k); vn != nil {
+				c.errAt(vn, "%s is for JetStream triggers (set stream)", k)
+				ok = false
+			}
+		}
+	}
+	if an := m.get("ackWait"); an != nil {
+		d, dok := c.l.duration(c.file, an, "ackWait")
+		t.AckWait, ok = d, ok && dok
+	}
+	if !ok {
+		return nil
+	}
+	return t
+}
+
+// checkAckWait runs once the flow's timeout is known: a message must not
+// be redelivered while its first run may still be going.
+func (c *compiler) checkAckWait(f *Flow, n *yaml.Node) {
+	t := f.NATS
+	if t == nil || t.Stream == "" {
+		return
+	}
+	if t.AckWait == 0 {
+		t.AckWait = f.Timeout + 5*time.Second
+		return
+	}
+	if t.AckWait <= f.Timeout {
+		c.errAt(n, "ackWait %s must be longer than the flow's timeout %s", t.AckWait, f.Timeout)
+	}
+}

@@ -1,0 +1,168 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/secret"
+)
+
+// connCfg has one policy of each kind the tests name.
+func connCfg() *Config {
+	return &Config{
+		Credentials: map[string]Credential{"bus": {User: "svc", Password: secret.New("bus-s3cret")}},
+		Policies: map[string]map[string]any{
+			"events":   {"type": "nats", "url": "nats://127.0.0.1:4222", "credentials": "bus", "name": "orders"},
+			"plain":    {"type": "nats", "url": "nats://a:4222,nats://b:4222"},
+			"pg":       {"type": "postgres", "url": "postgres://127.0.0.1:5432/test"},
+			"badurl":   {"type": "nats", "url": "http//nowhere"},
+			"withpw":   {"type": "nats", "url": "nats://u:pw@127.0.0.1:4222"},
+			"nocreds":  {"type": "nats", "url": "nats://127.0.0.1:4222", "credentials": "missing"},
+			"unknown":  {"type": "nats", "url": "nats://127.0.0.1:4222", "poolSize": 3},
+			"typeless": {"url": "nats://127.0.0.1:4222"},
+		},
+	}
+}
+
+func natsFlow(trigger string) string {
+	return "flow: consume\ntrigger:\n  nats:\n" + trigger + "steps:\n  - map: .body\n"
+}
+
+func TestConnectorLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		flow string
+		want string
+	}{
+		{"unknown trigger field", natsFlow("    connection: events\n    subject: a\n    group: x\n"),
+			`flows/a.yaml:6:5: unknown field "group" in nats trigger`},
+		{"unknown policy", natsFlow("    connection: nowhere\n    subject: a\n"),
+			`flows/a.yaml:4:17: nats trigger: no policy named "nowhere" in the policyproject configurations`},
+		{"malformed url", natsFlow("    connection: badurl\n    subject: a\n"),
+			`flows/a.yaml:4:17: nats trigger: policy "badurl": url is not a valid nats URL`},
+		{"password in url", natsFlow("    connection: withpw\n    subject: a\n"),
+			`flows/a.yaml:4:17: nats trigger: policy "withpw": url must not hold a password`},
+		{"missing credentials", natsFlow("    connection: nocreds\n    subject: a\n"),
+			`policy "nocreds": credentials: no resource "missing" in the setdbparms configuration`},
+		{"unknown policy field", natsFlow("    connection: unknown\n    subject: a\n"),
+			`policy "unknown": unknown field "poolSize" (want type, url, credentials, name)`},
+		{"policy without type", natsFlow("    connection: typeless\n    subject: a\n"),
+			`policy "typeless": has no type (want nats)`},
+		{"wrong type", natsFlow("    connection: pg\n    subject: a\n"),
+			`policy "pg": is of type "postgres" (want nats)`},
+		{"bad subject", natsFlow("    connection: events\n    subject: 'a..b'\n"),
+			`flows/a.yaml:5:14: subject "a..b": has an empty token`},
+		{"consumer without stream", natsFlow("    connection: events\n    subject: a\n    consumer: c\n"),
+			`flows/a.yaml:6:15: consumer is for JetStream triggers (set stream)`},
+		{"stream without consumer", natsFlow("    connection: events\n    subject: a\n    stream: S\n"),
+			`flows/a.yaml:4:5: a JetStream trigger (stream) needs consumer`},
+		{"ackWait not above timeout", "flow: c\ntimeout: 5s\ntrigger:\n  nats: {connection: events, subject: a, stream: S, consumer: c, ackWait: 5s}\nsteps: [{map: .body}]\n",
+			`flows/a.yaml:4:9: ackWait 5s must be longer than the flow's timeout 5s`},
+		{"wildcard dead letter", natsFlow("    connection: events\n    subject: a\n    deadLetter: 'dl.*'\n"),
+			`flows/a.yaml:6:17: deadLetter "dl.*": must not contain wildcards`},
+		{"retry attempts", natsFlow("    connection: events\n    subject: a\n    retry: {attempts: 0}\n"),
+			`flows/a.yaml:6:23: retry attempts must be between 1 and 100`},
+		{"publish unknown field", "flow: p\nsteps:\n  - publish: {connection: events, subject: a, topic: b}\n",
+			`flows/a.yaml:3:47: unknown field "topic" in publish`},
+		{"publish unknown policy", "flow: p\nsteps:\n  - publish: {connection: nope, subject: a}\n",
+			`flows/a.yaml:3:27: publish#0: no policy named "nope"`},
+		{"publish wildcard subject", "flow: p\nsteps:\n  - publish: {connection: events, subject: 'a.>'}\n",
+			`flows/a.yaml:3:44: subject "a.>": must not contain wildcards`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(context.Background(), project(map[string]string{"flows/a.yaml": tc.flow}), connCfg())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v\nwant %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "bus-s3cret") || strings.Contains(err.Error(), ":pw@") {
+				t.Fatalf("error shows a secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestNATSTriggerLoads(t *testing.T) {
+	files := map[string]string{"flows/a.yaml": natsFlow("    connection: events\n    subject: orders.>\n    stream: ORDERS\n    consumer: writer\n    maxInFlight: 8\n    retry: {attempts: 5, backoff: 200ms}\n    deadLetter: orders.dead\n")}
+	f := load(t, files, connCfg(), "consume")
+	n := f.NATS
+	if n == nil || n.Subject != "orders.>" || n.Stream != "ORDERS" || n.Consumer != "writer" || n.MaxInFlight != 8 ||
+		n.Attempts != 5 || n.Backoff != 200*time.Millisecond || !n.Exponential || n.DeadLetter != "orders.dead" {
+		t.Fatalf("trigger = %+v", n)
+	}
+	if n.AckWait != f.Timeout+5*time.Second {
+		t.Errorf("default ackWait = %s, want the timeout %s + 5s", n.AckWait, f.Timeout)
+	}
+	c := n.Connection
+	if c.Type != "nats" || c.URL != "nats://127.0.0.1:4222" || c.Credential == nil || c.Credential.User != "svc" || c.Options["name"] != "orders" {
+		t.Fatalf("connection = %+v", c)
+	}
+	if got := []time.Duration{n.BackoffFor(1), n.BackoffFor(2), n.BackoffFor(3)}; got[0] != 200*time.Millisecond || got[2] != 800*time.Millisecond {
+		t.Errorf("backoffs = %v", got)
+	}
+	// Without a Config (bar build, upload) the policy is not resolved.
+	if _, err := Load(context.Background(), project(files), nil); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+}
+
+// recordingConnectors stands in for the runtime's hub.
+type recordingConnectors struct {
+	sent []*Outgoing
+	err  error
+}
+
+func (r *recordingConnectors) Publish(_ context.Context, c *Connection, m *Outgoing) (map[string]any, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	r.sent = append(r.sent, m)
+	return map[string]any{"subject": m.Subject, "policy": c.Name}, nil
+}
+
+func (r *recordingConnectors) SQL(context.Context, *Connection, bool, []Statement) ([]map[string]any, error) {
+	return nil, errors.New("no sql")
+}
+
+func TestPublishStep(t *testing.T) {
+	rc := &recordingConnectors{}
+	cfg := connCfg()
+	cfg.Connectors = rc
+	f := load(t, map[string]string{"flows/a.yaml": `flow: p
+steps:
+  - publish:
+      connection: events
+      subject: 'orders.${ .body.id }'
+      headers: {nats-msg-id: '${ .body.id }', x-from: '${ .source.subject }'}
+      body: '{id: .body.id, n: 1}'
+  - publish: {connection: plain, subject: log, body: '"placed " + .body.id'}
+  - map: .response
+`}, cfg, "p")
+	resp, err := f.Run(context.Background(), &Message{Body: map[string]any{"id": "o-1"}, Source: map[string]any{"subject": "in"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.sent) != 2 || rc.sent[0].Subject != "orders.o-1" || string(rc.sent[0].Body) != `{"id":"o-1","n":1}` ||
+		rc.sent[0].Headers["nats-msg-id"] != "o-1" || rc.sent[0].Headers["x-from"] != "in" || string(rc.sent[1].Body) != "placed o-1" {
+		t.Fatalf("sent %+v", rc.sent)
+	}
+	if got := jsonString(t, resp.Body); got != `{"policy":"plain","subject":"log"}` {
+		t.Errorf(".response = %s", got)
+	}
+
+	// A subject made at run time is checked too; a server's refusal
+	// fails the step with 502, redacted.
+	f = load(t, map[string]string{"flows/a.yaml": "flow: p\nsteps:\n  - publish: {connection: events, subject: '${ .body }'}\n"}, cfg, "p")
+	if _, err := f.Run(context.Background(), &Message{Body: "a b"}, nil); err == nil || !strings.Contains(err.Error(), "must not contain white space") {
+		t.Fatalf("bad subject: %v", err)
+	}
+	rc.err = errors.New("refused for svc:bus-s3cret")
+	_, err = f.Run(context.Background(), &Message{Body: "ok"}, nil)
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Status != 502 || strings.Contains(fe.Message, "bus-s3cret") {
+		t.Fatalf("refusal: %#v", err)
+	}
+}
