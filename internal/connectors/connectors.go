@@ -1,0 +1,61 @@
+// Package connectors holds what the protocol connectors (natsconn,
+// sqlconn, …) share with the runtime that drives them: the handler a
+// message-source trigger calls for each message, the counters it reports
+// deliveries to, and how a payload becomes a flow's .body. It owns no
+// connection and speaks no protocol; each protocol is its own package.
+package connectors
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"unicode/utf8"
+
+	"github.com/sluice-dev/sluice/internal/flow"
+)
+
+// Handler runs the trigger's flow on one message. A nil error means the
+// flow succeeded and the message may be acknowledged; any error is a
+// failed attempt (the trigger retries or dead-letters).
+type Handler func(ctx context.Context, msg *flow.Message) (*flow.Response, error)
+
+// Counters receives a trigger's delivery events; the runtime turns them
+// into metrics. Every method must be safe for concurrent use.
+type Counters interface {
+	Received()     // a message arrived (redeliveries count again)
+	Acked()        // its flow succeeded and the source was told so
+	Retried()      // an attempt failed and another one is due
+	DeadLettered() // the last attempt failed: sent to the dead-letter destination (or dropped when none)
+	InFlight(delta int)
+}
+
+// Body turns a payload into a flow's .body: JSON when it parses as JSON,
+// else text when it is UTF-8, else base64 text (encoding "base64").
+func Body(data []byte) (body any, encoding string) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil, ""
+	}
+	if json.Valid(trimmed) {
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.UseNumber()
+		var v any
+		if dec.Decode(&v) == nil {
+			return v, "json"
+		}
+	}
+	if utf8.Valid(data) {
+		return string(data), "text"
+	}
+	return base64.StdEncoding.EncodeToString(data), "base64"
+}
+
+// NopCounters counts nothing.
+type NopCounters struct{}
+
+func (NopCounters) Received()     {}
+func (NopCounters) Acked()        {}
+func (NopCounters) Retried()      {}
+func (NopCounters) DeadLettered() {}
+func (NopCounters) InFlight(int)  {}
