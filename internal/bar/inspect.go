@@ -31,19 +31,27 @@ type FlowInfo struct {
 }
 
 // Trigger is a flow's trigger: Type "http" (Method, Path), "schedule"
-// (Cron, TimeZone) or "call" (no trigger: only other flows call it).
+// (Cron, TimeZone), "nats" (Subject, Stream) or "call" (no trigger: only
+// other flows call it).
 type Trigger struct {
 	Type     string `json:"type"`
 	Method   string `json:"method,omitempty"`
 	Path     string `json:"path,omitempty"`
 	Cron     string `json:"cron,omitempty"`
 	TimeZone string `json:"timeZone,omitempty"`
+	Subject  string `json:"subject,omitempty"` // nats
+	Stream   string `json:"stream,omitempty"`  // nats, JetStream
 }
 
 func (t Trigger) String() string {
 	switch t.Type {
 	case "http":
 		return t.Method + " " + t.Path
+	case "nats":
+		if t.Stream != "" {
+			return fmt.Sprintf("nats %s (stream %s)", t.Subject, t.Stream)
+		}
+		return "nats " + t.Subject
 	case "schedule":
 		if t.TimeZone != "" {
 			return fmt.Sprintf("schedule %q (%s)", t.Cron, t.TimeZone)
@@ -112,6 +120,8 @@ func TriggerOf(f *flow.Flow) Trigger {
 			t.TimeZone = f.Schedule.Location.String()
 		}
 		return t
+	case f.NATS != nil:
+		return Trigger{Type: "nats", Subject: f.NATS.Subject, Stream: f.NATS.Stream}
 	}
 	// A flow without a trigger is reachable only through `call` steps.
 	return Trigger{Type: "call"}

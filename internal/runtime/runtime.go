@@ -91,6 +91,10 @@ type Runtime struct {
 	flows    []*loadedFlow
 	archives []*bar.Archive
 	projects []projectInfo
+	// hub holds the connections of publish and sql steps and the
+	// consumers of message-source triggers (connectors.go).
+	hub         *hub
+	connMetrics *connectorMetrics
 
 	state      atomic.Value // "loading", "ready", "draining"
 	reqPrefix  string
@@ -326,6 +330,9 @@ func newRuntime(opts Options) (*Runtime, error) {
 			return nil, fmt.Errorf("runtime: admin credential file %s is empty", opts.AdminTokenFile)
 		}
 	}
+	rt.connMetrics = newConnectorMetrics(rt.metrics.reg)
+	rt.hub = newHub(base.With("component", "connectors"), rt.connMetrics)
+	conf.Flow.Connectors = rt.hub
 	rt.state.Store("loading")
 	for _, kind := range opts.Traces {
 		b := rt.trace.buffer(kind)
@@ -354,6 +361,7 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 	go func() { adminErr <- admin.Serve(adminLn) }()
 	defer admin.Close()
 	defer rt.closeArchives()
+	defer rt.hub.close()
 
 	if err := rt.load(ctx); err != nil {
 		rt.log.Error("load failed; not serving", "err", err)
@@ -384,6 +392,12 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(hl) }()
 	rt.cron.Start()
+	if err := rt.startTriggers(); err != nil {
+		srv.Close()
+		rt.cancelRuns()
+		rt.log.Error("triggers failed to start; not serving", "err", err)
+		return err
+	}
 	rt.state.Store("ready")
 	rt.metrics.ready.Set(1)
 	startup := time.Since(processStart)
@@ -415,8 +429,15 @@ func (rt *Runtime) drain(srv *http.Server, hl *handoverListener) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cronDone := rt.cron.Stop()
+	// Message consumers stop taking messages and finish (and
+	// acknowledge) those in flight while the HTTP side drains.
+	hubErr := make(chan error, 1)
+	go func() { hubErr <- rt.hub.drain(ctx) }()
 	hl.handOver(srv, min(handoverGrace, timeout))
 	err := srv.Shutdown(ctx)
+	if herr := <-hubErr; herr != nil {
+		rt.log.Warn("message triggers did not drain in time; unacknowledged messages will be redelivered", "err", herr)
+	}
 	select {
 	case <-cronDone.Done():
 	case <-ctx.Done():
@@ -505,6 +526,8 @@ func (rt *Runtime) addFlow(path string, p *flow.Project, f *flow.Flow) error {
 		trigger = "http"
 	case f.Schedule != nil:
 		trigger = "schedule"
+	case f.NATS != nil:
+		trigger = "nats"
 	}
 	lf := &loadedFlow{
 		project:     p.Name,

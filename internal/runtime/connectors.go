@@ -1,0 +1,209 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-dev/sluice/internal/connectors"
+	"github.com/sluice-dev/sluice/internal/connectors/natsconn"
+	"github.com/sluice-dev/sluice/internal/flow"
+)
+
+// hub owns the runtime's connections to message servers and databases
+// (one per policy) and the consumers of its message-source triggers. It
+// is the flow engine's flow.Connectors: publish and sql steps reach their
+// servers through it.
+type hub struct {
+	log     *slog.Logger
+	nats    *natsconn.Pool
+	metrics *connectorMetrics
+
+	mu        sync.Mutex
+	consumers []*natsconn.Consumer
+}
+
+var _ flow.Connectors = (*hub)(nil)
+
+func newHub(log *slog.Logger, m *connectorMetrics) *hub {
+	h := &hub{log: log, nats: natsconn.NewPool(log), metrics: m}
+	h.nats.OnState = func(policy string, up bool) { m.up(policy, up) }
+	return h
+}
+
+func (h *hub) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoing) (map[string]any, error) {
+	switch c.Type {
+	case "nats":
+		return h.nats.Publish(ctx, c, out)
+	}
+	return nil, fmt.Errorf("no publisher for connections of type %q", c.Type)
+}
+
+func (h *hub) SQL(ctx context.Context, c *flow.Connection, tx bool, stmts []flow.Statement) ([]map[string]any, error) {
+	return nil, fmt.Errorf("no SQL connector for connections of type %q", c.Type)
+}
+
+// drain stops every consumer taking messages and waits for the ones in
+// flight to finish and be acknowledged, within ctx.
+func (h *hub) drain(ctx context.Context) error {
+	h.mu.Lock()
+	cs := h.consumers
+	h.consumers = nil
+	h.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, len(cs))
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Drain(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (h *hub) close() { h.nats.Close() }
+
+// startTriggers subscribes the message-source triggers of the loaded
+// flows; handlers run under the runtime's run context.
+func (rt *Runtime) startTriggers() error {
+	for _, lf := range rt.flows {
+		if lf.f.NATS == nil {
+			continue
+		}
+		cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "nats")
+		c, err := rt.hub.nats.Start(rt.runCtx, lf.f.NATS, lf.ref, rt.messageHandler(lf, "nats"), cnt)
+		if err != nil {
+			return fmt.Errorf("flow %s: %w", lf.ref, err)
+		}
+		rt.hub.mu.Lock()
+		rt.hub.consumers = append(rt.hub.consumers, c)
+		rt.hub.mu.Unlock()
+	}
+	return nil
+}
+
+// messageHandler runs a message-source flow on one message, with the
+// flow's timeout and in-flight limit, traced and counted like requests.
+// Its error, which a trigger may put in a dead-letter header, is
+// redacted.
+func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string) connectors.Handler {
+	return func(ctx context.Context, msg *flow.Message) (*flow.Response, error) {
+		start := time.Now()
+		reqID := rt.reqPrefix + "m" + fmt.Sprint(rt.reqSeq.Add(1))
+		if !lf.acquire() {
+			lf.metrics.fail("overload")
+			lf.metrics.count(http.StatusServiceUnavailable)
+			return nil, errors.New("too many runs of the flow in progress")
+		}
+		var tr flow.Tracer
+		if rt.trace.user.on.Load() {
+			tr = &stepTracer{b: rt.trace.user, project: lf.project, requestID: reqID}
+		}
+		ctx, cancel := context.WithTimeout(ctx, lf.timeout)
+		resp, err := lf.run(ctx, msg, tr)
+		cancel()
+		status := http.StatusOK
+		var fe *flow.Error
+		switch {
+		case err == nil:
+			if resp != nil && resp.Status >= 400 {
+				// A reply with an error status is the flow saying it failed.
+				status = resp.Status
+				err = fmt.Errorf("flow replied %d", resp.Status)
+				lf.metrics.fail("flow")
+			}
+		case errors.As(err, &fe):
+			status = fe.Status
+			if status < 400 || status > 599 {
+				status = http.StatusInternalServerError
+			}
+			lf.metrics.fail("flow")
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errAbandoned):
+			status = http.StatusGatewayTimeout
+			lf.metrics.fail("timeout")
+		default:
+			status = http.StatusInternalServerError
+			lf.metrics.fail("internal")
+		}
+		elapsed := time.Since(start)
+		lf.metrics.count(status)
+		lf.metrics.duration.Observe(elapsed.Seconds())
+		if rt.trace.service.on.Load() {
+			ev := serviceEvent{Event: trigger, Project: lf.project, Flow: lf.f.Name, RequestID: reqID, Status: status, DurationMs: ms(elapsed)}
+			if err != nil {
+				ev.Message = err.Error()
+			}
+			rt.trace.serviceEvent(ev)
+		}
+		if err != nil {
+			rt.log.Info("message run failed", "project", lf.project, "flow", lf.f.Name, "status", status, "err", err, "runId", reqID)
+			return nil, errors.New(rt.redact.String(err.Error()))
+		}
+		return resp, nil
+	}
+}
+
+// connectorMetrics are the series of message-source triggers and
+// connections.
+type connectorMetrics struct {
+	messages *prometheus.CounterVec // project, flow, trigger, outcome
+	inFlight *prometheus.GaugeVec   // project, flow, trigger
+	conn     *prometheus.GaugeVec   // policy
+}
+
+func newConnectorMetrics(reg *prometheus.Registry) *connectorMetrics {
+	m := &connectorMetrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_trigger_messages_total",
+			Help: "Messages of message-source triggers (nats…) by outcome: received (redeliveries count again), acked, retried, dead_lettered.",
+		}, []string{"project", "flow", "trigger", "outcome"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_trigger_in_flight",
+			Help: "Messages of each message-source trigger being processed (at most its maxInFlight).",
+		}, []string{"project", "flow", "trigger"}),
+		conn: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_connection_up",
+			Help: "1 while the connection of a policy (nats…) is established; 0 while it reconnects.",
+		}, []string{"policy"}),
+	}
+	reg.MustRegister(m.messages, m.inFlight, m.conn)
+	return m
+}
+
+func (m *connectorMetrics) up(policy string, up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.conn.WithLabelValues(policy).Set(v)
+}
+
+// triggerCounters are one trigger's series, resolved once.
+type triggerCounters struct {
+	received, acked, retried, dead prometheus.Counter
+	inFlight                       prometheus.Gauge
+}
+
+func (m *connectorMetrics) forTrigger(project, flow, trigger string) *triggerCounters {
+	c := func(outcome string) prometheus.Counter {
+		return m.messages.WithLabelValues(project, flow, trigger, outcome)
+	}
+	return &triggerCounters{received: c("received"), acked: c("acked"), retried: c("retried"), dead: c("dead_lettered"),
+		inFlight: m.inFlight.WithLabelValues(project, flow, trigger)}
+}
+
+func (c *triggerCounters) Received()     { c.received.Inc() }
+func (c *triggerCounters) Acked()        { c.acked.Inc() }
+func (c *triggerCounters) Retried()      { c.retried.Inc() }
+func (c *triggerCounters) DeadLettered() { c.dead.Inc() }
+func (c *triggerCounters) InFlight(d int) {
+	c.inFlight.Add(float64(d))
+}
