@@ -71,7 +71,11 @@ type Event struct {
 
 // Watch registers fn to be called, after commit, for every change this
 // process makes. fn runs on the caller's goroutine and must not block.
-// Replicas see only their own changes; the store is the shared truth.
+// The feed is per process: replicas sharing PostgreSQL hear only their
+// own changes. Nothing that decides whether a credential authenticates
+// reads it — AuthenticateClient and AuthenticateToken read the store at
+// every use — so it only hastens views kept elsewhere (gateway watches),
+// which also poll the store.
 func (s *Service) Watch(fn func(Event)) {
 	s.mu.Lock()
 	s.watchers = append(s.watchers, fn)

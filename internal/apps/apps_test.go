@@ -104,7 +104,8 @@ type env struct {
 	mu     sync.Mutex
 	events []apps.Event
 
-	kind, dsn, dir string // where the store is, for tests that open it themselves
+	kind, dsn, dir string           // where the store is, for tests that open it themselves
+	mk             secret.MasterKey // opens its keyring
 }
 
 func newEnv(t *testing.T, kind string) *env {
@@ -133,7 +134,7 @@ func newEnv(t *testing.T, kind string) *env {
 	if err != nil || creds == nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	e := &env{st: st, clock: clk, iam: is, svc: &apps.Service{Store: st, IAM: is, Now: clk.Now}, kind: kind, dsn: dsn, dir: dir}
+	e := &env{st: st, clock: clk, iam: is, svc: &apps.Service{Store: st, IAM: is, Now: clk.Now}, kind: kind, dsn: dsn, dir: dir, mk: mk}
 	p := func(name, role string) iam.Principal {
 		return iam.Principal{InstanceID: creds.InstanceID, SubjectKind: store.KindUser, SubjectName: name, Role: role}
 	}
