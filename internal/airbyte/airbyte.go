@@ -183,12 +183,18 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 	return nil
 }
 
+// refuse answers bad input to a management call after auditing it under
+// the caller, as every other refusal is; nothing was changed.
+func (a *Adapter) refuse(w http.ResponseWriter, r *http.Request, action, object string, err error) {
+	a.fail(w, r, a.IAM.Finish(r.Context(), principal(r), action, object, err))
+}
+
 func (a *Adapter) create(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Name string `json:"name"`
 	}
 	if err := decodeJSON(w, r, &in, false); err != nil {
-		a.fail(w, r, err)
+		a.refuse(w, r, "clientCredential.create", "clientCredential", err)
 		return
 	}
 	c, sec, err := a.IAM.CreateApplication(r.Context(), principal(r), in.Name)
@@ -205,7 +211,7 @@ func (a *Adapter) list(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
 		var none struct{}
 		if err := decodeJSON(w, r, &none, true); err != nil {
-			a.fail(w, r, err)
+			a.refuse(w, r, "clientCredential.list", "clientCredential", err)
 			return
 		}
 	}
@@ -237,11 +243,11 @@ func (a *Adapter) configDelete(w http.ResponseWriter, r *http.Request) {
 		IncludeTombstone bool   `json:"includeTombstone"` // accepted; nothing is kept after a delete
 	}
 	if err := decodeJSON(w, r, &in, false); err != nil {
-		a.fail(w, r, err)
+		a.refuse(w, r, "clientCredential.delete", "clientCredential", err)
 		return
 	}
 	if in.ApplicationID == "" {
-		a.fail(w, r, &iam.Error{Kind: iam.KindInvalid, Msg: "applicationId is missing"})
+		a.refuse(w, r, "clientCredential.delete", "clientCredential", &iam.Error{Kind: iam.KindInvalid, Msg: "applicationId is missing"})
 		return
 	}
 	if _, err := a.IAM.DeleteApplication(r.Context(), principal(r), in.ApplicationID); err != nil {

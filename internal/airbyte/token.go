@@ -57,8 +57,10 @@ func (a *Adapter) token(w http.ResponseWriter, r *http.Request, formOK bool) (ia
 		return iam.TokenResponse{}, false
 	}
 	if err != nil {
-		// Refused before any credential was looked at; audited all the same.
-		_ = a.IAM.Finish(r.Context(), iam.Principal{SubjectKind: "client", SubjectName: clip(in.ClientID), Source: wire.ClientAddr(r),
+		// Refused before any credential was checked; audited all the same,
+		// under the instance the client id names when it names one.
+		_ = a.IAM.Finish(r.Context(), iam.Principal{InstanceID: a.IAM.InstanceOf(r.Context(), in.ClientID, secret.Value{}, secret.Value{}),
+			SubjectKind: "client", SubjectName: clip(in.ClientID), Source: wire.ClientAddr(r),
 			RequestID: obs.RequestID(r.Context())}, "token.refuse", "token", err)
 		a.fail(w, r, err)
 		return iam.TokenResponse{}, false

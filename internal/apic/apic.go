@@ -228,6 +228,14 @@ func (a *Adapter) authed(h http.HandlerFunc) http.Handler {
 	})
 }
 
+// clip keeps an unchecked client id short enough for the audit.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
 func clientAddr(r *http.Request) string {
 	if i := strings.LastIndexByte(r.RemoteAddr, ':'); i > 0 {
 		return strings.Trim(r.RemoteAddr[:i], "[]")
@@ -280,7 +288,13 @@ func (a *Adapter) postToken(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(missing) > 0 {
-		writeError(w, http.StatusBadRequest, "missing: "+strings.Join(missing, ", "))
+		msg := "missing: " + strings.Join(missing, ", ")
+		// Audited like every refusal, under the instance the client id or
+		// API key names when one does (none of them was checked).
+		p := iam.Principal{InstanceID: a.IAM.InstanceOf(r.Context(), b.ClientID, secret.New(b.APIKey), secret.Value{}), SubjectKind: "client",
+			SubjectName: clip(b.ClientID), Source: clientAddr(r), RequestID: obs.RequestID(r.Context())}
+		_ = a.IAM.Finish(r.Context(), p, "token.refuse", "token", iam.Invalidf("%s", msg))
+		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
 	tok, err := a.IAM.PlatformExchange(r.Context(), iam.PlatformRequest{GrantType: b.GrantType, ClientID: b.ClientID,

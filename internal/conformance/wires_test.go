@@ -275,9 +275,10 @@ func testWires(t *testing.T, dsn string) {
 	ab.do(call{label: "token of a deleted user's application", method: "POST", path: "/api/public/v1/applications/token",
 		body: map[string]string{"client_id": capp.ClientID, "client_secret": capp.ClientSecret}, want: 401})
 
-	// Refusals are audited. Those refused before anything named the
-	// caller's instance are recorded without one, so no admin reads them
-	// here; those below are filed under the instance.
+	// Refusals are audited, bad input too. Those refused before their
+	// credentials were checked are filed under the instance that the
+	// client id, API key or refresh token they carry names; those naming
+	// none are recorded without an instance, so no admin reads them here.
 	all := decode[struct {
 		AuditEvents []struct{ Action, Outcome, Detail, Actor string }
 	}](t, h.do(call{method: "GET", path: "/api/v1/audit?limit=10000", as: admin, want: 200}))
@@ -286,11 +287,29 @@ func testWires(t *testing.T, dsn string) {
 		if e.Action == "token.refuse" {
 			seen[e.Detail] = true
 		}
+		if e.Outcome != "success" && strings.HasPrefix(e.Action, "clientCredential.") {
+			seen[e.Action+": "+e.Detail] = true
+		}
 	}
-	for _, d := range []string{"wrong client secret", "instance credential used without an API key"} {
+	for _, d := range []string{"wrong client secret", "instance credential used without an API key",
+		"client_id and client_secret are both required",                                  // Airbyte, bad input with a known client id
+		"grant_type password is not supported: use " + apikeyGrant + " or refresh_token", // IBM, bad input with a known API key
+		"parameter password is not supported"} {
 		if !seen[d] {
 			t.Errorf("no token.refuse audit event with detail %q", d)
 		}
+	}
+	for _, d := range []string{"clientCredential.delete: applicationId is missing"} {
+		if !seen[d] {
+			t.Errorf("no refusal audited as %q", d)
+		}
+	}
+	unknownField := false
+	for d := range seen {
+		unknownField = unknownField || (strings.HasPrefix(d, "clientCredential.create: the body is not the JSON object") && strings.Contains(d, "owner"))
+	}
+	if !unknownField {
+		t.Error("the create with an unknown field was not audited")
 	}
 	var usedBefore bool
 	for d := range seen {

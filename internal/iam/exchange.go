@@ -124,6 +124,35 @@ func (s *Service) checkAPIKey(ctx context.Context, v secret.Value, instanceID st
 	return key, ""
 }
 
+// InstanceOf names the instance a refused token request belongs to, when
+// what it carries points at one although it was refused before being
+// checked (bad input): the client id's instance, else the API key's, else
+// the refresh token's. Nothing here authenticates anything; it only
+// decides under which instance the refusal is audited, so that
+// instance's admins see it. "" when nothing names a known instance — such
+// refusals are audited with no instance (docs/security.md).
+func (s *Service) InstanceOf(ctx context.Context, clientID string, apiKey, refreshToken secret.Value) string {
+	if clientID != "" && len(clientID) <= 64 {
+		if c, err := s.Store.GetClientCredential(ctx, clientID); err == nil {
+			return c.InstanceID
+		}
+	}
+	if !apiKey.IsZero() && wellFormed(apiKey.Reveal(), APIKeyPrefix) {
+		if k, err := s.Store.APIKeyByHash(ctx, hashSecret(apiKey)); err == nil {
+			return k.InstanceID
+		}
+	}
+	if !refreshToken.IsZero() {
+		switch v := refreshToken.Reveal(); {
+		case wellFormed(v, KeyRefreshTokenPrefix):
+			if t, err := s.Store.KeyRefreshTokenByHash(ctx, hashSecret(refreshToken)); err == nil {
+				return t.InstanceID
+			}
+		}
+	}
+	return ""
+}
+
 func (s *Service) refuse(ctx context.Context, p Principal, why string) error {
 	if err := s.audit(ctx, p, "token.refuse", "token", ErrBadCredentials, why); err != nil {
 		return err

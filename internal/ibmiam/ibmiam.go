@@ -102,9 +102,21 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg st
 
 var known = map[string]bool{"grant_type": true, "apikey": true, "refresh_token": true, "response_type": true, "scope": true}
 
-// refuseInput answers bad input, after auditing it; nothing was looked up.
+// refuseInput answers bad input, after auditing it under the instance
+// that the client id, API key or refresh token sent names, if any does;
+// none of them was checked.
 func (a *Adapter) refuseInput(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	p := iam.Principal{SubjectKind: "client", Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context())}
+	id, _, _ := r.BasicAuth()
+	var key, rt secret.Value
+	if r.PostForm != nil { // parsed: the body was a form
+		key, rt = secret.New(r.PostForm.Get("apikey")), secret.New(r.PostForm.Get("refresh_token"))
+	}
+	p.InstanceID = a.IAM.InstanceOf(r.Context(), id, key, rt)
+	if len(id) > 64 {
+		id = id[:64] + "…"
+	}
+	p.SubjectName = id
 	if err := a.IAM.Finish(r.Context(), p, "token.refuse", "token", iam.Invalidf("%s", msg)); err != nil && iam.KindOf(err) == 0 {
 		a.Log.Error("unable to audit a refused token request", "request_id", p.RequestID, "err", err)
 	}
