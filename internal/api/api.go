@@ -227,6 +227,7 @@ func (a *API) notFound(w http.ResponseWriter, r *http.Request) {
 func (a *API) jsonMisses(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {
+			obs.SetRoute(r.Context(), pattern)
 			mux.ServeHTTP(w, r)
 			return
 		}

@@ -141,6 +141,7 @@ func bad(format string, args ...any) error {
 func (a *Adapter) misses(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {
+			obs.SetRoute(r.Context(), pattern)
 			mux.ServeHTTP(w, r)
 			return
 		}

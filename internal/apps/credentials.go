@@ -218,6 +218,7 @@ const AppScope = "app"
 // API refuses it (iam.Authenticate requires a role and an instance
 // credential).
 func (s *Service) ClientCredentialsGrant(ctx context.Context, r iam.TokenRequest) (iam.TokenResponse, error) {
+	ctx = iam.WithGrant(ctx, iam.GrantAppCredential)
 	au, why, err := s.AuthenticateClient(ctx, r.ClientID, r.ClientSecret)
 	p := iam.Principal{InstanceID: au.Credential.InstanceID, SubjectKind: "appClient", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
 	if err != nil {

@@ -92,6 +92,7 @@ func newServeCommand() *cobra.Command {
 		gravitee        graviteeFlags
 		graviteeInst    string
 		timeouts        httplimit.Timeouts
+		metricsListen   string
 		// Lifetimes of other tools' tokens.
 		applicationLifetime, ibmIAMLifetime, ibmRefreshLifetime time.Duration
 	)
@@ -170,6 +171,7 @@ Environment:
 				RuntimeBackend:    runtimeBackend,
 				Federation:        fed,
 				HTTPTimeouts:      timeouts,
+				MetricsListen:     metricsListen,
 
 				ApplicationTokenLifetime: applicationLifetime,
 				APIKeyTokenLifetime:      ibmIAMLifetime,
@@ -198,6 +200,7 @@ Environment:
 	f.DurationVar(&timeouts.Read, "http-read-timeout", httplimit.ControlPlane.Read, "how long a client may take to send a whole request, body included (BAR uploads)")
 	f.DurationVar(&timeouts.Write, "http-write-timeout", httplimit.ControlPlane.Write, "how long an answer may take to write (streams extend their own deadline)")
 	f.DurationVar(&timeouts.Idle, "http-idle-timeout", httplimit.ControlPlane.Idle, "how long an idle keep-alive connection stays open")
+	f.StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus /metrics on, apart from the API (docs/metrics.md); default: no metrics")
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	// The Gravitee federation agent runs inside the control plane when a
@@ -215,7 +218,7 @@ Environment:
 		"max-bar-size": "SLUICE_MAX_BAR_SIZE", "max-bar-validations": "SLUICE_MAX_BAR_VALIDATIONS",
 		"quota-runtimes": "SLUICE_QUOTA_RUNTIMES", "quota-replicas": "SLUICE_QUOTA_REPLICAS", "quota-bar-storage": "SLUICE_QUOTA_BAR_STORAGE",
 		"quota-config-archive": "SLUICE_QUOTA_CONFIG_ARCHIVE", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
-		"log-format": "SLUICE_LOG_FORMAT", "log-level": "SLUICE_LOG_LEVEL",
+		"log-format": "SLUICE_LOG_FORMAT", "metrics-listen": "SLUICE_METRICS_LISTEN", "log-level": "SLUICE_LOG_LEVEL",
 		"http-read-header-timeout": "SLUICE_HTTP_READ_HEADER_TIMEOUT", "http-read-timeout": "SLUICE_HTTP_READ_TIMEOUT",
 		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",
 		"application-token-lifetime": "SLUICE_APPLICATION_TOKEN_LIFETIME", "ibm-iam-token-lifetime": "SLUICE_IBM_IAM_TOKEN_LIFETIME",

@@ -27,3 +27,17 @@ func Wall() time.Time { return time.Now() }
 
 // Since is the time elapsed since t by f.
 func (f Func) Since(t time.Time) time.Duration { return f.Now().Sub(t) }
+
+// Stopwatch measures elapsed real time for metrics and spans. It decides
+// nothing a test clock should drive, so it reads the machine's clock even
+// in packages whose decisions take an injected Func.
+type Stopwatch struct{ start time.Time }
+
+// StartStopwatch starts a stopwatch now.
+func StartStopwatch() Stopwatch { return Stopwatch{start: time.Now()} }
+
+// Started is when the stopwatch started, by the machine's clock.
+func (s Stopwatch) Started() time.Time { return s.start }
+
+// Seconds is the real time since the start, in seconds.
+func (s Stopwatch) Seconds() float64 { return time.Since(s.start).Seconds() }

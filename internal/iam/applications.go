@@ -79,5 +79,6 @@ func (s *Service) DeleteApplication(ctx context.Context, p Principal, clientID s
 // their own token lifetime. An instance credential is refused with
 // ErrGrantNotAllowed: it needs an API key as well.
 func (s *Service) ApplicationToken(ctx context.Context, r TokenRequest) (TokenResponse, error) {
+	ctx = WithGrant(ctx, GrantApplication)
 	return s.clientCredentials(ctx, r, s.ApplicationTokenLifetime)
 }

@@ -36,6 +36,7 @@ type TokenRequest struct {
 // the key owner's role. Every failure is the same ErrBadCredentials; the
 // audit record says what was wrong, for operators.
 func (s *Service) ExchangeAPIKey(ctx context.Context, r TokenRequest) (TokenResponse, error) {
+	ctx = WithGrant(ctx, GrantAPIKey)
 	cred, why := s.checkClient(ctx, r)
 	var key store.APIKey
 	if why == "" {
@@ -57,6 +58,7 @@ func (s *Service) ExchangeAPIKey(ctx context.Context, r TokenRequest) (TokenResp
 // may use it alone; an instance credential needs an API key as well, as in
 // App Connect.
 func (s *Service) ClientCredentialsGrant(ctx context.Context, r TokenRequest) (TokenResponse, error) {
+	ctx = WithGrant(ctx, GrantClientCredentials)
 	return s.clientCredentials(ctx, r, s.Tokens.Lifetime)
 }
 

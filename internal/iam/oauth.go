@@ -21,6 +21,7 @@ var ErrGrantNotAllowed = &Error{Kind: KindForbidden, Msg: "this client may only 
 // AuthenticateClient checks a client id and secret, for the endpoints that
 // require client authentication (introspection, revocation).
 func (s *Service) AuthenticateClient(ctx context.Context, clientID string, sec secret.Value, source, requestID string) (store.ClientCredential, error) {
+	ctx = WithGrant(ctx, GrantClientAuth)
 	cred, why := s.checkClient(ctx, TokenRequest{ClientID: clientID, ClientSecret: sec})
 	if why != "" {
 		p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: clientID, Source: source, RequestID: requestID}

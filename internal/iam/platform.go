@@ -92,6 +92,7 @@ func (s *Service) PlatformExchange(ctx context.Context, r PlatformRequest) (Plat
 // toolkitAPIKey is the api_key grant with the toolkit client: the key
 // decides the instance and the subject.
 func (s *Service) toolkitAPIKey(ctx context.Context, r TokenRequest) (PlatformToken, error) {
+	ctx = WithGrant(ctx, GrantAPIKey)
 	var key store.APIKey
 	why := "API key missing"
 	if !r.APIKey.IsZero() {
@@ -120,6 +121,7 @@ func realmOK(realm string) bool {
 }
 
 func (s *Service) passwordGrant(ctx context.Context, r PlatformRequest, toolkit bool) (PlatformToken, error) {
+	ctx = WithGrant(ctx, GrantPassword)
 	if !realmOK(r.Realm) {
 		return PlatformToken{}, invalid("realm %q is not known: use provider/default-idp-2 (or another provider/… realm)", r.Realm)
 	}
@@ -240,6 +242,7 @@ func (s *Service) withRefresh(ctx context.Context, resp TokenResponse) (Platform
 // and refresh token, provided what it came from still holds: the same
 // client, its key unlocked and unexpired, its subject still there.
 func (s *Service) refreshGrant(ctx context.Context, r PlatformRequest, toolkit bool) (PlatformToken, error) {
+	ctx = WithGrant(ctx, GrantRefreshToken)
 	if r.RefreshToken.IsZero() {
 		return PlatformToken{}, invalid("refresh_token is required with grant_type refresh_token")
 	}

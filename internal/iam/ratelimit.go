@@ -59,6 +59,9 @@ type RateLimiter struct {
 	PerClient   Limit
 	PerInstance Limit
 	Now         clock.Func
+	// OnRefuse is told the policy ("client" or "instance") of every
+	// request refused; nil: nobody is told.
+	OnRefuse func(policy string)
 
 	mu      sync.Mutex
 	windows map[string]*window
@@ -106,6 +109,9 @@ func (rl *RateLimiter) Allow(clientID, instanceID string) (bool, []Quota) {
 		}
 		ws[i] = w
 		if w.count >= c.limit.Requests {
+			if allowed && rl.OnRefuse != nil {
+				rl.OnRefuse(c.policy)
+			}
 			allowed = false
 		}
 	}

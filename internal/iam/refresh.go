@@ -54,6 +54,7 @@ func (r KeyExchangeRequest) clientPresented() bool {
 // authentication, for an access token with the key owner's role and a
 // refresh token. Every failure is ErrBadCredentials.
 func (s *Service) ExchangeAPIKeyAlone(ctx context.Context, r KeyExchangeRequest) (KeyToken, error) {
+	ctx = WithGrant(ctx, GrantAPIKey)
 	var cred store.ClientCredential
 	why := ""
 	if r.clientPresented() {
@@ -77,6 +78,7 @@ func (s *Service) ExchangeAPIKeyAlone(ctx context.Context, r KeyExchangeRequest)
 // new refresh token. The client that authenticated when it was issued, if
 // any, must authenticate again; no other may.
 func (s *Service) Refresh(ctx context.Context, r KeyExchangeRequest) (KeyToken, error) {
+	ctx = WithGrant(ctx, GrantRefreshToken)
 	old, key, why := s.checkRefreshToken(ctx, r)
 	p := Principal{InstanceID: old.InstanceID, SubjectKind: "refreshToken", SubjectName: old.ID, Source: r.Source, RequestID: r.RequestID}
 	if why != "" {

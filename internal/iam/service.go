@@ -75,6 +75,9 @@ type Service struct {
 	APIKeyTokenLifetime      time.Duration // IBM Cloud IAM API-key exchange
 	RefreshTokenLifetime     time.Duration // IBM Cloud IAM refresh tokens
 
+	// Metrics counts tokens and leases; nil: not counted.
+	Metrics Metrics
+
 	used usage // last-used times, written by RecordUsage
 }
 
@@ -98,6 +101,7 @@ func (s *Service) audit(ctx context.Context, p Principal, action, object string,
 			detail = e.Msg
 		}
 	}
+	s.count(ctx, action, outcome, err)
 	return s.Audit.Record(ctx, store.AuditEvent{
 		At: s.now(), InstanceID: p.InstanceID, Actor: p.Actor(), Action: action, Object: object,
 		Outcome: outcome, Source: p.Source, RequestID: p.RequestID, Detail: detail,

@@ -52,6 +52,9 @@ type Reconciler struct {
 	// short of naming the exact address and port: the control plane's
 	// own listener and the runtimes' ports.
 	EgressDeny []string
+	// Metrics receives reconcile durations, the queue of a pass and the
+	// runtimes by phase; nil: not measured.
+	Metrics Metrics
 
 	kick     chan struct{}
 	initOnce sync.Once
@@ -71,6 +74,19 @@ type cachedBAR struct {
 	err  error
 	at   time.Time // when a failed fetch happened, to retry it later
 	used bool
+}
+
+// Metrics receives the reconciler's measurements (the control plane's
+// /metrics); the reconciler works the same without them.
+type Metrics interface {
+	// Reconciled is told how long one runtime's reconcile took and
+	// whether it failed (the backend or the status write).
+	Reconciled(seconds float64, failed bool)
+	// Queue is told how many runtimes of the current pass wait their turn
+	// (0 between passes).
+	Queue(n int)
+	// Phases is told, after every pass, how many runtimes are in each phase.
+	Phases(map[string]int)
 }
 
 // settlingInterval is the time between passes while a runtime settles.
@@ -174,7 +190,11 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	r.passSettling = false
 	defer func() { r.settling.Store(r.passSettling) }()
 	want := map[Key]bool{}
-	for _, rec := range rts {
+	phases := map[string]int{PhasePending: 0, PhaseReady: 0, PhaseFailed: 0, PhaseStopped: 0, PhaseRestarting: 0}
+	for i, rec := range rts {
+		if r.Metrics != nil {
+			r.Metrics.Queue(len(rts) - i)
+		}
 		rt, err := Decode(rec)
 		if err != nil {
 			r.Log.Error("skipping a runtime whose record does not decode", "runtime", rec.Name, "err", err)
@@ -182,7 +202,16 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		}
 		k := Key{InstanceID: rt.InstanceID, Name: rt.Name}
 		want[k] = true
-		r.reconcile(ctx, rt)
+		sw := clock.StartStopwatch()
+		phase, failed := r.reconcile(ctx, rt)
+		phases[phase]++
+		if r.Metrics != nil {
+			r.Metrics.Reconciled(sw.Seconds(), failed)
+		}
+	}
+	if r.Metrics != nil {
+		r.Metrics.Queue(0)
+		r.Metrics.Phases(phases)
 	}
 	// Runtimes whose record is gone are stopped and their files removed.
 	running, err := r.Backend.List(ctx)
@@ -204,8 +233,9 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	return nil
 }
 
-// reconcile handles one runtime and writes its status.
-func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
+// reconcile handles one runtime and writes its status. It returns the
+// phase it wrote and whether the backend or the status write failed.
+func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) (phase string, failed bool) {
 	k := Key{InstanceID: rt.InstanceID, Name: rt.Name}
 	st := rt.Status
 	st.SupportsTraceCustomResource = true
@@ -287,7 +317,9 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) {
 	b, _ := json.Marshal(st)
 	if err := r.Store.SetRuntimeStatus(ctx, rt.InstanceID, rt.Name, string(b)); err != nil && ctx.Err() == nil {
 		r.Log.Warn("unable to write runtime status", "runtime", k.String(), "err", err)
+		failed = true
 	}
+	return st.Phase, failed || obs.LastError != ""
 }
 
 // readiness decides a runtime's phase and its Ready condition from what

@@ -28,6 +28,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/orchestrator/local"
 	"github.com/sluice-dev/sluice/internal/secret"
@@ -53,6 +54,9 @@ type Config struct {
 	RuntimeBackend    string             // "local" (default) or "none"
 	Federation        *FederationConfig  // nil: no Gravitee federation agent
 	HTTPTimeouts      httplimit.Timeouts // zero fields: httplimit.ControlPlane's
+	// MetricsListen is the host:port /metrics (Prometheus) is served on,
+	// apart from the API so it can be firewalled apart; "": no metrics.
+	MetricsListen string
 	// Lifetimes of other tools' tokens (Airbyte applications, IBM Cloud
 	// IAM access and refresh tokens); zero: TokenLifetime (30 days for
 	// refresh tokens).
@@ -99,12 +103,24 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("cannot listen on %s: %v; choose another address with --listen", cfg.Listen, errors.Unwrap(err))
 	}
 	defer ln.Close()
+	var met *metrics.Metrics
+	var metricsLn net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return fmt.Errorf("cannot listen on %s: %v; choose another address with --metrics-listen", cfg.MetricsListen, errors.Unwrap(err))
+		}
+		defer metricsLn.Close()
+		met = metrics.New()
+	}
 
 	st, err := store.Open(ctx, cfg.Store, dataDir)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if met != nil {
+		store.ObserveQueries(st, met.StoreQuery)
+	}
 	keyring, err := unlockSecrets(ctx, st, dataDir, cfg.MasterKey, cfg.Log)
 	if err != nil {
 		return err
@@ -123,6 +139,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	svc := &iam.Service{Store: st, Tokens: tokens, Audit: auditor, Now: cfg.Now, ApplicationTokenLifetime: cfg.ApplicationTokenLifetime,
 		APIKeyTokenLifetime: cfg.APIKeyTokenLifetime, RefreshTokenLifetime: cfg.RefreshTokenLifetime}
+	if met != nil {
+		svc.Metrics = met.IAM()
+	}
 	creds, err := svc.Bootstrap(ctx)
 	if err != nil {
 		return fmt.Errorf("unable to create the first instance: %w", err)
@@ -195,6 +214,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			Now: cfg.Now, MaxBARSize: cfg.MaxBARSize, Bundles: bundles, BundleBase: loopbackURL(ln.Addr())}
 		a.Bundles = bundles
 		rec.EgressDeny = egressDeny(ln.Addr())
+		if met != nil {
+			rec.Metrics = met.Reconciler()
+		}
 		a.Egress = &orchestrator.EgressPolicies{Store: st, IAM: svc, Kick: rec.Kick}
 		runtimes.Kick = rec.Kick
 		a.Reconciler = rec
@@ -222,6 +244,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	if cfg.RateLimitClient.Requests > 0 || cfg.RateLimitInstance.Requests > 0 {
 		a.RateLimit = &iam.RateLimiter{PerClient: cfg.RateLimitClient, PerInstance: cfg.RateLimitInstance, Now: cfg.Now}
+		if met != nil {
+			a.RateLimit.OnRefuse = met.RateLimited
+		}
 	}
 	apicAdapter.RateLimit = a.RateLimit // one count per client and instance, whichever wire it comes in on
 	// Requests get a context that ends when shutdown begins, so
@@ -233,8 +258,19 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// the API; it works through the same services, so it is not an API route.
 	dash := &web.Dashboard{Store: st, IAM: svc, Configs: a.Configs, BARs: a.BARs, Runtimes: runtimes, Reconciler: a.Reconciler,
 		Traces: a.Traces, Apps: a.Apps, PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
+	handler := dash.Mount(apic.Mount(a.Handler(), apicAdapter.Handler()), cfg.Log)
+	if met != nil {
+		handler = met.Middleware(handler)
+		msrv := controlPlaneTimeouts(cfg.HTTPTimeouts).Apply(&http.Server{
+			Handler:  metricsMux(met),
+			ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+		})
+		go func() { _ = msrv.Serve(metricsLn) }()
+		defer msrv.Close()
+		cfg.Log.Info("serving metrics", "url", "http://"+metricsLn.Addr().String()+"/metrics")
+	}
 	srv := controlPlaneTimeouts(cfg.HTTPTimeouts).Apply(&http.Server{
-		Handler:     dash.Mount(apic.Mount(a.Handler(), apicAdapter.Handler()), cfg.Log),
+		Handler:     handler,
 		ErrorLog:    slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 		BaseContext: func(net.Listener) context.Context { return baseCtx },
 	})
@@ -262,6 +298,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	cfg.Log.Info("stopped")
 	return nil
+}
+
+// metricsMux is the metrics listener's whole surface: /metrics, and a
+// health answer so a scraper's probe has somewhere to go.
+func metricsMux(m *metrics.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	return mux
 }
 
 // egressDeny are the addresses flows may not reach even when an

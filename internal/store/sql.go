@@ -12,8 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/secret"
 )
 
@@ -83,6 +85,53 @@ type sqlStore struct {
 	migrations []migration
 	queries    queryCache
 	stmts      sync.Map // query text -> *sql.Stmt
+	observe    atomic.Pointer[QueryObserver]
+}
+
+// QueryObserver is told how long each statement took to answer (its
+// first row for a query; rows read later are the caller's time), by its
+// kind: select, insert, update, delete, other, and tx for a whole
+// transaction up to its commit.
+type QueryObserver func(kind string, seconds float64)
+
+// ObserveQueries makes st tell fn the duration of every statement, for
+// metrics; a store that cannot reports false.
+func ObserveQueries(st Store, fn QueryObserver) bool {
+	o, ok := st.(interface{ observeQueries(QueryObserver) })
+	if ok {
+		o.observeQueries(fn)
+	}
+	return ok
+}
+
+func (s *sqlStore) observeQueries(fn QueryObserver) { s.observe.Store(&fn) }
+
+// timed reports the statement's duration to the observer, if any.
+func (s *sqlStore) timed(query string, sw clock.Stopwatch) {
+	if fn := s.observe.Load(); fn != nil {
+		(*fn)(queryKind(query), sw.Seconds())
+	}
+}
+
+func (s *sqlStore) timedTx(sw clock.Stopwatch) {
+	if fn := s.observe.Load(); fn != nil {
+		(*fn)("tx", sw.Seconds())
+	}
+}
+
+// queryKind is the statement's first keyword, from a fixed set.
+func queryKind(query string) string {
+	q := strings.TrimLeft(query, " \t\r\n(")
+	if i := strings.IndexAny(q, " \t\r\n"); i > 0 {
+		q = q[:i]
+	}
+	switch k := strings.ToLower(q); k {
+	case "select", "insert", "update", "delete":
+		return k
+	case "with":
+		return "select"
+	}
+	return "other"
 }
 
 func (s *sqlStore) Kind() string     { return s.d.name }
@@ -124,6 +173,7 @@ func (s *sqlStore) txOf(ctx context.Context) *sql.Tx {
 }
 
 func (s *sqlStore) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	defer s.timed(query, clock.StartStopwatch())
 	if tx := s.txOf(ctx); tx != nil {
 		return tx.ExecContext(ctx, s.q(query), args...)
 	}
@@ -135,6 +185,7 @@ func (s *sqlStore) exec(ctx context.Context, query string, args ...any) (sql.Res
 }
 
 func (s *sqlStore) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	defer s.timed(query, clock.StartStopwatch())
 	if tx := s.txOf(ctx); tx != nil {
 		return tx.QueryRowContext(ctx, s.q(query), args...)
 	}
@@ -147,6 +198,7 @@ func (s *sqlStore) queryRow(ctx context.Context, query string, args ...any) *sql
 }
 
 func (s *sqlStore) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	defer s.timed(query, clock.StartStopwatch())
 	if tx := s.txOf(ctx); tx != nil {
 		return tx.QueryContext(ctx, s.q(query), args...)
 	}
@@ -176,6 +228,7 @@ func (s *sqlStore) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if tx := s.txOf(ctx); tx != nil {
 		return fn(tx) // part of the caller's transaction, which commits
 	}
+	defer s.timedTx(clock.StartStopwatch())
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: unable to begin a transaction: %w", err)

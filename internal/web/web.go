@@ -187,6 +187,7 @@ func (d *Dashboard) Mount(api http.Handler, log *slog.Logger) http.Handler {
 	withIDs := obs.Middleware(log, headers(mux))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {
+			obs.SetRoute(r.Context(), pattern)
 			withIDs.ServeHTTP(w, r)
 			return
 		}
