@@ -419,3 +419,29 @@ func (s *Service) DeleteAPI(ctx context.Context, p iam.Principal, name string) e
 	}
 	return err
 }
+
+// BARInUse refuses deleting BAR file name while a published API serves
+// its flows: the API would name flows that no longer exist, and its plans
+// would protect nothing. Unlike a runtime's use, force does not override
+// it; the API is changed or deleted first.
+func (s *Service) BARInUse(ctx context.Context, instanceID, name string) error {
+	all, err := s.listAPIs(ctx, instanceID)
+	if err != nil {
+		return err
+	}
+	var users []string
+	for _, a := range all {
+		uses := a.Spec.BARFile == name
+		for _, f := range a.Status.Flows {
+			uses = uses || f.BARFile == name
+		}
+		if uses {
+			users = append(users, a.Name)
+		}
+	}
+	if len(users) == 0 {
+		return nil
+	}
+	return iam.Conflictf("BAR file %s is used by published API(s) %s: delete the API(s) or publish them from another BAR file first (force does not override this)",
+		name, strings.Join(users, ", "))
+}

@@ -178,10 +178,19 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: cfg.Now, MaxRuntimes: cfg.Quotas.Runtimes, MaxReplicas: cfg.Quotas.Replicas}
 	configs := &configuration.Service{Store: st, Keyring: keyring, IAM: svc, Now: cfg.Now, InUse: runtimes.InUse,
 		MaxArchiveInflated: cfg.Quotas.ConfigArchive}
+	published := &apis.Service{Store: st, IAM: svc, Now: cfg.Now}
+	// A BAR file is in use while runtimes run it (force overrides) or a
+	// published API serves its flows (force does not).
+	barInUse := func(ctx context.Context, instanceID, kind, name string, force bool) error {
+		if err := published.BARInUse(ctx, instanceID, name); err != nil {
+			return err
+		}
+		return runtimes.InUse(ctx, instanceID, kind, name, force)
+	}
 	a := &api.API{Store: st, IAM: svc, Log: cfg.Log, Now: cfg.Now, PublicURL: url, Runtimes: runtimes, Configs: configs,
 		BARs: &barstore.Service{Store: st, IAM: svc, TempDir: filepath.Join(dataDir, "tmp"), MaxSize: cfg.MaxBARSize, Now: cfg.Now,
-			InUse: runtimes.InUse, MaxValidations: cfg.MaxBARValidations, MaxStorage: cfg.Quotas.BARStorage},
-		APIs: &apis.Service{Store: st, IAM: svc, Now: cfg.Now},
+			InUse: barInUse, MaxValidations: cfg.MaxBARValidations, MaxStorage: cfg.Quotas.BARStorage},
+		APIs: published,
 	}
 	a.Apps = &apps.Service{Store: st, IAM: svc, Now: cfg.Now}
 	// Subscriptions name apps, and runtimes' gateways get the subscribed
