@@ -2,10 +2,8 @@ package apis
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"math/big"
 
 	"github.com/sluice-dev/sluice/internal/gateway"
 	"github.com/sluice-dev/sluice/internal/iam"
@@ -16,10 +14,6 @@ import (
 
 // BasicAuthUser is the user name of a runtime's flow basic credential.
 const BasicAuthUser = "flows"
-
-// basicAuthPrefix marks flow basic-auth passwords, so leak scanners can
-// tell them from other text.
-const basicAuthPrefix = "slfb_"
 
 // basicAuthSpec is what is stored: the hash, never the password.
 type basicAuthSpec struct {
@@ -76,16 +70,7 @@ func (s *Service) basicAuth(ctx context.Context, instanceID, runtime string) ([]
 	return []gateway.BasicCredential{{Username: b.Username, PasswordHash: b.PasswordHash}}, nil
 }
 
-const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-func newPassword() secret.Value {
-	b := []byte(basicAuthPrefix)
-	for i := 0; i < 36; i++ {
-		n, err := rand.Int(rand.Reader, big.NewInt(int64(len(base62))))
-		if err != nil {
-			panic("apis: system randomness failed: " + err.Error())
-		}
-		b = append(b, base62[n.Int64()])
-	}
-	return secret.New(string(b))
-}
+// newPassword is a fresh flow basic password in the format of every
+// secret Sluice issues: slfb_, 30 random base62 characters and a CRC32
+// checksum (package secret), which the gateway checks before hashing.
+func newPassword() secret.Value { return secret.NewToken(gateway.BasicPasswordPrefix) }

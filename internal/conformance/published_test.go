@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 
+	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
 )
 
@@ -64,6 +66,15 @@ func (h *harness) publishedAPIs(admin, viewer *servertest.Client, barURL string)
 	h.do(call{method: "PUT", path: "/api/v1/plans/free", as: admin, want: 201, conforms: true,
 		body: plan("free", map[string]any{"apis": []string{"hello"}, "auth": "none"})})
 	h.do(call{label: "delete an API in a plan", method: "DELETE", path: "/api/v1/apis/hello", as: admin, want: 409, conforms: true})
+	// The API serves the BAR file's flows: deleting the BAR file is refused,
+	// naming the API, with or without force (which overrides runtimes' use only).
+	for _, q := range []string{"", "?force=true"} {
+		inUse := h.do(call{label: "delete a BAR file a published API uses" + q, method: "DELETE", path: "/api/v1/bar-files/hello" + q, as: admin, want: 409, conforms: true})
+		if !strings.Contains(string(inUse.body), "published API(s) hello") {
+			t.Errorf("the refusal does not name the API: %s", inUse.body)
+		}
+	}
+	h.do(call{method: "GET", path: "/api/v1/bar-files/hello", as: admin, want: 200, conforms: true})
 
 	sub := map[string]any{"spec": map[string]any{"plan": "silver", "app": "sandbox/acme/shop"}}
 	h.do(call{label: "subscription to a missing plan", method: "PUT", path: "/api/v1/subscriptions/s1", as: admin, body: sub, want: 400, conforms: true})
@@ -93,7 +104,9 @@ func (h *harness) publishedAPIs(admin, viewer *servertest.Client, barURL string)
 	rt := map[string]any{"spec": map[string]any{"barURL": []string{barURL}, "replicas": 0, "forceFlowBasicAuth": map[string]any{"enabled": true}}}
 	h.do(call{method: "PUT", path: "/api/v1/integration-runtimes/basic", as: admin, body: rt, want: 201, conforms: true})
 	ba := decode[map[string]string](t, h.do(call{method: "POST", path: "/api/v1/integration-runtimes/basic/basic-auth", as: admin, want: 200, conforms: true}))
-	if ba["username"] == "" || !strings.HasPrefix(ba["password"], "slfb_") {
+	// The password has the format of every issued secret (prefix, CRC32
+	// checksum), so the README's secret-scanning expression finds it.
+	if ba["username"] == "" || !secret.WellFormed(ba["password"], "slfb_") || !iam.SecretPattern.MatchString("x "+ba["password"]+" y") {
 		t.Errorf("basic credential = %v", ba)
 	}
 	h.do(call{method: "DELETE", path: "/api/v1/integration-runtimes/basic", as: admin, want: 204, conforms: true})

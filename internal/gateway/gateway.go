@@ -16,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/sluice-dev/sluice/internal/clock"
+	"github.com/sluice-dev/sluice/internal/secret"
 )
 
 // Gateway holds the compiled state and the rate-limit counters. Check is
@@ -358,11 +359,17 @@ func (a *capi) describe() string {
 	return strings.Join(parts, " or ")
 }
 
+// BasicPasswordPrefix starts every flow basic password (the token format
+// of package secret, so leak scanners find them and a look-alike is refused
+// before its hash is compared). None without the checksum was ever stored:
+// the format came before any release.
+const BasicPasswordPrefix = "slfb_"
+
 // checkBasic enforces forceFlowBasicAuth (RFC 7617).
 func (c *compiled) checkBasic(r *http.Request) *Refusal {
 	user, pass, ok := r.BasicAuth()
 	if ok {
-		if want, known := c.basic[user]; known && matches(pass, want) {
+		if want, known := c.basic[user]; known && secret.WellFormed(pass, BasicPasswordPrefix) && matches(pass, want) {
 			return nil
 		}
 	}

@@ -334,11 +334,19 @@ func TestInvalidStateChangesNothing(t *testing.T) {
 
 func TestForceFlowBasicAuth(t *testing.T) {
 	w := newWorld(t)
-	w.state.BasicAuth = []gateway.BasicCredential{{Username: "flows", PasswordHash: gateway.HashSecret("s3cret-pass")}}
+	pw := secret.NewToken(gateway.BasicPasswordPrefix).Reveal()
+	// A password without the format's checksum (as before the checksum
+	// existed) is refused even when its hash is in the state.
+	lookAlike := gateway.BasicPasswordPrefix + strings.Repeat("A", 36)
+	w.state.BasicAuth = []gateway.BasicCredential{{Username: "flows", PasswordHash: gateway.HashSecret(pw)},
+		{Username: "old", PasswordHash: gateway.HashSecret(lookAlike)}}
 	w.apply()
 	basic := func(u, p string) *http.Request { r := req(); r.SetBasicAuth(u, p); return r }
-	if got := outcome(w.gw.Check("shop/health", basic("flows", "s3cret-pass"))); got != "pass anonymous" {
+	if got := outcome(w.gw.Check("shop/health", basic("flows", pw))); got != "pass anonymous" {
 		t.Errorf("good basic credentials: %s", got)
+	}
+	if _, ref := w.gw.Check("shop/health", basic("old", lookAlike)); ref == nil || ref.Status != 401 {
+		t.Errorf("a password without its checksum passed: %+v", ref)
 	}
 	_, ref := w.gw.Check("shop/health", basic("flows", "wrong"))
 	if ref == nil || ref.Status != 401 || !strings.HasPrefix(ref.Header.Get("WWW-Authenticate"), "Basic ") {

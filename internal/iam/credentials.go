@@ -5,10 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"hash/crc32"
 	"math/big"
 	"regexp"
-	"strings"
 
 	"github.com/sluice-dev/sluice/internal/secret"
 )
@@ -23,66 +21,30 @@ import (
 //	app secret:     slas_ + 30 base62 characters + 6 base62 checksum characters
 //	refresh token:  slrt_ + 30 base62 characters + 6 base62 checksum characters
 //	IAM refresh:    slrf_ + 30 base62 characters + 6 base62 checksum characters
+//	flow basic:     slfb_ + 30 base62 characters + 6 base62 checksum characters
+//	                (the password of a runtime's forceFlowBasicAuth, gateway.BasicPasswordPrefix)
 //
 // The checksum is CRC32 (IEEE) of the prefix and the 30 random characters,
-// written as 6 base62 digits, zero-padded. SecretPattern matches them all.
+// written as 6 base62 digits, zero-padded (package secret has the format).
+// SecretPattern matches them all.
 const (
 	APIKeyPrefix          = "slk_"
 	ClientSecretPrefix    = "slcs_"
 	AppSecretPrefix       = "slas_" // secrets of consumer apps' credentials (package apps)
 	KeyRefreshTokenPrefix = "slrf_" // refresh tokens of IBM Cloud IAM's exchange (refresh.go)
-	randomChars           = 30
-	checksumChars         = 6
 )
 
 // SecretPattern matches every secret Sluice issues (for leak scanners).
-var SecretPattern = regexp.MustCompile(`\bsl(k|cs|as|rt|rf)_[0-9A-Za-z]{36}\b`)
+var SecretPattern = regexp.MustCompile(`\bsl(k|cs|as|rt|rf|fb)_[0-9A-Za-z]{36}\b`)
 
-const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-func randomBase62(n int) string {
-	b := make([]byte, n)
-	max := big.NewInt(int64(len(base62)))
-	for i := range b {
-		v, err := rand.Int(rand.Reader, max)
-		if err != nil {
-			panic("iam: system randomness failed: " + err.Error())
-		}
-		b[i] = base62[v.Int64()]
-	}
-	return string(b)
-}
-
-func checksum(body string) string {
-	c := uint64(crc32.ChecksumIEEE([]byte(body)))
-	out := make([]byte, checksumChars)
-	for i := checksumChars - 1; i >= 0; i-- {
-		out[i] = base62[c%62]
-		c /= 62
-	}
-	return string(out)
-}
+func randomBase62(n int) string { return secret.RandomBase62(n) }
 
 // newSecret returns a fresh secret with the given prefix.
-func newSecret(prefix string) secret.Value {
-	body := prefix + randomBase62(randomChars)
-	return secret.New(body + checksum(body))
-}
+func newSecret(prefix string) secret.Value { return secret.NewToken(prefix) }
 
 // wellFormed checks the prefix, length, alphabet and checksum of a
 // presented secret, so malformed values are refused before any look-up.
-func wellFormed(v, prefix string) bool {
-	if !strings.HasPrefix(v, prefix) || len(v) != len(prefix)+randomChars+checksumChars {
-		return false
-	}
-	for i := len(prefix); i < len(v); i++ {
-		if strings.IndexByte(base62, v[i]) < 0 {
-			return false
-		}
-	}
-	body := v[:len(v)-checksumChars]
-	return checksum(body) == v[len(v)-checksumChars:]
-}
+func wellFormed(v, prefix string) bool { return secret.WellFormed(v, prefix) }
 
 // hashSecret is how issued secrets are stored. They carry 178 bits of
 // randomness, so a fast hash suffices (no dictionary to guess from) and

@@ -10,7 +10,7 @@ import (
 )
 
 func TestSecretFormatAndChecksum(t *testing.T) {
-	for _, prefix := range []string{APIKeyPrefix, ClientSecretPrefix} {
+	for _, prefix := range []string{APIKeyPrefix, ClientSecretPrefix, AppSecretPrefix, KeyRefreshTokenPrefix, "slfb_"} { // slfb_: flow basic passwords (package apis)
 		v := newSecret(prefix).Reveal()
 		if !wellFormed(v, prefix) || !SecretPattern.MatchString(v) {
 			t.Fatalf("fresh %s secret %q is not well formed or does not match the published pattern", prefix, v)

@@ -1,8 +1,10 @@
 // Package secret owns Sluice's handling of secret material: the Value type
 // that keeps secrets out of logs, errors and responses, and the envelope
 // encryption (AES-256-GCM data keys wrapped by a master key) that seals
-// secrets at rest. It must not log, print or return a secret in clear text
-// except through Value.Reveal, which callers use only at the point of use.
+// secrets at rest, and the token format (prefix, random part, CRC32
+// checksum) of the secrets Sluice issues. It must not log, print or return
+// a secret in clear text except through Value.Reveal, which callers use
+// only at the point of use.
 package secret
 
 import (
