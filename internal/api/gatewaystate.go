@@ -11,9 +11,11 @@ import (
 )
 
 // Gateway watch timing: a long poll is answered at once when the state
-// differs from the runtime's, else as soon as it changes (looked at on
-// every change this replica makes and every gatewayPoll, for changes made
-// through other replicas), else after gatewayWait with 304.
+// differs from the runtime's, else as soon as it changes (compiled again
+// on every change this replica makes and, once per runtime for all its
+// watches, every gatewayPoll for changes made through other replicas),
+// else after gatewayWait with 304 and no body: an idle watch is sent
+// nothing new.
 const (
 	gatewayWait = 25 * time.Second
 	gatewayPoll = 250 * time.Millisecond

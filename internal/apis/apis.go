@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -49,6 +50,8 @@ type Service struct {
 	mu       sync.Mutex
 	watchers map[int]chan struct{}
 	nextW    int
+	changes  atomic.Uint64 // Notify calls: a compiled gateway state older than this is stale
+	gateways map[string]*gatewayEntry
 }
 
 // AppResolver finds consumer apps for subscriptions (package apps).
@@ -86,6 +89,7 @@ func (s *Service) Changed() (<-chan struct{}, func()) {
 // Notify tells watchers that something they compile from changed (an
 // app, a credential: package apps calls it too).
 func (s *Service) Notify() {
+	s.changes.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ch := range s.watchers {

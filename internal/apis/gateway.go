@@ -3,7 +3,9 @@ package apis
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/gateway"
@@ -119,27 +121,98 @@ func (s *Service) GatewayState(ctx context.Context, rec store.Runtime) (gateway.
 	return st, nil
 }
 
+// gatewayEntry is the last compiled gateway state of one runtime, shared
+// by all of its watches; it is kept while the runtime exists, so that its
+// revision keeps growing across long polls (it restarts with the process).
+type gatewayEntry struct {
+	mu      sync.Mutex
+	rev     int64         // grows by one whenever the state's tag changes
+	tag     string        // gateway.Tag of state
+	state   gateway.State // with Revision rev
+	changes uint64        // Service.changes when it was compiled
+	polled  time.Time     // the poll tick it was last compiled for
+}
+
+func (s *Service) gatewayEntry(uid string) *gatewayEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gateways == nil {
+		s.gateways = map[string]*gatewayEntry{}
+	}
+	e := s.gateways[uid]
+	if e == nil {
+		e = &gatewayEntry{}
+		s.gateways[uid] = e
+	}
+	return e
+}
+
+func (s *Service) forgetGateway(uid string) {
+	s.mu.Lock()
+	delete(s.gateways, uid)
+	s.mu.Unlock()
+}
+
+// current returns runtime uid's state. It is compiled again only when
+// this process changed something since the last compile, or when a watch's
+// poll ticks (at polled) a poll or more after the last poll's compile, for
+// changes made through another replica of the control plane or to what
+// nothing here announces (a runtime's spec, signing keys): once per
+// runtime however many watches it has.
+func (s *Service) current(ctx context.Context, e *gatewayEntry, uid string, polled time.Time, poll time.Duration) (gateway.State, string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	changes := s.changes.Load()
+	due := !polled.IsZero() && (e.polled.IsZero() || polled.Sub(e.polled) >= poll)
+	if e.tag != "" && e.changes == changes && !due {
+		return e.state, e.tag, nil
+	}
+	rec, err := s.Store.RuntimeByUID(ctx, uid)
+	if errors.Is(err, store.ErrNotFound) {
+		s.forgetGateway(uid)
+	}
+	if err != nil {
+		return gateway.State{}, "", iam.StoreErr(err, "runtime "+uid)
+	}
+	st, err := s.GatewayState(ctx, rec)
+	if err != nil {
+		return st, "", err
+	}
+	if tag := gateway.Tag(st); tag != e.tag {
+		e.rev++
+		e.tag = tag
+	}
+	st.Revision = e.rev
+	e.state, e.changes = st, changes
+	if due {
+		e.polled = polled
+	}
+	return e.state, e.tag, nil
+}
+
 // WaitGatewayState returns runtime uid's gateway state and its tag as soon
-// as the tag differs from since, or the unchanged state when wait passes.
-// It looks again on every change this process makes and every poll, so
-// changes through other replicas arrive within poll.
+// as the tag differs from since, or the unchanged state when wait passes
+// (the caller answers that with nothing new). The state is versioned: its
+// Revision grows by one with every change of content, and an unchanged
+// state is neither compiled again nor sent while nothing changes — it is
+// compiled again on a change this process makes, and every poll for
+// changes made through other replicas, once per runtime however many
+// watches it has.
 func (s *Service) WaitGatewayState(ctx context.Context, uid, since string, wait, poll time.Duration) (gateway.State, string, error) {
 	changed, stop := s.Changed()
 	defer stop()
+	e := s.gatewayEntry(uid)
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
+	var polled time.Time // the tick that woke this round, if one did
 	for {
-		rec, err := s.Store.RuntimeByUID(ctx, uid)
-		if err != nil {
-			return gateway.State{}, "", iam.StoreErr(err, "runtime "+uid)
-		}
-		st, err := s.GatewayState(ctx, rec)
+		st, tag, err := s.current(ctx, e, uid, polled, poll)
+		polled = time.Time{}
 		if err != nil {
 			return st, "", err
 		}
-		tag := gateway.Tag(st)
 		if tag != since {
 			return st, tag, nil
 		}
@@ -149,7 +222,7 @@ func (s *Service) WaitGatewayState(ctx context.Context, uid, since string, wait,
 		case <-deadline.C:
 			return st, tag, nil
 		case <-changed:
-		case <-tick.C:
+		case polled = <-tick.C:
 		}
 	}
 }

@@ -3,7 +3,10 @@ package apis_test
 import (
 	"context"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/internal/apis"
 	"github.com/sluice-dev/sluice/internal/apps"
@@ -101,5 +104,88 @@ func TestGatewayStateFromRealApps(t *testing.T) {
 				t.Errorf("state of a runtime without the API: %+v, %v", st, err)
 			}
 		})
+	}
+}
+
+// countingStore is the real store, counting the runtime look-ups each
+// compile of a gateway state starts with.
+type countingStore struct {
+	store.Store
+	lookups atomic.Int64
+}
+
+func (c *countingStore) RuntimeByUID(ctx context.Context, uid string) (store.Runtime, error) {
+	c.lookups.Add(1)
+	return c.Store.RuntimeByUID(ctx, uid)
+}
+
+// TestIdleGatewayWatchSendsNothingNew holds long polls on a runtime's
+// gateway state while nothing changes: they end with the state they had
+// (the API answers that 304) at the same revision, and the state is not
+// compiled again for them; a change answers the waiting poll at once with
+// the next revision.
+func TestIdleGatewayWatchSendsNothingNew(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	ctx := context.Background()
+	cs := &countingStore{Store: e.st}
+	e.svc.Store = cs
+	e.upload(t, "orders", "../../examples/orders")
+	if _, _, err := e.st.PutRuntime(ctx, store.Runtime{InstanceID: e.dev.InstanceID, Name: "shop", UID: "ir-idle", Spec: `{"barURL":["http://cp/api/v1/bar-files/orders/content"],"configurations":[]}`,
+		FetchTokenHash: "x", CreatedBy: "user:dev", UpdatedBy: "user:dev"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.PutAPI(ctx, e.dev, "orders", apis.APISpec{Version: "1.0.0", BasePath: "/orders", BARFile: "orders"}, false); err != nil {
+		t.Fatal(err)
+	}
+	plan := func(limit string) {
+		t.Helper()
+		if _, _, err := e.svc.PutPlan(ctx, e.dev, "gold", apis.PlanSpec{APIs: []string{"orders"}, Auth: "client-id", RateLimit: limit}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan("10/1m")
+	// A poll far longer than the waits: only a change may compile again.
+	const poll = time.Hour
+	first, tag, err := e.svc.WaitGatewayState(ctx, "ir-idle", "", 0, poll)
+	if err != nil || first.Revision != 1 || len(first.APIs) != 1 {
+		t.Fatalf("first state: revision %d, %d APIs, %v", first.Revision, len(first.APIs), err)
+	}
+	compiles := cs.lookups.Load()
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, got, err := e.svc.WaitGatewayState(ctx, "ir-idle", tag, 50*time.Millisecond, poll)
+			if err != nil || got != tag || st.Revision != 1 {
+				t.Errorf("an idle watch ended with tag %s revision %d (%v), want its own tag %s at revision 1", got, st.Revision, err, tag)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := cs.lookups.Load() - compiles; n != 0 {
+		t.Errorf("idle watches compiled the state %d more times", n)
+	}
+
+	// A change wakes a waiting watch with the next revision.
+	type answer struct {
+		st  gateway.State
+		tag string
+		err error
+	}
+	woke := make(chan answer, 1)
+	go func() {
+		st, got, err := e.svc.WaitGatewayState(ctx, "ir-idle", tag, time.Hour, poll)
+		woke <- answer{st, got, err}
+	}()
+	plan("20/1m")
+	a := <-woke
+	if a.err != nil || a.tag == tag || a.st.Revision != 2 || a.st.APIs[0].Plans[0].RateLimit.Requests != 20 {
+		t.Fatalf("after a change: tag %s (was %s), revision %d, %+v, %v", a.tag, tag, a.st.Revision, a.st.APIs, a.err)
+	}
+	// A write that says nothing new (the same plan again) keeps the revision.
+	plan("20/1m")
+	if st, got, err := e.svc.WaitGatewayState(ctx, "ir-idle", a.tag, 0, poll); err != nil || got != a.tag || st.Revision != 2 {
+		t.Errorf("an unchanged rewrite: tag %s revision %d %v", got, st.Revision, err)
 	}
 }

@@ -31,8 +31,9 @@ const (
 )
 
 // State is the whole of what the gateway enforces for one runtime.
-// Revision grows with every change on the control plane; the watch uses
-// it to resume and the gateway only reports it.
+// Revision grows by one with every change of its content that the
+// control-plane process has seen (it restarts with that process); the
+// watch resumes by Tag, and the gateway only reports the revision.
 type State struct {
 	Revision      int64          `json:"revision"`
 	APIs          []API          `json:"apis"`
