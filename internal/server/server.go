@@ -266,7 +266,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The dashboard answers its own pages and hands everything else to
 	// the API; it works through the same services, so it is not an API route.
 	dash := &web.Dashboard{Store: st, IAM: svc, Configs: a.Configs, BARs: a.BARs, Runtimes: runtimes, Reconciler: a.Reconciler,
-		Traces: a.Traces, Apps: a.Apps, PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
+		Traces: a.Traces, Apps: a.Apps, APIs: a.APIs, PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
 	handler := dash.Mount(apic.Mount(a.Handler(), apicAdapter.Handler()), cfg.Log)
 	if met != nil {
 		handler = met.Middleware(handler)

@@ -9,7 +9,7 @@
 //
 // The dashboard holds no business logic: every read and write goes through
 // the same domain services the /api/v1 handlers call (iam, configuration,
-// barstore, orchestrator) with an iam.Principal for the logged-in user, so
+// barstore, orchestrator, apps, apis) with an iam.Principal for the logged-in user, so
 // audit records and the services' own checks are the same as for the API.
 // The least role of each write mirrors internal/api's route table. It must
 // not import internal/api: the two are siblings over the same services.
@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/apis"
 	"github.com/sluice-dev/sluice/internal/apps"
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/clock"
@@ -53,6 +54,7 @@ type Dashboard struct {
 	Reconciler *orchestrator.Reconciler // nil when no runtime backend runs (no logs)
 	Traces     *orchestrator.Traces     // nil when no runtime backend runs (no traces)
 	Apps       *apps.Service            // consumer catalogs, consumer orgs, apps and their credentials
+	APIs       *apis.Service            // published APIs, plans and subscriptions
 	// PublicURL is where clients reach the control plane: runtimes made
 	// here name their BAR files under it, and an https one sets the Secure
 	// flag of cookies when TLS ends in front of the control plane.
@@ -88,7 +90,7 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
 	"join": strings.Join,
-	"key":  func(prefix, name string) string { return prefix + ":" + name },
+	"key":  key,
 	// pair hands a sub-template the page's view and one more argument.
 	"pair": func(v view, kind string) map[string]any { return map[string]any{"V": v, "Kind": kind} },
 	"deref": func(p *int) int {
@@ -98,6 +100,9 @@ var funcs = template.FuncMap{
 		return *p
 	},
 }
+
+// key names a ticked box in view.Checked.
+func key(prefix, name string) string { return prefix + ":" + name }
 
 // parsePages parses each page with the layout into its own set, so every
 // page can define "content" without clashing with the others.
@@ -162,6 +167,21 @@ func (d *Dashboard) routes() *http.ServeMux {
 	mux.Handle("POST /apps/{catalog}/{corg}/{app}/credentials", d.authed(iam.RoleDeveloper, d.createAppCredential))
 	mux.Handle("POST /apps/{catalog}/{corg}/{app}/credentials/{credential}/renew", d.authed(iam.RoleDeveloper, d.renewLease))
 	mux.Handle("POST /apps/{catalog}/{corg}/{app}/credentials/{credential}/delete", d.authed(iam.RoleDeveloper, d.deleteAppCredential))
+	// Published APIs, their plans and the apps' subscriptions: everyone
+	// reads, developers publish, subscribe, approve and unsubscribe.
+	mux.Handle("GET /apis", d.authed(iam.RoleViewer, d.apisPage))
+	mux.Handle("POST /apis", d.authed(iam.RoleDeveloper, d.createAPI))
+	mux.Handle("GET /apis/{name}", d.authed(iam.RoleViewer, d.apiPage))
+	mux.Handle("GET /apis/{name}/openapi", d.authed(iam.RoleViewer, d.downloadAPIDocument))
+	mux.Handle("POST /apis/{name}/delete", d.authed(iam.RoleDeveloper, d.deleteAPI))
+	mux.Handle("GET /plans", d.authed(iam.RoleViewer, d.plansPage))
+	mux.Handle("POST /plans", d.authed(iam.RoleDeveloper, d.createPlan))
+	mux.Handle("GET /plans/{name}", d.authed(iam.RoleViewer, d.planPage))
+	mux.Handle("POST /plans/{name}/delete", d.authed(iam.RoleDeveloper, d.deletePlan))
+	mux.Handle("POST /plans/{name}/subscriptions", d.authed(iam.RoleDeveloper, d.subscribe))
+	mux.Handle("GET /subscriptions", d.authed(iam.RoleViewer, d.subscriptionsPage))
+	mux.Handle("POST /subscriptions/{name}/approve", d.authed(iam.RoleDeveloper, d.approveSubscription))
+	mux.Handle("POST /subscriptions/{name}/delete", d.authed(iam.RoleDeveloper, d.unsubscribe))
 	mux.Handle("GET /settings/credentials", d.authed(iam.RoleAdmin, d.credentialsPage))
 	mux.Handle("POST /settings/credentials", d.authed(iam.RoleAdmin, d.createCredential))
 	mux.Handle("POST /settings/credentials/{name}/delete", d.authed(iam.RoleAdmin, d.deleteCredential))
