@@ -23,6 +23,8 @@ func connCfg() *Config {
 			"nocreds":  {"type": "nats", "url": "nats://127.0.0.1:4222", "credentials": "missing"},
 			"unknown":  {"type": "nats", "url": "nats://127.0.0.1:4222", "poolSize": 3},
 			"typeless": {"url": "nats://127.0.0.1:4222"},
+			"maria":    {"type": "mysql", "url": "mysql://root@127.0.0.1:3306/test"},
+			"interp":   {"type": "mysql", "url": "mysql://127.0.0.1:3306/test?interpolateParams=true"},
 		},
 	}
 }
@@ -69,6 +71,24 @@ func TestConnectorLoadErrors(t *testing.T) {
 			`flows/a.yaml:3:47: unknown field "topic" in publish`},
 		{"publish unknown policy", "flow: p\nsteps:\n  - publish: {connection: nope, subject: a}\n",
 			`flows/a.yaml:3:27: publish#0: no policy named "nope"`},
+		{"sql unbound parameter", "flow: q\nsteps:\n  - sql:\n      connection: pg\n      query: 'SELECT * FROM t WHERE a = :a AND b = :b'\n      params: {a: .body.a}\n",
+			`flows/a.yaml:5:14: unbound parameters :b: give each a value in params`},
+		{"sql unused parameter", "flow: q\nsteps:\n  - sql: {connection: pg, exec: 'DELETE FROM t', params: {a: .body.a}}\n",
+			`flows/a.yaml:3:59: parameter "a" is not used in the statement (no :a)`},
+		{"sql positional parameter", "flow: q\nsteps:\n  - sql: {connection: maria, query: 'SELECT * FROM t WHERE a = ?'}\n",
+			`flows/a.yaml:3:37: statement: positional parameter ?: name parameters instead (:name)`},
+		{"sql dollar parameter", "flow: q\nsteps:\n  - sql: {connection: pg, query: 'SELECT $1'}\n",
+			`statement: positional parameter $1…`},
+		{"sql query and exec", "flow: q\nsteps:\n  - sql: {connection: pg, query: 'SELECT 1', exec: 'SELECT 2'}\n",
+			`flows/a.yaml:3:10: a sql statement needs exactly one of query (rows) or exec (affected rows)`},
+		{"sql wrong policy type", "flow: q\nsteps:\n  - sql: {connection: events, query: 'SELECT 1'}\n",
+			`flows/a.yaml:3:23: sql#0: policy "events": is of type "nats" (want postgres or mysql)`},
+		{"sql interpolateParams", "flow: q\nsteps:\n  - sql: {connection: interp, query: 'SELECT 1'}\n",
+			`policy "interp": interpolateParams is refused`},
+		{"sql unknown field", "flow: q\nsteps:\n  - sql: {connection: pg, query: 'SELECT 1', args: {}}\n",
+			`unknown field "args" in sql`},
+		{"sql unterminated string", "flow: q\nsteps:\n  - sql: {connection: pg, query: \"SELECT 'a\"}\n",
+			`statement: unterminated ' quote`},
 		{"publish wildcard subject", "flow: p\nsteps:\n  - publish: {connection: events, subject: 'a.>'}\n",
 			`flows/a.yaml:3:44: subject "a.>": must not contain wildcards`},
 	}
@@ -111,8 +131,10 @@ func TestNATSTriggerLoads(t *testing.T) {
 
 // recordingConnectors stands in for the runtime's hub.
 type recordingConnectors struct {
-	sent []*Outgoing
-	err  error
+	sent  []*Outgoing
+	stmts []Statement
+	tx    bool
+	err   error
 }
 
 func (r *recordingConnectors) Publish(_ context.Context, c *Connection, m *Outgoing) (map[string]any, error) {
@@ -123,8 +145,20 @@ func (r *recordingConnectors) Publish(_ context.Context, c *Connection, m *Outgo
 	return map[string]any{"subject": m.Subject, "policy": c.Name}, nil
 }
 
-func (r *recordingConnectors) SQL(context.Context, *Connection, bool, []Statement) ([]map[string]any, error) {
-	return nil, errors.New("no sql")
+func (r *recordingConnectors) SQL(_ context.Context, c *Connection, tx bool, stmts []Statement) ([]map[string]any, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	r.stmts, r.tx = stmts, tx
+	out := make([]map[string]any, len(stmts))
+	for i, st := range stmts {
+		if st.Exec {
+			out[i] = map[string]any{"rowsAffected": int64(1)}
+		} else {
+			out[i] = map[string]any{"rows": []any{map[string]any{"id": "o-1", "n": int64(2)}}, "count": 1}
+		}
+	}
+	return out, nil
 }
 
 func TestPublishStep(t *testing.T) {
@@ -163,6 +197,59 @@ steps:
 	_, err = f.Run(context.Background(), &Message{Body: "ok"}, nil)
 	var fe *Error
 	if !errors.As(err, &fe) || fe.Status != 502 || strings.Contains(fe.Message, "bus-s3cret") {
+		t.Fatalf("refusal: %#v", err)
+	}
+}
+
+func TestSplitNamed(t *testing.T) {
+	tests := []struct{ in, parts, names string }{
+		{"SELECT :a, :b_2", `["SELECT ",", ",""]`, `["a","b_2"]`},
+		{"SELECT ':not', \"also:not\", x::int, :yes -- :comment\n/* :c */ $$ :d $$ $t$ :e $t$", `["SELECT ':not', \"also:not\", x::int, "," -- :comment\n/* :c */ $$ :d $$ $t$ :e $t$"]`, `["yes"]`},
+		{"INSERT INTO t VALUES (:id, 'it''s :x', :id)", `["INSERT INTO t VALUES (",", 'it''s :x', ",")"]`, `["id","id"]`},
+		{"SELECT `a:b` FROM t WHERE c = :c", "[\"SELECT `a:b` FROM t WHERE c = \",\"\"]", `["c"]`},
+	}
+	for _, tc := range tests {
+		parts, names, msg := splitNamed(tc.in)
+		if msg != "" || jsonString(t, parts) != tc.parts || jsonString(t, names) != tc.names {
+			t.Errorf("splitNamed(%q) = %s %s %q", tc.in, jsonString(t, parts), jsonString(t, names), msg)
+		}
+	}
+}
+
+func TestSQLStep(t *testing.T) {
+	rc := &recordingConnectors{}
+	cfg := connCfg()
+	cfg.Connectors = rc
+	f := load(t, map[string]string{"flows/a.yaml": `flow: q
+steps:
+  - sql:
+      connection: pg
+      query: 'SELECT id, n FROM orders WHERE customer = :customer AND total > :min AND tags @> :tags'
+      params: {customer: .body.customer, min: .body.min, tags: '[.body.tag]'}
+  - set: {first: '.response.rows[0].n'}
+  - sql:
+      connection: pg
+      transaction:
+        - exec: 'UPDATE orders SET seen = :seen WHERE customer = :customer'
+          params: {seen: true, customer: .body.customer}
+        - query: SELECT 1
+  - map: '{first: .vars.first, tx: .response}'
+`}, cfg, "q")
+	resp, err := f.Run(context.Background(), &Message{Body: map[string]any{"customer": "acme'; --", "min": 10, "tag": "x"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := jsonString(t, resp.Body); got != `{"first":2,"tx":{"results":[{"rowsAffected":1},{"count":1,"rows":[{"id":"o-1","n":2}]}]}}` {
+		t.Errorf("body %s", got)
+	}
+	if !rc.tx || len(rc.stmts) != 2 || jsonString(t, rc.stmts[0].Args) != `[true,"acme'; --"]` || rc.stmts[1].Exec {
+		t.Errorf("transaction %+v", rc.stmts)
+	}
+
+	rc.err = errors.New("connection refused for postgres:bus-s3cret")
+	_, err = f.Run(context.Background(), &Message{Body: map[string]any{"customer": "a", "min": 1, "tag": "x"}}, nil)
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Status != 502 || strings.Contains(fe.Message, "bus-s3cret") || !strings.Contains(fe.Message, "sql#0: sql: connection refused") {
 		t.Fatalf("refusal: %#v", err)
 	}
 }
