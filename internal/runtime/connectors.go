@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/connectors"
 	"github.com/sluice-dev/sluice/internal/connectors/natsconn"
+	"github.com/sluice-dev/sluice/internal/connectors/sqlconn"
 	"github.com/sluice-dev/sluice/internal/flow"
 )
 
@@ -23,6 +24,7 @@ import (
 type hub struct {
 	log     *slog.Logger
 	nats    *natsconn.Pool
+	sql     *sqlconn.Pool
 	metrics *connectorMetrics
 
 	mu        sync.Mutex
@@ -32,7 +34,7 @@ type hub struct {
 var _ flow.Connectors = (*hub)(nil)
 
 func newHub(log *slog.Logger, m *connectorMetrics) *hub {
-	h := &hub{log: log, nats: natsconn.NewPool(log), metrics: m}
+	h := &hub{log: log, nats: natsconn.NewPool(log), sql: sqlconn.NewPool(), metrics: m}
 	h.nats.OnState = func(policy string, up bool) { m.up(policy, up) }
 	return h
 }
@@ -46,7 +48,7 @@ func (h *hub) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoin
 }
 
 func (h *hub) SQL(ctx context.Context, c *flow.Connection, tx bool, stmts []flow.Statement) ([]map[string]any, error) {
-	return nil, fmt.Errorf("no SQL connector for connections of type %q", c.Type)
+	return h.sql.Run(ctx, c, tx, stmts)
 }
 
 // drain stops every consumer taking messages and waits for the ones in
@@ -69,7 +71,10 @@ func (h *hub) drain(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (h *hub) close() { h.nats.Close() }
+func (h *hub) close() {
+	h.nats.Close()
+	h.sql.Close()
+}
 
 // startTriggers subscribes the message-source triggers of the loaded
 // flows; handlers run under the runtime's run context.
