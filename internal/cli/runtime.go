@@ -4,15 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-dev/sluice/internal/gateway"
 	"github.com/sluice-dev/sluice/internal/runtime"
+	"github.com/sluice-dev/sluice/internal/tlsconf"
 )
 
 func newRuntimeCommand() *cobra.Command {
@@ -21,6 +24,7 @@ func newRuntimeCommand() *cobra.Command {
 		bundleURL string
 		tokenFile string
 		bundleDir string
+		bundleCA  string
 	)
 	cmd := &cobra.Command{
 		Use:   "runtime --bar FILE [--bar FILE…] [--config-dir DIR]",
@@ -59,7 +63,15 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 				if tokenFile == "" || len(opts.BARs) > 0 || opts.ConfigDir != "" {
 					return &usageError{err: fmt.Errorf("--bundle-url goes with --bundle-token-file, and replaces --bar and --config-dir"), cmd: cmd.CommandPath()}
 				}
-				bars, configDir, err := runtime.FetchBundle(ctx, bundleURL, tokenFile, bundleDir)
+				var client, watchClient *http.Client
+				if bundleCA != "" {
+					var err error
+					if client, err = tlsconf.PinnedClient(bundleCA, 0); err != nil {
+						return err
+					}
+					watchClient = &http.Client{Transport: client.Transport, Timeout: 60 * time.Second}
+				}
+				bars, configDir, err := runtime.FetchBundle(ctx, client, bundleURL, tokenFile, bundleDir)
 				if err != nil {
 					return err
 				}
@@ -68,7 +80,7 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 				// the same token: fetched once before serving (so no flow of
 				// a published API is ever served open), then followed.
 				gw := gateway.New(nil) // nil: the wall clock
-				watch := &gateway.Watcher{URL: strings.TrimSuffix(bundleURL, "/bundle") + "/gateway", Gateway: gw,
+				watch := &gateway.Watcher{URL: strings.TrimSuffix(bundleURL, "/bundle") + "/gateway", Gateway: gw, Client: watchClient,
 					Log:   slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil)).With("component", "gateway"),
 					Token: func() (string, error) { b, err := os.ReadFile(tokenFile); return strings.TrimSpace(string(b)), err }}
 				if err := watch.Sync(ctx); err != nil {
@@ -93,5 +105,6 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 	f.StringVar(&bundleURL, "bundle-url", "", "fetch the BARs and configurations from the control plane at this URL instead of --bar/--config-dir")
 	f.StringVar(&tokenFile, "bundle-token-file", "", "file holding the runtime's bundle token (with --bundle-url)")
 	f.StringVar(&bundleDir, "bundle-dir", "bundle", "directory the fetched bundle is unpacked into (files 0600)")
+	f.StringVar(&bundleCA, "bundle-ca-file", "", "PEM certificate(s) of an https control plane: the only ones trusted for --bundle-url (the host name is not compared)")
 	return cmd
 }

@@ -93,6 +93,8 @@ func newServeCommand() *cobra.Command {
 		graviteeInst    string
 		timeouts        httplimit.Timeouts
 		metricsListen   string
+		tlsCert, tlsKey string
+		tlsSelfSigned   bool
 		// Lifetimes of other tools' tokens.
 		applicationLifetime, ibmIAMLifetime, ibmRefreshLifetime time.Duration
 	)
@@ -172,6 +174,9 @@ Environment:
 				Federation:        fed,
 				HTTPTimeouts:      timeouts,
 				MetricsListen:     metricsListen,
+				TLSCertFile:       tlsCert,
+				TLSKeyFile:        tlsKey,
+				TLSSelfSigned:     tlsSelfSigned,
 
 				ApplicationTokenLifetime: applicationLifetime,
 				APIKeyTokenLifetime:      ibmIAMLifetime,
@@ -183,6 +188,9 @@ Environment:
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve the API on")
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
+	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain); reloaded when the file changes")
+	f.StringVar(&tlsKey, "tls-key", "", "the PEM private key of --tls-cert; reloaded when the file changes")
+	f.BoolVar(&tlsSelfSigned, "tls-self-signed", false, "serve HTTPS with a self-signed certificate kept in <data-dir>/tls (made on first start; its fingerprint is printed)")
 	f.StringVar(&publicURL, "public-url", "", "URL clients reach the API at (token issuer, URLs in answers); default http://<listen>")
 	f.DurationVar(&tokenLifetime, "token-lifetime", 12*time.Hour, "lifetime of access tokens (expires_in)")
 	f.StringVar(&signingAlg, "token-signing-alg", "EdDSA", "token signing algorithm: EdDSA or RS256")
@@ -223,6 +231,7 @@ Environment:
 		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",
 		"application-token-lifetime": "SLUICE_APPLICATION_TOKEN_LIFETIME", "ibm-iam-token-lifetime": "SLUICE_IBM_IAM_TOKEN_LIFETIME",
 		"ibm-iam-refresh-token-lifetime": "SLUICE_IBM_IAM_REFRESH_TOKEN_LIFETIME",
+		"tls-cert":                       "SLUICE_TLS_CERT", "tls-key": "SLUICE_TLS_KEY", "tls-self-signed": "SLUICE_TLS_SELF_SIGNED",
 	} {
 		bindEnv(cmd, flag, env)
 	}

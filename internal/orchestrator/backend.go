@@ -55,6 +55,9 @@ type Deployment struct {
 	// not write BARs and Configs anywhere.
 	BundleURL   string
 	BundleToken secret.Value
+	// BundleCA is the PEM certificate the runtime trusts when BundleURL is
+	// https (the control plane's own); nil for plain http.
+	BundleCA []byte
 }
 
 // Observed is what a backend reports about a runtime.

@@ -48,6 +48,9 @@ type Reconciler struct {
 	// BundleBase (the control plane's URL as runtimes reach it).
 	Bundles    *BundleKeys
 	BundleBase string
+	// BundleCA is the control plane's TLS certificate (PEM) when
+	// BundleBase is https: what its runtimes trust, and nothing else.
+	BundleCA func() []byte
 	// EgressDeny are egress rules (package egress) no allow-list opens
 	// short of naming the exact address and port: the control plane's
 	// own listener and the runtimes' ports.
@@ -260,6 +263,9 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) (phase string, f
 		if r.Bundles != nil && r.BundleBase != "" {
 			d.BundleURL = BundleURL(r.BundleBase, rt.UID, rt.Generation)
 			d.BundleToken = r.Bundles.Token(rt.UID, rt.Generation)
+			if r.BundleCA != nil {
+				d.BundleCA = r.BundleCA()
+			}
 		}
 		obs, err = r.Backend.Apply(ctx, d)
 		if err == nil {

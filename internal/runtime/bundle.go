@@ -24,8 +24,9 @@ var bundleLimits = &bar.Limits{MaxArchiveSize: 1 << 30, MaxFileSize: 256 << 20, 
 // tokenFile, and unpacks it into dir (0700 directories, 0600 files). It
 // returns the BAR paths and the config dir to load. The token is the
 // runtime's own: it opens this runtime generation's bundle and nothing
-// else, and it is never logged.
-func FetchBundle(ctx context.Context, url, tokenFile, dir string) ([]string, string, error) {
+// else, and it is never logged. client nil is http.DefaultClient (plain
+// http, or https trusted by the system's roots).
+func FetchBundle(ctx context.Context, client *http.Client, url, tokenFile, dir string) ([]string, string, error) {
 	tok, err := os.ReadFile(tokenFile)
 	if err != nil {
 		return nil, "", fmt.Errorf("runtime: bundle token: %w", err)
@@ -37,7 +38,10 @@ func FetchBundle(ctx context.Context, url, tokenFile, dir string) ([]string, str
 		return nil, "", fmt.Errorf("runtime: bundle url: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	resp, err := http.DefaultClient.Do(req)
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, "", fmt.Errorf("runtime: fetching the bundle: %w", err)
 	}

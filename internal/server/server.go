@@ -33,6 +33,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/orchestrator/local"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
+	"github.com/sluice-dev/sluice/internal/tlsconf"
 	"github.com/sluice-dev/sluice/internal/web"
 )
 
@@ -57,6 +58,10 @@ type Config struct {
 	// MetricsListen is the host:port /metrics (Prometheus) is served on,
 	// apart from the API so it can be firewalled apart; "": no metrics.
 	MetricsListen string
+	// TLS: a certificate and key file (reloaded when they change), or a
+	// self-signed certificate kept in DataDir/tls; neither: plain HTTP.
+	TLSCertFile, TLSKeyFile string
+	TLSSelfSigned           bool
 	// Lifetimes of other tools' tokens (Airbyte applications, IBM Cloud
 	// IAM access and refresh tokens); zero: TokenLifetime (30 days for
 	// refresh tokens).
@@ -113,6 +118,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		met = metrics.New()
 	}
 
+	tlsFiles, err := serveTLS(cfg, dataDir)
+	if err != nil {
+		return err
+	}
+	scheme := "http://"
+	if tlsFiles != nil {
+		scheme = "https://"
+	}
+
 	st, err := store.Open(ctx, cfg.Store, dataDir)
 	if err != nil {
 		return err
@@ -125,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	listenURL := "http://" + ln.Addr().String()
+	listenURL := scheme + ln.Addr().String()
 	url := listenURL
 	if cfg.PublicURL != "" {
 		url = strings.TrimRight(cfg.PublicURL, "/")
@@ -220,7 +234,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		// Runtimes run on this host and reach the control plane on its
 		// listen address.
 		rec := &orchestrator.Reconciler{Store: st, Configs: configs, Backend: backend, Log: cfg.Log.With("component", "reconciler"),
-			Now: cfg.Now, MaxBARSize: cfg.MaxBARSize, Bundles: bundles, BundleBase: loopbackURL(ln.Addr())}
+			Now: cfg.Now, MaxBARSize: cfg.MaxBARSize, Bundles: bundles, BundleBase: loopbackURL(scheme, ln.Addr())}
+		if tlsFiles != nil {
+			rec.BundleCA = tlsFiles.ChainPEM
+		}
 		a.Bundles = bundles
 		rec.EgressDeny = egressDeny(ln.Addr())
 		if met != nil {
@@ -292,7 +309,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	cfg.Log.Info("control plane started", "url", url, "data_dir", dataDir, "store", st.Kind())
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	if tlsFiles != nil {
+		srv.TLSConfig = tlsFiles.ServerConfig()
+		cfg.Log.Info("serving TLS", "cert_sha256", tlsFiles.Fingerprint(), "cert_file", tlsFiles.CertFile)
+		fmt.Fprintf(cfg.Stdout, "sluice: TLS certificate SHA-256 fingerprint %s (%s)\n", tlsFiles.Fingerprint(), tlsFiles.CertFile)
+		go func() { served <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
 	select {
 	case err := <-served:
 		return fmt.Errorf("server stopped: %w", err)
@@ -388,14 +412,42 @@ func unwrapPath(err error) error {
 
 // loopbackURL is the listen address as a URL processes on this host can
 // dial: an unspecified host (0.0.0.0, ::) becomes 127.0.0.1.
-func loopbackURL(addr net.Addr) string {
+func loopbackURL(scheme string, addr net.Addr) string {
 	tcp, ok := addr.(*net.TCPAddr)
 	if !ok || tcp.IP == nil || tcp.IP.IsUnspecified() {
 		port := 0
 		if ok {
 			port = tcp.Port
 		}
-		return fmt.Sprintf("http://127.0.0.1:%d", port)
+		return fmt.Sprintf("%s127.0.0.1:%d", scheme, port)
 	}
-	return "http://" + addr.String()
+	return scheme + addr.String()
+}
+
+// serveTLS loads the listener's certificate: the files given, or the
+// self-signed pair of the data dir (made on first use). nil: plain HTTP.
+func serveTLS(cfg Config, dataDir string) (*tlsconf.Files, error) {
+	certFile, keyFile := cfg.TLSCertFile, cfg.TLSKeyFile
+	switch {
+	case cfg.TLSSelfSigned && (certFile != "" || keyFile != ""):
+		return nil, errors.New("--tls-self-signed and --tls-cert/--tls-key exclude each other: give one or the other")
+	case (certFile == "") != (keyFile == ""):
+		return nil, errors.New("--tls-cert and --tls-key go together: give both")
+	case cfg.TLSSelfSigned:
+		host, _, _ := net.SplitHostPort(cfg.Listen)
+		var err error
+		// The wall clock, not cfg.Now: browsers, curl and runtimes check
+		// the validity against their own clocks.
+		certFile, keyFile, err = tlsconf.SelfSigned(filepath.Join(dataDir, "tls"), clock.Wall, host)
+		if err != nil {
+			return nil, err
+		}
+	case certFile == "":
+		return nil, nil
+	}
+	f := &tlsconf.Files{CertFile: certFile, KeyFile: keyFile, Log: cfg.Log.With("component", "tls")}
+	if err := f.Load(); err != nil {
+		return nil, err
+	}
+	return f, nil
 }

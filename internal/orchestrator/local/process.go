@@ -108,6 +108,9 @@ func (r *runtimeState) startProcess(g *gen, slot int) (*proc, *started, error) {
 	if g.Bundle != "" {
 		args = append(args, "--bundle-url", g.Bundle, "--bundle-token-file", filepath.Join(genDir, bundleTokenFile),
 			"--bundle-dir", filepath.Join(genDir, fmt.Sprintf("bundle-%d", slot)))
+		if g.BundleCA {
+			args = append(args, "--bundle-ca-file", filepath.Join(genDir, bundleCAFile))
+		}
 	} else {
 		for _, name := range g.BARs {
 			args = append(args, "--bar", filepath.Join(genDir, "bars", name))

@@ -177,6 +177,11 @@ func contentHash(d orchestrator.Deployment) string {
 		sum := sha256.Sum256(c.Data)
 		fmt.Fprintf(h, "config\x00%s\x00%s\x00%x\n", c.Type, c.Name, sum)
 	}
+	// A new control-plane certificate is a new generation: its replicas
+	// must trust the certificate that now serves.
+	if len(d.BundleCA) > 0 {
+		fmt.Fprintf(h, "bundle-ca\x00%x\n", sha256.Sum256(d.BundleCA))
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -229,6 +234,10 @@ func (r *runtimeState) apply(d orchestrator.Deployment) error {
 // bundleTokenFile holds a generation's bundle token, mode 0600.
 const bundleTokenFile = "bundle.token"
 
+// bundleCAFile holds, in a generation's directory, the control plane's
+// TLS certificate its replicas trust (https bundle URLs only).
+const bundleCAFile = "bundle-ca.pem"
+
 // materialise writes a generation's BARs and configurations into a
 // directory of its own. It writes into a temporary directory first and
 // renames it, so a generation directory is always complete.
@@ -260,6 +269,12 @@ func (r *runtimeState) materialise(d orchestrator.Deployment, hash string) (*gen
 		// with a token that opens this generation's bundle alone.
 		if err := os.WriteFile(filepath.Join(tmp, bundleTokenFile), []byte(d.BundleToken.Reveal()), 0o600); err != nil {
 			return fail(fmt.Errorf("local: materialising %s: %w", r.key, err))
+		}
+		if len(d.BundleCA) > 0 {
+			if err := os.WriteFile(filepath.Join(tmp, bundleCAFile), d.BundleCA, 0o600); err != nil {
+				return fail(fmt.Errorf("local: materialising %s: %w", r.key, err))
+			}
+			g.BundleCA = true
 		}
 		g.Bundle = d.BundleURL
 		if err := os.Rename(tmp, filepath.Join(r.dir, name)); err != nil {

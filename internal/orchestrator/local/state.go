@@ -43,8 +43,11 @@ type gen struct {
 	// Bundle, when set, is the URL its replicas fetch their BARs and
 	// configurations from (with the token in bundle.token) instead of the
 	// bars/ and config/ directories.
-	Bundle   string `json:"bundle,omitempty"`
-	Replicas int    `json:"replicas"`
+	Bundle string `json:"bundle,omitempty"`
+	// BundleCA: the bundle URL is https, and bundle-ca.pem holds the
+	// control plane's certificate the replicas trust.
+	BundleCA bool `json:"bundleCA,omitempty"`
+	Replicas int  `json:"replicas"`
 	// Retiring is set once a newer generation is ready: its processes are
 	// told to drain and its directory goes when they are gone.
 	Retiring bool `json:"retiring,omitempty"`
