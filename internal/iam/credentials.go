@@ -19,23 +19,25 @@ import (
 //	API key:        slk_  + 30 base62 characters + 6 base62 checksum characters
 //	client secret:  slcs_ + 30 base62 characters + 6 base62 checksum characters
 //	app secret:     slas_ + 30 base62 characters + 6 base62 checksum characters
-//	refresh token:  slrt_ + 30 base62 characters + 6 base62 checksum characters
-//	IAM refresh:    slrf_ + 30 base62 characters + 6 base62 checksum characters
+//	refresh token:  slrf_ + 30 base62 characters + 6 base62 checksum characters
+//	                (POST /api/token and POST /identity/token alike)
 //	flow basic:     slfb_ + 30 base62 characters + 6 base62 checksum characters
 //	                (the password of a runtime's forceFlowBasicAuth, gateway.BasicPasswordPrefix)
 //
 // The checksum is CRC32 (IEEE) of the prefix and the 30 random characters,
 // written as 6 base62 digits, zero-padded (package secret has the format).
-// SecretPattern matches them all.
+// SecretPattern matches them all. (A runtime's bundle token, slrt_ + 43
+// base64url characters, is an HMAC the control plane checks; it is
+// package orchestrator's.)
 const (
 	APIKeyPrefix          = "slk_"
 	ClientSecretPrefix    = "slcs_"
 	AppSecretPrefix       = "slas_" // secrets of consumer apps' credentials (package apps)
-	KeyRefreshTokenPrefix = "slrf_" // refresh tokens of IBM Cloud IAM's exchange (refresh.go)
+	KeyRefreshTokenPrefix = "slrf_" // refresh tokens of IBM Cloud IAM's exchange (refresh.go) and of POST /api/token
 )
 
 // SecretPattern matches every secret Sluice issues (for leak scanners).
-var SecretPattern = regexp.MustCompile(`\bsl(k|cs|as|rt|rf|fb)_[0-9A-Za-z]{36}\b`)
+var SecretPattern = regexp.MustCompile(`\bsl(k|cs|as|rf|fb)_[0-9A-Za-z]{36}\b`)
 
 func randomBase62(n int) string { return secret.RandomBase62(n) }
 

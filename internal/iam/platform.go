@@ -23,8 +23,11 @@ const (
 	ToolkitClientSecret = "0ea28423-e73b-47d4-b40e-ddb45c48bb0c"
 )
 
-// RefreshTokenPrefix starts the refresh tokens of the platform endpoint.
-const RefreshTokenPrefix = "slrt_"
+// RefreshTokenPrefix starts the refresh tokens of the platform endpoint:
+// the same slrf_ format as IBM Cloud IAM's (KeyRefreshTokenPrefix), in the
+// same store table; the store keeps each endpoint's to itself. (Before
+// migration 0011 they were slrt_, which bundle tokens also use.)
+const RefreshTokenPrefix = KeyRefreshTokenPrefix
 
 // DefaultRefreshLifetime is how long a refresh token lives.
 const DefaultRefreshLifetime = 24 * time.Hour
@@ -230,8 +233,9 @@ func (s *Service) withRefresh(ctx context.Context, resp TokenResponse) (Platform
 		life = DefaultRefreshLifetime
 	}
 	rt := newSecret(RefreshTokenPrefix)
+	now := s.now()
 	if err := s.Store.PutRefreshToken(ctx, store.RefreshToken{Hash: hashSecret(rt), InstanceID: c.InstanceID, ClientID: c.ClientID,
-		SubjectID: c.Subject, KeyID: c.KeyID, ExpiresAt: s.now().Add(life)}); err != nil {
+		SubjectID: c.Subject, KeyID: c.KeyID, CreatedAt: now, ExpiresAt: now.Add(life)}); err != nil {
 		return PlatformToken{}, err
 	}
 	return PlatformToken{AccessToken: resp.AccessToken, TokenType: "Bearer", ExpiresIn: resp.ExpiresIn,
