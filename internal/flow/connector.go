@@ -34,11 +34,14 @@ type Connection struct {
 	Credential *Credential
 }
 
-// Outgoing is one message a publish step sends.
+// Outgoing is one message a publish step sends: to a NATS Subject, or
+// to an AMQP Exchange with a RoutingKey.
 type Outgoing struct {
-	Subject string
-	Headers map[string]string
-	Body    []byte
+	Subject    string
+	Exchange   string // AMQP; "" is the default exchange (routing key = queue)
+	RoutingKey string // AMQP
+	Headers    map[string]string
+	Body       []byte
 	// Confirm asks the server to confirm the message is stored (a
 	// JetStream publish) before the step succeeds.
 	Confirm bool
@@ -109,6 +112,83 @@ type NATSTrigger struct {
 	Delivery
 }
 
+// AMQPTrigger starts a flow on each message of a RabbitMQ (AMQP 0-9-1)
+// queue; a message is acknowledged only after its flow succeeded.
+type AMQPTrigger struct {
+	Connection *Connection
+	Queue      string
+	// Declare declares the queue (durable) when it does not exist, and
+	// the dead-letter queue with it.
+	Declare bool
+	// DeadLetter (in Delivery) names a queue, reached through the
+	// default exchange.
+	Delivery
+}
+
+func (c *compiler) amqpTrigger(n *yaml.Node) *AMQPTrigger {
+	m := c.l.mapping(c.file, n, "amqp trigger", "connection", "queue", "declare", "maxInFlight", "retry", "deadLetter")
+	if m == nil {
+		return nil
+	}
+	t := &AMQPTrigger{}
+	// A dead-letter queue name is not a NATS subject; read it apart.
+	dl := m.get("deadLetter")
+	delete(m.vals, "deadLetter")
+	ok := c.delivery(m, &t.Delivery)
+	if cn := m.get("connection"); cn == nil {
+		c.errAt(n, "amqp trigger needs connection (a policy of type amqp)")
+		ok = false
+	} else if conn, cok := c.connection(cn, "amqp trigger", "amqp"); !cok {
+		ok = false
+	} else {
+		t.Connection = conn
+	}
+	if qn := m.get("queue"); qn == nil {
+		c.errAt(n, "amqp trigger needs queue")
+		ok = false
+	} else if q, qok := c.l.str(c.file, qn, "queue"); !qok {
+		ok = false
+	} else if msg := checkQueueName(q); msg != "" {
+		c.errAt(qn, "queue %q: %s", q, msg)
+		ok = false
+	} else {
+		t.Queue = q
+	}
+	if dl != nil {
+		if q, qok := c.l.str(c.file, dl, "deadLetter"); !qok {
+			ok = false
+		} else if msg := checkQueueName(q); msg != "" {
+			c.errAt(dl, "deadLetter %q: %s", q, msg)
+			ok = false
+		} else {
+			t.DeadLetter = q
+		}
+	}
+	if dn := m.get("declare"); dn != nil {
+		v, vok := c.l.boolean(c.file, dn, "declare")
+		t.Declare, ok = v, ok && vok
+	}
+	if !ok {
+		return nil
+	}
+	return t
+}
+
+// checkQueueName: AMQP names are at most 255 bytes; "amq." is reserved.
+func checkQueueName(q string) string {
+	switch {
+	case q == "":
+		return "must not be empty"
+	case len(q) > 255:
+		return "longer than 255 bytes"
+	case strings.HasPrefix(q, "amq."):
+		return "names starting with amq. are reserved by the broker"
+	case strings.ContainsAny(q, " \t\r\n"):
+		return "must not contain white space"
+	}
+	return ""
+}
+
 // Defaults of message-source triggers.
 const (
 	defaultMaxInFlight = 1
@@ -151,6 +231,7 @@ var schemes = map[string][]string{
 	"nats":     {"nats", "tls"},
 	"postgres": {"postgres", "postgresql"},
 	"mysql":    {"mysql"},
+	"amqp":     {"amqp", "amqps"},
 }
 
 // policyOptions are the fields a policy of each type may have besides
@@ -159,6 +240,7 @@ var policyOptions = map[string][]string{
 	"nats":     {"name"},
 	"postgres": {"maxConns"},
 	"mysql":    {"maxConns"},
+	"amqp":     {"name"},
 }
 
 // resolve fills conn from a policy definition and says what is wrong

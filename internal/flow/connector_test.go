@@ -23,6 +23,7 @@ func connCfg() *Config {
 			"nocreds":  {"type": "nats", "url": "nats://127.0.0.1:4222", "credentials": "missing"},
 			"unknown":  {"type": "nats", "url": "nats://127.0.0.1:4222", "poolSize": 3},
 			"typeless": {"url": "nats://127.0.0.1:4222"},
+			"rabbit":   {"type": "amqp", "url": "amqp://127.0.0.1:5672/", "credentials": "bus"},
 			"maria":    {"type": "mysql", "url": "mysql://root@127.0.0.1:3306/test"},
 			"interp":   {"type": "mysql", "url": "mysql://127.0.0.1:3306/test?interpolateParams=true"},
 		},
@@ -89,6 +90,16 @@ func TestConnectorLoadErrors(t *testing.T) {
 			`unknown field "args" in sql`},
 		{"sql unterminated string", "flow: q\nsteps:\n  - sql: {connection: pg, query: \"SELECT 'a\"}\n",
 			`statement: unterminated ' quote`},
+		{"amqp trigger without queue", "flow: c\ntrigger:\n  amqp: {connection: rabbit}\nsteps: [{map: .body}]\n",
+			`flows/a.yaml:3:9: amqp trigger needs queue`},
+		{"amqp reserved queue", "flow: c\ntrigger:\n  amqp: {connection: rabbit, queue: amq.x}\nsteps: [{map: .body}]\n",
+			`flows/a.yaml:3:37: queue "amq.x": names starting with amq. are reserved`},
+		{"amqp trigger on a nats policy", "flow: c\ntrigger:\n  amqp: {connection: events, queue: q}\nsteps: [{map: .body}]\n",
+			`flows/a.yaml:3:22: amqp trigger: policy "events": is of type "nats" (want amqp)`},
+		{"amqp publish without routing key", "flow: p\nsteps:\n  - publish: {connection: rabbit, exchange: orders}\n",
+			`flows/a.yaml:3:14: an AMQP publish needs routingKey`},
+		{"amqp publish with subject", "flow: p\nsteps:\n  - publish: {connection: rabbit, routingKey: q, subject: s}\n",
+			`subject is for NATS; an AMQP publish has exchange and routingKey`},
 		{"publish wildcard subject", "flow: p\nsteps:\n  - publish: {connection: events, subject: 'a.>'}\n",
 			`flows/a.yaml:3:44: subject "a.>": must not contain wildcards`},
 	}
@@ -198,6 +209,28 @@ steps:
 	var fe *Error
 	if !errors.As(err, &fe) || fe.Status != 502 || strings.Contains(fe.Message, "bus-s3cret") {
 		t.Fatalf("refusal: %#v", err)
+	}
+}
+
+func TestAMQP(t *testing.T) {
+	rc := &recordingConnectors{}
+	cfg := connCfg()
+	cfg.Connectors = rc
+	p, err := Load(context.Background(), project(map[string]string{
+		"flows/a.yaml": "flow: c\ntrigger:\n  amqp: {connection: rabbit, queue: orders, declare: true, maxInFlight: 4, deadLetter: orders.dead}\nsteps:\n  - publish: {connection: rabbit, exchange: events, routingKey: 'order.${ .body.id }'}\n",
+	}), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := p.Flow("c")
+	if a := f.AMQP; a == nil || a.Queue != "orders" || !a.Declare || a.MaxInFlight != 4 || a.DeadLetter != "orders.dead" || a.Connection.Credential == nil {
+		t.Fatalf("trigger %+v", f.AMQP)
+	}
+	if _, err := f.Run(context.Background(), &Message{Body: map[string]any{"id": "7"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.sent) != 1 || rc.sent[0].Exchange != "events" || rc.sent[0].RoutingKey != "order.7" || !rc.sent[0].Confirm {
+		t.Fatalf("sent %+v", rc.sent)
 	}
 }
 

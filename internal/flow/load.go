@@ -516,7 +516,7 @@ func (l *loader) parseFlowFile(file string, rt *runtimeEnv) (*Flow, *yaml.Node) 
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 // triggerKinds lists the triggers a flow may have.
-var triggerKinds = []string{"http", "schedule", "nats"}
+var triggerKinds = []string{"http", "schedule", "nats", "amqp"}
 
 func (l *loader) parseTrigger(c *compiler, n *yaml.Node, f *Flow) {
 	file := c.file
@@ -532,6 +532,11 @@ func (l *loader) parseTrigger(c *compiler, n *yaml.Node, f *Flow) {
 	if nn := m.get("nats"); nn != nil {
 		f.prog.triggerNode = nn
 		f.NATS = c.natsTrigger(nn)
+		return
+	}
+	if an := m.get("amqp"); an != nil {
+		f.prog.triggerNode = an
+		f.AMQP = c.amqpTrigger(an)
 		return
 	}
 	if h := m.get("http"); h != nil {

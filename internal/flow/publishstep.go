@@ -6,38 +6,76 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"gopkg.in/yaml.v3"
 )
 
-// publishStep sends one message through a connection (NATS today) and
-// puts what the server said in .response ({subject}, and {stream,
-// sequence} when the server confirmed storing it).
+// publishStep sends one message through a connection and puts what the
+// server said in .response: NATS {subject} (and {stream, sequence} when a
+// stream confirmed storing it); AMQP {exchange, routingKey} once the
+// broker confirmed it.
 type publishStep struct {
 	stepBase
 	conn    *Connection
 	subject *template
-	hdrKeys []string
-	hdrVals []*template
-	body    *expr // nil: .body
-	confirm bool
+	// AMQP: exchange (literal, "" the default exchange) and routing key.
+	amqp       bool
+	exchange   string
+	routingKey *template
+	hdrKeys    []string
+	hdrVals    []*template
+	body       *expr // nil: .body
+	confirm    bool
 }
 
 func (c *compiler) publishStep(b stepBase, n *yaml.Node) step {
-	m := c.l.mapping(c.file, n, "publish", "connection", "subject", "headers", "body", "confirm")
+	m := c.l.mapping(c.file, n, "publish", "connection", "subject", "exchange", "routingKey", "headers", "body", "confirm")
 	if m == nil {
 		return nil
 	}
 	s := &publishStep{stepBase: b}
 	ok := true
-	if cn := m.get("connection"); cn == nil {
-		c.errAt(n, "publish needs connection (a policy of type nats)")
-		ok = false
-	} else if s.conn, ok = c.connection(cn, b.lbl, "nats"); !ok {
-		ok = false
+	s.amqp = m.get("exchange") != nil || m.get("routingKey") != nil
+	want := "nats"
+	if s.amqp {
+		want = "amqp"
 	}
-	if sn := m.get("subject"); sn == nil {
-		c.errAt(n, "publish needs subject")
+	if cn := m.get("connection"); cn == nil {
+		c.errAt(n, "publish needs connection (a policy of type nats or amqp)")
+		ok = false
+	} else if conn, cok := c.connection(cn, b.lbl, want); !cok {
+		ok = false
+	} else {
+		s.conn = conn
+	}
+	if s.amqp {
+		if sn := m.get("subject"); sn != nil {
+			c.errAt(sn, "subject is for NATS; an AMQP publish has exchange and routingKey")
+			ok = false
+		}
+		if cn := m.get("confirm"); cn != nil {
+			c.errAt(cn, "AMQP publishes are always confirmed by the broker")
+			ok = false
+		}
+		if en := m.get("exchange"); en != nil {
+			if v, vok := c.l.str(c.file, en, "exchange"); !vok {
+				ok = false
+			} else if v != "" && checkQueueName(v) != "" {
+				c.errAt(en, "exchange %q: %s", v, checkQueueName(v))
+				ok = false
+			} else {
+				s.exchange = v
+			}
+		}
+		if rn := m.get("routingKey"); rn == nil {
+			c.errAt(n, "an AMQP publish needs routingKey (the queue's name on the default exchange)")
+			ok = false
+		} else if s.routingKey = c.tmpl(rn, b.lbl+" routingKey"); s.routingKey == nil {
+			ok = false
+		}
+	} else if sn := m.get("subject"); sn == nil {
+		c.errAt(n, "publish needs subject (NATS) or exchange and routingKey (AMQP)")
 		ok = false
 	} else if s.subject = c.tmpl(sn, b.lbl+" subject"); s.subject == nil {
 		ok = false
@@ -68,14 +106,29 @@ func (c *compiler) publishStep(b stepBase, n *yaml.Node) step {
 
 func (s *publishStep) run(ctx context.Context, x *execution, st *state) error {
 	in := st.input(x.rt)
-	subj, err := s.subject.eval(ctx, in)
-	if err != nil {
-		return x.stepError(ctx, s.lbl, 500, fmt.Errorf("subject: %w", err), false)
+	out := &Outgoing{Confirm: s.confirm}
+	dest := ""
+	if s.amqp {
+		key, err := s.routingKey.eval(ctx, in)
+		if err != nil {
+			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("routingKey: %w", err), false)
+		}
+		if len(key) > 255 {
+			return x.stepError(ctx, s.lbl, 500, errors.New("routingKey longer than 255 bytes"), false)
+		}
+		out.Exchange, out.RoutingKey, out.Confirm = s.exchange, key, true
+		dest = "exchange " + strconv.Quote(s.exchange) + " key " + key
+	} else {
+		subj, err := s.subject.eval(ctx, in)
+		if err != nil {
+			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("subject: %w", err), false)
+		}
+		if msg := checkSubject(subj, false); msg != "" {
+			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("subject %q: %s", subj, msg), false)
+		}
+		out.Subject, dest = subj, subj
 	}
-	if msg := checkSubject(subj, false); msg != "" {
-		return x.stepError(ctx, s.lbl, 500, fmt.Errorf("subject %q: %s", subj, msg), false)
-	}
-	out := &Outgoing{Subject: subj, Confirm: s.confirm}
+	var err error
 	if len(s.hdrKeys) > 0 {
 		out.Headers = make(map[string]string, len(s.hdrKeys))
 		for i, k := range s.hdrKeys {
@@ -100,7 +153,7 @@ func (s *publishStep) run(ctx context.Context, x *execution, st *state) error {
 	}
 	resp, err := x.rt.conns.Publish(ctx, s.conn, out)
 	if err != nil {
-		return x.stepError(ctx, s.lbl, http.StatusBadGateway, fmt.Errorf("publish to %s: %w", subj, err), true)
+		return x.stepError(ctx, s.lbl, http.StatusBadGateway, fmt.Errorf("publish to %s: %w", dest, err), true)
 	}
 	st.response = resp
 	return nil
