@@ -31,7 +31,7 @@ type FlowInfo struct {
 }
 
 // Trigger is a flow's trigger: Type "http" (Method, Path), "schedule"
-// (Cron, TimeZone), "nats" (Subject, Stream) or "call" (no trigger: only
+// (Cron, TimeZone), "nats" (Subject, Stream), "amqp" (Queue) or "call" (no trigger: only
 // other flows call it).
 type Trigger struct {
 	Type     string `json:"type"`
@@ -41,12 +41,15 @@ type Trigger struct {
 	TimeZone string `json:"timeZone,omitempty"`
 	Subject  string `json:"subject,omitempty"` // nats
 	Stream   string `json:"stream,omitempty"`  // nats, JetStream
+	Queue    string `json:"queue,omitempty"`   // amqp
 }
 
 func (t Trigger) String() string {
 	switch t.Type {
 	case "http":
 		return t.Method + " " + t.Path
+	case "amqp":
+		return "amqp queue " + t.Queue
 	case "nats":
 		if t.Stream != "" {
 			return fmt.Sprintf("nats %s (stream %s)", t.Subject, t.Stream)
@@ -122,6 +125,8 @@ func TriggerOf(f *flow.Flow) Trigger {
 		return t
 	case f.NATS != nil:
 		return Trigger{Type: "nats", Subject: f.NATS.Subject, Stream: f.NATS.Stream}
+	case f.AMQP != nil:
+		return Trigger{Type: "amqp", Queue: f.AMQP.Queue}
 	}
 	// A flow without a trigger is reachable only through `call` steps.
 	return Trigger{Type: "call"}

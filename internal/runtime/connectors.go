@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-dev/sluice/internal/connectors"
+	"github.com/sluice-dev/sluice/internal/connectors/amqpconn"
 	"github.com/sluice-dev/sluice/internal/connectors/natsconn"
 	"github.com/sluice-dev/sluice/internal/connectors/sqlconn"
 	"github.com/sluice-dev/sluice/internal/flow"
@@ -24,18 +25,25 @@ import (
 type hub struct {
 	log     *slog.Logger
 	nats    *natsconn.Pool
+	amqp    *amqpconn.Pool
 	sql     *sqlconn.Pool
 	metrics *connectorMetrics
 
 	mu        sync.Mutex
-	consumers []*natsconn.Consumer
+	consumers []drainer
+}
+
+// drainer is a message-source trigger's consumer.
+type drainer interface {
+	Drain(ctx context.Context) error
 }
 
 var _ flow.Connectors = (*hub)(nil)
 
 func newHub(log *slog.Logger, m *connectorMetrics) *hub {
-	h := &hub{log: log, nats: natsconn.NewPool(log), sql: sqlconn.NewPool(), metrics: m}
+	h := &hub{log: log, nats: natsconn.NewPool(log), amqp: amqpconn.NewPool(log), sql: sqlconn.NewPool(), metrics: m}
 	h.nats.OnState = func(policy string, up bool) { m.up(policy, up) }
+	h.amqp.OnState = h.nats.OnState
 	return h
 }
 
@@ -43,6 +51,8 @@ func (h *hub) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoin
 	switch c.Type {
 	case "nats":
 		return h.nats.Publish(ctx, c, out)
+	case "amqp":
+		return h.amqp.Publish(ctx, c, out)
 	}
 	return nil, fmt.Errorf("no publisher for connections of type %q", c.Type)
 }
@@ -73,6 +83,7 @@ func (h *hub) drain(ctx context.Context) error {
 
 func (h *hub) close() {
 	h.nats.Close()
+	h.amqp.Close()
 	h.sql.Close()
 }
 
@@ -80,11 +91,18 @@ func (h *hub) close() {
 // flows; handlers run under the runtime's run context.
 func (rt *Runtime) startTriggers() error {
 	for _, lf := range rt.flows {
-		if lf.f.NATS == nil {
+		var c drainer
+		var err error
+		switch {
+		case lf.f.NATS != nil:
+			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "nats")
+			c, err = rt.hub.nats.Start(rt.runCtx, lf.f.NATS, lf.ref, rt.messageHandler(lf, "nats"), cnt)
+		case lf.f.AMQP != nil:
+			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "amqp")
+			c, err = rt.hub.amqp.Start(rt.runCtx, lf.f.AMQP, lf.ref, rt.messageHandler(lf, "amqp"), cnt)
+		default:
 			continue
 		}
-		cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "nats")
-		c, err := rt.hub.nats.Start(rt.runCtx, lf.f.NATS, lf.ref, rt.messageHandler(lf, "nats"), cnt)
 		if err != nil {
 			return fmt.Errorf("flow %s: %w", lf.ref, err)
 		}

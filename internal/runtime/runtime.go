@@ -528,6 +528,8 @@ func (rt *Runtime) addFlow(path string, p *flow.Project, f *flow.Flow) error {
 		trigger = "schedule"
 	case f.NATS != nil:
 		trigger = "nats"
+	case f.AMQP != nil:
+		trigger = "amqp"
 	}
 	lf := &loadedFlow{
 		project:     p.Name,
