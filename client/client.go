@@ -57,6 +57,20 @@ type Options struct {
 	// Now is the clock used to tell when a token is due for renewal; nil
 	// means time.Now. Tests set it to move time without waiting.
 	Now func() time.Time
+	// Cache keeps the token between Clients (the CLI keeps it between
+	// runs, so each command does not exchange and audit a new one); nil
+	// keeps it in this Client only. A cached token is used until it is
+	// due for renewal, like one held in memory.
+	Cache TokenCache
+}
+
+// TokenCache stores a token outside the Client. Load returns the stored
+// token (with its Expiry), or false; Store saves one, and a zero Token
+// means forget it (the server refused it). Errors are the cache's own
+// business: a cache that cannot store just makes the next Client exchange.
+type TokenCache interface {
+	Load() (Token, bool)
+	Store(Token)
 }
 
 // Client calls the Sluice API. It is safe for concurrent use.
@@ -67,6 +81,7 @@ type Client struct {
 	ua    string
 	renew time.Duration
 	now   func() time.Time
+	cache TokenCache
 
 	// mu guards the cached token. It is held across an exchange so that
 	// concurrent callers needing a token wait for one exchange instead of
@@ -90,7 +105,7 @@ func New(endpoint string, opts Options) (*Client, error) {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("endpoint %q must not have a query or fragment", endpoint)
 	}
-	c := &Client{base: u, creds: opts.Credentials, http: opts.HTTPClient, ua: opts.UserAgent, renew: opts.RenewBefore, now: opts.Now}
+	c := &Client{base: u, creds: opts.Credentials, http: opts.HTTPClient, ua: opts.UserAgent, renew: opts.RenewBefore, now: opts.Now, cache: opts.Cache}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 60 * time.Second}
 	}
@@ -126,7 +141,26 @@ func (c *Client) Token(ctx context.Context) (Token, error) {
 	if !c.tok.AccessToken.IsZero() && c.now().Before(c.renAt) {
 		return c.tok, nil
 	}
+	if c.tok.AccessToken.IsZero() && c.cache != nil {
+		if tok, ok := c.cache.Load(); ok && !tok.AccessToken.IsZero() && !tok.Expiry.IsZero() {
+			if renAt := tok.Expiry.Add(-c.margin(time.Duration(tok.ExpiresIn) * time.Second)); c.now().Before(renAt) {
+				c.tok, c.renAt = tok, renAt
+				return tok, nil
+			}
+		}
+	}
 	return c.exchangeLocked(ctx)
+}
+
+// margin is how long before its expiry a token of lifetime life is renewed.
+func (c *Client) margin(life time.Duration) time.Duration {
+	if c.renew > 0 {
+		return c.renew
+	}
+	if life <= 0 {
+		return 5 * time.Minute
+	}
+	return min(5*time.Minute, life/5)
 }
 
 // Exchange always exchanges the credentials for a new token at
@@ -162,11 +196,10 @@ func (c *Client) exchangeLocked(ctx context.Context) (Token, error) {
 	}
 	life := time.Duration(tok.ExpiresIn) * time.Second
 	tok.Expiry = sent.Add(life)
-	margin := c.renew
-	if margin <= 0 {
-		margin = min(5*time.Minute, life/5)
+	c.tok, c.renAt = tok, tok.Expiry.Add(-c.margin(life))
+	if c.cache != nil {
+		c.cache.Store(tok)
 	}
-	c.tok, c.renAt = tok, tok.Expiry.Add(-margin)
 	return tok, nil
 }
 
@@ -177,6 +210,9 @@ func (c *Client) dropToken(tok Token) {
 	defer c.mu.Unlock()
 	if c.tok.AccessToken.Reveal() == tok.AccessToken.Reveal() {
 		c.tok, c.renAt = Token{}, time.Time{}
+		if c.cache != nil {
+			c.cache.Store(Token{})
+		}
 	}
 }
 

@@ -412,23 +412,28 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	f.Actor = q.Get("actor")
 	if l := q.Get("limit"); l != "" {
-		if f.Limit, err = strconv.Atoi(l); err != nil || f.Limit < 1 || f.Limit > 10000 {
-			a.fail(w, r, &badRequest{http.StatusBadRequest, "BadRequest", "limit must be a whole number from 1 to 10000"})
+		if f.Limit, err = strconv.Atoi(l); err != nil || f.Limit < 1 || f.Limit > iam.MaxAuditPage {
+			a.fail(w, r, &badRequest{http.StatusBadRequest, "BadRequest", "limit must be a whole number from 1 to " + strconv.Itoa(iam.MaxAuditPage)})
 			return
 		}
 	}
-	evs, err := a.IAM.ListAudit(r.Context(), principal(r), f)
+	pg, err := a.IAM.ListAuditPage(r.Context(), principal(r), f, q.Get("continue"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	// Newest first, as the OpenAPI document says; with limit, the newest.
-	out := make([]AuditEvent, 0, len(evs))
-	for _, e := range evs {
+	// Newest first, as the OpenAPI document says; a page ends with a
+	// continue token when older events remain.
+	out := make([]AuditEvent, 0, len(pg.Events))
+	for _, e := range pg.Events {
 		out = append(out, AuditEvent{ID: e.ID, Time: e.At.UTC().Format(time.RFC3339Nano), Actor: e.Actor, Action: e.Action,
 			Object: e.Object, Outcome: e.Outcome, Source: e.Source, RequestID: e.RequestID, Detail: e.Detail})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"auditEvents": out})
+	body := map[string]any{"auditEvents": out}
+	if pg.Continue != "" {
+		body["metadata"] = map[string]string{"continue": pg.Continue}
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // whoami tells the caller who its token says it is.

@@ -39,8 +39,9 @@ const (
 // profile is one named set of credentials in the config file. The file
 // necessarily holds the client secret and the API key in clear text: they
 // are what gets a token, and a token expires. That is why the file is
-// written with mode 0600 and refused when others can read it. Access
-// tokens are never stored; every command exchanges the credentials anew.
+// written with mode 0600 and refused when others can read it. The access
+// token is kept apart (fileTokenCache), also 0600, until shortly before it
+// expires.
 type profile struct {
 	Endpoint     string `yaml:"endpoint"`
 	InstanceID   string `yaml:"instanceId"`
@@ -196,15 +197,21 @@ func (f *apiFlags) client(cmd *cobra.Command) (*client.Client, error) {
 		}
 		return nil, fmt.Errorf("profile %q in %s lacks %s; run 'sluice login' again", f.profile, path, strings.Join(missing, ", "))
 	}
-	return newAPIClient(p)
+	return newAPIClient(p, tokenCacheFor(path, p))
 }
 
-func newAPIClient(p profile) (*client.Client, error) {
-	return client.New(p.Endpoint, client.Options{
+// newAPIClient returns a client of p's credentials; cache, when not nil,
+// keeps its token between runs.
+func newAPIClient(p profile, cache client.TokenCache) (*client.Client, error) {
+	opts := client.Options{
 		UserAgent: "sluice-cli",
 		Credentials: client.Credentials{InstanceID: p.InstanceID, ClientID: p.ClientID,
 			ClientSecret: client.NewSecret(p.ClientSecret), APIKey: client.NewSecret(p.APIKey)},
-	})
+	}
+	if cache != nil {
+		opts.Cache = cache
+	}
+	return client.New(p.Endpoint, opts)
 }
 
 func overlay(dst *string, v string) {

@@ -73,7 +73,7 @@ Environment:
 			if missing := p.missing(); len(missing) > 0 {
 				return &usageError{err: fmt.Errorf("missing %s: give flags, --from-file or environment variables", strings.Join(missing, ", ")), cmd: cmd.CommandPath()}
 			}
-			c, err := newAPIClient(p)
+			c, err := newAPIClient(p, nil)
 			if err != nil {
 				return err
 			}

@@ -108,6 +108,17 @@ type AuditFilter struct {
 	Since      time.Time // inclusive; zero: no bound
 	Until      time.Time // exclusive; zero: no bound
 	Limit      int
+	// Below, when its ID is set, starts the page after that event: only
+	// events older than it (by time, then id) are listed. Keyset, not
+	// offset, so pages stay stable while new events arrive.
+	Below AuditCursor
+}
+
+// AuditCursor is the position of one event in the audit's order (newest
+// first: time, then id, both descending).
+type AuditCursor struct {
+	At time.Time
+	ID string
 }
 
 // GrantState is what a token's credentials look like now; the per-request
@@ -614,12 +625,22 @@ func (s *sqlStore) ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditE
 		until = 1<<62 - 1
 	}
 	limit := f.Limit
-	if limit <= 0 || limit > 10000 {
+	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := s.query(ctx, `SELECT id, at, instance_id, actor, action, object, outcome, source, request_id, detail
+	limit = min(limit, 100_000)
+	var rows *sql.Rows
+	var err error
+	if f.Below.ID == "" {
+		rows, err = s.query(ctx, `SELECT id, at, instance_id, actor, action, object, outcome, source, request_id, detail
 		FROM audit_events WHERE instance_id = $1 AND ($2 = '' OR actor = $2) AND at >= $3 AND at < $4
 		ORDER BY at DESC, id DESC LIMIT $5`, f.InstanceID, f.Actor, ms(f.Since), until, limit)
+	} else {
+		rows, err = s.query(ctx, `SELECT id, at, instance_id, actor, action, object, outcome, source, request_id, detail
+		FROM audit_events WHERE instance_id = $1 AND ($2 = '' OR actor = $2) AND at >= $3 AND at < $4
+		AND (at < $6 OR (at = $6 AND id < $7))
+		ORDER BY at DESC, id DESC LIMIT $5`, f.InstanceID, f.Actor, ms(f.Since), until, limit, f.Below.At.UnixMilli(), f.Below.ID)
+	}
 	if err != nil {
 		return nil, s.mapErr("list audit events", err)
 	}

@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -18,24 +19,30 @@ import (
 // auditShown bounds one page of the audit log; the filters narrow it.
 const auditShown = 500
 
+// auditScan bounds the events one page reads when an action filter (done
+// here, not in the store) skips most of them; the next page goes on.
+const auditScan = 10 * auditShown
+
 type auditPage struct {
 	Events []store.AuditEvent
-	Capped bool
+	// Next is the query string of the next (older) page; "" on the last.
+	Next string
+	// Older says this page is not the first; First is the query string
+	// of the first (newest) page with the same filters.
+	Older bool
+	First string
 }
 
 // auditLog shows the instance's audit events, newest first, filtered by
-// actor, action (a part of it) and days. It reads through iam.ListAudit,
-// which admits admins only, as the API does.
+// actor, action (a part of it) and days, a page at a time: each page
+// links to the next older one with the API's continue token, so every
+// event can be reached however many there are. It reads through
+// iam.ListAuditPage, which admits admins only, as the API does.
 func (d *Dashboard) auditLog(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	form := map[string]string{"actor": strings.TrimSpace(q.Get("actor")), "action": strings.TrimSpace(q.Get("action")),
 		"since": q.Get("since"), "until": q.Get("until")}
 	f := store.AuditFilter{Actor: form["actor"], Limit: auditShown}
-	if form["action"] != "" {
-		// The store filters by actor and time only; an action filter
-		// looks further back and narrows here.
-		f.Limit = 10 * auditShown
-	}
 	var formErr string
 	for _, b := range []struct {
 		key string
@@ -52,24 +59,51 @@ func (d *Dashboard) auditLog(w http.ResponseWriter, r *http.Request) {
 		}
 		*b.at = day.Add(b.add)
 	}
-	var pg auditPage
+	pg := auditPage{Older: q.Get("continue") != ""}
 	if formErr == "" {
-		evs, err := d.IAM.ListAudit(r.Context(), principal(r), f)
-		if err != nil {
-			d.fail(w, r, err)
-			return
-		}
-		for _, e := range evs {
-			if form["action"] != "" && !strings.Contains(e.Action, form["action"]) {
-				continue
-			}
-			if len(pg.Events) == auditShown {
-				pg.Capped = true
+		cont, scanned := q.Get("continue"), 0
+		for {
+			res, err := d.IAM.ListAuditPage(r.Context(), principal(r), f, cont)
+			if iam.KindOf(err) == iam.KindInvalid {
+				formErr = "this page link is out of date: start again from the newest events"
 				break
 			}
-			pg.Events = append(pg.Events, e)
+			if err != nil {
+				d.fail(w, r, err)
+				return
+			}
+			scanned += len(res.Events)
+			cont = res.Continue
+			for _, e := range res.Events {
+				if form["action"] == "" || strings.Contains(e.Action, form["action"]) {
+					pg.Events = append(pg.Events, e)
+				}
+			}
+			if cont == "" || len(pg.Events) >= auditShown || scanned >= auditScan {
+				break
+			}
+			// A page of an action filter is filled from further back, a
+			// store page at a time, from the last event read.
 		}
-		pg.Capped = pg.Capped || len(evs) == f.Limit
+		if len(pg.Events) > auditShown {
+			// Cut at a page boundary of the store is not possible here,
+			// so the next page starts after the last event shown.
+			pg.Events = pg.Events[:auditShown]
+			cont = d.IAM.AuditContinue(f, pg.Events[auditShown-1])
+		}
+		next := url.Values{}
+		for k, v := range form {
+			if v != "" {
+				next.Set(k, v)
+			}
+		}
+		if len(next) > 0 {
+			pg.First = "?" + next.Encode()
+		}
+		if cont != "" {
+			next.Set("continue", cont)
+			pg.Next = "?" + next.Encode()
+		}
 	}
 	status := http.StatusOK
 	if formErr != "" {
