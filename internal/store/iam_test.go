@@ -173,6 +173,19 @@ func TestIAMRecords(t *testing.T) {
 		if len(list) != 2 || list[0].ID != "ev2" || list[1].ID != "ev1" {
 			t.Fatalf("audit by time = %+v", list)
 		}
+		// Below a cursor: older by time, then by id at the same time.
+		tie := store.AuditEvent{ID: "ev2b", At: at.Add(2 * time.Minute), InstanceID: "inst1", Actor: "user:admin", Action: "x.create", Object: "x", Outcome: "success"}
+		if err := s.InsertAuditEvents(ctx, []store.AuditEvent{tie}); err != nil {
+			t.Fatal(err)
+		}
+		list, _ = s.ListAuditEvents(ctx, store.AuditFilter{InstanceID: "inst1", Limit: 2, Below: store.AuditCursor{At: tie.At, ID: "ev2b"}})
+		if len(list) != 2 || list[0].ID != "ev2" || list[1].ID != "ev1" {
+			t.Fatalf("audit below ev2b = %+v", list)
+		}
+		list, _ = s.ListAuditEvents(ctx, store.AuditFilter{InstanceID: "inst1", Actor: "user:admin", Below: store.AuditCursor{At: at.Add(4 * time.Minute), ID: "ev4"}})
+		if len(list) != 3 || list[0].ID != "ev2b" {
+			t.Fatalf("admin's audit below ev4 = %+v", list)
+		}
 
 		// Signing keys round-trip in creation order.
 		for i, kid := range []string{"k2", "k1"} {
