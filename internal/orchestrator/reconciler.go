@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -15,12 +16,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/acepolicy"
 	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
@@ -248,7 +251,7 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) (phase string, f
 	}
 
 	configs, barauth, missingCfg := r.gatherConfigs(ctx, rt)
-	ignored := ignoredServerconf(configs)
+	ignored, ignoredPolicies := ignoredServerconf(configs), ignoredPolicies(configs)
 	bars, infos, missingBAR, fetchErr := r.gatherBARs(ctx, rt, barauth)
 	missing := append(missingBAR, missingCfg...)
 
@@ -298,9 +301,15 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) (phase string, f
 		st.Conditions = setCondition(st.Conditions, typ, status, reason, msg, now)
 	}
 	switch {
-	case len(ignored) > 0:
-		st.Conditions = setCondition(st.Conditions, "ConfigurationIgnored", "True", "KeysIgnored",
-			"serverconf keys "+serverconf.Describe(ignored)+" have no effect in Sluice", now)
+	case len(ignored) > 0 || len(ignoredPolicies) > 0:
+		var parts []string
+		if len(ignored) > 0 {
+			parts = append(parts, "serverconf keys "+serverconf.Describe(ignored)+" have no effect in Sluice")
+		}
+		if len(ignoredPolicies) > 0 {
+			parts = append(parts, "policies "+serverconf.Describe(ignoredPolicies)+" have no effect in Sluice")
+		}
+		st.Conditions = setCondition(st.Conditions, "ConfigurationIgnored", "True", "KeysIgnored", strings.Join(parts, "; "), now)
 	case hasCondition(st.Conditions, "ConfigurationIgnored"):
 		st.Conditions = setCondition(st.Conditions, "ConfigurationIgnored", "False", "NoneIgnored",
 			"every serverconf key has an effect in Sluice", now)
@@ -370,6 +379,48 @@ func ignoredServerconf(configs []ConfigFile) []string {
 			out = append(out, c.Name+": "+k)
 		}
 	}
+	return out
+}
+
+// ignoredPolicies lists the App Connect policies (*.policyxml) of the
+// runtime's policy projects that Sluice has no connection for, as
+// "configuration: policy (type)". A project that does not open is left
+// to the runtime, which refuses it.
+func ignoredPolicies(configs []ConfigFile) []string {
+	var out []string
+	for _, c := range configs {
+		if c.Type != "policyproject" {
+			continue
+		}
+		zr, err := zip.NewReader(bytes.NewReader(c.Data), int64(len(c.Data)))
+		if err != nil {
+			continue
+		}
+		for _, f := range zr.File {
+			if !strings.EqualFold(path.Ext(f.Name), ".policyxml") || f.UncompressedSize64 > 1<<20 {
+				continue
+			}
+			rc, err := f.Open()
+			if err != nil {
+				continue
+			}
+			data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+			rc.Close()
+			if err != nil {
+				continue
+			}
+			pols, err := acepolicy.Parse(data)
+			if err != nil {
+				continue
+			}
+			for _, p := range pols {
+				if p.Def == nil {
+					out = append(out, fmt.Sprintf("%s: %s (%s)", c.Name, p.Name, p.Kind))
+				}
+			}
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 

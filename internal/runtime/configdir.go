@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluice-dev/sluice/internal/acepolicy"
 	"github.com/sluice-dev/sluice/internal/egress"
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/secret"
@@ -164,8 +165,9 @@ type Configuration struct {
 	// PolicyProject is serverconf's Defaults.policyProject (App
 	// Connect's key): the project a policy named alone is taken from.
 	PolicyProject string
-	// Ignored lists the serverconf keys (App Connect's) that have no
-	// effect in Sluice, as "file: Section.key" paths.
+	// Ignored lists what App Connect's files hold that has no effect in
+	// Sluice: serverconf keys ("file: Section.key") and policies of types
+	// Sluice has no connection for ("file: policy P (MQEndpoint): why").
 	Ignored []string
 }
 
@@ -519,8 +521,10 @@ func (c *Configuration) readTruststore(dir string) error {
 
 // readPolicies reads policyproject/<project>/…/<policy>.yaml (or .yml,
 // .json): each file is one named connection definition, found at any depth
-// (a policy project arrives as a zip that may hold a top directory). Other
-// files (App Connect's policy.descriptor, *.policyxml) are ignored.
+// (a policy project arrives as a zip that may hold a top directory). App
+// Connect's *.policyxml files are read by package acepolicy: their
+// JDBCProviders policies become connections, the other types are listed
+// in Ignored. Other files (policy.descriptor) are ignored.
 //
 // A policy's project is the directory that holds it (App Connect's policy
 // project) or the configuration it came in. Flows name a policy alone, or
@@ -532,6 +536,7 @@ func (c *Configuration) readPolicies(dir string) error {
 		return nil
 	}
 	type policy struct {
+		name     string
 		def      map[string]any
 		src      string
 		projects []string // the holding directory, then the configuration
@@ -548,7 +553,7 @@ func (c *Configuration) readPolicies(dir string) error {
 			return nil
 		}
 		ext := strings.ToLower(filepath.Ext(name))
-		if d.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
+		if d.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json" && ext != ".policyxml") {
 			return nil
 		}
 		r, _ := filepath.Rel(dir, name)
@@ -560,6 +565,25 @@ func (c *Configuration) readPolicies(dir string) error {
 		data, err := os.ReadFile(name)
 		if err != nil {
 			return err
+		}
+		projects := []string{parts[len(parts)-2]}
+		if parts[0] != projects[0] {
+			projects = append(projects, parts[0])
+		}
+		if ext == ".policyxml" {
+			pols, err := acepolicy.Parse(data)
+			if err != nil {
+				return fmt.Errorf("%s: %w", src, err)
+			}
+			for _, p := range pols {
+				if p.Def == nil {
+					c.Ignored = append(c.Ignored, fmt.Sprintf("%s: policy %s (%s): %s", src, p.Name, p.Kind, p.Unsupported))
+					continue
+				}
+				found = append(found, policy{name: p.Name, def: p.Def, src: src, projects: projects})
+			}
+			c.Sources = append(c.Sources, src)
+			return nil
 		}
 		var def map[string]any
 		if err := yaml.Unmarshal(data, &def); err != nil {
@@ -573,11 +597,7 @@ func (c *Configuration) readPolicies(dir string) error {
 		if m == nil {
 			m = map[string]any{}
 		}
-		projects := []string{parts[len(parts)-2]}
-		if parts[0] != projects[0] {
-			projects = append(projects, parts[0])
-		}
-		found = append(found, policy{def: m, src: src, projects: projects})
+		found = append(found, policy{name: strings.TrimSuffix(d.Name(), filepath.Ext(d.Name())), def: m, src: src, projects: projects})
 		c.Sources = append(c.Sources, src)
 		return nil
 	})
@@ -590,7 +610,7 @@ func (c *Configuration) readPolicies(dir string) error {
 	c.Flow.Policies = map[string]map[string]any{}
 	byName := map[string][]policy{}
 	for _, p := range found {
-		name := strings.TrimSuffix(filepath.Base(p.src), filepath.Ext(p.src))
+		name := p.name
 		byName[name] = append(byName[name], p)
 		for _, proj := range p.projects {
 			q := "{" + proj + "}:" + name

@@ -273,7 +273,7 @@ func start(opts Options) (*Runtime, net.Listener, error) {
 	rt.log.Info("configuration loaded", "configDir", opts.ConfigDir, "sources", rt.conf.Sources,
 		"credentials", len(rt.conf.Flow.Credentials), "policies", len(rt.conf.Flow.Policies))
 	if len(rt.conf.Ignored) > 0 {
-		rt.log.Warn("serverconf keys have no effect in Sluice", "keys", serverconf.Describe(rt.conf.Ignored))
+		rt.log.Warn("App Connect settings and policies without an effect in Sluice", "ignored", serverconf.Describe(rt.conf.Ignored))
 	}
 	return rt, adminLn, nil
 }

@@ -145,3 +145,32 @@ func TestServerconfKnowsSluiceKeys(t *testing.T) {
 		t.Errorf("Settings keys %v, serverconf.SluiceKeys %v", tags, serverconf.SluiceKeys)
 	}
 }
+
+// A policy project of App Connect's *.policyxml files: JDBCProviders
+// policies become connections by name and as {project}:name; the types
+// without a Sluice connection are listed as ignored; a broken file stops
+// the load naming it.
+func TestPolicyXMLBecomesConnections(t *testing.T) {
+	const xml = `<policies><policy policyType="JDBCProviders" policyName="TEAJDBC"><databaseType>PostgreSQL</databaseType>
+<serverName>db</serverName><databaseName>tea</databaseName><securityIdentity>tea</securityIdentity></policy>
+<policy policyType="MQEndpoint" policyName="QM"><queueManagerName>QM1</queueManagerName></policy></policies>`
+	dir := writeDir(t, map[string]string{
+		"policyproject/tea-jdbc-policies/JDBCPolicies/TEAJDBC.policyxml": xml,
+		"policyproject/tea-jdbc-policies/JDBCPolicies/policy.descriptor": "<descriptor/>",
+	})
+	c, err := LoadConfigDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"type": "postgres", "url": "postgres://db:5432/tea", "credentials": "jdbc::tea"}
+	if !reflect.DeepEqual(c.Flow.Policies["TEAJDBC"], want) || !reflect.DeepEqual(c.Flow.Policies["{JDBCPolicies}:TEAJDBC"], want) {
+		t.Errorf("policies %v", c.Flow.Policies)
+	}
+	if len(c.Ignored) != 1 || !strings.Contains(c.Ignored[0], "policy QM (MQEndpoint)") {
+		t.Errorf("ignored %v", c.Ignored)
+	}
+	_, err = LoadConfigDir(writeDir(t, map[string]string{"policyproject/p/JDBCPolicies/Bad.policyxml": "<policies><policy"}))
+	if err == nil || !strings.Contains(err.Error(), "policyproject/p/JDBCPolicies/Bad.policyxml: line 1: not well-formed XML") {
+		t.Errorf("broken policyxml: %v", err)
+	}
+}

@@ -63,7 +63,9 @@ func TestACEServerconfThroughTheAPI(t *testing.T) {
 	for i := 0; i < 120 && cond.Message != want; i++ {
 		_, raw := admin.Do("GET", "/api/v1/integration-runtimes/region", nil)
 		var rt struct {
-			Status struct{ Conditions []struct{ Type, Status, Reason, Message string } }
+			Status struct {
+				Conditions []struct{ Type, Status, Reason, Message string }
+			}
 		}
 		json.Unmarshal(raw, &rt)
 		for _, c := range rt.Status.Conditions {
