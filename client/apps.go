@@ -126,8 +126,9 @@ func (c *Client) GetConsumer(ctx context.Context, p AppPath) (Consumer, error) {
 	return out, c.Do(ctx, http.MethodGet, p.url(), nil, nil, &out)
 }
 
-// UpdateConsumer changes the title, summary (and an app's state and
-// policy) of the object p names.
+// UpdateConsumer writes the object p names with PUT: it creates it under
+// the path's name, or replaces its title and summary (and an app's state
+// and policy, which stay as they are when left out).
 func (c *Client) UpdateConsumer(ctx context.Context, p AppPath, o Consumer) (Consumer, error) {
 	var out Consumer
 	return out, c.Do(ctx, http.MethodPut, p.url(), nil, consumerBody(o), &out)

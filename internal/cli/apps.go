@@ -70,7 +70,41 @@ takes the object's id or its name.`,
 		return render(cmd.OutOrStdout(), af.output, v, func(tw *tabwriter.Writer) { consumerTable(tw, objs...) })
 	}
 
-	catalogs := &cobra.Command{Use: "catalogs", Short: "List, create, update and delete catalogs"}
+	// put writes the object p names whole (PUT: created or replaced);
+	// flags not given keep what the object has.
+	put := func(cmd *cobra.Command, c *client.Client, p client.AppPath) (client.Consumer, error) {
+		s := spec()
+		cur, err := c.GetConsumer(cmd.Context(), p)
+		if err == nil {
+			if !cmd.Flags().Changed("title") {
+				s.Title = cur.Spec.Title
+			}
+			if !cmd.Flags().Changed("summary") {
+				s.Summary = cur.Spec.Summary
+			}
+		}
+		return c.UpdateConsumer(cmd.Context(), p, client.Consumer{Spec: s})
+	}
+	get := func(use, short string, n int) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(n), RunE: run(n, func(cmd *cobra.Command, c *client.Client, args []string) error {
+			o, err := c.GetConsumer(cmd.Context(), path(args))
+			if err != nil {
+				return err
+			}
+			return show(cmd, o, o)
+		})}
+	}
+	update := func(use, short string, n int) *cobra.Command {
+		return objFlags(&cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(n), RunE: run(n, func(cmd *cobra.Command, c *client.Client, args []string) error {
+			o, err := put(cmd, c, path(args))
+			if err != nil {
+				return err
+			}
+			return show(cmd, o, o)
+		})}, false)
+	}
+
+	catalogs := &cobra.Command{Use: "catalogs", Short: "List, show, create, update and delete catalogs"}
 	catalogs.AddCommand(
 		&cobra.Command{Use: "list", Short: "List the catalogs", Args: cobra.NoArgs, RunE: run(0, func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			cs, err := c.ListCatalogs(cmd.Context())
@@ -86,6 +120,8 @@ takes the object's id or its name.`,
 			}
 			return show(cmd, o, o)
 		})}, false),
+		get("get CATALOG", "Show a catalog", 1),
+		update("update CATALOG", "Change a catalog's title or summary (creates it when the name is new)", 1),
 		forceFlag(&cobra.Command{Use: "delete CATALOG", Short: "Delete a catalog (--force: with everything in it)", Args: cobra.ExactArgs(1), RunE: run(1, func(cmd *cobra.Command, c *client.Client, args []string) error {
 			if err := c.DeleteConsumer(cmd.Context(), path(args), force); err != nil {
 				return err
@@ -94,7 +130,7 @@ takes the object's id or its name.`,
 		})}),
 	)
 
-	orgs := &cobra.Command{Use: "orgs", Aliases: []string{"consumer-orgs"}, Short: "List, create and delete consumer orgs"}
+	orgs := &cobra.Command{Use: "orgs", Aliases: []string{"consumer-orgs"}, Short: "List, show, create, update and delete consumer orgs"}
 	orgs.AddCommand(
 		&cobra.Command{Use: "list CATALOG", Short: "List a catalog's consumer orgs", Args: cobra.ExactArgs(1), RunE: run(1, func(cmd *cobra.Command, c *client.Client, args []string) error {
 			os, err := c.ListConsumerOrgs(cmd.Context(), args[0])
@@ -110,6 +146,8 @@ takes the object's id or its name.`,
 			}
 			return show(cmd, o, o)
 		})}, false),
+		get("get CATALOG ORG", "Show a consumer org", 2),
+		update("update CATALOG ORG", "Change a consumer org's title or summary (creates it when the name is new)", 2),
 		forceFlag(&cobra.Command{Use: "delete CATALOG ORG", Short: "Delete a consumer org (--force: with its apps)", Args: cobra.ExactArgs(2), RunE: run(2, func(cmd *cobra.Command, c *client.Client, args []string) error {
 			if err := c.DeleteConsumer(cmd.Context(), path(args), force); err != nil {
 				return err
