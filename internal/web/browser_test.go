@@ -333,3 +333,127 @@ func TestBrowserRuntime(t *testing.T) {
 		t.Fatalf("runtime after delete in the browser = %d", code)
 	}
 }
+
+// TestBrowserPublishedAPIs publishes an API, creates a plan, subscribes
+// an app and unsubscribes it through the pages in Chromium, and checks a
+// viewer's pages have no write controls.
+func TestBrowserPublishedAPIs(t *testing.T) {
+	exe := chromium(t)
+	srv := servertest.Start(t, servertest.Options{Args: []string{"--runtime-backend", "none"}})
+	c := srv.Creds
+	admin := srv.Login(t, c.ClientID, c.ClientSecret, c.InstanceID, c.APIKey)
+	data, _, err := bar.Build(context.Background(), filepath.Join("..", "..", "examples", "hello"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	barPath := filepath.Join(t.TempDir(), "hello.bar")
+	if err := os.WriteFile(barPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tab := newTab(t, exe, "published")
+	run(t, tab, "log in", loginActions(srv.URL, c.InstanceID, c.Username, c.Password)...)
+	run(t, tab, "upload a BAR file",
+		chromedp.Navigate(srv.URL+"/bar-files"),
+		chromedp.SetUploadFiles("#bar-file", []string{barPath}, chromedp.ByQuery),
+		chromedp.Submit("#bar-file", chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery))
+
+	var where, text string
+	run(t, tab, "publish an API",
+		chromedp.Navigate(srv.URL+"/apis"),
+		chromedp.WaitVisible("#no-apis", chromedp.ByQuery),
+		chromedp.SendKeys("#api-name", "hello", chromedp.ByQuery),
+		chromedp.SendKeys("#api-version", "1.0.0", chromedp.ByQuery),
+		chromedp.SendKeys("#api-base", "/hello", chromedp.ByQuery),
+		chromedp.SetValue("#api-bar", "hello", chromedp.ByQuery),
+		chromedp.Submit("#api-name", chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery),
+		chromedp.Location(&where),
+		chromedp.Text("main", &text, chromedp.ByQuery))
+	if !strings.HasSuffix(where, "/apis/hello") || !strings.Contains(text, "GET /hello/{name}") {
+		t.Fatalf("after publishing, the page is %s:\n%s", where, text)
+	}
+	var href string
+	run(t, tab, "find the OpenAPI download", chromedp.AttributeValue("#api-document", "href", &href, nil, chromedp.ByQuery))
+	if href != "/apis/hello/openapi" {
+		t.Errorf("the document link is %q", href)
+	}
+
+	// A plan with a bad rate limit is refused on the page, the ticked API kept.
+	var ticked bool
+	run(t, tab, "create a plan with a bad rate limit",
+		chromedp.Navigate(srv.URL+"/plans"),
+		chromedp.SendKeys("#plan-name", "gold", chromedp.ByQuery),
+		chromedp.Click("#plan-api-hello", chromedp.ByQuery),
+		chromedp.SendKeys("#plan-rate", "lots", chromedp.ByQuery),
+		chromedp.Submit("#plan-name", chromedp.ByQuery),
+		chromedp.WaitVisible("#plan-error", chromedp.ByQuery),
+		chromedp.Evaluate(`document.getElementById("plan-api-hello").checked`, &ticked))
+	if !ticked {
+		t.Errorf("the refused form lost the ticked API")
+	}
+	run(t, tab, "create the plan",
+		chromedp.SetValue("#plan-rate", "100/1m", chromedp.ByQuery),
+		chromedp.SetValue("#plan-auth", "client-id", chromedp.ByQuery),
+		chromedp.Submit("#plan-name", chromedp.ByQuery),
+		chromedp.WaitVisible("#subscribe", chromedp.ByQuery),
+		chromedp.Text("#plan-auth", &text, chromedp.ByQuery))
+	if text != "client-id" {
+		t.Errorf("the plan's page says auth %q", text)
+	}
+
+	for _, call := range []struct{ path, name string }{{"/api/v1/catalogs/sandbox/consumer-orgs", "acme"}, {"/api/v1/catalogs/sandbox/consumer-orgs/acme/apps", "shop"}} {
+		if code, body := admin.Do("POST", call.path, map[string]any{"metadata": map[string]any{"name": call.name}}); code != 201 {
+			t.Fatalf("POST %s: %d %s", call.path, code, body)
+		}
+	}
+	// (An <option> has no box of its own: wait for it to be in the page.)
+	run(t, tab, "subscribe the app",
+		chromedp.Reload(),
+		chromedp.WaitReady(`#sub-app option[value="sandbox/acme/shop"]`, chromedp.ByQuery),
+		chromedp.SetValue("#sub-app", "sandbox/acme/shop", chromedp.ByQuery),
+		chromedp.Click("#subscribe", chromedp.ByQuery),
+		chromedp.WaitVisible("#subscriptions .state-active", chromedp.ByQuery),
+		chromedp.Text("#subscriptions", &text, chromedp.ByQuery))
+	if !strings.Contains(text, "shop-gold") || !strings.Contains(text, "sandbox/acme/shop") {
+		t.Fatalf("subscriptions table: %s", text)
+	}
+	if code, body := admin.Do("GET", "/api/v1/subscriptions/shop-gold", nil); code != 200 || !strings.Contains(string(body), `"active"`) {
+		t.Fatalf("the API does not see the subscription: %d %s", code, body)
+	}
+
+	// A viewer, in a browser of their own, sees no write controls.
+	const pw = "viewer-password-123"
+	if code, body := admin.Do("PUT", "/api/v1/users/vera", map[string]any{"metadata": map[string]any{"name": "vera"},
+		"spec": map[string]any{"role": "viewer", "password": pw}}); code != 201 {
+		t.Fatalf("create viewer = %d %s", code, body)
+	}
+	viewer := newTab(t, exe, "published-viewer")
+	run(t, viewer, "viewer logs in", loginActions(srv.URL, c.InstanceID, "vera", pw)...)
+	for _, page := range []string{"/apis", "/apis/hello", "/plans", "/plans/gold", "/subscriptions"} {
+		var forms int
+		run(t, viewer, "viewer looks at "+page,
+			chromedp.Navigate(srv.URL+page),
+			chromedp.WaitVisible("main h1", chromedp.ByQuery),
+			chromedp.Evaluate(`document.querySelectorAll("main form[method=post], main button").length`, &forms))
+		if forms != 0 {
+			t.Errorf("the viewer's %s page has %d forms or buttons, want none", page, forms)
+		}
+	}
+
+	run(t, tab, "unsubscribe",
+		chromedp.Click(`button[aria-label="Unsubscribe shop-gold"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#no-subscriptions", chromedp.ByQuery))
+	if code, _ := admin.Do("GET", "/api/v1/subscriptions/shop-gold", nil); code != 404 {
+		t.Errorf("the subscription after unsubscribing in the browser: %d", code)
+	}
+	run(t, tab, "delete the plan and the API",
+		chromedp.Click(`button[aria-label="Delete plan gold"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#no-plans", chromedp.ByQuery),
+		chromedp.Navigate(srv.URL+"/apis/hello"),
+		chromedp.Click(`button[aria-label="Delete API hello"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#no-apis", chromedp.ByQuery))
+	if code, _ := admin.Do("GET", "/api/v1/apis/hello", nil); code != 404 {
+		t.Errorf("the API after deleting it in the browser: %d", code)
+	}
+}
