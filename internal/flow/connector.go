@@ -70,6 +70,9 @@ type Connectors interface {
 	// tx is set, and returns one result per statement: {rows, count} for
 	// a query, {rowsAffected} for an exec.
 	SQL(ctx context.Context, conn *Connection, tx bool, stmts []Statement) ([]map[string]any, error)
+	// Redis runs one command and returns its reply as a JSON value
+	// (strings that hold JSON decoded).
+	Redis(ctx context.Context, conn *Connection, cmd *RedisCommand) (any, error)
 }
 
 // Delivery is how a message-source trigger acknowledges: at most
@@ -232,6 +235,7 @@ var schemes = map[string][]string{
 	"postgres": {"postgres", "postgresql"},
 	"mysql":    {"mysql"},
 	"amqp":     {"amqp", "amqps"},
+	"redis":    {"redis", "rediss"},
 }
 
 // policyOptions are the fields a policy of each type may have besides
@@ -241,6 +245,7 @@ var policyOptions = map[string][]string{
 	"postgres": {"maxConns"},
 	"mysql":    {"maxConns"},
 	"amqp":     {"name"},
+	"redis":    {"maxConns"},
 }
 
 // resolve fills conn from a policy definition and says what is wrong

@@ -24,6 +24,7 @@ func connCfg() *Config {
 			"unknown":  {"type": "nats", "url": "nats://127.0.0.1:4222", "poolSize": 3},
 			"typeless": {"url": "nats://127.0.0.1:4222"},
 			"rabbit":   {"type": "amqp", "url": "amqp://127.0.0.1:5672/", "credentials": "bus"},
+			"cache":    {"type": "redis", "url": "redis://127.0.0.1:6379/0"},
 			"maria":    {"type": "mysql", "url": "mysql://root@127.0.0.1:3306/test"},
 			"interp":   {"type": "mysql", "url": "mysql://127.0.0.1:3306/test?interpolateParams=true"},
 		},
@@ -100,6 +101,14 @@ func TestConnectorLoadErrors(t *testing.T) {
 			`flows/a.yaml:3:14: an AMQP publish needs routingKey`},
 		{"amqp publish with subject", "flow: p\nsteps:\n  - publish: {connection: rabbit, routingKey: q, subject: s}\n",
 			`subject is for NATS; an AMQP publish has exchange and routingKey`},
+		{"redis unknown command", "flow: r\nsteps:\n  - redis: {connection: cache, command: FLUSHALL, key: k}\n",
+			`flows/a.yaml:3:41: unsupported redis command "FLUSHALL"`},
+		{"redis field a command does not take", "flow: r\nsteps:\n  - redis: {connection: cache, command: GET, key: k, value: .body}\n",
+			`flows/a.yaml:3:54: GET takes no value`},
+		{"redis missing value", "flow: r\nsteps:\n  - redis: {connection: cache, command: SET, key: k}\n",
+			`flows/a.yaml:3:12: SET needs value`},
+		{"redis malformed url policy", "flow: r\nsteps:\n  - redis: {connection: pg, command: GET, key: k}\n",
+			`policy "pg": is of type "postgres" (want redis)`},
 		{"publish wildcard subject", "flow: p\nsteps:\n  - publish: {connection: events, subject: 'a.>'}\n",
 			`flows/a.yaml:3:44: subject "a.>": must not contain wildcards`},
 	}
@@ -145,6 +154,7 @@ type recordingConnectors struct {
 	sent  []*Outgoing
 	stmts []Statement
 	tx    bool
+	redis []*RedisCommand
 	err   error
 }
 
@@ -154,6 +164,14 @@ func (r *recordingConnectors) Publish(_ context.Context, c *Connection, m *Outgo
 	}
 	r.sent = append(r.sent, m)
 	return map[string]any{"subject": m.Subject, "policy": c.Name}, nil
+}
+
+func (r *recordingConnectors) Redis(_ context.Context, c *Connection, cmd *RedisCommand) (any, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	r.redis = append(r.redis, cmd)
+	return map[string]any{"got": cmd.Value}, nil
 }
 
 func (r *recordingConnectors) SQL(_ context.Context, c *Connection, tx bool, stmts []Statement) ([]map[string]any, error) {
@@ -231,6 +249,29 @@ func TestAMQP(t *testing.T) {
 	}
 	if len(rc.sent) != 1 || rc.sent[0].Exchange != "events" || rc.sent[0].RoutingKey != "order.7" || !rc.sent[0].Confirm {
 		t.Fatalf("sent %+v", rc.sent)
+	}
+}
+
+func TestRedisStep(t *testing.T) {
+	rc := &recordingConnectors{}
+	cfg := connCfg()
+	cfg.Connectors = rc
+	f := load(t, map[string]string{"flows/a.yaml": `flow: r
+steps:
+  - redis: {connection: cache, command: set, key: 'order:${ .body.id }', value: .body, ttl: 10m, ifAbsent: true}
+  - redis: {connection: cache, command: INCRBY, key: orders, by: .body.n}
+  - map: .response
+`}, cfg, "r")
+	resp, err := f.Run(context.Background(), &Message{Body: map[string]any{"id": "o-1", "n": 3}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.redis) != 2 || rc.redis[0].Command != "SETNX" || rc.redis[0].Key != "order:o-1" || rc.redis[0].Value != `{"id":"o-1","n":3}` ||
+		rc.redis[0].TTL != 10*time.Minute || rc.redis[1].By != 3 {
+		t.Fatalf("commands %+v %+v", rc.redis[0], rc.redis[1])
+	}
+	if got := jsonString(t, resp.Body); got != `{"value":{"got":""}}` {
+		t.Errorf("response %s", got)
 	}
 }
 

@@ -23,7 +23,7 @@ type stepBase struct{ lbl string }
 func (b *stepBase) label() string { return b.lbl }
 
 // stepKinds lists every step kind, in the order the docs present them.
-var stepKinds = []string{"map", "set", "validate", "http", "publish", "sql", "switch", "for-each", "try", "call", "log", "reply", "fail"}
+var stepKinds = []string{"map", "set", "validate", "http", "publish", "sql", "redis", "switch", "for-each", "try", "call", "log", "reply", "fail"}
 
 // compiler turns the YAML of one flow's steps into steps.
 type compiler struct {
@@ -111,6 +111,8 @@ func (c *compiler) step(n *yaml.Node, prefix string, i int) step {
 		return c.publishStep(b, body)
 	case "sql":
 		return c.sqlStep(b, body)
+	case "redis":
+		return c.redisStep(b, body)
 	case "switch":
 		return c.switchStep(b, body)
 	case "for-each":
