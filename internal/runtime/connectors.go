@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/connectors"
 	"github.com/sluice-dev/sluice/internal/connectors/amqpconn"
 	"github.com/sluice-dev/sluice/internal/connectors/natsconn"
+	"github.com/sluice-dev/sluice/internal/connectors/redisconn"
 	"github.com/sluice-dev/sluice/internal/connectors/sqlconn"
 	"github.com/sluice-dev/sluice/internal/flow"
 )
@@ -27,6 +28,7 @@ type hub struct {
 	nats    *natsconn.Pool
 	amqp    *amqpconn.Pool
 	sql     *sqlconn.Pool
+	redis   *redisconn.Pool
 	metrics *connectorMetrics
 
 	mu        sync.Mutex
@@ -41,7 +43,7 @@ type drainer interface {
 var _ flow.Connectors = (*hub)(nil)
 
 func newHub(log *slog.Logger, m *connectorMetrics) *hub {
-	h := &hub{log: log, nats: natsconn.NewPool(log), amqp: amqpconn.NewPool(log), sql: sqlconn.NewPool(), metrics: m}
+	h := &hub{log: log, nats: natsconn.NewPool(log), amqp: amqpconn.NewPool(log), sql: sqlconn.NewPool(), redis: redisconn.NewPool(), metrics: m}
 	h.nats.OnState = func(policy string, up bool) { m.up(policy, up) }
 	h.amqp.OnState = h.nats.OnState
 	return h
@@ -59,6 +61,10 @@ func (h *hub) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoin
 
 func (h *hub) SQL(ctx context.Context, c *flow.Connection, tx bool, stmts []flow.Statement) ([]map[string]any, error) {
 	return h.sql.Run(ctx, c, tx, stmts)
+}
+
+func (h *hub) Redis(ctx context.Context, c *flow.Connection, cmd *flow.RedisCommand) (any, error) {
+	return h.redis.Run(ctx, c, cmd)
 }
 
 // drain stops every consumer taking messages and waits for the ones in
@@ -85,6 +91,7 @@ func (h *hub) close() {
 	h.nats.Close()
 	h.amqp.Close()
 	h.sql.Close()
+	h.redis.Close()
 }
 
 // startTriggers subscribes the message-source triggers of the loaded
