@@ -29,21 +29,46 @@ import (
 type Adapter struct {
 	IAM *iam.Service
 	Log *slog.Logger
-	// RateLimit counts calls per client id and instance, token calls
-	// included, as on /api/v1; nil: no limits.
+	// RateLimit counts authenticated calls per client id and instance,
+	// token calls included, and unauthenticated or failed ones per source
+	// address, as on /api/v1; nil: no limits.
 	RateLimit *iam.RateLimiter
 }
 
-// allow counts the call and sets the rate-limit headers; over a limit it
-// answers 429 with Retry-After itself.
+// allow counts an authenticated call and sets the rate-limit headers;
+// over a limit it answers 429 with Retry-After itself.
 func (a *Adapter) allow(w http.ResponseWriter, r *http.Request, clientID, instanceID string) bool {
-	v := a.RateLimit.Check(clientID, instanceID)
+	return answer(w, r, a.RateLimit.Check(clientID, instanceID))
+}
+
+// sourceOver answers 429 when the caller's address has used up its quota
+// of unauthenticated and failed calls (nothing is counted).
+func (a *Adapter) sourceOver(w http.ResponseWriter, r *http.Request) bool {
+	return !answer(w, r, a.RateLimit.SourceVerdict(wire.ClientAddr(r), false))
+}
+
+// failed counts a failed or unauthenticated call against the caller's
+// address, never against the client id it presents (that may be anyone's),
+// and answers 429 when that is over its quota.
+func (a *Adapter) failed(w http.ResponseWriter, r *http.Request) bool {
+	return !answer(w, r, a.RateLimit.SourceVerdict(wire.ClientAddr(r), true))
+}
+
+// headers sets the rate-limit headers of a verdict.
+func headers(w http.ResponseWriter, v iam.Verdict) {
 	if v.Policy != "" {
 		w.Header().Set("RateLimit-Policy", v.Policy)
 		w.Header().Set("RateLimit", v.State)
 	}
 	if !v.OK {
 		w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
+	}
+}
+
+// answer sets the headers of v and, when it refuses, answers 429.
+func answer(w http.ResponseWriter, r *http.Request, v iam.Verdict) bool {
+	headers(w, v)
+	if !v.OK {
 		writeError(w, r, http.StatusTooManyRequests, v.Explanation)
 	}
 	return v.OK
@@ -106,7 +131,8 @@ func (a *Adapter) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ie *iam.Error
 	if errors.As(err, &ie) {
 		status := map[iam.Kind]int{iam.KindInvalid: http.StatusBadRequest, iam.KindUnauthorized: http.StatusUnauthorized,
-			iam.KindForbidden: http.StatusForbidden, iam.KindNotFound: http.StatusNotFound, iam.KindConflict: http.StatusConflict}[ie.Kind]
+			iam.KindForbidden: http.StatusForbidden, iam.KindNotFound: http.StatusNotFound, iam.KindConflict: http.StatusConflict,
+			iam.KindTooManyRequests: http.StatusTooManyRequests}[ie.Kind]
 		if status != 0 {
 			writeError(w, r, status, ie.Msg)
 			return
@@ -133,12 +159,15 @@ func (a *Adapter) authed(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bearer, ok := wire.BearerToken(r)
 		if !ok {
+			if a.failed(w, r) {
+				return
+			}
 			writeError(w, r, http.StatusUnauthorized, "send Authorization: Bearer <token>; get a token from POST /api/public/v1/applications/token")
 			return
 		}
 		p, err := a.IAM.Authenticate(r.Context(), bearer, r.Header.Get("X-IBM-Client-Id"))
-		if err != nil && !a.allow(w, r, r.Header.Get("X-IBM-Client-Id"), "") {
-			return // failed calls count too
+		if errors.Is(err, iam.ErrInvalidToken) && a.failed(w, r) {
+			return // failed calls count against their address
 		}
 		if errors.Is(err, iam.ErrInvalidToken) {
 			writeError(w, r, http.StatusUnauthorized, "the token is not valid, has expired or was revoked")

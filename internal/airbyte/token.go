@@ -52,11 +52,14 @@ func readTokenRequest(w http.ResponseWriter, r *http.Request, formOK bool) (toke
 }
 
 func (a *Adapter) token(w http.ResponseWriter, r *http.Request, formOK bool) (iam.TokenResponse, bool) {
-	in, err := readTokenRequest(w, r, formOK)
-	if !a.allow(w, r, in.ClientID, "") {
+	if a.sourceOver(w, r) {
 		return iam.TokenResponse{}, false
 	}
+	in, err := readTokenRequest(w, r, formOK)
 	if err != nil {
+		if a.failed(w, r) {
+			return iam.TokenResponse{}, false
+		}
 		// Refused before any credential was checked; audited all the same,
 		// under the instance the client id names when it names one.
 		_ = a.IAM.Finish(r.Context(), iam.Principal{InstanceID: a.IAM.InstanceOf(r.Context(), in.ClientID, secret.Value{}, secret.Value{}),
@@ -66,7 +69,10 @@ func (a *Adapter) token(w http.ResponseWriter, r *http.Request, formOK bool) (ia
 		return iam.TokenResponse{}, false
 	}
 	resp, err := a.IAM.ApplicationToken(r.Context(), iam.TokenRequest{ClientID: in.ClientID, ClientSecret: secret.New(in.ClientSecret),
-		Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context())})
+		Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context()), Admit: a.RateLimit.Admitter(func(v iam.Verdict) { headers(w, v) })})
+	if iam.KindOf(err) == iam.KindUnauthorized && a.failed(w, r) {
+		return resp, false
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return resp, false

@@ -51,6 +51,7 @@ type envOpts struct {
 	alg         string
 	perClient   iam.Limit
 	perInstance iam.Limit
+	perSource   iam.Limit
 	maxBAR      int64
 	quotas      server.Quotas
 	// backend gives the control plane the local runtime backend (its
@@ -101,8 +102,8 @@ func newEnv(t *testing.T, o envOpts) *env {
 		a.Reconciler = &orchestrator.Reconciler{Store: st, Configs: a.Configs, Backend: b, Log: a.Log, Now: clk.Now}
 		a.Traces = &orchestrator.Traces{Store: st, IAM: svc, Reconciler: a.Reconciler, Now: clk.Now}
 	}
-	if o.perClient.Requests > 0 || o.perInstance.Requests > 0 {
-		a.RateLimit = &iam.RateLimiter{PerClient: o.perClient, PerInstance: o.perInstance, Now: clk.Now}
+	if o.perClient.Requests > 0 || o.perInstance.Requests > 0 || o.perSource.Requests > 0 {
+		a.RateLimit = &iam.RateLimiter{PerClient: o.perClient, PerInstance: o.perInstance, PerSource: o.perSource, Now: clk.Now}
 	}
 	srv.Config.Handler = a.Handler()
 	srv.Start()
@@ -285,7 +286,13 @@ func TestTokenExchangeRefusalsSayNothing(t *testing.T) {
 			t.Errorf("%s: answer %s differs from %s (it must not hint which part was wrong)", name, b, first)
 		}
 	}
-	// Every refusal is audited with the reason, for operators.
+	// Every refusal is audited with the reason, for operators; the one
+	// naming no existing client is counted into one row per source and
+	// window (TestRefusalsOfUnknownClientsAreAggregated).
+	e.clock.Add(time.Minute)
+	if err := e.svc.FlushRefusals(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
 	r := admin.call("GET", "/api/v1/audit?limit=100", nil)
 	if n := strings.Count(string(r.body), `"action":"token.refuse"`); n < len(cases) {
 		t.Errorf("%d refusals audited, want %d", n, len(cases))

@@ -33,14 +33,20 @@ func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 		}
 		bearer, problem := bearerToken(r)
 		if problem != "" {
+			if msg, over := a.failed(w, r); over {
+				writeError(w, r, http.StatusTooManyRequests, "TooManyRequests", msg)
+				return
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
 			writeError(w, r, http.StatusUnauthorized, "Unauthorized", problem+": send Authorization: Bearer <token> (X-IBM-Client-Id: <client id> may go with it); get a token from POST /api/v1/tokens")
 			return
 		}
 		p, err := a.IAM.Authenticate(r.Context(), bearer, r.Header.Get("X-IBM-Client-Id"))
 		if err != nil {
-			// Failed calls count too, against the client id presented.
-			if !a.allow(w, r, r.Header.Get("X-IBM-Client-Id"), "") {
+			// Failed calls count against the source address, never
+			// against the client id presented: that may be anyone's.
+			if msg, over := a.failed(w, r); over {
+				writeError(w, r, http.StatusTooManyRequests, "TooManyRequests", msg)
 				return
 			}
 			var why *iam.TokenRefused
@@ -118,6 +124,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 			writeError(w, r, http.StatusNotFound, "NotFound", ie.Msg)
 		case iam.KindConflict:
 			writeError(w, r, http.StatusConflict, "Conflict", ie.Msg)
+		case iam.KindTooManyRequests:
+			writeError(w, r, http.StatusTooManyRequests, "TooManyRequests", ie.Msg)
 		}
 		return
 	}

@@ -25,7 +25,8 @@ func (a *API) postTokens(w http.ResponseWriter, r *http.Request) {
 	if !singleHeaders(w, r, "X-IBM-Client-Id", "X-IBM-Client-Secret", "X-IBM-Instance-Id") {
 		return
 	}
-	if !a.allow(w, r, r.Header.Get("X-IBM-Client-Id"), r.Header.Get("X-IBM-Instance-Id")) {
+	if msg, over := a.sourceExhausted(w, r); over {
+		writeError(w, r, http.StatusTooManyRequests, "TooManyRequests", msg)
 		return
 	}
 	var body tokenRequestBody
@@ -41,7 +42,14 @@ func (a *API) postTokens(w http.ResponseWriter, r *http.Request) {
 		APIKey:          body.APIKey,
 		Source:          clientAddr(r),
 		RequestID:       obs.RequestID(r.Context()),
+		Admit:           a.admit(w),
 	})
+	if iam.KindOf(err) == iam.KindUnauthorized {
+		if msg, over := a.failed(w, r); over {
+			writeError(w, r, http.StatusTooManyRequests, "TooManyRequests", msg)
+			return
+		}
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -71,15 +71,16 @@ func (a *API) postOAuthToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if msg, over := a.sourceExhausted(w, r); over {
+		oauthError(w, http.StatusTooManyRequests, "slow_down", msg)
+		return
+	}
 	id, sec, ok, desc := clientAuth(r, form)
 	if !ok {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", desc)
+		a.oauthFailed(w, r, http.StatusUnauthorized, "invalid_client", desc)
 		return
 	}
-	if !a.allow(w, r, id, "") {
-		return
-	}
-	req := iam.TokenRequest{ClientID: id, ClientSecret: sec, Source: clientAddr(r), RequestID: obs.RequestID(r.Context())}
+	req := iam.TokenRequest{ClientID: id, ClientSecret: sec, Source: clientAddr(r), RequestID: obs.RequestID(r.Context()), Admit: a.admit(w)}
 	var resp iam.TokenResponse
 	var err error
 	switch gt := form.Get("grant_type"); gt {
@@ -100,7 +101,7 @@ func (a *API) postOAuthToken(w http.ResponseWriter, r *http.Request) {
 		if iam.KindOf(err) == iam.KindUnauthorized {
 			// RFC 6749 §5.2: a bad grant is invalid_grant; the answer
 			// still does not say whether the client or the key was wrong.
-			oauthError(w, http.StatusBadRequest, "invalid_grant", "the client credentials or the API key are not valid")
+			a.oauthFailed(w, r, http.StatusBadRequest, "invalid_grant", "the client credentials or the API key are not valid")
 			return
 		}
 	case "":
@@ -118,7 +119,9 @@ func (a *API) postOAuthToken(w http.ResponseWriter, r *http.Request) {
 	case iam.IsGrantNotAllowed(err):
 		oauthError(w, http.StatusBadRequest, "unauthorized_client", "this client may only get tokens with the "+iam.GrantTypeAPIKey+" grant")
 	case iam.KindOf(err) == iam.KindUnauthorized:
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "the client credentials are not valid")
+		a.oauthFailed(w, r, http.StatusUnauthorized, "invalid_client", "the client credentials are not valid")
+	case iam.KindOf(err) == iam.KindTooManyRequests:
+		oauthError(w, http.StatusTooManyRequests, "slow_down", err.(*iam.Error).Msg)
 	default:
 		a.fail(w, r, err)
 	}
@@ -131,27 +134,51 @@ func (a *API) authenticatedClient(w http.ResponseWriter, r *http.Request) (url.V
 	if !ok {
 		return nil, nil, false
 	}
-	id, sec, ok, desc := clientAuth(r, form)
-	if !ok {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", desc)
+	if msg, over := a.sourceExhausted(w, r); over {
+		oauthError(w, http.StatusTooManyRequests, "slow_down", msg)
 		return nil, nil, false
 	}
-	if !a.allow(w, r, id, "") {
+	id, sec, ok, desc := clientAuth(r, form)
+	if !ok {
+		a.oauthFailed(w, r, http.StatusUnauthorized, "invalid_client", desc)
 		return nil, nil, false
 	}
 	cred, err := a.IAM.AuthenticateClient(r.Context(), id, sec, clientAddr(r), obs.RequestID(r.Context()))
 	if err != nil {
 		if iam.KindOf(err) == iam.KindUnauthorized {
-			oauthError(w, http.StatusUnauthorized, "invalid_client", "the client credentials are not valid")
+			a.oauthFailed(w, r, http.StatusUnauthorized, "invalid_client", "the client credentials are not valid")
 		} else {
 			a.fail(w, r, err)
 		}
+		return nil, nil, false
+	}
+	if msg, ok := a.admitClient(w, cred); !ok {
+		oauthError(w, http.StatusTooManyRequests, "slow_down", msg)
 		return nil, nil, false
 	}
 	return form, &clientCaller{cred: cred}, true
 }
 
 type clientCaller struct{ cred credRecord }
+
+// oauthFailed answers a failed client authentication or grant, counted
+// against the caller's address (429 once that is over its quota).
+func (a *API) oauthFailed(w http.ResponseWriter, r *http.Request, status int, code, desc string) {
+	if msg, over := a.failed(w, r); over {
+		oauthError(w, http.StatusTooManyRequests, "slow_down", msg)
+		return
+	}
+	oauthError(w, status, code, desc)
+}
+
+// admitClient counts an authenticated client's call against its quota.
+func (a *API) admitClient(w http.ResponseWriter, cred credRecord) (string, bool) {
+	err := a.admit(w)(cred.ClientID, cred.InstanceID)
+	if err != nil {
+		return err.(*iam.Error).Msg, false
+	}
+	return "", true
+}
 
 // postIntrospect is RFC 7662 token introspection. Inactive tokens get
 // {"active":false} and nothing else (§2.2).

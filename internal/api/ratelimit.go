@@ -14,25 +14,83 @@ var (
 	retryAfter   = iam.RetryAfter
 )
 
-// allow counts the request against the rate limits of its client and
-// instance, sets the RateLimit-Policy and RateLimit headers, and answers
-// 429 with Retry-After itself when the request is over a limit.
+// Rate limits. Only authenticated traffic draws on the quota of a client
+// and its instance: anyone can present someone else's client id, so a
+// request that has not (yet) proved it is theirs counts against its
+// source address instead (RateLimiter.PerSource).
+
+// allow counts an authenticated request against the rate limits of its
+// client and instance, sets the RateLimit-Policy and RateLimit headers,
+// and answers 429 with Retry-After itself when the request is over a limit.
 func (a *API) allow(w http.ResponseWriter, r *http.Request, clientID, instanceID string) bool {
 	if a.RateLimit == nil {
 		return true
 	}
 	ok, quotas := a.RateLimit.Allow(clientID, instanceID)
-	if len(quotas) == 0 {
-		return true
-	}
-	w.Header().Set("RateLimit-Policy", policyHeader(quotas))
-	w.Header().Set("RateLimit", stateHeader(quotas))
+	setQuotaHeaders(w, quotas)
 	if ok {
 		return true
 	}
+	writeError(w, r, http.StatusTooManyRequests, "TooManyRequests", overLimit(w, quotas))
+	return false
+}
+
+func setQuotaHeaders(w http.ResponseWriter, quotas []iam.Quota) {
+	if len(quotas) == 0 {
+		return
+	}
+	w.Header().Set("RateLimit-Policy", policyHeader(quotas))
+	w.Header().Set("RateLimit", stateHeader(quotas))
+}
+
+// overLimit sets Retry-After and says which limit was passed.
+func overLimit(w http.ResponseWriter, quotas []iam.Quota) string {
 	retry := retryAfter(quotas)
 	w.Header().Set("Retry-After", strconv.Itoa(retry))
-	writeError(w, r, http.StatusTooManyRequests, "TooManyRequests",
-		fmt.Sprintf("rate limit exceeded (%s); retry in %d s", policyHeader(quotas), retry))
-	return false
+	return fmt.Sprintf("rate limit exceeded (%s); retry in %d s", policyHeader(quotas), retry)
+}
+
+// sourceExhausted reports, with the headers set, whether the caller's
+// address has used up its quota of unauthenticated and failed attempts;
+// the caller answers 429 with the message.
+func (a *API) sourceExhausted(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if a.RateLimit == nil {
+		return "", false
+	}
+	over, quotas := a.RateLimit.SourceExhausted(clientAddr(r))
+	if !over {
+		return "", false
+	}
+	setQuotaHeaders(w, quotas)
+	return overLimit(w, quotas) + ": too many unauthenticated or failed requests from this address", true
+}
+
+// failed counts a failed or unauthenticated attempt against the caller's
+// address; when it is over that quota it returns the 429 message.
+func (a *API) failed(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if a.RateLimit == nil {
+		return "", false
+	}
+	ok, quotas := a.RateLimit.FailSource(clientAddr(r))
+	if ok {
+		return "", false
+	}
+	setQuotaHeaders(w, quotas)
+	return overLimit(w, quotas) + ": too many unauthenticated or failed requests from this address", true
+}
+
+// admit is the Admit hook of token requests: once the caller has
+// authenticated, the token call counts against its client and instance.
+func (a *API) admit(w http.ResponseWriter) func(clientID, instanceID string) error {
+	return func(clientID, instanceID string) error {
+		if a.RateLimit == nil {
+			return nil
+		}
+		ok, quotas := a.RateLimit.Allow(clientID, instanceID)
+		setQuotaHeaders(w, quotas)
+		if ok {
+			return nil
+		}
+		return iam.TooManyRequestsf("%s", overLimit(w, quotas))
+	}
 }

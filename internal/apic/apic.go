@@ -197,6 +197,9 @@ func (a *Adapter) authed(h http.HandlerFunc) http.Handler {
 		h0 := r.Header.Get("Authorization")
 		scheme, tok, ok := strings.Cut(h0, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+			if a.failed(w, r) {
+				return
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
 			writeError(w, http.StatusUnauthorized, "send Authorization: Bearer <token>; get a token from POST /api/token")
 			return
@@ -204,6 +207,9 @@ func (a *Adapter) authed(h http.HandlerFunc) http.Handler {
 		p, err := a.IAM.AuthenticateBearer(r.Context(), strings.TrimSpace(tok))
 		if err != nil {
 			if errors.Is(err, iam.ErrInvalidToken) {
+				if a.failed(w, r) {
+					return
+				}
 				writeError(w, http.StatusUnauthorized, "the token is not valid, has expired or was revoked")
 				return
 			}
@@ -256,13 +262,19 @@ type tokenBody struct {
 	RefreshToken string `json:"refresh_token"`
 }
 
+// postToken answers POST /api/token. Only a caller that has authenticated
+// draws on its client's and instance's quota (the Admit hook, asked once
+// the grant's credentials hold); a malformed request or failed grant
+// counts against the caller's address.
 func (a *Adapter) postToken(w http.ResponseWriter, r *http.Request) {
-	var b tokenBody
-	if err := decode(w, r, &b); err != nil {
-		a.fail(w, r, err)
+	if a.sourceOver(w, r) {
 		return
 	}
-	if !a.allow(w, b.ClientID, "") {
+	var b tokenBody
+	if err := decode(w, r, &b); err != nil {
+		if !a.failed(w, r) {
+			a.fail(w, r, err)
+		}
 		return
 	}
 	var missing []string
@@ -289,6 +301,9 @@ func (a *Adapter) postToken(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(missing) > 0 {
+		if a.failed(w, r) {
+			return
+		}
 		msg := "missing: " + strings.Join(missing, ", ")
 		// Audited like every refusal, under the instance the client id or
 		// API key names when one does (none of them was checked).
@@ -300,8 +315,16 @@ func (a *Adapter) postToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, err := a.IAM.PlatformExchange(r.Context(), iam.PlatformRequest{GrantType: b.GrantType, ClientID: b.ClientID,
 		ClientSecret: secret.New(b.ClientSecret), APIKey: secret.New(b.APIKey), Username: b.Username, Password: secret.New(b.Password),
-		Realm: b.Realm, RefreshToken: secret.New(b.RefreshToken), Source: clientAddr(r), RequestID: obs.RequestID(r.Context())})
+		Realm: b.Realm, RefreshToken: secret.New(b.RefreshToken), Source: clientAddr(r), RequestID: obs.RequestID(r.Context()),
+		Admit: a.RateLimit.Admitter(func(v iam.Verdict) { headers(w, v) })})
 	if err != nil {
+		if k := iam.KindOf(err); k != iam.KindTooManyRequests && k != 0 && a.failed(w, r) {
+			return
+		}
+		if iam.KindOf(err) == iam.KindTooManyRequests {
+			writeError(w, http.StatusTooManyRequests, err.(*iam.Error).Msg)
+			return
+		}
 		if iam.KindOf(err) == iam.KindUnauthorized || iam.KindOf(err) == iam.KindForbidden {
 			writeError(w, http.StatusUnauthorized, "the client credentials, API key, password or refresh token are not valid")
 			return
@@ -379,23 +402,42 @@ func Mount(next, apicHandler http.Handler) http.Handler {
 	})
 }
 
-// allow counts a call against the rate limits of its client and instance
-// (token calls too) and answers 429 with Retry-After when it is over one.
+// allow counts an authenticated call against the rate limits of its
+// client and instance (token calls too) and answers 429 with Retry-After
+// when it is over one.
 func (a *Adapter) allow(w http.ResponseWriter, clientID, instanceID string) bool {
-	if a.RateLimit == nil {
-		return true
+	return answer(w, a.RateLimit.Check(clientID, instanceID))
+}
+
+// sourceOver answers 429 when the caller's address has used up its quota
+// of unauthenticated and failed calls (nothing is counted).
+func (a *Adapter) sourceOver(w http.ResponseWriter, r *http.Request) bool {
+	return !answer(w, a.RateLimit.SourceVerdict(clientAddr(r), false))
+}
+
+// failed counts an unauthenticated or failed call against the caller's
+// address, never against the client id it presents (that may be
+// anyone's), and answers 429 when that is over its quota.
+func (a *Adapter) failed(w http.ResponseWriter, r *http.Request) bool {
+	return !answer(w, a.RateLimit.SourceVerdict(clientAddr(r), true))
+}
+
+// headers sets the rate-limit headers of a verdict.
+func headers(w http.ResponseWriter, v iam.Verdict) {
+	if v.Policy != "" {
+		w.Header().Set("RateLimit-Policy", v.Policy)
+		w.Header().Set("RateLimit", v.State)
 	}
-	ok, quotas := a.RateLimit.Allow(clientID, instanceID)
-	if len(quotas) == 0 {
-		return true
+	if !v.OK {
+		w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
 	}
-	w.Header().Set("RateLimit-Policy", iam.PolicyHeader(quotas))
-	w.Header().Set("RateLimit", iam.StateHeader(quotas))
-	if ok {
-		return true
+}
+
+// answer sets the headers of v and, when it refuses, answers 429.
+func answer(w http.ResponseWriter, v iam.Verdict) bool {
+	headers(w, v)
+	if !v.OK {
+		writeError(w, http.StatusTooManyRequests, v.Explanation)
 	}
-	retry := iam.RetryAfter(quotas)
-	w.Header().Set("Retry-After", strconv.Itoa(retry))
-	writeError(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit exceeded (%s); retry in %d s", iam.PolicyHeader(quotas), retry))
-	return false
+	return v.OK
 }

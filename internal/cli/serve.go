@@ -85,6 +85,7 @@ func newServeCommand() *cobra.Command {
 		signingAlg      string
 		rateClient      string
 		rateInstance    string
+		rateSource      string
 		maxBARSize      int64
 		maxValidations  int64
 		quotas          server.Quotas
@@ -147,6 +148,10 @@ Environment:
 			if err != nil {
 				return fmt.Errorf("--rate-limit-instance: %w", err)
 			}
+			perSource, err := iam.ParseLimit(rateSource)
+			if err != nil {
+				return fmt.Errorf("--rate-limit-source: %w", err)
+			}
 			fed, err := gravitee.serveFederation(graviteeInst)
 			if err != nil {
 				return err
@@ -167,6 +172,7 @@ Environment:
 				SigningAlg:        signingAlg,
 				RateLimitClient:   perClient,
 				RateLimitInstance: perInstance,
+				RateLimitSource:   perSource,
 				MaxBARSize:        maxBARSize,
 				MaxBARValidations: int(maxValidations),
 				Quotas:            quotas,
@@ -196,6 +202,7 @@ Environment:
 	f.StringVar(&signingAlg, "token-signing-alg", "EdDSA", "token signing algorithm: EdDSA or RS256")
 	f.StringVar(&rateClient, "rate-limit-client", "600/1m", "API calls allowed per client id, as N/DURATION, or off")
 	f.StringVar(&rateInstance, "rate-limit-instance", "3000/1m", "API calls allowed per instance, as N/DURATION, or off")
+	f.StringVar(&rateSource, "rate-limit-source", "300/1m", "unauthenticated and failed calls allowed per source address, as N/DURATION, or off")
 	f.Int64Var(&maxBARSize, "max-bar-size", 100<<20, "largest BAR file upload accepted, in bytes")
 	f.Int64Var(&maxValidations, "max-bar-validations", 2, "BAR uploads validated at once; more are refused with 503 and Retry-After")
 	// Quotas of every instance, sized for a laptop (0: no quota).
@@ -223,7 +230,8 @@ Environment:
 		"listen": "SLUICE_LISTEN", "shutdown-timeout": "SLUICE_SHUTDOWN_TIMEOUT", "public-url": "SLUICE_PUBLIC_URL",
 		"token-lifetime": "SLUICE_TOKEN_LIFETIME", "token-signing-alg": "SLUICE_TOKEN_SIGNING_ALG",
 		"rate-limit-client": "SLUICE_RATE_LIMIT_CLIENT", "rate-limit-instance": "SLUICE_RATE_LIMIT_INSTANCE",
-		"max-bar-size": "SLUICE_MAX_BAR_SIZE", "max-bar-validations": "SLUICE_MAX_BAR_VALIDATIONS",
+		"rate-limit-source": "SLUICE_RATE_LIMIT_SOURCE",
+		"max-bar-size":      "SLUICE_MAX_BAR_SIZE", "max-bar-validations": "SLUICE_MAX_BAR_VALIDATIONS",
 		"quota-runtimes": "SLUICE_QUOTA_RUNTIMES", "quota-replicas": "SLUICE_QUOTA_REPLICAS", "quota-bar-storage": "SLUICE_QUOTA_BAR_STORAGE",
 		"quota-config-archive": "SLUICE_QUOTA_CONFIG_ARCHIVE", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
 		"log-format": "SLUICE_LOG_FORMAT", "metrics-listen": "SLUICE_METRICS_LISTEN", "log-level": "SLUICE_LOG_LEVEL",

@@ -3,6 +3,7 @@ package conformance
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -355,4 +356,60 @@ func TestWiresCountAgainstRateLimits(t *testing.T) {
 	// Without a client, the API-key exchange counts against no client.
 	ib.do(call{label: "IAM without a client", method: "POST", path: "/identity/token",
 		body: url.Values{"grant_type": {"urn:ibm:params:oauth:grant-type:apikey"}, "apikey": {c.APIKey}}, want: 200})
+}
+
+// TestFailedCallsOnEveryWireSpareTheVictim: failed token and bearer calls
+// that present a victim's client id count against the caller's address,
+// on every wire (/api/v1, API Connect's /api/token, Airbyte's and IBM
+// IAM's token calls), never against the victim's client quota; once the
+// address is over its own quota each wire answers 429 in its own shape.
+func TestFailedCallsOnEveryWireSpareTheVictim(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Args: []string{"--rate-limit-client", "3/1m", "--rate-limit-instance", "off",
+		"--rate-limit-source", "12/1m"}})
+	h := newHarness(t, srv)
+	ap := newAPICHarness(t, srv)
+	ab := newHarnessFor(t, srv, apispec.AirbyteYAML())
+	ib := newHarnessFor(t, srv, apispec.IBMIAMYAML())
+	c := srv.Creds
+	wrong := "slcs_" + strings.Repeat("x", 36)
+	attacks := []func(want int) *exchange{
+		func(want int) *exchange {
+			return h.do(call{label: "v1 exchange, wrong secret", method: "POST", path: "/api/v1/tokens",
+				header: map[string]string{"X-IBM-Client-Id": c.ClientID, "X-IBM-Client-Secret": wrong, "X-IBM-Instance-Id": c.InstanceID},
+				body:   map[string]string{"apiKey": c.APIKey}, want: want})
+		},
+		func(want int) *exchange {
+			return ap.do(call{label: "apic token, wrong secret", method: "POST", path: "/api/token", contentType: "application/json",
+				body: fmt.Sprintf(`{"api_key":%q,"grant_type":"api_key","client_id":%q,"client_secret":%q}`, c.APIKey, c.ClientID, wrong), want: want})
+		},
+		func(want int) *exchange {
+			return ab.do(call{label: "airbyte token, wrong secret", method: "POST", path: "/api/public/v1/applications/token",
+				body: map[string]string{"client_id": c.ClientID, "client_secret": wrong}, want: want})
+		},
+		func(want int) *exchange {
+			return ib.do(call{label: "IAM token, wrong secret", method: "POST", path: "/identity/token", basicRaw: []string{c.ClientID, wrong},
+				body: url.Values{"grant_type": {"urn:ibm:params:oauth:grant-type:apikey"}, "apikey": {c.APIKey}}, want: want})
+		},
+	}
+	wantFail := []int{401, 401, 401, 400}
+	for round := 0; round < 2; round++ { // 8 failures naming the victim's client
+		for i, attack := range attacks {
+			attack(wantFail[i])
+		}
+	}
+	// The victim's client quota is whole: 3 token calls, then 429.
+	for i := 0; i < 3; i++ {
+		ap.apicToken(fmt.Sprintf("victim token %d of 3", i+1), infisicalToken(c))
+	}
+	ap.do(call{label: "victim's fourth token", method: "POST", path: "/api/token", body: infisicalToken(c), contentType: "application/json", want: 429, conforms: true})
+	// 4 more failures use up the address's quota of 12; then every wire
+	// answers 429 with Retry-After, in its own error shape.
+	for i, attack := range attacks {
+		attack(wantFail[i])
+	}
+	for i, attack := range attacks {
+		if ex := attack(429); ex.header.Get("Retry-After") == "" {
+			t.Errorf("attack %d over the source quota: no Retry-After: %v", i, ex.header)
+		}
+	}
 }

@@ -9,11 +9,12 @@ import (
 type Kind int
 
 const (
-	KindInvalid      Kind = iota + 1 // 400: the request is malformed or breaks a rule
-	KindUnauthorized                 // 401: credentials missing or wrong
-	KindForbidden                    // 403: authenticated, but not allowed
-	KindNotFound                     // 404
-	KindConflict                     // 409
+	KindInvalid         Kind = iota + 1 // 400: the request is malformed or breaks a rule
+	KindUnauthorized                    // 401: credentials missing or wrong
+	KindForbidden                       // 403: authenticated, but not allowed
+	KindNotFound                        // 404
+	KindConflict                        // 409
+	KindTooManyRequests                 // 429: over a rate limit
 )
 
 // Error separates what a client may see (Msg) from what only operators
@@ -70,6 +71,11 @@ func Invalidf(format string, args ...any) error   { return invalid(format, args.
 func NotFoundf(format string, args ...any) error  { return notFound(format, args...) }
 func Conflictf(format string, args ...any) error  { return conflict(format, args...) }
 func Forbiddenf(format string, args ...any) error { return forbidden(format, args...) }
+
+// TooManyRequestsf builds the refusal of a request over a rate limit.
+func TooManyRequestsf(format string, args ...any) error {
+	return &Error{Kind: KindTooManyRequests, Msg: fmt.Sprintf(format, args...)}
+}
 
 // StoreErr maps store.ErrNotFound and store.ErrConflict to client-safe
 // errors about what.

@@ -29,6 +29,11 @@ type TokenRequest struct {
 	APIKey          secret.Value // empty for the client_credentials grant
 	Source          string
 	RequestID       string
+	// Admit, when set, is asked once the caller has authenticated and
+	// before a token is minted: the rate limits of the client and its
+	// instance apply to authenticated traffic only. Its error (such as
+	// TooManyRequests) refuses the request.
+	Admit func(clientID, instanceID string) error
 }
 
 // ExchangeAPIKey is the App Connect exchange and the OAuth API-key grant:
@@ -44,9 +49,12 @@ func (s *Service) ExchangeAPIKey(ctx context.Context, r TokenRequest) (TokenResp
 	}
 	p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
 	if why != "" {
-		return TokenResponse{}, s.refuse(ctx, p, why)
+		return TokenResponse{}, s.refuse(ctx, p, cred.ClientID != "", why)
 	}
 	p.SubjectKind, p.SubjectName = key.OwnerKind, key.OwnerName
+	if err := s.admit(ctx, p, r.Admit, cred.ClientID, cred.InstanceID); err != nil {
+		return TokenResponse{}, err
+	}
 	return s.issue(ctx, p, Claims{Subject: key.OwnerID, ClientID: cred.ClientID, InstanceID: cred.InstanceID,
 		Role: key.OwnerRole, Scope: scopeFor(key.OwnerRole), KeyID: key.ID, KeyEpoch: key.TokenEpoch}, "apiKey/"+key.ID, func() {
 		s.used.key(key.ID, s.now())
@@ -66,7 +74,7 @@ func (s *Service) clientCredentials(ctx context.Context, r TokenRequest, lifetim
 	cred, why := s.checkClient(ctx, r)
 	p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
 	if why != "" {
-		return TokenResponse{}, s.refuse(ctx, p, why)
+		return TokenResponse{}, s.refuse(ctx, p, cred.ClientID != "", why)
 	}
 	if cred.OwnerID == "" {
 		if err := s.audit(ctx, p, "token.refuse", "token", ErrGrantNotAllowed, "instance credential used without an API key"); err != nil {
@@ -75,6 +83,9 @@ func (s *Service) clientCredentials(ctx context.Context, r TokenRequest, lifetim
 		return TokenResponse{}, ErrGrantNotAllowed
 	}
 	p.SubjectKind, p.SubjectName = cred.OwnerKind, cred.OwnerName
+	if err := s.admit(ctx, p, r.Admit, cred.ClientID, cred.InstanceID); err != nil {
+		return TokenResponse{}, err
+	}
 	resp, _, err := s.issueFor(ctx, p, Claims{Subject: cred.OwnerID, ClientID: cred.ClientID, InstanceID: cred.InstanceID,
 		Role: cred.OwnerRole, Scope: scopeFor(cred.OwnerRole)}, lifetime, "clientCredential/"+cred.Name, nil)
 	return resp, err
@@ -91,8 +102,8 @@ func (s *Service) checkClient(ctx context.Context, r TokenRequest) (store.Client
 	}
 	cred, err := s.Store.GetClientCredential(ctx, r.ClientID)
 	if err != nil {
-		// File the refusal under the instance the caller named, so its
-		// admins see attempts against it.
+		// No client: refuse tallies these per source (and per instance
+		// named, when it exists) instead of one audit row each.
 		return store.ClientCredential{InstanceID: r.InstanceID}, "unknown client id"
 	}
 	if !wellFormed(r.ClientSecret.Reveal(), ClientSecretPrefix) ||
@@ -155,11 +166,35 @@ func (s *Service) InstanceOf(ctx context.Context, clientID string, apiKey, refre
 	return ""
 }
 
-func (s *Service) refuse(ctx context.Context, p Principal, why string) error {
+// refuse answers a failed token request. Refusals of an existing client
+// are audited one by one under its instance; those naming no client at
+// all (unknown, missing or malformed ids, which anyone can make up by the
+// thousand) are counted per source and window and audited as one row.
+func (s *Service) refuse(ctx context.Context, p Principal, clientKnown bool, why string) error {
+	if !clientKnown {
+		s.refusals.add(ctx, s, p.Source, p.InstanceID)
+		return ErrBadCredentials
+	}
 	if err := s.audit(ctx, p, "token.refuse", "token", ErrBadCredentials, why); err != nil {
 		return err
 	}
 	return ErrBadCredentials
+}
+
+// admit asks a request's Admit hook (the rate limits) once the caller has
+// authenticated; a refusal is audited, as it concerns a known caller.
+func (s *Service) admit(ctx context.Context, p Principal, hook func(clientID, instanceID string) error, clientID, instanceID string) error {
+	if hook == nil {
+		return nil
+	}
+	err := hook(clientID, instanceID)
+	if err == nil {
+		return nil
+	}
+	if aerr := s.audit(ctx, p, "token.refuse", "token", err, ""); aerr != nil {
+		return aerr
+	}
+	return err
 }
 
 func (s *Service) issue(ctx context.Context, p Principal, c Claims, object string, after func()) (TokenResponse, error) {

@@ -25,7 +25,7 @@ func (s *Service) AuthenticateClient(ctx context.Context, clientID string, sec s
 	cred, why := s.checkClient(ctx, TokenRequest{ClientID: clientID, ClientSecret: sec})
 	if why != "" {
 		p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: clientID, Source: source, RequestID: requestID}
-		return cred, s.refuse(ctx, p, why)
+		return cred, s.refuse(ctx, p, cred.ClientID != "", why)
 	}
 	return cred, nil
 }

@@ -44,6 +44,9 @@ type PlatformRequest struct {
 	RefreshToken secret.Value
 	Source       string
 	RequestID    string
+	// Admit, when set, is asked once the caller has authenticated (see
+	// TokenRequest.Admit).
+	Admit func(clientID, instanceID string) error
 }
 
 // PlatformToken is the answer of POST /api/token.
@@ -63,7 +66,7 @@ func isToolkit(id string, sec secret.Value) bool {
 // password (a user's name and password; realm provider/… or admin/…) and
 // refresh_token. Every failure of credentials is ErrBadCredentials.
 func (s *Service) PlatformExchange(ctx context.Context, r PlatformRequest) (PlatformToken, error) {
-	tr := TokenRequest{ClientID: r.ClientID, ClientSecret: r.ClientSecret, APIKey: r.APIKey, Source: r.Source, RequestID: r.RequestID}
+	tr := TokenRequest{ClientID: r.ClientID, ClientSecret: r.ClientSecret, APIKey: r.APIKey, Source: r.Source, RequestID: r.RequestID, Admit: r.Admit}
 	toolkit := isToolkit(r.ClientID, r.ClientSecret)
 	switch r.GrantType {
 	case "api_key":
@@ -107,11 +110,14 @@ func (s *Service) toolkitAPIKey(ctx context.Context, r TokenRequest) (PlatformTo
 	}
 	p := Principal{InstanceID: key.InstanceID, SubjectKind: "client", SubjectName: ToolkitClientID, Source: r.Source, RequestID: r.RequestID}
 	if why != "" {
-		return PlatformToken{}, s.refuse(ctx, p, why)
+		return PlatformToken{}, s.refuse(ctx, p, p.InstanceID != "", why)
 	}
 	p.SubjectKind, p.SubjectName = key.OwnerKind, key.OwnerName
+	if err := s.admit(ctx, p, r.Admit, ToolkitClientID, key.InstanceID); err != nil {
+		return PlatformToken{}, err
+	}
 	resp, err := s.issue(ctx, p, Claims{Subject: key.OwnerID, ClientID: ToolkitClientID, InstanceID: key.InstanceID,
-		Role: key.OwnerRole, Scope: scopeFor(key.OwnerRole), KeyID: key.ID}, "apiKey/"+key.ID, func() { s.used.key(key.ID, s.now()) })
+		Role: key.OwnerRole, Scope: scopeFor(key.OwnerRole), KeyID: key.ID, KeyEpoch: key.TokenEpoch}, "apiKey/"+key.ID, func() { s.used.key(key.ID, s.now()) })
 	if err != nil {
 		return PlatformToken{}, err
 	}
@@ -138,7 +144,7 @@ func (s *Service) passwordGrant(ctx context.Context, r PlatformRequest, toolkit 
 	}
 	p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
 	if why != "" {
-		return PlatformToken{}, s.refuse(ctx, p, why)
+		return PlatformToken{}, s.refuse(ctx, p, p.InstanceID != "", why)
 	}
 	// The instance is the client's. The toolkit client is every
 	// instance's, so the realm names the instance (provider/<instance id
@@ -166,13 +172,16 @@ func (s *Service) passwordGrant(ctx context.Context, r PlatformRequest, toolkit 
 		why = "wrong password"
 	}
 	if why != "" {
-		return PlatformToken{}, s.refuse(ctx, p, why)
+		return PlatformToken{}, s.refuse(ctx, p, p.InstanceID != "", why)
 	}
 	clientID := cred.ClientID
 	if toolkit {
 		clientID = ToolkitClientID
 	}
 	p.InstanceID, p.SubjectKind, p.SubjectName = user.InstanceID, user.Kind, user.Name
+	if err := s.admit(ctx, p, r.Admit, clientID, user.InstanceID); err != nil {
+		return PlatformToken{}, err
+	}
 	resp, err := s.issue(ctx, p, Claims{Subject: user.ID, ClientID: clientID, InstanceID: user.InstanceID,
 		Role: user.Role, Scope: scopeFor(user.Role)}, "user/"+user.Name, nil)
 	if err != nil {
@@ -257,7 +266,7 @@ func (s *Service) refreshGrant(ctx context.Context, r PlatformRequest, toolkit b
 	}
 	p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
 	if why != "" {
-		return PlatformToken{}, s.refuse(ctx, p, why)
+		return PlatformToken{}, s.refuse(ctx, p, p.InstanceID != "", why)
 	}
 	var t store.RefreshToken
 	if !wellFormed(r.RefreshToken.Reveal(), RefreshTokenPrefix) {
@@ -283,6 +292,9 @@ func (s *Service) refreshGrant(ctx context.Context, r PlatformRequest, toolkit b
 			why = "what the refresh token came from is gone, locked or expired"
 		} else {
 			p.InstanceID, p.SubjectKind, p.SubjectName = t.InstanceID, g.SubjectKind, g.SubjectName
+			if err := s.admit(ctx, p, r.Admit, t.ClientID, t.InstanceID); err != nil {
+				return PlatformToken{}, err
+			}
 			resp, err := s.issue(ctx, p, Claims{Subject: t.SubjectID, ClientID: t.ClientID, InstanceID: t.InstanceID,
 				Role: g.SubjectRole, Scope: scopeFor(g.SubjectRole), KeyID: t.KeyID}, "refreshToken", nil)
 			if err != nil {
@@ -292,7 +304,7 @@ func (s *Service) refreshGrant(ctx context.Context, r PlatformRequest, toolkit b
 		}
 	}
 	p.InstanceID = t.InstanceID
-	return PlatformToken{}, s.refuse(ctx, p, why)
+	return PlatformToken{}, s.refuse(ctx, p, p.InstanceID != "", why)
 }
 
 // AuthenticateBearer is Authenticate for surfaces whose clients send only

@@ -58,9 +58,14 @@ type Quota struct {
 type RateLimiter struct {
 	PerClient   Limit
 	PerInstance Limit
-	Now         clock.Func
-	// OnRefuse is told the policy ("client" or "instance") of every
-	// request refused; nil: nobody is told.
+	// PerSource limits unauthenticated and failed attempts per source
+	// address; only authenticated traffic draws on a client's or an
+	// instance's quota, so nobody can spend someone else's by presenting
+	// their ids.
+	PerSource Limit
+	Now       clock.Func
+	// OnRefuse is told the policy ("client", "instance" or "source") of
+	// every request refused; nil: nobody is told.
 	OnRefuse func(policy string)
 
 	mu      sync.Mutex
@@ -83,22 +88,62 @@ func (rl *RateLimiter) Allow(clientID, instanceID string) (bool, []Quota) {
 	now := rl.now()
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	if rl.windows == nil {
-		rl.windows = map[string]*window{}
-	}
-	rl.forgetOld(now)
-	type check struct {
-		policy string
-		key    string
-		limit  Limit
-	}
 	var checks []check
 	if rl.PerClient.Requests > 0 && clientID != "" {
-		checks = append(checks, check{"client", "c\x00" + clientID, rl.PerClient})
+		key := "c\x00" + clientID
+		if clientID == ToolkitClientID {
+			// The toolkit client is public and every instance's: each
+			// instance gets a quota of its own, so one tenant's scripts
+			// cannot use up another's.
+			key += "\x00" + instanceID
+		}
+		checks = append(checks, check{"client", key, rl.PerClient})
 	}
 	if rl.PerInstance.Requests > 0 && instanceID != "" {
 		checks = append(checks, check{"instance", "i\x00" + instanceID, rl.PerInstance})
 	}
+	return rl.count(now, checks, true)
+}
+
+type check struct {
+	policy string
+	key    string
+	limit  Limit
+}
+
+// SourceExhausted reports whether source has used up its quota of
+// unauthenticated and failed attempts, without counting one, with the
+// quota for the response headers.
+func (rl *RateLimiter) SourceExhausted(source string) (bool, []Quota) {
+	if rl.PerSource.Requests == 0 {
+		return false, nil
+	}
+	now := rl.now()
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	ok, qs := rl.count(now, []check{{"source", "s|" + source, rl.PerSource}}, false)
+	return !ok, qs
+}
+
+// FailSource counts one unauthenticated or failed attempt of source and
+// reports whether it was within the quota.
+func (rl *RateLimiter) FailSource(source string) (bool, []Quota) {
+	if rl.PerSource.Requests == 0 {
+		return true, nil
+	}
+	now := rl.now()
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return rl.count(now, []check{{"source", "s|" + source, rl.PerSource}}, true)
+}
+
+// count checks (and, when add is set and every check passes, counts) one
+// request against checks. The caller holds rl.mu.
+func (rl *RateLimiter) count(now time.Time, checks []check, add bool) (bool, []Quota) {
+	if rl.windows == nil {
+		rl.windows = map[string]*window{}
+	}
+	rl.forgetOld(now)
 	allowed := true
 	ws := make([]*window, len(checks))
 	for i, c := range checks {
@@ -117,7 +162,7 @@ func (rl *RateLimiter) Allow(clientID, instanceID string) (bool, []Quota) {
 	}
 	quotas := make([]Quota, len(checks))
 	for i, c := range checks {
-		if allowed {
+		if allowed && add {
 			ws[i].count++
 		}
 		reset := ws[i].start.Add(c.limit.Window).Sub(now)
@@ -137,7 +182,7 @@ func (rl *RateLimiter) forgetOld(now time.Time) {
 		return
 	}
 	rl.sweep = now
-	longest := max(rl.PerClient.Window, rl.PerInstance.Window)
+	longest := max(rl.PerClient.Window, rl.PerInstance.Window, rl.PerSource.Window)
 	for k, w := range rl.windows {
 		if now.Sub(w.start) >= longest {
 			delete(rl.windows, k)
@@ -203,4 +248,48 @@ func (rl *RateLimiter) Check(clientID, instanceID string) Verdict {
 		v.Explanation = fmt.Sprintf("rate limit exceeded (%s); retry in %d s", v.Policy, v.RetryAfter)
 	}
 	return v
+}
+
+// SourceVerdict is the verdict on a call that has not authenticated, or
+// failed to, from source: with count set it counts one such attempt (a
+// failure), else it only says whether source has used up its quota. A nil
+// limiter, or one without a per-source limit, allows everything.
+func (rl *RateLimiter) SourceVerdict(source string, count bool) Verdict {
+	if rl == nil || rl.PerSource.Requests == 0 {
+		return Verdict{OK: true}
+	}
+	var ok bool
+	var qs []Quota
+	if count {
+		ok, qs = rl.FailSource(source)
+	} else {
+		var over bool
+		over, qs = rl.SourceExhausted(source)
+		ok = !over
+	}
+	v := Verdict{OK: ok, Policy: PolicyHeader(qs), State: StateHeader(qs)}
+	if !ok {
+		v.RetryAfter = RetryAfter(qs)
+		v.Explanation = fmt.Sprintf("rate limit exceeded (%s); retry in %d s: too many unauthenticated or failed requests from this address", v.Policy, v.RetryAfter)
+	}
+	return v
+}
+
+// Admitter returns the Admit hook of token requests: once the caller has
+// authenticated, the call counts against its client and instance. seen
+// gets every verdict (to set the response headers); a refusal is a
+// TooManyRequests error carrying the explanation. A nil limiter gives a
+// nil hook.
+func (rl *RateLimiter) Admitter(seen func(Verdict)) func(clientID, instanceID string) error {
+	if rl == nil {
+		return nil
+	}
+	return func(clientID, instanceID string) error {
+		v := rl.Check(clientID, instanceID)
+		seen(v)
+		if !v.OK {
+			return TooManyRequestsf("%s", v.Explanation)
+		}
+		return nil
+	}
 }

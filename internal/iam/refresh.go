@@ -44,6 +44,9 @@ type KeyExchangeRequest struct {
 	ClientSecret secret.Value
 	Source       string
 	RequestID    string
+	// Admit, when set, is asked once the caller has authenticated (see
+	// TokenRequest.Admit).
+	Admit func(clientID, instanceID string) error
 }
 
 func (r KeyExchangeRequest) clientPresented() bool {
@@ -69,7 +72,10 @@ func (s *Service) ExchangeAPIKeyAlone(ctx context.Context, r KeyExchangeRequest)
 		p.InstanceID, p.SubjectKind, p.SubjectName = key.InstanceID, "apiKey", key.ID
 	}
 	if why != "" {
-		return KeyToken{}, s.refuse(ctx, p, why)
+		return KeyToken{}, s.refuse(ctx, p, p.InstanceID != "", why)
+	}
+	if err := s.admit(ctx, p, r.Admit, cred.ClientID, key.InstanceID); err != nil {
+		return KeyToken{}, err
 	}
 	return s.issueWithRefresh(ctx, p, key, cred.ClientID, "apiKey/"+key.ID, nil)
 }
@@ -82,13 +88,20 @@ func (s *Service) Refresh(ctx context.Context, r KeyExchangeRequest) (KeyToken, 
 	old, key, why := s.checkRefreshToken(ctx, r)
 	p := Principal{InstanceID: old.InstanceID, SubjectKind: "refreshToken", SubjectName: old.ID, Source: r.Source, RequestID: r.RequestID}
 	if why != "" {
-		if err := s.audit(ctx, p, "token.refuse", "token", ErrInvalidRefreshToken, why); err != nil {
+		if old.ID == "" {
+			// A token nobody issued names no instance: tallied per
+			// source, not one audit row each (see refuse).
+			s.refusals.add(ctx, s, r.Source, "")
+		} else if err := s.audit(ctx, p, "token.refuse", "token", ErrInvalidRefreshToken, why); err != nil {
 			return KeyToken{}, err
 		}
 		if why == "client secret wrong or client unknown" {
 			return KeyToken{}, ErrBadCredentials
 		}
 		return KeyToken{}, ErrInvalidRefreshToken
+	}
+	if err := s.admit(ctx, p, r.Admit, old.ClientID, old.InstanceID); err != nil {
+		return KeyToken{}, err
 	}
 	return s.issueWithRefresh(ctx, p, key, old.ClientID, "apiKey/"+key.ID, &old)
 }

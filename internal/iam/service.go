@@ -78,7 +78,8 @@ type Service struct {
 	// Metrics counts tokens and leases; nil: not counted.
 	Metrics Metrics
 
-	used usage // last-used times, written by RecordUsage
+	used     usage        // last-used times, written by RecordUsage
+	refusals refusalTally // refused token requests naming no client, audited by FlushRefusals
 }
 
 func (s *Service) now() time.Time { return s.Now.Now().UTC() }
@@ -90,7 +91,7 @@ func (s *Service) audit(ctx context.Context, p Principal, action, object string,
 	outcome := OutcomeSuccess
 	switch k := KindOf(err); {
 	case err == nil:
-	case k == KindForbidden || k == KindUnauthorized:
+	case k == KindForbidden || k == KindUnauthorized || k == KindTooManyRequests:
 		outcome = OutcomeDenied
 	default:
 		outcome = OutcomeFailure

@@ -29,21 +29,40 @@ const (
 type Adapter struct {
 	IAM *iam.Service
 	Log *slog.Logger
-	// RateLimit counts calls per client id and instance, token calls
-	// included, as on /api/v1; nil: no limits.
+	// RateLimit counts authenticated calls per client id and instance
+	// and unauthenticated or failed ones per source address, as on
+	// /api/v1; nil: no limits.
 	RateLimit *iam.RateLimiter
 }
 
-// allow counts the call and sets the rate-limit headers; over a limit it
-// answers 429 with Retry-After itself.
-func (a *Adapter) allow(w http.ResponseWriter, r *http.Request, clientID, instanceID string) bool {
-	v := a.RateLimit.Check(clientID, instanceID)
+// sourceOver answers 429 when the caller's address has used up its quota
+// of failed calls (nothing is counted).
+func (a *Adapter) sourceOver(w http.ResponseWriter, r *http.Request) bool {
+	return !answer(w, r, a.RateLimit.SourceVerdict(wire.ClientAddr(r), false))
+}
+
+// failed counts a failed call against the caller's address, never against
+// the client id or key it presents (those may be anyone's), and answers
+// 429 when that is over its quota.
+func (a *Adapter) failed(w http.ResponseWriter, r *http.Request) bool {
+	return !answer(w, r, a.RateLimit.SourceVerdict(wire.ClientAddr(r), true))
+}
+
+// headers sets the rate-limit headers of a verdict.
+func headers(w http.ResponseWriter, v iam.Verdict) {
 	if v.Policy != "" {
 		w.Header().Set("RateLimit-Policy", v.Policy)
 		w.Header().Set("RateLimit", v.State)
 	}
 	if !v.OK {
 		w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
+	}
+}
+
+// answer sets the headers of v and, when it refuses, answers 429.
+func answer(w http.ResponseWriter, r *http.Request, v iam.Verdict) bool {
+	headers(w, v)
+	if !v.OK {
 		writeError(w, r, http.StatusTooManyRequests, codeRateLimit, v.Explanation)
 	}
 	return v.OK
@@ -106,6 +125,9 @@ var known = map[string]bool{"grant_type": true, "apikey": true, "refresh_token":
 // that the client id, API key or refresh token sent names, if any does;
 // none of them was checked.
 func (a *Adapter) refuseInput(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	if a.failed(w, r) {
+		return
+	}
 	p := iam.Principal{SubjectKind: "client", Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context())}
 	id, _, _ := r.BasicAuth()
 	var key, rt secret.Value
@@ -124,6 +146,9 @@ func (a *Adapter) refuseInput(w http.ResponseWriter, r *http.Request, status int
 }
 
 func (a *Adapter) token(w http.ResponseWriter, r *http.Request) {
+	if a.sourceOver(w, r) {
+		return
+	}
 	if wire.MediaType(r) != "application/x-www-form-urlencoded" {
 		a.refuseInput(w, r, http.StatusBadRequest, codeContentType, "the body must be application/x-www-form-urlencoded (grant_type=…&apikey=…)")
 		return
@@ -143,15 +168,12 @@ func (a *Adapter) token(w http.ResponseWriter, r *http.Request) {
 		a.refuseInput(w, r, http.StatusBadRequest, codeGrantType, "response_type "+rt+" is not supported: use cloud_iam")
 		return
 	}
-	req := iam.KeyExchangeRequest{Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context())}
+	// Only a caller that has authenticated (the key or refresh token, and
+	// the client when one is sent) draws on a client's or instance's quota.
+	req := iam.KeyExchangeRequest{Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context()),
+		Admit: a.RateLimit.Admitter(func(v iam.Verdict) { headers(w, v) })}
 	if id, sec, ok := r.BasicAuth(); ok {
 		req.ClientID, req.ClientSecret = id, secret.New(sec)
-	}
-	// Calls without a client count against the instance limit only once
-	// the key is known, which is the service's business; here they count
-	// under the client id they present, "" for none.
-	if !a.allow(w, r, req.ClientID, "") {
-		return
 	}
 	var tok iam.KeyToken
 	var err error
@@ -177,7 +199,12 @@ func (a *Adapter) token(w http.ResponseWriter, r *http.Request) {
 		a.refuseInput(w, r, http.StatusBadRequest, codeGrantType, "grant_type "+gt+" is not supported: use "+GrantAPIKey+" or "+GrantRefresh)
 		return
 	}
+	if (errors.Is(err, iam.ErrInvalidRefreshToken) || errors.Is(err, iam.ErrBadCredentials)) && a.failed(w, r) {
+		return
+	}
 	switch {
+	case iam.KindOf(err) == iam.KindTooManyRequests:
+		writeError(w, r, http.StatusTooManyRequests, codeRateLimit, err.(*iam.Error).Msg)
 	case err == nil:
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Pragma", "no-cache")

@@ -49,6 +49,7 @@ type Config struct {
 	SigningAlg        string             // iam.AlgEdDSA or iam.AlgRS256
 	RateLimitClient   iam.Limit          // per client id; zero: none
 	RateLimitInstance iam.Limit          // per instance; zero: none
+	RateLimitSource   iam.Limit          // unauthenticated and failed calls per source address; zero: none
 	MaxBARSize        int64              // largest BAR upload; 0: the default
 	MaxBARValidations int                // BAR uploads validated at once; 0: the default
 	Quotas            Quotas             // of every instance
@@ -183,10 +184,17 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		defer close(usageDone)
 		svc.RecordUsage(refreshCtx, time.Second)
 	}()
-	// Last-used times still in memory are written before the store closes.
+	refusalsDone := make(chan struct{})
+	go func() {
+		defer close(refusalsDone)
+		svc.RecordRefusals(refreshCtx, 5*time.Second)
+	}()
+	// Last-used times and refusal counts still in memory are written
+	// before the store closes.
 	defer func() {
 		stopRefresh()
 		<-usageDone
+		<-refusalsDone
 	}()
 
 	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: cfg.Now, MaxRuntimes: cfg.Quotas.Runtimes, MaxReplicas: cfg.Quotas.Replicas}
@@ -268,8 +276,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			<-agentDone
 		}()
 	}
-	if cfg.RateLimitClient.Requests > 0 || cfg.RateLimitInstance.Requests > 0 {
-		a.RateLimit = &iam.RateLimiter{PerClient: cfg.RateLimitClient, PerInstance: cfg.RateLimitInstance, Now: cfg.Now}
+	if cfg.RateLimitClient.Requests > 0 || cfg.RateLimitInstance.Requests > 0 || cfg.RateLimitSource.Requests > 0 {
+		a.RateLimit = &iam.RateLimiter{PerClient: cfg.RateLimitClient, PerInstance: cfg.RateLimitInstance, PerSource: cfg.RateLimitSource, Now: cfg.Now}
 		if met != nil {
 			a.RateLimit.OnRefuse = met.RateLimited
 		}
