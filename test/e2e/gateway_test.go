@@ -44,7 +44,9 @@ func TestPublishedAPIEnforcedByRuntimes(t *testing.T) {
 		ClientID, ClientSecret string
 		Metadata               struct{ ID string }
 	}
-	json.Unmarshal(must(201, "POST", app+"shop/credentials", map[string]any{"spec": map[string]any{"title": "first"}}), &cred)
+	// The subscribed app's credential is a lease (it expires in an hour),
+	// as the walk-through has it; the stranger's is permanent.
+	json.Unmarshal(must(201, "POST", app+"shop/leases", map[string]any{"ttl": "1h"}), &cred)
 	json.Unmarshal(must(201, "POST", app+"stranger/credentials", map[string]any{"spec": map[string]any{"title": "first"}}), &other)
 	for plan, sub := range map[string]string{"key": "shop-key", "oauth": "shop-oauth"} {
 		must(201, "PUT", "/api/v1/subscriptions/"+sub, map[string]any{"spec": map[string]any{"plan": plan, "app": "sandbox/acme/shop"}})
@@ -137,9 +139,9 @@ func TestPublishedAPIEnforcedByRuntimes(t *testing.T) {
 	admin = s.Admin(t)
 	waitReady(t, admin, "shop", 1)
 
-	// Revoke the credential: its key and its token stop on both replicas.
+	// Revoke the lease: its key and its token stop on both replicas.
 	revoked := time.Now()
-	must(204, "DELETE", app+"shop/credentials/"+cred.Metadata.ID, nil)
+	must(204, "DELETE", app+"shop/leases/"+cred.Metadata.ID, nil)
 	until("revoked token", 401, 20, bearer...)
 	t.Logf("revocation → 401 on both replicas after %s", time.Since(revoked))
 	if got := call(key...); got != 401 {
