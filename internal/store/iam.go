@@ -660,6 +660,11 @@ func (s *sqlStore) ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditE
 
 var _ = fmt.Sprintf
 
+// InstanceSetting is the settings key of an instance's own setting name
+// (such as its egress allow-list): "<name>/<instance id>". Such settings
+// are removed together with their instance (DeleteInstance).
+func InstanceSetting(name, instanceID string) string { return name + "/" + instanceID }
+
 // GetSetting reads one control-plane setting.
 func (s *sqlStore) GetSetting(ctx context.Context, key string) (string, error) {
 	var v string

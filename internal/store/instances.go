@@ -97,6 +97,13 @@ func (s *sqlStore) DeleteInstance(ctx context.Context, instanceID string) (Insta
 		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM runtime_refs WHERE instance_id = $1`), instanceID); err != nil {
 			return s.mapErr("delete runtime references", err)
 		}
+		// Settings are not the instance's rows either: its own ones are
+		// the keys that end in "/<instance id>" (InstanceSetting).
+		suffix := InstanceSetting("", instanceID)
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM settings WHERE length(key) > length($1)
+			AND substr(key, length(key) - length($1) + 1) = $1`), suffix); err != nil {
+			return s.mapErr("delete instance settings", err)
+		}
 		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM instances WHERE id = $1`), instanceID); err != nil {
 			return s.mapErr("delete instance", err)
 		}

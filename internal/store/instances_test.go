@@ -50,6 +50,19 @@ func TestDeleteInstanceRemovesItsContents(t *testing.T) {
 			t.Fatal(err)
 		}
 
+		for _, id := range []string{"keep", "gone"} {
+			if err := s.PutSetting(ctx, store.InstanceSetting("egress-policy", id), `{"allow":["127.0.0.1:9000"]}`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A key that merely contains the id, and one of an instance whose
+		// id ends like it, are not the deleted instance's.
+		for _, k := range []string{"gone/other", store.InstanceSetting("egress-policy", "not-gone")} {
+			if err := s.PutSetting(ctx, k, "x"); err != nil {
+				t.Fatal(err)
+			}
+		}
+
 		c, err := s.InstanceContents(ctx, "gone")
 		if err != nil || c.Users != 1 || c.APIKeys != 1 || c.Credentials != 1 || c.Configurations != 1 || c.BARFiles != 2 || !slices.Equal(c.Runtimes, []string{"rt"}) {
 			t.Fatalf("contents %+v, %v", c, err)
@@ -66,6 +79,14 @@ func TestDeleteInstanceRemovesItsContents(t *testing.T) {
 		}
 		if users, _ := s.RuntimesUsing(ctx, "gone", store.Ref{Kind: "configuration", Name: "db"}); len(users) != 0 {
 			t.Errorf("runtime references of the deleted instance remain: %v", users)
+		}
+		if _, err := s.GetSetting(ctx, store.InstanceSetting("egress-policy", "gone")); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the deleted instance's egress allow-list remains: %v", err)
+		}
+		for _, k := range []string{store.InstanceSetting("egress-policy", "keep"), "gone/other", store.InstanceSetting("egress-policy", "not-gone")} {
+			if _, err := s.GetSetting(ctx, k); err != nil {
+				t.Errorf("setting %s went with another instance: %v", k, err)
+			}
 		}
 		if _, err := s.OpenBlob(ctx, sha2); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("BAR content only the deleted instance used remains: %v", err)
