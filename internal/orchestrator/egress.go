@@ -19,7 +19,9 @@ import (
 // over like any other configuration change.
 
 // egressSetting names an instance's allow-list in the store's settings.
-func egressSetting(instanceID string) string { return store.InstanceSetting("egress-policy", instanceID) }
+func egressSetting(instanceID string) string {
+	return store.InstanceSetting("egress-policy", instanceID)
+}
 
 // maxEgressEntries bounds an allow-list.
 const maxEgressEntries = 256
