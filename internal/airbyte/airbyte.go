@@ -138,7 +138,7 @@ func (a *Adapter) fail(w http.ResponseWriter, r *http.Request, err error) {
 			return
 		}
 	}
-	a.Log.Error("request failed", "request_id", obs.RequestID(r.Context()), "err", err)
+	a.Log.ErrorContext(r.Context(), "request failed", "request_id", obs.RequestID(r.Context()), "err", err)
 	writeError(w, r, http.StatusInternalServerError, "the server failed to handle the request; the errorId identifies it in the server's log")
 }
 

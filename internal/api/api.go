@@ -210,7 +210,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := a.Store.Ready(ctx); err != nil {
-		a.Log.Warn("not ready", "err", err)
+		a.Log.WarnContext(r.Context(), "not ready", "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "store not ready"})
 		return
 	}

@@ -246,7 +246,7 @@ func (a *API) getBARContent(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename=%q`, f.Name+".bar"))
 	w.Header().Set("ETag", etag)
 	if _, err := io.Copy(w, rc); err != nil {
-		a.Log.Warn("BAR download cut short", "bar", f.Name, "err", err)
+		a.Log.WarnContext(r.Context(), "BAR download cut short", "bar", f.Name, "err", err)
 	}
 }
 

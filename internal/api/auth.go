@@ -133,6 +133,6 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, r, http.StatusNotFound, "NotFound", "not found")
 		return
 	}
-	a.Log.Error("request failed", "request_id", obs.RequestID(r.Context()), "err", err)
+	a.Log.ErrorContext(r.Context(), "request failed", "request_id", obs.RequestID(r.Context()), "err", err)
 	writeError(w, r, http.StatusInternalServerError, "InternalError", "the server failed to handle the request; the request id identifies it in the server's log")
 }

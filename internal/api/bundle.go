@@ -27,11 +27,11 @@ func (a *API) getRuntimeBundle(w http.ResponseWriter, r *http.Request) {
 	err = a.Reconciler.WriteBundle(r.Context(), a.Bundles, r.PathValue("uid"), gen, token, &buf)
 	switch {
 	case errors.Is(err, orchestrator.ErrBundleDenied):
-		a.Log.Warn("runtime bundle refused", "uid", r.PathValue("uid"), "generation", gen, "remote", clientAddr(r))
+		a.Log.WarnContext(r.Context(), "runtime bundle refused", "uid", r.PathValue("uid"), "generation", gen, "remote", clientAddr(r))
 		writeError(w, r, http.StatusForbidden, "Forbidden", "this token does not open this bundle")
 		return
 	case err != nil:
-		a.Log.Warn("runtime bundle unavailable", "uid", r.PathValue("uid"), "generation", gen, "err", err)
+		a.Log.WarnContext(r.Context(), "runtime bundle unavailable", "uid", r.PathValue("uid"), "generation", gen, "err", err)
 		writeError(w, r, http.StatusConflict, "BundleUnavailable", "the runtime's BAR files or configurations are not available now; its status says why")
 		return
 	}

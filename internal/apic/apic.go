@@ -120,7 +120,7 @@ func (a *Adapter) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, br.status, br.msg)
 		return
 	}
-	a.Log.Error("request failed", "request_id", obs.RequestID(r.Context()), "err", err)
+	a.Log.ErrorContext(r.Context(), "request failed", "request_id", obs.RequestID(r.Context()), "err", err)
 	writeError(w, http.StatusInternalServerError, "the server failed to handle the request; request id "+obs.RequestID(r.Context()))
 }
 

@@ -96,7 +96,7 @@ func (a *Adapter) remember(r *http.Request, ans store.IdempotentAnswer, body []b
 		err = a.Store.PutIdempotentAnswer(ctx, ans)
 	}
 	if err != nil {
-		a.Log.Warn("unable to remember a create's answer; a repeat of it would create again",
+		a.Log.WarnContext(r.Context(), "unable to remember a create's answer; a repeat of it would create again",
 			"request_id", obs.RequestID(ctx), "err", err)
 	}
 }

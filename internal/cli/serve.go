@@ -115,7 +115,7 @@ Environment:
                       created on first start with mode 0600`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := obs.NewLogger(os.Stderr, logFormat, logLevel)
+			log, level, err := obs.NewLeveledLogger(os.Stderr, logFormat, logLevel)
 			if err != nil {
 				return err
 			}
@@ -180,6 +180,7 @@ Environment:
 				Federation:        fed,
 				HTTPTimeouts:      timeouts,
 				MetricsListen:     metricsListen,
+				LogLevel:          level,
 				TLSCertFile:       tlsCert,
 				TLSKeyFile:        tlsKey,
 				TLSSelfSigned:     tlsSelfSigned,

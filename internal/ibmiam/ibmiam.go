@@ -140,7 +140,7 @@ func (a *Adapter) refuseInput(w http.ResponseWriter, r *http.Request, status int
 	}
 	p.SubjectName = id
 	if err := a.IAM.Finish(r.Context(), p, "token.refuse", "token", iam.Invalidf("%s", msg)); err != nil && iam.KindOf(err) == 0 {
-		a.Log.Error("unable to audit a refused token request", "request_id", p.RequestID, "err", err)
+		a.Log.ErrorContext(r.Context(), "unable to audit a refused token request", "request_id", p.RequestID, "err", err)
 	}
 	writeError(w, r, status, code, msg)
 }
@@ -217,7 +217,7 @@ func (a *Adapter) token(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, iam.ErrBadCredentials):
 		writeError(w, r, http.StatusUnauthorized, codeBadClient, "Client authentication failed: the refresh token was issued to a client, which must authenticate with its id and secret")
 	default:
-		a.Log.Error("token request failed", "request_id", obs.RequestID(r.Context()), "err", err)
+		a.Log.ErrorContext(r.Context(), "token request failed", "request_id", obs.RequestID(r.Context()), "err", err)
 		writeError(w, r, http.StatusInternalServerError, codeInternal, "the server failed to handle the request; the requestId identifies it in the server's log")
 	}
 }

@@ -21,20 +21,39 @@ import (
 
 // NewLogger returns a logger writing to w. format is "auto" (text when w is
 // a terminal, JSON otherwise), "text" or "json"; level is debug, info, warn
-// or error. Its lines carry each key once (UniqueKeys).
+// or error. Its lines carry each key once (UniqueKeys), and lines logged
+// with a request's context carry its request_id.
 func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	h, err := newHandler(w, format, level)
-	if err != nil {
-		return nil, err
-	}
-	return slog.New(UniqueKeys(h)), nil
+	log, _, err := NewLeveledLogger(w, format, level)
+	return log, err
 }
 
-func newHandler(w io.Writer, format, level string) (slog.Handler, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q is not one of debug, info, warn, error", level)
+// NewLeveledLogger is NewLogger with the level in a variable, so a
+// running process can change it (sluice serve does on SIGHUP).
+func NewLeveledLogger(w io.Writer, format, level string) (*slog.Logger, *slog.LevelVar, error) {
+	lv, err := ParseLevel(level)
+	if err != nil {
+		return nil, nil, err
 	}
+	v := new(slog.LevelVar)
+	v.Set(lv)
+	h, err := newHandler(w, format, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	return slog.New(withRequestIDs{next: UniqueKeys(h)}), v, nil
+}
+
+// ParseLevel reads debug, info, warn or error.
+func ParseLevel(level string) (slog.Level, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.TrimSpace(level))); err != nil {
+		return 0, fmt.Errorf("log level %q is not one of debug, info, warn, error", level)
+	}
+	return lv, nil
+}
+
+func newHandler(w io.Writer, format string, lv slog.Leveler) (slog.Handler, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "auto":

@@ -59,6 +59,10 @@ type Config struct {
 	// MetricsListen is the host:port /metrics (Prometheus) is served on,
 	// apart from the API so it can be firewalled apart; "": no metrics.
 	MetricsListen string
+	// LogLevel is Log's level; on SIGHUP the control plane sets it from
+	// <data dir>/log-level, or back to its start value when that file is
+	// gone. nil: the level stays.
+	LogLevel *slog.LevelVar
 	// TLS: a certificate and key file (reloaded when they change), or a
 	// self-signed certificate kept in DataDir/tls; neither: plain HTTP.
 	TLSCertFile, TLSKeyFile string
@@ -316,6 +320,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	fmt.Fprintf(cfg.Stdout, "sluice: serving %s (%sdata in %s, store %s %s)\n", listenURL, public, dataDir, st.Kind(), st.Location())
 	cfg.Log.Info("control plane started", "url", url, "data_dir", dataDir, "store", st.Kind())
 
+	if cfg.LogLevel != nil {
+		stopHUP := watchLogLevel(cfg.Log, cfg.LogLevel, filepath.Join(dataDir, LogLevelFile))
+		defer stopHUP()
+	}
 	served := make(chan error, 1)
 	if tlsFiles != nil {
 		srv.TLSConfig = tlsFiles.ServerConfig()

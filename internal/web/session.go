@@ -386,7 +386,7 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 			outcome = iam.ErrBadCredentials
 		}
 		if aerr := d.IAM.Finish(ctx, p, "session.create", "user/"+form["username"], outcome); ok && aerr != nil {
-			d.Log.Error("dashboard login not audited", "request_id", p.RequestID, "err", aerr)
+			d.Log.ErrorContext(r.Context(), "dashboard login not audited", "request_id", p.RequestID, "err", aerr)
 			d.showLogin(w, r, http.StatusInternalServerError, form, "the login could not be recorded in the audit log; try again")
 			return
 		}
@@ -412,7 +412,7 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
 	rq := sessionOf(r)
 	d.dropSession(w, r, rq.se)
 	if err := d.IAM.Finish(r.Context(), rq.p, "session.delete", "user/"+rq.p.SubjectName, nil); err != nil {
-		d.Log.Error("dashboard logout not audited", "request_id", rq.p.RequestID, "err", err)
+		d.Log.ErrorContext(r.Context(), "dashboard logout not audited", "request_id", rq.p.RequestID, "err", err)
 	}
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }

@@ -274,7 +274,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, p
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, v); err != nil {
-		d.Log.Error("dashboard page failed to render", "page", page, "request_id", obs.RequestID(r.Context()), "err", err)
+		d.Log.ErrorContext(r.Context(), "dashboard page failed to render", "page", page, "request_id", obs.RequestID(r.Context()), "err", err)
 		http.Error(w, "the page failed to render; the request id identifies it in the server's log", http.StatusInternalServerError)
 		return
 	}
@@ -315,7 +315,7 @@ func (d *Dashboard) message(r *http.Request, err error) (int, string) {
 		return http.StatusNotFound, "not found"
 	}
 	id := obs.RequestID(r.Context())
-	d.Log.Error("dashboard request failed", "request_id", id, "err", err)
+	d.Log.ErrorContext(r.Context(), "dashboard request failed", "request_id", id, "err", err)
 	return http.StatusInternalServerError, fmt.Sprintf("the server failed to do this; request id %s identifies it in the server's log", id)
 }
 

@@ -184,6 +184,14 @@ func (s *Server) Pid() int { return s.cmd.Process.Pid }
 func (s *Server) Stdout() string { return s.stdout.String() }
 func (s *Server) Stderr() string { return s.stderr.String() }
 
+// Signal sends sig to the process (SIGHUP, to change its log level).
+func (s *Server) Signal(sig os.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("servertest: signal %v: %v", sig, err)
+	}
+}
+
 // Kill ends the process with SIGKILL, as a crash would.
 func (s *Server) Kill() {
 	if s.cmd.ProcessState == nil {
