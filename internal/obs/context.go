@@ -10,7 +10,9 @@ import (
 // request causes names it, whichever package writes it.
 type withRequestIDs struct{ next slog.Handler }
 
-func (h withRequestIDs) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h withRequestIDs) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
 
 func (h withRequestIDs) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
