@@ -9,6 +9,7 @@ package configuration
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -56,7 +57,7 @@ var types = []Type{
 		Runtime:     "unzipped into generic/<name>/ in the runtime's config dir; flows read them", validate: validateZip},
 	{Name: "keystore", Holds: "a PKCS#12 or JKS key store, or PEM keys and certificates", Secret: true,
 		Description: "Keys and certificates for TLS.",
-		Runtime:     "written to keystore/<name> in the runtime's config dir", validate: validateStore},
+		Runtime:     "written to keystore/<name>; with one, the runtime serves its flows over HTTPS", validate: validateKeystore},
 	{Name: "loopbackdatasource", Holds: "a zip with datasources.json and model files", Secret: true,
 		Description: "LoopBack data source definitions.",
 		Runtime:     "unzipped into loopbackdatasource/<name>/ in the runtime's config dir", validate: validateZip},
@@ -404,6 +405,26 @@ func validateStore(data []byte) error {
 		return nil
 	}
 	return errors.New("is neither a JKS nor a PKCS#12 store, nor PEM")
+}
+
+// validateKeystore refuses what the data alone proves wrong: a PEM key
+// store must hold a certificate and the private key that matches it. A
+// PKCS#12 store's password is in setdbparms, so the runtime checks it.
+func validateKeystore(data []byte) error {
+	if err := validateStore(data); err != nil {
+		return err
+	}
+	if !bytes.Contains(data, []byte("-----BEGIN ")) {
+		return nil
+	}
+	if !bytes.Contains(data, []byte("PRIVATE KEY-----")) {
+		return errors.New("is PEM without a private key: a keystore holds the certificate chain and its key")
+	}
+	if _, err := tls.X509KeyPair(data, data); err != nil {
+		// crypto/tls names what is wrong without the key material.
+		return fmt.Errorf("does not hold a certificate and its private key: %v", err)
+	}
+	return nil
 }
 
 func validateINI(data []byte) error {

@@ -3,6 +3,7 @@ package runtime
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -162,6 +163,9 @@ type Configuration struct {
 	// Sources lists the files read, for the service trace and the log;
 	// it names files, never their content.
 	Sources []string
+	// TLSCertificates are the keystore configurations' key pairs: with
+	// any, the flows are served over HTTPS only.
+	TLSCertificates []tls.Certificate
 	// PolicyProject is serverconf's Defaults.policyProject (App
 	// Connect's key): the project a policy named alone is taken from.
 	PolicyProject string
@@ -194,6 +198,9 @@ func LoadConfigDir(dir string) (*Configuration, error) {
 		return nil, err
 	}
 	if err := c.readTruststore(filepath.Join(dir, dirTruststore)); err != nil {
+		return nil, err
+	}
+	if err := c.readKeystore(filepath.Join(dir, dirKeystore)); err != nil {
 		return nil, err
 	}
 	if err := c.readPolicies(filepath.Join(dir, dirPolicies)); err != nil {

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -25,6 +26,10 @@ type handoverListener struct {
 	changed  chan struct{}         // signalled when fresh shrinks
 	closing  sync.Once
 	closeErr error
+	// tlsConfig, when set, makes every accepted connection a TLS server
+	// connection; it is the TLS connection that is counted fresh, as it
+	// is what the server's hooks see.
+	tlsConfig *tls.Config
 }
 
 // Close closes the listener once. The drain closes it in handOver and
@@ -67,6 +72,9 @@ func newHandoverListener(ln net.Listener) *handoverListener {
 // connection escapes the count between Accept and its first ConnState.
 func (l *handoverListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
+	if err == nil && l.tlsConfig != nil {
+		c = tls.Server(c, l.tlsConfig)
+	}
 	if err == nil {
 		l.mu.Lock()
 		l.fresh[c] = struct{}{}

@@ -15,6 +15,7 @@ package runtime
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -373,9 +374,15 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 		return fmt.Errorf("runtime: listener: %w", err)
 	}
 	hl := newHandoverListener(ln)
+	scheme := "http://"
+	if certs := rt.conf.TLSCertificates; len(certs) > 0 {
+		// HTTPS only, HTTP/2 offered; the certificate by server name.
+		hl.tlsConfig = &tls.Config{Certificates: certs, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+		scheme = "https://"
+	}
 	rt.publicURL = rt.opts.PublicURL
 	if rt.publicURL == "" {
-		rt.publicURL = "http://" + advertised(ln.Addr())
+		rt.publicURL = scheme + advertised(ln.Addr())
 	}
 	rt.publicURL = strings.TrimSuffix(rt.publicURL, "/")
 	srv := &http.Server{

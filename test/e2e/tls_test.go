@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
 	"github.com/sluice-dev/sluice/internal/tlsconf"
 )
@@ -139,4 +141,56 @@ func putBARWith(t *testing.T, client *http.Client, c *servertest.Client, name st
 		t.Fatalf("upload %s: %d", name, resp.StatusCode)
 	}
 	return out.URL
+}
+
+// A keystore configuration makes a runtime serve its flows over HTTPS:
+// its status advertises https endpoints, which answer with the
+// keystore's certificate; a PEM keystore whose key does not match its
+// certificate is refused at write time.
+func TestKeystoreServesFlowsOverHTTPS(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	admin := s.Admin(t)
+	dir := t.TempDir()
+	certFile, keyFile, err := tlsconf.SelfSigned(dir, clock.Wall)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _ := os.ReadFile(certFile)
+	keyPEM, _ := os.ReadFile(keyFile)
+	otherCert, _, _ := tlsconf.SelfSigned(t.TempDir(), clock.Wall)
+	otherPEM, _ := os.ReadFile(otherCert)
+	cfg := func(data []byte) map[string]any {
+		return map[string]any{"metadata": map[string]string{"name": "web-tls"},
+			"spec": map[string]any{"type": "keystore", "data": base64.StdEncoding.EncodeToString(data)}}
+	}
+	if code, body := admin.Do("PUT", "/api/v1/configurations/web-tls", cfg(append(otherPEM, keyPEM...))); code != 400 ||
+		!strings.Contains(string(body), "does not hold a certificate and its private key") {
+		t.Fatalf("mismatched keystore: %d %s", code, body)
+	}
+	if code, body := admin.Do("PUT", "/api/v1/configurations/web-tls", cfg(append(certPEM, keyPEM...))); code != 201 {
+		t.Fatalf("keystore: %d %s", code, body)
+	}
+	url := putBAR(t, admin, "hello", helloBAR(t, "Hello"))
+	if code, body := admin.Do("PUT", "/api/v1/integration-runtimes/web", map[string]any{"metadata": map[string]string{"name": "web"},
+		"spec": map[string]any{"barURL": []string{url}, "configurations": []string{"web-tls"}}}); code != 201 {
+		t.Fatalf("runtime: %d %s", code, body)
+	}
+	st := waitReady(t, admin, "web", 1)
+	ep := st.Status.Endpoints[0].URI
+	if !strings.HasPrefix(ep, "https://") {
+		t.Fatalf("endpoint %s; want https", ep)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	resp, err := client.Get(strings.Replace(ep, "{name}", "tls", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.Contains(string(body), "Hello, tls!") {
+		t.Fatalf("%s %d %s", resp.Proto, resp.StatusCode, body)
+	}
 }

@@ -121,7 +121,7 @@ func (r *runtimeState) startProcess(g *gen, slot int) (*proc, *started, error) {
 		"--listen", hostPort(b.opts.Host, r.port()),
 		"--admin-listen", hostPort(b.opts.Host, admin),
 		"--admin-token-file", filepath.Join(r.dir, adminTokenFile),
-		"--public-url", r.baseURL(),
+		"--public-url", r.baseURL(g),
 	)
 	cmd := exec.Command(b.binary, args...)
 	cmd.Dir = genDir

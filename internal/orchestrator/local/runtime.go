@@ -132,8 +132,23 @@ func (r *runtimeState) port() int {
 	return r.st.Port // Port never changes after creation
 }
 
-func (r *runtimeState) baseURL() string {
-	return "http://" + hostPort(r.b.baseHost, r.port())
+func (r *runtimeState) baseURL(g *gen) string {
+	scheme := "http://"
+	if g != nil && g.TLS {
+		scheme = "https://"
+	}
+	return scheme + hostPort(r.b.baseHost, r.port())
+}
+
+// servesTLS says whether a deployment's replicas serve HTTPS: a keystore
+// configuration makes them (docs/runtime.md).
+func servesTLS(d orchestrator.Deployment) bool {
+	for _, c := range d.Configs {
+		if c.Type == "keystore" {
+			return true
+		}
+	}
+	return false
 }
 
 func hostPort(host string, port int) string {
@@ -263,7 +278,7 @@ func (r *runtimeState) materialise(d orchestrator.Deployment, hash string) (*gen
 	if err := os.Mkdir(filepath.Join(tmp, "config"), 0o700); err != nil {
 		return fail(fmt.Errorf("local: materialising %s: %w", r.key, err))
 	}
-	g := &gen{Dir: name, Generation: d.Generation, Hash: hash, Replicas: d.Replicas}
+	g := &gen{Dir: name, Generation: d.Generation, Hash: hash, Replicas: d.Replicas, TLS: servesTLS(d)}
 	if d.BundleURL != "" {
 		// The replicas fetch their BARs and configurations themselves,
 		// with a token that opens this generation's bundle alone.
@@ -337,7 +352,12 @@ func (r *runtimeState) observe() orchestrator.Observed {
 		}
 	}
 	if st.Replicas > 0 {
-		o.BaseURL = r.baseURL()
+		// The scheme of what serves, else of what is coming.
+		g := serving
+		if g == nil {
+			g = st.gen(st.Target)
+		}
+		o.BaseURL = r.baseURL(g)
 	}
 	o.Progressing = r.progressing()
 	o.Restarting, o.CannotRun = r.restarting()

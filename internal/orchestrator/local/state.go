@@ -47,6 +47,8 @@ type gen struct {
 	// BundleCA: the bundle URL is https, and bundle-ca.pem holds the
 	// control plane's certificate the replicas trust.
 	BundleCA bool `json:"bundleCA,omitempty"`
+	// TLS: a keystore configuration makes its replicas serve HTTPS.
+	TLS      bool `json:"tls,omitempty"`
 	Replicas int  `json:"replicas"`
 	// Retiring is set once a newer generation is ready: its processes are
 	// told to drain and its directory goes when they are gone.
