@@ -65,17 +65,24 @@ type capi struct {
 	open  *Plan // a none plan: callers without credentials pass
 	// challenge is the WWW-Authenticate value of a 401.
 	challenge string
+	// value and planValues are the API's and its plans' parts of `.app`,
+	// built once per state (see Caller.Value).
+	value      any
+	planValues map[*Plan]any
 }
 
 type capp struct {
 	app  App
 	subs map[string]*window // plan id → the rate window of an active subscription
+	// The app's parts of `.app`, built once per state.
+	id, name, org, catalog any
 }
 
 type ccred struct {
-	hash    [32]byte
-	app     *capp
-	expires time.Time
+	hash     [32]byte
+	app      *capp
+	expires  time.Time
+	clientID any // the client id as `.app.clientId`
 }
 
 // Apply checks s and swaps it in; an invalid state changes nothing and
@@ -99,7 +106,9 @@ func (g *Gateway) compile(s State) (*compiled, error) {
 	}
 	apps := make(map[string]*capp, len(s.Apps))
 	for _, a := range s.Apps {
-		apps[a.ID] = &capp{app: a, subs: map[string]*window{}}
+		apps[a.ID] = &capp{app: a, subs: map[string]*window{}, id: a.ID, name: a.Name,
+			org:     map[string]any{"id": a.ConsumerOrgID, "name": a.ConsumerOrgName},
+			catalog: map[string]any{"id": a.CatalogID, "name": a.CatalogName}}
 	}
 	for _, sub := range s.Subscriptions {
 		if a := apps[sub.AppID]; a != nil && sub.Active {
@@ -115,11 +124,11 @@ func (g *Gateway) compile(s State) (*compiled, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gateway state: credential %s: %w", cr.ClientID, err)
 		}
-		c.creds[cr.ClientID] = &ccred{hash: h, app: a, expires: cr.ExpiresAt}
+		c.creds[cr.ClientID] = &ccred{hash: h, app: a, expires: cr.ExpiresAt, clientID: cr.ClientID}
 	}
 	for i := range s.APIs {
 		api := s.APIs[i]
-		ca := &capi{api: api}
+		ca := &capi{api: api, value: map[string]any{"id": api.ID, "name": api.Name}, planValues: map[*Plan]any{}}
 		var challenges []string
 		for j := range api.Plans {
 			p := &api.Plans[j]
@@ -138,6 +147,7 @@ func (g *Gateway) compile(s State) (*compiled, error) {
 				return nil, fmt.Errorf("gateway state: plan %s of API %s: a rate limit needs a positive count and window", p.Name, api.Name)
 			}
 			ca.plans = append(ca.plans, p)
+			ca.planValues[p] = map[string]any{"id": p.ID, "name": p.Name}
 		}
 		ca.challenge = strings.Join(dedupe(challenges), ", ")
 		if len(ca.plans) == 0 {
@@ -323,6 +333,7 @@ func (g *Gateway) Check(flow string, r *http.Request) (*Caller, *Refusal) {
 		CatalogID: app.app.CatalogID, CatalogName: app.app.CatalogName,
 		PlanID: plan.ID, PlanName: plan.Name, APIID: api.api.ID, APIName: api.api.Name,
 		ClientID: clientID, Auth: auth,
+		pre: &prebuilt{app: app, api: api.value, plan: api.planValues[plan], clientID: cred.clientID},
 	}, nil
 }
 

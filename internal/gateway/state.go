@@ -141,10 +141,35 @@ type Caller struct {
 	PlanID, PlanName, APIID, APIName string
 	ClientID                         string
 	Auth                             string // AuthClientID or AuthOAuth
+
+	pre *prebuilt // the parts of Value the state built once (nil: build them)
 }
 
-// Value is the caller as the flow's `.app`: a jq value.
+// prebuilt holds the parts of a Caller's Value that the compiled state
+// built once for its app, plan, API and credential.
+type prebuilt struct {
+	app       *capp
+	api, plan any
+	clientID  any
+}
+
+// The two Auth values as `.app.auth`, boxed once.
+var authValues = map[string]any{AuthClientID: AuthClientID, AuthOAuth: AuthOAuth}
+
+// Value is the caller as the flow's `.app`: a jq value. For a caller the
+// gateway let through, its nested maps (consumer org, catalog, plan, API)
+// are shared by every call of that app and plan while the state lasts,
+// which costs one map per call instead of seven: like every jq value, it
+// must not be modified (flows never change their input).
 func (c *Caller) Value() map[string]any {
+	if p := c.pre; p != nil {
+		auth, ok := authValues[c.Auth]
+		if !ok {
+			auth = c.Auth
+		}
+		return map[string]any{"id": p.app.id, "name": p.app.name, "consumerOrg": p.app.org, "catalog": p.app.catalog,
+			"plan": p.plan, "api": p.api, "clientId": p.clientID, "auth": auth}
+	}
 	return map[string]any{
 		"id":          c.AppID,
 		"name":        c.AppName,
