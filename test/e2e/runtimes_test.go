@@ -40,7 +40,7 @@ func putBAR(t *testing.T, c *servertest.Client, name string, content []byte) str
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	req.Header.Set("X-IBM-Client-Id", c.ClientID)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

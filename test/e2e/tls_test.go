@@ -67,7 +67,7 @@ func TestControlPlaneServesTLSAndItsRuntimesTrustIt(t *testing.T) {
 	}
 
 	admin := tlsLogin(t, client, s)
-	url := putBARWith(t, client, admin, "hello", helloBAR(t, "Hello"))
+	url := putBAR(t, admin, "hello", helloBAR(t, "Hello"))
 	if !strings.HasPrefix(url, "https://") {
 		t.Errorf("BAR url %s; want https", url)
 	}
@@ -122,25 +122,6 @@ func tlsLogin(t *testing.T, client *http.Client, s *servertest.Server) *serverte
 	c := s.Bind(t, &servertest.Client{ClientID: s.Creds.ClientID, Token: tok.AccessToken})
 	c.HTTP = client
 	return c
-}
-
-func putBARWith(t *testing.T, client *http.Client, c *servertest.Client, name string, content []byte) string {
-	t.Helper()
-	req, _ := http.NewRequest("PUT", c.URL+"/api/v1/bar-files/"+name, bytes.NewReader(content))
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	req.Header.Set("X-IBM-Client-Id", c.ClientID)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct{ URL string }
-	json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode/100 != 2 || out.URL == "" {
-		t.Fatalf("upload %s: %d", name, resp.StatusCode)
-	}
-	return out.URL
 }
 
 // A keystore configuration makes a runtime serve its flows over HTTPS:
