@@ -31,6 +31,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/server"
 	"github.com/sluice-dev/sluice/internal/store"
+	"github.com/sluice-dev/sluice/internal/store/storetest"
 )
 
 // env is a control plane assembled in-process on a real SQLite store, so
@@ -54,6 +55,8 @@ type envOpts struct {
 	perSource   iam.Limit
 	maxBAR      int64
 	quotas      server.Quotas
+	// storeKind is the store the env runs on (storetest.Kinds); "": SQLite.
+	storeKind string
 	// backend gives the control plane the local runtime backend (its
 	// reconciler does not run, so nothing starts): logs and traces work.
 	backend bool
@@ -62,7 +65,11 @@ type envOpts struct {
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, "", t.TempDir())
+	dsn := ""
+	if o.storeKind != "" {
+		dsn = storetest.DSN(t, o.storeKind)
+	}
+	st, err := store.Open(ctx, dsn, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,12 +146,10 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io
 	case n == 0:
 		return File{}, false, iam.Invalidf("the body is empty: send the BAR file's bytes (curl --data-binary @file.bar)")
 	}
+	// Checked here to refuse early, and again with the write below,
+	// where concurrent uploads cannot pass it together.
 	if err := s.checkStorage(ctx, p, name, n); err != nil {
-		action := "barFile.update"
-		if _, gerr := s.Store.GetBARFile(ctx, p.InstanceID, name); gerr != nil {
-			action = "barFile.create"
-		}
-		return File{}, false, s.IAM.Finish(ctx, p, action, "barFile/"+name, err)
+		return File{}, false, s.refuseStorage(ctx, p, name, err)
 	}
 	release, err := s.acquire()
 	if err != nil {
@@ -171,7 +169,19 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io
 	}
 	f := store.BARFile{InstanceID: p.InstanceID, Name: name, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n,
 		Info: string(infoJSON), UploadedAt: s.now(), UploadedBy: p.Actor()}
-	created, err := s.Store.PutBARFile(ctx, f, tmp)
+	var created bool
+	var quotaErr error
+	err = s.Store.Locked(ctx, p.InstanceID, func(ctx context.Context) error {
+		if quotaErr = s.checkStorage(ctx, p, name, n); quotaErr != nil {
+			return quotaErr
+		}
+		var err error
+		created, err = s.Store.PutBARFile(ctx, f, tmp)
+		return err
+	})
+	if quotaErr != nil {
+		return File{}, false, s.refuseStorage(ctx, p, name, quotaErr)
+	}
 	action := "barFile.update"
 	if created {
 		action = "barFile.create"
@@ -180,6 +190,15 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io
 		return File{}, false, err
 	}
 	return File{BARFile: f, Info: *info}, created, nil
+}
+
+// refuseStorage audits and returns a refusal of checkStorage.
+func (s *Service) refuseStorage(ctx context.Context, p iam.Principal, name string, err error) error {
+	action := "barFile.update"
+	if _, gerr := s.Store.GetBARFile(ctx, p.InstanceID, name); gerr != nil {
+		action = "barFile.create"
+	}
+	return s.IAM.Finish(ctx, p, action, "barFile/"+name, err)
 }
 
 // checkStorage refuses an upload of n bytes under name that would take

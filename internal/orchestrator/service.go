@@ -68,9 +68,8 @@ func Decode(r store.Runtime) (Runtime, error) {
 
 // checkQuotas refuses a spec that would take the instance over
 // MaxRuntimes or MaxReplicas, counting every runtime but the one replaced.
-// Two concurrent PUTs may both pass; the quotas bound what an instance
-// asks of a host, not a billing figure, so one over by a runtime is
-// tolerated rather than serialising every write.
+// Put runs it and the write in one store.Locked transaction, so
+// concurrent PUTs cannot pass it together.
 func (s *Service) checkQuotas(ctx context.Context, instanceID, name string, spec Spec) error {
 	if s.MaxRuntimes <= 0 && s.MaxReplicas <= 0 {
 		return nil
@@ -118,13 +117,6 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, spec Sp
 			return Runtime{}, false, iam.Conflictf("integration runtime %s already exists", name)
 		}
 	}
-	if err := s.checkQuotas(ctx, p.InstanceID, name, spec); err != nil {
-		action := "integrationRuntime.update"
-		if _, gerr := s.Store.GetRuntime(ctx, p.InstanceID, name); gerr != nil {
-			action = "integrationRuntime.create"
-		}
-		return Runtime{}, false, s.IAM.Finish(ctx, p, action, "integrationRuntime/"+name, err)
-	}
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
 		return Runtime{}, false, err
@@ -148,7 +140,24 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, spec Sp
 	for _, c := range configs {
 		refs = append(refs, store.Ref{Kind: RefConfiguration, Name: c})
 	}
-	stored, created, err := s.Store.PutRuntime(ctx, rec, refs)
+	var stored store.Runtime
+	var created bool
+	var quotaErr error
+	err = s.Store.Locked(ctx, p.InstanceID, func(ctx context.Context) error {
+		if quotaErr = s.checkQuotas(ctx, p.InstanceID, name, spec); quotaErr != nil {
+			return quotaErr
+		}
+		var err error
+		stored, created, err = s.Store.PutRuntime(ctx, rec, refs)
+		return err
+	})
+	if quotaErr != nil {
+		action := "integrationRuntime.update"
+		if _, gerr := s.Store.GetRuntime(ctx, p.InstanceID, name); gerr != nil {
+			action = "integrationRuntime.create"
+		}
+		return Runtime{}, false, s.IAM.Finish(ctx, p, action, "integrationRuntime/"+name, quotaErr)
+	}
 	action := "integrationRuntime.update"
 	if created {
 		action = "integrationRuntime.create"

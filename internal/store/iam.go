@@ -203,6 +203,12 @@ type IAM interface {
 	// Every store call fn makes with the context it is given joins the
 	// transaction; fn's error rolls it back and is returned.
 	Audited(ctx context.Context, ev AuditEvent, fn func(ctx context.Context) error) error
+	// Locked runs fn in one transaction holding the instance's write
+	// lock: fn's of one instance run one after another, so a check fn
+	// makes (a quota) and the write it allows are one step. Every store
+	// call fn makes with the context it is given joins the transaction;
+	// fn's error rolls it back and is returned. ErrNotFound: no instance.
+	Locked(ctx context.Context, instanceID string, fn func(ctx context.Context) error) error
 	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 
 	KeyRefreshTokens
@@ -616,6 +622,23 @@ func (s *sqlStore) Audited(ctx context.Context, ev AuditEvent, fn func(ctx conte
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
 			ev.ID, ms(ev.At), ev.InstanceID, ev.Actor, ev.Action, ev.Object, ev.Outcome, ev.Source, ev.RequestID, ev.Detail)
 		return s.mapErr("write audit event", err)
+	})
+}
+
+func (s *sqlStore) Locked(ctx context.Context, instanceID string, fn func(ctx context.Context) error) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		// SQLite's transactions take the database's write lock at BEGIN
+		// (_txlock=immediate), which serialises them already; PostgreSQL
+		// locks the instance's row until the transaction ends.
+		lock := `SELECT id FROM instances WHERE id = $1`
+		if s.d.name == "postgres" {
+			lock += ` FOR UPDATE`
+		}
+		var id string
+		if err := tx.QueryRowContext(ctx, s.q(lock), instanceID).Scan(&id); err != nil {
+			return s.mapErr("lock instance "+instanceID, err)
+		}
+		return fn(context.WithValue(ctx, txKey{s}, tx))
 	})
 }
 
