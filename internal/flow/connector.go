@@ -38,6 +38,9 @@ type Connection struct {
 // to an AMQP Exchange with a RoutingKey.
 type Outgoing struct {
 	Subject    string
+	Topic      string // MQTT
+	QoS        int    // MQTT: 0, 1 or 2
+	Retain     bool   // MQTT
 	Exchange   string // AMQP; "" is the default exchange (routing key = queue)
 	RoutingKey string // AMQP
 	Headers    map[string]string
@@ -177,6 +180,111 @@ func (c *compiler) amqpTrigger(n *yaml.Node) *AMQPTrigger {
 	return t
 }
 
+// MQTTTrigger starts a flow on each message of an MQTT (3.1.1) topic
+// filter. With QoS 1 or 2 the trigger's session persists on the broker
+// (ClientID) and a message is acknowledged only after its flow succeeded.
+type MQTTTrigger struct {
+	Connection *Connection
+	Topic      string // a topic filter (+ and # wildcards)
+	QoS        int
+	// Group shares the subscription: the runtimes of one group each get
+	// a part of the messages ($share/<group>/<topic>).
+	Group string
+	// ClientID names the broker session; required with QoS 1 and 2, so
+	// a restarted runtime gets what it had not acknowledged.
+	ClientID string
+	Delivery
+}
+
+func (c *compiler) mqttTrigger(n *yaml.Node) *MQTTTrigger {
+	m := c.l.mapping(c.file, n, "mqtt trigger", "connection", "topic", "qos", "group", "clientId", "maxInFlight", "retry", "deadLetter")
+	if m == nil {
+		return nil
+	}
+	t := &MQTTTrigger{QoS: 1}
+	dl := m.get("deadLetter")
+	delete(m.vals, "deadLetter")
+	ok := c.delivery(m, &t.Delivery)
+	if cn := m.get("connection"); cn == nil {
+		c.errAt(n, "mqtt trigger needs connection (a policy of type mqtt)")
+		ok = false
+	} else if conn, cok := c.connection(cn, "mqtt trigger", "mqtt"); !cok {
+		ok = false
+	} else {
+		t.Connection = conn
+	}
+	if tn := m.get("topic"); tn == nil {
+		c.errAt(n, "mqtt trigger needs topic")
+		ok = false
+	} else if s, sok := c.l.str(c.file, tn, "topic"); !sok {
+		ok = false
+	} else if msg := checkTopic(s, true); msg != "" {
+		c.errAt(tn, "topic %q: %s", s, msg)
+		ok = false
+	} else {
+		t.Topic = s
+	}
+	if dl != nil {
+		if s, sok := c.l.str(c.file, dl, "deadLetter"); !sok {
+			ok = false
+		} else if msg := checkTopic(s, false); msg != "" {
+			c.errAt(dl, "deadLetter %q: %s", s, msg)
+			ok = false
+		} else {
+			t.DeadLetter = s
+		}
+	}
+	if qn := m.get("qos"); qn != nil {
+		v, vok := c.l.integer(c.file, qn, "qos", 0, 2)
+		t.QoS, ok = v, ok && vok
+	}
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"group", &t.Group}, {"clientId", &t.ClientID}} {
+		if vn := m.get(f.key); vn != nil {
+			if v, vok := c.l.str(c.file, vn, f.key); vok {
+				if !nameRE.MatchString(v) {
+					c.errAt(vn, "%s %q must be letters, digits, '.', '_', '-' (at most 64)", f.key, v)
+					ok = false
+				}
+				*f.dst = v
+			}
+		}
+	}
+	if t.QoS > 0 && t.ClientID == "" && ok {
+		c.errAt(n, "an mqtt trigger with qos %d needs clientId (its session on the broker keeps what was not acknowledged)", t.QoS)
+		ok = false
+	}
+	if !ok {
+		return nil
+	}
+	return t
+}
+
+// checkTopic enforces MQTT topic syntax: + and # only as whole levels,
+// # last; none at all in a topic one publishes to.
+func checkTopic(s string, filter bool) string {
+	if s == "" {
+		return "must not be empty"
+	}
+	if strings.HasPrefix(s, "$") {
+		return "topics starting with $ belong to the broker"
+	}
+	levels := strings.Split(s, "/")
+	for i, l := range levels {
+		switch {
+		case l == "+" || (l == "#" && i == len(levels)-1):
+			if !filter {
+				return "must not contain wildcards"
+			}
+		case strings.ContainsAny(l, "+#"):
+			return "wildcards must be whole levels, # only the last"
+		}
+	}
+	return ""
+}
+
 // checkQueueName: AMQP names are at most 255 bytes; "amq." is reserved.
 func checkQueueName(q string) string {
 	switch {
@@ -236,6 +344,7 @@ var schemes = map[string][]string{
 	"mysql":    {"mysql"},
 	"amqp":     {"amqp", "amqps"},
 	"redis":    {"redis", "rediss"},
+	"mqtt":     {"mqtt", "tcp", "ssl", "mqtts", "ws", "wss"},
 }
 
 // policyOptions are the fields a policy of each type may have besides
@@ -246,6 +355,7 @@ var policyOptions = map[string][]string{
 	"mysql":    {"maxConns"},
 	"amqp":     {"name"},
 	"redis":    {"maxConns"},
+	"mqtt":     {},
 }
 
 // resolve fills conn from a policy definition and says what is wrong

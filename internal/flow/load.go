@@ -516,7 +516,7 @@ func (l *loader) parseFlowFile(file string, rt *runtimeEnv) (*Flow, *yaml.Node) 
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 // triggerKinds lists the triggers a flow may have.
-var triggerKinds = []string{"http", "schedule", "nats", "amqp"}
+var triggerKinds = []string{"http", "schedule", "nats", "amqp", "mqtt"}
 
 func (l *loader) parseTrigger(c *compiler, n *yaml.Node, f *Flow) {
 	file := c.file
@@ -537,6 +537,11 @@ func (l *loader) parseTrigger(c *compiler, n *yaml.Node, f *Flow) {
 	if an := m.get("amqp"); an != nil {
 		f.prog.triggerNode = an
 		f.AMQP = c.amqpTrigger(an)
+		return
+	}
+	if qn := m.get("mqtt"); qn != nil {
+		f.prog.triggerNode = qn
+		f.MQTT = c.mqttTrigger(qn)
 		return
 	}
 	if h := m.get("http"); h != nil {

@@ -23,23 +23,40 @@ type publishStep struct {
 	amqp       bool
 	exchange   string
 	routingKey *template
-	hdrKeys    []string
-	hdrVals    []*template
-	body       *expr // nil: .body
-	confirm    bool
+	// MQTT: topic, qos, retain.
+	mqtt    bool
+	topic   *template
+	qos     int
+	retain  bool
+	hdrKeys []string
+	hdrVals []*template
+	body    *expr // nil: .body
+	confirm bool
 }
 
 func (c *compiler) publishStep(b stepBase, n *yaml.Node) step {
-	m := c.l.mapping(c.file, n, "publish", "connection", "subject", "exchange", "routingKey", "headers", "body", "confirm")
+	m := c.l.mapping(c.file, n, "publish", "connection", "subject", "exchange", "routingKey", "topic", "qos", "retain", "headers", "body", "confirm")
 	if m == nil {
 		return nil
 	}
 	s := &publishStep{stepBase: b}
 	ok := true
 	s.amqp = m.get("exchange") != nil || m.get("routingKey") != nil
+	s.mqtt = !s.amqp && m.get("topic") != nil
 	want := "nats"
-	if s.amqp {
+	switch {
+	case s.amqp:
 		want = "amqp"
+	case s.mqtt:
+		want = "mqtt"
+	}
+	if !s.mqtt {
+		for _, k := range []string{"qos", "retain"} {
+			if vn := m.get(k); vn != nil {
+				c.errAt(vn, "%s is for MQTT publishes (topic)", k)
+				ok = false
+			}
+		}
 	}
 	if cn := m.get("connection"); cn == nil {
 		c.errAt(n, "publish needs connection (a policy of type nats or amqp)")
@@ -49,7 +66,31 @@ func (c *compiler) publishStep(b stepBase, n *yaml.Node) step {
 	} else {
 		s.conn = conn
 	}
-	if s.amqp {
+	if s.mqtt {
+		for _, k := range []string{"subject", "headers", "confirm"} {
+			if vn := m.get(k); vn != nil {
+				c.errAt(vn, "%s is not for MQTT 3.1.1 publishes (topic, qos, retain, body)", k)
+				ok = false
+			}
+		}
+		s.qos = 1
+		if s.topic = c.tmpl(m.get("topic"), b.lbl+" topic"); s.topic == nil {
+			ok = false
+		} else if s.topic.konst {
+			if msg := checkTopic(s.topic.s, false); msg != "" {
+				c.errAt(m.get("topic"), "topic %q: %s", s.topic.s, msg)
+				ok = false
+			}
+		}
+		if qn := m.get("qos"); qn != nil {
+			v, vok := c.l.integer(c.file, qn, "qos", 0, 2)
+			s.qos, ok = v, ok && vok
+		}
+		if rn := m.get("retain"); rn != nil {
+			v, vok := c.l.boolean(c.file, rn, "retain")
+			s.retain, ok = v, ok && vok
+		}
+	} else if s.amqp {
 		if sn := m.get("subject"); sn != nil {
 			c.errAt(sn, "subject is for NATS; an AMQP publish has exchange and routingKey")
 			ok = false
@@ -108,7 +149,16 @@ func (s *publishStep) run(ctx context.Context, x *execution, st *state) error {
 	in := st.input(x.rt)
 	out := &Outgoing{Confirm: s.confirm}
 	dest := ""
-	if s.amqp {
+	if s.mqtt {
+		topic, err := s.topic.eval(ctx, in)
+		if err != nil {
+			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("topic: %w", err), false)
+		}
+		if msg := checkTopic(topic, false); msg != "" {
+			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("topic %q: %s", topic, msg), false)
+		}
+		out.Topic, out.QoS, out.Retain, out.Confirm, dest = topic, s.qos, s.retain, s.qos > 0, topic
+	} else if s.amqp {
 		key, err := s.routingKey.eval(ctx, in)
 		if err != nil {
 			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("routingKey: %w", err), false)
