@@ -31,7 +31,7 @@ type FlowInfo struct {
 }
 
 // Trigger is a flow's trigger: Type "http" (Method, Path), "schedule"
-// (Cron, TimeZone), "nats" (Subject, Stream), "amqp" (Queue) or "call" (no trigger: only
+// (Cron, TimeZone), "nats" (Subject, Stream), "amqp" (Queue), "mqtt" (Topic) or "call" (no trigger: only
 // other flows call it).
 type Trigger struct {
 	Type     string `json:"type"`
@@ -42,6 +42,7 @@ type Trigger struct {
 	Subject  string `json:"subject,omitempty"` // nats
 	Stream   string `json:"stream,omitempty"`  // nats, JetStream
 	Queue    string `json:"queue,omitempty"`   // amqp
+	Topic    string `json:"topic,omitempty"`   // mqtt
 }
 
 func (t Trigger) String() string {
@@ -50,6 +51,8 @@ func (t Trigger) String() string {
 		return t.Method + " " + t.Path
 	case "amqp":
 		return "amqp queue " + t.Queue
+	case "mqtt":
+		return "mqtt " + t.Topic
 	case "nats":
 		if t.Stream != "" {
 			return fmt.Sprintf("nats %s (stream %s)", t.Subject, t.Stream)
@@ -127,6 +130,8 @@ func TriggerOf(f *flow.Flow) Trigger {
 		return Trigger{Type: "nats", Subject: f.NATS.Subject, Stream: f.NATS.Stream}
 	case f.AMQP != nil:
 		return Trigger{Type: "amqp", Queue: f.AMQP.Queue}
+	case f.MQTT != nil:
+		return Trigger{Type: "mqtt", Topic: f.MQTT.Topic}
 	}
 	// A flow without a trigger is reachable only through `call` steps.
 	return Trigger{Type: "call"}

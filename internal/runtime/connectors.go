@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/connectors"
 	"github.com/sluice-dev/sluice/internal/connectors/amqpconn"
+	"github.com/sluice-dev/sluice/internal/connectors/mqttconn"
 	"github.com/sluice-dev/sluice/internal/connectors/natsconn"
 	"github.com/sluice-dev/sluice/internal/connectors/redisconn"
 	"github.com/sluice-dev/sluice/internal/connectors/sqlconn"
@@ -27,6 +28,7 @@ type hub struct {
 	log     *slog.Logger
 	nats    *natsconn.Pool
 	amqp    *amqpconn.Pool
+	mqtt    *mqttconn.Pool
 	sql     *sqlconn.Pool
 	redis   *redisconn.Pool
 	metrics *connectorMetrics
@@ -43,9 +45,10 @@ type drainer interface {
 var _ flow.Connectors = (*hub)(nil)
 
 func newHub(log *slog.Logger, m *connectorMetrics) *hub {
-	h := &hub{log: log, nats: natsconn.NewPool(log), amqp: amqpconn.NewPool(log), sql: sqlconn.NewPool(), redis: redisconn.NewPool(), metrics: m}
+	h := &hub{log: log, nats: natsconn.NewPool(log), amqp: amqpconn.NewPool(log), mqtt: mqttconn.NewPool(log), sql: sqlconn.NewPool(), redis: redisconn.NewPool(), metrics: m}
 	h.nats.OnState = func(policy string, up bool) { m.up(policy, up) }
 	h.amqp.OnState = h.nats.OnState
+	h.mqtt.OnState = h.nats.OnState
 	return h
 }
 
@@ -55,6 +58,8 @@ func (h *hub) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoin
 		return h.nats.Publish(ctx, c, out)
 	case "amqp":
 		return h.amqp.Publish(ctx, c, out)
+	case "mqtt":
+		return h.mqtt.Publish(ctx, c, out)
 	}
 	return nil, fmt.Errorf("no publisher for connections of type %q", c.Type)
 }
@@ -90,6 +95,7 @@ func (h *hub) drain(ctx context.Context) error {
 func (h *hub) close() {
 	h.nats.Close()
 	h.amqp.Close()
+	h.mqtt.Close()
 	h.sql.Close()
 	h.redis.Close()
 }
@@ -107,6 +113,9 @@ func (rt *Runtime) startTriggers() error {
 		case lf.f.AMQP != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "amqp")
 			c, err = rt.hub.amqp.Start(rt.runCtx, lf.f.AMQP, lf.ref, rt.messageHandler(lf, "amqp"), cnt)
+		case lf.f.MQTT != nil:
+			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "mqtt")
+			c, err = rt.hub.mqtt.Start(rt.runCtx, lf.f.MQTT, lf.ref, rt.messageHandler(lf, "mqtt"), cnt)
 		default:
 			continue
 		}

@@ -537,6 +537,8 @@ func (rt *Runtime) addFlow(path string, p *flow.Project, f *flow.Flow) error {
 		trigger = "nats"
 	case f.AMQP != nil:
 		trigger = "amqp"
+	case f.MQTT != nil:
+		trigger = "mqtt"
 	}
 	lf := &loadedFlow{
 		project:     p.Name,
