@@ -279,8 +279,6 @@ func (c *Consumer) Drain(ctx context.Context) error {
 	return err
 }
 
-
-
 // shortID is a client id within MQTT 3.1.1's 23 characters, which some
 // brokers enforce.
 func shortID(prefix string) string {
