@@ -5,8 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strings"
-	"testing"
 	"syscall"
+	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
