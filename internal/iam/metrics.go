@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Metrics counts what the service decides, for the control plane's
@@ -70,8 +73,19 @@ func refusalReason(err error) string {
 	return "error"
 }
 
-// count tells Metrics about one audited action.
+// count tells Metrics about one audited action, and marks a token's
+// outcome on the request's trace span (when tracing is on).
 func (s *Service) count(ctx context.Context, action, outcome string, err error) {
+	if action == "token.issue" || action == "token.refuse" {
+		if span := trace.SpanFromContext(ctx); span.IsRecording() {
+			reason := "none"
+			if err != nil {
+				reason = refusalReason(err)
+			}
+			span.AddEvent(action, trace.WithAttributes(attribute.String("sluice.token.grant", grantOf(ctx)),
+				attribute.String("sluice.token.reason", reason)))
+		}
+	}
 	if s.Metrics == nil {
 		return
 	}

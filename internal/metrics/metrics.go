@@ -159,6 +159,15 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and deadlines (streams).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// CountDroppedSpans exports how many trace spans were dropped (queue full
+// or export failed), as read by dropped.
+func (m *Metrics) CountDroppedSpans(dropped func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sluice_trace_spans_dropped_total",
+		Help: "OpenTelemetry spans dropped because the export queue was full or the collector did not take them (only with tracing on).",
+	}, func() float64 { return float64(dropped()) }))
+}
+
 // IAM is what the iam service reports through.
 func (m *Metrics) IAM() iam.Metrics { return iamMetrics{m} }
 

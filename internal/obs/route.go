@@ -26,3 +26,12 @@ func SetRoute(ctx context.Context, pattern string) {
 		s.pattern = pattern
 	}
 }
+
+// WithRouteSlotIfNone returns ctx with a slot for the route pattern,
+// reusing one an outer middleware already put there.
+func WithRouteSlotIfNone(ctx context.Context) (context.Context, *RouteSlot) {
+	if s, ok := ctx.Value(routeKey{}).(*RouteSlot); ok {
+		return ctx, s
+	}
+	return WithRouteSlot(ctx)
+}

@@ -29,6 +29,10 @@ import (
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/serverconf"
 	"github.com/sluice-dev/sluice/internal/store"
+	"github.com/sluice-dev/sluice/internal/tracing"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Reconciler drives every runtime towards its spec. It is level-triggered:
@@ -209,7 +213,13 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		k := Key{InstanceID: rt.InstanceID, Name: rt.Name}
 		want[k] = true
 		sw := clock.StartStopwatch()
-		phase, failed := r.reconcile(ctx, rt)
+		rctx, span := tracing.Tracer().Start(ctx, "reconcile", trace.WithAttributes(attribute.String("sluice.runtime.uid", rt.UID)))
+		phase, failed := r.reconcile(rctx, rt)
+		span.SetAttributes(attribute.String("sluice.runtime.phase", phase))
+		if failed {
+			span.SetStatus(codes.Error, "reconcile failed")
+		}
+		span.End()
 		phases[phase]++
 		if r.Metrics != nil {
 			r.Metrics.Reconciled(sw.Seconds(), failed)

@@ -34,6 +34,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
 	"github.com/sluice-dev/sluice/internal/tlsconf"
+	"github.com/sluice-dev/sluice/internal/tracing"
 	"github.com/sluice-dev/sluice/internal/web"
 )
 
@@ -130,6 +131,21 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	scheme := "http://"
 	if tlsFiles != nil {
 		scheme = "https://"
+	}
+
+	// Traces (OpenTelemetry), when OTEL_EXPORTER_OTLP_ENDPOINT asks for
+	// them; spans left are flushed at the end, briefly.
+	traces, err := tracing.Start(ctx, "sluice-control-plane", cfg.Log.With("component", "tracing"))
+	if err != nil {
+		return fmt.Errorf("unable to set up tracing from the OTEL_* variables: %w", err)
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = traces.Shutdown(fctx)
+	}()
+	if met != nil && traces != nil {
+		met.CountDroppedSpans(traces.Dropped)
 	}
 
 	st, err := store.Open(ctx, cfg.Store, dataDir)
@@ -297,6 +313,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	dash := &web.Dashboard{Store: st, IAM: svc, Configs: a.Configs, BARs: a.BARs, Runtimes: runtimes, Reconciler: a.Reconciler,
 		Traces: a.Traces, Apps: a.Apps, APIs: a.APIs, PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
 	handler := dash.Mount(apic.Mount(a.Handler(), apicAdapter.Handler()), cfg.Log)
+	if traces != nil {
+		handler = tracing.Middleware(handler)
+	}
 	if met != nil {
 		handler = met.Middleware(handler)
 		msrv := controlPlaneTimeouts(cfg.HTTPTimeouts).Apply(&http.Server{
