@@ -96,6 +96,7 @@ func newServeCommand() *cobra.Command {
 		metricsListen   string
 		tlsCert, tlsKey string
 		tlsSelfSigned   bool
+		auditRetention  time.Duration
 		// Lifetimes of other tools' tokens.
 		applicationLifetime, ibmIAMLifetime, ibmRefreshLifetime time.Duration
 	)
@@ -127,6 +128,9 @@ Environment:
 			}
 			if runtimeBackend != "local" && runtimeBackend != "none" {
 				return fmt.Errorf("--runtime-backend %q is not local or none", runtimeBackend)
+			}
+			if auditRetention < 0 || (auditRetention > 0 && auditRetention < time.Hour) {
+				return fmt.Errorf("--audit-retention %v is out of range: give 0 (keep everything) or 1h or more", auditRetention)
 			}
 			if tokenLifetime < time.Minute || tokenLifetime > 7*24*time.Hour {
 				return fmt.Errorf("--token-lifetime %v is out of range: give 1m to 168h", tokenLifetime)
@@ -184,6 +188,7 @@ Environment:
 				TLSCertFile:       tlsCert,
 				TLSKeyFile:        tlsKey,
 				TLSSelfSigned:     tlsSelfSigned,
+				AuditRetention:    auditRetention,
 
 				ApplicationTokenLifetime: applicationLifetime,
 				APIKeyTokenLifetime:      ibmIAMLifetime,
@@ -195,6 +200,7 @@ Environment:
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve the API on")
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
+	f.DurationVar(&auditRetention, "audit-retention", iam.DefaultAuditRetention, "how long audit events are kept (0: for ever); older ones are deleted in small batches by one control plane")
 	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain); reloaded when the file changes")
 	f.StringVar(&tlsKey, "tls-key", "", "the PEM private key of --tls-cert; reloaded when the file changes")
 	f.BoolVar(&tlsSelfSigned, "tls-self-signed", false, "serve HTTPS with a self-signed certificate kept in <data-dir>/tls (made on first start; its fingerprint is printed)")
@@ -240,7 +246,7 @@ Environment:
 		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",
 		"application-token-lifetime": "SLUICE_APPLICATION_TOKEN_LIFETIME", "ibm-iam-token-lifetime": "SLUICE_IBM_IAM_TOKEN_LIFETIME",
 		"ibm-iam-refresh-token-lifetime": "SLUICE_IBM_IAM_REFRESH_TOKEN_LIFETIME",
-		"tls-cert":                       "SLUICE_TLS_CERT", "tls-key": "SLUICE_TLS_KEY", "tls-self-signed": "SLUICE_TLS_SELF_SIGNED",
+		"audit-retention":                "SLUICE_AUDIT_RETENTION", "tls-cert": "SLUICE_TLS_CERT", "tls-key": "SLUICE_TLS_KEY", "tls-self-signed": "SLUICE_TLS_SELF_SIGNED",
 	} {
 		bindEnv(cmd, flag, env)
 	}

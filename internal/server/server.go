@@ -68,6 +68,8 @@ type Config struct {
 	// self-signed certificate kept in DataDir/tls; neither: plain HTTP.
 	TLSCertFile, TLSKeyFile string
 	TLSSelfSigned           bool
+	// AuditRetention is how long audit events are kept; 0 keeps them all.
+	AuditRetention time.Duration
 	// Lifetimes of other tools' tokens (Airbyte applications, IBM Cloud
 	// IAM access and refresh tokens); zero: TokenLifetime (30 days for
 	// refresh tokens).
@@ -247,6 +249,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		sweeper.MaxWait = time.Second
 	}
 	go sweeper.Run(refreshCtx)
+	retention := &iam.AuditRetention{Store: st, Keep: cfg.AuditRetention, Now: cfg.Now, Log: cfg.Log.With("component", "audit-retention")}
+	go retention.Run(refreshCtx)
 	// API Connect's platform API (/api/…, outside /api/v1) over the same services.
 	apicAdapter := &apic.Adapter{IAM: svc, Apps: a.Apps, APIs: a.APIs, Store: st, Keyring: keyring, PublicURL: url,
 		Log: cfg.Log.With("component", "apic"), Now: cfg.Now}

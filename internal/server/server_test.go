@@ -206,6 +206,7 @@ func TestStartupErrors(t *testing.T) {
 		{"data dir not writable", []string{"serve", "--data-dir", filepath.Join(file, "sub")}, nil, 1, "choose another with --data-dir", "", false},
 		{"unknown store", []string{"serve", "--store", "mysql://x"}, nil, 1, "not understood", "", true},
 		{"bad token lifetime", []string{"serve", "--token-lifetime", "1s"}, nil, 1, "out of range", "", true},
+		{"audit retention too short", []string{"serve", "--audit-retention", "30m"}, nil, 1, "--audit-retention 30m0s is out of range", "", true},
 		{"tls cert without key", []string{"serve", "--tls-cert", file}, nil, 1, "--tls-cert and --tls-key go together", "", true},
 		{"tls both ways", []string{"serve", "--tls-self-signed", "--tls-cert", file, "--tls-key", file}, nil, 1, "exclude each other", "", true},
 		{"tls not a pair", []string{"serve", "--tls-cert", file, "--tls-key", file}, nil, 1, "--tls-cert " + file + " and --tls-key " + file, "", true},

@@ -210,6 +210,10 @@ type IAM interface {
 	// fn's error rolls it back and is returned. ErrNotFound: no instance.
 	Locked(ctx context.Context, instanceID string, fn func(ctx context.Context) error) error
 	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// PruneAuditEvents deletes at most limit of the events older than
+	// before, oldest first, and says how many went: retention works in
+	// small batches so it never holds the table for long.
+	PruneAuditEvents(ctx context.Context, before time.Time, limit int) (int64, error)
 
 	KeyRefreshTokens
 }
@@ -679,6 +683,16 @@ func (s *sqlStore) ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditE
 		out = append(out, e)
 	}
 	return out, s.mapErr("list audit events", rows.Err())
+}
+
+func (s *sqlStore) PruneAuditEvents(ctx context.Context, before time.Time, limit int) (int64, error) {
+	res, err := s.exec(ctx, `DELETE FROM audit_events WHERE id IN
+		(SELECT id FROM audit_events WHERE at < $1 ORDER BY at LIMIT $2)`, ms(before), limit)
+	if err != nil {
+		return 0, s.mapErr("prune audit events", err)
+	}
+	n, err := res.RowsAffected()
+	return n, s.mapErr("prune audit events", err)
 }
 
 var _ = fmt.Sprintf
