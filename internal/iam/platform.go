@@ -244,7 +244,7 @@ func (s *Service) withRefresh(ctx context.Context, resp TokenResponse) (Platform
 	rt := newSecret(RefreshTokenPrefix)
 	now := s.now()
 	if err := s.Store.PutRefreshToken(ctx, store.RefreshToken{Hash: hashSecret(rt), InstanceID: c.InstanceID, ClientID: c.ClientID,
-		SubjectID: c.Subject, KeyID: c.KeyID, CreatedAt: now, ExpiresAt: now.Add(life)}); err != nil {
+		SubjectID: c.Subject, KeyID: c.KeyID, KeyEpoch: c.KeyEpoch, CreatedAt: now, ExpiresAt: now.Add(life)}); err != nil {
 		return PlatformToken{}, err
 	}
 	return PlatformToken{AccessToken: resp.AccessToken, TokenType: "Bearer", ExpiresIn: resp.ExpiresIn,
@@ -287,7 +287,7 @@ func (s *Service) refreshGrant(ctx context.Context, r PlatformRequest, toolkit b
 		if toolkit {
 			g.ClientExists, g.ClientInstance = true, t.InstanceID // the toolkit client is public: the key or user decides
 		}
-		c := Claims{ClientID: t.ClientID, KeyID: t.KeyID, Subject: t.SubjectID, InstanceID: t.InstanceID}
+		c := Claims{ClientID: t.ClientID, KeyID: t.KeyID, KeyEpoch: t.KeyEpoch, Subject: t.SubjectID, InstanceID: t.InstanceID}
 		if _, err := s.check(c, g); err != nil {
 			why = "what the refresh token came from is gone, locked or expired"
 		} else {
@@ -296,7 +296,7 @@ func (s *Service) refreshGrant(ctx context.Context, r PlatformRequest, toolkit b
 				return PlatformToken{}, err
 			}
 			resp, err := s.issue(ctx, p, Claims{Subject: t.SubjectID, ClientID: t.ClientID, InstanceID: t.InstanceID,
-				Role: g.SubjectRole, Scope: scopeFor(g.SubjectRole), KeyID: t.KeyID}, "refreshToken", nil)
+				Role: g.SubjectRole, Scope: scopeFor(g.SubjectRole), KeyID: t.KeyID, KeyEpoch: t.KeyEpoch}, "refreshToken", nil)
 			if err != nil {
 				return PlatformToken{}, err
 			}

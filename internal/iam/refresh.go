@@ -137,6 +137,8 @@ func (s *Service) checkRefreshToken(ctx context.Context, r KeyExchangeRequest) (
 		return old, key, "API key " + old.KeyID + " of refresh token " + old.ID + " is gone"
 	case key.Locked:
 		return old, key, "API key " + key.ID + " is locked"
+	case old.KeyEpoch != key.TokenEpoch:
+		return old, key, "refresh token " + old.ID + " was issued before API key " + key.ID + " was last locked"
 	case !key.ExpiresAt.IsZero() && !s.now().Before(key.ExpiresAt):
 		return old, key, "API key " + key.ID + " has expired"
 	}
@@ -148,7 +150,7 @@ func (s *Service) checkRefreshToken(ctx context.Context, r KeyExchangeRequest) (
 // audits the issue.
 func (s *Service) issueWithRefresh(ctx context.Context, p Principal, key store.APIKey, clientID, object string, old *store.KeyRefreshToken) (KeyToken, error) {
 	raw, c, err := s.Tokens.MintFor(Claims{Subject: key.OwnerID, ClientID: clientID, InstanceID: key.InstanceID,
-		Role: key.OwnerRole, Scope: scopeFor(key.OwnerRole), KeyID: key.ID}, s.APIKeyTokenLifetime)
+		Role: key.OwnerRole, Scope: scopeFor(key.OwnerRole), KeyID: key.ID, KeyEpoch: key.TokenEpoch}, s.APIKeyTokenLifetime)
 	if err != nil {
 		return KeyToken{}, err
 	}
@@ -159,7 +161,7 @@ func (s *Service) issueWithRefresh(ctx context.Context, p Principal, key store.A
 	}
 	now := s.now()
 	next := store.KeyRefreshToken{ID: "rt-" + randomID(8), Hash: hashSecret(rv), InstanceID: key.InstanceID, KeyID: key.ID,
-		ClientID: clientID, CreatedAt: now, ExpiresAt: now.Add(life)}
+		KeyEpoch: key.TokenEpoch, ClientID: clientID, CreatedAt: now, ExpiresAt: now.Add(life)}
 	if old == nil {
 		err = s.Store.CreateKeyRefreshToken(ctx, next)
 	} else {

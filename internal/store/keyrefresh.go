@@ -15,6 +15,7 @@ type KeyRefreshToken struct {
 	Hash       string
 	InstanceID string
 	KeyID      string
+	KeyEpoch   int64  // the key's token epoch at issue (APIKey.TokenEpoch)
 	ClientID   string // "" when no client authenticated
 	CreatedAt  time.Time
 	ExpiresAt  time.Time
@@ -39,9 +40,9 @@ type KeyRefreshTokens interface {
 
 func (s *sqlStore) insertKeyRefreshToken(ctx context.Context, ex execer, t KeyRefreshToken) error {
 	_, err := ex.ExecContext(ctx, s.q(`INSERT INTO refresh_tokens_all
-		(id, token_hash, grant_kind, instance_id, key_id, client_id, created_at, expires_at, used_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)`),
-		t.ID, t.Hash, grantIAM, t.InstanceID, t.KeyID, t.ClientID, ms(t.CreatedAt), ms(t.ExpiresAt))
+		(id, token_hash, grant_kind, instance_id, key_id, key_epoch, client_id, created_at, expires_at, used_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)`),
+		t.ID, t.Hash, grantIAM, t.InstanceID, t.KeyID, t.KeyEpoch, t.ClientID, ms(t.CreatedAt), ms(t.ExpiresAt))
 	if err != nil {
 		return s.mapErr("create refresh token", err)
 	}
@@ -56,9 +57,9 @@ func (s *sqlStore) CreateKeyRefreshToken(ctx context.Context, t KeyRefreshToken)
 func (s *sqlStore) KeyRefreshTokenByHash(ctx context.Context, hash string) (KeyRefreshToken, error) {
 	var t KeyRefreshToken
 	var created, expires, used int64
-	err := s.queryRow(ctx, `SELECT id, token_hash, instance_id, key_id, client_id, created_at, expires_at, used_at
+	err := s.queryRow(ctx, `SELECT id, token_hash, instance_id, key_id, key_epoch, client_id, created_at, expires_at, used_at
 		FROM refresh_tokens_all WHERE token_hash = $1 AND grant_kind = $2`, hash, grantIAM).
-		Scan(&t.ID, &t.Hash, &t.InstanceID, &t.KeyID, &t.ClientID, &created, &expires, &used)
+		Scan(&t.ID, &t.Hash, &t.InstanceID, &t.KeyID, &t.KeyEpoch, &t.ClientID, &created, &expires, &used)
 	t.CreatedAt, t.ExpiresAt, t.UsedAt = fromMS(created), fromMS(expires), fromMS(used)
 	return t, s.mapErr("read refresh token", err)
 }

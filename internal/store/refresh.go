@@ -24,6 +24,7 @@ type RefreshToken struct {
 	ClientID   string
 	SubjectID  string
 	KeyID      string // "" when it came from a password or a client credential
+	KeyEpoch   int64  // the key's token epoch at issue (APIKey.TokenEpoch)
 	CreatedAt  time.Time
 	ExpiresAt  time.Time
 }
@@ -41,9 +42,9 @@ type RefreshTokens interface {
 func nullKey(id string) sql.NullString { return sql.NullString{String: id, Valid: id != ""} }
 
 func (s *sqlStore) PutRefreshToken(ctx context.Context, t RefreshToken) error {
-	_, err := s.exec(ctx, `INSERT INTO refresh_tokens_all (id, token_hash, grant_kind, instance_id, client_id, subject_id, key_id, created_at, expires_at, used_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)`, "rt-"+t.Hash[:24], t.Hash, grantAPIC, t.InstanceID, t.ClientID, t.SubjectID, nullKey(t.KeyID),
-		ms(t.CreatedAt), ms(t.ExpiresAt))
+	_, err := s.exec(ctx, `INSERT INTO refresh_tokens_all (id, token_hash, grant_kind, instance_id, client_id, subject_id, key_id, key_epoch, created_at, expires_at, used_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)`, "rt-"+t.Hash[:24], t.Hash, grantAPIC, t.InstanceID, t.ClientID, t.SubjectID, nullKey(t.KeyID),
+		t.KeyEpoch, ms(t.CreatedAt), ms(t.ExpiresAt))
 	return s.mapErr("store a refresh token", err)
 }
 
@@ -52,9 +53,9 @@ func (s *sqlStore) TakeRefreshToken(ctx context.Context, hash string, now time.T
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var exp int64
 		var key sql.NullString
-		err := tx.QueryRowContext(ctx, s.q(`SELECT token_hash, instance_id, client_id, subject_id, key_id, expires_at
+		err := tx.QueryRowContext(ctx, s.q(`SELECT token_hash, instance_id, client_id, subject_id, key_id, key_epoch, expires_at
 			FROM refresh_tokens_all WHERE token_hash = $1 AND grant_kind = $2 AND used_at = 0`), hash, grantAPIC).
-			Scan(&t.Hash, &t.InstanceID, &t.ClientID, &t.SubjectID, &key, &exp)
+			Scan(&t.Hash, &t.InstanceID, &t.ClientID, &t.SubjectID, &key, &t.KeyEpoch, &exp)
 		if err != nil {
 			return s.mapErr("read a refresh token", err)
 		}
