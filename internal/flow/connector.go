@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -285,6 +286,55 @@ func checkTopic(s string, filter bool) string {
 	return ""
 }
 
+// FileTrigger starts a flow on each file matching Glob in the directory
+// of a policy of type file; each file is claimed by an atomic rename, and
+// moved to done/ or failed/ when its flow ends.
+type FileTrigger struct {
+	Connection *Connection
+	Glob       string        // e.g. *.json (path.Match syntax, no directories)
+	Poll       time.Duration // how often the directory is listed
+	Delivery
+}
+
+func (c *compiler) fileTrigger(n *yaml.Node) *FileTrigger {
+	m := c.l.mapping(c.file, n, "file trigger", "connection", "glob", "poll", "maxInFlight", "retry")
+	if m == nil {
+		return nil
+	}
+	t := &FileTrigger{Glob: "*", Poll: time.Second}
+	ok := c.delivery(m, &t.Delivery)
+	if cn := m.get("connection"); cn == nil {
+		c.errAt(n, "file trigger needs connection (a policy of type file naming the directory)")
+		ok = false
+	} else if conn, cok := c.connection(cn, "file trigger", "file"); !cok {
+		ok = false
+	} else {
+		t.Connection = conn
+	}
+	if gn := m.get("glob"); gn != nil {
+		if g, gok := c.l.str(c.file, gn, "glob"); !gok {
+			ok = false
+		} else if _, err := path.Match(g, "x"); err != nil || g == "" || strings.Contains(g, "/") {
+			c.errAt(gn, "glob %q must be a file name pattern like *.json", g)
+			ok = false
+		} else {
+			t.Glob = g
+		}
+	}
+	if pn := m.get("poll"); pn != nil {
+		d, dok := c.l.duration(c.file, pn, "poll")
+		if dok && d < 10*time.Millisecond {
+			c.errAt(pn, "poll must be at least 10ms")
+			dok = false
+		}
+		t.Poll, ok = d, ok && dok
+	}
+	if !ok {
+		return nil
+	}
+	return t
+}
+
 // checkQueueName: AMQP names are at most 255 bytes; "amq." is reserved.
 func checkQueueName(q string) string {
 	switch {
@@ -345,6 +395,7 @@ var schemes = map[string][]string{
 	"amqp":     {"amqp", "amqps"},
 	"redis":    {"redis", "rediss"},
 	"mqtt":     {"mqtt", "tcp", "ssl", "mqtts", "ws", "wss"},
+	"file":     {"file"},
 }
 
 // policyOptions are the fields a policy of each type may have besides
@@ -356,6 +407,7 @@ var policyOptions = map[string][]string{
 	"amqp":     {"name"},
 	"redis":    {"maxConns"},
 	"mqtt":     {},
+	"file":     {},
 }
 
 // resolve fills conn from a policy definition and says what is wrong
@@ -377,6 +429,12 @@ func (conn *Connection) resolve(def map[string]any, creds map[string]Credential,
 	// NATS takes a comma-separated list of servers.
 	for _, one := range strings.Split(raw, ",") {
 		u, err := url.Parse(strings.TrimSpace(one))
+		if typ == "file" {
+			if err != nil || u.Scheme != "file" || (u.Host != "" && u.Host != "localhost") || !path.IsAbs(u.Path) || path.Clean(u.Path) != u.Path {
+				return "url is not a valid file URL (want file:///an/absolute/directory)"
+			}
+			continue
+		}
 		if err != nil || u.Host == "" || !slices.Contains(schemes[typ], u.Scheme) {
 			return fmt.Sprintf("url is not a valid %s URL (want %s://host:port…)", typ, schemes[typ][0])
 		}

@@ -516,7 +516,7 @@ func (l *loader) parseFlowFile(file string, rt *runtimeEnv) (*Flow, *yaml.Node) 
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 // triggerKinds lists the triggers a flow may have.
-var triggerKinds = []string{"http", "schedule", "nats", "amqp", "mqtt"}
+var triggerKinds = []string{"http", "schedule", "nats", "amqp", "mqtt", "file"}
 
 func (l *loader) parseTrigger(c *compiler, n *yaml.Node, f *Flow) {
 	file := c.file
@@ -542,6 +542,11 @@ func (l *loader) parseTrigger(c *compiler, n *yaml.Node, f *Flow) {
 	if qn := m.get("mqtt"); qn != nil {
 		f.prog.triggerNode = qn
 		f.MQTT = c.mqttTrigger(qn)
+		return
+	}
+	if fn := m.get("file"); fn != nil {
+		f.prog.triggerNode = fn
+		f.Directory = c.fileTrigger(fn)
 		return
 	}
 	if h := m.get("http"); h != nil {
