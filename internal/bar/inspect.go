@@ -31,7 +31,7 @@ type FlowInfo struct {
 }
 
 // Trigger is a flow's trigger: Type "http" (Method, Path), "schedule"
-// (Cron, TimeZone), "nats" (Subject, Stream), "amqp" (Queue), "mqtt" (Topic) or "call" (no trigger: only
+// (Cron, TimeZone), "nats" (Subject, Stream), "amqp" (Queue), "mqtt" (Topic), "file" (Glob) or "call" (no trigger: only
 // other flows call it).
 type Trigger struct {
 	Type     string `json:"type"`
@@ -43,6 +43,7 @@ type Trigger struct {
 	Stream   string `json:"stream,omitempty"`  // nats, JetStream
 	Queue    string `json:"queue,omitempty"`   // amqp
 	Topic    string `json:"topic,omitempty"`   // mqtt
+	Glob     string `json:"glob,omitempty"`    // file
 }
 
 func (t Trigger) String() string {
@@ -53,6 +54,8 @@ func (t Trigger) String() string {
 		return "amqp queue " + t.Queue
 	case "mqtt":
 		return "mqtt " + t.Topic
+	case "file":
+		return "file " + t.Glob
 	case "nats":
 		if t.Stream != "" {
 			return fmt.Sprintf("nats %s (stream %s)", t.Subject, t.Stream)
@@ -132,6 +135,8 @@ func TriggerOf(f *flow.Flow) Trigger {
 		return Trigger{Type: "amqp", Queue: f.AMQP.Queue}
 	case f.MQTT != nil:
 		return Trigger{Type: "mqtt", Topic: f.MQTT.Topic}
+	case f.Directory != nil:
+		return Trigger{Type: "file", Glob: f.Directory.Glob}
 	}
 	// A flow without a trigger is reachable only through `call` steps.
 	return Trigger{Type: "call"}

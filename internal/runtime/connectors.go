@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/connectors"
 	"github.com/sluice-dev/sluice/internal/connectors/amqpconn"
+	"github.com/sluice-dev/sluice/internal/connectors/fileconn"
 	"github.com/sluice-dev/sluice/internal/connectors/mqttconn"
 	"github.com/sluice-dev/sluice/internal/connectors/natsconn"
 	"github.com/sluice-dev/sluice/internal/connectors/redisconn"
@@ -116,6 +117,12 @@ func (rt *Runtime) startTriggers() error {
 		case lf.f.MQTT != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "mqtt")
 			c, err = rt.hub.mqtt.Start(rt.runCtx, lf.f.MQTT, lf.ref, rt.messageHandler(lf, "mqtt"), cnt)
+		case lf.f.Directory != nil:
+			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "file")
+			// A claim older than twice the flow's timeout (and a margin)
+			// belongs to a runtime that died: the file is run again.
+			stale := 2*lf.timeout + 30*time.Second
+			c, err = fileconn.Start(rt.runCtx, lf.f.Directory, lf.ref, stale, rt.messageHandler(lf, "file"), cnt, rt.hub.log)
 		default:
 			continue
 		}

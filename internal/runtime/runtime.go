@@ -539,6 +539,8 @@ func (rt *Runtime) addFlow(path string, p *flow.Project, f *flow.Flow) error {
 		trigger = "amqp"
 	case f.MQTT != nil:
 		trigger = "mqtt"
+	case f.Directory != nil:
+		trigger = "file"
 	}
 	lf := &loadedFlow{
 		project:     p.Name,
