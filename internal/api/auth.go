@@ -105,6 +105,11 @@ func clientAddr(r *http.Request) string { return wire.ClientAddr(r) }
 
 // fail answers a domain or store error: client-safe text for known kinds,
 // a generic 500 (details logged only) for everything else.
+// statusClientClosedRequest is what a request the client abandoned is
+// counted as (nginx's 499): nobody reads it, but metrics and the access
+// log tell it from a server error.
+const statusClientClosedRequest = 499
+
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var br *badRequest
 	if errors.As(err, &br) {
@@ -131,6 +136,14 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, r, http.StatusNotFound, "NotFound", "not found")
+		return
+	}
+	if r.Context().Err() != nil {
+		// The client went away (or its deadline passed) and what failed
+		// failed because of it: an outcome to note, not a server error.
+		a.Log.InfoContext(r.Context(), "request cancelled by the client", "request_id", obs.RequestID(r.Context()),
+			"outcome", "cancelled", "err", err)
+		w.WriteHeader(statusClientClosedRequest)
 		return
 	}
 	a.Log.ErrorContext(r.Context(), "request failed", "request_id", obs.RequestID(r.Context()), "err", err)
