@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"io"
 	"mime"
 	"net/http"
@@ -302,6 +304,9 @@ func (s *httpStep) once(ctx context.Context, x *execution, o *outbound) (map[str
 		return nil, err
 	}
 	req.Header = o.header.Clone()
+	// The trace the message belongs to goes on to the backend (W3C
+	// traceparent), when there is one.
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
 	res, err := x.rt.client.Do(req)
 	if err != nil {
 		var ue *url.Error

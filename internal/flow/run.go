@@ -6,6 +6,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -372,6 +376,13 @@ func (x *execution) runSteps(ctx context.Context, steps []step, st *state) error
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if trace.SpanFromContext(ctx).IsRecording() {
+			// OpenTelemetry is on and the run is sampled: a span per step.
+			if err := x.spanned(ctx, s, st); err != nil {
+				return err
+			}
+			continue
+		}
 		if x.tr == nil {
 			if err := s.run(ctx, x, st); err != nil {
 				return err
@@ -383,6 +394,23 @@ func (x *execution) runSteps(ctx context.Context, steps []step, st *state) error
 		}
 	}
 	return nil
+}
+
+// spanned runs one step inside an OpenTelemetry span named by its label.
+func (x *execution) spanned(ctx context.Context, s step, st *state) error {
+	ctx, span := otel.Tracer("github.com/sluice-dev/sluice/internal/flow").Start(ctx, "step "+s.label(),
+		trace.WithAttributes(attribute.String("sluice.flow", x.flow), attribute.String("sluice.step", s.label())))
+	defer span.End()
+	var err error
+	if x.tr == nil {
+		err = s.run(ctx, x, st)
+	} else {
+		err = x.traced(ctx, s, st)
+	}
+	if err != nil && err != errReplied {
+		span.SetStatus(codes.Error, "step failed")
+	}
+	return err
 }
 
 func (x *execution) traced(ctx context.Context, s step, st *state) error {

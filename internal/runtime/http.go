@@ -6,6 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/tracing"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -115,7 +121,18 @@ func (rt *Runtime) serveFlow(lf *loadedFlow) http.HandlerFunc {
 			w.Header().Set("X-Request-Id", reqID)
 		}
 
+		// A caller's W3C traceparent is continued (and passed on by http
+		// steps); the span is exported only when tracing is on.
+		tctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		tctx, span := tracing.Tracer().Start(tctx, "flow "+lf.project+"/"+lf.f.Name, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("sluice.project", lf.project), attribute.String("sluice.flow", lf.f.Name)))
+		r = r.WithContext(tctx)
 		status := rt.handle(w, r, lf, reqID)
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
+		span.End()
 
 		elapsed := time.Since(start)
 		lf.metrics.count(status)

@@ -34,6 +34,8 @@ type backend struct {
 	release  chan struct{} // closed to answer every /block request
 	ticks    atomic.Int64
 	tickSeen chan struct{}
+	// traceparent is the last one /echo-auth received.
+	traceparent string
 }
 
 const (
@@ -92,6 +94,9 @@ func newBackend(t *testing.T) *backend {
 		io.WriteString(w, `{"released":true}`)
 	})
 	mux.HandleFunc("GET /echo-auth", func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.traceparent = r.Header.Get("traceparent")
+		b.mu.Unlock()
 		_, pw, _ := r.BasicAuth()
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"seen": r.Header.Get("Authorization"), "password": pw})
@@ -682,3 +687,33 @@ func writeZip(t *testing.T, name string, files map[string]string) {
 // control plane writes them (internal/api: "NotFound", "BadRequest").
 var controlPlaneReasons = map[int]string{400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed",
 	413: "RequestEntityTooLarge", 418: "ImATeapot", 500: "InternalError", 504: "GatewayTimeout"}
+
+// A caller's W3C traceparent reaches the backends its flow's http steps
+// call: the same trace, so one trace follows a request from the API
+// through the flow to its backend.
+func TestTraceparentGoesOnToHTTPSteps(t *testing.T) {
+	b := newBackend(t)
+	p := startRuntime(t, "--bar", buildBAR(t, "testdata/lab"), "--config-dir", standardConfig(t, b, nil))
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	if a := do(t, "GET", p.url("/secret"), nil, "traceparent", "00-"+traceID+"-b7ad6b7169203331-01"); a.status != 200 {
+		t.Fatalf("secret flow: %d %s", a.status, a.body)
+	}
+	b.mu.Lock()
+	got := b.traceparent
+	b.mu.Unlock()
+	parts := strings.Split(got, "-")
+	if len(parts) != 4 || parts[1] != traceID || parts[3] != "01" {
+		t.Fatalf("the backend got traceparent %q, want one in trace %s", got, traceID)
+	}
+	// Without a traceparent, none is invented for the backend when
+	// tracing is off.
+	if a := get(t, p.url("/secret")); a.status != 200 {
+		t.Fatalf("secret flow: %d", a.status)
+	}
+	b.mu.Lock()
+	got = b.traceparent
+	b.mu.Unlock()
+	if got != "" {
+		t.Errorf("tracing off and no caller trace, yet the backend got traceparent %q", got)
+	}
+}

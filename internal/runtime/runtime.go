@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/tracing"
 	"io"
 	"log/slog"
 	"net"
@@ -256,6 +257,17 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// Traces when OTEL_EXPORTER_OTLP_ENDPOINT asks for them; traceparent
+	// is continued and passed on by http steps either way.
+	traces, err := tracing.Start(ctx, "sluice-runtime", rt.log.With("component", "tracing"))
+	if err != nil {
+		return fmt.Errorf("runtime: unable to set up tracing from the OTEL_* variables: %w", err)
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = traces.Shutdown(fctx)
+	}()
 	return rt.serve(ctx, adminLn)
 }
 
