@@ -173,6 +173,8 @@ type Configuration struct {
 	// Sluice: serverconf keys ("file: Section.key") and policies of types
 	// Sluice has no connection for ("file: policy P (MQEndpoint): why").
 	Ignored []string
+	// policies counts the policies read (PolicyCount).
+	policies int
 }
 
 // LoadConfigDir reads the configuration directory. An empty dir means no
@@ -342,6 +344,10 @@ func (c *Configuration) readServerconf(dir string) error {
 	}
 	return nil
 }
+
+// PolicyCount is how many policies were loaded: each is in Policies by
+// name and by {project}:name for each of its projects, and counts once.
+func (c *Configuration) PolicyCount() int { return c.policies }
 
 // applyACE applies what App Connect's keys mean in Sluice.
 func (c *Configuration) applyACE(m serverconf.Mapped) {
@@ -611,6 +617,7 @@ func (c *Configuration) readPolicies(dir string) error {
 	if err != nil {
 		return fmt.Errorf("runtime: %w", err)
 	}
+	c.policies = len(found)
 	if len(found) == 0 {
 		return nil
 	}

@@ -284,7 +284,7 @@ func start(opts Options) (*Runtime, net.Listener, error) {
 		return nil, nil, fmt.Errorf("runtime: admin listener: %w", err)
 	}
 	rt.log.Info("configuration loaded", "configDir", opts.ConfigDir, "sources", rt.conf.Sources,
-		"credentials", len(rt.conf.Flow.Credentials), "policies", len(rt.conf.Flow.Policies))
+		"credentials", len(rt.conf.Flow.Credentials), "policies", rt.conf.PolicyCount())
 	if len(rt.conf.Ignored) > 0 {
 		rt.log.Warn("App Connect settings and policies without an effect in Sluice", "ignored", serverconf.Describe(rt.conf.Ignored))
 	}

@@ -166,6 +166,9 @@ func TestPolicyXMLBecomesConnections(t *testing.T) {
 	if !reflect.DeepEqual(c.Flow.Policies["TEAJDBC"], want) || !reflect.DeepEqual(c.Flow.Policies["{JDBCPolicies}:TEAJDBC"], want) {
 		t.Errorf("policies %v", c.Flow.Policies)
 	}
+	if c.PolicyCount() != 1 {
+		t.Errorf("%d policies counted; want 1 (TEAJDBC, under two names)", c.PolicyCount())
+	}
 	if len(c.Ignored) != 1 || !strings.Contains(c.Ignored[0], "policy QM (MQEndpoint)") {
 		t.Errorf("ignored %v", c.Ignored)
 	}
