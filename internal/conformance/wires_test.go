@@ -242,9 +242,10 @@ func testWires(t *testing.T, dsn string) {
 		}
 	}
 
-	// A locked key refuses its refresh tokens without using them up; an
-	// unlocked one takes the same refresh token again; a deleted one
-	// takes its refresh tokens with it.
+	// A locked key refuses its refresh tokens; unlocking it starts a new
+	// token epoch, so a refresh token from before the lock stays refused
+	// while one got after the unlock works; a deleted key takes its
+	// refresh tokens with it.
 	key := decode[object](t, h.do(call{method: "POST", path: "/api/v1/api-keys", as: admin, want: 201,
 		body: map[string]any{"metadata": map[string]any{"name": "iam"}, "spec": map[string]any{"description": "IBM SDK"}}}))
 	kt := decode[iamToken](t, ib.do(call{label: "apikey grant of a new key", method: "POST", path: "/identity/token",
@@ -253,8 +254,12 @@ func testWires(t *testing.T, dsn string) {
 	ib.do(call{label: "apikey grant of a locked key", method: "POST", path: "/identity/token", body: form("grant_type", apikeyGrant, "apikey", key.Key), want: 400})
 	ib.do(call{label: "refresh with a locked key", method: "POST", path: "/identity/token", body: form("grant_type", "refresh_token", "refresh_token", kt.RefreshToken), want: 400})
 	h.do(call{method: "POST", path: "/api/v1/api-keys/" + key.Metadata.ID + "/unlock", as: admin, want: 200})
+	ib.do(call{label: "refresh from before the lock, after unlock", method: "POST", path: "/identity/token",
+		body: form("grant_type", "refresh_token", "refresh_token", kt.RefreshToken), want: 400})
+	kt1 := decode[iamToken](t, ib.do(call{label: "apikey grant after unlock", method: "POST", path: "/identity/token",
+		body: form("grant_type", apikeyGrant, "apikey", key.Key), want: 200}))
 	kt2 := decode[iamToken](t, ib.do(call{label: "refresh after unlock", method: "POST", path: "/identity/token",
-		body: form("grant_type", "refresh_token", "refresh_token", kt.RefreshToken), want: 200}))
+		body: form("grant_type", "refresh_token", "refresh_token", kt1.RefreshToken), want: 200}))
 	h.do(call{method: "DELETE", path: "/api/v1/api-keys/" + key.Metadata.ID, as: admin, want: 204})
 	ib.do(call{label: "refresh with a deleted key", method: "POST", path: "/identity/token", body: form("grant_type", "refresh_token", "refresh_token", kt2.RefreshToken), want: 400})
 
