@@ -11,7 +11,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
@@ -48,20 +47,9 @@ func (a *Adapter) failed(w http.ResponseWriter, r *http.Request) bool {
 	return !answer(w, r, a.RateLimit.SourceVerdict(wire.ClientAddr(r), true))
 }
 
-// headers sets the rate-limit headers of a verdict.
-func headers(w http.ResponseWriter, v iam.Verdict) {
-	if v.Policy != "" {
-		w.Header().Set("RateLimit-Policy", v.Policy)
-		w.Header().Set("RateLimit", v.State)
-	}
-	if !v.OK {
-		w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
-	}
-}
-
 // answer sets the headers of v and, when it refuses, answers 429.
 func answer(w http.ResponseWriter, r *http.Request, v iam.Verdict) bool {
-	headers(w, v)
+	v.SetHeaders(w.Header())
 	if !v.OK {
 		writeError(w, r, http.StatusTooManyRequests, codeRateLimit, v.Explanation)
 	}
@@ -171,7 +159,7 @@ func (a *Adapter) token(w http.ResponseWriter, r *http.Request) {
 	// Only a caller that has authenticated (the key or refresh token, and
 	// the client when one is sent) draws on a client's or instance's quota.
 	req := iam.KeyExchangeRequest{Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context()),
-		Admit: a.RateLimit.Admitter(func(v iam.Verdict) { headers(w, v) })}
+		Admit: a.RateLimit.Admitter(func(v iam.Verdict) { v.SetHeaders(w.Header()) })}
 	if id, sec, ok := r.BasicAuth(); ok {
 		req.ClientID, req.ClientSecret = id, secret.New(sec)
 	}
