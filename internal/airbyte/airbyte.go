@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
@@ -53,9 +54,20 @@ func (a *Adapter) failed(w http.ResponseWriter, r *http.Request) bool {
 	return !answer(w, r, a.RateLimit.SourceVerdict(wire.ClientAddr(r), true))
 }
 
+// headers sets the rate-limit headers of a verdict.
+func headers(w http.ResponseWriter, v iam.Verdict) {
+	if v.Policy != "" {
+		w.Header().Set("RateLimit-Policy", v.Policy)
+		w.Header().Set("RateLimit", v.State)
+	}
+	if !v.OK {
+		w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
+	}
+}
+
 // answer sets the headers of v and, when it refuses, answers 429.
 func answer(w http.ResponseWriter, r *http.Request, v iam.Verdict) bool {
-	v.SetHeaders(w.Header())
+	headers(w, v)
 	if !v.OK {
 		writeError(w, r, http.StatusTooManyRequests, v.Explanation)
 	}

@@ -69,7 +69,7 @@ func (a *Adapter) token(w http.ResponseWriter, r *http.Request, formOK bool) (ia
 		return iam.TokenResponse{}, false
 	}
 	resp, err := a.IAM.ApplicationToken(r.Context(), iam.TokenRequest{ClientID: in.ClientID, ClientSecret: secret.New(in.ClientSecret),
-		Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context()), Admit: a.RateLimit.Admitter(func(v iam.Verdict) { v.SetHeaders(w.Header()) })})
+		Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context()), Admit: a.RateLimit.Admitter(func(v iam.Verdict) { headers(w, v) })})
 	if iam.KindOf(err) == iam.KindUnauthorized && a.failed(w, r) {
 		return resp, false
 	}

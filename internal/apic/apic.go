@@ -316,7 +316,7 @@ func (a *Adapter) postToken(w http.ResponseWriter, r *http.Request) {
 	tok, err := a.IAM.PlatformExchange(r.Context(), iam.PlatformRequest{GrantType: b.GrantType, ClientID: b.ClientID,
 		ClientSecret: secret.New(b.ClientSecret), APIKey: secret.New(b.APIKey), Username: b.Username, Password: secret.New(b.Password),
 		Realm: b.Realm, RefreshToken: secret.New(b.RefreshToken), Source: clientAddr(r), RequestID: obs.RequestID(r.Context()),
-		Admit: a.RateLimit.Admitter(func(v iam.Verdict) { v.SetHeaders(w.Header()) })})
+		Admit: a.RateLimit.Admitter(func(v iam.Verdict) { headers(w, v) })})
 	if err != nil {
 		if k := iam.KindOf(err); k != iam.KindTooManyRequests && k != 0 && a.failed(w, r) {
 			return
@@ -422,9 +422,20 @@ func (a *Adapter) failed(w http.ResponseWriter, r *http.Request) bool {
 	return !answer(w, a.RateLimit.SourceVerdict(clientAddr(r), true))
 }
 
+// headers sets the rate-limit headers of a verdict.
+func headers(w http.ResponseWriter, v iam.Verdict) {
+	if v.Policy != "" {
+		w.Header().Set("RateLimit-Policy", v.Policy)
+		w.Header().Set("RateLimit", v.State)
+	}
+	if !v.OK {
+		w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
+	}
+}
+
 // answer sets the headers of v and, when it refuses, answers 429.
 func answer(w http.ResponseWriter, v iam.Verdict) bool {
-	v.SetHeaders(w.Header())
+	headers(w, v)
 	if !v.OK {
 		writeError(w, http.StatusTooManyRequests, v.Explanation)
 	}

@@ -2,7 +2,6 @@ package iam
 
 import (
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,19 +230,6 @@ type Verdict struct {
 	State       string
 	RetryAfter  int
 	Explanation string // for the refusal's message
-}
-
-// SetHeaders sets the verdict's rate-limit headers (RateLimit-Policy and
-// RateLimit when a limit applies, Retry-After on a refusal): every wire
-// answers them alike.
-func (v Verdict) SetHeaders(h http.Header) {
-	if v.Policy != "" {
-		h.Set("RateLimit-Policy", v.Policy)
-		h.Set("RateLimit", v.State)
-	}
-	if !v.OK {
-		h.Set("Retry-After", strconv.Itoa(v.RetryAfter))
-	}
 }
 
 // Check counts one call, like Allow, and returns the verdict. A nil

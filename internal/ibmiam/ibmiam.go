@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
@@ -47,9 +48,20 @@ func (a *Adapter) failed(w http.ResponseWriter, r *http.Request) bool {
 	return !answer(w, r, a.RateLimit.SourceVerdict(wire.ClientAddr(r), true))
 }
 
+// headers sets the rate-limit headers of a verdict.
+func headers(w http.ResponseWriter, v iam.Verdict) {
+	if v.Policy != "" {
+		w.Header().Set("RateLimit-Policy", v.Policy)
+		w.Header().Set("RateLimit", v.State)
+	}
+	if !v.OK {
+		w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
+	}
+}
+
 // answer sets the headers of v and, when it refuses, answers 429.
 func answer(w http.ResponseWriter, r *http.Request, v iam.Verdict) bool {
-	v.SetHeaders(w.Header())
+	headers(w, v)
 	if !v.OK {
 		writeError(w, r, http.StatusTooManyRequests, codeRateLimit, v.Explanation)
 	}
@@ -159,7 +171,7 @@ func (a *Adapter) token(w http.ResponseWriter, r *http.Request) {
 	// Only a caller that has authenticated (the key or refresh token, and
 	// the client when one is sent) draws on a client's or instance's quota.
 	req := iam.KeyExchangeRequest{Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context()),
-		Admit: a.RateLimit.Admitter(func(v iam.Verdict) { v.SetHeaders(w.Header()) })}
+		Admit: a.RateLimit.Admitter(func(v iam.Verdict) { headers(w, v) })}
 	if id, sec, ok := r.BasicAuth(); ok {
 		req.ClientID, req.ClientSecret = id, secret.New(sec)
 	}
