@@ -3,11 +3,24 @@ package obs
 import (
 	"context"
 	"log/slog"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
-// withRequestIDs adds the request id of the record's context to every
-// line logged with one (the *Context logging calls), so each line a
-// request causes names it, whichever package writes it.
+// WithRequestID returns ctx carrying id as its request id, for work that
+// does not arrive through Middleware (a runtime's flow requests and
+// message runs).
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, ctxKey{}, id)
+}
+
+// ContextIDs wraps h so that every line logged with a context (the
+// *Context logging calls) carries that context's request_id and, when the
+// context is in a trace (tracing is on, or a caller's traceparent was
+// continued), its trace_id: each line a request causes names it, whichever
+// package writes it.
+func ContextIDs(h slog.Handler) slog.Handler { return withRequestIDs{next: h} }
+
 type withRequestIDs struct{ next slog.Handler }
 
 func (h withRequestIDs) Enabled(ctx context.Context, l slog.Level) bool {
@@ -15,9 +28,16 @@ func (h withRequestIDs) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h withRequestIDs) Handle(ctx context.Context, r slog.Record) error {
-	if id := RequestID(ctx); id != "" {
+	id := RequestID(ctx)
+	sc := trace.SpanContextFromContext(ctx)
+	if id != "" || sc.HasTraceID() {
 		r = r.Clone()
-		r.AddAttrs(slog.String("request_id", id))
+		if id != "" {
+			r.AddAttrs(slog.String("request_id", id))
+		}
+		if sc.HasTraceID() {
+			r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
+		}
 	}
 	return h.next.Handle(ctx, r)
 }

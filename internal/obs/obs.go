@@ -22,7 +22,7 @@ import (
 // NewLogger returns a logger writing to w. format is "auto" (text when w is
 // a terminal, JSON otherwise), "text" or "json"; level is debug, info, warn
 // or error. Its lines carry each key once (UniqueKeys), and lines logged
-// with a request's context carry its request_id.
+// with a request's context carry its request_id (and trace_id in a trace).
 func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	log, _, err := NewLeveledLogger(w, format, level)
 	return log, err
@@ -139,7 +139,7 @@ func Middleware(log *slog.Logger, next http.Handler) http.Handler {
 		}
 		w.Header().Set(HeaderRequestID, id)
 		rec := &statusRecorder{ResponseWriter: w}
-		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+		r = r.WithContext(WithRequestID(r.Context(), id))
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {
 			rec.status = http.StatusOK

@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/connectors/redisconn"
 	"github.com/sluice-dev/sluice/internal/connectors/sqlconn"
 	"github.com/sluice-dev/sluice/internal/flow"
+	"github.com/sluice-dev/sluice/internal/obs"
 )
 
 // hub owns the runtime's connections to message servers and databases
@@ -153,8 +154,9 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string) connectors.Han
 		if rt.trace.user.on.Load() {
 			tr = &stepTracer{b: rt.trace.user, project: lf.project, requestID: reqID}
 		}
-		ctx, cancel := context.WithTimeout(ctx, lf.timeout)
-		resp, err := lf.run(ctx, msg, tr)
+		ctx = obs.WithRequestID(ctx, reqID)
+		rctx, cancel := context.WithTimeout(ctx, lf.timeout)
+		resp, err := lf.run(rctx, msg, tr)
 		cancel()
 		status := http.StatusOK
 		var fe *flow.Error
@@ -190,7 +192,7 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string) connectors.Han
 			rt.trace.serviceEvent(ev)
 		}
 		if err != nil {
-			rt.log.Info("message run failed", "project", lf.project, "flow", lf.f.Name, "status", status, "err", err, "runId", reqID)
+			rt.log.InfoContext(ctx, "message run failed", "project", lf.project, "flow", lf.f.Name, "status", status, "err", err)
 			return nil, errors.New(rt.redact.String(err.Error()))
 		}
 		return resp, nil

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/gateway"
+	"github.com/sluice-dev/sluice/internal/obs"
 )
 
 // errorBody is every error the runtime answers itself, in the control
@@ -126,7 +127,7 @@ func (rt *Runtime) serveFlow(lf *loadedFlow) http.HandlerFunc {
 		tctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		tctx, span := tracing.Tracer().Start(tctx, "flow "+lf.project+"/"+lf.f.Name, trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(attribute.String("sluice.project", lf.project), attribute.String("sluice.flow", lf.f.Name)))
-		r = r.WithContext(tctx)
+		r = r.WithContext(obs.WithRequestID(tctx, reqID))
 		status := rt.handle(w, r, lf, reqID)
 		span.SetAttributes(attribute.Int("http.response.status_code", status))
 		if status >= 500 {
@@ -142,8 +143,8 @@ func (rt *Runtime) serveFlow(lf *loadedFlow) http.HandlerFunc {
 				Method: r.Method, Path: r.URL.Path, Status: status, DurationMs: ms(elapsed)})
 		}
 		if rt.log.Enabled(r.Context(), slog.LevelDebug) {
-			rt.log.Debug("request", "project", lf.project, "flow", lf.f.Name, "method", r.Method, "path", r.URL.Path,
-				"status", status, "durationMs", ms(elapsed), "requestId", reqID)
+			rt.log.DebugContext(r.Context(), "request", "project", lf.project, "flow", lf.f.Name, "method", r.Method, "path", r.URL.Path,
+				"status", status, "durationMs", ms(elapsed))
 		}
 	}
 }
@@ -368,7 +369,7 @@ func (rt *Runtime) flowError(w http.ResponseWriter, r *http.Request, lf *loadedF
 			status = http.StatusInternalServerError
 		}
 		if status >= 500 {
-			rt.log.Warn("flow failed", "project", lf.project, "flow", lf.f.Name, "step", fe.Step, "status", status, "err", err, "requestId", reqID)
+			rt.log.WarnContext(r.Context(), "flow failed", "project", lf.project, "flow", lf.f.Name, "step", fe.Step, "status", status, "err", err)
 		}
 		rt.serviceError(lf, reqID, err)
 		writeErrorBody(w, errorBody{Code: status, Message: rt.redact.String(fe.Message), Details: rt.redactDetails(fe.Details)})
@@ -378,20 +379,20 @@ func (rt *Runtime) flowError(w http.ResponseWriter, r *http.Request, lf *loadedF
 		return statusClientGone
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errAbandoned):
 		lf.metrics.fail("timeout")
-		rt.log.Warn("flow timed out", "project", lf.project, "flow", lf.f.Name, "timeout", lf.timeout, "requestId", reqID,
+		rt.log.WarnContext(r.Context(), "flow timed out", "project", lf.project, "flow", lf.f.Name, "timeout", lf.timeout,
 			"abandoned", errors.Is(err, errAbandoned))
 		rt.serviceError(lf, reqID, err)
 		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("flow %q did not answer within %s", lf.f.Name, lf.timeout))
 		return http.StatusGatewayTimeout
 	case errors.As(err, &pe):
 		lf.metrics.fail("internal")
-		rt.log.Error("flow panicked", "project", lf.project, "flow", lf.f.Name, "panic", pe.Error(), "stack", pe.stack, "requestId", reqID)
+		rt.log.ErrorContext(r.Context(), "flow panicked", "project", lf.project, "flow", lf.f.Name, "panic", pe.Error(), "stack", pe.stack)
 		rt.serviceError(lf, reqID, err)
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("flow %q failed; the runtime log has request id %s", lf.f.Name, reqID))
 		return http.StatusInternalServerError
 	default:
 		lf.metrics.fail("internal")
-		rt.log.Error("flow error", "project", lf.project, "flow", lf.f.Name, "err", err, "requestId", reqID)
+		rt.log.ErrorContext(r.Context(), "flow error", "project", lf.project, "flow", lf.f.Name, "err", err)
 		rt.serviceError(lf, reqID, err)
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("flow %q failed; the runtime log has request id %s", lf.f.Name, reqID))
 		return http.StatusInternalServerError

@@ -317,7 +317,9 @@ func newRuntime(opts Options) (*Runtime, error) {
 	if conf.Settings.Log.Format == "text" {
 		h = slog.NewTextHandler(opts.LogOutput, hopts)
 	}
-	base := slog.New(obs.UniqueKeys(newRedactHandler(h, red)))
+	// Lines logged with a run's context name its request_id and, in a
+	// trace, its trace_id (a caller's id comes through the redactor).
+	base := slog.New(obs.ContextIDs(obs.UniqueKeys(newRedactHandler(h, red))))
 	log := base.With("component", "runtime")
 	conf.Flow.Logger = base.With("component", "flow")
 
@@ -603,7 +605,7 @@ func (rt *Runtime) runScheduled(lf *loadedFlow) {
 		tr = &stepTracer{b: rt.trace.user, project: lf.project, requestID: reqID}
 	}
 	msg := &flow.Message{Headers: map[string]string{}, Query: map[string]string{}, Params: map[string]string{}}
-	ctx, cancel := context.WithTimeout(rt.runCtx, lf.timeout)
+	ctx, cancel := context.WithTimeout(obs.WithRequestID(rt.runCtx, reqID), lf.timeout)
 	_, err := lf.run(ctx, msg, tr)
 	cancel()
 	status := http.StatusOK
@@ -627,9 +629,9 @@ func (rt *Runtime) runScheduled(lf *loadedFlow) {
 	lf.metrics.count(status)
 	lf.metrics.duration.Observe(elapsed.Seconds())
 	if err != nil {
-		rt.log.Warn("scheduled run failed", "project", lf.project, "flow", lf.f.Name, "status", status, "err", err, "runId", reqID)
+		rt.log.Warn("scheduled run failed", "project", lf.project, "flow", lf.f.Name, "status", status, "err", err, "request_id", reqID)
 	} else {
-		rt.log.Debug("scheduled run", "project", lf.project, "flow", lf.f.Name, "durationMs", ms(elapsed), "runId", reqID)
+		rt.log.Debug("scheduled run", "project", lf.project, "flow", lf.f.Name, "durationMs", ms(elapsed), "request_id", reqID)
 	}
 	if rt.trace.service.on.Load() {
 		ev := serviceEvent{Event: "schedule", Project: lf.project, Flow: lf.f.Name, RequestID: reqID, Status: status, DurationMs: ms(elapsed)}
