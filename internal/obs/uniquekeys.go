@@ -30,7 +30,7 @@ type uniqueKeys struct {
 func (h *uniqueKeys) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
 
 func (h *uniqueKeys) WithAttrs(as []slog.Attr) slog.Handler {
-	return &uniqueKeys{next: h.next, attrs: merge(slices.Clip(h.attrs), as)}
+	return &uniqueKeys{next: h.next, attrs: merge(slices.Clone(h.attrs), as)}
 }
 
 func (h *uniqueKeys) WithGroup(name string) slog.Handler {
@@ -51,12 +51,14 @@ func (h *uniqueKeys) Handle(ctx context.Context, r slog.Record) error {
 		return true
 	})
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
-	out.AddAttrs(merge(slices.Clip(h.attrs), own)...)
+	out.AddAttrs(merge(slices.Clone(h.attrs), own)...)
 	return h.next.Handle(ctx, out)
 }
 
 // merge appends as to base, each replacing an attribute of base (or an
-// earlier one of as) with the same key in place. Attributes without a key
+// earlier one of as) with the same key in place: callers pass a copy, since
+// base's array is shared with the logger it came from and every logger
+// derived from it. Attributes without a key
 // (inlined groups) are kept as they are.
 func merge(base, as []slog.Attr) []slog.Attr {
 	for _, a := range as {

@@ -71,3 +71,20 @@ func TestPlainHandlerWritesDuplicates(t *testing.T) {
 		t.Fatalf("UniqueKeys: %s", buf.String())
 	}
 }
+
+// A logger derived with a key its parent has (a component naming itself)
+// leaves the parent's value alone, and so does a log call's own attribute:
+// the runtime's lines once said "component":"tracing" after the tracing
+// set-up named its own logger.
+func TestDerivedLoggerLeavesItsParentAlone(t *testing.T) {
+	var buf bytes.Buffer
+	parent := slog.New(obs.UniqueKeys(slog.NewJSONHandler(&buf, nil))).With("component", "runtime", "pid", 1)
+	parent.With("component", "tracing").Info("child")
+	parent.Info("call", "component", "flow")
+	parent.Info("parent")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], `"component":"tracing"`) || !strings.Contains(lines[1], `"component":"flow"`) ||
+		!strings.Contains(lines[2], `"component":"runtime"`) {
+		t.Fatalf("lines:\n%s", buf.String())
+	}
+}
