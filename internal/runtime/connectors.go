@@ -10,6 +10,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluice-dev/sluice/internal/connectors"
 	"github.com/sluice-dev/sluice/internal/connectors/amqpconn"
@@ -20,6 +25,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/connectors/sqlconn"
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/obs"
+	"github.com/sluice-dev/sluice/internal/tracing"
 )
 
 // hub owns the runtime's connections to message servers and databases
@@ -55,6 +61,7 @@ func newHub(log *slog.Logger, m *connectorMetrics) *hub {
 }
 
 func (h *hub) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoing) (map[string]any, error) {
+	out = withTraceparent(ctx, out)
 	switch c.Type {
 	case "nats":
 		return h.nats.Publish(ctx, c, out)
@@ -72,6 +79,24 @@ func (h *hub) SQL(ctx context.Context, c *flow.Connection, tx bool, stmts []flow
 
 func (h *hub) Redis(ctx context.Context, c *flow.Connection, cmd *flow.RedisCommand) (any, error) {
 	return h.redis.Run(ctx, c, cmd)
+}
+
+// withTraceparent returns out with the W3C traceparent of ctx's span (the
+// publish step's) among its headers, so a consumer continues the trace;
+// out itself when ctx is in no trace or the flow set traceparent itself.
+// Connectors whose protocol has headers (NATS, AMQP) send it; MQTT 3.1.1
+// has none and ignores it.
+func withTraceparent(ctx context.Context, out *flow.Outgoing) *flow.Outgoing {
+	if _, set := out.Headers["traceparent"]; set || !trace.SpanContextFromContext(ctx).IsValid() {
+		return out
+	}
+	cp := *out
+	cp.Headers = make(map[string]string, len(out.Headers)+1)
+	for k, v := range out.Headers {
+		cp.Headers[k] = v
+	}
+	otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(cp.Headers))
+	return &cp
 }
 
 // drain stops every consumer taking messages and waits for the ones in
@@ -145,6 +170,13 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string) connectors.Han
 	return func(ctx context.Context, msg *flow.Message) (*flow.Response, error) {
 		start := time.Now()
 		reqID := rt.reqPrefix + "m" + fmt.Sprint(rt.reqSeq.Add(1))
+		// A traceparent header of the message (a Sluice publish sends one)
+		// is continued: the run is a consumer span in the publisher's trace.
+		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(msg.Headers))
+		ctx, span := tracing.Tracer().Start(ctx, "flow "+lf.project+"/"+lf.f.Name, trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("sluice.project", lf.project), attribute.String("sluice.flow", lf.f.Name),
+				attribute.String("messaging.system", trigger)))
+		defer span.End()
 		if !lf.acquire() {
 			lf.metrics.fail("overload")
 			lf.metrics.count(http.StatusServiceUnavailable)
@@ -184,6 +216,10 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string) connectors.Han
 		elapsed := time.Since(start)
 		lf.metrics.count(status)
 		lf.metrics.duration.Observe(elapsed.Seconds())
+		span.SetAttributes(attribute.Int("sluice.status", status))
+		if err != nil {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
 		if rt.trace.service.on.Load() {
 			ev := serviceEvent{Event: trigger, Project: lf.project, Flow: lf.f.Name, RequestID: reqID, Status: status, DurationMs: ms(elapsed)}
 			if err != nil {

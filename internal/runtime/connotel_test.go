@@ -1,0 +1,128 @@
+package runtime_test
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// A publish to NATS or RabbitMQ carries the publish step's traceparent in
+// the message's headers, and a NATS or AMQP trigger continues it: the
+// consumer's flow span is a child of the publish step's span, one trace
+// from the HTTP caller through the broker to the flow that takes the
+// message, and the consumer's log lines carry that trace_id.
+func TestConnectorPublishesCarryTraceparentAndTriggersContinueIt(t *testing.T) {
+	sink := newSpanSink(t)
+	b := make([]byte, 4)
+	rand.Read(b)
+	id := hex.EncodeToString(b)
+	subject, queue := "tp"+id+".in", "sluice.tp."+id
+
+	nc, err := nats.Connect(natsURL())
+	if err != nil {
+		t.Fatalf("NATS at %s: %v", natsURL(), err)
+	}
+	defer nc.Close()
+	watch, err := nc.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:5672/")
+	if err != nil {
+		t.Fatalf("RabbitMQ: %v", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Declared here too, so the publish cannot come before the trigger's
+	// declaration.
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer ch.QueueDelete(queue, false, false, false)
+
+	proj := writeProject(t, map[string]string{
+		"sluice.yaml": "name: tp\n",
+		"flows/relay.yaml": `flow: relay
+trigger:
+  http: {method: POST, path: /relay}
+steps:
+  - publish: {connection: bus, subject: ` + subject + `}
+  - publish: {connection: broker, routingKey: ` + queue + `}
+  - reply: {status: 202}
+`,
+		"flows/from-nats.yaml": `flow: from-nats
+trigger:
+  nats: {connection: bus, subject: ` + subject + `}
+steps:
+  - log: 'nats message ${ .body.n }'
+`,
+		"flows/from-amqp.yaml": `flow: from-amqp
+trigger:
+  amqp: {connection: broker, queue: ` + queue + `, declare: true}
+steps:
+  - log: 'amqp message ${ .body.n }'
+`,
+	})
+	conf := configDir(t, map[string]string{
+		"policyproject/Connections/bus.yaml":    "type: nats\nurl: " + natsURL() + "\ncredentials: bus\n",
+		"policyproject/Connections/broker.yaml": "type: amqp\nurl: amqp://127.0.0.1:5672/\ncredentials: rabbit\n",
+		"setdbparms/creds.txt":                  "bus sluice nats-s3cret-pw\nrabbit guest guest\n",
+	})
+	p := startRuntime(t, "--bar", buildBARInProcess(t, proj), "--config-dir", conf)
+
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	if a := do(t, "POST", p.url("/relay"), strings.NewReader(`{"n": 7}`), "content-type", "application/json",
+		"traceparent", "00-"+traceID+"-00f067aa0ba902b7-01"); a.status != 202 {
+		t.Fatalf("relay: %d %s", a.status, a.body)
+	}
+	m, err := watch.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("the NATS message: %v", err)
+	}
+	if tp := m.Header.Get("traceparent"); !strings.HasPrefix(tp, "00-"+traceID+"-") {
+		t.Errorf("the NATS message's traceparent is %q, want one in trace %s", tp, traceID)
+	}
+
+	eventually(t, "the publish steps' and the consumers' spans", func() bool {
+		return sink.find("step publish#0") != nil && sink.find("step publish#1") != nil &&
+			sink.find("flow tp/from-nats") != nil && sink.find("flow tp/from-amqp") != nil
+	})
+	for pub, run := range map[string]string{"step publish#0": "flow tp/from-nats", "step publish#1": "flow tp/from-amqp"} {
+		ps, rs := sink.find(pub), sink.find(run)
+		if hex.EncodeToString(ps.TraceId) != traceID || hex.EncodeToString(rs.TraceId) != traceID {
+			t.Errorf("%s in trace %x, %s in %x; want both in the caller's %s", pub, ps.TraceId, run, rs.TraceId, traceID)
+		}
+		if string(rs.ParentSpanId) != string(ps.SpanId) {
+			t.Errorf("%s's parent is %x, want %s's span %x", run, rs.ParentSpanId, pub, ps.SpanId)
+		}
+	}
+
+	logged := func(msg string) map[string]any {
+		sc := bufio.NewScanner(strings.NewReader(p.log.String()))
+		for sc.Scan() {
+			var l map[string]any
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l["msg"] == msg {
+				return l
+			}
+		}
+		return nil
+	}
+	for _, msg := range []string{"nats message 7", "amqp message 7"} {
+		var l map[string]any
+		eventually(t, "the log line "+msg, func() bool { l = logged(msg); return l != nil })
+		if l["trace_id"] != traceID || l["request_id"] == nil || l["request_id"] == "" {
+			t.Errorf("line %q: trace_id %v request_id %v, want trace %s and a request id", msg, l["trace_id"], l["request_id"], traceID)
+		}
+	}
+}
