@@ -29,6 +29,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
+	"github.com/sluice-dev/sluice/internal/wire"
 )
 
 // Adapter holds the services the wire is translated onto.
@@ -219,7 +220,7 @@ func (a *Adapter) authed(h http.HandlerFunc) http.Handler {
 		if !a.allow(w, p.ClientID, p.InstanceID) {
 			return
 		}
-		p.Source, p.RequestID = clientAddr(r), obs.RequestID(r.Context())
+		p.Source, p.RequestID = wire.ClientAddr(r), obs.RequestID(r.Context())
 		if org := r.PathValue("org"); org != "" {
 			in, err := a.Store.GetInstance(r.Context(), p.InstanceID)
 			if err != nil {
@@ -241,13 +242,6 @@ func clip(s string) string {
 		return s[:64] + "…"
 	}
 	return s
-}
-
-func clientAddr(r *http.Request) string {
-	if i := strings.LastIndexByte(r.RemoteAddr, ':'); i > 0 {
-		return strings.Trim(r.RemoteAddr[:i], "[]")
-	}
-	return r.RemoteAddr
 }
 
 // tokenBody is POST /api/token's body.
@@ -308,14 +302,14 @@ func (a *Adapter) postToken(w http.ResponseWriter, r *http.Request) {
 		// Audited like every refusal, under the instance the client id or
 		// API key names when one does (none of them was checked).
 		p := iam.Principal{InstanceID: a.IAM.InstanceOf(r.Context(), b.ClientID, secret.New(b.APIKey), secret.Value{}), SubjectKind: "client",
-			SubjectName: clip(b.ClientID), Source: clientAddr(r), RequestID: obs.RequestID(r.Context())}
+			SubjectName: clip(b.ClientID), Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context())}
 		_ = a.IAM.Finish(r.Context(), p, "token.refuse", "token", iam.Invalidf("%s", msg))
 		writeError(w, http.StatusBadRequest, msg)
 		return
 	}
 	tok, err := a.IAM.PlatformExchange(r.Context(), iam.PlatformRequest{GrantType: b.GrantType, ClientID: b.ClientID,
 		ClientSecret: secret.New(b.ClientSecret), APIKey: secret.New(b.APIKey), Username: b.Username, Password: secret.New(b.Password),
-		Realm: b.Realm, RefreshToken: secret.New(b.RefreshToken), Source: clientAddr(r), RequestID: obs.RequestID(r.Context()),
+		Realm: b.Realm, RefreshToken: secret.New(b.RefreshToken), Source: wire.ClientAddr(r), RequestID: obs.RequestID(r.Context()),
 		Admit: a.RateLimit.Admitter(func(v iam.Verdict) { headers(w, v) })})
 	if err != nil {
 		if k := iam.KindOf(err); k != iam.KindTooManyRequests && k != 0 && a.failed(w, r) {
@@ -412,25 +406,19 @@ func (a *Adapter) allow(w http.ResponseWriter, clientID, instanceID string) bool
 // sourceOver answers 429 when the caller's address has used up its quota
 // of unauthenticated and failed calls (nothing is counted).
 func (a *Adapter) sourceOver(w http.ResponseWriter, r *http.Request) bool {
-	return !answer(w, a.RateLimit.SourceVerdict(clientAddr(r), false))
+	return !answer(w, a.RateLimit.SourceVerdict(wire.ClientAddr(r), false))
 }
 
 // failed counts an unauthenticated or failed call against the caller's
 // address, never against the client id it presents (that may be
 // anyone's), and answers 429 when that is over its quota.
 func (a *Adapter) failed(w http.ResponseWriter, r *http.Request) bool {
-	return !answer(w, a.RateLimit.SourceVerdict(clientAddr(r), true))
+	return !answer(w, a.RateLimit.SourceVerdict(wire.ClientAddr(r), true))
 }
 
 // headers sets the rate-limit headers of a verdict.
 func headers(w http.ResponseWriter, v iam.Verdict) {
-	if v.Policy != "" {
-		w.Header().Set("RateLimit-Policy", v.Policy)
-		w.Header().Set("RateLimit", v.State)
-	}
-	if !v.OK {
-		w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
-	}
+	wire.RateLimitHeaders(w, v.Policy, v.State, v.OK, v.RetryAfter)
 }
 
 // answer sets the headers of v and, when it refuses, answers 429.

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
@@ -50,13 +49,7 @@ func (a *Adapter) failed(w http.ResponseWriter, r *http.Request) bool {
 
 // headers sets the rate-limit headers of a verdict.
 func headers(w http.ResponseWriter, v iam.Verdict) {
-	if v.Policy != "" {
-		w.Header().Set("RateLimit-Policy", v.Policy)
-		w.Header().Set("RateLimit", v.State)
-	}
-	if !v.OK {
-		w.Header().Set("Retry-After", strconv.Itoa(v.RetryAfter))
-	}
+	wire.RateLimitHeaders(w, v.Policy, v.State, v.OK, v.RetryAfter)
 }
 
 // answer sets the headers of v and, when it refuses, answers 429.

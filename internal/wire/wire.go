@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -49,6 +50,19 @@ func ClientAddr(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// RateLimitHeaders sets a rate-limit decision's headers: RateLimit-Policy
+// and RateLimit (IETF httpapi ratelimit-headers) when a limit applies, and
+// Retry-After in seconds when the request is refused.
+func RateLimitHeaders(w http.ResponseWriter, policy, state string, admitted bool, retryAfter int) {
+	if policy != "" {
+		w.Header().Set("RateLimit-Policy", policy)
+		w.Header().Set("RateLimit", state)
+	}
+	if !admitted {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	}
 }
 
 // MediaType is the request's content type without parameters, lower case;
