@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/sluice-dev/sluice/internal/flow"
 )
@@ -31,19 +32,21 @@ type FlowInfo struct {
 }
 
 // Trigger is a flow's trigger: Type "http" (Method, Path), "schedule"
-// (Cron, TimeZone), "nats" (Subject, Stream), "amqp" (Queue), "mqtt" (Topic), "file" (Glob) or "call" (no trigger: only
+// (Cron, TimeZone), "nats" (Subject, Stream), "amqp" (Queue), "mqtt" (Topic), "kafka" (Topics, Group), "file" (Glob) or "call" (no trigger: only
 // other flows call it).
 type Trigger struct {
-	Type     string `json:"type"`
-	Method   string `json:"method,omitempty"`
-	Path     string `json:"path,omitempty"`
-	Cron     string `json:"cron,omitempty"`
-	TimeZone string `json:"timeZone,omitempty"`
-	Subject  string `json:"subject,omitempty"` // nats
-	Stream   string `json:"stream,omitempty"`  // nats, JetStream
-	Queue    string `json:"queue,omitempty"`   // amqp
-	Topic    string `json:"topic,omitempty"`   // mqtt
-	Glob     string `json:"glob,omitempty"`    // file
+	Type     string   `json:"type"`
+	Method   string   `json:"method,omitempty"`
+	Path     string   `json:"path,omitempty"`
+	Cron     string   `json:"cron,omitempty"`
+	TimeZone string   `json:"timeZone,omitempty"`
+	Subject  string   `json:"subject,omitempty"` // nats
+	Stream   string   `json:"stream,omitempty"`  // nats, JetStream
+	Queue    string   `json:"queue,omitempty"`   // amqp
+	Topic    string   `json:"topic,omitempty"`   // mqtt
+	Glob     string   `json:"glob,omitempty"`    // file
+	Topics   []string `json:"topics,omitempty"`  // kafka
+	Group    string   `json:"group,omitempty"`   // kafka consumer group
 }
 
 func (t Trigger) String() string {
@@ -56,6 +59,8 @@ func (t Trigger) String() string {
 		return "mqtt " + t.Topic
 	case "file":
 		return "file " + t.Glob
+	case "kafka":
+		return "kafka " + strings.Join(t.Topics, ",") + " (group " + t.Group + ")"
 	case "nats":
 		if t.Stream != "" {
 			return fmt.Sprintf("nats %s (stream %s)", t.Subject, t.Stream)
@@ -135,6 +140,8 @@ func TriggerOf(f *flow.Flow) Trigger {
 		return Trigger{Type: "amqp", Queue: f.AMQP.Queue}
 	case f.MQTT != nil:
 		return Trigger{Type: "mqtt", Topic: f.MQTT.Topic}
+	case f.Kafka != nil:
+		return Trigger{Type: "kafka", Topics: f.Kafka.Topics, Group: f.Kafka.Group}
 	case f.Directory != nil:
 		return Trigger{Type: "file", Glob: f.Directory.Glob}
 	}

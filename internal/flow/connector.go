@@ -23,7 +23,7 @@ import (
 // policyproject configuration) as a trigger or step uses it.
 type Connection struct {
 	Name string // the policy's name
-	Type string // nats, postgres, mysql
+	Type string // nats, amqp, mqtt, kafka, postgres, mysql, redis, file
 	// URL locates the server; it never carries a password (the loader
 	// refuses one): the policy's credentials name a setdbparms entry.
 	URL string
@@ -39,11 +39,12 @@ type Connection struct {
 // to an AMQP Exchange with a RoutingKey.
 type Outgoing struct {
 	Subject    string
-	Topic      string // MQTT
-	QoS        int    // MQTT: 0, 1 or 2
-	Retain     bool   // MQTT
-	Exchange   string // AMQP; "" is the default exchange (routing key = queue)
-	RoutingKey string // AMQP
+	Topic      string  // MQTT, Kafka
+	Key        *string // Kafka record key; nil: none
+	QoS        int     // MQTT: 0, 1 or 2
+	Retain     bool    // MQTT
+	Exchange   string  // AMQP; "" is the default exchange (routing key = queue)
+	RoutingKey string  // AMQP
 	Headers    map[string]string
 	Body       []byte
 	// Confirm asks the server to confirm the message is stored (a
@@ -395,6 +396,7 @@ var schemes = map[string][]string{
 	"amqp":     {"amqp", "amqps"},
 	"redis":    {"redis", "rediss"},
 	"mqtt":     {"mqtt", "tcp", "ssl", "mqtts", "ws", "wss"},
+	"kafka":    {"kafka"},
 	"file":     {"file"},
 }
 
@@ -407,6 +409,7 @@ var policyOptions = map[string][]string{
 	"amqp":     {"name"},
 	"redis":    {"maxConns"},
 	"mqtt":     {},
+	"kafka":    {"clientId", "sasl", "sessionTimeout"},
 	"file":     {},
 }
 

@@ -26,6 +26,7 @@ func connCfg() *Config {
 			"rabbit":    {"type": "amqp", "url": "amqp://127.0.0.1:5672/", "credentials": "bus"},
 			"cache":     {"type": "redis", "url": "redis://127.0.0.1:6379/0"},
 			"mosquitto": {"type": "mqtt", "url": "tcp://127.0.0.1:1883"},
+			"log":       {"type": "kafka", "url": "kafka://127.0.0.1:9092,kafka://127.0.0.2:9092", "clientId": "shop"},
 			"inbox":     {"type": "file", "url": "file:///var/sluice/in"},
 			"relative":  {"type": "file", "url": "file://in/../x"},
 			"maria":     {"type": "mysql", "url": "mysql://root@127.0.0.1:3306/test"},
@@ -122,6 +123,22 @@ func TestConnectorLoadErrors(t *testing.T) {
 			`topic "a/+": must not contain wildcards`},
 		{"mqtt publish headers", "flow: p\nsteps:\n  - publish: {connection: mosquitto, topic: a, headers: {x: y}}\n",
 			`headers is not for MQTT 3.1.1 publishes`},
+		{"kafka trigger without group", "flow: k\ntrigger:\n  kafka: {connection: log, topics: [orders]}\nsteps: [{map: .body}]\n",
+			`flows/a.yaml:3:10: kafka trigger needs group`},
+		{"kafka bad topic", "flow: k\ntrigger:\n  kafka: {connection: log, topics: [orders, 'a b'], group: g}\nsteps: [{map: .body}]\n",
+			`flows/a.yaml:3:45: topic "a b": must be letters, digits, '.', '_', '-'`},
+		{"kafka topics not a list", "flow: k\ntrigger:\n  kafka: {connection: log, topics: orders, group: g}\nsteps: [{map: .body}]\n",
+			`topics must be a non-empty list of topic names`},
+		{"kafka startAt", "flow: k\ntrigger:\n  kafka: {connection: log, topics: [o], group: g, startAt: middle}\nsteps: [{map: .body}]\n",
+			`startAt must be earliest or latest, not "middle"`},
+		{"kafka trigger on an mqtt policy", "flow: k\ntrigger:\n  kafka: {connection: mosquitto, topics: [o], group: g}\nsteps: [{map: .body}]\n",
+			`kafka trigger: policy "mosquitto": is of type "mqtt" (want kafka)`},
+		{"kafka publish qos", "flow: p\nsteps:\n  - publish: {connection: log, topic: o, qos: 1}\n",
+			`flows/a.yaml:3:47: qos is not for Kafka publishes`},
+		{"kafka publish bad topic", "flow: p\nsteps:\n  - publish: {connection: log, topic: 'o/x'}\n",
+			`topic "o/x": must be letters, digits`},
+		{"mqtt publish key", "flow: p\nsteps:\n  - publish: {connection: mosquitto, topic: a, key: k}\n",
+			`key is for Kafka publishes`},
 		{"file glob with a directory", "flow: f\ntrigger:\n  file: {connection: inbox, glob: 'a/*.json'}\nsteps: [{map: .body}]\n",
 			`flows/a.yaml:3:35: glob "a/*.json" must be a file name pattern like *.json`},
 		{"file url not absolute", "flow: f\ntrigger:\n  file: {connection: relative}\nsteps: [{map: .body}]\n",
@@ -244,6 +261,35 @@ steps:
 	var fe *Error
 	if !errors.As(err, &fe) || fe.Status != 502 || strings.Contains(fe.Message, "bus-s3cret") {
 		t.Fatalf("refusal: %#v", err)
+	}
+}
+
+func TestKafka(t *testing.T) {
+	rc := &recordingConnectors{}
+	cfg := connCfg()
+	cfg.Connectors = rc
+	f := load(t, map[string]string{"flows/a.yaml": `flow: k
+trigger:
+  kafka: {connection: log, topics: [orders, returns], group: shop, maxInFlight: 4, deadLetter: orders.dead, startAt: latest}
+steps:
+  - publish: {connection: log, topic: 'audit-${ .source.topic }', key: '${ .body.id }', headers: {from: '${ .source.partition }'}}
+`}, cfg, "k")
+	k := f.Kafka
+	if k == nil || strings.Join(k.Topics, ",") != "orders,returns" || k.Group != "shop" || k.MaxInFlight != 4 || k.DeadLetter != "orders.dead" ||
+		!k.StartAtEnd || k.Connection.Options["clientId"] != "shop" {
+		t.Fatalf("trigger = %+v", k)
+	}
+	if _, err := f.Run(context.Background(), &Message{Body: map[string]any{"id": "o-1"}, Source: map[string]any{"topic": "orders", "partition": 2}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.sent) != 1 || rc.sent[0].Topic != "audit-orders" || rc.sent[0].Key == nil || *rc.sent[0].Key != "o-1" ||
+		rc.sent[0].Headers["from"] != "2" || !rc.sent[0].Confirm {
+		t.Fatalf("sent %+v", rc.sent)
+	}
+	// Without the configurations a key tells a Kafka publish from an
+	// MQTT one.
+	if _, err := Load(context.Background(), project(map[string]string{"flows/a.yaml": "flow: p\nsteps:\n  - publish: {connection: x, topic: o, key: k, headers: {a: b}}\n"}), nil); err != nil {
+		t.Fatalf("Validate: %v", err)
 	}
 }
 

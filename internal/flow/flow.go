@@ -153,7 +153,7 @@ type LoadError struct {
 
 func (e *LoadError) Error() string { return formatLoadError(e) }
 
-// Flow is one compiled flow. At most one trigger (HTTP, Schedule, NATS, AMQP, MQTT, File) is set: a
+// Flow is one compiled flow. At most one trigger (HTTP, Schedule, NATS, AMQP, MQTT, Kafka, File) is set: a
 // flow with neither trigger is callable only (by `call` steps of other
 // flows of the same project); the runtime neither serves nor schedules it.
 type Flow struct {
@@ -165,6 +165,7 @@ type Flow struct {
 	NATS        *NATSTrigger  // a NATS subject or JetStream consumer
 	AMQP        *AMQPTrigger  // a RabbitMQ queue
 	MQTT        *MQTTTrigger  // an MQTT topic filter
+	Kafka       *KafkaTrigger // Kafka topics read by a consumer group
 	Directory   *FileTrigger  // the file trigger: files appearing in a directory
 	Timeout     time.Duration // per-flow timeout; Run applies it and the runtime may too
 

@@ -516,7 +516,7 @@ func (l *loader) parseFlowFile(file string, rt *runtimeEnv) (*Flow, *yaml.Node) 
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 // triggerKinds lists the triggers a flow may have.
-var triggerKinds = []string{"http", "schedule", "nats", "amqp", "mqtt", "file"}
+var triggerKinds = []string{"http", "schedule", "nats", "amqp", "mqtt", "kafka", "file"}
 
 func (l *loader) parseTrigger(c *compiler, n *yaml.Node, f *Flow) {
 	file := c.file
@@ -542,6 +542,11 @@ func (l *loader) parseTrigger(c *compiler, n *yaml.Node, f *Flow) {
 	if qn := m.get("mqtt"); qn != nil {
 		f.prog.triggerNode = qn
 		f.MQTT = c.mqttTrigger(qn)
+		return
+	}
+	if kn := m.get("kafka"); kn != nil {
+		f.prog.triggerNode = kn
+		f.Kafka = c.kafkaTrigger(kn)
 		return
 	}
 	if fn := m.get("file"); fn != nil {

@@ -14,7 +14,8 @@ import (
 // publishStep sends one message through a connection and puts what the
 // server said in .response: NATS {subject} (and {stream, sequence} when a
 // stream confirmed storing it); AMQP {exchange, routingKey} once the
-// broker confirmed it.
+// broker confirmed it; MQTT {topic, qos}; Kafka {topic, partition,
+// offset} once every in-sync replica has it.
 type publishStep struct {
 	stepBase
 	conn    *Connection
@@ -24,10 +25,13 @@ type publishStep struct {
 	exchange   string
 	routingKey *template
 	// MQTT: topic, qos, retain.
-	mqtt    bool
-	topic   *template
-	qos     int
-	retain  bool
+	mqtt   bool
+	topic  *template
+	qos    int
+	retain bool
+	// Kafka: topic and key (nil: no key).
+	kafka   bool
+	key     *template
 	hdrKeys []string
 	hdrVals []*template
 	body    *expr // nil: .body
@@ -35,7 +39,7 @@ type publishStep struct {
 }
 
 func (c *compiler) publishStep(b stepBase, n *yaml.Node) step {
-	m := c.l.mapping(c.file, n, "publish", "connection", "subject", "exchange", "routingKey", "topic", "qos", "retain", "headers", "body", "confirm")
+	m := c.l.mapping(c.file, n, "publish", "connection", "subject", "exchange", "routingKey", "topic", "qos", "retain", "key", "headers", "body", "confirm")
 	if m == nil {
 		return nil
 	}
@@ -43,15 +47,15 @@ func (c *compiler) publishStep(b stepBase, n *yaml.Node) step {
 	ok := true
 	s.amqp = m.get("exchange") != nil || m.get("routingKey") != nil
 	s.mqtt = !s.amqp && m.get("topic") != nil
-	want := "nats"
+	want := []string{"nats"}
 	switch {
 	case s.amqp:
-		want = "amqp"
+		want = []string{"amqp"}
 	case s.mqtt:
-		want = "mqtt"
+		want = []string{"mqtt", "kafka"}
 	}
 	if !s.mqtt {
-		for _, k := range []string{"qos", "retain"} {
+		for _, k := range []string{"qos", "retain", "key"} {
 			if vn := m.get(k); vn != nil {
 				c.errAt(vn, "%s is for MQTT publishes (topic)", k)
 				ok = false
@@ -59,14 +63,25 @@ func (c *compiler) publishStep(b stepBase, n *yaml.Node) step {
 		}
 	}
 	if cn := m.get("connection"); cn == nil {
-		c.errAt(n, "publish needs connection (a policy of type nats or amqp)")
+		c.errAt(n, "publish needs connection (a policy of type nats, amqp, mqtt or kafka)")
 		ok = false
-	} else if conn, cok := c.connection(cn, b.lbl, want); !cok {
+	} else if conn, cok := c.connection(cn, b.lbl, want...); !cok {
 		ok = false
 	} else {
 		s.conn = conn
 	}
-	if s.mqtt {
+	// A topic is MQTT's or Kafka's, as the policy's type says; without
+	// the configurations (validation alone) a key says Kafka.
+	if s.mqtt && s.conn != nil && (s.conn.Type == "kafka" || (s.conn.Type == "" && m.get("key") != nil)) {
+		s.mqtt, s.kafka = false, true
+	}
+	if s.kafka {
+		ok = c.kafkaPublish(s, m, b.lbl) && ok
+	} else if s.mqtt {
+		if kn := m.get("key"); kn != nil {
+			c.errAt(kn, "key is for Kafka publishes (a policy of type kafka)")
+			ok = false
+		}
 		for _, k := range []string{"subject", "headers", "confirm"} {
 			if vn := m.get(k); vn != nil {
 				c.errAt(vn, "%s is not for MQTT 3.1.1 publishes (topic, qos, retain, body)", k)
@@ -116,7 +131,7 @@ func (c *compiler) publishStep(b stepBase, n *yaml.Node) step {
 			ok = false
 		}
 	} else if sn := m.get("subject"); sn == nil {
-		c.errAt(n, "publish needs subject (NATS) or exchange and routingKey (AMQP)")
+		c.errAt(n, "publish needs subject (NATS), exchange and routingKey (AMQP) or topic (MQTT, Kafka)")
 		ok = false
 	} else if s.subject = c.tmpl(sn, b.lbl+" subject"); s.subject == nil {
 		ok = false
@@ -149,7 +164,23 @@ func (s *publishStep) run(ctx context.Context, x *execution, st *state) error {
 	in := st.input(x.rt)
 	out := &Outgoing{Confirm: s.confirm}
 	dest := ""
-	if s.mqtt {
+	if s.kafka {
+		topic, err := s.topic.eval(ctx, in)
+		if err != nil {
+			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("topic: %w", err), false)
+		}
+		if msg := checkKafkaTopic(topic); msg != "" {
+			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("topic %q: %s", topic, msg), false)
+		}
+		if s.key != nil {
+			k, err := s.key.eval(ctx, in)
+			if err != nil {
+				return x.stepError(ctx, s.lbl, 500, fmt.Errorf("key: %w", err), false)
+			}
+			out.Key = &k
+		}
+		out.Topic, out.Confirm, dest = topic, true, topic
+	} else if s.mqtt {
 		topic, err := s.topic.eval(ctx, in)
 		if err != nil {
 			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("topic: %w", err), false)
