@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/connectors"
 	"github.com/sluice-dev/sluice/internal/connectors/amqpconn"
 	"github.com/sluice-dev/sluice/internal/connectors/fileconn"
+	"github.com/sluice-dev/sluice/internal/connectors/kafkaconn"
 	"github.com/sluice-dev/sluice/internal/connectors/mqttconn"
 	"github.com/sluice-dev/sluice/internal/connectors/natsconn"
 	"github.com/sluice-dev/sluice/internal/connectors/redisconn"
@@ -37,6 +38,7 @@ type hub struct {
 	nats    *natsconn.Pool
 	amqp    *amqpconn.Pool
 	mqtt    *mqttconn.Pool
+	kafka   *kafkaconn.Pool
 	sql     *sqlconn.Pool
 	redis   *redisconn.Pool
 	metrics *connectorMetrics
@@ -53,10 +55,11 @@ type drainer interface {
 var _ flow.Connectors = (*hub)(nil)
 
 func newHub(log *slog.Logger, m *connectorMetrics) *hub {
-	h := &hub{log: log, nats: natsconn.NewPool(log), amqp: amqpconn.NewPool(log), mqtt: mqttconn.NewPool(log), sql: sqlconn.NewPool(), redis: redisconn.NewPool(), metrics: m}
+	h := &hub{log: log, nats: natsconn.NewPool(log), amqp: amqpconn.NewPool(log), mqtt: mqttconn.NewPool(log), kafka: kafkaconn.NewPool(log), sql: sqlconn.NewPool(), redis: redisconn.NewPool(), metrics: m}
 	h.nats.OnState = func(policy string, up bool) { m.up(policy, up) }
 	h.amqp.OnState = h.nats.OnState
 	h.mqtt.OnState = h.nats.OnState
+	h.kafka.OnState = h.nats.OnState
 	return h
 }
 
@@ -69,6 +72,8 @@ func (h *hub) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoin
 		return h.amqp.Publish(ctx, c, out)
 	case "mqtt":
 		return h.mqtt.Publish(ctx, c, out)
+	case "kafka":
+		return h.kafka.Publish(ctx, c, out)
 	}
 	return nil, fmt.Errorf("no publisher for connections of type %q", c.Type)
 }
@@ -123,6 +128,7 @@ func (h *hub) close() {
 	h.nats.Close()
 	h.amqp.Close()
 	h.mqtt.Close()
+	h.kafka.Close()
 	h.sql.Close()
 	h.redis.Close()
 }
@@ -143,6 +149,9 @@ func (rt *Runtime) startTriggers() error {
 		case lf.f.MQTT != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "mqtt")
 			c, err = rt.hub.mqtt.Start(rt.runCtx, lf.f.MQTT, lf.ref, rt.messageHandler(lf, "mqtt"), cnt)
+		case lf.f.Kafka != nil:
+			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "kafka")
+			c, err = rt.hub.kafka.Start(rt.runCtx, lf.f.Kafka, lf.ref, rt.messageHandler(lf, "kafka"), cnt)
 		case lf.f.Directory != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "file")
 			// A claim older than twice the flow's timeout (and a margin)
@@ -247,7 +256,7 @@ func newConnectorMetrics(reg *prometheus.Registry) *connectorMetrics {
 	m := &connectorMetrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_trigger_messages_total",
-			Help: "Messages of message-source triggers (nats…) by outcome: received (redeliveries count again), acked, retried, dead_lettered.",
+			Help: "Messages of message-source triggers (nats, amqp, mqtt, kafka, file) by outcome: received (redeliveries count again), acked, retried, dead_lettered.",
 		}, []string{"project", "flow", "trigger", "outcome"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_trigger_in_flight",

@@ -553,6 +553,8 @@ func (rt *Runtime) addFlow(path string, p *flow.Project, f *flow.Flow) error {
 		trigger = "amqp"
 	case f.MQTT != nil:
 		trigger = "mqtt"
+	case f.Kafka != nil:
+		trigger = "kafka"
 	case f.Directory != nil:
 		trigger = "file"
 	}
