@@ -304,6 +304,69 @@ func TestChangesTakeEffectOnApply(t *testing.T) {
 	}
 }
 
+// TestRememberedPassesEndWithTheirState: the gateway builds one Caller
+// per credential and plan and hands it out again while the state lasts.
+// A remembered pass must not let a single call through once a state that
+// revokes, unsubscribes, suspends or disables it has been applied, and the
+// state after that starts with none remembered.
+func TestRememberedPassesEndWithTheirState(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		change           func(s *gateway.State)
+		keyWant, jwtWant string
+	}{
+		{"credential revoked", func(s *gateway.State) { s.Credentials = s.Credentials[1:] }, "Unauthorized", "Unauthorized"},
+		{"secret rotated", func(s *gateway.State) {
+			s.Credentials = append([]gateway.Credential{{ClientID: "shop-id", SecretHash: gateway.HashSecret(otherSecret), AppID: "app-shop"}}, s.Credentials[1:]...)
+		}, "Unauthorized", "pass shop oauth"},
+		{"unsubscribed", func(s *gateway.State) { s.Subscriptions = s.Subscriptions[2:] }, "Forbidden", "Forbidden"},
+		{"subscriptions suspended", func(s *gateway.State) {
+			s.Subscriptions = append([]gateway.Subscription{{AppID: "app-shop", PlanID: "p-key"}, {AppID: "app-shop", PlanID: "p-oauth"}}, s.Subscriptions[2:]...)
+		}, "Forbidden", "Forbidden"},
+		{"app disabled", func(s *gateway.State) {
+			s.Apps = append([]gateway.App{}, s.Apps...)
+			s.Apps[0].Enabled = false
+		}, "Forbidden", "Forbidden"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			key := req("X-IBM-Client-Id", "shop-id", "X-IBM-Client-Secret", shopSecret)
+			bearer := req("Authorization", "Bearer "+w.token("shop-id", "app-shop"))
+			first := map[string]*gateway.Caller{}
+			for name, r := range map[string]*http.Request{"key": key, "bearer": bearer} {
+				c1, ref1 := w.gw.Check("shop/getOrder", r)
+				c2, ref2 := w.gw.Check("shop/getOrder", r)
+				if ref1 != nil || ref2 != nil || c1 != c2 {
+					t.Fatalf("%s: two passes under one state: %v %v, %p %p, want one remembered Caller", name, ref1, ref2, c1, c2)
+				}
+				first[name] = c1
+			}
+			orig := w.state
+			tc.change(&w.state)
+			w.state.Revision++
+			w.apply()
+			w.clk.Add(time.Minute) // a fresh rate-limit window
+			if got := outcome(w.gw.Check("shop/getOrder", key)); got != tc.keyWant {
+				t.Errorf("client id after the change: %s, want %s", got, tc.keyWant)
+			}
+			if got := outcome(w.gw.Check("shop/getOrder", bearer)); got != tc.jwtWant {
+				t.Errorf("bearer after the change: %s, want %s", got, tc.jwtWant)
+			}
+			// Undone, the old state's Callers are not handed out again.
+			w.state = orig
+			w.state.Revision += 2
+			w.apply()
+			w.clk.Add(time.Minute) // a fresh rate-limit window
+			for name, r := range map[string]*http.Request{"key": key, "bearer": bearer} {
+				c, ref := w.gw.Check("shop/getOrder", r)
+				if ref != nil || c == first[name] {
+					t.Errorf("%s after the change was undone: %v, remembered from the old state: %t", name, ref, c == first[name])
+				}
+			}
+		})
+	}
+}
+
 func TestInvalidStateChangesNothing(t *testing.T) {
 	w := newWorld(t)
 	key := req("X-IBM-Client-Id", "shop-id", "X-IBM-Client-Secret", shopSecret)

@@ -133,7 +133,9 @@ type BasicCredential struct {
 	PasswordHash string `json:"passwordHash"`
 }
 
-// Caller is who passed: handed to the flow as `.app`.
+// Caller is who passed: handed to the flow as `.app`. The gateway hands
+// out the same Caller for every pass of one credential through one plan
+// while a state lasts: read it, never modify it.
 type Caller struct {
 	AppID, AppName                   string
 	ConsumerOrgID, ConsumerOrgName   string
@@ -142,33 +144,20 @@ type Caller struct {
 	ClientID                         string
 	Auth                             string // AuthClientID or AuthOAuth
 
-	pre *prebuilt // the parts of Value the state built once (nil: build them)
+	// value is the whole of Value, built once by the compiled state for
+	// a credential and plan (nil for a Caller made elsewhere: build it).
+	value map[string]any
+	plan  *Plan // which of its credential's passes this is
 }
-
-// prebuilt holds the parts of a Caller's Value that the compiled state
-// built once for its app, plan, API and credential.
-type prebuilt struct {
-	app       *capp
-	api, plan any
-	clientID  any
-}
-
-// The two Auth values as `.app.auth`, boxed once.
-var authValues = map[string]any{AuthClientID: AuthClientID, AuthOAuth: AuthOAuth}
 
 // Value is the caller as the flow's `.app`: a jq value. For a caller the
-// gateway let through, its nested maps (consumer org, catalog, plan, API)
-// are shared by every call of that app and plan while the state lasts,
-// which costs one map per call instead of seven: like every jq value, it
-// must not be modified (flows never change their input).
+// gateway let through, it is built once per credential and plan while the
+// state lasts and shared by all their calls, so passing costs no
+// allocation: like every jq value, it must not be modified (flows never
+// change their input).
 func (c *Caller) Value() map[string]any {
-	if p := c.pre; p != nil {
-		auth, ok := authValues[c.Auth]
-		if !ok {
-			auth = c.Auth
-		}
-		return map[string]any{"id": p.app.id, "name": p.app.name, "consumerOrg": p.app.org, "catalog": p.app.catalog,
-			"plan": p.plan, "api": p.api, "clientId": p.clientID, "auth": auth}
+	if c.value != nil {
+		return c.value
 	}
 	return map[string]any{
 		"id":          c.AppID,

@@ -266,13 +266,14 @@ func (rt *Runtime) message(w http.ResponseWriter, r *http.Request, lf *loadedFlo
 }
 
 // lowerHeader holds the lower-case names of common headers, so that
-// building a message does not allocate a new string for each of them.
+// building a message does not allocate a new string for each of them; the
+// X-IBM client headers are on every call of a client-id plan.
 var lowerHeader = func() map[string]string {
 	m := map[string]string{}
 	for _, h := range []string{"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
 		"Connection", "Content-Encoding", "Content-Length", "Content-Type", "Cookie", "Forwarded", "If-Match",
 		"If-None-Match", "Origin", "Referer", "Traceparent", "Tracestate", "User-Agent", "X-Correlation-Id",
-		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id"} {
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Ibm-Client-Id", "X-Ibm-Client-Secret", "X-Real-Ip", "X-Request-Id"} {
 		m[h] = strings.ToLower(h)
 	}
 	return m
