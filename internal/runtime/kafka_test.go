@@ -121,14 +121,20 @@ steps:
 		t.Fatalf("dead letter %s %v", dl.Value, hdr)
 	}
 
-	metrics := string(get(t, second.adminURL("/metrics")).body)
-	for _, want := range []string{
+	// The dead letter is stored before the runtime counts it.
+	var metrics string
+	want := []string{
 		`sluice_trigger_messages_total{flow="orders",outcome="acked",project="shop",trigger="kafka"} 1`,
 		`sluice_trigger_messages_total{flow="orders",outcome="dead_lettered",project="shop",trigger="kafka"} 1`,
 		`sluice_trigger_messages_total{flow="orders",outcome="retried",project="shop",trigger="kafka"} 1`,
 		`sluice_trigger_in_flight{flow="orders",project="shop",trigger="kafka"} 0`,
 		`sluice_connection_up{policy="log"} 1`,
-	} {
+	}
+	eventually(t, "the metrics to count the dead letter", func() bool {
+		metrics = string(get(t, second.adminURL("/metrics")).body)
+		return strings.Contains(metrics, want[1]) && strings.Contains(metrics, want[3])
+	})
+	for _, want := range want {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s\n%s", want, grepLines(metrics, "sluice_trigger", "sluice_connection"))
 		}
