@@ -74,6 +74,7 @@ func runGoLoad(t target, conns int, d time.Duration) (result, error) {
 		return result{}, fmt.Errorf("no request to %s succeeded: %v", t.url, firstErr)
 	}
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	p50 := latencies[len(latencies)/2]
 	p99 := latencies[min(len(latencies)-1, len(latencies)*99/100)]
-	return result{rps: float64(len(latencies)) / elapsed.Seconds(), p99: p99, errors: failures, requests: len(latencies)}, nil
+	return result{rps: float64(len(latencies)) / elapsed.Seconds(), p50: p50, p99: p99, errors: failures, requests: len(latencies)}, nil
 }

@@ -214,7 +214,7 @@ func run(o options) error {
 			if err != nil {
 				return err
 			}
-			logf("run %d  %-32s %9.0f req/s  p99 %7.2f ms  %6.0f µs CPU/req  %d failed", r+1, t.name, res.rps, ms(res.p99), us(res.cpuPerReq), res.errors)
+			logf("run %d  %-32s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %6.0f µs CPU/req  %d failed", r+1, t.name, res.rps, ms(res.p50), ms(res.p99), us(res.cpuPerReq), res.errors)
 			results[i] = append(results[i], res)
 		}
 	}
@@ -244,17 +244,18 @@ func report(w io.Writer, o options, storeName string, targets []target, results 
 	// Other work on the machine skews every figure; the load average says
 	// how much there was.
 	fmt.Fprintf(w, "load average before the runs: %s; after: %s\n\n", loadStart, loadAvg())
-	fmt.Fprintln(w, "| target | req/s median (min–max) | p99 ms median (min–max) | server CPU µs/request median (min–max) | failed requests |")
-	fmt.Fprintln(w, "|---|---|---|---|---|")
+	fmt.Fprintln(w, "| target | req/s median (min–max) | p50 ms median | p99 ms median (min–max) | server CPU µs/request median (min–max) | failed requests |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for i, t := range targets {
 		rps, p99 := column(results[i], func(r result) float64 { return r.rps }), column(results[i], func(r result) float64 { return ms(r.p99) })
+		p50 := column(results[i], func(r result) float64 { return ms(r.p50) })
 		failed := 0
 		for _, r := range results[i] {
 			failed += r.errors
 		}
 		cpu := column(results[i], func(r result) float64 { return us(r.cpuPerReq) })
-		fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.2f (%.2f–%.2f) | %.0f (%.0f–%.0f) | %d |\n", strings.Join(strings.Fields(t.name), " "),
-			median(rps), minOf(rps), maxOf(rps), median(p99), minOf(p99), maxOf(p99), median(cpu), minOf(cpu), maxOf(cpu), failed)
+		fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.2f | %.2f (%.2f–%.2f) | %.0f (%.0f–%.0f) | %d |\n", strings.Join(strings.Fields(t.name), " "),
+			median(rps), minOf(rps), maxOf(rps), median(p50), median(p99), minOf(p99), maxOf(p99), median(cpu), minOf(cpu), maxOf(cpu), failed)
 	}
 	ratios := func(a, b int) []float64 {
 		var rs []float64
@@ -314,7 +315,7 @@ func getTarget(name, url string, headers map[string]string) target {
 
 type result struct {
 	rps      float64
-	p99      time.Duration
+	p50, p99 time.Duration
 	errors   int
 	requests int
 	// cpuPerReq is the server's CPU time (user + system) per request.
@@ -406,6 +407,8 @@ func parseWrk(out string) (result, error) {
 			haveRPS = err == nil
 		case len(f) >= 3 && f[1] == "requests" && f[2] == "in":
 			fmt.Sscanf(f[0], "%d", &r.requests)
+		case len(f) == 2 && f[0] == "50%":
+			r.p50, _ = time.ParseDuration(f[1])
 		case len(f) == 2 && f[0] == "99%":
 			d, err := time.ParseDuration(f[1])
 			r.p99, haveP99 = d, err == nil

@@ -27,7 +27,7 @@ Transfer/sec:     81.72KB
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.rps != 87.26 || r.p99 != 1710*time.Millisecond || r.requests != 447 || r.errors != 12 {
+	if r.rps != 87.26 || r.p50 != 259980*time.Microsecond || r.p99 != 1710*time.Millisecond || r.requests != 447 || r.errors != 12 {
 		t.Errorf("parsed %+v", r)
 	}
 	if _, err := parseWrk("wrk: connection refused\n"); err == nil {
