@@ -46,6 +46,9 @@ type env struct {
 	logs  *bytes.Buffer
 
 	configs *configuration.Service
+	// handler is the control plane's handler, for tests that serve a
+	// request in-process.
+	handler http.Handler
 }
 
 type envOpts struct {
@@ -115,7 +118,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	srv.Config.Handler = a.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &env{t: t, st: st, url: url, clock: clk, svc: svc, creds: *creds, logs: logs, configs: a.Configs}
+	return &env{t: t, st: st, url: url, clock: clk, svc: svc, creds: *creds, logs: logs, configs: a.Configs, handler: srv.Config.Handler}
 }
 
 type resp struct {

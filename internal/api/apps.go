@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/apps"
+	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/store"
 )
 
@@ -201,8 +202,9 @@ func (a *API) deleted(w http.ResponseWriter, r *http.Request, err error) {
 // catalogs
 
 func (a *API) listCatalogs(w http.ResponseWriter, r *http.Request) {
-	cs, err := a.Apps.ListCatalogs(r.Context(), principal(r))
-	answerList(a, w, r, "catalogs", cs, err, catalogObject)
+	answerList(a, w, r, "catalogs", func(req iam.ListRequest) (iam.ListPage[store.Catalog], error) {
+		return a.Apps.ListCatalogs(r.Context(), principal(r), req)
+	}, catalogObject)
 }
 
 func (a *API) createCatalog(w http.ResponseWriter, r *http.Request) {
@@ -244,8 +246,9 @@ func (a *API) listConsumerOrgs(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	os, err := a.Apps.ListConsumerOrgs(r.Context(), principal(r), c.ID)
-	answerList(a, w, r, "consumerOrgs", os, err, consumerOrgObject(c.Name))
+	answerList(a, w, r, "consumerOrgs", func(req iam.ListRequest) (iam.ListPage[store.ConsumerOrg], error) {
+		return a.Apps.ListConsumerOrgs(r.Context(), principal(r), c.ID, req)
+	}, consumerOrgObject(c.Name))
 }
 
 func (a *API) createConsumerOrg(w http.ResponseWriter, r *http.Request) {
@@ -292,8 +295,9 @@ func (a *API) listApps(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	as, err := a.Apps.ListApps(r.Context(), principal(r), apps.Path{Catalog: res.Catalog.ID, ConsumerOrg: res.ConsumerOrg.ID})
-	answerList(a, w, r, "apps", as, err, appObject(res.Catalog.Name, res.ConsumerOrg.Name))
+	answerList(a, w, r, "apps", func(req iam.ListRequest) (iam.ListPage[store.App], error) {
+		return a.Apps.ListApps(r.Context(), principal(r), apps.Path{Catalog: res.Catalog.ID, ConsumerOrg: res.ConsumerOrg.ID}, req)
+	}, appObject(res.Catalog.Name, res.ConsumerOrg.Name))
 }
 
 func (a *API) createApp(w http.ResponseWriter, r *http.Request) {
@@ -342,8 +346,9 @@ func (a *API) listAppCredentials(leases bool) http.HandlerFunc {
 		if leases {
 			list, key = a.Apps.ListLeases, "leases"
 		}
-		cs, err := list(r.Context(), principal(r), appPath(r))
-		answerList(a, w, r, key, cs, err, appCredentialObject)
+		answerList(a, w, r, key, func(req iam.ListRequest) (iam.ListPage[store.AppCredential], error) {
+			return list(r.Context(), principal(r), appPath(r), req)
+		}, appCredentialObject)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/configuration"
+	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/store"
 )
 
@@ -75,8 +76,9 @@ func decodeBase64(s string) ([]byte, error) {
 }
 
 func (a *API) listConfigurations(w http.ResponseWriter, r *http.Request) {
-	cs, err := a.Configs.List(r.Context(), principal(r))
-	answerList(a, w, r, "configurations", cs, err, configurationObject)
+	answerList(a, w, r, "configurations", func(req iam.ListRequest) (iam.ListPage[store.Configuration], error) {
+		return a.Configs.List(r.Context(), principal(r), req)
+	}, configurationObject)
 }
 
 func (a *API) getConfiguration(w http.ResponseWriter, r *http.Request) {
@@ -215,8 +217,9 @@ func (a *API) putBARFile(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listBARFiles(w http.ResponseWriter, r *http.Request) {
-	fs, err := a.BARs.List(r.Context(), principal(r))
-	answerList(a, w, r, "barFiles", fs, err, a.barObject)
+	answerList(a, w, r, "barFiles", func(req iam.ListRequest) (iam.ListPage[barstore.File], error) {
+		return a.BARs.List(r.Context(), principal(r), req)
+	}, a.barObject)
 }
 
 func (a *API) getBARFile(w http.ResponseWriter, r *http.Request) {

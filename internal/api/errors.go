@@ -35,17 +35,3 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, reason, mess
 
 // writeJSON writes compact JSON (see wire.WriteJSON).
 func writeJSON(w http.ResponseWriter, status int, v any) { wire.WriteJSON(w, status, v) }
-
-// answerList answers a list: items, each turned into its API object by
-// object, under key (App Connect's list bodies are keyed by the plural).
-func answerList[T, O any](a *API, w http.ResponseWriter, r *http.Request, key string, items []T, err error, object func(T) O) {
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	out := make([]O, 0, len(items))
-	for _, it := range items {
-		out = append(out, object(it))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{key: out})
-}

@@ -100,16 +100,9 @@ func listKey(kind string) string {
 
 func (a *API) listIdentities(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ids, err := a.IAM.ListIdentities(r.Context(), principal(r), kind)
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		out := make([]Identity, 0, len(ids))
-		for _, id := range ids {
-			out = append(out, identityObject(id))
-		}
-		writeJSON(w, http.StatusOK, map[string]any{listKey(kind): out})
+		answerList(a, w, r, listKey(kind), func(req iam.ListRequest) (iam.ListPage[store.Identity], error) {
+			return a.IAM.ListIdentities(r.Context(), principal(r), kind, req)
+		}, identityObject)
 	}
 }
 
@@ -238,8 +231,9 @@ func (a *API) apiKeyObject(k store.APIKey) APIKey {
 }
 
 func (a *API) listAPIKeys(w http.ResponseWriter, r *http.Request) {
-	keys, err := a.IAM.ListAPIKeys(r.Context(), principal(r))
-	answerList(a, w, r, "apiKeys", keys, err, a.apiKeyObject)
+	answerList(a, w, r, "apiKeys", func(req iam.ListRequest) (iam.ListPage[store.APIKey], error) {
+		return a.IAM.ListAPIKeys(r.Context(), principal(r), req)
+	}, a.apiKeyObject)
 }
 
 func (a *API) createAPIKey(w http.ResponseWriter, r *http.Request) {
@@ -340,8 +334,9 @@ func credentialObject(c store.ClientCredential) Credential {
 }
 
 func (a *API) listCredentials(w http.ResponseWriter, r *http.Request) {
-	cs, err := a.IAM.ListClientCredentials(r.Context(), principal(r))
-	answerList(a, w, r, "credentials", cs, err, credentialObject)
+	answerList(a, w, r, "credentials", func(req iam.ListRequest) (iam.ListPage[store.ClientCredential], error) {
+		return a.IAM.ListClientCredentials(r.Context(), principal(r), req)
+	}, credentialObject)
 }
 
 func (a *API) getCredential(w http.ResponseWriter, r *http.Request) {

@@ -93,15 +93,16 @@ func (a *API) listAPIs(w http.ResponseWriter, r *http.Request) {
 		a.watchAPIs(w, r)
 		return
 	}
-	xs, err := a.APIs.ListAPIs(r.Context(), principal(r))
-	answerList(a, w, r, "apis", xs, err, a.apiObject)
+	answerList(a, w, r, "apis", func(req iam.ListRequest) (iam.ListPage[apis.API], error) {
+		return a.APIs.ListAPIs(r.Context(), principal(r), req)
+	}, a.apiObject)
 }
 
 // watchAPIs streams the instance's APIs as server-sent events.
 func (a *API) watchAPIs(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	a.watchList(w, r, func(ctx context.Context) ([]watched, error) {
-		xs, err := a.APIs.ListAPIs(ctx, p)
+		xs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.API], error) { return a.APIs.ListAPIs(ctx, p, req) })
 		out := make([]watched, 0, len(xs))
 		for _, x := range xs {
 			out = append(out, watched{x.Name, x.Version, a.apiObject(x)})
@@ -147,8 +148,9 @@ func (a *API) putPlan(createOnly bool) http.HandlerFunc {
 }
 
 func (a *API) listPlans(w http.ResponseWriter, r *http.Request) {
-	xs, err := a.APIs.ListPlans(r.Context(), principal(r))
-	answerList(a, w, r, "plans", xs, err, planObject)
+	answerList(a, w, r, "plans", func(req iam.ListRequest) (iam.ListPage[apis.Plan], error) {
+		return a.APIs.ListPlans(r.Context(), principal(r), req)
+	}, planObject)
 }
 
 func (a *API) getPlan(w http.ResponseWriter, r *http.Request) {
@@ -180,8 +182,9 @@ func (a *API) putSubscription(createOnly bool) http.HandlerFunc {
 }
 
 func (a *API) listSubscriptions(w http.ResponseWriter, r *http.Request) {
-	xs, err := a.APIs.ListSubscriptions(r.Context(), principal(r))
-	answerList(a, w, r, "subscriptions", xs, err, subscriptionObject)
+	answerList(a, w, r, "subscriptions", func(req iam.ListRequest) (iam.ListPage[apis.Subscription], error) {
+		return a.APIs.ListSubscriptions(r.Context(), principal(r), req)
+	}, subscriptionObject)
 }
 
 func (a *API) getSubscription(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/httplimit"
+	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 )
 
@@ -83,8 +84,9 @@ func (a *API) listRuntimes(w http.ResponseWriter, r *http.Request) {
 		a.watchRuntimes(w, r, "")
 		return
 	}
-	rts, err := a.Runtimes.List(r.Context(), principal(r))
-	answerList(a, w, r, "integrationRuntimes", rts, err, runtimeObject)
+	answerList(a, w, r, "integrationRuntimes", func(req iam.ListRequest) (iam.ListPage[orchestrator.Runtime], error) {
+		return a.Runtimes.List(r.Context(), principal(r), req)
+	}, runtimeObject)
 }
 
 func (a *API) getRuntime(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +124,9 @@ const watchPoll = 500 * time.Millisecond
 func (a *API) watchRuntimes(w http.ResponseWriter, r *http.Request, name string) {
 	p := principal(r)
 	a.watchList(w, r, func(ctx context.Context) ([]watched, error) {
-		rts, err := a.Runtimes.List(ctx, p)
+		rts, err := iam.All(func(req iam.ListRequest) (iam.ListPage[orchestrator.Runtime], error) {
+			return a.Runtimes.List(ctx, p, req)
+		})
 		var out []watched
 		for _, rt := range rts {
 			if name == "" || rt.Name == name {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/sluice-dev/sluice/internal/httplimit"
+	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 )
 
@@ -78,8 +79,9 @@ func (a *API) listTraces(w http.ResponseWriter, r *http.Request) {
 	if runtime == "" {
 		runtime = q.Get("integrationRuntimeName")
 	}
-	vs, err := a.Traces.List(r.Context(), principal(r), runtime)
-	answerList(a, w, r, "traces", vs, err, traceObject)
+	answerList(a, w, r, "traces", func(req iam.ListRequest) (iam.ListPage[orchestrator.TraceView], error) {
+		return a.Traces.List(r.Context(), principal(r), runtime, req)
+	}, traceObject)
 }
 
 func (a *API) getTrace(w http.ResponseWriter, r *http.Request) {

@@ -332,53 +332,63 @@ func (a *Adapter) postToken(w http.ResponseWriter, r *http.Request) {
 
 // ---- lists ----
 
-// page cuts a list by ?limit and ?offset.
-func page[T any](r *http.Request, items []T) ([]T, int, error) {
+// pageRequest reads API Connect's ?limit (1–1000, default 100) and
+// ?offset (from 0).
+func pageRequest(r *http.Request) (iam.ListRequest, error) {
 	q := r.URL.Query()
-	limit, offset := 100, 0
+	req := iam.ListRequest{Limit: 100}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return nil, 0, bad("limit must be a whole number from 1 to 1000, not %q", v)
+		if err != nil || n < 1 || n > iam.MaxListPage {
+			return req, bad("limit must be a whole number from 1 to %d, not %q", iam.MaxListPage, v)
 		}
-		limit = n
+		req.Limit = n
 	}
 	if v := q.Get("offset"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return nil, 0, bad("offset must be a whole number from 0, not %q", v)
+			return req, bad("offset must be a whole number from 0, not %q", v)
 		}
-		offset = n
+		req.Offset = n
 	}
-	total := len(items)
-	if offset > total {
-		offset = total
-	}
-	end := offset + limit
-	if end > total {
-		end = total
-	}
-	return items[offset:end], total, nil
+	return req, nil
 }
 
-func answerList[T, O any](a *Adapter, w http.ResponseWriter, r *http.Request, items []T, err error, obj func(T) O) {
+// answerList answers {"total_results","results"}: one page of list, cut
+// by ?limit and ?offset in the store's query (the same keyset list the
+// native API pages through), and count for the total of all pages.
+func answerList[T, O any](a *Adapter, w http.ResponseWriter, r *http.Request, count func() (int, error), list func(iam.ListRequest) (iam.ListPage[T], error), obj func(T) O) {
+	req, err := pageRequest(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	part, total, err := page(r, items)
+	pg, err := list(req)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	out := make([]O, 0, len(part))
-	for _, it := range part {
+	total, err := count()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]O, 0, len(pg.Items))
+	for _, it := range pg.Items {
 		out = append(out, obj(it))
 	}
 	writeJSON(w, http.StatusOK, struct {
 		TotalResults int `json:"total_results"`
 		Results      []O `json:"results"`
 	}{total, out})
+}
+
+// onePage is a list of items already at hand (the provider org).
+func onePage[T any](items []T) (func() (int, error), func(iam.ListRequest) (iam.ListPage[T], error)) {
+	return func() (int, error) { return len(items), nil }, func(req iam.ListRequest) (iam.ListPage[T], error) {
+		from := min(req.Offset, len(items))
+		return iam.ListPage[T]{Items: items[from:min(from+req.Limit, len(items))]}, nil
+	}
 }
 
 // Mount sends API Connect's paths (/api/… outside /api/v1 and /api/public) to apicHandler

@@ -1,12 +1,14 @@
 package apic
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 
 	"github.com/sluice-dev/sluice/internal/apis"
 	"github.com/sluice-dev/sluice/internal/apps"
+	"github.com/sluice-dev/sluice/internal/iam"
 )
 
 // APIObject is a published API in API Connect's discovery shape (the
@@ -76,50 +78,81 @@ func (a *Adapter) apiObj(u urls, x apis.API, enforced bool) APIObject {
 		CatalogURL: u.catalogURL(), URL: u.catalogURL() + "/apis/" + x.ID}
 }
 
-// catalogAPIs resolves the catalog and reads the instance's APIs with
-// which of them a plan other than none protects.
-func (a *Adapter) catalogAPIs(w http.ResponseWriter, r *http.Request) (urls, []apis.API, map[string]bool, []apis.Plan, bool) {
+// catalogURLs resolves the catalog of the path (every catalog shows the
+// instance's APIs) and returns the urls under it.
+func (a *Adapter) catalogURLs(w http.ResponseWriter, r *http.Request) (urls, bool) {
 	res, err := a.Apps.Resolve(r.Context(), principal(r), apps.Path{Catalog: r.PathValue("catalog")})
 	if err != nil {
 		a.fail(w, r, err)
-		return urls{}, nil, nil, nil, false
+		return urls{}, false
 	}
-	xs, err := a.APIs.ListAPIs(r.Context(), principal(r))
-	if err != nil {
-		a.fail(w, r, err)
-		return urls{}, nil, nil, nil, false
-	}
-	plans, err := a.APIs.ListPlans(r.Context(), principal(r))
-	if err != nil {
-		a.fail(w, r, err)
-		return urls{}, nil, nil, nil, false
-	}
+	return a.urls(r, res), true
+}
+
+// enforcedOf says which of the APIs named a plan other than none
+// protects, reading the plans a page at a time.
+func (a *Adapter) enforcedOf(ctx context.Context, p iam.Principal, names map[string]bool) (map[string]bool, error) {
 	enforced := map[string]bool{}
-	for _, p := range plans {
-		if p.Spec.Auth != "none" {
-			for _, n := range p.Spec.APIs {
-				enforced[n] = true
+	err := iam.Each(func(req iam.ListRequest) (iam.ListPage[apis.Plan], error) { return a.APIs.ListPlans(ctx, p, req) }, func(pl apis.Plan) {
+		if pl.Spec.Auth != "none" {
+			for _, n := range pl.Spec.APIs {
+				if names[n] {
+					enforced[n] = true
+				}
 			}
 		}
-	}
-	return a.urls(r, res), xs, enforced, plans, true
+	})
+	return enforced, err
+}
+
+// apiIDs maps the APIs named to their ids, reading the APIs a page at a
+// time.
+func (a *Adapter) apiIDs(ctx context.Context, p iam.Principal, names map[string]bool) (map[string]string, error) {
+	ids := map[string]string{}
+	err := iam.Each(func(req iam.ListRequest) (iam.ListPage[apis.API], error) { return a.APIs.ListAPIs(ctx, p, req) }, func(x apis.API) {
+		if names[x.Name] {
+			ids[x.Name] = x.ID
+		}
+	})
+	return ids, err
 }
 
 func (a *Adapter) listAPIs(w http.ResponseWriter, r *http.Request) {
-	u, xs, enforced, _, ok := a.catalogAPIs(w, r)
-	if ok {
-		answerList(a, w, r, xs, nil, func(x apis.API) APIObject { return a.apiObj(u, x, enforced[x.Name]) })
+	u, ok := a.catalogURLs(w, r)
+	if !ok {
+		return
 	}
+	ctx, p := r.Context(), principal(r)
+	var enforced map[string]bool
+	answerList(a, w, r, func() (int, error) { return a.APIs.CountAPIs(ctx, p) },
+		func(req iam.ListRequest) (iam.ListPage[apis.API], error) {
+			pg, err := a.APIs.ListAPIs(ctx, p, req)
+			if err != nil {
+				return pg, err
+			}
+			names := map[string]bool{}
+			for _, x := range pg.Items {
+				names[x.Name] = true
+			}
+			enforced, err = a.enforcedOf(ctx, p, names)
+			return pg, err
+		},
+		func(x apis.API) APIObject { return a.apiObj(u, x, enforced[x.Name]) })
 }
 
 // getAPI reads one API (by id or name); ?fields=add(document) includes its
 // OpenAPI document, as API Connect's clients ask for it.
 func (a *Adapter) getAPI(w http.ResponseWriter, r *http.Request) {
-	u, _, enforced, _, ok := a.catalogAPIs(w, r)
+	u, ok := a.catalogURLs(w, r)
 	if !ok {
 		return
 	}
 	x, doc, err := a.APIs.Document(r.Context(), principal(r), r.PathValue("api"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	enforced, err := a.enforcedOf(r.Context(), principal(r), map[string]bool{x.Name: true})
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -133,7 +166,7 @@ func (a *Adapter) getAPI(w http.ResponseWriter, r *http.Request) {
 
 // getAPIDocument serves the API's OpenAPI document alone.
 func (a *Adapter) getAPIDocument(w http.ResponseWriter, r *http.Request) {
-	if _, _, _, _, ok := a.catalogAPIs(w, r); !ok {
+	if _, ok := a.catalogURLs(w, r); !ok {
 		return
 	}
 	_, doc, err := a.APIs.Document(r.Context(), principal(r), r.PathValue("api"))
@@ -146,25 +179,38 @@ func (a *Adapter) getAPIDocument(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Adapter) listProducts(w http.ResponseWriter, r *http.Request) {
-	u, xs, _, plans, ok := a.catalogAPIs(w, r)
+	u, ok := a.catalogURLs(w, r)
 	if !ok {
 		return
 	}
-	ids := map[string]string{}
-	for _, x := range xs {
-		ids[x.Name] = x.ID
-	}
-	answerList(a, w, r, plans, nil, func(p apis.Plan) ProductObject {
-		title := p.Spec.Title
-		if title == "" {
-			title = p.Name
-		}
-		po := ProductObject{Type: "product", APIVersion: apiVersion, ID: p.ID, Name: p.Name, Version: "1.0.0", Title: title, State: "published",
-			Plans:     []PlanSummary{{Name: p.Name, Title: title, Auth: p.Spec.Auth, RateLimit: p.Spec.RateLimit, Approval: p.Spec.Approval}},
-			CreatedAt: apicTime(p.CreatedAt), UpdatedAt: apicTime(p.UpdatedAt), CatalogURL: u.catalogURL(), URL: u.catalogURL() + "/products/" + p.ID}
-		for _, n := range p.Spec.APIs {
-			po.APIURLs = append(po.APIURLs, u.catalogURL()+"/apis/"+ids[n])
-		}
-		return po
-	})
+	ctx, p := r.Context(), principal(r)
+	var ids map[string]string
+	answerList(a, w, r, func() (int, error) { return a.APIs.CountPlans(ctx, p) },
+		func(req iam.ListRequest) (iam.ListPage[apis.Plan], error) {
+			pg, err := a.APIs.ListPlans(ctx, p, req)
+			if err != nil {
+				return pg, err
+			}
+			names := map[string]bool{}
+			for _, pl := range pg.Items {
+				for _, n := range pl.Spec.APIs {
+					names[n] = true
+				}
+			}
+			ids, err = a.apiIDs(ctx, p, names)
+			return pg, err
+		},
+		func(p apis.Plan) ProductObject {
+			title := p.Spec.Title
+			if title == "" {
+				title = p.Name
+			}
+			po := ProductObject{Type: "product", APIVersion: apiVersion, ID: p.ID, Name: p.Name, Version: "1.0.0", Title: title, State: "published",
+				Plans:     []PlanSummary{{Name: p.Name, Title: title, Auth: p.Spec.Auth, RateLimit: p.Spec.RateLimit, Approval: p.Spec.Approval}},
+				CreatedAt: apicTime(p.CreatedAt), UpdatedAt: apicTime(p.UpdatedAt), CatalogURL: u.catalogURL(), URL: u.catalogURL() + "/products/" + p.ID}
+			for _, n := range p.Spec.APIs {
+				po.APIURLs = append(po.APIURLs, u.catalogURL()+"/apis/"+ids[n])
+			}
+			return po
+		})
 }

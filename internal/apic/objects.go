@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/apps"
+	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/store"
 )
 
@@ -107,7 +108,12 @@ func (a *Adapter) orgObj(r *http.Request) (Object, error) {
 
 func (a *Adapter) listOrgs(w http.ResponseWriter, r *http.Request) {
 	o, err := a.orgObj(r)
-	answerList(a, w, r, []Object{o}, err, func(o Object) Object { return o })
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	count, list := onePage([]Object{o})
+	answerList(a, w, r, count, list, func(o Object) Object { return o })
 }
 
 func (a *Adapter) getOrg(w http.ResponseWriter, r *http.Request) {
@@ -126,9 +132,13 @@ func (a *Adapter) answer(w http.ResponseWriter, r *http.Request, status int, v a
 // ---- catalogs, consumer orgs, apps ----
 
 func (a *Adapter) listCatalogs(w http.ResponseWriter, r *http.Request) {
-	cs, err := a.Apps.ListCatalogs(r.Context(), principal(r))
+	ctx, p := r.Context(), principal(r)
 	u := a.urls(r, apps.Resolved{})
-	answerList(a, w, r, cs, err, func(c store.Catalog) Object { return catalogObj(u, c) })
+	answerList(a, w, r, func() (int, error) { return a.Apps.CountCatalogs(ctx, p) },
+		func(req iam.ListRequest) (iam.ListPage[store.Catalog], error) {
+			return a.Apps.ListCatalogs(ctx, p, req)
+		},
+		func(c store.Catalog) Object { return catalogObj(u, c) })
 }
 
 func (a *Adapter) getCatalog(w http.ResponseWriter, r *http.Request) {
@@ -142,9 +152,13 @@ func (a *Adapter) listConsumerOrgs(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	os, err := a.Apps.ListConsumerOrgs(r.Context(), principal(r), res.Catalog.ID)
+	ctx, p := r.Context(), principal(r)
 	u := a.urls(r, res)
-	answerList(a, w, r, os, err, func(o store.ConsumerOrg) Object { return corgObj(u, o) })
+	answerList(a, w, r, func() (int, error) { return a.Apps.CountConsumerOrgs(ctx, p, res.Catalog.ID) },
+		func(req iam.ListRequest) (iam.ListPage[store.ConsumerOrg], error) {
+			return a.Apps.ListConsumerOrgs(ctx, p, res.Catalog.ID, req)
+		},
+		func(o store.ConsumerOrg) Object { return corgObj(u, o) })
 }
 
 func (a *Adapter) getConsumerOrg(w http.ResponseWriter, r *http.Request) {
@@ -179,9 +193,7 @@ func (a *Adapter) listCatalogApps(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	as, err := a.Apps.ListApps(r.Context(), principal(r), apps.Path{Catalog: res.Catalog.ID})
-	u := a.urls(r, res)
-	answerList(a, w, r, as, err, func(x store.App) Object { return appObj(u, x) })
+	a.answerApps(w, r, res, apps.Path{Catalog: res.Catalog.ID})
 }
 
 func (a *Adapter) listApps(w http.ResponseWriter, r *http.Request) {
@@ -190,9 +202,16 @@ func (a *Adapter) listApps(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	as, err := a.Apps.ListApps(r.Context(), principal(r), apps.Path{Catalog: res.Catalog.ID, ConsumerOrg: res.ConsumerOrg.ID})
+	a.answerApps(w, r, res, apps.Path{Catalog: res.Catalog.ID, ConsumerOrg: res.ConsumerOrg.ID})
+}
+
+// answerApps lists the apps of a catalog, or of one consumer org (ids).
+func (a *Adapter) answerApps(w http.ResponseWriter, r *http.Request, res apps.Resolved, ids apps.Path) {
+	ctx, p := r.Context(), principal(r)
 	u := a.urls(r, res)
-	answerList(a, w, r, as, err, func(x store.App) Object { return appObj(u, x) })
+	answerList(a, w, r, func() (int, error) { return a.Apps.CountApps(ctx, p, ids) },
+		func(req iam.ListRequest) (iam.ListPage[store.App], error) { return a.Apps.ListApps(ctx, p, ids, req) },
+		func(x store.App) Object { return appObj(u, x) })
 }
 
 func (a *Adapter) createApp(w http.ResponseWriter, r *http.Request) {
@@ -215,9 +234,13 @@ func (a *Adapter) listCredentials(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	cs, err := a.Apps.ListCredentials(r.Context(), principal(r), path(r))
+	ctx, p := r.Context(), principal(r)
 	u := a.urls(r, res)
-	answerList(a, w, r, cs, err, func(c store.AppCredential) Object { return credObj(u, c) })
+	answerList(a, w, r, func() (int, error) { return a.Apps.CountCredentials(ctx, p, res.App.ID) },
+		func(req iam.ListRequest) (iam.ListPage[store.AppCredential], error) {
+			return a.Apps.ListCredentials(ctx, p, path(r), req)
+		},
+		func(c store.AppCredential) Object { return credObj(u, c) })
 }
 
 func (a *Adapter) createCredential(w http.ResponseWriter, r *http.Request) {

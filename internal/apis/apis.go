@@ -366,13 +366,26 @@ func (s *Service) GetAPI(ctx context.Context, p iam.Principal, ref string) (API,
 	return decodeAPI(o)
 }
 
-// ListAPIs lists the instance's APIs.
-func (s *Service) ListAPIs(ctx context.Context, p iam.Principal) ([]API, error) {
-	return s.listAPIs(ctx, p.InstanceID)
+// pagePublished reads a page of the instance's published objects of a
+// kind, each decoded.
+func pagePublished[T any](ctx context.Context, s *Service, p iam.Principal, req iam.ListRequest, kind string, decode func(store.PublishedObject) (T, error)) (iam.ListPage[T], error) {
+	return iam.PageMap(req, []string{kind, p.InstanceID}, func(pg store.Page) ([]store.PublishedObject, error) {
+		return s.Store.ListPublished(ctx, p.InstanceID, kind, pg)
+	}, decode)
+}
+
+// ListAPIs lists a page of the instance's APIs, by name.
+func (s *Service) ListAPIs(ctx context.Context, p iam.Principal, req iam.ListRequest) (iam.ListPage[API], error) {
+	return pagePublished(ctx, s, p, req, store.KindAPI, decodeAPI)
+}
+
+// CountAPIs counts the instance's APIs.
+func (s *Service) CountAPIs(ctx context.Context, p iam.Principal) (int, error) {
+	return s.Store.CountPublished(ctx, p.InstanceID, store.KindAPI)
 }
 
 func (s *Service) listAPIs(ctx context.Context, instanceID string) ([]API, error) {
-	os, err := s.Store.ListPublished(ctx, instanceID, store.KindAPI)
+	os, err := s.Store.ListPublished(ctx, instanceID, store.KindAPI, store.Page{})
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +416,7 @@ func (s *Service) DeleteAPI(ctx context.Context, p iam.Principal, name string) e
 	if err != nil {
 		return err
 	}
-	plans, err := s.ListPlans(ctx, p)
+	plans, err := s.listPlans(ctx, p.InstanceID)
 	if err != nil {
 		return err
 	}

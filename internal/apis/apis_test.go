@@ -128,7 +128,7 @@ func TestAPIFromTheBARsDocument(t *testing.T) {
 			if _, _, err := e.svc.PutAPI(ctx, e.dev, "orders", apis.APISpec{Version: "1", BARFile: "orders"}, true); kind(err) != iam.KindConflict {
 				t.Errorf("create of an existing name: %v", err)
 			}
-			if list, err := e.svc.ListAPIs(ctx, e.dev); err != nil || len(list) != 1 || list[0].ID != a.ID {
+			if list, err := e.svc.ListAPIs(ctx, e.dev, iam.ListRequest{}); err != nil || len(list.Items) != 1 || list.Items[0].ID != a.ID {
 				t.Errorf("list = %+v, %v", list, err)
 			}
 		})
@@ -235,7 +235,7 @@ func TestBadAPIsChangeNothing(t *testing.T) {
 			t.Errorf("%s: %v does not name the file", name, err)
 		}
 	}
-	if list, _ := e.svc.ListAPIs(ctx, e.dev); len(list) != 0 {
+	if list, _ := e.svc.ListAPIs(ctx, e.dev, iam.ListRequest{}); len(list.Items) != 0 {
 		t.Errorf("refused APIs were stored: %+v", list)
 	}
 	if a, _, err := e.svc.PutAPI(ctx, e.dev, "a", apis.APISpec{Version: "1", BARFile: "bad", Document: "good.yaml"}, false); err != nil ||
@@ -304,7 +304,7 @@ func TestPlansAndSubscriptions(t *testing.T) {
 			if err := e.svc.DeletePlan(ctx, e.dev, "gold", true); err != nil {
 				t.Fatal(err)
 			}
-			if subs, _ := e.svc.ListSubscriptions(ctx, e.dev); len(subs) != 0 {
+			if subs, _ := e.svc.ListSubscriptions(ctx, e.dev, iam.ListRequest{}); len(subs.Items) != 0 {
 				t.Errorf("subscriptions survived their plan: %+v", subs)
 			}
 			if err := e.svc.DeleteAPI(ctx, e.dev, "orders"); err != nil {

@@ -50,12 +50,12 @@ func (d AppsDirectory) GatewayApps(ctx context.Context, instanceID string) ([]Ap
 	st := d.Apps.Store
 	var out []App
 	var creds []gateway.Credential
-	cats, err := st.ListCatalogs(ctx, instanceID)
+	cats, err := st.ListCatalogs(ctx, instanceID, store.Page{})
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, c := range cats {
-		orgs, err := st.ListConsumerOrgs(ctx, c.ID)
+		orgs, err := st.ListConsumerOrgs(ctx, c.ID, store.Page{})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -63,7 +63,7 @@ func (d AppsDirectory) GatewayApps(ctx context.Context, instanceID string) ([]Ap
 		for _, o := range orgs {
 			byID[o.ID] = o
 		}
-		as, err := st.ListApps(ctx, c.ID, "")
+		as, err := st.ListApps(ctx, c.ID, "", store.Page{})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -73,7 +73,7 @@ func (d AppsDirectory) GatewayApps(ctx context.Context, instanceID string) ([]Ap
 				continue // its consumer org went since the list was read
 			}
 			out = append(out, appOf(c, o, a))
-			cs, err := st.ListAppCredentials(ctx, a.ID)
+			cs, err := st.ListAppCredentials(ctx, a.ID, store.AppCredentialFilter{}, store.Page{})
 			if err != nil {
 				return nil, nil, err
 			}

@@ -111,13 +111,18 @@ func (s *Service) GetPlan(ctx context.Context, p iam.Principal, ref string) (Pla
 	return decodePlan(o)
 }
 
-// ListPlans lists the instance's plans.
-func (s *Service) ListPlans(ctx context.Context, p iam.Principal) ([]Plan, error) {
-	return s.listPlans(ctx, p.InstanceID)
+// ListPlans lists a page of the instance's plans, by name.
+func (s *Service) ListPlans(ctx context.Context, p iam.Principal, req iam.ListRequest) (iam.ListPage[Plan], error) {
+	return pagePublished(ctx, s, p, req, store.KindPlan, decodePlan)
+}
+
+// CountPlans counts the instance's plans.
+func (s *Service) CountPlans(ctx context.Context, p iam.Principal) (int, error) {
+	return s.Store.CountPublished(ctx, p.InstanceID, store.KindPlan)
 }
 
 func (s *Service) listPlans(ctx context.Context, instanceID string) ([]Plan, error) {
-	os, err := s.Store.ListPublished(ctx, instanceID, store.KindPlan)
+	os, err := s.Store.ListPublished(ctx, instanceID, store.KindPlan, store.Page{})
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +144,7 @@ func (s *Service) DeletePlan(ctx context.Context, p iam.Principal, name string, 
 	if err != nil {
 		return err
 	}
-	subs, err := s.ListSubscriptions(ctx, p)
+	subs, err := s.listSubscriptions(ctx, p.InstanceID)
 	if err != nil {
 		return err
 	}

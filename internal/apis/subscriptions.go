@@ -137,13 +137,18 @@ func (s *Service) GetSubscription(ctx context.Context, p iam.Principal, ref stri
 	return decodeSubscription(o)
 }
 
-// ListSubscriptions lists the instance's subscriptions.
-func (s *Service) ListSubscriptions(ctx context.Context, p iam.Principal) ([]Subscription, error) {
-	return s.listSubscriptions(ctx, p.InstanceID)
+// ListSubscriptions lists a page of the instance's subscriptions, by name.
+func (s *Service) ListSubscriptions(ctx context.Context, p iam.Principal, req iam.ListRequest) (iam.ListPage[Subscription], error) {
+	return pagePublished(ctx, s, p, req, store.KindSubscription, decodeSubscription)
+}
+
+// CountSubscriptions counts the instance's subscriptions.
+func (s *Service) CountSubscriptions(ctx context.Context, p iam.Principal) (int, error) {
+	return s.Store.CountPublished(ctx, p.InstanceID, store.KindSubscription)
 }
 
 func (s *Service) listSubscriptions(ctx context.Context, instanceID string) ([]Subscription, error) {
-	os, err := s.Store.ListPublished(ctx, instanceID, store.KindSubscription)
+	os, err := s.Store.ListPublished(ctx, instanceID, store.KindSubscription, store.Page{})
 	if err != nil {
 		return nil, err
 	}

@@ -189,9 +189,9 @@ func TestObjectsRolesAndCascade(t *testing.T) {
 		t.Run(k, func(t *testing.T) {
 			e := newEnv(t, k)
 			ctx := context.Background()
-			cats, err := e.svc.ListCatalogs(ctx, e.view)
-			if err != nil || len(cats) != 1 || cats[0].Name != "sandbox" || cats[0].ID != store.SandboxCatalogID(e.admin.InstanceID) {
-				t.Fatalf("catalogs at start = %+v, %v; want the sandbox", cats, err)
+			cats, err := e.svc.ListCatalogs(ctx, e.view, iam.ListRequest{})
+			if err != nil || len(cats.Items) != 1 || cats.Items[0].Name != "sandbox" || cats.Items[0].ID != store.SandboxCatalogID(e.admin.InstanceID) {
+				t.Fatalf("catalogs at start = %+v, %v; want the sandbox", cats.Items, err)
 			}
 			if _, err := e.svc.CreateCatalog(ctx, e.view, apps.Input{Name: "prod"}); kind(err) != iam.KindForbidden {
 				t.Errorf("viewer creating a catalog: %v, want forbidden", err)
@@ -247,8 +247,8 @@ func TestObjectsRolesAndCascade(t *testing.T) {
 					t.Errorf("deleting the %s without force: %v, want a conflict that mentions force", name, err)
 				}
 			}
-			if cs, _ := e.svc.ListCredentials(ctx, e.view, path); len(cs) != 1 {
-				t.Fatalf("a refused delete changed something: %d credentials", len(cs))
+			if cs, _ := e.svc.ListCredentials(ctx, e.view, path, iam.ListRequest{}); len(cs.Items) != 1 {
+				t.Fatalf("a refused delete changed something: %d credentials", len(cs.Items))
 			}
 			// …and cascade with it, telling the change feed.
 			if err := e.svc.DeleteCatalog(ctx, e.view, "sandbox", true); kind(err) != iam.KindForbidden {
@@ -260,7 +260,7 @@ func TestObjectsRolesAndCascade(t *testing.T) {
 			if _, err := e.svc.GetApp(ctx, e.view, byID); kind(err) != iam.KindNotFound {
 				t.Errorf("app after its catalog went: %v", err)
 			}
-			if n, _ := e.st.ListAppCredentials(ctx, r.App.ID); len(n) != 0 {
+			if n, _ := e.st.ListAppCredentials(ctx, r.App.ID, store.AppCredentialFilter{}, store.Page{}); len(n) != 0 {
 				t.Errorf("credentials survived the cascade: %d", len(n))
 			}
 			if got := strings.Join(e.eventTypes(), ","); got != "credential.created:,credential.deleted:cascade" {
@@ -422,7 +422,7 @@ func TestLeases(t *testing.T) {
 	if _, why, err := e.svc.AuthenticateClient(ctx, l.Credential.ClientID, l.Secret); !errors.Is(err, iam.ErrBadCredentials) || !strings.Contains(why, "expired") {
 		t.Errorf("at expiry: %v (%s)", err, why)
 	}
-	if ls, _ := e.svc.ListLeases(ctx, e.view, path); len(ls) != 0 {
+	if ls, _ := e.svc.ListLeases(ctx, e.view, path, iam.ListRequest{}); len(ls.Items) != 0 {
 		t.Errorf("an expired lease is still listed")
 	}
 	if _, _, err := e.svc.RenewLease(ctx, e.dev, path, l.Credential.ID, time.Minute); kind(err) != iam.KindNotFound {
@@ -449,7 +449,7 @@ func TestLeases(t *testing.T) {
 	if n, err := e.svc.RevokeLeases(ctx, e.dev, path); err != nil || n != 3 { // two live, one expired but unswept
 		t.Errorf("revoke all = %d, %v", n, err)
 	}
-	if cs, _ := e.svc.ListCredentials(ctx, e.view, path); len(cs) != 1 || cs[0].Name != "permanent" {
+	if cs, _ := e.svc.ListCredentials(ctx, e.view, path, iam.ListRequest{}); len(cs.Items) != 1 || cs.Items[0].Name != "permanent" {
 		t.Errorf("after revoke all: %+v", cs)
 	}
 	for _, action := range []string{"lease.create", "lease.renew", "lease.revoke", "lease.revokeAll"} {

@@ -2,6 +2,7 @@ package apps
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/iam"
@@ -86,18 +87,28 @@ func (s *Service) issue(ctx context.Context, p iam.Principal, path Path, in Cred
 	return r, out, nil
 }
 
-// ListCredentials lists an app's credentials, leases included; only
-// hashes and hints, never secrets.
-func (s *Service) ListCredentials(ctx context.Context, p iam.Principal, path Path) ([]store.AppCredential, error) {
+// ListCredentials lists a page of an app's credentials, leases included,
+// oldest first; only hashes and hints, never secrets.
+func (s *Service) ListCredentials(ctx context.Context, p iam.Principal, path Path, req iam.ListRequest) (iam.ListPage[store.AppCredential], error) {
 	if err := readable(p); err != nil {
-		return nil, err
+		return iam.ListPage[store.AppCredential]{}, err
 	}
 	r, err := s.Resolve(ctx, p, path)
 	if err != nil {
-		return nil, err
+		return iam.ListPage[store.AppCredential]{}, err
 	}
-	cs, err := s.Store.ListAppCredentials(ctx, r.App.ID)
-	return s.live(cs), err
+	return s.listCredentials(ctx, p, r, false, req)
+}
+
+// listCredentials reads a page of the credentials (or only the leases)
+// of the app r names, leaving out leases that have expired but are not
+// swept yet: they are gone as far as anyone can tell.
+func (s *Service) listCredentials(ctx context.Context, p iam.Principal, r Resolved, leases bool, req iam.ListRequest) (iam.ListPage[store.AppCredential], error) {
+	f := store.AppCredentialFilter{LiveAt: s.now(), LeasesOnly: leases}
+	scope := []string{"appCredentials", p.InstanceID, r.App.ID, strconv.FormatBool(leases)}
+	return iam.PageOf(req, scope, func(pg store.Page) ([]store.AppCredential, error) {
+		return s.Store.ListAppCredentials(ctx, r.App.ID, f, pg)
+	})
 }
 
 // live drops leases that have expired but are not swept yet: they are

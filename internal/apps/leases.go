@@ -35,16 +35,16 @@ func (s *Service) CreateLease(ctx context.Context, p iam.Principal, path Path, i
 	return s.issue(ctx, p, path, in, ttl, "lease.create")
 }
 
-// ListLeases lists an app's unexpired leases.
-func (s *Service) ListLeases(ctx context.Context, p iam.Principal, path Path) ([]store.AppCredential, error) {
-	cs, err := s.ListCredentials(ctx, p, path)
-	out := cs[:0]
-	for _, c := range cs {
-		if c.Leased() {
-			out = append(out, c)
-		}
+// ListLeases lists a page of an app's unexpired leases, oldest first.
+func (s *Service) ListLeases(ctx context.Context, p iam.Principal, path Path, req iam.ListRequest) (iam.ListPage[store.AppCredential], error) {
+	if err := readable(p); err != nil {
+		return iam.ListPage[store.AppCredential]{}, err
 	}
-	return out, err
+	r, err := s.Resolve(ctx, p, path)
+	if err != nil {
+		return iam.ListPage[store.AppCredential]{}, err
+	}
+	return s.listCredentials(ctx, p, r, true, req)
 }
 
 // Renewal is the answer to a renewal.

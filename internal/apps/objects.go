@@ -32,12 +32,14 @@ func (s *Service) CreateCatalog(ctx context.Context, p iam.Principal, in Input) 
 	})
 }
 
-// ListCatalogs lists the caller's instance's catalogs.
-func (s *Service) ListCatalogs(ctx context.Context, p iam.Principal) ([]store.Catalog, error) {
+// ListCatalogs lists a page of the caller's instance's catalogs, by name.
+func (s *Service) ListCatalogs(ctx context.Context, p iam.Principal, req iam.ListRequest) (iam.ListPage[store.Catalog], error) {
 	if err := readable(p); err != nil {
-		return nil, err
+		return iam.ListPage[store.Catalog]{}, err
 	}
-	return s.Store.ListCatalogs(ctx, p.InstanceID)
+	return iam.PageOf(req, []string{"catalogs", p.InstanceID}, func(pg store.Page) ([]store.Catalog, error) {
+		return s.Store.ListCatalogs(ctx, p.InstanceID, pg)
+	})
 }
 
 // GetCatalog reads a catalog by id or name.
@@ -125,16 +127,18 @@ func (s *Service) CreateConsumerOrg(ctx context.Context, p iam.Principal, catalo
 	})
 }
 
-// ListConsumerOrgs lists a catalog's consumer orgs.
-func (s *Service) ListConsumerOrgs(ctx context.Context, p iam.Principal, catalog string) ([]store.ConsumerOrg, error) {
+// ListConsumerOrgs lists a page of a catalog's consumer orgs, by name.
+func (s *Service) ListConsumerOrgs(ctx context.Context, p iam.Principal, catalog string, req iam.ListRequest) (iam.ListPage[store.ConsumerOrg], error) {
 	if err := readable(p); err != nil {
-		return nil, err
+		return iam.ListPage[store.ConsumerOrg]{}, err
 	}
 	r, err := s.Resolve(ctx, p, Path{Catalog: catalog})
 	if err != nil {
-		return nil, err
+		return iam.ListPage[store.ConsumerOrg]{}, err
 	}
-	return s.Store.ListConsumerOrgs(ctx, r.Catalog.ID)
+	return iam.PageOf(req, []string{"consumerOrgs", p.InstanceID, r.Catalog.ID}, func(pg store.Page) ([]store.ConsumerOrg, error) {
+		return s.Store.ListConsumerOrgs(ctx, r.Catalog.ID, pg)
+	})
 }
 
 // GetConsumerOrg reads a consumer org.
@@ -243,23 +247,27 @@ func (s *Service) CreateApp(ctx context.Context, p iam.Principal, path Path, in 
 	})
 }
 
-// ListApps lists a consumer org's apps, or with path.ConsumerOrg "" every
-// app of the catalog.
-func (s *Service) ListApps(ctx context.Context, p iam.Principal, path Path) ([]store.App, error) {
+// ListApps lists a page of a consumer org's apps, or with
+// path.ConsumerOrg "" of every app of the catalog, by name.
+func (s *Service) ListApps(ctx context.Context, p iam.Principal, path Path, req iam.ListRequest) (iam.ListPage[store.App], error) {
 	if err := readable(p); err != nil {
-		return nil, err
+		return iam.ListPage[store.App]{}, err
 	}
 	r, err := s.Resolve(ctx, p, Path{Catalog: path.Catalog, ConsumerOrg: path.ConsumerOrg})
 	if err != nil {
-		return nil, err
+		return iam.ListPage[store.App]{}, err
 	}
-	return s.Store.ListApps(ctx, r.Catalog.ID, r.ConsumerOrg.ID)
+	return iam.PageOf(req, []string{"apps", p.InstanceID, r.Catalog.ID, r.ConsumerOrg.ID}, func(pg store.Page) ([]store.App, error) {
+		return s.Store.ListApps(ctx, r.Catalog.ID, r.ConsumerOrg.ID, pg)
+	})
 }
 
 // ConsumerOrgsByID maps the ids of a catalog's consumer orgs to them, for
 // answers that name each app's consumer org.
 func (s *Service) ConsumerOrgsByID(ctx context.Context, p iam.Principal, catalog string) (map[string]store.ConsumerOrg, error) {
-	os, err := s.ListConsumerOrgs(ctx, p, catalog)
+	os, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.ConsumerOrg], error) {
+		return s.ListConsumerOrgs(ctx, p, catalog, req)
+	})
 	out := make(map[string]store.ConsumerOrg, len(os))
 	for _, o := range os {
 		out[o.ID] = o
@@ -442,4 +450,35 @@ func (s *Service) PutApp(ctx context.Context, p iam.Principal, path Path, in App
 		}
 		return out, err == nil, err
 	}
+}
+
+// CountCatalogs, CountConsumerOrgs, CountApps and CountCredentials count
+// what the lists above list, all pages together (API Connect's
+// total_results); path names ids already resolved.
+func (s *Service) CountCatalogs(ctx context.Context, p iam.Principal) (int, error) {
+	if err := readable(p); err != nil {
+		return 0, err
+	}
+	return s.Store.CountCatalogs(ctx, p.InstanceID)
+}
+
+func (s *Service) CountConsumerOrgs(ctx context.Context, p iam.Principal, catalogID string) (int, error) {
+	if err := readable(p); err != nil {
+		return 0, err
+	}
+	return s.Store.CountConsumerOrgs(ctx, catalogID)
+}
+
+func (s *Service) CountApps(ctx context.Context, p iam.Principal, path Path) (int, error) {
+	if err := readable(p); err != nil {
+		return 0, err
+	}
+	return s.Store.CountApps(ctx, path.Catalog, path.ConsumerOrg)
+}
+
+func (s *Service) CountCredentials(ctx context.Context, p iam.Principal, appID string) (int, error) {
+	if err := readable(p); err != nil {
+		return 0, err
+	}
+	return s.Store.CountAppCredentials(ctx, appID, store.AppCredentialFilter{LiveAt: s.now()})
 }

@@ -48,9 +48,9 @@ func TestPutCreatesOrReplaces(t *testing.T) {
 			if _, _, err := e.svc.PutCatalog(ctx, e.view, "viewers", apps.Input{}); kind(err) != iam.KindForbidden {
 				t.Errorf("viewer PUT of a new catalog: %v, want forbidden", err)
 			}
-			cats, _ := e.svc.ListCatalogs(ctx, e.view)
-			if len(cats) != 2 {
-				t.Errorf("refused PUTs changed the catalogs: %+v", cats)
+			cats, _ := e.svc.ListCatalogs(ctx, e.view, iam.ListRequest{})
+			if len(cats.Items) != 2 {
+				t.Errorf("refused PUTs changed the catalogs: %+v", cats.Items)
 			}
 			if got, _ := e.svc.GetCatalog(ctx, e.view, "prod"); got.Summary != "live" || got.Title != "prod" {
 				t.Errorf("a refused PUT changed the catalog: %+v", got)
@@ -87,8 +87,8 @@ func TestPutCreatesOrReplaces(t *testing.T) {
 				apps.AppInput{Policy: &apps.CredentialPolicy{DefaultTTL: 3 * time.Hour, MaxTTL: time.Hour}}); kind(err) != iam.KindInvalid {
 				t.Errorf("PUT of a new app with a bad policy: %v, want invalid", err)
 			}
-			if as, _ := e.svc.ListApps(ctx, e.view, apps.Path{Catalog: "prod", ConsumerOrg: "acme"}); len(as) != 1 {
-				t.Errorf("a refused PUT created an app: %+v", as)
+			if as, _ := e.svc.ListApps(ctx, e.view, apps.Path{Catalog: "prod", ConsumerOrg: "acme"}, iam.ListRequest{}); len(as.Items) != 1 {
+				t.Errorf("a refused PUT created an app: %+v", as.Items)
 			}
 			if n := len(e.audit(t, "app.create")); n != 1 {
 				t.Errorf("app.create audited %d times, want 1", n)
@@ -152,11 +152,11 @@ func TestNoChangeWithoutItsAudit(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the app whose delete failed is gone: %v", err)
 			}
-			if cs, _ := e.st.ListAppCredentials(ctx, r.App.ID); len(cs) != 0 {
+			if cs, _ := e.st.ListAppCredentials(ctx, r.App.ID, store.AppCredentialFilter{}, store.Page{}); len(cs) != 0 {
 				t.Errorf("credentials whose create failed exist: %+v", cs)
 			}
-			if as, _ := e.svc.ListApps(ctx, e.view, apps.Path{Catalog: "sandbox", ConsumerOrg: "acme"}); len(as) != 1 {
-				t.Errorf("apps = %d, want only shop", len(as))
+			if as, _ := e.svc.ListApps(ctx, e.view, apps.Path{Catalog: "sandbox", ConsumerOrg: "acme"}, iam.ListRequest{}); len(as.Items) != 1 {
+				t.Errorf("apps = %d, want only shop", len(as.Items))
 			}
 			if got := e.eventTypes(); len(got) != 0 {
 				t.Errorf("the change feed told of changes that were not made: %v", got)

@@ -75,7 +75,7 @@ func TestLeasesAcrossReplicas(t *testing.T) {
 	if err := atB(); err != iam.ErrBadCredentials {
 		t.Fatalf("an expired lease at B: %v, want bad credentials", err)
 	}
-	if n, _ := e.st.ListAppCredentials(ctx, l.Credential.AppID); len(n) != 1 {
+	if n, _ := e.st.ListAppCredentials(ctx, l.Credential.AppID, store.AppCredentialFilter{}, store.Page{}); len(n) != 1 {
 		t.Fatalf("the test expects the expired lease still in the store (no sweeper), found %d", len(n))
 	}
 	if _, _, err := b.AuthenticateToken(ctx, tok.AccessToken); err == nil {

@@ -208,7 +208,7 @@ func (s *Service) checkStorage(ctx context.Context, p iam.Principal, name string
 	if s.MaxStorage <= 0 {
 		return nil
 	}
-	list, err := s.Store.ListBARFiles(ctx, p.InstanceID)
+	list, err := s.Store.ListBARFiles(ctx, p.InstanceID, store.Page{})
 	if err != nil {
 		return err
 	}
@@ -258,21 +258,11 @@ func (s *Service) Get(ctx context.Context, p iam.Principal, name string) (File, 
 	return decode(f)
 }
 
-// List lists the instance's BAR files.
-func (s *Service) List(ctx context.Context, p iam.Principal) ([]File, error) {
-	fs, err := s.Store.ListBARFiles(ctx, p.InstanceID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]File, 0, len(fs))
-	for _, f := range fs {
-		d, err := decode(f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, nil
+// List lists a page of the instance's BAR files, by name.
+func (s *Service) List(ctx context.Context, p iam.Principal, req iam.ListRequest) (iam.ListPage[File], error) {
+	return iam.PageMap(req, []string{"barFiles", p.InstanceID}, func(pg store.Page) ([]store.BARFile, error) {
+		return s.Store.ListBARFiles(ctx, p.InstanceID, pg)
+	}, decode)
 }
 
 // Open streams a BAR file's bytes.

@@ -114,9 +114,11 @@ func (s *Service) Get(ctx context.Context, p iam.Principal, name string) (store.
 	return c, iam.StoreErr(err, "configuration "+name)
 }
 
-// List lists the instance's configurations.
-func (s *Service) List(ctx context.Context, p iam.Principal) ([]store.Configuration, error) {
-	return s.Store.ListConfigurations(ctx, p.InstanceID)
+// List lists a page of the instance's configurations, by name.
+func (s *Service) List(ctx context.Context, p iam.Principal, req iam.ListRequest) (iam.ListPage[store.Configuration], error) {
+	return iam.PageOf(req, []string{"configurations", p.InstanceID}, func(pg store.Page) ([]store.Configuration, error) {
+		return s.Store.ListConfigurations(ctx, p.InstanceID, pg)
+	})
 }
 
 // Delete removes a configuration; one that runtimes use is refused unless

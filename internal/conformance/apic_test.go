@@ -168,6 +168,18 @@ func testAPIC(t *testing.T, dsn string) {
 	h.do(call{method: "GET", path: "/api/orgs/" + org, header: bearer(tok), want: 200, conforms: true})
 	h.do(call{method: "GET", path: "/api/orgs/" + org + "/catalogs/sandbox", header: bearer(tok), want: 200, conforms: true})
 	h.do(call{method: "GET", path: "/api/catalogs/" + org + "/sandbox", header: bearer(tok), want: 200, conforms: true})
+	// limit and offset cut the store's ordered list; total_results counts all of it.
+	for _, title := range []string{"Beta", "Gamma"} {
+		h.do(call{label: "create consumer org " + title, method: "POST", path: "/api/catalogs/" + org + "/sandbox/consumer-orgs",
+			header: bearer(tok), body: map[string]string{"title": title}, want: 201, conforms: true})
+	}
+	whole := decode[apicList](t, h.do(call{label: "every consumer org", method: "GET", path: "/api/catalogs/" + org + "/sandbox/consumer-orgs", header: bearer(tok), want: 200, conforms: true}))
+	second := decode[apicList](t, h.do(call{label: "the second consumer org", method: "GET", path: "/api/catalogs/" + org + "/sandbox/consumer-orgs?limit=1&offset=1", header: bearer(tok), want: 200, conforms: true}))
+	past := decode[apicList](t, h.do(call{label: "past the last consumer org", method: "GET", path: "/api/catalogs/" + org + "/sandbox/consumer-orgs?offset=5", header: bearer(tok), want: 200, conforms: true}))
+	if whole.TotalResults != 3 || len(whole.Results) != 3 || second.TotalResults != 3 || len(second.Results) != 1 || second.Results[0].ID != whole.Results[1].ID ||
+		past.TotalResults != 3 || len(past.Results) != 0 {
+		t.Errorf("consumer orgs: whole %+v, limit=1&offset=1 %+v, offset=5 %+v", whole, second, past)
+	}
 	h.do(call{method: "GET", path: "/api/catalogs/" + org + "/sandbox/consumer-orgs?limit=1&offset=0", header: bearer(tok), want: 200, conforms: true})
 	h.do(call{method: "GET", path: "/api/consumer-orgs/" + org + "/sandbox/" + corg.ID, header: bearer(tok), want: 200, conforms: true})
 	h.do(call{method: "GET", path: "/api/consumer-orgs/" + org + "/sandbox/acme-corp/apps", header: bearer(tok), want: 200, conforms: true})

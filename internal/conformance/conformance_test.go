@@ -254,6 +254,16 @@ func testResponsesFollowTheDocument(t *testing.T, dsn string) {
 	h.do(call{label: "viewer writes a configuration", method: "PUT", path: "/api/v1/configurations/db", as: vera, want: 403, conforms: true,
 		body: cfg("db", "setdbparms", "")})
 	h.do(call{label: "viewer lists configurations", method: "GET", path: "/api/v1/configurations", as: vera, want: 200, conforms: true})
+	h.do(call{method: "POST", path: "/api/v1/configurations", as: admin, want: 201, conforms: true,
+		body: cfg("paging", "serverconf", b64([]byte("Defaults: {}\n")))})
+	page := h.do(call{label: "one page of configurations", method: "GET", path: "/api/v1/configurations?limit=1", as: vera, want: 200, conforms: true})
+	if next := decode[struct{ Metadata struct{ Continue string } }](t, page).Metadata.Continue; next == "" {
+		t.Errorf("a page of one of two configurations has no metadata.continue: %s", page.body)
+	} else {
+		h.do(call{label: "the next page of configurations", method: "GET", path: "/api/v1/configurations?limit=1&continue=" + url.QueryEscape(next), as: vera, want: 200, conforms: true})
+		h.do(call{label: "a configurations token on the API keys", method: "GET", path: "/api/v1/api-keys?continue=" + url.QueryEscape(next), as: vera, want: 400, conforms: true})
+	}
+	h.do(call{label: "a page size out of range", method: "GET", path: "/api/v1/configurations?limit=1001", as: vera, want: 400, rejects: true})
 	h.do(call{method: "GET", path: "/api/v1/configurations/db", as: vera, want: 200, conforms: true})
 	h.do(call{method: "GET", path: "/api/v1/configurations/none", as: admin, want: 404, conforms: true})
 	h.do(call{label: "configuration description change, data kept", method: "PUT", path: "/api/v1/configurations/db", as: admin, want: 200, conforms: true,

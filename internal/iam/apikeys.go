@@ -59,16 +59,18 @@ func (s *Service) CreateAPIKey(ctx context.Context, p Principal, in APIKeyInput)
 	return k, v, nil
 }
 
-// ListAPIKeys lists every key of the instance for admins, and the
-// caller's own keys for everyone else.
-func (s *Service) ListAPIKeys(ctx context.Context, p Principal) ([]store.APIKey, error) {
+// ListAPIKeys lists a page of every key of the instance for admins, and
+// of the caller's own keys for everyone else.
+func (s *Service) ListAPIKeys(ctx context.Context, p Principal, req ListRequest) (ListPage[store.APIKey], error) {
 	owner := p.SubjectID
 	if p.IsAdmin() {
 		owner = ""
 	}
-	ks, err := s.Store.ListAPIKeys(ctx, p.InstanceID, owner)
-	s.used.pendingKeys(ks)
-	return ks, err
+	pg, err := PageOf(req, []string{"apiKeys", p.InstanceID, owner}, func(pg store.Page) ([]store.APIKey, error) {
+		return s.Store.ListAPIKeys(ctx, p.InstanceID, owner, pg)
+	})
+	s.used.pendingKeys(pg.Items)
+	return pg, err
 }
 
 // GetAPIKey reads one key the caller may see.

@@ -40,7 +40,8 @@ func (s *Service) CreateApplication(ctx context.Context, p Principal, name strin
 
 // ListApplications lists the caller's own applications.
 func (s *Service) ListApplications(ctx context.Context, p Principal) ([]store.ClientCredential, error) {
-	all, err := s.Store.ListClientCredentials(ctx, p.InstanceID)
+	// Airbyte's list is not paged; an instance's credentials are few.
+	all, err := s.Store.ListClientCredentials(ctx, p.InstanceID, store.Page{})
 	if err != nil {
 		return nil, err
 	}

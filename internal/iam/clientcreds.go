@@ -81,14 +81,17 @@ func (s *Service) putClientCredential(ctx context.Context, p Principal, in Crede
 	return c, v, nil
 }
 
-// ListClientCredentials lists the instance's credentials (admins only).
-func (s *Service) ListClientCredentials(ctx context.Context, p Principal) ([]store.ClientCredential, error) {
+// ListClientCredentials lists a page of the instance's credentials
+// (admins only), by name.
+func (s *Service) ListClientCredentials(ctx context.Context, p Principal, req ListRequest) (ListPage[store.ClientCredential], error) {
 	if !p.IsAdmin() {
-		return nil, forbidden("only admins list public API credentials")
+		return ListPage[store.ClientCredential]{}, forbidden("only admins list public API credentials")
 	}
-	cs, err := s.Store.ListClientCredentials(ctx, p.InstanceID)
-	s.used.pendingClients(cs)
-	return cs, err
+	pg, err := PageOf(req, []string{"credentials", p.InstanceID}, func(pg store.Page) ([]store.ClientCredential, error) {
+		return s.Store.ListClientCredentials(ctx, p.InstanceID, pg)
+	})
+	s.used.pendingClients(pg.Items)
+	return pg, err
 }
 
 // GetClientCredential reads one credential (admins only).

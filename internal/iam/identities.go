@@ -111,7 +111,7 @@ func (s *Service) PutIdentity(ctx context.Context, p Principal, in IdentityInput
 // the admin role.
 func (s *Service) lastAdmin(ctx context.Context, instanceID, except string) (bool, error) {
 	for _, kind := range []string{store.KindUser, store.KindServiceID} {
-		ids, err := s.Store.ListIdentities(ctx, instanceID, kind)
+		ids, err := s.Store.ListIdentities(ctx, instanceID, kind, store.Page{})
 		if err != nil {
 			return false, err
 		}
@@ -141,12 +141,15 @@ func (s *Service) GetIdentity(ctx context.Context, p Principal, kind, name strin
 	return id, storeErr(err, kindWord(kind)+" "+name)
 }
 
-// ListIdentities lists users or service IDs of the caller's instance.
-func (s *Service) ListIdentities(ctx context.Context, p Principal, kind string) ([]store.Identity, error) {
+// ListIdentities lists a page of the users or service IDs of the
+// caller's instance, by name.
+func (s *Service) ListIdentities(ctx context.Context, p Principal, kind string, req ListRequest) (ListPage[store.Identity], error) {
 	if !p.IsAdmin() {
-		return nil, forbidden("only admins list users and service IDs")
+		return ListPage[store.Identity]{}, forbidden("only admins list users and service IDs")
 	}
-	return s.Store.ListIdentities(ctx, p.InstanceID, kind)
+	return PageOf(req, []string{kind, p.InstanceID}, func(pg store.Page) ([]store.Identity, error) {
+		return s.Store.ListIdentities(ctx, p.InstanceID, kind, pg)
+	})
 }
 
 // DeleteIdentity removes a user or service ID with its API keys and owned

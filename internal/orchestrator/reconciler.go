@@ -193,7 +193,7 @@ func (r *Reconciler) lead(ctx context.Context) {
 // Pass reconciles every runtime once.
 func (r *Reconciler) Pass(ctx context.Context) error {
 	r.init()
-	rts, err := r.Store.ListRuntimes(ctx, "")
+	rts, err := r.Store.ListRuntimes(ctx, "", store.Page{})
 	if err != nil {
 		return err
 	}
@@ -720,7 +720,7 @@ func (r *Reconciler) sweepCaches() {
 // keepTracing switches on, at a runtime that serves, the traces its trace
 // objects ask for: a restarted or rolled-over runtime starts untraced.
 func (r *Reconciler) keepTracing(ctx context.Context, rt Runtime, obs Observed) {
-	trs, err := r.Store.ListTraces(ctx, rt.InstanceID, rt.Name)
+	trs, err := r.Store.ListTraces(ctx, rt.InstanceID, rt.Name, store.Page{})
 	if err != nil || len(trs) == 0 {
 		return
 	}

@@ -74,7 +74,7 @@ func (s *Service) checkQuotas(ctx context.Context, instanceID, name string, spec
 	if s.MaxRuntimes <= 0 && s.MaxReplicas <= 0 {
 		return nil
 	}
-	list, err := s.Store.ListRuntimes(ctx, instanceID)
+	list, err := s.Store.ListRuntimes(ctx, instanceID, store.Page{})
 	if err != nil {
 		return err
 	}
@@ -179,21 +179,11 @@ func (s *Service) Get(ctx context.Context, p iam.Principal, name string) (Runtim
 	return Decode(r)
 }
 
-// List lists the instance's runtimes.
-func (s *Service) List(ctx context.Context, p iam.Principal) ([]Runtime, error) {
-	rs, err := s.Store.ListRuntimes(ctx, p.InstanceID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Runtime, 0, len(rs))
-	for _, r := range rs {
-		d, err := Decode(r)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, nil
+// List lists a page of the instance's runtimes, by name.
+func (s *Service) List(ctx context.Context, p iam.Principal, req iam.ListRequest) (iam.ListPage[Runtime], error) {
+	return iam.PageMap(req, []string{"integrationRuntimes", p.InstanceID}, func(pg store.Page) ([]store.Runtime, error) {
+		return s.Store.ListRuntimes(ctx, p.InstanceID, pg)
+	}, Decode)
 }
 
 // Delete removes a runtime; the reconciler stops it and removes what was

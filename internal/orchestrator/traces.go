@@ -124,7 +124,7 @@ func (t *Traces) Put(ctx context.Context, p iam.Principal, name, runtimeName, ty
 	if err != nil {
 		return TraceView{}, false, iam.Invalidf("spec.integrationRuntimeName names %s, which is not an integration runtime of this instance", runtimeName)
 	}
-	existing, err := t.Store.ListTraces(ctx, p.InstanceID, runtimeName)
+	existing, err := t.Store.ListTraces(ctx, p.InstanceID, runtimeName, store.Page{})
 	if err != nil {
 		return TraceView{}, false, err
 	}
@@ -160,16 +160,10 @@ func (t *Traces) Get(ctx context.Context, p iam.Principal, name string) (TraceVi
 }
 
 // List lists trace objects, of one runtime when runtimeName is set.
-func (t *Traces) List(ctx context.Context, p iam.Principal, runtimeName string) ([]TraceView, error) {
-	trs, err := t.Store.ListTraces(ctx, p.InstanceID, runtimeName)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]TraceView, 0, len(trs))
-	for _, tr := range trs {
-		out = append(out, t.view(ctx, tr))
-	}
-	return out, nil
+func (t *Traces) List(ctx context.Context, p iam.Principal, runtimeName string, req iam.ListRequest) (iam.ListPage[TraceView], error) {
+	return iam.PageMap(req, []string{"traces", p.InstanceID, runtimeName}, func(pg store.Page) ([]store.Trace, error) {
+		return t.Store.ListTraces(ctx, p.InstanceID, runtimeName, pg)
+	}, func(tr store.Trace) (TraceView, error) { return t.view(ctx, tr), nil })
 }
 
 // Delete switches tracing off and removes the trace object.

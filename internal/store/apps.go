@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"strconv"
 	"time"
 )
 
@@ -71,6 +72,16 @@ type AppCredential struct {
 // Leased reports whether the credential expires.
 func (c AppCredential) Leased() bool { return !c.ExpiresAt.IsZero() }
 
+// AppCredentialFilter selects an app's credentials in a list; the zero
+// filter takes them all.
+type AppCredentialFilter struct {
+	// LiveAt, when set, leaves out leases expired at that time (the
+	// sweeper may not have deleted them yet).
+	LiveAt time.Time
+	// LeasesOnly keeps only leases.
+	LeasesOnly bool
+}
+
 // IdempotentAnswer is the remembered answer of a create, its body sealed.
 type IdempotentAnswer struct {
 	InstanceID  string
@@ -87,7 +98,10 @@ type IdempotentAnswer struct {
 type Apps interface {
 	CreateCatalog(ctx context.Context, c Catalog) error
 	GetCatalog(ctx context.Context, instanceID, ref string) (Catalog, error)
-	ListCatalogs(ctx context.Context, instanceID string) ([]Catalog, error)
+	// ListCatalogs lists one page of the instance's catalogs, by name;
+	// CountCatalogs counts them all.
+	ListCatalogs(ctx context.Context, instanceID string, pg Page) ([]Catalog, error)
+	CountCatalogs(ctx context.Context, instanceID string) (int, error)
 	UpdateCatalog(ctx context.Context, c Catalog) error
 	// DeleteCatalog removes a catalog with everything in it and returns
 	// the credentials that went with it.
@@ -95,16 +109,18 @@ type Apps interface {
 
 	CreateConsumerOrg(ctx context.Context, o ConsumerOrg) error
 	GetConsumerOrg(ctx context.Context, catalogID, ref string) (ConsumerOrg, error)
-	ListConsumerOrgs(ctx context.Context, catalogID string) ([]ConsumerOrg, error)
+	ListConsumerOrgs(ctx context.Context, catalogID string, pg Page) ([]ConsumerOrg, error)
+	CountConsumerOrgs(ctx context.Context, catalogID string) (int, error)
 	UpdateConsumerOrg(ctx context.Context, o ConsumerOrg) error
 	DeleteConsumerOrg(ctx context.Context, id string) ([]AppCredential, error)
 
 	CreateApp(ctx context.Context, a App) error
 	GetApp(ctx context.Context, consumerOrgID, ref string) (App, error)
 	GetAppByID(ctx context.Context, id string) (App, error)
-	// ListApps lists the apps of a consumer org, or with consumerOrgID ""
-	// every app of the catalog.
-	ListApps(ctx context.Context, catalogID, consumerOrgID string) ([]App, error)
+	// ListApps lists one page of the apps of a consumer org, or with
+	// consumerOrgID "" of every app of the catalog, by name.
+	ListApps(ctx context.Context, catalogID, consumerOrgID string, pg Page) ([]App, error)
+	CountApps(ctx context.Context, catalogID, consumerOrgID string) (int, error)
 	UpdateApp(ctx context.Context, a App) error
 	DeleteApp(ctx context.Context, id string) ([]AppCredential, error)
 	// CountChildren counts what deleting the object of kind ("catalog",
@@ -114,7 +130,10 @@ type Apps interface {
 	CreateAppCredential(ctx context.Context, c AppCredential) error
 	GetAppCredential(ctx context.Context, appID, ref string) (AppCredential, error)
 	AppCredentialByClientID(ctx context.Context, clientID string) (AppCredential, error)
-	ListAppCredentials(ctx context.Context, appID string) ([]AppCredential, error)
+	// ListAppCredentials lists one page of an app's credentials, oldest
+	// first, as f selects them.
+	ListAppCredentials(ctx context.Context, appID string, f AppCredentialFilter, pg Page) ([]AppCredential, error)
+	CountAppCredentials(ctx context.Context, appID string, f AppCredentialFilter) (int, error)
 	// SetAppCredentialExpiry moves a lease's expiry (renewal).
 	SetAppCredentialExpiry(ctx context.Context, id string, expiresAt, updatedAt time.Time) error
 	DeleteAppCredential(ctx context.Context, id string) error
@@ -173,21 +192,18 @@ func (s *sqlStore) GetCatalog(ctx context.Context, instanceID, ref string) (Cata
 	return c, s.mapErr("read catalog", err)
 }
 
-func (s *sqlStore) ListCatalogs(ctx context.Context, instanceID string) ([]Catalog, error) {
-	rows, err := s.query(ctx, `SELECT `+entityCols+` FROM catalogs WHERE instance_id = $1 ORDER BY name`, instanceID)
-	if err != nil {
-		return nil, s.mapErr("list catalogs", err)
-	}
-	defer rows.Close()
-	var out []Catalog
-	for rows.Next() {
-		var c Catalog
-		if err := scanEntity(rows, &c.Entity); err != nil {
-			return nil, s.mapErr("read catalog", err)
-		}
-		out = append(out, c)
-	}
-	return out, s.mapErr("list catalogs", rows.Err())
+// PageKey is a catalog's position in its list: by name.
+func (c Catalog) PageKey() []string { return []string{c.Name} }
+
+var catalogList = listQuery{op: "list catalogs", cols: entityCols, from: "FROM catalogs",
+	where: "instance_id = $1", key: []keyCol{{expr: "name"}}}
+
+func (s *sqlStore) ListCatalogs(ctx context.Context, instanceID string, pg Page) ([]Catalog, error) {
+	return listRows(ctx, s, catalogList, pg, func(sc scanner) (c Catalog, err error) { return c, scanEntity(sc, &c.Entity) }, instanceID)
+}
+
+func (s *sqlStore) CountCatalogs(ctx context.Context, instanceID string) (int, error) {
+	return countRows(ctx, s, catalogList, instanceID)
 }
 
 func (s *sqlStore) UpdateCatalog(ctx context.Context, c Catalog) error {
@@ -234,21 +250,20 @@ func (s *sqlStore) GetConsumerOrg(ctx context.Context, catalogID, ref string) (C
 	return o, s.mapErr("read consumer org", err)
 }
 
-func (s *sqlStore) ListConsumerOrgs(ctx context.Context, catalogID string) ([]ConsumerOrg, error) {
-	rows, err := s.query(ctx, `SELECT `+entityCols+`, catalog_id FROM consumer_orgs WHERE catalog_id = $1 ORDER BY name`, catalogID)
-	if err != nil {
-		return nil, s.mapErr("list consumer orgs", err)
-	}
-	defer rows.Close()
-	var out []ConsumerOrg
-	for rows.Next() {
-		var o ConsumerOrg
-		if err := scanEntity(rows, &o.Entity, &o.CatalogID); err != nil {
-			return nil, s.mapErr("read consumer org", err)
-		}
-		out = append(out, o)
-	}
-	return out, s.mapErr("list consumer orgs", rows.Err())
+// PageKey is a consumer org's position in its list: by name.
+func (o ConsumerOrg) PageKey() []string { return []string{o.Name} }
+
+var consumerOrgList = listQuery{op: "list consumer orgs", cols: entityCols + ", catalog_id", from: "FROM consumer_orgs",
+	where: "catalog_id = $1", key: []keyCol{{expr: "name"}}}
+
+func (s *sqlStore) ListConsumerOrgs(ctx context.Context, catalogID string, pg Page) ([]ConsumerOrg, error) {
+	return listRows(ctx, s, consumerOrgList, pg, func(sc scanner) (o ConsumerOrg, err error) {
+		return o, scanEntity(sc, &o.Entity, &o.CatalogID)
+	}, catalogID)
+}
+
+func (s *sqlStore) CountConsumerOrgs(ctx context.Context, catalogID string) (int, error) {
+	return countRows(ctx, s, consumerOrgList, catalogID)
 }
 
 func (s *sqlStore) UpdateConsumerOrg(ctx context.Context, o ConsumerOrg) error {
@@ -289,25 +304,21 @@ func (s *sqlStore) GetAppByID(ctx context.Context, id string) (App, error) {
 	return a, s.mapErr("read app", err)
 }
 
-func (s *sqlStore) ListApps(ctx context.Context, catalogID, consumerOrgID string) ([]App, error) {
-	q, arg := `SELECT `+entityCols+appExtraCols+` FROM apps WHERE catalog_id = $1 ORDER BY name, id`, catalogID
-	if consumerOrgID != "" {
-		q, arg = `SELECT `+entityCols+appExtraCols+` FROM apps WHERE consumer_org_id = $1 ORDER BY name, id`, consumerOrgID
-	}
-	rows, err := s.query(ctx, q, arg)
-	if err != nil {
-		return nil, s.mapErr("list apps", err)
-	}
-	defer rows.Close()
-	var out []App
-	for rows.Next() {
-		a, err := scanApp(rows)
-		if err != nil {
-			return nil, s.mapErr("read app", err)
-		}
-		out = append(out, a)
-	}
-	return out, s.mapErr("list apps", rows.Err())
+// PageKey is an app's position in its list: by name, then id (a
+// catalog's apps of two consumer orgs may share a name).
+func (a App) PageKey() []string { return []string{a.Name, a.ID} }
+
+// appList is the list of a catalog's apps, or of one consumer org's when
+// $2 is not "".
+var appList = listQuery{op: "list apps", cols: entityCols + appExtraCols, from: "FROM apps",
+	where: "catalog_id = $1 AND ($2 = '' OR consumer_org_id = $2)", key: []keyCol{{expr: "name"}, {expr: "id"}}}
+
+func (s *sqlStore) ListApps(ctx context.Context, catalogID, consumerOrgID string, pg Page) ([]App, error) {
+	return listRows(ctx, s, appList, pg, scanApp, catalogID, consumerOrgID)
+}
+
+func (s *sqlStore) CountApps(ctx context.Context, catalogID, consumerOrgID string) (int, error) {
+	return countRows(ctx, s, appList, catalogID, consumerOrgID)
 }
 
 func (s *sqlStore) UpdateApp(ctx context.Context, a App) error {
@@ -383,13 +394,29 @@ func (s *sqlStore) AppCredentialByClientID(ctx context.Context, clientID string)
 	return c, s.mapErr("read app credential", err)
 }
 
-func (s *sqlStore) ListAppCredentials(ctx context.Context, appID string) ([]AppCredential, error) {
-	rows, err := s.query(ctx, `SELECT `+appCredentialCols+` FROM app_credentials WHERE app_id = $1 ORDER BY created_at, id`, appID)
-	if err != nil {
-		return nil, s.mapErr("list app credentials", err)
-	}
-	out, err := scanAppCredentials(rows)
-	return out, s.mapErr("list app credentials", err)
+// PageKey is a credential's position in its app's list: by creation,
+// then id.
+func (c AppCredential) PageKey() []string {
+	return []string{strconv.FormatInt(ms(c.CreatedAt), 10), c.ID}
+}
+
+// appCredentialList is an app's credentials; $2 > 0 leaves out leases
+// expired by then (ms), $3 = 1 keeps only leases. ($2 is compared with
+// expires_at first: PostgreSQL then takes it as a BIGINT, not an INTEGER.)
+var appCredentialList = listQuery{op: "list app credentials", cols: appCredentialCols, from: "FROM app_credentials",
+	where: "app_id = $1 AND (expires_at = 0 OR expires_at > $2 OR $2 <= 0) AND ($3 = 0 OR expires_at > 0)",
+	key:   []keyCol{{expr: "created_at", num: true}, {expr: "id"}}}
+
+func (s *sqlStore) ListAppCredentials(ctx context.Context, appID string, f AppCredentialFilter, pg Page) ([]AppCredential, error) {
+	return listRows(ctx, s, appCredentialList, pg, scanAppCredential, f.args(appID)...)
+}
+
+func (s *sqlStore) CountAppCredentials(ctx context.Context, appID string, f AppCredentialFilter) (int, error) {
+	return countRows(ctx, s, appCredentialList, f.args(appID)...)
+}
+
+func (f AppCredentialFilter) args(appID string) []any {
+	return []any{appID, ms(f.LiveAt), int64(boolInt(f.LeasesOnly))}
 }
 
 func (s *sqlStore) SetAppCredentialExpiry(ctx context.Context, id string, expiresAt, updatedAt time.Time) error {

@@ -46,7 +46,9 @@ type Artifacts interface {
 	// (ErrConflict). created reports whether the name was new.
 	PutConfiguration(ctx context.Context, c Configuration, createOnly bool) (created bool, err error)
 	GetConfiguration(ctx context.Context, instanceID, name string) (Configuration, error)
-	ListConfigurations(ctx context.Context, instanceID string) ([]Configuration, error)
+	// ListConfigurations lists one page of the instance's configurations,
+	// by name, without their data.
+	ListConfigurations(ctx context.Context, instanceID string, pg Page) ([]Configuration, error)
 	DeleteConfiguration(ctx context.Context, instanceID, name string) error
 
 	// PutBARFile stores content (exactly f.Size bytes hashing to f.SHA256)
@@ -54,7 +56,8 @@ type Artifacts interface {
 	// transaction. Chunks no record uses any more are removed.
 	PutBARFile(ctx context.Context, f BARFile, content io.Reader) (created bool, err error)
 	GetBARFile(ctx context.Context, instanceID, name string) (BARFile, error)
-	ListBARFiles(ctx context.Context, instanceID string) ([]BARFile, error)
+	// ListBARFiles lists one page of the instance's BAR files, by name.
+	ListBARFiles(ctx context.Context, instanceID string, pg Page) ([]BARFile, error)
 	DeleteBARFile(ctx context.Context, instanceID, name string) error
 	// OpenBlob streams the bytes stored under sha256, a chunk at a time.
 	OpenBlob(ctx context.Context, sha256 string) (io.ReadCloser, error)
@@ -91,7 +94,7 @@ func (s *sqlStore) PutConfiguration(ctx context.Context, c Configuration, create
 
 const configCols = `instance_id, name, type, description, size, created_at, created_by, updated_at, updated_by`
 
-func scanConfig(sc interface{ Scan(...any) error }, extra ...any) (Configuration, error) {
+func scanConfig(sc scanner, extra ...any) (Configuration, error) {
 	var c Configuration
 	var ca, ua int64
 	err := sc.Scan(append([]any{&c.InstanceID, &c.Name, &c.Type, &c.Description, &c.Size, &ca, &c.CreatedBy, &ua, &c.UpdatedBy}, extra...)...)
@@ -106,21 +109,14 @@ func (s *sqlStore) GetConfiguration(ctx context.Context, instanceID, name string
 	return c, s.mapErr("read configuration", err)
 }
 
-func (s *sqlStore) ListConfigurations(ctx context.Context, instanceID string) ([]Configuration, error) {
-	rows, err := s.query(ctx, `SELECT `+configCols+` FROM configurations WHERE instance_id = $1 ORDER BY name`, instanceID)
-	if err != nil {
-		return nil, s.mapErr("list configurations", err)
-	}
-	defer rows.Close()
-	var out []Configuration
-	for rows.Next() {
-		c, err := scanConfig(rows)
-		if err != nil {
-			return nil, s.mapErr("read configuration", err)
-		}
-		out = append(out, c)
-	}
-	return out, s.mapErr("list configurations", rows.Err())
+// PageKey is a configuration's position in its list: by name.
+func (c Configuration) PageKey() []string { return []string{c.Name} }
+
+var configList = listQuery{op: "list configurations", cols: configCols, from: "FROM configurations",
+	where: "instance_id = $1", key: []keyCol{{expr: "name"}}}
+
+func (s *sqlStore) ListConfigurations(ctx context.Context, instanceID string, pg Page) ([]Configuration, error) {
+	return listRows(ctx, s, configList, pg, func(sc scanner) (Configuration, error) { return scanConfig(sc) }, instanceID)
 }
 
 func (s *sqlStore) DeleteConfiguration(ctx context.Context, instanceID, name string) error {
@@ -204,7 +200,7 @@ func (s *sqlStore) collectBlob(ctx context.Context, tx *sql.Tx, sha string) erro
 
 const barCols = `instance_id, name, sha256, size, info, uploaded_at, uploaded_by`
 
-func scanBAR(sc interface{ Scan(...any) error }) (BARFile, error) {
+func scanBAR(sc scanner) (BARFile, error) {
 	var f BARFile
 	var at int64
 	err := sc.Scan(&f.InstanceID, &f.Name, &f.SHA256, &f.Size, &f.Info, &at, &f.UploadedBy)
@@ -217,21 +213,14 @@ func (s *sqlStore) GetBARFile(ctx context.Context, instanceID, name string) (BAR
 	return f, s.mapErr("read BAR file", err)
 }
 
-func (s *sqlStore) ListBARFiles(ctx context.Context, instanceID string) ([]BARFile, error) {
-	rows, err := s.query(ctx, `SELECT `+barCols+` FROM bar_files WHERE instance_id = $1 ORDER BY name`, instanceID)
-	if err != nil {
-		return nil, s.mapErr("list BAR files", err)
-	}
-	defer rows.Close()
-	var out []BARFile
-	for rows.Next() {
-		f, err := scanBAR(rows)
-		if err != nil {
-			return nil, s.mapErr("read BAR file", err)
-		}
-		out = append(out, f)
-	}
-	return out, s.mapErr("list BAR files", rows.Err())
+// PageKey is a BAR file's position in its list: by name.
+func (f BARFile) PageKey() []string { return []string{f.Name} }
+
+var barList = listQuery{op: "list BAR files", cols: barCols, from: "FROM bar_files",
+	where: "instance_id = $1", key: []keyCol{{expr: "name"}}}
+
+func (s *sqlStore) ListBARFiles(ctx context.Context, instanceID string, pg Page) ([]BARFile, error) {
+	return listRows(ctx, s, barList, pg, scanBAR, instanceID)
 }
 
 func (s *sqlStore) DeleteBARFile(ctx context.Context, instanceID, name string) error {

@@ -159,13 +159,17 @@ type IAM interface {
 	UpdateIdentity(ctx context.Context, id Identity) error
 	GetIdentity(ctx context.Context, instanceID, kind, name string) (Identity, error)
 	GetIdentityByID(ctx context.Context, id string) (Identity, error)
-	ListIdentities(ctx context.Context, instanceID, kind string) ([]Identity, error)
+	// ListIdentities lists one page of the instance's users or service
+	// IDs, by name.
+	ListIdentities(ctx context.Context, instanceID, kind string, pg Page) ([]Identity, error)
 	DeleteIdentity(ctx context.Context, instanceID, kind, name string) error
 
 	CreateAPIKey(ctx context.Context, k APIKey) error
 	GetAPIKey(ctx context.Context, instanceID, id string) (APIKey, error)
 	APIKeyByHash(ctx context.Context, hash string) (APIKey, error)
-	ListAPIKeys(ctx context.Context, instanceID, ownerID string) ([]APIKey, error)
+	// ListAPIKeys lists one page of the instance's API keys (of one owner
+	// unless ownerID is ""), by owner, then name.
+	ListAPIKeys(ctx context.Context, instanceID, ownerID string, pg Page) ([]APIKey, error)
 	// SetAPIKeyLocked locks or unlocks a key; locking starts a new token
 	// epoch, so tokens minted before stay refused after an unlock.
 	SetAPIKeyLocked(ctx context.Context, instanceID, id string, locked bool) error
@@ -178,7 +182,9 @@ type IAM interface {
 	CreateClientCredential(ctx context.Context, c ClientCredential) error
 	GetClientCredential(ctx context.Context, clientID string) (ClientCredential, error)
 	GetClientCredentialByName(ctx context.Context, instanceID, name string) (ClientCredential, error)
-	ListClientCredentials(ctx context.Context, instanceID string) ([]ClientCredential, error)
+	// ListClientCredentials lists one page of the instance's public API
+	// credentials, by name.
+	ListClientCredentials(ctx context.Context, instanceID string, pg Page) ([]ClientCredential, error)
 	UpdateClientCredentialDescription(ctx context.Context, instanceID, name, description string) error
 	DeleteClientCredential(ctx context.Context, instanceID, name string) error
 	TouchClientCredential(ctx context.Context, clientID string, at time.Time) error
@@ -346,7 +352,7 @@ func (s *sqlStore) affectedOne(op string, res sql.Result, err error) error {
 
 const identityCols = `id, instance_id, kind, name, description, role, password_hash, session_epoch, created_at, created_by, updated_at`
 
-func scanIdentity(sc interface{ Scan(...any) error }) (Identity, error) {
+func scanIdentity(sc scanner) (Identity, error) {
 	var id Identity
 	var c, u int64
 	err := sc.Scan(&id.ID, &id.InstanceID, &id.Kind, &id.Name, &id.Description, &id.Role, &id.PasswordHash, &id.SessionEpoch, &c, &id.CreatedBy, &u)
@@ -364,21 +370,14 @@ func (s *sqlStore) GetIdentityByID(ctx context.Context, idv string) (Identity, e
 	return id, s.mapErr("read identity", err)
 }
 
-func (s *sqlStore) ListIdentities(ctx context.Context, instanceID, kind string) ([]Identity, error) {
-	rows, err := s.query(ctx, `SELECT `+identityCols+` FROM identities WHERE instance_id = $1 AND kind = $2 ORDER BY name`, instanceID, kind)
-	if err != nil {
-		return nil, s.mapErr("list identities", err)
-	}
-	defer rows.Close()
-	var out []Identity
-	for rows.Next() {
-		id, err := scanIdentity(rows)
-		if err != nil {
-			return nil, s.mapErr("read identity", err)
-		}
-		out = append(out, id)
-	}
-	return out, s.mapErr("list identities", rows.Err())
+// PageKey is an identity's position in its list: by name (one kind).
+func (id Identity) PageKey() []string { return []string{id.Name} }
+
+var identityList = listQuery{op: "list identities", cols: identityCols, from: "FROM identities",
+	where: "instance_id = $1 AND kind = $2", key: []keyCol{{expr: "name"}}}
+
+func (s *sqlStore) ListIdentities(ctx context.Context, instanceID, kind string, pg Page) ([]Identity, error) {
+	return listRows(ctx, s, identityList, pg, scanIdentity, instanceID, kind)
 }
 
 func (s *sqlStore) DeleteIdentity(ctx context.Context, instanceID, kind, name string) error {
@@ -412,7 +411,7 @@ const apiKeyCols = `k.id, k.instance_id, k.owner_id, k.name, k.description, k.ke
 
 const apiKeyFrom = ` FROM api_keys k JOIN identities i ON i.id = k.owner_id `
 
-func scanAPIKey(sc interface{ Scan(...any) error }) (APIKey, error) {
+func scanAPIKey(sc scanner) (APIKey, error) {
 	var k APIKey
 	var exp, c, used int64
 	var locked int
@@ -432,22 +431,16 @@ func (s *sqlStore) APIKeyByHash(ctx context.Context, hash string) (APIKey, error
 	return k, s.mapErr("read API key", err)
 }
 
-func (s *sqlStore) ListAPIKeys(ctx context.Context, instanceID, ownerID string) ([]APIKey, error) {
-	rows, err := s.query(ctx, `SELECT `+apiKeyCols+apiKeyFrom+`WHERE k.instance_id = $1 AND ($2 = '' OR k.owner_id = $2)
-		ORDER BY i.kind, i.name, k.name`, instanceID, ownerID)
-	if err != nil {
-		return nil, s.mapErr("list API keys", err)
-	}
-	defer rows.Close()
-	var out []APIKey
-	for rows.Next() {
-		k, err := scanAPIKey(rows)
-		if err != nil {
-			return nil, s.mapErr("read API key", err)
-		}
-		out = append(out, k)
-	}
-	return out, s.mapErr("list API keys", rows.Err())
+// PageKey is an API key's position in its list: by its owner's kind and
+// name, then its own name (unique per owner), then its id.
+func (k APIKey) PageKey() []string { return []string{k.OwnerKind, k.OwnerName, k.Name, k.ID} }
+
+var apiKeyList = listQuery{op: "list API keys", cols: apiKeyCols, from: apiKeyFrom,
+	where: "k.instance_id = $1 AND ($2 = '' OR k.owner_id = $2)",
+	key:   []keyCol{{expr: "i.kind"}, {expr: "i.name"}, {expr: "k.name"}, {expr: "k.id"}}}
+
+func (s *sqlStore) ListAPIKeys(ctx context.Context, instanceID, ownerID string, pg Page) ([]APIKey, error) {
+	return listRows(ctx, s, apiKeyList, pg, scanAPIKey, instanceID, ownerID)
 }
 
 func (s *sqlStore) SetAPIKeyLocked(ctx context.Context, instanceID, id string, locked bool) error {
@@ -487,7 +480,7 @@ const credCols = `c.client_id, c.instance_id, c.name, c.description, COALESCE(c.
 
 const credFrom = ` FROM client_credentials c LEFT JOIN identities i ON i.id = c.owner_id `
 
-func scanCred(sc interface{ Scan(...any) error }) (ClientCredential, error) {
+func scanCred(sc scanner) (ClientCredential, error) {
 	var c ClientCredential
 	var at, used int64
 	err := sc.Scan(&c.ClientID, &c.InstanceID, &c.Name, &c.Description, &c.OwnerID, &c.SecretHash, &c.SecretHint,
@@ -506,21 +499,14 @@ func (s *sqlStore) GetClientCredentialByName(ctx context.Context, instanceID, na
 	return c, s.mapErr("read client credential", err)
 }
 
-func (s *sqlStore) ListClientCredentials(ctx context.Context, instanceID string) ([]ClientCredential, error) {
-	rows, err := s.query(ctx, `SELECT `+credCols+credFrom+`WHERE c.instance_id = $1 ORDER BY c.name`, instanceID)
-	if err != nil {
-		return nil, s.mapErr("list client credentials", err)
-	}
-	defer rows.Close()
-	var out []ClientCredential
-	for rows.Next() {
-		c, err := scanCred(rows)
-		if err != nil {
-			return nil, s.mapErr("read client credential", err)
-		}
-		out = append(out, c)
-	}
-	return out, s.mapErr("list client credentials", rows.Err())
+// PageKey is a credential's position in its list: by name.
+func (c ClientCredential) PageKey() []string { return []string{c.Name} }
+
+var credList = listQuery{op: "list client credentials", cols: credCols, from: credFrom,
+	where: "c.instance_id = $1", key: []keyCol{{expr: "c.name"}}}
+
+func (s *sqlStore) ListClientCredentials(ctx context.Context, instanceID string, pg Page) ([]ClientCredential, error) {
+	return listRows(ctx, s, credList, pg, scanCred, instanceID)
 }
 
 func (s *sqlStore) UpdateClientCredentialDescription(ctx context.Context, instanceID, name, description string) error {

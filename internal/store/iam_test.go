@@ -97,10 +97,10 @@ func TestIAMRecords(t *testing.T) {
 		if err := s.SetAPIKeyLocked(ctx, "inst1", "ak-ci", true); err != nil {
 			t.Fatal(err)
 		}
-		if keys, _ := s.ListAPIKeys(ctx, "inst1", "sid-1"); len(keys) != 1 || !keys[0].Locked {
+		if keys, _ := s.ListAPIKeys(ctx, "inst1", "sid-1", store.Page{}); len(keys) != 1 || !keys[0].Locked {
 			t.Fatalf("ListAPIKeys by owner = %+v", keys)
 		}
-		if keys, _ := s.ListAPIKeys(ctx, "inst1", ""); len(keys) != 2 {
+		if keys, _ := s.ListAPIKeys(ctx, "inst1", "", store.Page{}); len(keys) != 2 {
 			t.Fatalf("ListAPIKeys of the instance = %d keys", len(keys))
 		}
 

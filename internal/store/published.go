@@ -39,15 +39,17 @@ type Published interface {
 	PutPublished(ctx context.Context, o PublishedObject) (stored PublishedObject, created bool, err error)
 	// GetPublished reads an object by name or id, with its document.
 	GetPublished(ctx context.Context, instanceID, kind, ref string) (PublishedObject, error)
-	// ListPublished lists one instance's objects of a kind, or every
-	// instance's when instanceID is "", without documents.
-	ListPublished(ctx context.Context, instanceID, kind string) ([]PublishedObject, error)
+	// ListPublished lists one page of one instance's objects of a kind,
+	// or every instance's when instanceID is "", without documents, by
+	// instance and name; CountPublished counts them all.
+	ListPublished(ctx context.Context, instanceID, kind string, pg Page) ([]PublishedObject, error)
+	CountPublished(ctx context.Context, instanceID, kind string) (int, error)
 	DeletePublished(ctx context.Context, instanceID, kind, name string) error
 }
 
 const publishedCols = `instance_id, kind, name, id, spec, status, version, created_at, created_by, updated_at, updated_by`
 
-func scanPublished(sc interface{ Scan(...any) error }, doc bool) (PublishedObject, error) {
+func scanPublished(sc scanner, doc bool) (PublishedObject, error) {
 	var o PublishedObject
 	var ca, ua int64
 	dest := []any{&o.InstanceID, &o.Kind, &o.Name, &o.ID, &o.Spec, &o.Status, &o.Version, &ca, &o.CreatedBy, &ua, &o.UpdatedBy}
@@ -92,22 +94,21 @@ func (s *sqlStore) GetPublished(ctx context.Context, instanceID, kind, ref strin
 	return o, s.mapErr("read "+kind, err)
 }
 
-func (s *sqlStore) ListPublished(ctx context.Context, instanceID, kind string) ([]PublishedObject, error) {
-	rows, err := s.query(ctx, `SELECT `+publishedCols+` FROM published_objects WHERE ($1 = '' OR instance_id = $1) AND kind = $2
-		ORDER BY instance_id, name`, instanceID, kind)
-	if err != nil {
-		return nil, s.mapErr("list "+kind+"s", err)
-	}
-	defer rows.Close()
-	var out []PublishedObject
-	for rows.Next() {
-		o, err := scanPublished(rows, false)
-		if err != nil {
-			return nil, s.mapErr("read "+kind, err)
-		}
-		out = append(out, o)
-	}
-	return out, s.mapErr("list "+kind+"s", rows.Err())
+// PageKey is a published object's position in its list: by instance,
+// then name.
+func (o PublishedObject) PageKey() []string { return []string{o.InstanceID, o.Name} }
+
+// publishedList is one kind ($2) of one instance's objects ($1), or every
+// instance's when $1 is "".
+var publishedList = listQuery{op: "list published objects", cols: publishedCols, from: "FROM published_objects",
+	where: "($1 = '' OR instance_id = $1) AND kind = $2", key: []keyCol{{expr: "instance_id"}, {expr: "name"}}}
+
+func (s *sqlStore) ListPublished(ctx context.Context, instanceID, kind string, pg Page) ([]PublishedObject, error) {
+	return listRows(ctx, s, publishedList, pg, func(sc scanner) (PublishedObject, error) { return scanPublished(sc, false) }, instanceID, kind)
+}
+
+func (s *sqlStore) CountPublished(ctx context.Context, instanceID, kind string) (int, error) {
+	return countRows(ctx, s, publishedList, instanceID, kind)
 }
 
 func (s *sqlStore) DeletePublished(ctx context.Context, instanceID, kind, name string) error {

@@ -48,9 +48,10 @@ type Runtimes interface {
 	// generation when the spec changed) and its refs, in one transaction.
 	PutRuntime(ctx context.Context, r Runtime, refs []Ref) (stored Runtime, created bool, err error)
 	GetRuntime(ctx context.Context, instanceID, name string) (Runtime, error)
-	// ListRuntimes lists one instance's runtimes, or every instance's
-	// when instanceID is "" (the reconciler).
-	ListRuntimes(ctx context.Context, instanceID string) ([]Runtime, error)
+	// ListRuntimes lists one page of one instance's runtimes, or every
+	// instance's when instanceID is "" (the reconciler), by instance and
+	// name.
+	ListRuntimes(ctx context.Context, instanceID string, pg Page) ([]Runtime, error)
 	DeleteRuntime(ctx context.Context, instanceID, name string) error
 	// SetRuntimeStatus writes the observed status (reconciler only).
 	SetRuntimeStatus(ctx context.Context, instanceID, name, status string) error
@@ -60,13 +61,15 @@ type Runtimes interface {
 
 	PutTrace(ctx context.Context, t Trace) (created bool, err error)
 	GetTrace(ctx context.Context, instanceID, name string) (Trace, error)
-	ListTraces(ctx context.Context, instanceID, runtimeName string) ([]Trace, error)
+	// ListTraces lists one page of the instance's traces (of one runtime
+	// unless runtimeName is ""), by name.
+	ListTraces(ctx context.Context, instanceID, runtimeName string, pg Page) ([]Trace, error)
 	DeleteTrace(ctx context.Context, instanceID, name string) error
 }
 
 const runtimeCols = `instance_id, name, uid, generation, spec, status, version, fetch_token_hash, created_at, created_by, updated_at, updated_by`
 
-func scanRuntime(sc interface{ Scan(...any) error }) (Runtime, error) {
+func scanRuntime(sc scanner) (Runtime, error) {
 	var r Runtime
 	var ca, ua int64
 	err := sc.Scan(&r.InstanceID, &r.Name, &r.UID, &r.Generation, &r.Spec, &r.Status, &r.Version, &r.FetchTokenHash, &ca, &r.CreatedBy, &ua, &r.UpdatedBy)
@@ -142,21 +145,15 @@ func (s *sqlStore) RuntimeByUID(ctx context.Context, uid string) (Runtime, error
 	return r, s.mapErr("read runtime", err)
 }
 
-func (s *sqlStore) ListRuntimes(ctx context.Context, instanceID string) ([]Runtime, error) {
-	rows, err := s.query(ctx, `SELECT `+runtimeCols+` FROM integration_runtimes WHERE ($1 = '' OR instance_id = $1) ORDER BY instance_id, name`, instanceID)
-	if err != nil {
-		return nil, s.mapErr("list runtimes", err)
-	}
-	defer rows.Close()
-	var out []Runtime
-	for rows.Next() {
-		r, err := scanRuntime(rows)
-		if err != nil {
-			return nil, s.mapErr("read runtime", err)
-		}
-		out = append(out, r)
-	}
-	return out, s.mapErr("list runtimes", rows.Err())
+// PageKey is a runtime's position in its list: by instance, then name.
+func (r Runtime) PageKey() []string { return []string{r.InstanceID, r.Name} }
+
+// runtimeList is one instance's runtimes, or every instance's when $1 is "".
+var runtimeList = listQuery{op: "list runtimes", cols: runtimeCols, from: "FROM integration_runtimes",
+	where: "$1 = '' OR instance_id = $1", key: []keyCol{{expr: "instance_id"}, {expr: "name"}}}
+
+func (s *sqlStore) ListRuntimes(ctx context.Context, instanceID string, pg Page) ([]Runtime, error) {
+	return listRows(ctx, s, runtimeList, pg, scanRuntime, instanceID)
 }
 
 func (s *sqlStore) DeleteRuntime(ctx context.Context, instanceID, name string) error {
@@ -228,10 +225,13 @@ func (s *sqlStore) PutTrace(ctx context.Context, t Trace) (bool, error) {
 // traceSelect reads traces with the name of the runtime they belong to
 // now: a trace whose runtime is gone (or was replaced by another of the
 // same name) is not found.
-const traceSelect = `SELECT t.instance_id, t.name, r.name, t.runtime_uid, t.type, t.created_at, t.created_by
-	FROM traces t JOIN integration_runtimes r ON r.uid = t.runtime_uid AND r.instance_id = t.instance_id `
+const (
+	traceCols   = `t.instance_id, t.name, r.name, t.runtime_uid, t.type, t.created_at, t.created_by`
+	traceFrom   = `FROM traces t JOIN integration_runtimes r ON r.uid = t.runtime_uid AND r.instance_id = t.instance_id `
+	traceSelect = `SELECT ` + traceCols + ` ` + traceFrom
+)
 
-func scanTrace(sc interface{ Scan(...any) error }) (Trace, error) {
+func scanTrace(sc scanner) (Trace, error) {
 	var t Trace
 	var at int64
 	err := sc.Scan(&t.InstanceID, &t.Name, &t.RuntimeName, &t.RuntimeUID, &t.Type, &at, &t.CreatedBy)
@@ -244,21 +244,15 @@ func (s *sqlStore) GetTrace(ctx context.Context, instanceID, name string) (Trace
 	return t, s.mapErr("read trace", err)
 }
 
-func (s *sqlStore) ListTraces(ctx context.Context, instanceID, runtimeName string) ([]Trace, error) {
-	rows, err := s.query(ctx, traceSelect+`WHERE t.instance_id = $1 AND ($2 = '' OR r.name = $2) ORDER BY t.name`, instanceID, runtimeName)
-	if err != nil {
-		return nil, s.mapErr("list traces", err)
-	}
-	defer rows.Close()
-	var out []Trace
-	for rows.Next() {
-		t, err := scanTrace(rows)
-		if err != nil {
-			return nil, s.mapErr("read trace", err)
-		}
-		out = append(out, t)
-	}
-	return out, s.mapErr("list traces", rows.Err())
+// PageKey is a trace's position in its list: by name.
+func (t Trace) PageKey() []string { return []string{t.Name} }
+
+// traceList is an instance's traces, of one runtime when $2 is not "".
+var traceList = listQuery{op: "list traces", cols: traceCols, from: traceFrom,
+	where: "t.instance_id = $1 AND ($2 = '' OR r.name = $2)", key: []keyCol{{expr: "t.name"}}}
+
+func (s *sqlStore) ListTraces(ctx context.Context, instanceID, runtimeName string, pg Page) ([]Trace, error) {
+	return listRows(ctx, s, traceList, pg, scanTrace, instanceID, runtimeName)
 }
 
 func (s *sqlStore) DeleteTrace(ctx context.Context, instanceID, name string) error {

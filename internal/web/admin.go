@@ -173,12 +173,16 @@ type identitiesPage struct {
 
 func (d *Dashboard) showIdentities(w http.ResponseWriter, r *http.Request, status int, v view) {
 	ctx, p := r.Context(), principal(r)
-	users, err := d.IAM.ListIdentities(ctx, p, store.KindUser)
+	users, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.Identity], error) {
+		return d.IAM.ListIdentities(ctx, p, store.KindUser, req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	sids, err := d.IAM.ListIdentities(ctx, p, store.KindServiceID)
+	sids, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.Identity], error) {
+		return d.IAM.ListIdentities(ctx, p, store.KindServiceID, req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return

@@ -25,21 +25,27 @@ type appsOrg struct {
 
 func (d *Dashboard) showApps(w http.ResponseWriter, r *http.Request, status int, v view) {
 	p := principal(r)
-	cats, err := d.Apps.ListCatalogs(r.Context(), p)
+	cats, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.Catalog], error) {
+		return d.Apps.ListCatalogs(r.Context(), p, req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
 	var page []appsCatalog
 	for _, c := range cats {
-		orgs, err := d.Apps.ListConsumerOrgs(r.Context(), p, c.ID)
+		orgs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.ConsumerOrg], error) {
+			return d.Apps.ListConsumerOrgs(r.Context(), p, c.ID, req)
+		})
 		if err != nil {
 			d.fail(w, r, err)
 			return
 		}
 		ac := appsCatalog{Catalog: c}
 		for _, o := range orgs {
-			as, err := d.Apps.ListApps(r.Context(), p, apps.Path{Catalog: c.ID, ConsumerOrg: o.ID})
+			as, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.App], error) {
+				return d.Apps.ListApps(r.Context(), p, apps.Path{Catalog: c.ID, ConsumerOrg: o.ID}, req)
+			})
 			if err != nil {
 				d.fail(w, r, err)
 				return
@@ -120,7 +126,9 @@ func (d *Dashboard) showApp(w http.ResponseWriter, r *http.Request, status int, 
 		d.fail(w, r, err)
 		return
 	}
-	cs, err := d.Apps.ListCredentials(r.Context(), principal(r), appPath(r))
+	cs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.AppCredential], error) {
+		return d.Apps.ListCredentials(r.Context(), principal(r), appPath(r), req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/httplimit"
+	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 )
 
@@ -49,7 +50,9 @@ func (d *Dashboard) runtimeEvents(w http.ResponseWriter, r *http.Request) {
 			// log in again.
 			return
 		}
-		rts, err := d.Runtimes.List(ctx, p)
+		rts, err := iam.All(func(req iam.ListRequest) (iam.ListPage[orchestrator.Runtime], error) {
+			return d.Runtimes.List(ctx, p, req)
+		})
 		if err != nil {
 			return
 		}

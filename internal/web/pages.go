@@ -29,14 +29,16 @@ type choices struct {
 func (d *Dashboard) choices(r *http.Request) (choices, error) {
 	ctx, p := r.Context(), principal(r)
 	var c choices
-	bars, err := d.BARs.List(ctx, p)
+	bars, err := iam.All(func(req iam.ListRequest) (iam.ListPage[barstore.File], error) { return d.BARs.List(ctx, p, req) })
 	if err != nil {
 		return c, err
 	}
 	for _, b := range bars {
 		c.BARs = append(c.BARs, b.Name)
 	}
-	cfgs, err := d.Configs.List(ctx, p)
+	cfgs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.Configuration], error) {
+		return d.Configs.List(ctx, p, req)
+	})
 	if err != nil {
 		return c, err
 	}
@@ -52,7 +54,9 @@ type runtimesPage struct {
 }
 
 func (d *Dashboard) showRuntimes(w http.ResponseWriter, r *http.Request, status int, v view) {
-	rs, err := d.Runtimes.List(r.Context(), principal(r))
+	rs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[orchestrator.Runtime], error) {
+		return d.Runtimes.List(r.Context(), principal(r), req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -170,7 +174,9 @@ func (d *Dashboard) showRuntime(w http.ResponseWriter, r *http.Request, status i
 	}
 	if d.Traces != nil {
 		pg.Tracing = true
-		if pg.Traces, err = d.Traces.List(ctx, p, name); err != nil {
+		if pg.Traces, err = iam.All(func(req iam.ListRequest) (iam.ListPage[orchestrator.TraceView], error) {
+			return d.Traces.List(ctx, p, name, req)
+		}); err != nil {
 			d.fail(w, r, err)
 			return
 		}
@@ -274,7 +280,9 @@ func (d *Dashboard) deleteRuntime(w http.ResponseWriter, r *http.Request) {
 // --- BAR files ------------------------------------------------------------
 
 func (d *Dashboard) showBARFiles(w http.ResponseWriter, r *http.Request, status int, v view) {
-	fs, err := d.BARs.List(r.Context(), principal(r))
+	fs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[barstore.File], error) {
+		return d.BARs.List(r.Context(), principal(r), req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -360,7 +368,9 @@ type configurationsPage struct {
 }
 
 func (d *Dashboard) showConfigurations(w http.ResponseWriter, r *http.Request, status int, v view) {
-	cs, err := d.Configs.List(r.Context(), principal(r))
+	cs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.Configuration], error) {
+		return d.Configs.List(r.Context(), principal(r), req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -413,7 +423,9 @@ func (d *Dashboard) deleteConfiguration(w http.ResponseWriter, r *http.Request) 
 // --- settings: public API credentials -------------------------------------
 
 func (d *Dashboard) showCredentials(w http.ResponseWriter, r *http.Request, status int, v view) {
-	cs, err := d.IAM.ListClientCredentials(r.Context(), principal(r))
+	cs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.ClientCredential], error) {
+		return d.IAM.ListClientCredentials(r.Context(), principal(r), req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -472,7 +484,7 @@ type apiKeysPage struct {
 
 func (d *Dashboard) showAPIKeys(w http.ResponseWriter, r *http.Request, status int, v view) {
 	ctx, p := r.Context(), principal(r)
-	ks, err := d.IAM.ListAPIKeys(ctx, p)
+	ks, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.APIKey], error) { return d.IAM.ListAPIKeys(ctx, p, req) })
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -481,7 +493,9 @@ func (d *Dashboard) showAPIKeys(w http.ResponseWriter, r *http.Request, status i
 	if p.IsAdmin() {
 		// Admins make keys for service IDs (scripts) and other users too.
 		for _, kind := range []string{store.KindServiceID, store.KindUser} {
-			ids, err := d.IAM.ListIdentities(ctx, p, kind)
+			ids, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.Identity], error) {
+				return d.IAM.ListIdentities(ctx, p, kind, req)
+			})
 			if err != nil {
 				d.fail(w, r, err)
 				return

@@ -7,7 +7,10 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/apis"
 	"github.com/sluice-dev/sluice/internal/apps"
+	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/orchestrator"
+	"github.com/sluice-dev/sluice/internal/store"
 )
 
 // --- published APIs, plans and subscriptions --------------------------------
@@ -24,13 +27,15 @@ type apisPage struct {
 
 func (d *Dashboard) showAPIs(w http.ResponseWriter, r *http.Request, status int, v view) {
 	p := principal(r)
-	list, err := d.APIs.ListAPIs(r.Context(), p)
+	list, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.API], error) { return d.APIs.ListAPIs(r.Context(), p, req) })
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
 	page := apisPage{APIs: list}
-	bars, err := d.BARs.List(r.Context(), p)
+	bars, err := iam.All(func(req iam.ListRequest) (iam.ListPage[barstore.File], error) {
+		return d.BARs.List(r.Context(), p, req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -38,7 +43,9 @@ func (d *Dashboard) showAPIs(w http.ResponseWriter, r *http.Request, status int,
 	for _, b := range bars {
 		page.BARs = append(page.BARs, b.Name)
 	}
-	rts, err := d.Runtimes.List(r.Context(), p)
+	rts, err := iam.All(func(req iam.ListRequest) (iam.ListPage[orchestrator.Runtime], error) {
+		return d.Runtimes.List(r.Context(), p, req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -88,7 +95,9 @@ func (d *Dashboard) showAPI(w http.ResponseWriter, r *http.Request, status int, 
 		d.fail(w, r, err)
 		return
 	}
-	plans, err := d.APIs.ListPlans(r.Context(), p)
+	plans, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.Plan], error) {
+		return d.APIs.ListPlans(r.Context(), p, req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -142,12 +151,14 @@ type plansPage struct {
 
 func (d *Dashboard) showPlans(w http.ResponseWriter, r *http.Request, status int, v view) {
 	p := principal(r)
-	plans, err := d.APIs.ListPlans(r.Context(), p)
+	plans, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.Plan], error) {
+		return d.APIs.ListPlans(r.Context(), p, req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	list, err := d.APIs.ListAPIs(r.Context(), p)
+	list, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.API], error) { return d.APIs.ListAPIs(r.Context(), p, req) })
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -199,7 +210,9 @@ func (d *Dashboard) showPlan(w http.ResponseWriter, r *http.Request, status int,
 		d.fail(w, r, err)
 		return
 	}
-	subs, err := d.APIs.ListSubscriptions(r.Context(), p)
+	subs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.Subscription], error) {
+		return d.APIs.ListSubscriptions(r.Context(), p, req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -221,18 +234,24 @@ func (d *Dashboard) showPlan(w http.ResponseWriter, r *http.Request, status int,
 // appChoices lists every app of the instance as catalog/consumer-org/app.
 func (d *Dashboard) appChoices(r *http.Request) ([]string, error) {
 	p := principal(r)
-	cats, err := d.Apps.ListCatalogs(r.Context(), p)
+	cats, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.Catalog], error) {
+		return d.Apps.ListCatalogs(r.Context(), p, req)
+	})
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, c := range cats {
-		orgs, err := d.Apps.ListConsumerOrgs(r.Context(), p, c.ID)
+		orgs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.ConsumerOrg], error) {
+			return d.Apps.ListConsumerOrgs(r.Context(), p, c.ID, req)
+		})
 		if err != nil {
 			return nil, err
 		}
 		for _, o := range orgs {
-			as, err := d.Apps.ListApps(r.Context(), p, apps.Path{Catalog: c.ID, ConsumerOrg: o.ID})
+			as, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.App], error) {
+				return d.Apps.ListApps(r.Context(), p, apps.Path{Catalog: c.ID, ConsumerOrg: o.ID}, req)
+			})
 			if err != nil {
 				return nil, err
 			}
@@ -300,7 +319,9 @@ func (d *Dashboard) subscriptionsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) showSubscriptions(w http.ResponseWriter, r *http.Request, status int, v view) {
-	subs, err := d.APIs.ListSubscriptions(r.Context(), principal(r))
+	subs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.Subscription], error) {
+		return d.APIs.ListSubscriptions(r.Context(), principal(r), req)
+	})
 	if err != nil {
 		d.fail(w, r, err)
 		return

@@ -28,7 +28,9 @@ var _ Source = (*Services)(nil)
 
 // APIs lists the instance's published APIs.
 func (s *Services) APIs(ctx context.Context) ([]API, error) {
-	as, err := s.APIService.ListAPIs(ctx, s.Principal)
+	as, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.API], error) {
+		return s.APIService.ListAPIs(ctx, s.Principal, req)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +44,9 @@ func (s *Services) APIs(ctx context.Context) ([]API, error) {
 
 // Plans lists the instance's plans.
 func (s *Services) Plans(ctx context.Context) ([]Plan, error) {
-	ps, err := s.APIService.ListPlans(ctx, s.Principal)
+	ps, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.Plan], error) {
+		return s.APIService.ListPlans(ctx, s.Principal, req)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +60,9 @@ func (s *Services) Plans(ctx context.Context) ([]Plan, error) {
 
 // Runtimes lists the instance's runtimes.
 func (s *Services) Runtimes(ctx context.Context) ([]Runtime, error) {
-	rts, err := s.RuntimeService.List(ctx, s.Principal)
+	rts, err := iam.All(func(req iam.ListRequest) (iam.ListPage[orchestrator.Runtime], error) {
+		return s.RuntimeService.List(ctx, s.Principal, req)
+	})
 	if err != nil {
 		return nil, err
 	}
