@@ -47,6 +47,7 @@ type Store interface {
 	RefreshTokens
 	Published
 	Leadership
+	DashboardSessions
 }
 
 // DefaultSQLiteFile is the database file of the embedded default, inside the

@@ -138,3 +138,46 @@ func TestLoginLockoutHoldsUnderParallelGuesses(t *testing.T) {
 		t.Fatalf("the right password during the lockout: %d", p.code)
 	}
 }
+
+// A session opened at one replica works at every other (no sticky load
+// balancer needed), and a logout at any replica ends the session at all
+// of them. On SQLite the second replica is the same process restarted on
+// the same data: a restart logs nobody out.
+func TestSessionsLiveInTheStore(t *testing.T) {
+	for _, kind := range storetest.Kinds() {
+		t.Run(kind, func(t *testing.T) {
+			mk, _ := secret.NewMasterKey()
+			opts := servertest.Options{Store: storetest.DSN(t, kind), Env: []string{"SLUICE_MASTER_KEY=" + mk.Encode().Reveal()},
+				Args: []string{"--runtime-backend", "none", "--public-url", "http://sluice.test"}}
+			a := servertest.Start(t, opts)
+			br := newBrowser(t, a.URL)
+			if p := br.login(a.Creds.InstanceID, a.Creds.Username, a.Creds.Password); p.code != http.StatusSeeOther {
+				t.Fatalf("login at A: %d %s", p.code, p.body)
+			}
+			b := a
+			if kind == "postgres" {
+				b = servertest.Start(t, opts)
+			} else {
+				if err := a.Stop(); err != nil {
+					t.Fatal(err)
+				}
+				a.Restart()
+			}
+			br.base = b.URL
+			p := br.get("/runtimes")
+			if p.code != 200 {
+				t.Fatalf("the session from A at B: GET /runtimes = %d", p.code)
+			}
+			logout := br.post("/logout", url.Values{"csrf": {csrf(t, p)}})
+			if logout.code != http.StatusSeeOther {
+				t.Fatalf("logout at B = %d %s", logout.code, logout.body)
+			}
+			if kind == "postgres" {
+				br.base = a.URL
+			}
+			if p := br.get("/runtimes"); p.code != http.StatusSeeOther || !strings.HasPrefix(p.location, "/login") {
+				t.Fatalf("after logout at B, the session still works: %d", p.code)
+			}
+		})
+	}
+}

@@ -45,7 +45,7 @@ func (d *Dashboard) runtimeEvents(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	se := sessionOf(r).se
 	for {
-		if !d.alive(se) || !d.accountCurrent(ctx, se) {
+		if !d.alive(ctx, se) || !d.accountCurrent(ctx, se) {
 			// The browser's EventSource reconnects and is then sent to
 			// log in again.
 			return

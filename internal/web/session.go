@@ -3,8 +3,10 @@ package web
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -21,7 +23,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/store"
 )
 
-// Cookie names. The session cookie names a session held in memory; the
+// Cookie names. The session cookie names a session held in the store; the
 // login cookie carries the login form's CSRF token before a session exists
 // (double submit), so a third-party page cannot log a browser in as
 // someone else.
@@ -31,43 +33,35 @@ const (
 	csrfField     = "csrf"
 )
 
-// session is one logged-in browser. Sessions live in this process's
-// memory: a restart logs everyone out, and with several control-plane
-// replicas a load balancer must keep a browser on one of them. That is
-// accepted for the first slice of the dashboard.
+// session is one logged-in browser. Sessions live in the store, keyed by
+// the SHA-256 hash of their id, so any control-plane replica serves any
+// browser, a logout at one replica ends the session at all of them, and a
+// restart logs nobody out. The id itself is only in the browser's cookie.
 type session struct {
 	id      string
+	hash    string
 	p       iam.Principal // the identity at login; role is re-read per request
 	epoch   int64         // the identity's session epoch at login
 	csrf    string
 	created time.Time
 	seen    time.Time
-	flash   string
+	flash   string // as read with the session; taken from the store once shown
 }
 
-type sessions struct {
-	mu sync.Mutex
-	m  map[string]*session
-}
-
-func (s *sessions) setFlash(se *session, msg string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	se.flash = msg
-}
-
-func (s *sessions) takeFlash(se *session) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f := se.flash
-	se.flash = ""
-	return f
-}
+// seenPrecision is how far a session's last activity may lag behind: the
+// store is written at most once a minute per session, not on every page,
+// so a session may outlive its idle time by up to this much.
+const seenPrecision = time.Minute
 
 func randomToken() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func sessionHash(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
 }
 
 func (d *Dashboard) idle() time.Duration {
@@ -84,43 +78,80 @@ func (d *Dashboard) maxAge() time.Duration {
 	return 12 * time.Hour
 }
 
-// lookup finds a live session by id and marks it seen; expired sessions
-// are dropped here and at every login.
-func (d *Dashboard) lookup(id string) *session {
+func (d *Dashboard) expired(se store.DashboardSession, now time.Time) bool {
+	return now.Sub(se.SeenAt) > d.idle() || now.Sub(se.CreatedAt) > d.maxAge()
+}
+
+// lookup finds a live session by id and marks it seen; an expired session
+// is deleted here (and all expired ones at every login). nil, nil: no such
+// live session.
+func (d *Dashboard) lookup(ctx context.Context, id string) (*session, error) {
 	now := d.now()
-	d.sessions.mu.Lock()
-	defer d.sessions.mu.Unlock()
-	se, ok := d.sessions.m[id]
-	if !ok {
-		return nil
+	h := sessionHash(id)
+	st, err := d.Store.GetDashboardSession(ctx, h)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
 	}
-	if now.Sub(se.seen) > d.idle() || now.Sub(se.created) > d.maxAge() {
-		delete(d.sessions.m, id)
-		return nil
+	if err != nil {
+		return nil, err
 	}
-	se.seen = now
-	return se
+	if d.expired(st, now) {
+		if err := d.Store.DeleteDashboardSession(ctx, h); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		return nil, nil
+	}
+	if now.Sub(st.SeenAt) >= seenPrecision {
+		err := d.Store.TouchDashboardSession(ctx, h, now)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil // logged out at this moment, maybe at another replica
+		}
+		if err != nil {
+			return nil, err
+		}
+		st.SeenAt = now
+	}
+	return &session{id: id, hash: h, epoch: st.Epoch, csrf: st.CSRF, created: st.CreatedAt, seen: st.SeenAt, flash: st.Flash,
+		p: iam.Principal{InstanceID: st.InstanceID, SubjectID: st.IdentityID, SubjectKind: store.KindUser, SubjectName: st.SubjectName}}, nil
 }
 
 // alive reports whether se is still a live session, without counting
 // the question as activity: an open status stream must not keep an idle
-// session alive, and must end when its session does (logout, expiry).
-func (d *Dashboard) alive(se *session) bool {
-	now := d.now()
-	d.sessions.mu.Lock()
-	defer d.sessions.mu.Unlock()
-	return d.sessions.m[se.id] == se && now.Sub(se.seen) <= d.idle() && now.Sub(se.created) <= d.maxAge()
+// session alive, and must end when its session does (logout at any
+// replica, expiry). A store that cannot answer ends the stream too; the
+// browser reconnects and asks again.
+func (d *Dashboard) alive(ctx context.Context, se *session) bool {
+	st, err := d.Store.GetDashboardSession(ctx, se.hash)
+	return err == nil && !d.expired(st, d.now())
 }
 
-func (d *Dashboard) sweep() {
+// sweep deletes every expired session.
+func (d *Dashboard) sweep(ctx context.Context) {
 	now := d.now()
-	d.sessions.mu.Lock()
-	defer d.sessions.mu.Unlock()
-	for id, se := range d.sessions.m {
-		if now.Sub(se.seen) > d.idle() || now.Sub(se.created) > d.maxAge() {
-			delete(d.sessions.m, id)
-		}
+	if _, err := d.Store.DeleteExpiredDashboardSessions(ctx, now.Add(-d.idle()), now.Add(-d.maxAge())); err != nil {
+		d.Log.WarnContext(ctx, "expired dashboard sessions not deleted", "request_id", obs.RequestID(ctx), "err", err)
 	}
+}
+
+// setFlash keeps a message for the session's next page.
+func (d *Dashboard) setFlash(ctx context.Context, se *session, msg string) {
+	if err := d.Store.SetDashboardSessionFlash(ctx, se.hash, msg); err != nil && !errors.Is(err, store.ErrNotFound) {
+		d.Log.WarnContext(ctx, "dashboard message not kept", "request_id", obs.RequestID(ctx), "err", err)
+	}
+}
+
+// takeFlash returns the session's message once; the store is asked only
+// when the session had one when it was read.
+func (d *Dashboard) takeFlash(ctx context.Context, se *session) string {
+	if se.flash == "" {
+		return ""
+	}
+	f, err := d.Store.TakeDashboardSessionFlash(ctx, se.hash)
+	if err != nil {
+		return ""
+	}
+	se.flash = ""
+	return f
 }
 
 // secure reports whether cookies get the Secure flag: when this request
@@ -153,12 +184,12 @@ func sessionOf(r *http.Request) *request {
 func principal(r *http.Request) iam.Principal { return sessionOf(r).p }
 
 // current returns the request's live session, or nil.
-func (d *Dashboard) current(r *http.Request) *session {
+func (d *Dashboard) current(r *http.Request) (*session, error) {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
-		return nil
+		return nil, nil
 	}
-	return d.lookup(c.Value)
+	return d.lookup(r.Context(), c.Value)
 }
 
 func sameToken(a, b string) bool {
@@ -172,7 +203,12 @@ func sameToken(a, b string) bool {
 func (d *Dashboard) authed(minRole string, h http.HandlerFunc) http.Handler {
 	need := iam.RoleRank(minRole)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		se := d.current(r)
+		se, err := d.current(r)
+		if err != nil {
+			// A store that fails for a moment must not log everyone out.
+			d.fail(w, r, err)
+			return
+		}
 		if se == nil {
 			if r.Method == http.MethodGet {
 				http.Redirect(w, r, "/login?next="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
@@ -188,7 +224,7 @@ func (d *Dashboard) authed(minRole string, h http.HandlerFunc) http.Handler {
 			return
 		}
 		if ended != "" {
-			d.dropSession(w, r, se)
+			_ = d.dropSession(w, r, se) // a session left behind fails the same check next time
 			d.render(w, r, http.StatusUnauthorized, "error", view{Title: "Logged out", Error: ended + ": log in again"})
 			return
 		}
@@ -244,11 +280,13 @@ func clientAddr(r *http.Request) string {
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 
-func (d *Dashboard) dropSession(w http.ResponseWriter, r *http.Request, se *session) {
-	d.sessions.mu.Lock()
-	delete(d.sessions.m, se.id)
-	d.sessions.mu.Unlock()
+// dropSession ends se everywhere and clears the browser's cookie.
+func (d *Dashboard) dropSession(w http.ResponseWriter, r *http.Request, se *session) error {
 	d.setCookie(w, r, sessionCookie, "", -1)
+	if err := d.Store.DeleteDashboardSession(r.Context(), se.hash); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
 }
 
 // afterLogin is where a login lands when next= is missing or refused.
@@ -304,7 +342,7 @@ type loginPage struct {
 }
 
 func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
-	if d.current(r) != nil {
+	if se, _ := d.current(r); se != nil {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
@@ -396,21 +434,27 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.logins.succeed(userKey, addrKey)
-	d.sweep()
+	d.sweep(ctx)
 	now := d.now()
-	p.SubjectID, p.Role = id.ID, id.Role
-	se := &session{id: randomToken(), p: p, epoch: id.SessionEpoch, csrf: randomToken(), created: now, seen: now}
-	d.sessions.mu.Lock()
-	d.sessions.m[se.id] = se
-	d.sessions.mu.Unlock()
+	sid := randomToken()
+	if err := d.Store.PutDashboardSession(ctx, store.DashboardSession{IDHash: sessionHash(sid), InstanceID: id.InstanceID, IdentityID: id.ID,
+		SubjectName: id.Name, Epoch: id.SessionEpoch, CSRF: randomToken(), CreatedAt: now, SeenAt: now}); err != nil {
+		d.Log.ErrorContext(ctx, "dashboard session not stored", "request_id", p.RequestID, "err", err)
+		d.showLogin(w, r, http.StatusServiceUnavailable, form, "the session could not be stored; try again")
+		return
+	}
 	d.setCookie(w, r, loginCookie, "", -1)
-	d.setCookie(w, r, sessionCookie, se.id, int(d.maxAge().Seconds()))
+	d.setCookie(w, r, sessionCookie, sid, int(d.maxAge().Seconds()))
 	http.Redirect(w, r, safeNext(form["next"]), http.StatusSeeOther)
 }
 
 func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
 	rq := sessionOf(r)
-	d.dropSession(w, r, rq.se)
+	if err := d.dropSession(w, r, rq.se); err != nil {
+		// Not ended in the store: say so rather than pretend.
+		d.fail(w, r, err)
+		return
+	}
 	if err := d.IAM.Finish(r.Context(), rq.p, "session.delete", "user/"+rq.p.SubjectName, nil); err != nil {
 		d.Log.ErrorContext(r.Context(), "dashboard logout not audited", "request_id", rq.p.RequestID, "err", err)
 	}

@@ -1,12 +1,15 @@
 package web
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/clock/clocktest"
+	"github.com/sluice-dev/sluice/internal/store"
 )
 
 func TestThrottleWindow(t *testing.T) {
@@ -155,25 +158,67 @@ func TestSafeNext(t *testing.T) {
 }
 
 func TestSessionExpiry(t *testing.T) {
+	ctx := context.Background()
 	now := clocktest.Epoch()
-	d := &Dashboard{Now: func() time.Time { return now }, SessionIdle: time.Hour, SessionMax: 3 * time.Hour}
+	st, err := store.Open(ctx, "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	admin := store.Identity{ID: "usr-1", InstanceID: "inst1", Kind: store.KindUser, Name: "admin", Role: "admin", CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateInstance(ctx, store.NewInstance{Instance: store.Instance{ID: "inst1", Name: "inst1", CreatedAt: now}, Admin: admin,
+		Key:        store.APIKey{ID: "ak-1", InstanceID: "inst1", OwnerID: admin.ID, Name: "initial", KeyHash: "kh", CreatedAt: now},
+		Credential: store.ClientCredential{ClientID: "c-1", InstanceID: "inst1", Name: "initial", SecretHash: "sh", CreatedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	d := &Dashboard{Store: st, Now: func() time.Time { return now }, SessionIdle: time.Hour, SessionMax: 3 * time.Hour}
 	d.init()
-	se := &session{id: "s", created: now, seen: now}
-	d.sessions.m[se.id] = se
+	open := func(id string) *session {
+		t.Helper()
+		if err := st.PutDashboardSession(ctx, store.DashboardSession{IDHash: sessionHash(id), InstanceID: "inst1", IdentityID: admin.ID,
+			SubjectName: "admin", CreatedAt: now, SeenAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		return &session{id: id, hash: sessionHash(id)}
+	}
+	live := func(id string) bool {
+		t.Helper()
+		se, err := d.lookup(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return se != nil
+	}
+	se := open("s")
 	for i := 0; i < 4; i++ { // active every 50 minutes: idle never passes
 		now = now.Add(50 * time.Minute)
-		if got := d.lookup("s"); (got != nil) != (i < 3) {
-			t.Fatalf("at %v: live=%v", now, got != nil)
+		if got := live("s"); got != (i < 3) {
+			t.Fatalf("at %v: live=%v", now, got)
 		}
 	}
 	// The 3 h cap ended it even though it was in use; it is gone for good.
-	if d.alive(se) || d.sessions.m["s"] != nil {
+	if d.alive(ctx, se) {
 		t.Fatal("session outlived its maximum age")
 	}
-	se2 := &session{id: "t", created: now, seen: now}
-	d.sessions.m[se2.id] = se2
+	if _, err := st.GetDashboardSession(ctx, se.hash); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the expired session is still stored: %v", err)
+	}
+	se2 := open("t")
 	now = now.Add(time.Hour + time.Second)
-	if d.alive(se2) || d.lookup("t") != nil {
+	if d.alive(ctx, se2) || live("t") {
 		t.Fatal("session outlived its idle time")
+	}
+	// Activity within the precision is not written, and still counts from
+	// the last write: idle ends at most seenPrecision late.
+	open("u")
+	now = now.Add(seenPrecision / 2)
+	live("u")
+	if got, _ := st.GetDashboardSession(ctx, sessionHash("u")); !got.SeenAt.Equal(now.Add(-seenPrecision / 2)) {
+		t.Fatalf("a look within %v wrote the store: seen %v", seenPrecision, got.SeenAt)
+	}
+	now = now.Add(seenPrecision)
+	live("u")
+	if got, _ := st.GetDashboardSession(ctx, sessionHash("u")); !got.SeenAt.Equal(now) {
+		t.Fatalf("activity after %v was not written: seen %v, now %v", seenPrecision, got.SeenAt, now)
 	}
 }

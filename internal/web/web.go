@@ -64,10 +64,9 @@ type Dashboard struct {
 	// SessionIdle and SessionMax bound a session's life; zero: 1 h idle, 12 h in all.
 	SessionIdle, SessionMax time.Duration
 
-	once     sync.Once
-	pages    map[string]*template.Template
-	sessions sessions
-	logins   throttle
+	once   sync.Once
+	pages  map[string]*template.Template
+	logins throttle
 }
 
 func (d *Dashboard) now() time.Time { return d.Now.Now().UTC() }
@@ -75,7 +74,6 @@ func (d *Dashboard) now() time.Time { return d.Now.Now().UTC() }
 func (d *Dashboard) init() {
 	d.once.Do(func() {
 		d.pages = parsePages()
-		d.sessions.m = map[string]*session{}
 		if d.Log == nil {
 			d.Log = slog.New(slog.DiscardHandler)
 		}
@@ -259,7 +257,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, p
 			CanWrite: iam.RoleRank(rq.p.Role) >= iam.RoleRank(iam.RoleDeveloper), IsAdmin: rq.p.IsAdmin()}
 		v.CSRF = rq.se.csrf
 		if v.Flash == "" {
-			v.Flash = d.sessions.takeFlash(rq.se)
+			v.Flash = d.takeFlash(r.Context(), rq.se)
 		}
 	}
 	if v.Form == nil {
@@ -329,13 +327,13 @@ func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, err error) {
 // the next page.
 func (d *Dashboard) redirect(w http.ResponseWriter, r *http.Request, to, flash string) {
 	if rq := sessionOf(r); rq != nil && flash != "" {
-		d.sessions.setFlash(rq.se, flash)
+		d.setFlash(r.Context(), rq.se, flash)
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
 func (d *Dashboard) home(w http.ResponseWriter, r *http.Request) {
-	if d.current(r) == nil {
+	if se, _ := d.current(r); se == nil {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}
