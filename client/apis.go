@@ -78,17 +78,6 @@ type SubscriptionStatus struct {
 	ApprovedBy string `json:"approvedBy,omitempty"`
 }
 
-func list[T any](ctx context.Context, c *Client, path, key string) ([]T, error) {
-	var out map[string][]T
-	if err := c.Do(ctx, http.MethodGet, path, nil, nil, &out); err != nil {
-		return nil, err
-	}
-	if out[key] == nil {
-		return []T{}, nil
-	}
-	return out[key], nil
-}
-
 func one[T any](ctx context.Context, c *Client, method, path string, in any) (T, error) {
 	var o T
 	err := c.Do(ctx, method, path, nil, in, &o)
@@ -97,7 +86,7 @@ func one[T any](ctx context.Context, c *Client, method, path string, in any) (T,
 
 // ListAPIs calls GET /api/v1/apis.
 func (c *Client) ListAPIs(ctx context.Context) ([]PublishedAPI, error) {
-	return list[PublishedAPI](ctx, c, "/api/v1/apis", "apis")
+	return listAll[PublishedAPI](ctx, c, "/api/v1/apis", nil, "apis", 0)
 }
 
 // GetAPI calls GET /api/v1/apis/{name} (a name or an id).
@@ -125,7 +114,7 @@ func (c *Client) APIDocument(ctx context.Context, name string) (json.RawMessage,
 
 // ListPlans calls GET /api/v1/plans.
 func (c *Client) ListPlans(ctx context.Context) ([]Plan, error) {
-	return list[Plan](ctx, c, "/api/v1/plans", "plans")
+	return listAll[Plan](ctx, c, "/api/v1/plans", nil, "plans", 0)
 }
 
 // GetPlan calls GET /api/v1/plans/{name}.
@@ -146,7 +135,7 @@ func (c *Client) DeletePlan(ctx context.Context, name string, force bool) error 
 
 // ListSubscriptions calls GET /api/v1/subscriptions.
 func (c *Client) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
-	return list[Subscription](ctx, c, "/api/v1/subscriptions", "subscriptions")
+	return listAll[Subscription](ctx, c, "/api/v1/subscriptions", nil, "subscriptions", 0)
 }
 
 // GetSubscription calls GET /api/v1/subscriptions/{name}.

@@ -98,20 +98,9 @@ func consumerBody(o Consumer) any {
 }
 
 // listOf reads a list answer keyed by key.
-func listOf[T any](ctx context.Context, c *Client, path, key string) ([]T, error) {
-	var wrap map[string][]T
-	if err := c.Do(ctx, http.MethodGet, path, nil, nil, &wrap); err != nil {
-		return nil, err
-	}
-	if wrap[key] == nil {
-		return []T{}, nil
-	}
-	return wrap[key], nil
-}
-
 // ListCatalogs calls GET /api/v1/catalogs.
 func (c *Client) ListCatalogs(ctx context.Context) ([]Consumer, error) {
-	return listOf[Consumer](ctx, c, "/api/v1/catalogs", "catalogs")
+	return listAll[Consumer](ctx, c, "/api/v1/catalogs", nil, "catalogs", 0)
 }
 
 // CreateCatalog calls POST /api/v1/catalogs.
@@ -141,7 +130,7 @@ func (c *Client) DeleteConsumer(ctx context.Context, p AppPath, force bool) erro
 
 // ListConsumerOrgs calls GET /api/v1/catalogs/{catalog}/consumer-orgs.
 func (c *Client) ListConsumerOrgs(ctx context.Context, catalog string) ([]Consumer, error) {
-	return listOf[Consumer](ctx, c, AppPath{Catalog: catalog}.url()+"/consumer-orgs", "consumerOrgs")
+	return listAll[Consumer](ctx, c, AppPath{Catalog: catalog}.url()+"/consumer-orgs", nil, "consumerOrgs", 0)
 }
 
 // CreateConsumerOrg calls POST /api/v1/catalogs/{catalog}/consumer-orgs.
@@ -153,7 +142,7 @@ func (c *Client) CreateConsumerOrg(ctx context.Context, catalog string, o Consum
 // ListApps lists the apps of the consumer org p names.
 func (c *Client) ListApps(ctx context.Context, p AppPath) ([]Consumer, error) {
 	p.App = ""
-	return listOf[Consumer](ctx, c, p.url()+"/apps", "apps")
+	return listAll[Consumer](ctx, c, p.url()+"/apps", nil, "apps", 0)
 }
 
 // CreateApp creates an app in the consumer org p names.
@@ -166,9 +155,9 @@ func (c *Client) CreateApp(ctx context.Context, p AppPath, o Consumer) (Consumer
 // ListAppCredentials lists an app's credentials; leases says leases only.
 func (c *Client) ListAppCredentials(ctx context.Context, app AppPath, leases bool) ([]AppCredential, error) {
 	if leases {
-		return listOf[AppCredential](ctx, c, app.url()+"/leases", "leases")
+		return listAll[AppCredential](ctx, c, app.url()+"/leases", nil, "leases", 0)
 	}
-	return listOf[AppCredential](ctx, c, app.url()+"/credentials", "credentials")
+	return listAll[AppCredential](ctx, c, app.url()+"/credentials", nil, "credentials", 0)
 }
 
 // CreateAppCredential creates a permanent credential on an app.

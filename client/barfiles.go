@@ -116,16 +116,7 @@ func (c *Client) DownloadBARFile(ctx context.Context, name string, w io.Writer, 
 
 // ListBARFiles calls GET /api/v1/bar-files.
 func (c *Client) ListBARFiles(ctx context.Context) ([]BARFile, error) {
-	var out struct {
-		BARFiles []BARFile `json:"barFiles"`
-	}
-	if err := c.Do(ctx, http.MethodGet, "/api/v1/bar-files", nil, nil, &out); err != nil {
-		return nil, err
-	}
-	if out.BARFiles == nil {
-		out.BARFiles = []BARFile{}
-	}
-	return out.BARFiles, nil
+	return listAll[BARFile](ctx, c, "/api/v1/bar-files", nil, "barFiles", 0)
 }
 
 // GetBARFile calls GET /api/v1/bar-files/{name}: the BAR file's metadata.

@@ -62,6 +62,9 @@ type Options struct {
 	// keeps it in this Client only. A cached token is used until it is
 	// due for renewal, like one held in memory.
 	Cache TokenCache
+	// PageSize is how many objects each request of a list asks for (the
+	// List methods follow the pages to the end); 0 means PageSize.
+	PageSize int
 }
 
 // TokenCache stores a token outside the Client. Load returns the stored
@@ -82,6 +85,7 @@ type Client struct {
 	renew time.Duration
 	now   func() time.Time
 	cache TokenCache
+	page  int
 
 	// mu guards the cached token. It is held across an exchange so that
 	// concurrent callers needing a token wait for one exchange instead of
@@ -105,7 +109,7 @@ func New(endpoint string, opts Options) (*Client, error) {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("endpoint %q must not have a query or fragment", endpoint)
 	}
-	c := &Client{base: u, creds: opts.Credentials, http: opts.HTTPClient, ua: opts.UserAgent, renew: opts.RenewBefore, now: opts.Now, cache: opts.Cache}
+	c := &Client{base: u, creds: opts.Credentials, http: opts.HTTPClient, ua: opts.UserAgent, renew: opts.RenewBefore, now: opts.Now, cache: opts.Cache, page: opts.PageSize}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 60 * time.Second}
 	}
@@ -114,6 +118,9 @@ func New(endpoint string, opts Options) (*Client, error) {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.page <= 0 {
+		c.page = PageSize
 	}
 	return c, nil
 }

@@ -314,11 +314,83 @@ func TestAgainstServer(t *testing.T) {
 		if evs, err := admin.ListAudit(ctx, client.AuditFilter{Limit: 1}); err != nil || len(evs) != 1 {
 			t.Errorf("limit 1: %d events, %v", len(evs), err)
 		}
-		_, err = admin.ListAudit(ctx, client.AuditFilter{Limit: 100000})
-		if client.StatusCode(err) != 400 {
-			t.Errorf("limit 100000: %v, want 400", err)
+	})
+
+	t.Run("lists page transparently", func(t *testing.T) {
+		// A client asking for pages of 2 follows metadata.continue to the
+		// end: its lists are what one page of a big client holds.
+		counting := &countingTransport{}
+		small, err := client.New(srv.URL, client.Options{PageSize: 2, HTTPClient: &http.Client{Transport: counting},
+			Credentials: client.Credentials{InstanceID: srv.Creds.InstanceID, ClientID: srv.Creds.ClientID,
+				ClientSecret: client.NewSecret(srv.Creds.ClientSecret), APIKey: client.NewSecret(srv.Creds.APIKey)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 {
+			if _, err := admin.CreateServiceID(ctx, client.Identity{Metadata: client.Metadata{Name: fmt.Sprintf("paged-%d", i)}, Spec: client.IdentitySpec{Role: client.RoleViewer}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		names := func(ids []client.Identity) (out []string) {
+			for _, id := range ids {
+				out = append(out, id.Metadata.Name)
+			}
+			return out
+		}
+		whole, err := admin.ListServiceIDs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paged, err := small.ListServiceIDs(ctx)
+		if err != nil || fmt.Sprint(names(paged)) != fmt.Sprint(names(whole)) || len(whole) < 5 {
+			t.Errorf("service IDs in pages of 2: %v, %v; in one page: %v", names(paged), err, names(whole))
+		}
+		if want := (len(whole) + 2) / 2; counting.continued("/api/v1/service-ids") < want-1 {
+			t.Errorf("%d service IDs read with %d requests following a token, want %d", len(whole), counting.continued("/api/v1/service-ids"), want-1)
+		}
+		// The audit: every event, or the newest few, across pages.
+		all, err := admin.ListAudit(ctx, client.AuditFilter{Actor: "user:admin"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		newest, err := small.ListAudit(ctx, client.AuditFilter{Actor: "user:admin", Limit: 5})
+		if err != nil || len(newest) != 5 {
+			t.Fatalf("the newest 5 in pages of 2: %d, %v", len(newest), err)
+		}
+		for i := range newest {
+			if newest[i].ID != all[i].ID {
+				t.Errorf("event %d of the newest 5 is %s, the whole list has %s", i, newest[i].ID, all[i].ID)
+			}
+		}
+		if counting.continued("/api/v1/audit") != 2 {
+			t.Errorf("5 events in pages of 2 took %d requests following a token, want 2", counting.continued("/api/v1/audit"))
 		}
 	})
+}
+
+// countingTransport counts the requests of each path that followed a
+// continue token.
+type countingTransport struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Query().Get("continue") != "" {
+		c.mu.Lock()
+		if c.n == nil {
+			c.n = map[string]int{}
+		}
+		c.n[r.URL.Path]++
+		c.mu.Unlock()
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func (c *countingTransport) continued(path string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[path]
 }
 
 func TestNewRejectsBadEndpoints(t *testing.T) {

@@ -65,16 +65,7 @@ func configurationBody(cfg Configuration) any {
 
 // ListConfigurations calls GET /api/v1/configurations.
 func (c *Client) ListConfigurations(ctx context.Context) ([]Configuration, error) {
-	var out struct {
-		Configurations []Configuration `json:"configurations"`
-	}
-	if err := c.Do(ctx, http.MethodGet, "/api/v1/configurations", nil, nil, &out); err != nil {
-		return nil, err
-	}
-	if out.Configurations == nil {
-		out.Configurations = []Configuration{}
-	}
-	return out.Configurations, nil
+	return listAll[Configuration](ctx, c, "/api/v1/configurations", nil, "configurations", 0)
 }
 
 // GetConfiguration calls GET /api/v1/configurations/{name}.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 )
 
@@ -115,17 +114,7 @@ type identities struct {
 }
 
 func (s identities) list(ctx context.Context) ([]Identity, error) {
-	var m map[string]json.RawMessage
-	if err := s.c.Do(ctx, http.MethodGet, s.path, nil, nil, &m); err != nil {
-		return nil, err
-	}
-	out := []Identity{}
-	if raw, ok := m[s.listKey]; ok {
-		if err := json.Unmarshal(raw, &out); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return listAll[Identity](ctx, s.c, s.path, nil, s.listKey, 0)
 }
 
 func (s identities) get(ctx context.Context, name string) (Identity, error) {
@@ -280,16 +269,7 @@ func (d APIKeyDownload) RevealJSON() ([]byte, error) {
 // ListAPIKeys calls GET /api/v1/api-keys: the caller's own keys, or every
 // key of the instance for admins.
 func (c *Client) ListAPIKeys(ctx context.Context) ([]APIKey, error) {
-	var out struct {
-		APIKeys []APIKey `json:"apiKeys"`
-	}
-	if err := c.Do(ctx, http.MethodGet, "/api/v1/api-keys", nil, nil, &out); err != nil {
-		return nil, err
-	}
-	if out.APIKeys == nil {
-		out.APIKeys = []APIKey{}
-	}
-	return out.APIKeys, nil
+	return listAll[APIKey](ctx, c, "/api/v1/api-keys", nil, "apiKeys", 0)
 }
 
 // CreateAPIKey calls POST /api/v1/api-keys. Only k.Metadata.Name and
@@ -382,16 +362,7 @@ func credentialBody(cr Credential) any {
 
 // ListCredentials calls GET /api/v1/credentials (admins).
 func (c *Client) ListCredentials(ctx context.Context) ([]Credential, error) {
-	var out struct {
-		Credentials []Credential `json:"credentials"`
-	}
-	if err := c.Do(ctx, http.MethodGet, "/api/v1/credentials", nil, nil, &out); err != nil {
-		return nil, err
-	}
-	if out.Credentials == nil {
-		out.Credentials = []Credential{}
-	}
-	return out.Credentials, nil
+	return listAll[Credential](ctx, c, "/api/v1/credentials", nil, "credentials", 0)
 }
 
 // GetCredential calls GET /api/v1/credentials/{name}.
@@ -447,10 +418,12 @@ type AuditFilter struct {
 	Since time.Time
 	Until time.Time
 	Actor string
-	Limit int // 1 to 10000; 0 lets the server choose
+	// Limit is the most events answered, the newest; 0: every event the
+	// filter selects (the client reads them page by page).
+	Limit int
 }
 
-// ListAudit calls GET /api/v1/audit (admins).
+// ListAudit calls GET /api/v1/audit (admins), following its pages.
 func (c *Client) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
 	q := url.Values{}
 	if !f.Since.IsZero() {
@@ -462,17 +435,5 @@ func (c *Client) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, er
 	if f.Actor != "" {
 		q.Set("actor", f.Actor)
 	}
-	if f.Limit != 0 {
-		q.Set("limit", strconv.Itoa(f.Limit))
-	}
-	var out struct {
-		AuditEvents []AuditEvent `json:"auditEvents"`
-	}
-	if err := c.Do(ctx, http.MethodGet, "/api/v1/audit", q, nil, &out); err != nil {
-		return nil, err
-	}
-	if out.AuditEvents == nil {
-		out.AuditEvents = []AuditEvent{}
-	}
-	return out.AuditEvents, nil
+	return listAll[AuditEvent](ctx, c, "/api/v1/audit", q, "auditEvents", f.Limit)
 }

@@ -131,16 +131,7 @@ func runtimePath(name string) string { return "/api/v1/integration-runtimes/" + 
 
 // ListRuntimes calls GET /api/v1/integration-runtimes.
 func (c *Client) ListRuntimes(ctx context.Context) ([]IntegrationRuntime, error) {
-	var out struct {
-		IntegrationRuntimes []IntegrationRuntime `json:"integrationRuntimes"`
-	}
-	if err := c.Do(ctx, http.MethodGet, "/api/v1/integration-runtimes", nil, nil, &out); err != nil {
-		return nil, err
-	}
-	if out.IntegrationRuntimes == nil {
-		out.IntegrationRuntimes = []IntegrationRuntime{}
-	}
-	return out.IntegrationRuntimes, nil
+	return listAll[IntegrationRuntime](ctx, c, "/api/v1/integration-runtimes", nil, "integrationRuntimes", 0)
 }
 
 // GetRuntime calls GET /api/v1/integration-runtimes/{name}.

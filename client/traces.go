@@ -72,16 +72,7 @@ func (c *Client) ListTraces(ctx context.Context, runtime string) ([]Trace, error
 	if runtime != "" {
 		q = url.Values{"spec.integrationRuntimeName": {runtime}}
 	}
-	var out struct {
-		Traces []Trace `json:"traces"`
-	}
-	if err := c.Do(ctx, http.MethodGet, "/api/v1/traces", q, nil, &out); err != nil {
-		return nil, err
-	}
-	if out.Traces == nil {
-		out.Traces = []Trace{}
-	}
-	return out.Traces, nil
+	return listAll[Trace](ctx, c, "/api/v1/traces", q, "traces", 0)
 }
 
 // DownloadTrace calls GET /api/v1/traces/{name}/download and streams the

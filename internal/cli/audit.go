@@ -20,7 +20,8 @@ func newAuditCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "List audit events: every mutation and every token issued or refused (admins)",
-		Long: `List the instance's audit events, newest first as the server orders them.
+		Long: `List the instance's audit events, newest first as the server orders them: every
+event the filters select (read a page at a time), or the newest --limit.
 --since and --until take an RFC 3339 time or a duration back from now (1h, 30m).
 --actor takes KIND:NAME, e.g. user:admin or serviceId:deployer.`,
 		Example: `  sluice audit --since 1h --actor user:admin
@@ -35,6 +36,9 @@ func newAuditCommand() *cobra.Command {
 			}
 			if f.Until, err = parseSince("--until", until, now); err != nil {
 				return &usageError{err: err, cmd: cmd.CommandPath()}
+			}
+			if limit < 0 {
+				return &usageError{err: fmt.Errorf("--limit %d is not a number of events: give 1 or more, or leave it out for every event", limit), cmd: cmd.CommandPath()}
 			}
 			f.Actor, f.Limit = actor, limit
 			c, err := af.client(cmd)
@@ -58,7 +62,7 @@ func newAuditCommand() *cobra.Command {
 	f.StringVar(&since, "since", "", "only events at or after this time (RFC 3339, or a duration back from now)")
 	f.StringVar(&until, "until", "", "only events before this time (RFC 3339, or a duration back from now)")
 	f.StringVar(&actor, "actor", "", "only events of this actor, KIND:NAME")
-	f.IntVar(&limit, "limit", 0, "at most this many events (1 to 10000; default the server's)")
+	f.IntVar(&limit, "limit", 0, "at most this many events, the newest (default: every event the filters select, read a page at a time)")
 	return cmd
 }
 
