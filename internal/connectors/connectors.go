@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/sluice-dev/sluice/internal/flow"
@@ -59,3 +60,13 @@ func (NopCounters) Acked()        {}
 func (NopCounters) Retried()      {}
 func (NopCounters) DeadLettered() {}
 func (NopCounters) InFlight(int)  {}
+
+// DeadLetterError is a failed run's error as a dead-letter header
+// carries it: one line, at most 1 KiB.
+func DeadLetterError(err error) string {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	if len(msg) > 1024 {
+		msg = msg[:1024] + "…"
+	}
+	return msg
+}

@@ -408,7 +408,7 @@ var policyOptions = map[string][]string{
 	"mysql":    {"maxConns"},
 	"amqp":     {"name"},
 	"redis":    {"maxConns"},
-	"mqtt":     {},
+	"mqtt":     {"protocolVersion"},
 	"kafka":    {"clientId", "sasl", "sessionTimeout"},
 	"file":     {},
 }
@@ -467,7 +467,18 @@ func (conn *Connection) resolve(def map[string]any, creds map[string]Credential,
 			conn.Options[k] = v
 		}
 	}
+	if typ == "mqtt" {
+		if v, set := def["protocolVersion"]; set && fmt.Sprint(v) != "4" && fmt.Sprint(v) != "5" && fmt.Sprint(v) != "3.1.1" {
+			return fmt.Sprintf("protocolVersion must be 5, or 4 (3.1.1, the default), not %v", v)
+		}
+	}
 	return ""
+}
+
+// mqtt5 says whether an mqtt connection speaks MQTT 5 (user properties
+// carry headers); unknown (false) without the configurations.
+func (conn *Connection) mqtt5() bool {
+	return conn != nil && fmt.Sprint(conn.Options["protocolVersion"]) == "5"
 }
 
 // delivery reads the fields every message-source trigger shares.

@@ -15,22 +15,24 @@ func connCfg() *Config {
 	return &Config{
 		Credentials: map[string]Credential{"bus": {User: "svc", Password: secret.New("bus-s3cret")}},
 		Policies: map[string]map[string]any{
-			"events":    {"type": "nats", "url": "nats://127.0.0.1:4222", "credentials": "bus", "name": "orders"},
-			"plain":     {"type": "nats", "url": "nats://a:4222,nats://b:4222"},
-			"pg":        {"type": "postgres", "url": "postgres://127.0.0.1:5432/test"},
-			"badurl":    {"type": "nats", "url": "http//nowhere"},
-			"withpw":    {"type": "nats", "url": "nats://u:pw@127.0.0.1:4222"},
-			"nocreds":   {"type": "nats", "url": "nats://127.0.0.1:4222", "credentials": "missing"},
-			"unknown":   {"type": "nats", "url": "nats://127.0.0.1:4222", "poolSize": 3},
-			"typeless":  {"url": "nats://127.0.0.1:4222"},
-			"rabbit":    {"type": "amqp", "url": "amqp://127.0.0.1:5672/", "credentials": "bus"},
-			"cache":     {"type": "redis", "url": "redis://127.0.0.1:6379/0"},
-			"mosquitto": {"type": "mqtt", "url": "tcp://127.0.0.1:1883"},
-			"log":       {"type": "kafka", "url": "kafka://127.0.0.1:9092,kafka://127.0.0.2:9092", "clientId": "shop"},
-			"inbox":     {"type": "file", "url": "file:///var/sluice/in"},
-			"relative":  {"type": "file", "url": "file://in/../x"},
-			"maria":     {"type": "mysql", "url": "mysql://root@127.0.0.1:3306/test"},
-			"interp":    {"type": "mysql", "url": "mysql://127.0.0.1:3306/test?interpolateParams=true"},
+			"events":     {"type": "nats", "url": "nats://127.0.0.1:4222", "credentials": "bus", "name": "orders"},
+			"plain":      {"type": "nats", "url": "nats://a:4222,nats://b:4222"},
+			"pg":         {"type": "postgres", "url": "postgres://127.0.0.1:5432/test"},
+			"badurl":     {"type": "nats", "url": "http//nowhere"},
+			"withpw":     {"type": "nats", "url": "nats://u:pw@127.0.0.1:4222"},
+			"nocreds":    {"type": "nats", "url": "nats://127.0.0.1:4222", "credentials": "missing"},
+			"unknown":    {"type": "nats", "url": "nats://127.0.0.1:4222", "poolSize": 3},
+			"typeless":   {"url": "nats://127.0.0.1:4222"},
+			"rabbit":     {"type": "amqp", "url": "amqp://127.0.0.1:5672/", "credentials": "bus"},
+			"cache":      {"type": "redis", "url": "redis://127.0.0.1:6379/0"},
+			"mosquitto":  {"type": "mqtt", "url": "tcp://127.0.0.1:1883"},
+			"mosquitto5": {"type": "mqtt", "url": "tcp://127.0.0.1:1883", "protocolVersion": 5},
+			"mqtt6":      {"type": "mqtt", "url": "tcp://127.0.0.1:1883", "protocolVersion": 6},
+			"log":        {"type": "kafka", "url": "kafka://127.0.0.1:9092,kafka://127.0.0.2:9092", "clientId": "shop"},
+			"inbox":      {"type": "file", "url": "file:///var/sluice/in"},
+			"relative":   {"type": "file", "url": "file://in/../x"},
+			"maria":      {"type": "mysql", "url": "mysql://root@127.0.0.1:3306/test"},
+			"interp":     {"type": "mysql", "url": "mysql://127.0.0.1:3306/test?interpolateParams=true"},
 		},
 	}
 }
@@ -137,6 +139,8 @@ func TestConnectorLoadErrors(t *testing.T) {
 			`flows/a.yaml:3:47: qos is not for Kafka publishes`},
 		{"kafka publish bad topic", "flow: p\nsteps:\n  - publish: {connection: log, topic: 'o/x'}\n",
 			`topic "o/x": must be letters, digits`},
+		{"mqtt protocol version", "flow: p\nsteps:\n  - publish: {connection: mqtt6, topic: a}\n",
+			`policy "mqtt6": protocolVersion must be 5, or 4 (3.1.1, the default), not 6`},
 		{"mqtt publish key", "flow: p\nsteps:\n  - publish: {connection: mosquitto, topic: a, key: k}\n",
 			`key is for Kafka publishes`},
 		{"file glob with a directory", "flow: f\ntrigger:\n  file: {connection: inbox, glob: 'a/*.json'}\nsteps: [{map: .body}]\n",
@@ -290,6 +294,20 @@ steps:
 	// MQTT one.
 	if _, err := Load(context.Background(), project(map[string]string{"flows/a.yaml": "flow: p\nsteps:\n  - publish: {connection: x, topic: o, key: k, headers: {a: b}}\n"}), nil); err != nil {
 		t.Fatalf("Validate: %v", err)
+	}
+}
+
+// TestMQTT5PublishHeaders: headers are MQTT 5's user properties.
+func TestMQTT5PublishHeaders(t *testing.T) {
+	rc := &recordingConnectors{}
+	cfg := connCfg()
+	cfg.Connectors = rc
+	f := load(t, map[string]string{"flows/a.yaml": "flow: p\nsteps:\n  - publish: {connection: mosquitto5, topic: 'a/${ .body.id }', qos: 2, headers: {order: '${ .body.id }'}}\n"}, cfg, "p")
+	if _, err := f.Run(context.Background(), &Message{Body: map[string]any{"id": "o-1"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.sent) != 1 || rc.sent[0].Topic != "a/o-1" || rc.sent[0].QoS != 2 || rc.sent[0].Headers["order"] != "o-1" {
+		t.Fatalf("sent %+v", rc.sent)
 	}
 }
 

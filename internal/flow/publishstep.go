@@ -82,9 +82,10 @@ func (c *compiler) publishStep(b stepBase, n *yaml.Node) step {
 			c.errAt(kn, "key is for Kafka publishes (a policy of type kafka)")
 			ok = false
 		}
+		noHeaders := s.conn != nil && s.conn.Type == "mqtt" && !s.conn.mqtt5()
 		for _, k := range []string{"subject", "headers", "confirm"} {
-			if vn := m.get(k); vn != nil {
-				c.errAt(vn, "%s is not for MQTT 3.1.1 publishes (topic, qos, retain, body)", k)
+			if vn := m.get(k); vn != nil && (k != "headers" || noHeaders) {
+				c.errAt(vn, "%s is not for MQTT 3.1.1 publishes (topic, qos, retain, body; headers with protocolVersion: 5)", k)
 				ok = false
 			}
 		}

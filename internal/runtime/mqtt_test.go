@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -10,11 +11,22 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/sluice-dev/sluice/internal/connectors/mqttconn"
+	"github.com/sluice-dev/sluice/internal/flow"
 )
 
 // TestMQTTTriggerAndPublish: a topic-triggered flow (QoS 1, persistent
-// session) maps each message and publishes it on through Mosquitto.
+// session) maps each message and publishes it on through Mosquitto, over
+// MQTT 3.1.1 and over MQTT 5 (where the incoming user properties are the
+// flow's headers).
 func TestMQTTTriggerAndPublish(t *testing.T) {
+	for _, v := range []string{"4", "5"} {
+		t.Run("protocolVersion "+v, func(t *testing.T) { testMQTT(t, v) })
+	}
+}
+
+func testMQTT(t *testing.T, version string) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	topic := "sluice/rt/" + hex.EncodeToString(b)
@@ -34,14 +46,24 @@ func TestMQTTTriggerAndPublish(t *testing.T) {
 trigger:
   mqtt: {connection: plant, topic: '` + topic + `/in/+', clientId: ` + id + `}
 steps:
-  - publish: {connection: plant, topic: '` + topic + `/out', body: '{celsius: .body.c, from: .source.topic}'}
+  - publish: {connection: plant, topic: '` + topic + `/out', body: '{celsius: .body.c, from: .source.topic, unit: .headers.unit}'}
 `,
 	})
-	conf := configDir(t, map[string]string{"policyproject/Connections/plant.yaml": "type: mqtt\nurl: tcp://127.0.0.1:1883\n"})
+	conf := configDir(t, map[string]string{"policyproject/Connections/plant.yaml": "type: mqtt\nurl: tcp://127.0.0.1:1883\nprotocolVersion: " + version + "\n"})
 	p := startRuntime(t, "--bar", buildBARInProcess(t, proj), "--config-dir", conf)
 	var got map[string]any
 	eventually(t, "a mapped message", func() bool {
-		cl.Publish(topic+"/in/s1", 1, false, `{"c": 21.5}`).WaitTimeout(waitLong)
+		if version == "5" {
+			// The test's own MQTT 5 publisher, with a user property.
+			pub := mqttconn.NewPool(nil)
+			defer pub.Close()
+			c5 := &flow.Connection{Name: "t", Type: "mqtt", URL: "tcp://127.0.0.1:1883", Options: map[string]any{"protocolVersion": 5}}
+			if _, err := pub.Publish(context.Background(), c5, &flow.Outgoing{Topic: topic + "/in/s1", QoS: 1, Body: []byte(`{"c": 21.5}`), Headers: map[string]string{"unit": "C"}}); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			cl.Publish(topic+"/in/s1", 1, false, `{"c": 21.5}`).WaitTimeout(waitLong)
+		}
 		select {
 		case m := <-out:
 			json.Unmarshal(m.Payload(), &got)
@@ -50,7 +72,7 @@ steps:
 			return false // the runtime's subscription may not be there yet
 		}
 	})
-	if got["celsius"] != 21.5 || got["from"] != topic+"/in/s1" {
+	if got["celsius"] != 21.5 || got["from"] != topic+"/in/s1" || (version == "5") != (got["unit"] == "C") {
 		t.Fatalf("out %v", got)
 	}
 	metrics := string(get(t, p.adminURL("/metrics")).body)

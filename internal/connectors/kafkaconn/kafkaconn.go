@@ -395,10 +395,7 @@ func (c *Consumer) giveUp(r *kgo.Record, attempts int, cause error) bool {
 		c.cnt.DeadLettered()
 		return true
 	}
-	msg := strings.Join(strings.Fields(cause.Error()), " ")
-	if len(msg) > 1024 {
-		msg = msg[:1024] + "…"
-	}
+	msg := connectors.DeadLetterError(cause)
 	dl := &kgo.Record{Topic: c.t.DeadLetter, Key: r.Key, Value: r.Value, Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
 		kgo.RecordHeader{Key: HeaderError, Value: []byte(msg)},
 		kgo.RecordHeader{Key: HeaderFlow, Value: []byte(c.ref)},

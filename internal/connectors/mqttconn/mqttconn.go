@@ -1,9 +1,11 @@
-// Package mqttconn connects flows to MQTT 3.1.1 brokers through Eclipse
-// Paho: topic subscriptions (shared with $share/<group>/ when a group is
+// Package mqttconn connects flows to MQTT brokers through Eclipse Paho —
+// 3.1.1 by default, 5 (paho.golang's autopaho) when the policy says
+// protocolVersion: 5: topic subscriptions (shared with $share/<group>/ when a group is
 // set) whose QoS 1 and 2 messages are acknowledged only after the flow
 // succeeded — in a persistent session, so a restarted runtime gets what
-// it had not acknowledged — and the publish step. Paho reconnects by
-// itself with backoff.
+// it had not acknowledged — and the publish step; with MQTT 5, user
+// properties are the messages' headers. Paho reconnects by itself with
+// backoff.
 package mqttconn
 
 import (
@@ -14,9 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
+	"github.com/eclipse/paho.golang/autopaho"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/sluice-dev/sluice/internal/connectors"
@@ -31,6 +35,7 @@ type Pool struct {
 
 	mu     sync.Mutex
 	pubs   map[string]*pubClient
+	pubs5  map[string]*autopaho.ConnectionManager
 	closed bool
 }
 
@@ -45,7 +50,7 @@ func NewPool(log *slog.Logger) *Pool {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Pool{log: log, pubs: map[string]*pubClient{}}
+	return &Pool{log: log, pubs: map[string]*pubClient{}, pubs5: map[string]*autopaho.ConnectionManager{}}
 }
 
 func (p *Pool) state(policy string, up bool) {
@@ -97,6 +102,9 @@ func (p *Pool) publisher(c *flow.Connection) (*pubClient, error) {
 
 // Publish sends one message; with QoS 1 or 2 it waits for the broker.
 func (p *Pool) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoing) (map[string]any, error) {
+	if V5(c) {
+		return p.publish5(ctx, c, out)
+	}
 	pc, err := p.publisher(c)
 	if err != nil {
 		return nil, err
@@ -124,6 +132,10 @@ func (p *Pool) Close() {
 		pc.cl.Disconnect(250)
 	}
 	p.pubs = map[string]*pubClient{}
+	for _, cm := range p.pubs5 {
+		disconnect5(cm)
+	}
+	p.pubs5 = map[string]*autopaho.ConnectionManager{}
 }
 
 // Consumer feeds one trigger's topic to its flow.
@@ -135,7 +147,8 @@ type Consumer struct {
 	cnt  connectors.Counters
 	log  *slog.Logger
 	ctx  context.Context
-	cl   mqtt.Client
+	cl   mqtt.Client                 // 3.1.1
+	cm   *autopaho.ConnectionManager // 5
 	sem  chan struct{}
 	wg   sync.WaitGroup
 	mu   sync.Mutex
@@ -159,6 +172,9 @@ func (p *Pool) Start(ctx context.Context, t *flow.MQTTTrigger, ref string, h con
 	id := t.ClientID
 	if id == "" {
 		id = shortID("sluice-c-")
+	}
+	if V5(t.Connection) {
+		return c, c.start5(id)
 	}
 	o := p.options(t.Connection, id).
 		// A persistent session keeps unacknowledged QoS 1/2 messages
@@ -189,6 +205,24 @@ func (p *Pool) Start(ctx context.Context, t *flow.MQTTTrigger, ref string, h con
 }
 
 func (c *Consumer) onMessage(_ mqtt.Client, m mqtt.Message) {
+	c.run(func() {
+		src := map[string]any{"topic": m.Topic(), "qos": int(m.Qos()), "duplicate": m.Duplicate(),
+			"retained": m.Retained(), "messageId": int(m.MessageID())}
+		c.handle(m.Payload(), map[string]string{}, src, m.Ack, func(cause error, attempts int) error {
+			// MQTT 3.1.1 has no headers: the error travels in a JSON
+			// envelope.
+			env, _ := json.Marshal(map[string]any{"error": cause.Error(), "flow": c.ref, "attempts": attempts, "topic": m.Topic(), "payload": string(m.Payload())})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return wait(ctx, c.cl.Publish(c.t.DeadLetter, 1, false, env))
+		})
+	})
+}
+
+// run runs one message's handling in its own goroutine once an
+// in-flight slot is free; the caller (the client's delivery) waits for
+// the slot.
+func (c *Consumer) run(f func()) {
 	c.sem <- struct{}{}
 	c.wg.Add(1)
 	c.cnt.InFlight(1)
@@ -198,35 +232,31 @@ func (c *Consumer) onMessage(_ mqtt.Client, m mqtt.Message) {
 			<-c.sem
 			c.wg.Done()
 		}()
-		c.handle(m)
+		f()
 	}()
 }
 
-// Dead-letter messages carry the error in a JSON envelope (MQTT 3.1.1
-// has no headers).
-func (c *Consumer) handle(m mqtt.Message) {
+// handle runs the flow on one message with retries, acknowledging it
+// only once the flow succeeded or the message was dead-lettered.
+func (c *Consumer) handle(payload []byte, headers map[string]string, src map[string]any, ack func(), deadLetter func(cause error, attempts int) error) {
 	c.cnt.Received()
-	body, enc := connectors.Body(m.Payload())
+	body, enc := connectors.Body(payload)
+	src["kind"] = "mqtt"
+	if enc == "base64" {
+		src["encoding"] = "base64"
+	}
 	for attempt := 1; ; attempt++ {
-		src := map[string]any{"kind": "mqtt", "topic": m.Topic(), "qos": int(m.Qos()), "duplicate": m.Duplicate(),
-			"retained": m.Retained(), "messageId": int(m.MessageID()), "delivered": attempt}
-		if enc == "base64" {
-			src["encoding"] = "base64"
-		}
-		_, err := c.h(c.ctx, &flow.Message{Body: body, Headers: map[string]string{}, Source: src})
+		s := maps.Clone(src)
+		s["delivered"] = attempt
+		_, err := c.h(c.ctx, &flow.Message{Body: body, Headers: headers, Source: s})
 		if err == nil {
-			m.Ack()
+			ack()
 			c.cnt.Acked()
 			return
 		}
 		if attempt >= c.t.Attempts {
 			if c.t.DeadLetter != "" {
-				env, _ := json.Marshal(map[string]any{"error": err.Error(), "flow": c.ref, "attempts": attempt, "topic": m.Topic(), "payload": string(m.Payload())})
-				tok := c.cl.Publish(c.t.DeadLetter, 1, false, env)
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				perr := wait(ctx, tok)
-				cancel()
-				if perr != nil {
+				if perr := deadLetter(err, attempt); perr != nil {
 					// Not acknowledged: the broker redelivers it on the
 					// session's next connection.
 					c.log.Error("dead-letter publish failed; message left unacknowledged", "deadLetter", c.t.DeadLetter, "err", perr)
@@ -236,7 +266,7 @@ func (c *Consumer) handle(m mqtt.Message) {
 			} else {
 				c.log.Error("flow failed on the last attempt; message dropped (the trigger has no deadLetter)", "attempts", attempt, "err", err)
 			}
-			m.Ack()
+			ack()
 			c.cnt.DeadLettered()
 			return
 		}
@@ -275,7 +305,11 @@ func (c *Consumer) Drain(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	c.cl.Disconnect(250)
+	if c.cm != nil {
+		disconnect5(c.cm)
+	} else {
+		c.cl.Disconnect(250)
+	}
 	return err
 }
 

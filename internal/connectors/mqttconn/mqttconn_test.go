@@ -78,7 +78,14 @@ func (c *counters) InFlight(d int) {}
 func connected(t *testing.T, c *Consumer) {
 	t.Helper()
 	deadline := time.Now().Add(waitLong)
-	for !c.cl.IsConnectionOpen() {
+	if c.cm != nil {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		defer cancel()
+		if err := c.cm.AwaitConnection(ctx); err != nil {
+			t.Fatal("consumer never connected")
+		}
+	}
+	for c.cm == nil && !c.cl.IsConnectionOpen() {
 		if time.Now().After(deadline) {
 			t.Fatal("consumer never connected")
 		}
