@@ -94,14 +94,7 @@ func TestConsumerAppsPages(t *testing.T) {
 
 	// A viewer reads the same pages and finds no form that writes.
 	admin := srv.Login(t, c.ClientID, c.ClientSecret, c.InstanceID, c.APIKey)
-	if code, body := admin.Do("POST", "/api/v1/users", map[string]any{"metadata": map[string]any{"name": "vera"},
-		"spec": map[string]any{"role": "viewer", "password": "a-long-viewer-password"}}); code != 201 {
-		t.Fatalf("create viewer: %d %s", code, body)
-	}
-	v := newBrowser(t, srv.URL)
-	if p := v.login(c.InstanceID, "vera", "a-long-viewer-password"); p.code != http.StatusSeeOther {
-		t.Fatalf("viewer login = %d", p.code)
-	}
+	v := viewerBrowser(t, srv, admin)
 	for _, path := range []string{"/apps", "/apps/sandbox/acme/shop"} {
 		p := v.get(path)
 		if p.code != 200 || strings.Contains(p.body, `action="/apps`) {

@@ -402,6 +402,44 @@ func TestBrowserPublishedAPIs(t *testing.T) {
 		t.Errorf("the plan's page says auth %q", text)
 	}
 
+	// Edit the API and the plan through their edit pages: a refused change
+	// keeps what was typed, a saved one is what the API serves.
+	var version string
+	run(t, tab, "edit the API with a bad base path, then a good version",
+		chromedp.Navigate(srv.URL+"/apis/hello"),
+		chromedp.Click("#api-edit", chromedp.ByQuery),
+		chromedp.WaitVisible("#api-save", chromedp.ByQuery),
+		chromedp.SetValue("#api-base", "/bye", chromedp.ByQuery),
+		chromedp.SetValue("#api-version", "1.1.0", chromedp.ByQuery),
+		chromedp.Click("#api-save", chromedp.ByQuery),
+		chromedp.WaitVisible("#api-error", chromedp.ByQuery),
+		chromedp.Value("#api-version", &version, chromedp.ByQuery))
+	if version != "1.1.0" {
+		t.Errorf("the refused edit lost the typed version: %q", version)
+	}
+	run(t, tab, "save the API",
+		chromedp.SetValue("#api-base", "/hello", chromedp.ByQuery),
+		chromedp.Click("#api-save", chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery),
+		chromedp.Text("main", &text, chromedp.ByQuery))
+	if !strings.Contains(text, "version 1.1.0") {
+		t.Errorf("the API page after the edit:\n%s", text)
+	}
+	run(t, tab, "edit the plan to oauth",
+		chromedp.Navigate(srv.URL+"/plans/gold"),
+		chromedp.Click("#plan-edit", chromedp.ByQuery),
+		chromedp.WaitVisible("#plan-save", chromedp.ByQuery),
+		chromedp.SetValue("#plan-auth", "oauth", chromedp.ByQuery),
+		chromedp.Click("#plan-save", chromedp.ByQuery),
+		chromedp.WaitVisible("#subscribe", chromedp.ByQuery),
+		chromedp.Text("#plan-auth", &text, chromedp.ByQuery))
+	if text != "oauth" {
+		t.Errorf("the plan's page after the edit says auth %q", text)
+	}
+	if code, body := admin.Do("GET", "/api/v1/apis/hello", nil); code != 200 || !strings.Contains(string(body), `"version":"1.1.0"`) {
+		t.Errorf("the API after the browser's edit: %d %s", code, body)
+	}
+
 	for _, call := range []struct{ path, name string }{{"/api/v1/catalogs/sandbox/consumer-orgs", "acme"}, {"/api/v1/catalogs/sandbox/consumer-orgs/acme/apps", "shop"}} {
 		if code, body := admin.Do("POST", call.path, map[string]any{"metadata": map[string]any{"name": call.name}}); code != 201 {
 			t.Fatalf("POST %s: %d %s", call.path, code, body)

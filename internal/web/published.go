@@ -3,7 +3,9 @@ package web
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sluice-dev/sluice/internal/apis"
 	"github.com/sluice-dev/sluice/internal/apps"
@@ -16,7 +18,7 @@ import (
 // --- published APIs, plans and subscriptions --------------------------------
 //
 // The pages go through apis.Service as /api/v1/apis, /plans and
-// /subscriptions do: everyone reads, developers publish, subscribe,
+// /subscriptions do: everyone reads, developers publish, edit, subscribe,
 // approve and unsubscribe (the least roles of internal/api's route table).
 
 type apisPage struct {
@@ -33,28 +35,36 @@ func (d *Dashboard) showAPIs(w http.ResponseWriter, r *http.Request, status int,
 		return
 	}
 	page := apisPage{APIs: list}
-	bars, err := iam.All(func(req iam.ListRequest) (iam.ListPage[barstore.File], error) {
-		return d.BARs.List(r.Context(), p, req)
-	})
-	if err != nil {
+	if page.BARs, page.Runtimes, err = d.apiSources(r); err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	for _, b := range bars {
-		page.BARs = append(page.BARs, b.Name)
+	v.Title, v.Nav, v.Page = "Published APIs", "apis", page
+	d.render(w, r, status, "apis", v)
+}
+
+// apiSources lists the BAR files and runtimes an API may publish flows of.
+func (d *Dashboard) apiSources(r *http.Request) (bars, runtimes []string, err error) {
+	p := principal(r)
+	bs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[barstore.File], error) {
+		return d.BARs.List(r.Context(), p, req)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, b := range bs {
+		bars = append(bars, b.Name)
 	}
 	rts, err := iam.All(func(req iam.ListRequest) (iam.ListPage[orchestrator.Runtime], error) {
 		return d.Runtimes.List(r.Context(), p, req)
 	})
 	if err != nil {
-		d.fail(w, r, err)
-		return
+		return nil, nil, err
 	}
 	for _, rt := range rts {
-		page.Runtimes = append(page.Runtimes, rt.Name)
+		runtimes = append(runtimes, rt.Name)
 	}
-	v.Title, v.Nav, v.Page = "Published APIs", "apis", page
-	d.render(w, r, status, "apis", v)
+	return bars, runtimes, nil
 }
 
 func (d *Dashboard) apisPage(w http.ResponseWriter, r *http.Request) {
@@ -66,13 +76,19 @@ func formList(v string) []string {
 	return strings.FieldsFunc(v, func(c rune) bool { return c == ',' || c == ' ' || c == '\n' || c == '\t' || c == '\r' })
 }
 
-func (d *Dashboard) createAPI(w http.ResponseWriter, r *http.Request) {
+// apiForm reads the fields of an API form (publish and edit) as typed
+// and as the spec they make.
+func apiForm(r *http.Request) (map[string]string, apis.APISpec) {
 	form := map[string]string{}
-	for _, f := range []string{"name", "title", "version", "basePath", "barFile", "runtime", "flows", "document"} {
+	for _, f := range []string{"name", "title", "description", "version", "basePath", "barFile", "runtime", "flows", "document", "objectVersion"} {
 		form[f] = strings.TrimSpace(r.FormValue(f))
 	}
-	spec := apis.APISpec{Title: form["title"], Version: form["version"], BasePath: form["basePath"], BARFile: form["barFile"],
-		Runtime: form["runtime"], Flows: formList(form["flows"]), Document: form["document"]}
+	return form, apis.APISpec{Title: form["title"], Description: form["description"], Version: form["version"], BasePath: form["basePath"],
+		BARFile: form["barFile"], Runtime: form["runtime"], Flows: formList(form["flows"]), Document: form["document"]}
+}
+
+func (d *Dashboard) createAPI(w http.ResponseWriter, r *http.Request) {
+	form, spec := apiForm(r)
 	a, _, err := d.APIs.PutAPI(r.Context(), principal(r), form["name"], spec, true)
 	if err != nil {
 		status, msg := d.message(r, err)
@@ -80,6 +96,77 @@ func (d *Dashboard) createAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.redirect(w, r, "/apis/"+url.PathEscape(a.Name), "API "+a.Name+" published")
+}
+
+// apiEditPage is the form that changes an API, with the BAR files and
+// runtimes it may publish flows of.
+type apiEditPage struct {
+	API      apis.API
+	BARs     []string
+	Runtimes []string
+}
+
+// showAPIEdit shows the edit form of an API: filled in from its stored
+// spec, or with what was typed (v.Form) when a change was refused.
+func (d *Dashboard) showAPIEdit(w http.ResponseWriter, r *http.Request, status int, v view) {
+	a, err := d.APIs.GetAPI(r.Context(), principal(r), r.PathValue("name"))
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	page := apiEditPage{API: a}
+	if page.BARs, page.Runtimes, err = d.apiSources(r); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	if v.Form == nil {
+		v.Form = map[string]string{"title": a.Spec.Title, "description": a.Spec.Description, "version": a.Spec.Version,
+			"basePath": a.Spec.BasePath, "barFile": a.Spec.BARFile, "runtime": a.Spec.Runtime,
+			"flows": strings.Join(a.Spec.Flows, ", "), "document": a.Spec.Document, "objectVersion": objectVersion(a.Version)}
+	}
+	v.Title, v.Nav, v.Page = "Edit API "+a.Name, "apis", page
+	d.render(w, r, status, "apiedit", v)
+}
+
+func (d *Dashboard) apiEditPage(w http.ResponseWriter, r *http.Request) {
+	d.showAPIEdit(w, r, http.StatusOK, view{})
+}
+
+// editAPI replaces the spec of an existing API (PUT /api/v1/apis/{name}
+// does the same): the name stays, the rest is what the form says.
+func (d *Dashboard) editAPI(w http.ResponseWriter, r *http.Request) {
+	ctx, p := r.Context(), principal(r)
+	cur, err := d.APIs.GetAPI(ctx, p, r.PathValue("name"))
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	form, spec := apiForm(r)
+	if err = unchanged("API", cur.PublishedObject, form); err == nil {
+		// By name, never by the path's segment: that may be the id, and a
+		// PUT by id would publish a second API.
+		_, _, err = d.APIs.PutAPI(ctx, p, cur.Name, spec, false)
+	}
+	if err != nil {
+		status, msg := d.message(r, err)
+		d.showAPIEdit(w, r, status, view{Form: form, FormErr: msg})
+		return
+	}
+	d.redirect(w, r, "/apis/"+url.PathEscape(cur.Name), "API "+cur.Name+" updated")
+}
+
+func objectVersion(v int64) string { return strconv.FormatInt(v, 10) }
+
+// unchanged refuses an edit made on a form older than the object's last
+// write, so that two people editing one API or plan do not silently undo
+// each other's change. It compares before the write, so it narrows that
+// window rather than closing it; the later write still wins whole.
+func unchanged(kind string, cur store.PublishedObject, form map[string]string) error {
+	if form["objectVersion"] != objectVersion(cur.Version) {
+		return iam.Conflictf("%s %s was changed (by %s at %s) after this form was loaded: reload the page and make the change again",
+			kind, cur.Name, cur.UpdatedBy, cur.UpdatedAt.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // apiPage is one API with the plans that give access to it.
@@ -175,17 +262,24 @@ func (d *Dashboard) plansPage(w http.ResponseWriter, r *http.Request) {
 	d.showPlans(w, r, http.StatusOK, view{})
 }
 
-func (d *Dashboard) createPlan(w http.ResponseWriter, r *http.Request) {
+// planForm reads the fields of a plan form (create and edit) as typed,
+// the boxes ticked, and the spec they make.
+func planForm(r *http.Request) (map[string]string, map[string]bool, apis.PlanSpec) {
 	form := map[string]string{}
-	for _, f := range []string{"name", "title", "auth", "rateLimit"} {
+	for _, f := range []string{"name", "title", "description", "auth", "rateLimit", "objectVersion"} {
 		form[f] = strings.TrimSpace(r.FormValue(f))
 	}
 	checked := map[string]bool{"clientSecret": r.FormValue("clientSecret") != "", "approval": r.FormValue("approval") != ""}
-	spec := apis.PlanSpec{Title: form["title"], Auth: form["auth"], RateLimit: form["rateLimit"],
+	spec := apis.PlanSpec{Title: form["title"], Description: form["description"], Auth: form["auth"], RateLimit: form["rateLimit"],
 		ClientSecret: checked["clientSecret"], Approval: checked["approval"], APIs: r.Form["api"]}
 	for _, a := range spec.APIs {
 		checked[key("api", a)] = true
 	}
+	return form, checked, spec
+}
+
+func (d *Dashboard) createPlan(w http.ResponseWriter, r *http.Request) {
+	form, checked, spec := planForm(r)
 	pl, _, err := d.APIs.PutPlan(r.Context(), principal(r), form["name"], spec, true)
 	if err != nil {
 		status, msg := d.message(r, err)
@@ -193,6 +287,67 @@ func (d *Dashboard) createPlan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.redirect(w, r, "/plans/"+url.PathEscape(pl.Name), "plan "+pl.Name+" created")
+}
+
+// planEditPage is the form that changes a plan, with the APIs it may name.
+type planEditPage struct {
+	Plan apis.Plan
+	APIs []string
+}
+
+// showPlanEdit shows the edit form of a plan: filled in from its stored
+// spec, or with what was typed when a change was refused.
+func (d *Dashboard) showPlanEdit(w http.ResponseWriter, r *http.Request, status int, v view) {
+	p := principal(r)
+	pl, err := d.APIs.GetPlan(r.Context(), p, r.PathValue("name"))
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	list, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.API], error) { return d.APIs.ListAPIs(r.Context(), p, req) })
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	page := planEditPage{Plan: pl}
+	for _, a := range list {
+		page.APIs = append(page.APIs, a.Name)
+	}
+	if v.Form == nil {
+		v.Form = map[string]string{"title": pl.Spec.Title, "description": pl.Spec.Description, "auth": pl.Spec.Auth,
+			"rateLimit": pl.Spec.RateLimit, "objectVersion": objectVersion(pl.Version)}
+		v.Checked = map[string]bool{"clientSecret": pl.Spec.ClientSecret, "approval": pl.Spec.Approval}
+		for _, a := range pl.Spec.APIs {
+			v.Checked[key("api", a)] = true
+		}
+	}
+	v.Title, v.Nav, v.Page = "Edit plan "+pl.Name, "apis", page
+	d.render(w, r, status, "planedit", v)
+}
+
+func (d *Dashboard) planEditPage(w http.ResponseWriter, r *http.Request) {
+	d.showPlanEdit(w, r, http.StatusOK, view{})
+}
+
+// editPlan replaces the spec of an existing plan (as PUT
+// /api/v1/plans/{name}); the gateways enforce the new one at once.
+func (d *Dashboard) editPlan(w http.ResponseWriter, r *http.Request) {
+	ctx, p := r.Context(), principal(r)
+	cur, err := d.APIs.GetPlan(ctx, p, r.PathValue("name"))
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	form, checked, spec := planForm(r)
+	if err = unchanged("plan", cur.PublishedObject, form); err == nil {
+		_, _, err = d.APIs.PutPlan(ctx, p, cur.Name, spec, false)
+	}
+	if err != nil {
+		status, msg := d.message(r, err)
+		d.showPlanEdit(w, r, status, view{Form: form, FormErr: msg, Checked: checked})
+		return
+	}
+	d.redirect(w, r, "/plans/"+url.PathEscape(cur.Name), "plan "+cur.Name+" updated")
 }
 
 // planPage is one plan with its subscriptions and the apps that may

@@ -166,15 +166,19 @@ func (d *Dashboard) routes() *http.ServeMux {
 	mux.Handle("POST /apps/{catalog}/{corg}/{app}/credentials/{credential}/renew", d.authed(iam.RoleDeveloper, d.renewLease))
 	mux.Handle("POST /apps/{catalog}/{corg}/{app}/credentials/{credential}/delete", d.authed(iam.RoleDeveloper, d.deleteAppCredential))
 	// Published APIs, their plans and the apps' subscriptions: everyone
-	// reads, developers publish, subscribe, approve and unsubscribe.
+	// reads, developers publish, edit, subscribe, approve and unsubscribe.
 	mux.Handle("GET /apis", d.authed(iam.RoleViewer, d.apisPage))
 	mux.Handle("POST /apis", d.authed(iam.RoleDeveloper, d.createAPI))
 	mux.Handle("GET /apis/{name}", d.authed(iam.RoleViewer, d.apiPage))
 	mux.Handle("GET /apis/{name}/openapi", d.authed(iam.RoleViewer, d.downloadAPIDocument))
+	mux.Handle("GET /apis/{name}/edit", d.authed(iam.RoleDeveloper, d.apiEditPage))
+	mux.Handle("POST /apis/{name}/edit", d.authed(iam.RoleDeveloper, d.editAPI))
 	mux.Handle("POST /apis/{name}/delete", d.authed(iam.RoleDeveloper, d.deleteAPI))
 	mux.Handle("GET /plans", d.authed(iam.RoleViewer, d.plansPage))
 	mux.Handle("POST /plans", d.authed(iam.RoleDeveloper, d.createPlan))
 	mux.Handle("GET /plans/{name}", d.authed(iam.RoleViewer, d.planPage))
+	mux.Handle("GET /plans/{name}/edit", d.authed(iam.RoleDeveloper, d.planEditPage))
+	mux.Handle("POST /plans/{name}/edit", d.authed(iam.RoleDeveloper, d.editPlan))
 	mux.Handle("POST /plans/{name}/delete", d.authed(iam.RoleDeveloper, d.deletePlan))
 	mux.Handle("POST /plans/{name}/subscriptions", d.authed(iam.RoleDeveloper, d.subscribe))
 	mux.Handle("GET /subscriptions", d.authed(iam.RoleViewer, d.subscriptionsPage))

@@ -115,6 +115,22 @@ func (b *browser) login(instance, user, password string) page {
 	return b.post("/login", url.Values{"csrf": {csrf(b.t, lp)}, "instance": {instance}, "username": {user}, "password": {password}})
 }
 
+// viewerBrowser creates the viewer vera through the API and logs her in
+// in a browser of her own.
+func viewerBrowser(t *testing.T, srv *servertest.Server, admin *servertest.Client) *browser {
+	t.Helper()
+	const pw = "a-long-viewer-password"
+	if code, body := admin.Do("POST", "/api/v1/users", map[string]any{"metadata": map[string]any{"name": "vera"},
+		"spec": map[string]any{"role": "viewer", "password": pw}}); code != 201 {
+		t.Fatalf("create viewer: %d %s", code, body)
+	}
+	v := newBrowser(t, srv.URL)
+	if p := v.login(srv.Creds.InstanceID, "vera", pw); p.code != http.StatusSeeOther {
+		t.Fatalf("viewer login = %d", p.code)
+	}
+	return v
+}
+
 func TestDashboard(t *testing.T) {
 	srv := servertest.Start(t, servertest.Options{Args: []string{"--runtime-backend", "none"}})
 	c := srv.Creds
