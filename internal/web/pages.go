@@ -54,7 +54,7 @@ type runtimesPage struct {
 }
 
 func (d *Dashboard) showRuntimes(w http.ResponseWriter, r *http.Request, status int, v view) {
-	rs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[orchestrator.Runtime], error) {
+	rs, pg, err := tablePage(r, func(req iam.ListRequest) (iam.ListPage[orchestrator.Runtime], error) {
 		return d.Runtimes.List(r.Context(), principal(r), req)
 	})
 	if err != nil {
@@ -69,7 +69,7 @@ func (d *Dashboard) showRuntimes(w http.ResponseWriter, r *http.Request, status 
 	if v.Form == nil {
 		v.Form = map[string]string{"replicas": "1"}
 	}
-	v.Title, v.Nav, v.Page = "Integration runtimes", "runtimes", runtimesPage{List: rs, choices: ch}
+	v.Title, v.Nav, v.Page, v.Pager = "Integration runtimes", "runtimes", runtimesPage{List: rs, choices: ch}, pg
 	d.render(w, r, status, "runtimes", v)
 }
 
@@ -280,14 +280,14 @@ func (d *Dashboard) deleteRuntime(w http.ResponseWriter, r *http.Request) {
 // --- BAR files ------------------------------------------------------------
 
 func (d *Dashboard) showBARFiles(w http.ResponseWriter, r *http.Request, status int, v view) {
-	fs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[barstore.File], error) {
+	fs, pg, err := tablePage(r, func(req iam.ListRequest) (iam.ListPage[barstore.File], error) {
 		return d.BARs.List(r.Context(), principal(r), req)
 	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	v.Title, v.Nav, v.Page = "BAR files", "bar-files", fs
+	v.Title, v.Nav, v.Page, v.Pager = "BAR files", "bar-files", fs, pg
 	d.render(w, r, status, "barfiles", v)
 }
 
@@ -368,14 +368,14 @@ type configurationsPage struct {
 }
 
 func (d *Dashboard) showConfigurations(w http.ResponseWriter, r *http.Request, status int, v view) {
-	cs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.Configuration], error) {
+	cs, pg, err := tablePage(r, func(req iam.ListRequest) (iam.ListPage[store.Configuration], error) {
 		return d.Configs.List(r.Context(), principal(r), req)
 	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	v.Title, v.Nav, v.Page = "Configurations", "configurations", configurationsPage{List: cs, Types: configuration.Types()}
+	v.Title, v.Nav, v.Page, v.Pager = "Configurations", "configurations", configurationsPage{List: cs, Types: configuration.Types()}, pg
 	d.render(w, r, status, "configurations", v)
 }
 
@@ -423,14 +423,14 @@ func (d *Dashboard) deleteConfiguration(w http.ResponseWriter, r *http.Request) 
 // --- settings: public API credentials -------------------------------------
 
 func (d *Dashboard) showCredentials(w http.ResponseWriter, r *http.Request, status int, v view) {
-	cs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.ClientCredential], error) {
+	cs, pg, err := tablePage(r, func(req iam.ListRequest) (iam.ListPage[store.ClientCredential], error) {
 		return d.IAM.ListClientCredentials(r.Context(), principal(r), req)
 	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	v.Title, v.Nav, v.Page = "Public API credentials", "credentials", cs
+	v.Title, v.Nav, v.Page, v.Pager = "Public API credentials", "credentials", cs, pg
 	d.render(w, r, status, "credentials", v)
 }
 
@@ -484,7 +484,7 @@ type apiKeysPage struct {
 
 func (d *Dashboard) showAPIKeys(w http.ResponseWriter, r *http.Request, status int, v view) {
 	ctx, p := r.Context(), principal(r)
-	ks, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.APIKey], error) { return d.IAM.ListAPIKeys(ctx, p, req) })
+	ks, keyPages, err := tablePage(r, func(req iam.ListRequest) (iam.ListPage[store.APIKey], error) { return d.IAM.ListAPIKeys(ctx, p, req) })
 	if err != nil {
 		d.fail(w, r, err)
 		return
@@ -508,7 +508,7 @@ func (d *Dashboard) showAPIKeys(w http.ResponseWriter, r *http.Request, status i
 			}
 		}
 	}
-	v.Title, v.Nav, v.Page = "API keys", "api-keys", pg
+	v.Title, v.Nav, v.Page, v.Pager = "API keys", "api-keys", pg, keyPages
 	d.render(w, r, status, "apikeys", v)
 }
 

@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -248,6 +249,7 @@ type view struct {
 	SpecErr  string            // the error of a second form on the page
 	TraceErr string            // the error of the trace form
 	Checked  map[string]bool   // ticked boxes, kept when a form fails
+	Pager    pager             // the links of a long table's pages
 }
 
 type userView struct {
@@ -342,4 +344,39 @@ func (d *Dashboard) home(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/runtimes", http.StatusSeeOther)
+}
+
+// tableRows is how many rows a long table of the dashboard shows at a
+// time; its pager links the next page.
+const tableRows = 100
+
+// pager holds the links of a long table's pages.
+type pager struct {
+	Path string // the page's own path, which the links go to
+	// Next is the query string of the next page ("?continue=…", the
+	// list's own token); "" on the last.
+	Next string
+	// Later says this page is not the first.
+	Later bool
+}
+
+// tablePage reads the page of a long table that the request's ?continue
+// names (the first without it), through list, the service's paged list:
+// the same keyset pages as the API's, so rows created or deleted meanwhile
+// never make another repeat or go missing. A token that is not this
+// list's is the service's 400.
+func tablePage[T any](r *http.Request, list func(iam.ListRequest) (iam.ListPage[T], error)) ([]T, pager, error) {
+	cont := r.URL.Query().Get("continue")
+	if r.Method != http.MethodGet {
+		cont = "" // a form's answer shows the first page
+	}
+	pg, err := list(iam.ListRequest{Limit: tableRows, Continue: cont})
+	if err != nil {
+		return nil, pager{}, err
+	}
+	p := pager{Path: r.URL.Path, Later: cont != ""}
+	if pg.Continue != "" {
+		p.Next = "?" + url.Values{"continue": {pg.Continue}}.Encode()
+	}
+	return pg.Items, p, nil
 }
