@@ -79,6 +79,14 @@ func TestRuntimeResource(t *testing.T) {
 			t.Fatalf("DELETE %s in use: %d %s", p, r.code, r.body)
 		}
 	}
+	// Each refusal is audited, as refused mutations are.
+	audit := admin.call("GET", "/api/v1/audit?limit=100", nil)
+	for _, want := range []string{`"action":"configuration.delete","object":"configuration/sc","outcome":"failure"`,
+		`"action":"barFile.delete","object":"barFile/hello","outcome":"failure"`} {
+		if !strings.Contains(string(audit.body), want) {
+			t.Errorf("the audit log lacks %s:\n%s", want, audit.body)
+		}
+	}
 	if r := admin.call("DELETE", "/api/v1/configurations/sc?force=true", nil); r.code != 204 {
 		t.Fatalf("forced delete: %d %s", r.code, r.body)
 	}

@@ -283,7 +283,9 @@ func (s *Service) Delete(ctx context.Context, p iam.Principal, name string, forc
 	}
 	if s.InUse != nil {
 		if err := s.InUse(ctx, p.InstanceID, "barFile", name, force); err != nil {
-			return err
+			// Refused while in use: audited, as every refused mutation is
+			// (a plan with subscriptions, an API in a plan).
+			return s.IAM.Finish(ctx, p, "barFile.delete", "barFile/"+name, err)
 		}
 	}
 	err := iam.StoreErr(s.Store.DeleteBARFile(ctx, p.InstanceID, name), "BAR file "+name)

@@ -129,7 +129,7 @@ func (s *Service) Delete(ctx context.Context, p iam.Principal, name string, forc
 	}
 	if s.InUse != nil {
 		if err := s.InUse(ctx, p.InstanceID, "configuration", name, force); err != nil {
-			return err
+			return s.IAM.Finish(ctx, p, "configuration.delete", "configuration/"+name, err) // refused: audited too
 		}
 	}
 	err := iam.StoreErr(s.Store.DeleteConfiguration(ctx, p.InstanceID, name), "configuration "+name)

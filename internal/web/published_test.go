@@ -144,6 +144,9 @@ func TestPublishedAPIPages(t *testing.T) {
 	if p := b.post("/bar-files/hello/delete", url.Values{"csrf": {tok}}); p.code != 409 || !strings.Contains(p.body, "published API(s) hello") {
 		t.Errorf("delete a BAR file a published API serves = %d\n%s", p.code, p.body)
 	}
+	if _, audit := admin.Do("GET", "/api/v1/audit", nil); !strings.Contains(string(audit), `"action":"barFile.delete","object":"barFile/hello","outcome":"failure"`) {
+		t.Errorf("the refused BAR delete is not audited:\n%s", audit)
+	}
 
 	// A viewer reads the same pages and finds no form that writes.
 	v := viewerBrowser(t, srv, admin)
