@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -211,7 +212,12 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := a.Store.Ready(ctx); err != nil {
 		a.Log.WarnContext(r.Context(), "not ready", "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "store not ready"})
+		reason := "store not ready"
+		if store.Unavailable(err) || ctx.Err() != nil {
+			reason = "store unavailable"
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(storeRetryAfter))
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "store": a.Store.Kind()})

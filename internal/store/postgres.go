@@ -36,7 +36,7 @@ func openPostgres(ctx context.Context, dsn string) (*postgresStore, error) {
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(20)
 	db.SetMaxIdleConns(10)
-	s := &postgresStore{&sqlStore{db: db, location: "postgres://" + where, d: dialect{
+	s := &postgresStore{&sqlStore{db: db, location: "postgres://" + where, maxIdle: 10, d: dialect{
 		name:           "postgres",
 		rebind:         func(q string) string { return q },
 		ddl:            func(q string) string { return strings.ReplaceAll(q, " BLOB", " BYTEA") },

@@ -86,6 +86,17 @@ type sqlStore struct {
 	queries    queryCache
 	stmts      sync.Map // query text -> *sql.Stmt
 	observe    atomic.Pointer[QueryObserver]
+	maxIdle    int // idle connections kept; 0: database/sql's default
+}
+
+// discardIdle closes the pool's idle connections. After the database
+// dropped connections (a restart), the idle ones are dead too, and a
+// retried read must not take another of them.
+func (s *sqlStore) discardIdle() {
+	if s.maxIdle > 0 {
+		s.db.SetMaxIdleConns(0)
+		s.db.SetMaxIdleConns(s.maxIdle)
+	}
 }
 
 // QueryObserver is told how long each statement took to answer (its
@@ -189,12 +200,21 @@ func (s *sqlStore) queryRow(ctx context.Context, query string, args ...any) *sql
 	if tx := s.txOf(ctx); tx != nil {
 		return tx.QueryRowContext(ctx, s.q(query), args...)
 	}
-	st, err := s.stmt(ctx, query)
-	if err != nil {
-		// A statement that does not prepare fails the same way as a query.
-		return s.db.QueryRowContext(ctx, s.q(query), args...)
+	var row *sql.Row
+	for try := 0; try <= readRetries; try++ {
+		st, err := s.stmt(ctx, query)
+		if err != nil {
+			// A statement that does not prepare fails the same way as a query.
+			row = s.db.QueryRowContext(ctx, s.q(query), args...)
+		} else {
+			row = st.QueryRowContext(ctx, args...)
+		}
+		if !retryableRead(ctx, query, row.Err()) {
+			break
+		}
+		s.discardIdle()
 	}
-	return st.QueryRowContext(ctx, args...)
+	return row
 }
 
 func (s *sqlStore) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
@@ -202,11 +222,17 @@ func (s *sqlStore) query(ctx context.Context, query string, args ...any) (*sql.R
 	if tx := s.txOf(ctx); tx != nil {
 		return tx.QueryContext(ctx, s.q(query), args...)
 	}
-	st, err := s.stmt(ctx, query)
-	if err != nil {
-		return nil, err
+	for try := 0; ; try++ {
+		st, err := s.stmt(ctx, query)
+		var rows *sql.Rows
+		if err == nil {
+			rows, err = st.QueryContext(ctx, args...)
+		}
+		if try == readRetries || !retryableRead(ctx, query, err) {
+			return rows, err
+		}
+		s.discardIdle()
 	}
-	return st.QueryContext(ctx, args...)
 }
 
 // mapErr turns driver errors into the package's sentinel errors.
@@ -218,6 +244,8 @@ func (s *sqlStore) mapErr(op string, err error) error {
 		return ErrNotFound
 	case s.d.isUnique(err):
 		return fmt.Errorf("%w: %s", ErrConflict, op)
+	case Unavailable(err):
+		return fmt.Errorf("%w: unable to %s: %w", ErrUnavailable, op, err)
 	default:
 		return fmt.Errorf("store: unable to %s: %w", op, err)
 	}

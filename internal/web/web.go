@@ -317,6 +317,9 @@ func (d *Dashboard) message(r *http.Request, err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, big.Error()
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, "not found"
+	case store.Unavailable(err) && r.Context().Err() == nil:
+		d.Log.WarnContext(r.Context(), "store unavailable", "request_id", obs.RequestID(r.Context()), "err", err)
+		return http.StatusServiceUnavailable, "the store is unavailable (restarting or out of reach): try again in a moment"
 	}
 	id := obs.RequestID(r.Context())
 	d.Log.ErrorContext(r.Context(), "dashboard request failed", "request_id", id, "err", err)
