@@ -9,6 +9,8 @@ package flow
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/url"
 	"path"
@@ -33,6 +35,16 @@ type Connection struct {
 	// Credential is the setdbparms entry named by the policy's
 	// `credentials` field; nil when it names none.
 	Credential *Credential
+	// RootCAs are the CAs its TLS trusts: the runtime's trust store
+	// (truststore configurations and the system roots), as for http
+	// steps; nil: the system roots.
+	RootCAs *x509.CertPool
+}
+
+// TLSConfig is the client TLS a connector uses when its URL asks for
+// TLS: the runtime's trust store, TLS 1.2 or later.
+func (c *Connection) TLSConfig() *tls.Config {
+	return &tls.Config{RootCAs: c.RootCAs, MinVersion: tls.VersionTLS12}
 }
 
 // Outgoing is one message a publish step sends: to a NATS Subject, or
@@ -385,6 +397,7 @@ func (c *compiler) connection(n *yaml.Node, what string, types ...string) (*Conn
 		c.errAt(n, "%s: policy %q: %s", what, name, msg)
 		return nil, false
 	}
+	conn.RootCAs = c.l.cfg.RootCAs
 	return conn, true
 }
 
@@ -396,7 +409,7 @@ var schemes = map[string][]string{
 	"amqp":     {"amqp", "amqps"},
 	"redis":    {"redis", "rediss"},
 	"mqtt":     {"mqtt", "tcp", "ssl", "mqtts", "ws", "wss"},
-	"kafka":    {"kafka"},
+	"kafka":    {"kafka", "kafkas"},
 	"file":     {"file"},
 }
 

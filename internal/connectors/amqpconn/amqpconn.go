@@ -51,7 +51,8 @@ func (p *Pool) state(policy string, up bool) {
 // dial opens a connection with the policy's credentials (given to the
 // client as fields, never in the URL).
 func dial(c *flow.Connection) (*amqp.Connection, error) {
-	cfg := amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US", Properties: amqp.Table{"connection_name": "sluice"}}
+	cfg := amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US", Properties: amqp.Table{"connection_name": "sluice"},
+		TLSClientConfig: c.TLSConfig()} // used by amqps:// URLs
 	if v, ok := c.Options["name"].(string); ok && v != "" {
 		cfg.Properties["connection_name"] = v
 	}

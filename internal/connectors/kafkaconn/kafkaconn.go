@@ -63,11 +63,13 @@ func (p *Pool) state(policy string, up bool) {
 // scram-sha-512; plain when credentials are given) and sessionTimeout.
 func Options(c *flow.Connection) ([]kgo.Opt, error) {
 	var seeds []string
-	for _, one := range strings.Split(c.URL, ",") {
+	secure := false
+	for i, one := range strings.Split(c.URL, ",") {
 		u, err := url.Parse(strings.TrimSpace(one))
-		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("kafka: policy %s: url is not a list of kafka://host:port", c.Name)
+		if err != nil || u.Host == "" || (i > 0 && secure != (u.Scheme == "kafkas")) {
+			return nil, fmt.Errorf("kafka: policy %s: url is not a list of kafka://host:port (or kafkas://, all alike)", c.Name)
 		}
+		secure = u.Scheme == "kafkas"
 		host := u.Host
 		if _, _, err := net.SplitHostPort(host); err != nil {
 			host = net.JoinHostPort(host, "9092")
@@ -75,6 +77,9 @@ func Options(c *flow.Connection) ([]kgo.Opt, error) {
 		seeds = append(seeds, host)
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("sluice")}
+	if secure {
+		opts = append(opts, kgo.DialTLSConfig(c.TLSConfig()))
+	}
 	for k, v := range c.Options {
 		s, _ := v.(string)
 		switch k {

@@ -62,7 +62,8 @@ func (p *Pool) state(policy string, up bool) {
 func (p *Pool) options(c *flow.Connection, clientID string) *mqtt.ClientOptions {
 	o := mqtt.NewClientOptions().AddBroker(c.URL).SetClientID(clientID).SetProtocolVersion(4).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(30 * time.Second).
-		SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second)
+		SetConnectTimeout(10 * time.Second).SetKeepAlive(30 * time.Second).
+		SetTLSConfig(c.TLSConfig()) // used by ssl://, mqtts://, wss:// URLs
 	if c.Credential != nil {
 		o.SetUsername(c.Credential.User).SetPassword(c.Credential.Password.Reveal())
 	}

@@ -46,6 +46,7 @@ func (p *Pool) config5(c *flow.Connection, clientID string) (autopaho.ClientConf
 	policy := c.Name
 	cfg := autopaho.ClientConfig{
 		ServerUrls:     []*url.URL{u},
+		TlsCfg:         c.TLSConfig(), // used by ssl://, mqtts://, wss:// URLs
 		KeepAlive:      30,
 		ConnectTimeout: 10 * time.Second,
 		ReconnectBackoff: func(n int) time.Duration {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -73,7 +74,13 @@ func (p *Pool) get(c *flow.Connection) (*conn, error) {
 		name = v
 	}
 	policy := c.Name
+	var lastErr atomic.Value // the last failed attempt's error text, logged once
 	opts := []nats.Option{
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil && lastErr.Swap(err.Error()) != err.Error() {
+				p.log.Warn("nats connect failed; retrying", "policy", policy, "err", err)
+			}
+		}),
 		nats.Name(name),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
@@ -101,6 +108,8 @@ func (p *Pool) get(c *flow.Connection) (*conn, error) {
 	if c.Credential != nil {
 		opts = append(opts, nats.UserInfo(c.Credential.User, c.Credential.Password.Reveal()))
 	}
+	// Used when a URL is tls:// or the server requires TLS.
+	opts = append(opts, func(o *nats.Options) error { o.TLSConfig = c.TLSConfig(); return nil })
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats: connect (policy %s): %w", policy, err)

@@ -5,6 +5,7 @@ package redisconn
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +56,9 @@ func (p *Pool) client(c *flow.Connection) (*redis.Client, error) {
 	}
 	if c.Credential != nil {
 		opts.Username, opts.Password = c.Credential.User, c.Credential.Password.Reveal()
+	}
+	if opts.TLSConfig != nil { // rediss://
+		opts.TLSConfig.RootCAs, opts.TLSConfig.MinVersion = c.RootCAs, tls.VersionTLS12
 	}
 	if v, ok := c.Options["maxConns"].(int); ok && v > 0 {
 		opts.PoolSize = v

@@ -8,6 +8,7 @@ package sqlconn
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
@@ -96,6 +97,13 @@ func open(c *flow.Connection) (*sql.DB, error) {
 		if c.Credential != nil {
 			cfg.User, cfg.Password = c.Credential.User, c.Credential.Password.Reveal()
 		}
+		// sslmode verify-ca and verify-full check the server against
+		// the runtime's trust store unless the URL names sslrootcert.
+		for _, tc := range append([]*tls.Config{cfg.TLSConfig}, fallbackTLS(cfg)...) {
+			if tc != nil && tc.RootCAs == nil {
+				tc.RootCAs = c.RootCAs
+			}
+		}
 		return stdlib.OpenDB(*cfg), nil
 	case "mysql":
 		cfg, err := mysqlConfig(c)
@@ -138,6 +146,11 @@ func mysqlConfig(c *flow.Connection) (*mysql.Config, error) {
 	}
 	// Values are always sent apart from the statement.
 	cfg.InterpolateParams = false
+	// tls=true verifies the server against the runtime's trust store.
+	if cfg.TLSConfig == "true" {
+		cfg.TLS = c.TLSConfig()
+		cfg.TLS.ServerName = u.Hostname()
+	}
 	cfg.ParseTime = true
 	return cfg, nil
 }
@@ -302,4 +315,12 @@ func textValue(typ, s string) any {
 		}
 	}
 	return s
+}
+
+func fallbackTLS(cfg *pgx.ConnConfig) []*tls.Config {
+	var out []*tls.Config
+	for _, f := range cfg.Fallbacks {
+		out = append(out, f.TLSConfig)
+	}
+	return out
 }
