@@ -70,7 +70,11 @@ type Observed struct {
 	BaseURL           string       // where its flows are served, e.g. http://127.0.0.1:7801
 	AdminURL          string       // admin listener of one ready replica (traces), "" if none
 	AdminToken        secret.Value // the runtime's admin credential, sent as a bearer token to AdminURL
-	Progressing       bool         // a rollout to a newer generation is under way
+	// AdminURLs are the admin listeners of every ready replica of the
+	// serving generation (AdminURL among them): each replica counts its
+	// own requests, so the dashboard's charts add up all of them.
+	AdminURLs   []string
+	Progressing bool // a rollout to a newer generation is under way
 	// Restarting: a replica of the wanted generation crashed and is being
 	// restarted (backing off, or started again and not ready yet).
 	Restarting bool

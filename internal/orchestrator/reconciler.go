@@ -69,6 +69,7 @@ type Reconciler struct {
 	kick     chan struct{}
 	initOnce sync.Once
 	settling atomic.Bool // some runtime is on its way to its desired state
+	leading  atomic.Bool // this process holds the reconciler leadership
 	// passSettling collects, during one pass, whether any runtime settles.
 	passSettling bool
 
@@ -135,6 +136,26 @@ func (r *Reconciler) Observed(k Key) (Observed, bool) {
 	return o, ok
 }
 
+// Leading reports whether this process leads the reconciler: only then
+// are its Observed answers current, and its runtimes reachable from here.
+func (r *Reconciler) Leading() bool { return r.leading.Load() }
+
+// ObservedAll returns what the last pass saw of every runtime, while this
+// process leads; nil otherwise.
+func (r *Reconciler) ObservedAll() map[Key]Observed {
+	r.init()
+	if !r.Leading() {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[Key]Observed, len(r.observed))
+	for k, o := range r.observed {
+		out[k] = o
+	}
+	return out
+}
+
 // Run reconciles until ctx is done. Among control planes sharing a store,
 // only the one holding the reconciler leadership acts; the others wait to
 // take over.
@@ -159,7 +180,9 @@ func (r *Reconciler) Run(ctx context.Context) {
 			}
 			cancel()
 		}()
+		r.leading.Store(true)
 		r.lead(lctx)
+		r.leading.Store(false)
 		cancel()
 		release()
 	}

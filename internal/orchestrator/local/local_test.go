@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -703,7 +704,7 @@ func TestDeleteStopsAndRemovesEverything(t *testing.T) {
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("List after Delete = %v, %v", keys, err)
 	}
-	if o := observe(t, b, testKey); o != (orchestrator.Observed{}) {
+	if o := observe(t, b, testKey); !reflect.DeepEqual(o, orchestrator.Observed{}) {
 		t.Fatalf("observed after Delete: %+v", o)
 	}
 	if err := b.Delete(ctx, testKey); err != nil {

@@ -344,6 +344,7 @@ func (r *runtimeState) observe() orchestrator.Observed {
 		for _, p := range serving.Procs {
 			if !p.Stopping && p.Slot < serving.Replicas && r.ready[p.PID] {
 				o.AvailableReplicas++
+				o.AdminURLs = append(o.AdminURLs, "http://"+hostPort(r.b.dialHost, p.AdminPort))
 				if o.AdminURL == "" {
 					o.AdminURL = "http://" + hostPort(r.b.dialHost, p.AdminPort)
 					o.AdminToken = r.adminToken
