@@ -94,6 +94,7 @@ func newServeCommand() *cobra.Command {
 		graviteeInst    string
 		timeouts        httplimit.Timeouts
 		metricsListen   string
+		sampleInterval  time.Duration
 		tlsCert, tlsKey string
 		tlsSelfSigned   bool
 		auditRetention  time.Duration
@@ -125,6 +126,9 @@ Environment:
 			}
 			if maxValidations < 1 || maxValidations > 1024 {
 				return fmt.Errorf("--max-bar-validations %d is out of range: give 1 to 1024", maxValidations)
+			}
+			if sampleInterval < 100*time.Millisecond || sampleInterval > 10*time.Minute {
+				return fmt.Errorf("--metrics-sample-interval %v is out of range: give 100ms to 10m", sampleInterval)
 			}
 			if runtimeBackend != "local" && runtimeBackend != "none" {
 				return fmt.Errorf("--runtime-backend %q is not local or none", runtimeBackend)
@@ -184,6 +188,7 @@ Environment:
 				Federation:        fed,
 				HTTPTimeouts:      timeouts,
 				MetricsListen:     metricsListen,
+				SampleInterval:    sampleInterval,
 				LogLevel:          level,
 				TLSCertFile:       tlsCert,
 				TLSKeyFile:        tlsKey,
@@ -223,6 +228,7 @@ Environment:
 	f.DurationVar(&timeouts.Write, "http-write-timeout", httplimit.ControlPlane.Write, "how long an answer may take to write (streams extend their own deadline)")
 	f.DurationVar(&timeouts.Idle, "http-idle-timeout", httplimit.ControlPlane.Idle, "how long an idle keep-alive connection stays open")
 	f.StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus /metrics on, apart from the API (docs/metrics.md); default: no metrics")
+	f.DurationVar(&sampleInterval, "metrics-sample-interval", 10*time.Second, "how often the dashboard's charts sample each runtime's metrics (kept an hour, in memory)")
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	// The Gravitee federation agent runs inside the control plane when a
@@ -241,7 +247,7 @@ Environment:
 		"max-bar-size":      "SLUICE_MAX_BAR_SIZE", "max-bar-validations": "SLUICE_MAX_BAR_VALIDATIONS",
 		"quota-runtimes": "SLUICE_QUOTA_RUNTIMES", "quota-replicas": "SLUICE_QUOTA_REPLICAS", "quota-bar-storage": "SLUICE_QUOTA_BAR_STORAGE",
 		"quota-config-archive": "SLUICE_QUOTA_CONFIG_ARCHIVE", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
-		"log-format": "SLUICE_LOG_FORMAT", "metrics-listen": "SLUICE_METRICS_LISTEN", "log-level": "SLUICE_LOG_LEVEL",
+		"log-format": "SLUICE_LOG_FORMAT", "metrics-listen": "SLUICE_METRICS_LISTEN", "metrics-sample-interval": "SLUICE_METRICS_SAMPLE_INTERVAL", "log-level": "SLUICE_LOG_LEVEL",
 		"http-read-header-timeout": "SLUICE_HTTP_READ_HEADER_TIMEOUT", "http-read-timeout": "SLUICE_HTTP_READ_TIMEOUT",
 		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",
 		"application-token-lifetime": "SLUICE_APPLICATION_TOKEN_LIFETIME", "ibm-iam-token-lifetime": "SLUICE_IBM_IAM_TOKEN_LIFETIME",

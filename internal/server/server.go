@@ -31,6 +31,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/orchestrator/local"
+	"github.com/sluice-dev/sluice/internal/sampling"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
 	"github.com/sluice-dev/sluice/internal/tlsconf"
@@ -60,6 +61,9 @@ type Config struct {
 	// MetricsListen is the host:port /metrics (Prometheus) is served on,
 	// apart from the API so it can be firewalled apart; "": no metrics.
 	MetricsListen string
+	// SampleInterval is how often the runtimes' metrics are sampled for
+	// the dashboard's charts; 0: sampling.DefaultInterval.
+	SampleInterval time.Duration
 	// LogLevel is Log's level; on SIGHUP the control plane sets it from
 	// <data dir>/log-level, or back to its start value when that file is
 	// gone. nil: the level stays.
@@ -254,6 +258,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// API Connect's platform API (/api/…, outside /api/v1) over the same services.
 	apicAdapter := &apic.Adapter{IAM: svc, Apps: a.Apps, APIs: a.APIs, Store: st, Keyring: keyring, PublicURL: url,
 		Log: cfg.Log.With("component", "apic"), Now: cfg.Now}
+	var samples *sampling.Sampler // nil without a runtime backend: no charts
 	if cfg.RuntimeBackend != "none" {
 		backend, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log, Now: cfg.Now})
 		if err != nil {
@@ -282,6 +287,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		// The reconciler stops with the control plane; the runtimes it
 		// started keep serving and are adopted at the next start.
 		go rec.Run(refreshCtx)
+		// The dashboard's charts: the runtimes this process leads are the
+		// ones it can reach.
+		samples = &sampling.Sampler{Targets: sampleTargets(rec), Now: cfg.Now, Interval: cfg.SampleInterval,
+			Log: cfg.Log.With("component", "sampling")}
+		go samples.Run(refreshCtx)
 	}
 	if cfg.Federation != nil {
 		agent, err := startFederation(ctx, *cfg.Federation, st, runtimes, a.APIs, a.Apps, cfg.Log.With("component", "federation"))
@@ -315,7 +325,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The dashboard answers its own pages and hands everything else to
 	// the API; it works through the same services, so it is not an API route.
 	dash := &web.Dashboard{Store: st, IAM: svc, Configs: a.Configs, BARs: a.BARs, Runtimes: runtimes, Reconciler: a.Reconciler,
-		Traces: a.Traces, Apps: a.Apps, APIs: a.APIs, PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
+		Traces: a.Traces, Apps: a.Apps, APIs: a.APIs, Samples: samples, BARQuota: cfg.Quotas.BARStorage, PublicURL: url, Log: cfg.Log.With("component", "dashboard"), Now: cfg.Now}
 	handler := dash.Mount(apic.Mount(a.Handler(), apicAdapter.Handler()), cfg.Log)
 	if traces != nil {
 		handler = tracing.Middleware(handler)
@@ -451,6 +461,23 @@ func unwrapPath(err error) error {
 
 // loopbackURL is the listen address as a URL processes on this host can
 // dial: an unspecified host (0.0.0.0, ::) becomes 127.0.0.1.
+// sampleTargets lists, for the charts' sampler, the ready replicas of every
+// runtime the reconciler observed; nothing while this process does not
+// lead it (another control plane runs, and can reach, the runtimes).
+func sampleTargets(rec *orchestrator.Reconciler) func() []sampling.Target {
+	return func() []sampling.Target {
+		var out []sampling.Target
+		for k, o := range rec.ObservedAll() {
+			urls := o.AdminURLs
+			if len(urls) == 0 && o.AdminURL != "" {
+				urls = []string{o.AdminURL}
+			}
+			out = append(out, sampling.Target{Key: k, URLs: urls, Token: o.AdminToken})
+		}
+		return out
+	}
+}
+
 func loopbackURL(scheme string, addr net.Addr) string {
 	tcp, ok := addr.(*net.TCPAddr)
 	if !ok || tcp.IP == nil || tcp.IP.IsUnspecified() {

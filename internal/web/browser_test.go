@@ -495,3 +495,84 @@ func TestBrowserPublishedAPIs(t *testing.T) {
 		t.Errorf("the API after deleting it in the browser: %d", code)
 	}
 }
+
+// TestBrowserRuntimeUnderLoad opens a runtime's page in Chromium while
+// the runtime serves a steady load: its charts load as images under the
+// dashboard's CSP, and the status stream makes the page reload them (and
+// the rate beside them) without reloading the page. The screenshot goes
+// to $SLUICE_SCREENSHOTS when set.
+func TestBrowserRuntimeUnderLoad(t *testing.T) {
+	exe := chromium(t)
+	srv := servertest.Start(t, servertest.Options{Args: []string{"--metrics-sample-interval", "500ms"}})
+	c := srv.Creds
+	admin := srv.Login(t, c.ClientID, c.ClientSecret, c.InstanceID, c.APIKey)
+	b := newBrowser(t, srv.URL)
+	b.login(c.InstanceID, c.Username, c.Password)
+	endpoint := deployHello(t, srv, b, admin)
+
+	// The load: four callers until the test ends, a few of them asking
+	// for what no flow serves.
+	stop := make(chan struct{})
+	done := make(chan struct{}, 4)
+	defer func() {
+		close(stop)
+		for i := 0; i < 4; i++ {
+			<-done
+		}
+	}()
+	for i := 0; i < 4; i++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				u := strings.Replace(endpoint, "{name}", fmt.Sprint("load-", n), 1)
+				if resp, err := http.Get(u); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+
+	tab := newTab(t, exe, "load")
+	run(t, tab, "log in", loginActions(srv.URL, c.InstanceID, c.Username, c.Password)...)
+	var first string
+	var marker int
+	run(t, tab, "open the runtime's page",
+		chromedp.Navigate(srv.URL+"/runtimes/hello"),
+		chromedp.WaitVisible(`img[data-chart]`, chromedp.ByQuery),
+		chromedp.Evaluate(`window.sluiceNoReload = 7`, &marker),
+		chromedp.AttributeValue(`img[data-chart]`, "src", &first, nil, chromedp.ByQuery))
+	// A new sample reloads the images in place; the rate beside them is
+	// the load's; every chart image has loaded (the CSP let it).
+	run(t, tab, "see the charts follow the load",
+		chromedp.Poll(`document.querySelector("img[data-chart]").getAttribute("src") !== `+strconvQuote(first), nil),
+		chromedp.Poll(`/[1-9][0-9.]*k? req\/s/.test(document.querySelector('[data-field="charts-now"]').textContent)`, nil),
+		chromedp.Poll(`Array.prototype.every.call(document.querySelectorAll("img[data-chart]"), function (i) { return i.complete && i.naturalWidth > 0; })`, nil),
+		chromedp.Evaluate(`window.sluiceNoReload || 0`, &marker))
+	if marker != 7 {
+		t.Fatalf("the page reloaded instead of redrawing its charts")
+	}
+	var now string
+	var png []byte
+	run(t, tab, "screenshot the runtime under load",
+		chromedp.Text(`[data-field="charts-now"]`, &now, chromedp.ByQuery),
+		chromedp.FullScreenshot(&png, 100))
+	if len(png) == 0 {
+		t.Fatal("empty screenshot")
+	}
+	t.Logf("runtime under load: %s", now)
+	if dir := os.Getenv("SLUICE_SCREENSHOTS"); dir != "" {
+		path := filepath.Join(dir, "runtime-under-load.png")
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", path)
+	}
+}
+
+func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }

@@ -41,6 +41,8 @@ func (d *Dashboard) runtimeEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	seen := map[string]int64{}
+	var chartSeq uint64
+	charts := only != "" && d.Samples != nil
 	tick := time.NewTicker(livePoll)
 	defer tick.Stop()
 	se := sessionOf(r).se
@@ -71,6 +73,14 @@ func (d *Dashboard) runtimeEvents(w http.ResponseWriter, r *http.Request) {
 				Running: rt.Status.Replicas, Wanted: replicasOf(rt.Spec), LastError: rt.Status.LastError,
 				Endpoints: rt.Status.Endpoints, Conditions: rt.Status.Conditions})
 			fmt.Fprintf(w, "event: update\ndata: %s\n\n", b)
+		}
+		if charts && present[only] {
+			// The runtime's page: a new sample redraws its charts.
+			if cv := d.chartsOf(p.InstanceID, only); cv.Seq != chartSeq {
+				chartSeq = cv.Seq
+				b, _ := json.Marshal(map[string]any{"name": only, "seq": cv.Seq, "now": cv.Now, "note": cv.Note})
+				fmt.Fprintf(w, "event: charts\ndata: %s\n\n", b)
+			}
 		}
 		for n := range seen {
 			if !present[n] {

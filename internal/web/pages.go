@@ -134,6 +134,7 @@ type runtimePage struct {
 	External []string // barURLs outside this control plane, kept as they are
 	Traces   []orchestrator.TraceView
 	Tracing  bool // a runtime backend runs, so traces can be taken
+	Charts   chartsView
 	choices
 }
 
@@ -151,7 +152,7 @@ func (d *Dashboard) showRuntime(w http.ResponseWriter, r *http.Request, status i
 		d.fail(w, r, err)
 		return
 	}
-	pg := runtimePage{R: rt}
+	pg := runtimePage{R: rt, Charts: d.chartsOf(p.InstanceID, name)}
 	if pg.choices, err = d.choices(r); err != nil {
 		d.fail(w, r, err)
 		return

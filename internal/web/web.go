@@ -3,9 +3,10 @@
 // elsewhere) that the control plane serves at "/". People log in with a
 // user name and password; their session lives in this process's memory and
 // is named by an HttpOnly, SameSite=Lax cookie; every form carries a CSRF
-// token. Three small scripts in static/ add live runtime status
-// (server-sent events), upload progress and copy buttons; every page works
-// without them.
+// token. Three small scripts in static/ add live runtime status and chart
+// reloads (server-sent events), upload progress and copy buttons; every
+// page works without them. Charts are SVG images drawn by internal/chart
+// from the samples of internal/sampling.
 //
 // The dashboard holds no business logic: every read and write goes through
 // the same domain services the /api/v1 handlers call (iam, configuration,
@@ -36,6 +37,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
+	"github.com/sluice-dev/sluice/internal/sampling"
 	"github.com/sluice-dev/sluice/internal/store"
 )
 
@@ -56,6 +58,10 @@ type Dashboard struct {
 	Traces     *orchestrator.Traces     // nil when no runtime backend runs (no traces)
 	Apps       *apps.Service            // consumer catalogs, consumer orgs, apps and their credentials
 	APIs       *apis.Service            // published APIs, plans and subscriptions
+	// Samples are the runtimes' recent metrics for the charts; nil when no
+	// runtime backend runs here. BARQuota is --quota-bar-storage (0: none).
+	Samples  *sampling.Sampler
+	BARQuota int64
 	// PublicURL is where clients reach the control plane: runtimes made
 	// here name their BAR files under it, and an https one sets the Secure
 	// flag of cookies when TLS ends in front of the control plane.
@@ -88,8 +94,9 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
-	"join": strings.Join,
-	"key":  key,
+	"join":  strings.Join,
+	"bytes": bytesOf,
+	"key":   key,
 	// pair hands a sub-template the page's view and one more argument.
 	"pair": func(v view, kind string) map[string]any { return map[string]any{"V": v, "Kind": kind} },
 	"deref": func(p *int) int {
@@ -136,10 +143,13 @@ func (d *Dashboard) routes() *http.ServeMux {
 	mux.Handle("POST /logout", d.authed(iam.RoleViewer, d.logout))
 
 	// Integration runtimes: everyone reads, developers change.
+	mux.Handle("GET /overview", d.authed(iam.RoleViewer, d.overview))
+	mux.Handle("GET /overview/tokens.svg", d.authed(iam.RoleViewer, d.tokenChart))
 	mux.Handle("GET /runtimes", d.authed(iam.RoleViewer, d.runtimesPage))
 	mux.Handle("GET /runtimes/events", d.authed(iam.RoleViewer, d.runtimeEvents))
 	mux.Handle("POST /runtimes", d.authed(iam.RoleDeveloper, d.createRuntime))
 	mux.Handle("GET /runtimes/{name}", d.authed(iam.RoleViewer, d.runtimePage))
+	mux.Handle("GET /runtimes/{name}/charts/{chart}", d.authed(iam.RoleViewer, d.runtimeChart))
 	mux.Handle("POST /runtimes/{name}/spec", d.authed(iam.RoleDeveloper, d.setSpec))
 	mux.Handle("POST /runtimes/{name}/replicas", d.authed(iam.RoleDeveloper, d.setReplicas))
 	mux.Handle("POST /runtimes/{name}/delete", d.authed(iam.RoleDeveloper, d.deleteRuntime))

@@ -1,6 +1,7 @@
 // Live status: the runtime list and a runtime's page follow the control
 // plane's server-sent events (/runtimes/events), so a runtime turning Ready
-// shows without a reload. Without JavaScript the pages still work; they
+// shows without a reload, and a runtime's chart images are fetched again
+// after each metrics sample. Without JavaScript the pages still work; they
 // only show the status as of loading. Text goes in with textContent only.
 (function () {
   "use strict";
@@ -83,6 +84,17 @@
     var rt = JSON.parse(e.data);
     var scope = one ? root : rowFor(rt);
     if (scope) redraw(scope, rt);
+  });
+  // A new metrics sample: reload the chart images (drawn by the server)
+  // and the words beside them.
+  es.addEventListener("charts", function (e) {
+    var c = JSON.parse(e.data);
+    var box = document.querySelector('[data-charts="' + (window.CSS && CSS.escape ? CSS.escape(c.name) : c.name) + '"]');
+    if (!box) return;
+    fill(box, "charts-now", function (n) { n.textContent = c.now; });
+    fill(box, "charts-note", function (n) { n.textContent = c.note; });
+    var imgs = box.querySelectorAll("img[data-chart]");
+    for (var i = 0; i < imgs.length; i++) imgs[i].src = imgs[i].getAttribute("data-src") + "seq=" + c.seq;
   });
   es.addEventListener("deleted", function (e) {
     var rt = JSON.parse(e.data);
