@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // A publish to NATS or RabbitMQ carries the publish step's traceparent in
@@ -124,5 +125,49 @@ steps:
 		if l["trace_id"] != traceID || l["request_id"] == nil || l["request_id"] == "" {
 			t.Errorf("line %q: trace_id %v request_id %v, want trace %s and a request id", msg, l["trace_id"], l["request_id"], traceID)
 		}
+	}
+}
+
+// The same through Kafka record headers: a publish step's traceparent goes
+// in the record, and a Kafka trigger's run continues it. (kfake, the
+// in-process stand-in for a broker the Kafka tests use: no Kafka broker
+// can run on this machine.)
+func TestKafkaPublishCarriesTraceparentAndTriggerContinuesIt(t *testing.T) {
+	sink := newSpanSink(t)
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "traced"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	addr := kc.ListenAddrs()[0]
+	proj := writeProject(t, map[string]string{
+		"sluice.yaml": "name: tk\n",
+		"flows/relay.yaml": `flow: relay
+trigger:
+  http: {method: POST, path: /relay}
+steps:
+  - publish: {connection: log, topic: traced}
+  - reply: {status: 202}
+`,
+		"flows/from-kafka.yaml": `flow: from-kafka
+trigger:
+  kafka: {connection: log, topics: [traced], group: tracers}
+steps:
+  - log: 'kafka record ${ .body.n }'
+`,
+	})
+	conf := configDir(t, map[string]string{"policyproject/Connections/log.yaml": "type: kafka\nurl: kafka://" + addr + "\n"})
+	p := startRuntime(t, "--bar", buildBARInProcess(t, proj), "--config-dir", conf)
+	const traceID = "8a3c60f7d188f8fa79d48a391a778fa6"
+	if a := do(t, "POST", p.url("/relay"), strings.NewReader(`{"n": 9}`), "content-type", "application/json",
+		"traceparent", "00-"+traceID+"-53995c3f42cd8ad8-01"); a.status != 202 {
+		t.Fatalf("relay: %d %s", a.status, a.body)
+	}
+	eventually(t, "the publish step's and the consumer's spans", func() bool {
+		return sink.find("step publish#0") != nil && sink.find("flow tk/from-kafka") != nil
+	})
+	ps, rs := sink.find("step publish#0"), sink.find("flow tk/from-kafka")
+	if hex.EncodeToString(rs.TraceId) != traceID || string(rs.ParentSpanId) != string(ps.SpanId) {
+		t.Errorf("the Kafka trigger's run is in trace %x under %x, want %s under the publish step's %x", rs.TraceId, rs.ParentSpanId, traceID, ps.SpanId)
 	}
 }
