@@ -89,8 +89,8 @@ func (h *hub) Redis(ctx context.Context, c *flow.Connection, cmd *flow.RedisComm
 // withTraceparent returns out with the W3C traceparent of ctx's span (the
 // publish step's) among its headers, so a consumer continues the trace;
 // out itself when ctx is in no trace or the flow set traceparent itself.
-// Connectors whose protocol has headers (NATS, AMQP, Kafka) send it; MQTT
-// 3.1.1 has none and ignores it.
+// Connectors whose protocol has headers (NATS, AMQP, Kafka, MQTT 5 user
+// properties) send it; MQTT 3.1.1 has none and ignores it.
 func withTraceparent(ctx context.Context, out *flow.Outgoing) *flow.Outgoing {
 	if _, set := out.Headers["traceparent"]; set || !trace.SpanContextFromContext(ctx).IsValid() {
 		return out

@@ -171,3 +171,58 @@ steps:
 		t.Errorf("the Kafka trigger's run is in trace %x under %x, want %s under the publish step's %x", rs.TraceId, rs.ParentSpanId, traceID, ps.SpanId)
 	}
 }
+
+// MQTT 5 carries traceparent as a user property (MQTT 3.1.1 has nowhere
+// to put it); an MQTT 5 trigger continues it. Against Mosquitto.
+func TestMQTT5PublishCarriesTraceparentAndTriggerContinuesIt(t *testing.T) {
+	sink := newSpanSink(t)
+	b := make([]byte, 4)
+	rand.Read(b)
+	topic := "sluice/tp/" + hex.EncodeToString(b)
+	proj := writeProject(t, map[string]string{
+		"sluice.yaml": "name: tm\n",
+		"flows/relay.yaml": `flow: relay
+trigger:
+  http: {method: POST, path: /relay}
+steps:
+  - publish: {connection: plant, topic: '` + topic + `', qos: 1}
+  - reply: {status: 202}
+`,
+		"flows/from-mqtt.yaml": `flow: from-mqtt
+trigger:
+  mqtt: {connection: plant, topic: '` + topic + `', clientId: tp-` + hex.EncodeToString(b) + `}
+steps:
+  - log: 'mqtt message ${ .body.n }'
+`,
+	})
+	conf := configDir(t, map[string]string{"policyproject/Connections/plant.yaml": "type: mqtt\nurl: tcp://127.0.0.1:1883\nprotocolVersion: 5\n"})
+	p := startRuntime(t, "--bar", buildBARInProcess(t, proj), "--config-dir", conf)
+	const traceID = "1c3e2a7d9b8f4e6a0d5c7b9a8e6f4d2c"
+	// Again until the trigger's subscription is there.
+	eventually(t, "the MQTT trigger's span", func() bool {
+		if a := do(t, "POST", p.url("/relay"), strings.NewReader(`{"n": 5}`), "content-type", "application/json",
+			"traceparent", "00-"+traceID+"-a2fb4a1d1a96d312-01"); a.status != 202 {
+			t.Fatalf("relay: %d %s", a.status, a.body)
+		}
+		return sink.find("flow tm/from-mqtt") != nil
+	})
+	rs := sink.find("flow tm/from-mqtt")
+	if hex.EncodeToString(rs.TraceId) != traceID {
+		t.Fatalf("the MQTT trigger's run is in trace %x, want %s", rs.TraceId, traceID)
+	}
+	var parent string
+	eventually(t, "the span the MQTT trigger's run continues", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		for _, s := range sink.spans {
+			if string(s.SpanId) == string(rs.ParentSpanId) {
+				parent = s.Name
+				return true
+			}
+		}
+		return false
+	})
+	if parent != "step publish#0" {
+		t.Errorf("the MQTT trigger's run is under %q, want the publish step", parent)
+	}
+}
