@@ -135,9 +135,17 @@ func (w *world) until(c credential, want int) time.Time {
 
 // report gives the quantiles of the propagation delays and of the
 // baseline measured in the same run: the control-plane call that made
-// the change (its own round trip), and one runtime call.
+// the change (its own round trip), and one runtime call. It also gives
+// the part of each delay after the change call returned, so that a slow
+// round is seen to be the change call's own (a busy disk's commit) or
+// the propagation's.
 func report(b *testing.B, delays, changes, calls []time.Duration) {
+	after := make([]time.Duration, len(delays))
+	for i := range delays {
+		after[i] = max(delays[i]-changes[i], 0)
+	}
 	q := func(ds []time.Duration, p float64) float64 {
+		ds = append([]time.Duration(nil), ds...) // delays and changes stay paired for the samples file
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 		i := int(p*float64(len(ds)-1) + 0.5)
 		return float64(ds[i]) / float64(time.Millisecond)
@@ -145,13 +153,16 @@ func report(b *testing.B, delays, changes, calls []time.Duration) {
 	b.ReportMetric(q(delays, 0.5), "p50-ms")
 	b.ReportMetric(q(delays, 0.99), "p99-ms")
 	b.ReportMetric(q(delays, 1), "max-ms")
+	b.ReportMetric(q(after, 0.99), "after-change-call-p99-ms")
+	b.ReportMetric(q(after, 1), "after-change-call-max-ms")
 	b.ReportMetric(q(changes, 0.5), "change-call-p50-ms")
+	b.ReportMetric(q(changes, 1), "change-call-max-ms")
 	b.ReportMetric(q(calls, 0.5), "runtime-call-p50-ms")
 	b.ReportMetric(0, "ns/op") // a round's length is the waits', not a figure
 	if dir := os.Getenv("REVOCATION_SAMPLES"); dir != "" {
 		var sb strings.Builder
-		for _, d := range delays {
-			sb.WriteString(d.String() + "\n")
+		for i, d := range delays {
+			sb.WriteString(d.String() + " " + changes[i].String() + "\n") // delay, and the change call's part of it
 		}
 		_ = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "-")+".txt"), []byte(sb.String()), 0o644)
 	}
