@@ -58,6 +58,10 @@ type testConfig struct {
 		User     string `yaml:"user"`
 		Password string `yaml:"password"`
 	} `yaml:"credentials"`
+	// Policies stand in for the policyproject configurations: the
+	// connections publish, sql and redis steps and message-source
+	// triggers name (nothing is connected to).
+	Policies map[string]map[string]any `yaml:"policies"`
 }
 
 type testCase struct {
@@ -65,7 +69,9 @@ type testCase struct {
 	Flow    string            `yaml:"flow"`
 	Request *testRequest      `yaml:"request"`
 	HTTP    []outboundFixture `yaml:"http"`
-	Expect  testExpect        `yaml:"expect"`
+	// Connectors answer the flow's publish, sql and redis steps.
+	Connectors []connectorFixture `yaml:"connectors"`
+	Expect     testExpect         `yaml:"expect"`
 }
 
 type testRequest struct {
@@ -151,6 +157,7 @@ func runTestFile(ctx context.Context, fsys fs.FS, file string, opts TestOptions,
 		return nil, fmt.Errorf("%s: invalid test fixture: %w", file, err)
 	}
 	fake := &fakeTransport{}
+	conns := &fakeConnectors{}
 	logOut := io.Discard
 	if opts.Verbose {
 		logOut = out
@@ -159,6 +166,8 @@ func runTestFile(ctx context.Context, fsys fs.FS, file string, opts TestOptions,
 		Values:      map[string]any{},
 		Credentials: map[string]Credential{},
 		Transport:   fake,
+		Connectors:  conns,
+		Policies:    map[string]map[string]any{},
 		Logger:      slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Sleep:       func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
 	}
@@ -168,6 +177,9 @@ func runTestFile(ctx context.Context, fsys fs.FS, file string, opts TestOptions,
 		}
 		for name, c := range tf.Config.Credentials {
 			cfg.Credentials[name] = Credential{User: c.User, Password: secret.New(c.Password)}
+		}
+		if tf.Config.Policies != nil {
+			cfg.Policies = tf.Config.Policies
 		}
 	}
 	p, err := Load(ctx, fsys, cfg)
@@ -191,7 +203,7 @@ func runTestFile(ctx context.Context, fsys fs.FS, file string, opts TestOptions,
 		}
 		start := time.Now()
 		r := TestResult{File: file, Name: name}
-		r.Flow, r.Failures = runCase(ctx, p, mux, matched, fake, tc)
+		r.Flow, r.Failures = runCase(ctx, p, mux, matched, fake, conns, tc)
 		r.Duration = time.Since(start)
 		switch {
 		case !r.Passed():
@@ -254,7 +266,7 @@ func (d *discardWriter) Header() http.Header {
 func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(int)             {}
 
-func runCase(ctx context.Context, p *Project, mux *http.ServeMux, m *routeMatch, fake *fakeTransport, tc testCase) (string, []string) {
+func runCase(ctx context.Context, p *Project, mux *http.ServeMux, m *routeMatch, fake *fakeTransport, conns *fakeConnectors, tc testCase) (string, []string) {
 	var fails []string
 	failf := func(format string, args ...any) { fails = append(fails, fmt.Sprintf(format, args...)) }
 
@@ -324,8 +336,13 @@ func runCase(ctx context.Context, p *Project, mux *http.ServeMux, m *routeMatch,
 		failf("%v", err)
 		return f.Name, fails
 	}
+	if err := conns.start(tc.Connectors); err != nil {
+		fake.finish()
+		failf("%v", err)
+		return f.Name, fails
+	}
 	resp, runErr := f.Run(ctx, msg, nil)
-	for _, e := range fake.finish() {
+	for _, e := range append(fake.finish(), conns.finish()...) {
 		failf("%s", e)
 	}
 

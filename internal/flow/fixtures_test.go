@@ -127,3 +127,100 @@ func TestRunTestsBadFixture(t *testing.T) {
 		t.Fatalf("got %v, want an invalid fixture error naming the field", err)
 	}
 }
+
+// TestRunTestsFakesConnectorSteps: publish, sql and redis steps are
+// answered from a case's connectors fixtures, checked against what the
+// steps send, and refusals follow the flow's error path.
+func TestRunTestsFakesConnectorSteps(t *testing.T) {
+	flows := map[string]string{
+		"flows/place.yaml": `flow: place
+trigger: {http: {method: POST, path: /orders}}
+steps:
+  - sql: {connection: shop, exec: 'INSERT INTO orders (id, total) VALUES (:id, :total)', params: {id: .body.id, total: .body.total}}
+  - redis: {connection: cache, command: INCR, key: 'orders:${ .body.customer }'}
+  - set: {n: .response.value}
+  - publish: {connection: bus, subject: 'orders.${ .body.id }', headers: {nats-msg-id: '${ .body.id }'}, body: '{id: .body.id, n: .vars.n}', confirm: true}
+  - reply: {status: 201, body: '{seq: .response.sequence, n: .vars.n}'}
+`,
+	}
+	const config = `config:
+  policies:
+    shop: {type: postgres, url: 'postgres://db.example/shop'}
+    cache: {type: redis, url: 'redis://cache.example:6379/0'}
+    bus: {type: nats, url: 'nats://bus.example:4222'}
+`
+	tests := []struct {
+		name  string
+		cases string
+		want  []string
+	}{
+		{
+			name: "passing case",
+			cases: `
+  - request: {method: POST, path: /orders, body: {id: o-1, total: 9.5, customer: acme}}
+    connectors:
+      - sql: {connection: shop, args: [o-1, 9.5]}
+        response: [{rowsAffected: 1}]
+      - redis: {connection: cache, command: INCR, key: 'orders:acme'}
+        response: 3
+      - publish: {connection: bus, subject: orders.o-1, headers: {nats-msg-id: o-1}, body: {id: o-1, n: 3}}
+        response: {subject: orders.o-1, stream: ORDERS, sequence: 7}
+    expect: {status: 201, body: {seq: 7, n: 3}}`,
+		},
+		{
+			name: "what the steps send is checked",
+			cases: `
+  - request: {method: POST, path: /orders, body: {id: o-1, total: 9.5, customer: acme}}
+    connectors:
+      - sql: {args: [o-2, 9.5]}
+      - redis: {command: GET, key: 'orders:acme'}
+      - publish: {subject: orders.o-2, body: {id: o-1}}
+    expect: {status: 201}`,
+			want: []string{"sql through \"shop\": args mismatch", `redis through "cache": command: got "INCR", want "GET"`,
+				`publish through "bus": subject: got "orders.o-1", want "orders.o-2"`, "publish through \"bus\": body mismatch"},
+		},
+		{
+			name: "a refusal and a step without a fixture",
+			cases: `
+  - request: {method: POST, path: /orders, body: {id: o-1, total: 9.5, customer: acme}}
+    connectors:
+      - sql: {connection: shop}
+        error: 'duplicate key value violates unique constraint'
+      - publish: {connection: bus}
+    expect: {status: 502, error: duplicate key}`,
+			want: []string{`expected publish step not run (connection "bus")`},
+		},
+		{
+			name: "an unexpected step",
+			cases: `
+  - request: {method: POST, path: /orders, body: {id: o-1, total: 9.5, customer: acme}}
+    expect: {status: 502}`,
+			want: []string{`unexpected sql step (connection "shop"): no fixture left for it`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files := map[string]string{"tests/t.yaml": config + "cases:" + tt.cases + "\n"}
+			for k, v := range flows {
+				files[k] = v
+			}
+			results, err := RunTests(context.Background(), project(files), TestOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := results[0]
+			if len(tt.want) == 0 {
+				if !r.Passed() {
+					t.Errorf("case failed: %v", r.Failures)
+				}
+				return
+			}
+			all := strings.Join(r.Failures, "\n")
+			for _, w := range tt.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("failures do not mention %q:\n%s", w, all)
+				}
+			}
+		})
+	}
+}
