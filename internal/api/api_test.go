@@ -37,7 +37,7 @@ import (
 // env is a control plane assembled in-process on a real SQLite store, so
 // tests can drive its clock.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	st    store.Store
 	url   string
 	clock *clocktest.Fake
@@ -65,7 +65,7 @@ type envOpts struct {
 	backend bool
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	ctx := context.Background()
 	dsn := ""
@@ -127,7 +127,7 @@ type resp struct {
 	body   []byte
 }
 
-func (r resp) json(t *testing.T, v any) {
+func (r resp) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("body %q: %v", r.body, err)
