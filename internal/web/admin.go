@@ -167,20 +167,22 @@ func isMethod(m string) bool {
 // --- users and service IDs ------------------------------------------------
 
 type identitiesPage struct {
-	Users, ServiceIDs []store.Identity
-	Roles             []string
+	Users, ServiceIDs         []store.Identity
+	UserPages, ServiceIDPages pager
+	Roles                     []string
 }
 
 func (d *Dashboard) showIdentities(w http.ResponseWriter, r *http.Request, status int, v view) {
 	ctx, p := r.Context(), principal(r)
-	users, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.Identity], error) {
+	// Two tables, each paged by a token of its own.
+	users, userPages, err := namedTablePage(r, "users", "users-page", func(req iam.ListRequest) (iam.ListPage[store.Identity], error) {
 		return d.IAM.ListIdentities(ctx, p, store.KindUser, req)
 	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	sids, err := iam.All(func(req iam.ListRequest) (iam.ListPage[store.Identity], error) {
+	sids, sidPages, err := namedTablePage(r, "service-ids", "service-ids-page", func(req iam.ListRequest) (iam.ListPage[store.Identity], error) {
 		return d.IAM.ListIdentities(ctx, p, store.KindServiceID, req)
 	})
 	if err != nil {
@@ -188,7 +190,8 @@ func (d *Dashboard) showIdentities(w http.ResponseWriter, r *http.Request, statu
 		return
 	}
 	v.Title, v.Nav = "Users and service IDs", "identities"
-	v.Page = identitiesPage{Users: users, ServiceIDs: sids, Roles: []string{iam.RoleViewer, iam.RoleDeveloper, iam.RoleAdmin}}
+	v.Page = identitiesPage{Users: users, ServiceIDs: sids, UserPages: userPages, ServiceIDPages: sidPages,
+		Roles: []string{iam.RoleViewer, iam.RoleDeveloper, iam.RoleAdmin}}
 	d.render(w, r, status, "identities", v)
 }
 

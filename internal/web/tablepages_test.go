@@ -96,4 +96,41 @@ func TestLongTablesLinkToTheirNextPage(t *testing.T) {
 	if p := b.get("/configurations?continue=forged"); p.code != 400 {
 		t.Errorf("a forged page link: %d", p.code)
 	}
+
+	// A page of two tables pages each with a token of its own.
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 105; i += 6 {
+				name := fmt.Sprintf("sid%03d", i)
+				body := map[string]any{"metadata": map[string]string{"name": name}, "spec": map[string]string{"role": "viewer"}}
+				if code, out := admin.Do("PUT", "/api/v1/service-ids/"+name, body); code != 201 {
+					t.Errorf("create %s: %d %s", name, code, out)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	sidRow := regexp.MustCompile(`action="/settings/identities/service-ids/(sid\d+)/delete"`)
+	sidNext := regexp.MustCompile(`<a href="(/settings/identities\?[^"]*)" id="service-ids-page-next"`)
+	first := b.get("/settings/identities")
+	m := sidNext.FindStringSubmatch(first.body)
+	if first.code != 200 || m == nil || strings.Contains(first.body, `id="users-page-next"`) {
+		t.Fatalf("identities page: %d, service IDs' next link %v, a users' next link: %v", first.code, m, strings.Contains(first.body, `id="users-page-next"`))
+	}
+	second := b.get(html.UnescapeString(m[1]))
+	shown := map[string]bool{}
+	for _, p := range []string{first.body, second.body} {
+		for _, r := range sidRow.FindAllStringSubmatch(p, -1) {
+			if shown[r[1]] {
+				t.Errorf("%s on both pages", r[1])
+			}
+			shown[r[1]] = true
+		}
+	}
+	if len(shown) != 105 || !strings.Contains(second.body, `id="service-ids-page-first"`) || sidNext.MatchString(second.body) {
+		t.Errorf("two pages of service IDs show %d of 105 (first link %v, a third page %v)", len(shown),
+			strings.Contains(second.body, `id="service-ids-page-first"`), sidNext.MatchString(second.body))
+	}
 }

@@ -371,6 +371,9 @@ type pager struct {
 	Next string
 	// Later says this page is not the first.
 	Later bool
+	// ID prefixes the links' ids: "page", or the table's name on a page
+	// of several tables.
+	ID string
 }
 
 // tablePage reads the page of a long table that the request's ?continue
@@ -379,7 +382,13 @@ type pager struct {
 // never make another repeat or go missing. A token that is not this
 // list's is the service's 400.
 func tablePage[T any](r *http.Request, list func(iam.ListRequest) (iam.ListPage[T], error)) ([]T, pager, error) {
-	cont := r.URL.Query().Get("continue")
+	return namedTablePage(r, "continue", "page", list)
+}
+
+// namedTablePage is tablePage for one of several tables on a page: param
+// is the query parameter of its token, id the prefix of its links' ids.
+func namedTablePage[T any](r *http.Request, param, id string, list func(iam.ListRequest) (iam.ListPage[T], error)) ([]T, pager, error) {
+	cont := r.URL.Query().Get(param)
 	if r.Method != http.MethodGet {
 		cont = "" // a form's answer shows the first page
 	}
@@ -387,9 +396,9 @@ func tablePage[T any](r *http.Request, list func(iam.ListRequest) (iam.ListPage[
 	if err != nil {
 		return nil, pager{}, err
 	}
-	p := pager{Path: r.URL.Path, Later: cont != ""}
+	p := pager{Path: r.URL.Path, Later: cont != "", ID: id}
 	if pg.Continue != "" {
-		p.Next = "?" + url.Values{"continue": {pg.Continue}}.Encode()
+		p.Next = "?" + url.Values{param: {pg.Continue}}.Encode()
 	}
 	return pg.Items, p, nil
 }
