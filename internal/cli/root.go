@@ -35,6 +35,7 @@ func newRootCommand() *cobra.Command {
 		newServeCommand(),
 		newVersionCommand(),
 		newMasterKeyCommand(),
+		newBackupCommand(), newRestoreCommand(),
 		newSigningKeyCommand(),
 		newFlowCommand(),
 		newBarCommand(),
