@@ -52,6 +52,20 @@ func Body(data []byte) (body any, encoding string) {
 	return base64.StdEncoding.EncodeToString(data), "base64"
 }
 
+// LagCounter is what Counters may also be for sources that tell how many
+// messages wait behind the ones delivered (JetStream pending, Kafka's
+// high watermark past the committed offsets).
+type LagCounter interface {
+	Lag(n int64)
+}
+
+// ReportLag tells cnt the trigger's lag when it keeps one.
+func ReportLag(cnt Counters, n int64) {
+	if l, ok := cnt.(LagCounter); ok {
+		l.Lag(n)
+	}
+}
+
 // NopCounters counts nothing.
 type NopCounters struct{}
 

@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -361,6 +363,9 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) (phase string, f
 	st.Conditions = setCondition(st.Conditions, "Progressing", progress, "Rollout", fmt.Sprintf("generation %d desired, %d serving", rt.Generation, obs.Generation), now)
 	if obs.AdminURL != "" {
 		r.keepTracing(ctx, rt, obs)
+		if typ, status, reason, msg, ok := connectionsCondition(ctx, obs); ok {
+			st.Conditions = setCondition(st.Conditions, typ, status, reason, msg, now)
+		}
 	}
 	b, _ := json.Marshal(st)
 	if err := r.Store.SetRuntimeStatus(ctx, rt.InstanceID, rt.Name, string(b)); err != nil && ctx.Err() == nil {
@@ -758,4 +763,54 @@ func (r *Reconciler) keepTracing(ctx context.Context, rt Runtime, obs Observed) 
 // BundleURL is where a runtime generation fetches its bundle.
 func BundleURL(base, uid string, gen int64) string {
 	return fmt.Sprintf("%s/internal/v1/runtimes/%s/generations/%d/bundle", strings.TrimRight(base, "/"), uid, gen)
+}
+
+// adminClient asks runtimes' admin listeners what only they know.
+var adminClient = &http.Client{Timeout: 3 * time.Second}
+
+// connectionsCondition is ConnectionsReady: False naming the policies
+// (and types) whose connection is down on any ready replica, True when
+// every one is up; ok is false when the runtime has no message-server
+// connection or cannot be asked. Only policy names travel: never a URL
+// or a credential.
+func connectionsCondition(ctx context.Context, obs Observed) (typ, status, reason, msg string, ok bool) {
+	urls := obs.AdminURLs
+	if len(urls) == 0 {
+		urls = []string{obs.AdminURL}
+	}
+	down := map[string]bool{}
+	seen := 0
+	for _, u := range urls {
+		o := obs
+		o.AdminURL = u
+		resp, err := adminCall(ctx, adminClient, o, http.MethodGet, "/connections")
+		if err != nil {
+			return "", "", "", "", false
+		}
+		var body struct {
+			Connections []struct {
+				Policy, Type string
+				Up           bool
+			}
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			return "", "", "", "", false
+		}
+		seen += len(body.Connections)
+		for _, c := range body.Connections {
+			if !c.Up {
+				down[fmt.Sprintf("%s (%s)", c.Policy, c.Type)] = true
+			}
+		}
+	}
+	if seen == 0 {
+		return "", "", "", "", false
+	}
+	if len(down) == 0 {
+		return "ConnectionsReady", "True", "Connected", "every connection to a message server is up", true
+	}
+	names := slices.Sorted(maps.Keys(down))
+	return "ConnectionsReady", "False", "ConnectionDown", "not connected (reconnecting): " + strings.Join(names, ", "), true
 }

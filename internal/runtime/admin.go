@@ -32,6 +32,7 @@ func (rt *Runtime) adminHandler() http.Handler {
 	must("GET /readyz", rt.readyz)
 	guarded("GET /metrics", promhttp.HandlerFor(rt.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP)
 	guarded("GET /flows", rt.listFlows)
+	guarded("GET /connections", rt.listConnections)
 	guarded("GET /trace", rt.traceStatus)
 	guarded("GET /trace/{type}", rt.traceStatus)
 	guarded("POST /trace/{type}/start", rt.traceStart)
@@ -125,6 +126,18 @@ func (rt *Runtime) listFlows(w http.ResponseWriter, r *http.Request) {
 		"endpoints": endpoints,
 		"baseURL":   rt.publicURL,
 	})
+}
+
+// listConnections says which connections of message servers (nats, amqp,
+// mqtt, kafka) are up: the control plane turns it into the runtime's
+// ConnectionsReady condition. A policy appears once its connection was
+// first tried.
+func (rt *Runtime) listConnections(w http.ResponseWriter, r *http.Request) {
+	conns := []connState{}
+	if rt.hub != nil {
+		conns = rt.hub.connections()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"connections": conns})
 }
 
 func (rt *Runtime) traceBuffer(w http.ResponseWriter, r *http.Request) *traceBuffer {

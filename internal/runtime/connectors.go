@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +47,38 @@ type hub struct {
 
 	mu        sync.Mutex
 	consumers []drainer
+	conns     map[string]connState // policy → its connection's last state
+}
+
+// connState is what the admin listener's /connections says of a policy:
+// its type and whether its connection is up, never its URL or
+// credentials.
+type connState struct {
+	Policy string `json:"policy"`
+	Type   string `json:"type"`
+	Up     bool   `json:"up"`
+}
+
+// stateFor is a pool's OnState: the metric and /connections follow it.
+func (h *hub) stateFor(typ string) func(policy string, up bool) {
+	return func(policy string, up bool) {
+		h.metrics.up(policy, up)
+		h.mu.Lock()
+		h.conns[policy] = connState{Policy: policy, Type: typ, Up: up}
+		h.mu.Unlock()
+	}
+}
+
+// connections lists the policies' connection states by name.
+func (h *hub) connections() []connState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]connState, 0, len(h.conns))
+	for _, c := range h.conns {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b connState) int { return strings.Compare(a.Policy, b.Policy) })
+	return out
 }
 
 // drainer is a message-source trigger's consumer.
@@ -56,10 +90,11 @@ var _ flow.Connectors = (*hub)(nil)
 
 func newHub(log *slog.Logger, m *connectorMetrics) *hub {
 	h := &hub{log: log, nats: natsconn.NewPool(log), amqp: amqpconn.NewPool(log), mqtt: mqttconn.NewPool(log), kafka: kafkaconn.NewPool(log), sql: sqlconn.NewPool(), redis: redisconn.NewPool(), metrics: m}
-	h.nats.OnState = func(policy string, up bool) { m.up(policy, up) }
-	h.amqp.OnState = h.nats.OnState
-	h.mqtt.OnState = h.nats.OnState
-	h.kafka.OnState = h.nats.OnState
+	h.conns = map[string]connState{}
+	h.nats.OnState = h.stateFor("nats")
+	h.amqp.OnState = h.stateFor("amqp")
+	h.mqtt.OnState = h.stateFor("mqtt")
+	h.kafka.OnState = h.stateFor("kafka")
 	return h
 }
 
@@ -249,6 +284,7 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string) connectors.Han
 type connectorMetrics struct {
 	messages *prometheus.CounterVec // project, flow, trigger, outcome
 	inFlight *prometheus.GaugeVec   // project, flow, trigger
+	lag      *prometheus.GaugeVec   // project, flow, trigger
 	conn     *prometheus.GaugeVec   // policy
 }
 
@@ -262,12 +298,16 @@ func newConnectorMetrics(reg *prometheus.Registry) *connectorMetrics {
 			Name: "sluice_trigger_in_flight",
 			Help: "Messages of each message-source trigger being processed (at most its maxInFlight).",
 		}, []string{"project", "flow", "trigger"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_trigger_lag",
+			Help: "Messages waiting behind the ones a trigger was last delivered, where the source tells: JetStream pending, Kafka high watermark past the committed offsets of the partitions fetched.",
+		}, []string{"project", "flow", "trigger"}),
 		conn: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_connection_up",
 			Help: "1 while the connection of a policy (nats…) is established; 0 while it reconnects.",
 		}, []string{"policy"}),
 	}
-	reg.MustRegister(m.messages, m.inFlight, m.conn)
+	reg.MustRegister(m.messages, m.inFlight, m.lag, m.conn)
 	return m
 }
 
@@ -282,7 +322,7 @@ func (m *connectorMetrics) up(policy string, up bool) {
 // triggerCounters are one trigger's series, resolved once.
 type triggerCounters struct {
 	received, acked, retried, dead prometheus.Counter
-	inFlight                       prometheus.Gauge
+	inFlight, lag                  prometheus.Gauge
 }
 
 func (m *connectorMetrics) forTrigger(project, flow, trigger string) *triggerCounters {
@@ -290,13 +330,14 @@ func (m *connectorMetrics) forTrigger(project, flow, trigger string) *triggerCou
 		return m.messages.WithLabelValues(project, flow, trigger, outcome)
 	}
 	return &triggerCounters{received: c("received"), acked: c("acked"), retried: c("retried"), dead: c("dead_lettered"),
-		inFlight: m.inFlight.WithLabelValues(project, flow, trigger)}
+		inFlight: m.inFlight.WithLabelValues(project, flow, trigger), lag: m.lag.WithLabelValues(project, flow, trigger)}
 }
 
 func (c *triggerCounters) Received()     { c.received.Inc() }
 func (c *triggerCounters) Acked()        { c.acked.Inc() }
 func (c *triggerCounters) Retried()      { c.retried.Inc() }
 func (c *triggerCounters) DeadLettered() { c.dead.Inc() }
+func (c *triggerCounters) Lag(n int64)   { c.lag.Set(float64(n)) }
 func (c *triggerCounters) InFlight(d int) {
 	c.inFlight.Add(float64(d))
 }

@@ -128,6 +128,7 @@ steps:
 		`sluice_trigger_messages_total{flow="orders",outcome="dead_lettered",project="shop",trigger="kafka"} 1`,
 		`sluice_trigger_messages_total{flow="orders",outcome="retried",project="shop",trigger="kafka"} 1`,
 		`sluice_trigger_in_flight{flow="orders",project="shop",trigger="kafka"} 0`,
+		`sluice_trigger_lag{flow="orders",project="shop",trigger="kafka"} 0`,
 		`sluice_connection_up{policy="log"} 1`,
 	}
 	eventually(t, "the metrics to count the dead letter", func() bool {

@@ -317,6 +317,7 @@ func (c *Consumer) batch(fs kgo.Fetches) {
 	if len(commit) == 0 {
 		return
 	}
+	connectors.ReportLag(c.cnt, c.Lag())
 	// Not the runs' context: a drain still commits what finished.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

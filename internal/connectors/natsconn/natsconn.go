@@ -337,6 +337,7 @@ func (c *Consumer) handleJetStream(m jetstream.Msg) {
 		src["delivered"] = delivered
 		src["sequence"] = int(meta.Sequence.Stream)
 		src["pending"] = int(meta.NumPending)
+		connectors.ReportLag(c.cnt, int64(meta.NumPending))
 		src["timestamp"] = meta.Timestamp.UTC().Format(time.RFC3339Nano)
 	}
 	if delivered > c.t.Attempts {
