@@ -12,7 +12,7 @@ import (
 // TestExamples runs the `sluice flow test` fixtures of every example
 // project: the examples are the documentation, so they must keep working.
 func TestExamples(t *testing.T) {
-	for _, dir := range []string{"hello", "orders"} {
+	for _, dir := range []string{"hello", "orders", "order-events"} {
 		t.Run(dir, func(t *testing.T) {
 			var out bytes.Buffer
 			results, err := flow.RunTests(context.Background(), os.DirFS("../../examples/"+dir), flow.TestOptions{Out: &out, Verbose: true})

@@ -153,7 +153,13 @@ func (c *fakeConnectors) Publish(_ context.Context, conn *Connection, out *Outgo
 		fail("key: got %s, want %q", got, *want.Key)
 	}
 	for k, v := range want.Headers {
-		if got := out.Headers[k]; got != v {
+		got := out.Headers[k]
+		for hk, hv := range out.Headers { // header names are case-insensitive
+			if strings.EqualFold(hk, k) {
+				got = hv
+			}
+		}
+		if got != v {
 			fail("header %s: got %q, want %q", k, got, v)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,6 +152,11 @@ func (p *Pool) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoi
 	if len(out.Headers) > 0 {
 		m.Header = nats.Header{}
 		for k, v := range out.Headers {
+			// Flows lower-case header names; the server reads its own
+			// (Nats-Msg-Id…) case-sensitively.
+			if strings.HasPrefix(k, "nats-") {
+				k = textproto.CanonicalMIMEHeaderKey(k)
+			}
 			m.Header.Set(k, v)
 		}
 	}
