@@ -415,9 +415,11 @@ type AuditEvent struct {
 
 // AuditFilter narrows GET /api/v1/audit; zero fields do not filter.
 type AuditFilter struct {
-	Since time.Time
-	Until time.Time
-	Actor string
+	Since  time.Time
+	Until  time.Time
+	Actor  string
+	Action string // e.g. token.issue
+	Object string // e.g. apiKey/<id>
 	// Limit is the most events answered, the newest; 0: every event the
 	// filter selects (the client reads them page by page).
 	Limit int
@@ -434,6 +436,12 @@ func (c *Client) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, er
 	}
 	if f.Actor != "" {
 		q.Set("actor", f.Actor)
+	}
+	if f.Action != "" {
+		q.Set("action", f.Action)
+	}
+	if f.Object != "" {
+		q.Set("object", f.Object)
 	}
 	return listAll[AuditEvent](ctx, c, "/api/v1/audit", q, "auditEvents", f.Limit)
 }

@@ -401,8 +401,19 @@ type AuditEvent struct {
 	Detail    string `json:"detail,omitempty"`
 }
 
+// auditParams are the query parameters GET /api/v1/audit understands; any
+// other is refused, so a misspelt filter is not silently ignored (which
+// would answer every event as if they matched).
+var auditParams = map[string]bool{"since": true, "until": true, "actor": true, "action": true, "object": true, "limit": true, "continue": true}
+
 func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	for name := range q {
+		if !auditParams[name] {
+			a.fail(w, r, &badRequest{http.StatusBadRequest, "BadRequest", "unknown query parameter " + strconv.Quote(name) + ": the audit filters by since, until, actor, action and object, and pages with limit and continue"})
+			return
+		}
+	}
 	var f store.AuditFilter
 	var err error
 	if f.Since, err = parseTimestamp(q.Get("since")); err != nil {
@@ -413,7 +424,7 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &badRequest{http.StatusBadRequest, "BadRequest", "until must be an RFC 3339 time such as 2026-11-22T10:00:00Z"})
 		return
 	}
-	f.Actor = q.Get("actor")
+	f.Actor, f.Action, f.Object = q.Get("actor"), q.Get("action"), q.Get("object")
 	if l := q.Get("limit"); l != "" {
 		if f.Limit, err = strconv.Atoi(l); err != nil || f.Limit < 1 || f.Limit > iam.MaxAuditPage {
 			a.fail(w, r, &badRequest{http.StatusBadRequest, "BadRequest", "limit must be a whole number from 1 to " + strconv.Itoa(iam.MaxAuditPage)})

@@ -15,6 +15,7 @@ func newAuditCommand() *cobra.Command {
 		af           apiFlags
 		since, until string
 		actor        string
+		action, obj  string
 		limit        int
 	)
 	cmd := &cobra.Command{
@@ -40,7 +41,7 @@ event the filters select (read a page at a time), or the newest --limit.
 			if limit < 0 {
 				return &usageError{err: fmt.Errorf("--limit %d is not a number of events: give 1 or more, or leave it out for every event", limit), cmd: cmd.CommandPath()}
 			}
-			f.Actor, f.Limit = actor, limit
+			f.Actor, f.Action, f.Object, f.Limit = actor, action, obj, limit
 			c, err := af.client(cmd)
 			if err != nil {
 				return err
@@ -62,6 +63,8 @@ event the filters select (read a page at a time), or the newest --limit.
 	f.StringVar(&since, "since", "", "only events at or after this time (RFC 3339, or a duration back from now)")
 	f.StringVar(&until, "until", "", "only events before this time (RFC 3339, or a duration back from now)")
 	f.StringVar(&actor, "actor", "", "only events of this actor, KIND:NAME")
+	f.StringVar(&action, "action", "", "only events of this action, e.g. token.issue")
+	f.StringVar(&obj, "object", "", "only events about this object, e.g. apiKey/<id>")
 	f.IntVar(&limit, "limit", 0, "at most this many events, the newest (default: every event the filters select, read a page at a time)")
 	return cmd
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/store"
@@ -35,6 +37,15 @@ type Auditor struct {
 	// did before lone events were committed at once: the baseline of
 	// BenchmarkSingleCallerExchange, never set outside it.
 	alwaysGather bool
+
+	// Log, when set, hears of statistics refreshes that failed.
+	Log *slog.Logger
+	// analyzeEvery is how many events the pipeline writes between two
+	// refreshes of the audit table's planner statistics.
+	analyzeEvery int
+	written      int         // events written since the last refresh (loop only)
+	analyzing    atomic.Bool // a refresh is running
+	analyzed     chan error  // tests: each refresh's outcome, when set
 }
 
 type auditReq struct {
@@ -50,9 +61,20 @@ const maxAuditBatch = 512
 // carries ten or more.
 const auditWindow = 3 * time.Millisecond
 
+// analyzeAuditEvery is how many events the pipeline writes between two
+// ANALYZEs of the audit table. Token exchanges can add thousands of
+// events a second; PostgreSQL's autovacuum analyzes a table only after a
+// tenth of it changed (and not at all while it is busy elsewhere), and a
+// table planned from the statistics of when it was small was once read
+// whole for limit=10. Refreshing every 50,000 events costs one ANALYZE
+// (a sample of 30,000 rows on PostgreSQL, of 1,000 per index on SQLite)
+// per ten seconds or more at full rate.
+const analyzeAuditEvery = 50_000
+
 // NewAuditor starts the pipeline; Close stops it.
 func NewAuditor(st store.IAM) *Auditor {
-	a := &Auditor{store: st, reqs: make(chan auditReq, maxAuditBatch), done: make(chan struct{}), window: auditWindow}
+	a := &Auditor{store: st, reqs: make(chan auditReq, maxAuditBatch), done: make(chan struct{}), window: auditWindow,
+		analyzeEvery: analyzeAuditEvery}
 	go a.loop()
 	return a
 }
@@ -143,6 +165,33 @@ func (a *Auditor) write(batch []auditReq) {
 	for _, r := range batch {
 		r.err <- err
 	}
+	if err == nil {
+		a.written += len(evs)
+		if a.written >= a.analyzeEvery {
+			a.written = 0
+			a.analyze()
+		}
+	}
+}
+
+// analyze refreshes the audit table's statistics in the background — no
+// audit write waits for it — unless a refresh is still running.
+func (a *Auditor) analyze() {
+	if !a.analyzing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer a.analyzing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err := a.store.AnalyzeAudit(ctx)
+		if err != nil && a.Log != nil {
+			a.Log.Warn("unable to refresh the audit table's statistics", "err", err)
+		}
+		if a.analyzed != nil {
+			a.analyzed <- err
+		}
+	}()
 }
 
 // drain writes what is queued when Close is called.

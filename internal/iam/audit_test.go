@@ -179,3 +179,31 @@ func BenchmarkSingleCallerExchange(b *testing.B) {
 		b.ReportMetric(q(lat[1], 99)/p, "p99-before/now")
 	}
 }
+
+// TestAuditorRefreshesStatisticsAfterManyWrites: every analyzeEvery
+// events written, the pipeline refreshes the audit table's statistics in
+// the background (here every 10, on a real SQLite store).
+func TestAuditorRefreshesStatisticsAfterManyWrites(t *testing.T) {
+	ctx := context.Background()
+	obs := newBatchObserver(t)
+	close(obs.hold)
+	a := NewAuditor(obs)
+	a.analyzeEvery = 10
+	a.analyzed = make(chan error, 8)
+	defer a.Close()
+	for i := range 25 {
+		if err := a.Record(ctx, store.AuditEvent{At: clocktest.Epoch().Add(time.Duration(i) * time.Second), InstanceID: "i1", Actor: "user:a", Action: "token.issue", Object: "k", Outcome: OutcomeSuccess}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 9 || i == 19 {
+			if err := <-a.analyzed; err != nil { // refreshes run one at a time; wait for this one
+				t.Fatalf("analyze after %d events: %v", i+1, err)
+			}
+		}
+	}
+	select {
+	case err := <-a.analyzed:
+		t.Fatalf("a third refresh (%v) after 25 events; want one per 10", err)
+	default:
+	}
+}

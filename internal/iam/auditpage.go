@@ -87,7 +87,7 @@ type auditToken struct {
 // which may change from page to page).
 func auditFingerprint(f store.AuditFilter) string {
 	h := sha256.New()
-	for _, part := range []string{f.InstanceID, f.Actor, strconv.FormatInt(f.Since.UnixMilli(), 10), strconv.FormatInt(f.Until.UnixMilli(), 10)} {
+	for _, part := range []string{f.InstanceID, f.Actor, f.Action, f.Object, strconv.FormatInt(f.Since.UnixMilli(), 10), strconv.FormatInt(f.Until.UnixMilli(), 10)} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

@@ -172,6 +172,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		url = strings.TrimRight(cfg.PublicURL, "/")
 	}
 	auditor := iam.NewAuditor(st)
+	auditor.Log = cfg.Log
 	defer auditor.Close()
 	tokens := &iam.Tokens{Store: st, Keyring: keyring, Alg: cfg.SigningAlg, Issuer: url, Audience: TokenAudience,
 		Lifetime: cfg.TokenLifetime, MaxLifetime: max(cfg.ApplicationTokenLifetime, cfg.APIKeyTokenLifetime), Now: cfg.Now}

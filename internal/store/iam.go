@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -101,10 +102,14 @@ type AuditEvent struct {
 	Detail     string
 }
 
-// AuditFilter selects audit events of one instance.
+// AuditFilter selects audit events of one instance. Each of Actor,
+// Action and Object, when set, must match exactly; each has an index
+// (migration 0016) that serves its pages in order.
 type AuditFilter struct {
 	InstanceID string
 	Actor      string
+	Action     string
+	Object     string
 	Since      time.Time // inclusive; zero: no bound
 	Until      time.Time // exclusive; zero: no bound
 	Limit      int
@@ -220,6 +225,8 @@ type IAM interface {
 	// before, oldest first, and says how many went: retention works in
 	// small batches so it never holds the table for long.
 	PruneAuditEvents(ctx context.Context, before time.Time, limit int) (int64, error)
+	// AnalyzeAudit refreshes the query planner's statistics of the audit.
+	AnalyzeAudit(ctx context.Context) error
 
 	KeyRefreshTokens
 }
@@ -633,27 +640,8 @@ func (s *sqlStore) Locked(ctx context.Context, instanceID string, fn func(ctx co
 }
 
 func (s *sqlStore) ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
-	until := ms(f.Until)
-	if until == 0 {
-		until = 1<<62 - 1
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 1000
-	}
-	limit = min(limit, 100_000)
-	var rows *sql.Rows
-	var err error
-	if f.Below.ID == "" {
-		rows, err = s.query(ctx, `SELECT id, at, instance_id, actor, action, object, outcome, source, request_id, detail
-		FROM audit_events WHERE instance_id = $1 AND ($2 = '' OR actor = $2) AND at >= $3 AND at < $4
-		ORDER BY at DESC, id DESC LIMIT $5`, f.InstanceID, f.Actor, ms(f.Since), until, limit)
-	} else {
-		rows, err = s.query(ctx, `SELECT id, at, instance_id, actor, action, object, outcome, source, request_id, detail
-		FROM audit_events WHERE instance_id = $1 AND ($2 = '' OR actor = $2) AND at >= $3 AND at < $4
-		AND (at < $6 OR (at = $6 AND id < $7))
-		ORDER BY at DESC, id DESC LIMIT $5`, f.InstanceID, f.Actor, ms(f.Since), until, limit, f.Below.At.UnixMilli(), f.Below.ID)
-	}
+	query, args := auditListQuery(f)
+	rows, err := s.queryPlanned(ctx, query, args...)
 	if err != nil {
 		return nil, s.mapErr("list audit events", err)
 	}
@@ -671,6 +659,52 @@ func (s *sqlStore) ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditE
 	return out, s.mapErr("list audit events", rows.Err())
 }
 
+// auditListQuery is the SQL of one page of f. Only the conditions f sets
+// are written — a catch-all such as ($2 = ” OR actor = $2) would keep
+// both planners from using the filter's index — so a page is a backward
+// range scan of one index ending in (at, id), in the answer's order,
+// stopping after limit rows. The keyset condition is spelt as a bound on
+// at plus a tie-break, which both SQLite and PostgreSQL turn into the
+// range's end. There are at most 2^6 texts, each prepared once.
+func auditListQuery(f AuditFilter) (string, []any) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	limit = min(limit, 100_000)
+	var b strings.Builder
+	b.WriteString(`SELECT id, at, instance_id, actor, action, object, outcome, source, request_id, detail
+		FROM audit_events WHERE instance_id = $1`)
+	args := []any{f.InstanceID}
+	cond := func(sqlFmt string, v any) {
+		args = append(args, v)
+		fmt.Fprintf(&b, sqlFmt, len(args))
+	}
+	if f.Actor != "" {
+		cond(` AND actor = $%d`, f.Actor)
+	}
+	if f.Action != "" {
+		cond(` AND action = $%d`, f.Action)
+	}
+	if f.Object != "" {
+		cond(` AND object = $%d`, f.Object)
+	}
+	if !f.Since.IsZero() {
+		cond(` AND at >= $%d`, ms(f.Since))
+	}
+	if !f.Until.IsZero() {
+		cond(` AND at < $%d`, ms(f.Until))
+	}
+	if f.Below.ID != "" {
+		args = append(args, f.Below.At.UnixMilli(), f.Below.ID)
+		n := len(args)
+		fmt.Fprintf(&b, ` AND at <= $%d AND (at < $%d OR id < $%d)`, n-1, n-1, n)
+	}
+	args = append(args, limit)
+	fmt.Fprintf(&b, ` ORDER BY at DESC, id DESC LIMIT $%d`, len(args))
+	return b.String(), args
+}
+
 func (s *sqlStore) PruneAuditEvents(ctx context.Context, before time.Time, limit int) (int64, error) {
 	res, err := s.exec(ctx, `DELETE FROM audit_events WHERE id IN
 		(SELECT id FROM audit_events WHERE at < $1 ORDER BY at LIMIT $2)`, ms(before), limit)
@@ -679,6 +713,26 @@ func (s *sqlStore) PruneAuditEvents(ctx context.Context, before time.Time, limit
 	}
 	n, err := res.RowsAffected()
 	return n, s.mapErr("prune audit events", err)
+}
+
+// AnalyzeAudit refreshes the planner's statistics of the audit table:
+// the control plane calls it after many events were written (see
+// iam.Auditor), so that a table grown fast is not planned as the small one
+// it was. On SQLite the analysis reads a sample of each index
+// (analysis_limit), so it stays a few milliseconds at millions of rows.
+func (s *sqlStore) AnalyzeAudit(ctx context.Context) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return s.mapErr("analyze the audit table", err)
+	}
+	defer conn.Close()
+	if s.d.name == "sqlite" {
+		if _, err := conn.ExecContext(ctx, `PRAGMA analysis_limit = 1000`); err != nil {
+			return s.mapErr("analyze the audit table", err)
+		}
+	}
+	_, err = conn.ExecContext(ctx, `ANALYZE audit_events`)
+	return s.mapErr("analyze the audit table", err)
 }
 
 var _ = fmt.Sprintf

@@ -42,6 +42,7 @@ func openPostgres(ctx context.Context, dsn string) (*postgresStore, error) {
 		ddl:            func(q string) string { return strings.ReplaceAll(q, " BLOB", " BYTEA") },
 		isUnique:       pgIsUnique,
 		lockMigrations: pgLockMigrations,
+		planned:        []any{pgx.QueryExecModeExec},
 	}}}
 	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Second)
 	defer cancel()
