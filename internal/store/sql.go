@@ -253,7 +253,14 @@ func (s *sqlStore) queryPlanned(ctx context.Context, query string, args ...any) 
 		return s.query(ctx, query, args...)
 	}
 	defer s.timed(query, clock.StartStopwatch())
-	return s.db.QueryContext(ctx, s.q(query), append(slices.Clip(s.d.planned), args...)...)
+	args = append(slices.Clip(s.d.planned), args...)
+	for try := 0; ; try++ {
+		rows, err := s.db.QueryContext(ctx, s.q(query), args...)
+		if try == readRetries || !retryableRead(ctx, query, err) {
+			return rows, err
+		}
+		s.discardIdle()
+	}
 }
 
 // mapErr turns driver errors into the package's sentinel errors.
