@@ -282,3 +282,43 @@ func TestPutSettingReplaces(t *testing.T) {
 		}
 	})
 }
+
+// A leader that stops renewing (here its pool is closed under it, as a
+// leader cut off from the database) loses the lease: it is told so, and
+// once the lease expires by the database's clock another store takes
+// over without the first ever releasing it.
+func TestLeadershipExpiresWithoutRenewal(t *testing.T) {
+	dsn := storetest.DSN(t, "postgres")
+	ctx := context.Background()
+	a, err := store.Open(ctx, dsn, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.Open(ctx, dsn, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	lostA, _, err := a.AcquireLeader(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	select {
+	case <-lostA:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a leader whose renewals fail was never told it lost the lease")
+	}
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	lostB, releaseB, err := b.AcquireLeader(wait, "test")
+	if err != nil {
+		t.Fatalf("B never took over the expired lease: %v", err)
+	}
+	select {
+	case <-lostB:
+		t.Fatal("B lost a lease it renews")
+	default:
+	}
+	releaseB()
+}

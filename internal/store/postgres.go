@@ -16,7 +16,10 @@ import (
 
 // postgresStore is the scale-out store: several control-plane processes
 // share one database.
-type postgresStore struct{ *sqlStore }
+type postgresStore struct {
+	*sqlStore
+	holder string // this store's name in leader_leases
+}
 
 var _ Store = (*postgresStore)(nil)
 
@@ -36,14 +39,14 @@ func openPostgres(ctx context.Context, dsn string) (*postgresStore, error) {
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(20)
 	db.SetMaxIdleConns(10)
-	s := &postgresStore{&sqlStore{db: db, location: "postgres://" + where, maxIdle: 10, d: dialect{
+	s := &postgresStore{sqlStore: &sqlStore{db: db, location: "postgres://" + where, maxIdle: 10, d: dialect{
 		name:           "postgres",
 		rebind:         func(q string) string { return q },
 		ddl:            func(q string) string { return strings.ReplaceAll(q, " BLOB", " BYTEA") },
 		isUnique:       pgIsUnique,
 		lockMigrations: pgLockMigrations,
 		planned:        []any{pgx.QueryExecModeExec},
-	}}}
+	}}, holder: newLeaseHolder()}
 	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Second)
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
