@@ -300,7 +300,7 @@ func newConnectorMetrics(reg *prometheus.Registry) *connectorMetrics {
 		}, []string{"project", "flow", "trigger"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_trigger_lag",
-			Help: "Messages waiting behind the ones a trigger was last delivered, where the source tells: JetStream pending, Kafka high watermark past the committed offsets of the partitions fetched.",
+			Help: "Messages waiting behind the ones a trigger was last delivered, where the source tells: JetStream pending, Kafka high watermark past the committed offsets of the partitions fetched, AMQP queue ready messages.",
 		}, []string{"project", "flow", "trigger"}),
 		conn: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_connection_up",

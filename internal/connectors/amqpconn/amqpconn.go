@@ -28,6 +28,9 @@ type Pool struct {
 	log *slog.Logger
 	// OnState is told when a policy's connection goes down or comes back.
 	OnState func(policy string, up bool)
+	// DepthEvery is how often consumers ask their queue's depth (their
+	// lag); 0: every 5s.
+	DepthEvery time.Duration
 
 	mu     sync.Mutex
 	pubs   map[string]*publisher
@@ -261,6 +264,7 @@ func (c *Consumer) loop() {
 		wait = time.Second
 		c.pool.state(c.t.Connection.Name, true)
 		c.log.Info("consuming", "maxInFlight", c.t.MaxInFlight)
+		go c.watchDepth(conn)
 		for d := range deliveries {
 			c.sem <- struct{}{}
 			c.wg.Add(1)
@@ -283,6 +287,36 @@ func (c *Consumer) loop() {
 			c.pool.state(c.t.Connection.Name, false)
 			c.log.Warn("connection lost; reconnecting")
 		}
+	}
+}
+
+// watchDepth reports the queue's ready messages (those not yet delivered
+// to any consumer) as the trigger's lag while conn lasts: a passive
+// declare, on a channel of its own, every Pool.DepthEvery (default 5s).
+func (c *Consumer) watchDepth(conn *amqp.Connection) {
+	every := c.pool.DepthEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stopCh:
+			return
+		case <-t.C:
+		}
+		if conn.IsClosed() {
+			return
+		}
+		ch, err := conn.Channel()
+		if err != nil {
+			continue
+		}
+		if q, err := ch.QueueDeclarePassive(c.t.Queue, true, false, false, false, nil); err == nil {
+			connectors.ReportLag(c.cnt, int64(q.Messages))
+		}
+		ch.Close()
 	}
 }
 

@@ -223,3 +223,43 @@ func TestPublishUnroutableFails(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+type lagCounters struct {
+	counters
+	lag atomic.Int64
+}
+
+func (c *lagCounters) Lag(n int64) { c.lag.Store(n) }
+
+// TestQueueDepthIsTheLag: while the flow holds its one in-flight message,
+// the messages behind it wait in the queue; the trigger reports them.
+func TestQueueDepthIsTheLag(t *testing.T) {
+	ch := broker(t)
+	q := unique("sluice.test.depth.")
+	queue(t, ch, q)
+	for i := range 4 {
+		if err := ch.Publish("", q, false, false, amqp.Publishing{Body: fmt.Appendf(nil, `{"n": %d}`, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	cnt := &lagCounters{}
+	cnt.lag.Store(-1)
+	p := NewPool(nil)
+	p.DepthEvery = 20 * time.Millisecond
+	defer p.Close()
+	c, err := p.Start(context.Background(), &flow.AMQPTrigger{Connection: connection(), Queue: q, Delivery: flow.Delivery{MaxInFlight: 1, Attempts: 1}}, "test/depth",
+		func(context.Context, *flow.Message) (*flow.Response, error) {
+			<-release
+			return nil, nil
+		}, cnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a lag of 3 (one message in flight, prefetch 1)", func() bool { return cnt.lag.Load() == 3 })
+	close(release)
+	eventually(t, "a lag of 0 once everything ran", func() bool { return cnt.acked.Load() == 4 && cnt.lag.Load() == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	c.Drain(ctx)
+}
