@@ -2,8 +2,11 @@ package kafkaconn
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,8 +16,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/tlsconf"
 )
 
 // No Kafka broker runs on this machine (and no Java to run one), so these
@@ -281,4 +286,38 @@ func readTopic(t *testing.T, kc *kfake.Cluster, topic string, n int) []*kgo.Reco
 		out = append(out, fs.Records()...)
 	}
 	return out
+}
+
+// TestKafkaOverTLS: a kafkas:// policy verifies the brokers against the
+// connection's trust (the runtime's trust store); brokers whose
+// certificate it does not vouch for are refused.
+func TestKafkaOverTLS(t *testing.T) {
+	certFile, keyFile, err := tlsconf.SelfSigned(t.TempDir(), clock.Wall)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := cluster(t, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pair}}))
+	conn := connection(kc)
+	conn.URL = strings.ReplaceAll(conn.URL, "kafka://", "kafkas://")
+	pemData, _ := os.ReadFile(certFile)
+	conn.RootCAs = x509.NewCertPool()
+	conn.RootCAs.AppendCertsFromPEM(pemData)
+	pool := NewPool(nil)
+	defer pool.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if _, err := pool.Publish(ctx, conn, &flow.Outgoing{Topic: "orders", Body: []byte("x")}); err != nil {
+		t.Fatalf("publish over TLS: %v", err)
+	}
+	untrusting := connection(kc)
+	untrusting.Name, untrusting.URL = "untrusting", conn.URL
+	short, cancel2 := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel2()
+	if _, err := pool.Publish(short, untrusting, &flow.Outgoing{Topic: "orders", Body: []byte("x")}); err == nil {
+		t.Fatal("a broker with an unknown certificate was trusted")
+	}
 }
