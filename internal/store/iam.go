@@ -395,8 +395,10 @@ func (s *sqlStore) DeleteIdentity(ctx context.Context, instanceID, kind, name st
 
 func (s *sqlStore) insertAPIKey(ctx context.Context, ex execer, k APIKey) error {
 	_, err := ex.ExecContext(ctx, s.q(`INSERT INTO api_keys
-		(id, instance_id, owner_id, name, description, key_hash, key_hint, expires_at, locked, created_at, created_by, last_used_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`),
+		(id, instance_id, owner_id, name, description, key_hash, key_hint, expires_at, locked, created_at, created_by, last_used_at,
+		owner_kind, owner_name)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+		COALESCE((SELECT kind FROM identities WHERE id = $3), ''), COALESCE((SELECT name FROM identities WHERE id = $3), ''))`),
 		k.ID, k.InstanceID, k.OwnerID, k.Name, k.Description, k.KeyHash, k.KeyHint, ms(k.ExpiresAt), boolInt(k.Locked),
 		ms(k.CreatedAt), k.CreatedBy, ms(k.LastUsedAt))
 	return s.mapErr("create API key", err)
@@ -444,7 +446,9 @@ func (k APIKey) PageKey() []string { return []string{k.OwnerKind, k.OwnerName, k
 
 var apiKeyList = listQuery{op: "list API keys", cols: apiKeyCols, from: apiKeyFrom,
 	where: "k.instance_id = $1 AND ($2 = '' OR k.owner_id = $2)",
-	key:   []keyCol{{expr: "i.kind"}, {expr: "i.name"}, {expr: "k.name"}, {expr: "k.id"}}}
+	// The owner's kind and name as the key keeps them (migration 0017):
+	// the order of the index api_keys_list.
+	key: []keyCol{{expr: "k.owner_kind"}, {expr: "k.owner_name"}, {expr: "k.name"}, {expr: "k.id"}}}
 
 func (s *sqlStore) ListAPIKeys(ctx context.Context, instanceID, ownerID string, pg Page) ([]APIKey, error) {
 	return listRows(ctx, s, apiKeyList, pg, scanAPIKey, instanceID, ownerID)
