@@ -443,11 +443,13 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
 		out = append(out, AuditEvent{ID: e.ID, Time: e.At.UTC().Format(time.RFC3339Nano), Actor: e.Actor, Action: e.Action,
 			Object: e.Object, Outcome: e.Outcome, Source: e.Source, RequestID: e.RequestID, Detail: e.Detail})
 	}
-	body := map[string]any{"auditEvents": out}
+	// The metadata says how long events are kept (--audit-retention), so
+	// a reader knows how far back the trail can go.
+	meta := map[string]any{"retentionSeconds": int64(pg.Retention / time.Second)}
 	if pg.Continue != "" {
-		body["metadata"] = map[string]string{"continue": pg.Continue}
+		meta["continue"] = pg.Continue
 	}
-	writeJSON(w, http.StatusOK, body)
+	writeJSON(w, http.StatusOK, map[string]any{"auditEvents": out, "metadata": meta})
 }
 
 // whoami tells the caller who its token says it is.

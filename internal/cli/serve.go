@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/sluice-dev/sluice/internal/auditexport"
 	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
@@ -98,6 +99,9 @@ func newServeCommand() *cobra.Command {
 		tlsCert, tlsKey string
 		tlsSelfSigned   bool
 		auditRetention  time.Duration
+		auditExport     string
+		auditExportMax  int64
+		auditExportKeep int
 		// Lifetimes of other tools' tokens.
 		applicationLifetime, ibmIAMLifetime, ibmRefreshLifetime time.Duration
 	)
@@ -136,6 +140,17 @@ Environment:
 			if auditRetention < 0 || (auditRetention > 0 && auditRetention < time.Hour) {
 				return fmt.Errorf("--audit-retention %v is out of range: give 0 (keep everything) or 1h or more", auditRetention)
 			}
+			if auditExport != "" {
+				if err := auditexport.CheckTarget(auditExport); err != nil {
+					return fmt.Errorf("--audit-export: %w", err)
+				}
+			}
+			if auditExportMax < 4096 {
+				return fmt.Errorf("--audit-export-max-bytes %d is out of range: give 4096 or more", auditExportMax)
+			}
+			if auditExportKeep < 0 || auditExportKeep > 1000 {
+				return fmt.Errorf("--audit-export-keep %d is out of range: give 0 to 1000", auditExportKeep)
+			}
 			if tokenLifetime < time.Minute || tokenLifetime > 7*24*time.Hour {
 				return fmt.Errorf("--token-lifetime %v is out of range: give 1m to 168h", tokenLifetime)
 			}
@@ -167,33 +182,36 @@ Environment:
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return server.Run(ctx, server.Config{
-				Listen:            listen,
-				DataDir:           sf.dataDir,
-				Store:             sf.store,
-				MasterKey:         secret.New(os.Getenv("SLUICE_MASTER_KEY")),
-				ShutdownTimeout:   shutdownTimeout,
-				Log:               log,
-				Stdout:            cmd.OutOrStdout(),
-				ShowSecrets:       isTerminal(cmd.OutOrStdout()) && logFormat != "json",
-				PublicURL:         publicURL,
-				TokenLifetime:     tokenLifetime,
-				SigningAlg:        signingAlg,
-				RateLimitClient:   perClient,
-				RateLimitInstance: perInstance,
-				RateLimitSource:   perSource,
-				MaxBARSize:        maxBARSize,
-				MaxBARValidations: int(maxValidations),
-				Quotas:            quotas,
-				RuntimeBackend:    runtimeBackend,
-				Federation:        fed,
-				HTTPTimeouts:      timeouts,
-				MetricsListen:     metricsListen,
-				SampleInterval:    sampleInterval,
-				LogLevel:          level,
-				TLSCertFile:       tlsCert,
-				TLSKeyFile:        tlsKey,
-				TLSSelfSigned:     tlsSelfSigned,
-				AuditRetention:    auditRetention,
+				Listen:              listen,
+				DataDir:             sf.dataDir,
+				Store:               sf.store,
+				MasterKey:           secret.New(os.Getenv("SLUICE_MASTER_KEY")),
+				ShutdownTimeout:     shutdownTimeout,
+				Log:                 log,
+				Stdout:              cmd.OutOrStdout(),
+				ShowSecrets:         isTerminal(cmd.OutOrStdout()) && logFormat != "json",
+				PublicURL:           publicURL,
+				TokenLifetime:       tokenLifetime,
+				SigningAlg:          signingAlg,
+				RateLimitClient:     perClient,
+				RateLimitInstance:   perInstance,
+				RateLimitSource:     perSource,
+				MaxBARSize:          maxBARSize,
+				MaxBARValidations:   int(maxValidations),
+				Quotas:              quotas,
+				RuntimeBackend:      runtimeBackend,
+				Federation:          fed,
+				HTTPTimeouts:        timeouts,
+				MetricsListen:       metricsListen,
+				SampleInterval:      sampleInterval,
+				LogLevel:            level,
+				TLSCertFile:         tlsCert,
+				TLSKeyFile:          tlsKey,
+				TLSSelfSigned:       tlsSelfSigned,
+				AuditRetention:      auditRetention,
+				AuditExport:         auditExport,
+				AuditExportMaxBytes: auditExportMax,
+				AuditExportKeep:     auditExportKeep,
 
 				ApplicationTokenLifetime: applicationLifetime,
 				APIKeyTokenLifetime:      ibmIAMLifetime,
@@ -206,6 +224,9 @@ Environment:
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve the API on")
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may run after SIGINT/SIGTERM")
 	f.DurationVar(&auditRetention, "audit-retention", iam.DefaultAuditRetention, "how long audit events are kept (0: for ever); older ones are deleted in small batches by one control plane")
+	f.StringVar(&auditExport, "audit-export", "", "also write every audit event as a JSON line to stdout or file:PATH, for a SIEM; default: no export")
+	f.Int64Var(&auditExportMax, "audit-export-max-bytes", auditexport.DefaultMaxBytes, "rotate the --audit-export file before it grows past this many bytes")
+	f.IntVar(&auditExportKeep, "audit-export-keep", auditexport.DefaultKeep, "rotated --audit-export files kept (PATH.1 newest); older ones are deleted")
 	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain); reloaded when the file changes")
 	f.StringVar(&tlsKey, "tls-key", "", "the PEM private key of --tls-cert; reloaded when the file changes")
 	f.BoolVar(&tlsSelfSigned, "tls-self-signed", false, "serve HTTPS with a self-signed certificate kept in <data-dir>/tls (made on first start; its fingerprint is printed)")
@@ -252,7 +273,8 @@ Environment:
 		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",
 		"application-token-lifetime": "SLUICE_APPLICATION_TOKEN_LIFETIME", "ibm-iam-token-lifetime": "SLUICE_IBM_IAM_TOKEN_LIFETIME",
 		"ibm-iam-refresh-token-lifetime": "SLUICE_IBM_IAM_REFRESH_TOKEN_LIFETIME",
-		"audit-retention":                "SLUICE_AUDIT_RETENTION", "tls-cert": "SLUICE_TLS_CERT", "tls-key": "SLUICE_TLS_KEY", "tls-self-signed": "SLUICE_TLS_SELF_SIGNED",
+		"audit-retention":                "SLUICE_AUDIT_RETENTION", "audit-export": "SLUICE_AUDIT_EXPORT",
+		"audit-export-max-bytes": "SLUICE_AUDIT_EXPORT_MAX_BYTES", "audit-export-keep": "SLUICE_AUDIT_EXPORT_KEEP", "tls-cert": "SLUICE_TLS_CERT", "tls-key": "SLUICE_TLS_KEY", "tls-self-signed": "SLUICE_TLS_SELF_SIGNED",
 	} {
 		bindEnv(cmd, flag, env)
 	}

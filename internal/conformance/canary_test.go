@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/server"
@@ -111,10 +112,14 @@ func wellFormed(prefix string) string {
 // (created ones and made-up ones sent to the token endpoints), access
 // tokens, bad bearer tokens, configuration data (valid and invalid) — then
 // scans every answer, the audit, the server's logs and the files of its
-// data dir (where the store keeps hashes and sealed data only), and proves
+// data dir (where the store keeps hashes and sealed data only, and where
+// this test has the audit export written, rotated every 4 KiB), and proves
 // each value appears only in the one answer that hands it out.
 func TestCanarySecretsStayPut(t *testing.T) {
-	srv := servertest.Start(t, servertest.Options{})
+	dataDir := t.TempDir()
+	export := filepath.Join(dataDir, "audit-export", "audit.jsonl")
+	srv := servertest.Start(t, servertest.Options{DataDir: dataDir, Args: []string{"--audit-export", "file:" + export,
+		"--audit-export-max-bytes", "4096", "--audit-export-keep", "1000", "--audit-retention", "48h"}})
 	h := newHarness(t, srv)
 	cs := &canaries{t: t}
 	c := srv.Creds
@@ -327,8 +332,15 @@ func TestCanarySecretsStayPut(t *testing.T) {
 	// ---- the audit saw it all, and holds none of it ----
 	audit := h.do(call{label: "audit", method: "GET", path: "/api/v1/audit", as: admin, want: 200})
 	events := decode[struct {
-		AuditEvents []struct{ Action, Outcome string }
+		AuditEvents []struct{ ID, Action, Outcome string }
+		Metadata    struct{ RetentionSeconds int64 }
 	}](t, audit)
+	if events.Metadata.RetentionSeconds != 48*3600 {
+		t.Errorf("the audit states a retention of %d s; want 172800 (--audit-retention 48h)", events.Metadata.RetentionSeconds)
+	}
+	// The export holds every event the audit lists (it follows the
+	// commits, so wait for it), in files of at most 4 KiB.
+	exported := waitForExport(t, export, events.AuditEvents)
 	counts := map[string]int{}
 	for _, e := range events.AuditEvents {
 		counts[e.Action+"/"+e.Outcome]++
@@ -369,7 +381,44 @@ func TestCanarySecretsStayPut(t *testing.T) {
 	if len(cs.list) < 30 {
 		t.Fatalf("only %d canaries were written", len(cs.list))
 	}
-	t.Logf("%d canaries, %d answers, %d audit events, %d bytes of log scanned", len(cs.list), len(h.log), len(events.AuditEvents), len(srv.Stderr()))
+	t.Logf("%d canaries, %d answers, %d audit events (%d files exported), %d bytes of log scanned", len(cs.list), len(h.log), len(events.AuditEvents), exported, len(srv.Stderr()))
+}
+
+// waitForExport waits until the export files (path and its rotated
+// copies) hold a line for each event, and says how many files there are.
+func waitForExport(t *testing.T, path string, events []struct{ ID, Action, Outcome string }) int {
+	t.Helper()
+	for tries := 0; ; tries++ {
+		files, _ := filepath.Glob(path + "*")
+		var all strings.Builder
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) > 4096 {
+				t.Fatalf("export file %s holds %d bytes; --audit-export-max-bytes is 4096", f, len(b))
+			}
+			all.Write(b)
+		}
+		missing := ""
+		for _, e := range events {
+			if !strings.Contains(all.String(), `"id":"`+e.ID+`"`) {
+				missing = e.ID + " (" + e.Action + ")"
+				break
+			}
+		}
+		if missing == "" {
+			if len(files) < 2 {
+				t.Fatalf("the export was never rotated: %v", files)
+			}
+			return len(files)
+		}
+		if tries == 3000 {
+			t.Fatalf("the audit export (%d files) lacks event %s", len(files), missing)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // malformedConfigData is configuration data of every shape the validators

@@ -40,6 +40,10 @@ type Auditor struct {
 
 	// Log, when set, hears of statistics refreshes that failed.
 	Log *slog.Logger
+	// Export, when set, is given every event once it is committed, by
+	// this pipeline or by Service.Audited (--audit-export). It must not
+	// block: the event is durable and its caller waits.
+	Export func([]store.AuditEvent)
 	// analyzeEvery is how many events the pipeline writes between two
 	// refreshes of the audit table's planner statistics.
 	analyzeEvery int
@@ -166,11 +170,19 @@ func (a *Auditor) write(batch []auditReq) {
 		r.err <- err
 	}
 	if err == nil {
+		a.committed(evs)
 		a.written += len(evs)
 		if a.written >= a.analyzeEvery {
 			a.written = 0
 			a.analyze()
 		}
+	}
+}
+
+// committed hands committed events to the export, if there is one.
+func (a *Auditor) committed(evs []store.AuditEvent) {
+	if a != nil && a.Export != nil {
+		a.Export(evs)
 	}
 }
 

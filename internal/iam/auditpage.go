@@ -18,6 +18,9 @@ import (
 type AuditPage struct {
 	Events   []store.AuditEvent
 	Continue string
+	// Retention is how long events are kept (0: for ever): older ones
+	// are deleted, so the trail begins no earlier.
+	Retention time.Duration
 }
 
 // Audit page sizes of ListAuditPage.
@@ -56,7 +59,7 @@ func (s *Service) ListAuditPage(ctx context.Context, p Principal, f store.AuditF
 	if err != nil {
 		return AuditPage{}, err
 	}
-	pg := AuditPage{Events: evs}
+	pg := AuditPage{Events: evs, Retention: s.AuditRetention}
 	if len(evs) > want {
 		pg.Events = evs[:want]
 		last := pg.Events[want-1]

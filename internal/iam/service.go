@@ -78,6 +78,10 @@ type Service struct {
 	// Metrics counts tokens and leases; nil: not counted.
 	Metrics Metrics
 
+	// AuditRetention is the --audit-retention in force (0: events are kept
+	// for ever), which audit readers are told.
+	AuditRetention time.Duration
+
 	used     usage        // last-used times, written by RecordUsage
 	refusals refusalTally // refused token requests naming no client, audited by FlushRefusals
 }
@@ -230,8 +234,10 @@ func (s *Service) Audited(ctx context.Context, p Principal, action, object strin
 	err := s.Store.Audited(ctx, ev, fn)
 	if err != nil {
 		_ = s.audit(ctx, p, action, object, err, "") // the refusal or failure; err is the answer either way
+		return err
 	}
-	return err
+	s.Audit.committed([]store.AuditEvent{ev})
+	return nil
 }
 
 // Record audits an action another domain package decided (a token it

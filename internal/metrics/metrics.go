@@ -168,6 +168,28 @@ func (m *Metrics) CountDroppedSpans(dropped func() uint64) {
 	}, func() float64 { return float64(dropped()) }))
 }
 
+// CountAuditExport exports the audit export's progress, as read by stats:
+// events written to the sink, events left out of it (they are in the
+// store), and events waiting — the export's lag.
+func (m *Metrics) CountAuditExport(stats func() (exported, dropped uint64, queued int)) {
+	const help = "Audit events written to the --audit-export sink (result=\"exported\") or left out of it because it failed or fell behind (result=\"dropped\"; they stay in the store)."
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "sluice_audit_export_events_total",
+			Help:        help,
+			ConstLabels: prometheus.Labels{"result": "exported"},
+		}, func() float64 { e, _, _ := stats(); return float64(e) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "sluice_audit_export_events_total",
+			Help:        help,
+			ConstLabels: prometheus.Labels{"result": "dropped"},
+		}, func() float64 { _, d, _ := stats(); return float64(d) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sluice_audit_export_queue",
+			Help: "Committed audit events waiting to be written to the --audit-export sink (its lag).",
+		}, func() float64 { _, _, q := stats(); return float64(q) }))
+}
+
 // IAM is what the iam service reports through.
 func (m *Metrics) IAM() iam.Metrics { return iamMetrics{m} }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/apic"
 	"github.com/sluice-dev/sluice/internal/apis"
 	"github.com/sluice-dev/sluice/internal/apps"
+	"github.com/sluice-dev/sluice/internal/auditexport"
 	"github.com/sluice-dev/sluice/internal/barstore"
 	"github.com/sluice-dev/sluice/internal/clock"
 	"github.com/sluice-dev/sluice/internal/configuration"
@@ -74,6 +75,12 @@ type Config struct {
 	TLSSelfSigned           bool
 	// AuditRetention is how long audit events are kept; 0 keeps them all.
 	AuditRetention time.Duration
+	// AuditExport copies every audit event as a JSON line to "stdout" or
+	// "file:PATH" (rotated at AuditExportMaxBytes, AuditExportKeep old
+	// files kept); "" exports nothing.
+	AuditExport         string
+	AuditExportMaxBytes int64
+	AuditExportKeep     int
 	// Lifetimes of other tools' tokens (Airbyte applications, IBM Cloud
 	// IAM access and refresh tokens); zero: TokenLifetime (30 days for
 	// refresh tokens).
@@ -173,13 +180,29 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	auditor := iam.NewAuditor(st)
 	auditor.Log = cfg.Log
+	if cfg.AuditExport != "" {
+		exp, err := auditexport.New(auditexport.Options{Target: cfg.AuditExport, MaxBytes: cfg.AuditExportMaxBytes,
+			Keep: cfg.AuditExportKeep, Stdout: cfg.Stdout, Log: cfg.Log.With("component", "audit-export")})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = exp.Close(closeCtx)
+		}()
+		auditor.Export = exp.Export
+		if met != nil {
+			met.CountAuditExport(exp.Stats)
+		}
+	}
 	defer auditor.Close()
 	tokens := &iam.Tokens{Store: st, Keyring: keyring, Alg: cfg.SigningAlg, Issuer: url, Audience: TokenAudience,
 		Lifetime: cfg.TokenLifetime, MaxLifetime: max(cfg.ApplicationTokenLifetime, cfg.APIKeyTokenLifetime), Now: cfg.Now}
 	if err := tokens.Init(ctx); err != nil {
 		return err
 	}
-	svc := &iam.Service{Store: st, Tokens: tokens, Audit: auditor, Now: cfg.Now, ApplicationTokenLifetime: cfg.ApplicationTokenLifetime,
+	svc := &iam.Service{Store: st, Tokens: tokens, Audit: auditor, Now: cfg.Now, AuditRetention: cfg.AuditRetention, ApplicationTokenLifetime: cfg.ApplicationTokenLifetime,
 		APIKeyTokenLifetime: cfg.APIKeyTokenLifetime, RefreshTokenLifetime: cfg.RefreshTokenLifetime}
 	if met != nil {
 		svc.Metrics = met.IAM()

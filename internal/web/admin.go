@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ type auditPage struct {
 	// of the first (newest) page with the same filters.
 	Older bool
 	First string
+	// Retention says how long events are kept, in words; "" when they
+	// are kept for ever.
+	Retention string
 }
 
 // auditLog shows the instance's audit events, newest first, filtered by
@@ -59,7 +63,7 @@ func (d *Dashboard) auditLog(w http.ResponseWriter, r *http.Request) {
 		}
 		*b.at = day.Add(b.add)
 	}
-	pg := auditPage{Older: q.Get("continue") != ""}
+	pg := auditPage{Older: q.Get("continue") != "", Retention: retentionText(d.IAM.AuditRetention)}
 	if formErr == "" {
 		cont, scanned := q.Get("continue"), 0
 		for {
@@ -110,6 +114,17 @@ func (d *Dashboard) auditLog(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusBadRequest
 	}
 	d.render(w, r, status, "audit", view{Title: "Audit log", Nav: "audit", Page: pg, Form: form, FormErr: formErr})
+}
+
+// retentionText says a retention in days (or hours, below two days).
+func retentionText(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return ""
+	case d < 48*time.Hour:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + " hours"
+	}
+	return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + " days"
 }
 
 // --- API specification ----------------------------------------------------

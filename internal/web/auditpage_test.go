@@ -46,6 +46,9 @@ func TestAuditPageLinksToOlderPages(t *testing.T) {
 			t.Fatalf("GET %s: %d\n%s", path, p.code, p.body)
 		}
 		pages++
+		if pages == 1 && !strings.Contains(p.body, `Events are kept for 90 days`) {
+			t.Errorf("the audit page does not state the retention in force (the default 90 days)")
+		}
 		n := strings.Count(p.body, `<td data-label="When" class="when">`)
 		if n > 500 {
 			t.Fatalf("page %d shows %d events", pages, n)
