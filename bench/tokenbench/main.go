@@ -36,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-dev/sluice/bench/benchutil"
 	"github.com/sluice-dev/sluice/client"
 	"github.com/sluice-dev/sluice/internal/cli"
 )
@@ -142,7 +143,7 @@ func run(o options) error {
 	}
 	store := ""
 	if o.postgres != "" {
-		dsn, drop, err := freshDatabase(ctx, o.postgres)
+		dsn, drop, err := benchutil.FreshDatabase(ctx, o.postgres, "tokenbench", logf)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package main
+package benchutil
 
 import (
 	"context"
@@ -10,10 +10,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// freshDatabase creates an empty database next to the one admin names, so
-// `sluice serve` bootstraps a new instance in it, and returns its URL and a
-// function that drops it.
-func freshDatabase(ctx context.Context, admin string) (string, func(), error) {
+// FreshDatabase creates an empty database named prefix_<pid>_<n> next to
+// the one admin names, so `sluice serve` bootstraps a new instance in it,
+// and returns its URL and a function that drops it (reporting a failure
+// through logf).
+func FreshDatabase(ctx context.Context, admin, prefix string, logf func(string, ...any)) (string, func(), error) {
 	u, err := url.Parse(admin)
 	if err != nil {
 		return "", nil, fmt.Errorf("-postgres %q is not a URL: %w", admin, err)
@@ -23,7 +24,7 @@ func freshDatabase(ctx context.Context, admin string) (string, func(), error) {
 		return "", nil, fmt.Errorf("cannot reach PostgreSQL at %s: %w", u.Redacted(), err)
 	}
 	defer conn.Close(ctx)
-	name := fmt.Sprintf("tokenbench_%d_%d", os.Getpid(), time.Now().Unix())
+	name := fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), time.Now().UnixNano())
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", nil, fmt.Errorf("create database %s: %w", name, err)
 	}
