@@ -50,13 +50,30 @@ const mapStep = `{id: .body.id, total: (.body.qty * .body.price), t: .body.t}`
 func main() {
 	natsURL := flag.String("nats", "nats://127.0.0.1:4222", "NATS server")
 	sluice := flag.String("sluice", "", "the sluice binary (driver mode)")
-	consume := flag.String("consume", "", "baseline mode: consume this subject prefix")
+	consume := flag.String("consume", "", "baseline mode: consume this subject (queue) prefix")
+	broker := flag.String("broker", "nats", "nats, or amqp (RabbitMQ at -amqp)")
+	amqpURL := flag.String("amqp", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ, for -broker amqp")
 	n := flag.Int("n", 20000, "messages per throughput round")
 	rounds := flag.Int("rounds", 3, "rounds per consumer")
 	cpu := flag.String("cpu", "0", "CPU the consumers are pinned to (\"\": not pinned)")
 	flag.Parse()
 	if *consume != "" {
-		baseline(*natsURL, *consume)
+		if *broker == "amqp" {
+			baselineAMQP(*amqpURL, *consume)
+		} else {
+			baseline(*natsURL, *consume)
+		}
+		return
+	}
+	if *broker == "amqp" {
+		if *sluice == "" {
+			fmt.Fprintln(os.Stderr, "msgbench: -sluice BINARY is required")
+			os.Exit(2)
+		}
+		if err := driveAMQP(*amqpURL, *sluice, *cpu, *n, *rounds); err != nil {
+			fmt.Fprintln(os.Stderr, "msgbench:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	if *sluice == "" {
