@@ -446,7 +446,7 @@ func (k APIKey) PageKey() []string { return []string{k.OwnerKind, k.OwnerName, k
 
 var apiKeyList = listQuery{op: "list API keys", cols: apiKeyCols, from: apiKeyFrom,
 	where: "k.instance_id = $1 AND ($2 = '' OR k.owner_id = $2)",
-	// The owner's kind and name as the key keeps them (migration 0017):
+	// The owner's kind and name as the key keeps them (migration 0018):
 	// the order of the index api_keys_list.
 	key: []keyCol{{expr: "k.owner_kind"}, {expr: "k.owner_name"}, {expr: "k.name"}, {expr: "k.id"}}}
 
