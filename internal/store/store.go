@@ -48,6 +48,7 @@ type Store interface {
 	Published
 	Leadership
 	DashboardSessions
+	RateWindows
 }
 
 // DefaultSQLiteFile is the database file of the embedded default, inside the
