@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/clock"
+	"github.com/sluice-dev/sluice/internal/store"
 )
 
 // Limit is a quota of Requests per Window. A zero Limit does not limit.
@@ -53,8 +54,9 @@ type Quota struct {
 }
 
 // RateLimiter counts requests per client id and per instance in fixed
-// windows. Counts live in this process: with several control-plane
-// replicas each enforces the limits on the traffic it sees.
+// windows. Without Shared the counts live in this process (SQLite: one
+// control plane). With Shared (PostgreSQL: several replicas) the limits
+// hold across replicas: see shared for how, and for the tolerance.
 type RateLimiter struct {
 	PerClient   Limit
 	PerInstance Limit
@@ -67,10 +69,18 @@ type RateLimiter struct {
 	// OnRefuse is told the policy ("client", "instance" or "source") of
 	// every request refused; nil: nobody is told.
 	OnRefuse func(policy string)
+	// Shared holds the counts every replica sees; nil: this process
+	// counts alone.
+	Shared store.RateWindows
+	// OnSharedError is told when Shared could not be reached and the
+	// request was counted in this process only; nil: nobody is told.
+	OnSharedError func(error)
 
 	mu      sync.Mutex
 	windows map[string]*window
 	sweep   time.Time
+	leases  map[string]*lease
+	swept   time.Time // when leases were last swept
 }
 
 type window struct {
@@ -85,9 +95,6 @@ func (rl *RateLimiter) now() time.Time { return rl.Now.Now() }
 // quotas for the response headers. A refused request is not counted, so a
 // client that keeps retrying early does not push its own reset back.
 func (rl *RateLimiter) Allow(clientID, instanceID string) (bool, []Quota) {
-	now := rl.now()
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
 	var checks []check
 	if rl.PerClient.Requests > 0 && clientID != "" {
 		key := "c\x00" + clientID
@@ -102,7 +109,26 @@ func (rl *RateLimiter) Allow(clientID, instanceID string) (bool, []Quota) {
 	if rl.PerInstance.Requests > 0 && instanceID != "" {
 		checks = append(checks, check{"instance", "i\x00" + instanceID, rl.PerInstance})
 	}
-	return rl.count(now, checks, true)
+	return rl.decide(checks, true)
+}
+
+// decide counts (when add is set) one request against checks, in Shared
+// when there is one, else (or when Shared cannot be reached) in this
+// process.
+func (rl *RateLimiter) decide(checks []check, add bool) (bool, []Quota) {
+	now := rl.now()
+	if rl.Shared != nil && len(checks) > 0 {
+		ok, qs, err := rl.shared(now, checks, add)
+		if err == nil {
+			return ok, qs
+		}
+		if rl.OnSharedError != nil {
+			rl.OnSharedError(err)
+		}
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return rl.count(now, checks, add)
 }
 
 type check struct {
@@ -118,10 +144,7 @@ func (rl *RateLimiter) SourceExhausted(source string) (bool, []Quota) {
 	if rl.PerSource.Requests == 0 {
 		return false, nil
 	}
-	now := rl.now()
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
-	ok, qs := rl.count(now, []check{{"source", "s|" + source, rl.PerSource}}, false)
+	ok, qs := rl.decide([]check{{"source", "s|" + source, rl.PerSource}}, false)
 	return !ok, qs
 }
 
@@ -131,10 +154,7 @@ func (rl *RateLimiter) FailSource(source string) (bool, []Quota) {
 	if rl.PerSource.Requests == 0 {
 		return true, nil
 	}
-	now := rl.now()
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
-	return rl.count(now, []check{{"source", "s|" + source, rl.PerSource}}, true)
+	return rl.decide([]check{{"source", "s|" + source, rl.PerSource}}, true)
 }
 
 // count checks (and, when add is set and every check passes, counts) one
@@ -165,14 +185,16 @@ func (rl *RateLimiter) count(now time.Time, checks []check, add bool) (bool, []Q
 		if allowed && add {
 			ws[i].count++
 		}
-		reset := ws[i].start.Add(c.limit.Window).Sub(now)
-		secs := int((reset + time.Second - 1) / time.Second)
-		if secs < 1 {
-			secs = 1
-		}
-		quotas[i] = Quota{Policy: c.policy, Limit: c.limit, Remaining: max(c.limit.Requests-ws[i].count, 0), Reset: secs}
+		quotas[i] = Quota{Policy: c.policy, Limit: c.limit, Remaining: max(c.limit.Requests-ws[i].count, 0),
+			Reset: resetSeconds(ws[i].start.Add(c.limit.Window).Sub(now))}
 	}
 	return allowed, quotas
+}
+
+// resetSeconds is the time until a window ends in whole seconds, rounded
+// up, at least 1.
+func resetSeconds(d time.Duration) int {
+	return max(int((d+time.Second-1)/time.Second), 1)
 }
 
 // forgetOld drops windows that ended, at most once a minute, so the map
