@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/api"
@@ -339,6 +340,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if met != nil {
 			a.RateLimit.OnRefuse = met.RateLimited
 		}
+		if st.Kind() == "postgres" {
+			// Replicas share one count (iam/ratelimit_shared.go); SQLite
+			// has one process, which counts in memory.
+			a.RateLimit.Shared = st
+			a.RateLimit.OnSharedError = sharedLimitWarning(cfg.Log, cfg.Now)
+		}
 	}
 	apicAdapter.RateLimit = a.RateLimit // one count per client and instance, whichever wire it comes in on
 	// Requests get a context that ends when shutdown begins, so
@@ -540,4 +547,19 @@ func serveTLS(cfg Config, dataDir string) (*tlsconf.Files, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// sharedLimitWarning logs, at most once a minute, that the shared rate
+// limits could not be reached and each replica counts alone meanwhile.
+func sharedLimitWarning(log *slog.Logger, now clock.Func) func(error) {
+	var mu sync.Mutex
+	var last time.Time
+	return func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if t := now.Now(); t.Sub(last) >= time.Minute {
+			last = t
+			log.Warn("shared rate limits unreachable: this replica counts its own traffic until the store answers", "err", err)
+		}
+	}
 }
