@@ -8,7 +8,7 @@ import (
 )
 
 // RateWindows holds rate-limit counters every replica sees (migration
-// 0018), so a client's limit holds across control planes. A replica does
+// 0019), so a client's limit holds across control planes. A replica does
 // not count each request here: it reserves a slice of a key's quota and
 // spends it locally (iam.RateLimiter), so the hot path pays one round trip
 // per slice, not per request.
