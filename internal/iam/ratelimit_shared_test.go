@@ -222,3 +222,31 @@ func TestSharedRateLimitFallsBackWhenTheStoreIsGone(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkRateLimiterCheck is the cost of one admitted call's check,
+// counted in memory and shared through each store under test, with a limit
+// that never refuses (as bench/tokenbench runs): compare the sub-benchmarks
+// of one run.
+func BenchmarkRateLimiterCheck(b *testing.B) {
+	per := Limit{Requests: 1_000_000_000, Window: time.Hour}
+	clk := clocktest.New(0)
+	b.Run("memory", func(b *testing.B) {
+		rl := &RateLimiter{PerClient: per, PerInstance: per, Now: clk.Now}
+		for b.Loop() {
+			rl.Check("app", "inst")
+		}
+	})
+	for _, kind := range storetest.Kinds() {
+		b.Run("shared-"+kind, func(b *testing.B) {
+			st, err := store.Open(context.Background(), storetest.DSN(b, kind), b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			rl := &RateLimiter{PerClient: per, PerInstance: per, Now: clk.Now, Shared: st}
+			for b.Loop() {
+				rl.Check("app", "inst")
+			}
+		})
+	}
+}
