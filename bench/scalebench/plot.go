@@ -7,12 +7,12 @@ import (
 )
 
 // plot draws p50 against N, both on log scales, one line per store and
-// measure (a whole list, a single get, the audit by actor): what grows
-// with N rises, what stays flat does not.
+// measure (a whole list, a page of 100, a single get, the audit by
+// actor): what grows with N rises, what stays flat does not.
 func plot(rows []row, o options) string {
 	measures := []string{"audit actor"}
 	if o.objects {
-		measures = []string{"list all", "get", "audit actor"}
+		measures = []string{"list all", "list 100", "get", "audit actor"}
 	}
 	const w, h, left, bottom, top, right = 720, 420, 70, 50, 20, 200
 	minN, maxN, minY, maxY := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
