@@ -131,6 +131,12 @@ func (a *Adapter) fail(w http.ResponseWriter, r *http.Request, err error) {
 			return
 		}
 	}
+	if store.Unavailable(err) && r.Context().Err() == nil {
+		a.Log.WarnContext(r.Context(), "store unavailable", "request_id", obs.RequestID(r.Context()), "err", err)
+		wire.SetRetryAfterStoreUnavailable(w)
+		writeError(w, r, http.StatusServiceUnavailable, wire.StoreUnavailableMessage)
+		return
+	}
 	a.Log.ErrorContext(r.Context(), "request failed", "request_id", obs.RequestID(r.Context()), "err", err)
 	writeError(w, r, http.StatusInternalServerError, "the server failed to handle the request; the errorId identifies it in the server's log")
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/store"
+	"github.com/sluice-dev/sluice/internal/wire"
 )
 
 // API holds what the handlers need.
@@ -216,7 +216,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		if store.Unavailable(err) || ctx.Err() != nil {
 			reason = "store unavailable"
 		}
-		w.Header().Set("Retry-After", strconv.Itoa(storeRetryAfter))
+		wire.SetRetryAfterStoreUnavailable(w)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason})
 		return
 	}

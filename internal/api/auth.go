@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/sluice-dev/sluice/internal/iam"
@@ -111,10 +110,6 @@ func clientAddr(r *http.Request) string { return wire.ClientAddr(r) }
 // log tell it from a server error.
 const statusClientClosedRequest = 499
 
-// storeRetryAfter is the Retry-After, in seconds, of a 503 the store's
-// unavailability caused.
-const storeRetryAfter = 1
-
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var br *badRequest
 	if errors.As(err, &br) {
@@ -147,8 +142,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// Not a bug: the database is restarting or out of reach. A client
 		// retrying in a moment (here or at another replica) will succeed.
 		a.Log.WarnContext(r.Context(), "store unavailable", "request_id", obs.RequestID(r.Context()), "err", err)
-		w.Header().Set("Retry-After", strconv.Itoa(storeRetryAfter))
-		writeError(w, r, http.StatusServiceUnavailable, "StoreUnavailable", "the store is unavailable (restarting or out of reach): retry in a moment")
+		wire.SetRetryAfterStoreUnavailable(w)
+		writeError(w, r, http.StatusServiceUnavailable, "StoreUnavailable", wire.StoreUnavailableMessage)
 		return
 	}
 	if r.Context().Err() != nil {

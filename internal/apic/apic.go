@@ -121,6 +121,12 @@ func (a *Adapter) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, br.status, br.msg)
 		return
 	}
+	if store.Unavailable(err) && r.Context().Err() == nil {
+		a.Log.WarnContext(r.Context(), "store unavailable", "request_id", obs.RequestID(r.Context()), "err", err)
+		wire.SetRetryAfterStoreUnavailable(w)
+		writeError(w, http.StatusServiceUnavailable, wire.StoreUnavailableMessage)
+		return
+	}
 	a.Log.ErrorContext(r.Context(), "request failed", "request_id", obs.RequestID(r.Context()), "err", err)
 	writeError(w, http.StatusInternalServerError, "the server failed to handle the request; request id "+obs.RequestID(r.Context()))
 }

@@ -3,6 +3,7 @@ package iam
 import (
 	"context"
 	"crypto/subtle"
+	"fmt"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/secret"
@@ -101,6 +102,9 @@ func (s *Service) checkClient(ctx context.Context, r TokenRequest) (store.Client
 		return store.ClientCredential{}, "client id malformed"
 	}
 	cred, err := s.Store.GetClientCredential(ctx, r.ClientID)
+	if store.Unavailable(err) {
+		return store.ClientCredential{InstanceID: r.InstanceID}, whyStoreUnavailable
+	}
 	if err != nil {
 		// No client: refuse tallies these per source (and per instance
 		// named, when it exists) instead of one audit row each.
@@ -125,6 +129,8 @@ func (s *Service) checkAPIKey(ctx context.Context, v secret.Value, instanceID st
 	}
 	key, err := s.Store.APIKeyByHash(ctx, hashSecret(v))
 	switch {
+	case store.Unavailable(err):
+		return key, whyStoreUnavailable
 	case err != nil:
 		return key, "unknown API key"
 	case instanceID != "" && key.InstanceID != instanceID:
@@ -166,11 +172,23 @@ func (s *Service) InstanceOf(ctx context.Context, clientID string, apiKey, refre
 	return ""
 }
 
+// whyStoreUnavailable is the reason a credential check gives when the
+// store could not be asked; refuse turns it into errStoreUnavailable, so
+// the caller hears "retry in a moment" (503), not "your credentials are
+// wrong", and nothing is counted or audited against anyone.
+const whyStoreUnavailable = "the store is unavailable"
+
+var errStoreUnavailable = fmt.Errorf("%w: the credentials could not be checked", store.ErrUnavailable)
+
 // refuse answers a failed token request. Refusals of an existing client
 // are audited one by one under its instance; those naming no client at
 // all (unknown, missing or malformed ids, which anyone can make up by the
 // thousand) are counted per source and window and audited as one row.
 func (s *Service) refuse(ctx context.Context, p Principal, clientKnown bool, why string) error {
+	if why == whyStoreUnavailable {
+		// Nothing was refused: the credentials could not be checked.
+		return errStoreUnavailable
+	}
 	if !clientKnown {
 		s.refusals.add(ctx, s, p.Source, p.InstanceID)
 		return ErrBadCredentials

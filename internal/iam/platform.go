@@ -104,6 +104,8 @@ func (s *Service) toolkitAPIKey(ctx context.Context, r TokenRequest) (PlatformTo
 	if !r.APIKey.IsZero() {
 		if k, err := s.Store.APIKeyByHash(ctx, hashSecret(r.APIKey)); err == nil && wellFormed(r.APIKey.Reveal(), APIKeyPrefix) {
 			key, why = s.checkAPIKey(ctx, r.APIKey, k.InstanceID)
+		} else if store.Unavailable(err) {
+			why = whyStoreUnavailable
 		} else {
 			why = "unknown API key"
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/secret"
+	"github.com/sluice-dev/sluice/internal/store"
 	"github.com/sluice-dev/sluice/internal/wire"
 )
 
@@ -88,6 +89,7 @@ const (
 	codeBadClient       = "BXNIM0106E" // client authentication failed on a refresh
 	codeRateLimit       = "BXNIM0429E" // over a rate limit
 	codeInternal        = "BXNIM0500E" // the server failed
+	codeUnavailable     = "BXNIM0503E" // the store is out of reach: retry (Sluice's own code, in the same pattern)
 )
 
 // errorBody is IBM's error JSON.
@@ -209,6 +211,10 @@ func (a *Adapter) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, codeBadAPIKey, "Provided API key could not be found or is not valid (locked or expired), or the client credentials are wrong")
 	case errors.Is(err, iam.ErrBadCredentials):
 		writeError(w, r, http.StatusUnauthorized, codeBadClient, "Client authentication failed: the refresh token was issued to a client, which must authenticate with its id and secret")
+	case store.Unavailable(err) && r.Context().Err() == nil:
+		a.Log.WarnContext(r.Context(), "store unavailable", "request_id", obs.RequestID(r.Context()), "err", err)
+		wire.SetRetryAfterStoreUnavailable(w)
+		writeError(w, r, http.StatusServiceUnavailable, codeUnavailable, wire.StoreUnavailableMessage)
 	default:
 		a.Log.ErrorContext(r.Context(), "token request failed", "request_id", obs.RequestID(r.Context()), "err", err)
 		writeError(w, r, http.StatusInternalServerError, codeInternal, "the server failed to handle the request; the requestId identifies it in the server's log")

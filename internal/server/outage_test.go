@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -163,6 +164,26 @@ func TestStoreOutageAnswers503AndRecovers(t *testing.T) {
 	}
 	if code, body := ready(); code != http.StatusServiceUnavailable || body["reason"] != "store unavailable" {
 		t.Fatalf("readyz during the outage: %d %v", code, body)
+	}
+	// The other tools' token endpoints say the same in their own shapes.
+	c := s.Creds
+	for _, tc := range []struct{ label, path, ctype, body string }{
+		{"IBM Cloud IAM", "/identity/token", "application/x-www-form-urlencoded",
+			url.Values{"grant_type": {"urn:ibm:params:oauth:grant-type:apikey"}, "apikey": {c.APIKey}}.Encode()},
+		{"API Connect", "/api/token", "application/json",
+			fmt.Sprintf(`{"api_key":%q,"grant_type":"api_key","client_id":%q,"client_secret":%q}`, c.APIKey, c.ClientID, c.ClientSecret)},
+		{"Airbyte", "/api/v1/applications/token", "application/json",
+			fmt.Sprintf(`{"client_id":%q,"client_secret":%q}`, c.ClientID, c.ClientSecret)},
+	} {
+		resp, err := http.Post(s.URL+tc.path, tc.ctype, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), "store is unavailable") {
+			t.Errorf("%s token during the outage: %d Retry-After=%q %s", tc.label, resp.StatusCode, resp.Header.Get("Retry-After"), b)
+		}
 	}
 	if strings.Contains(s.Stderr(), "request failed") {
 		t.Fatalf("the outage was logged as a server error:\n%s", s.Stderr())

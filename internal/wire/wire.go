@@ -65,6 +65,21 @@ func RateLimitHeaders(w http.ResponseWriter, policy, state string, admitted bool
 	}
 }
 
+// StoreUnavailableMessage is what every wire tells a client when the
+// store is out of reach (a restarting or unreachable database), with
+// RetryAfterStoreUnavailable seconds in Retry-After: not a server error,
+// and the same request will succeed in a moment.
+const StoreUnavailableMessage = "the store is unavailable (restarting or out of reach): retry in a moment"
+
+// RetryAfterStoreUnavailable is the Retry-After, in seconds, of a 503
+// the store's unavailability caused.
+const RetryAfterStoreUnavailable = 1
+
+// SetRetryAfterStoreUnavailable sets that Retry-After.
+func SetRetryAfterStoreUnavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", strconv.Itoa(RetryAfterStoreUnavailable))
+}
+
 // MediaType is the request's content type without parameters, lower case;
 // "" when absent or unparseable.
 func MediaType(r *http.Request) string {
