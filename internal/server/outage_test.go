@@ -165,17 +165,27 @@ func TestStoreOutageAnswers503AndRecovers(t *testing.T) {
 	if code, body := ready(); code != http.StatusServiceUnavailable || body["reason"] != "store unavailable" {
 		t.Fatalf("readyz during the outage: %d %v", code, body)
 	}
-	// The other tools' token endpoints say the same in their own shapes.
+	// Every token endpoint says the same, each in its own shape.
 	c := s.Creds
-	for _, tc := range []struct{ label, path, ctype, body string }{
+	for _, tc := range []struct {
+		label, path, ctype, body string
+		header                   map[string]string
+	}{
+		{"App Connect", "/api/v1/tokens", "application/json", fmt.Sprintf(`{"apiKey":%q}`, c.APIKey),
+			map[string]string{"X-IBM-Client-Id": c.ClientID, "X-IBM-Client-Secret": c.ClientSecret, "x-ibm-instance-id": c.InstanceID}},
 		{"IBM Cloud IAM", "/identity/token", "application/x-www-form-urlencoded",
-			url.Values{"grant_type": {"urn:ibm:params:oauth:grant-type:apikey"}, "apikey": {c.APIKey}}.Encode()},
+			url.Values{"grant_type": {"urn:ibm:params:oauth:grant-type:apikey"}, "apikey": {c.APIKey}}.Encode(), nil},
 		{"API Connect", "/api/token", "application/json",
-			fmt.Sprintf(`{"api_key":%q,"grant_type":"api_key","client_id":%q,"client_secret":%q}`, c.APIKey, c.ClientID, c.ClientSecret)},
+			fmt.Sprintf(`{"api_key":%q,"grant_type":"api_key","client_id":%q,"client_secret":%q}`, c.APIKey, c.ClientID, c.ClientSecret), nil},
 		{"Airbyte", "/api/v1/applications/token", "application/json",
-			fmt.Sprintf(`{"client_id":%q,"client_secret":%q}`, c.ClientID, c.ClientSecret)},
+			fmt.Sprintf(`{"client_id":%q,"client_secret":%q}`, c.ClientID, c.ClientSecret), nil},
 	} {
-		resp, err := http.Post(s.URL+tc.path, tc.ctype, strings.NewReader(tc.body))
+		req, _ := http.NewRequest("POST", s.URL+tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", tc.ctype)
+		for k, v := range tc.header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
