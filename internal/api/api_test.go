@@ -57,7 +57,9 @@ type envOpts struct {
 	perInstance iam.Limit
 	perSource   iam.Limit
 	maxBAR      int64
-	quotas      server.Quotas
+	// maxValidations caps BAR validations at once (0: the default, 2).
+	maxValidations int
+	quotas         server.Quotas
 	// storeKind is the store the env runs on (storetest.Kinds); "": SQLite.
 	storeKind string
 	// backend gives the control plane the local runtime backend (its
@@ -100,7 +102,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: clk.Now, MaxRuntimes: o.quotas.Runtimes, MaxReplicas: o.quotas.Replicas}
 	a := &api.API{Store: st, IAM: svc, Log: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.Now, PublicURL: url, Runtimes: runtimes,
 		Configs: &configuration.Service{Store: st, Keyring: kr, IAM: svc, Now: clk.Now, InUse: runtimes.InUse, MaxArchiveInflated: o.quotas.ConfigArchive},
-		BARs: &barstore.Service{Store: st, IAM: svc, TempDir: t.TempDir(), MaxSize: o.maxBAR, Now: clk.Now, InUse: runtimes.InUse,
+		BARs: &barstore.Service{Store: st, IAM: svc, TempDir: t.TempDir(), MaxSize: o.maxBAR, MaxValidations: o.maxValidations, Now: clk.Now, InUse: runtimes.InUse,
 			MaxStorage: o.quotas.BARStorage},
 	}
 	if o.backend {
