@@ -116,7 +116,8 @@ func (a *API) deleteRuntime(w http.ResponseWriter, r *http.Request) {
 
 // watchPoll is how often a watch looks for changes. Polling the store
 // (rather than an in-process signal) sees changes made through any
-// control-plane replica.
+// control-plane replica; on PostgreSQL the store's change feed wakes the
+// watch sooner.
 const watchPoll = 500 * time.Millisecond
 
 // watchRuntimes streams runtime objects as server-sent events (see
@@ -157,6 +158,10 @@ func (a *API) watchList(w http.ResponseWriter, r *http.Request, list func(ctx co
 	seen := map[string]int64{}
 	tick := time.NewTicker(watchPoll)
 	defer tick.Stop()
+	// A change made through any replica wakes the watch at once (the
+	// store's change feed); the ticker stays the guarantee.
+	changes, unsubscribe := a.Store.SubscribeChanges()
+	defer unsubscribe()
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
 	for {
@@ -191,6 +196,7 @@ func (a *API) watchList(w http.ResponseWriter, r *http.Request, list func(ctx co
 			rc.Extend()
 			fmt.Fprint(w, ": keep-alive\n\n")
 		case <-tick.C:
+		case <-changes:
 		}
 	}
 }

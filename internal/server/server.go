@@ -252,6 +252,20 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	configs := &configuration.Service{Store: st, Keyring: keyring, IAM: svc, Now: cfg.Now, InUse: runtimes.InUse,
 		MaxArchiveInflated: cfg.Quotas.ConfigArchive}
 	published := &apis.Service{Store: st, IAM: svc, Now: cfg.Now}
+	// Changes made through other replicas (PostgreSQL's change feed) make
+	// the gateway states compile again at once, not at their next poll.
+	go func() {
+		changes, unsubscribe := st.SubscribeChanges()
+		defer unsubscribe()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changes:
+				published.Notify()
+			}
+		}
+	}()
 	// A BAR file is in use while runtimes run it (force overrides) or a
 	// published API serves its flows (force does not).
 	barInUse := func(ctx context.Context, instanceID, kind, name string, force bool) error {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,6 +20,19 @@ import (
 type postgresStore struct {
 	*sqlStore
 	holder string // this store's name in leader_leases
+
+	changes    broadcaster // signalled by the NOTIFY listener (changes.go)
+	listenOnce sync.Once
+	stopListen context.CancelFunc
+}
+
+// Close stops the change listener, then closes the pool.
+func (s *postgresStore) Close() error {
+	s.listenOnce.Do(func() {}) // no listener starts after this; one started is seen
+	if s.stopListen != nil {
+		s.stopListen()
+	}
+	return s.sqlStore.Close()
 }
 
 var _ Store = (*postgresStore)(nil)

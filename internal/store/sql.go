@@ -33,6 +33,10 @@ type migration struct {
 // loadMigrations reads the embedded migrations in order. Files are named
 // NNNN_description.sql and written in the SQL both databases accept; the
 // dialect adapts the few type names that differ.
+// postgresOnly opens a migration that only PostgreSQL applies (triggers,
+// functions); SQLite records it as applied and runs nothing.
+const postgresOnly = "-- postgres only"
+
 func loadMigrations() ([]migration, error) {
 	entries, err := fs.ReadDir(migrationFiles, "migrations")
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -39,9 +40,14 @@ func openSQLite(ctx context.Context, path string) (*sqliteStore, error) {
 		return nil, fmt.Errorf("unable to open SQLite database %s: %w", path, err)
 	}
 	s := &sqliteStore{&sqlStore{db: db, location: path, d: dialect{
-		name:           "sqlite",
-		rebind:         func(q string) string { return dollarParam.ReplaceAllString(q, "?$1") },
-		ddl:            func(q string) string { return q },
+		name:   "sqlite",
+		rebind: func(q string) string { return dollarParam.ReplaceAllString(q, "?$1") },
+		ddl: func(q string) string {
+			if strings.HasPrefix(q, postgresOnly) {
+				return "SELECT 1" // applied as a no-op, so both stores count the same migrations
+			}
+			return q
+		},
 		isUnique:       sqliteIsUnique,
 		lockMigrations: func(context.Context, *sql.Conn) (func(), error) { return func() {}, nil },
 	}}}

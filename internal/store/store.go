@@ -49,6 +49,7 @@ type Store interface {
 	Leadership
 	DashboardSessions
 	RateWindows
+	ChangeFeed
 }
 
 // DefaultSQLiteFile is the database file of the embedded default, inside the

@@ -45,6 +45,10 @@ func (d *Dashboard) runtimeEvents(w http.ResponseWriter, r *http.Request) {
 	charts := only != "" && d.Samples != nil
 	tick := time.NewTicker(livePoll)
 	defer tick.Stop()
+	// A change made through any replica wakes the stream at once; the
+	// ticker stays the guarantee.
+	changes, unsubscribe := d.Store.SubscribeChanges()
+	defer unsubscribe()
 	se := sessionOf(r).se
 	for {
 		if !d.alive(ctx, se) || !d.accountCurrent(ctx, se) {
@@ -97,6 +101,7 @@ func (d *Dashboard) runtimeEvents(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-changes:
 		}
 	}
 }

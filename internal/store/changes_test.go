@@ -1,0 +1,72 @@
+package store_test
+
+import (
+	"context"
+	"database/sql"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/clock/clocktest"
+	"github.com/sluice-dev/sluice/internal/store"
+	"github.com/sluice-dev/sluice/internal/store/storetest"
+)
+
+// A write made through one store reaches another store on the same
+// PostgreSQL schema as a change signal (NOTIFY from migration 0020's
+// triggers), and a listener whose connection the database ended listens
+// again and signals once for the resync.
+func TestChangesReachEveryReplica(t *testing.T) {
+	dsn := storetest.DSN(t, "postgres")
+	ctx := context.Background()
+	a, err := store.Open(ctx, dsn, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	u, _ := url.Parse(dsn)
+	q := u.Query()
+	app := "sluice-changes-" + q.Get("search_path")
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	b, err := store.Open(ctx, u.String(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	changes, stop := b.SubscribeChanges()
+	defer stop()
+	signalled := func(what string) {
+		t.Helper()
+		select {
+		case <-changes:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no change signal: %s", what)
+		}
+	}
+	signalled("the listener's first resync")
+
+	at := clocktest.Epoch()
+	if err := a.CreateInstance(ctx, newInstance("inst1", at)); err != nil {
+		t.Fatal(err)
+	}
+	signalled("an instance created through the other store")
+
+	// The database ends the listening connection (a restart does the same).
+	admin, err := sql.Open("pgx", os.Getenv(storetest.EnvPostgres))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var ended int
+	if err := admin.QueryRowContext(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1 AND query = 'LISTEN sluice_changes'`, app).Scan(&ended); err != nil || ended != 1 {
+		t.Fatalf("terminate the listener: %d, %v", ended, err)
+	}
+	signalled("the resync after the listener's connection ended")
+	if err := a.CreateInstance(ctx, newInstance("inst2", at)); err != nil {
+		t.Fatal(err)
+	}
+	signalled("a write after the listener came back")
+}
