@@ -3,6 +3,8 @@ package iam
 import (
 	"errors"
 	"fmt"
+
+	"github.com/sluice-dev/sluice/internal/store"
 )
 
 // Kind classifies an Error for the API layer, which maps it to a status.
@@ -80,3 +82,8 @@ func TooManyRequestsf(format string, args ...any) error {
 // StoreErr maps store.ErrNotFound and store.ErrConflict to client-safe
 // errors about what.
 func StoreErr(err error, what string) error { return storeErr(err, what) }
+
+// Unavailable reports whether err came from the store being out of reach
+// (store.Unavailable), for the wires that may not import the store: they
+// answer it with 503 and Retry-After, not as a server error.
+func Unavailable(err error) bool { return store.Unavailable(err) }

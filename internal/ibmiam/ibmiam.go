@@ -15,7 +15,6 @@ import (
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/secret"
-	"github.com/sluice-dev/sluice/internal/store"
 	"github.com/sluice-dev/sluice/internal/wire"
 )
 
@@ -211,7 +210,7 @@ func (a *Adapter) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, codeBadAPIKey, "Provided API key could not be found or is not valid (locked or expired), or the client credentials are wrong")
 	case errors.Is(err, iam.ErrBadCredentials):
 		writeError(w, r, http.StatusUnauthorized, codeBadClient, "Client authentication failed: the refresh token was issued to a client, which must authenticate with its id and secret")
-	case store.Unavailable(err) && r.Context().Err() == nil:
+	case iam.Unavailable(err) && r.Context().Err() == nil:
 		a.Log.WarnContext(r.Context(), "store unavailable", "request_id", obs.RequestID(r.Context()), "err", err)
 		wire.SetRetryAfterStoreUnavailable(w)
 		writeError(w, r, http.StatusServiceUnavailable, codeUnavailable, wire.StoreUnavailableMessage)
