@@ -147,21 +147,7 @@ steps:
 		}
 		p99[t.name] = res.p99
 	}
-	med := func(name string, f func(round) float64) float64 {
-		var v []float64
-		for _, r := range results[name] {
-			v = append(v, f(r))
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
-	rate := func(r round) float64 { return r.rate }
-	cpuUs := func(r round) float64 { return r.cpuUs }
-	for _, name := range []string{"runtime", "baseline"} {
-		fmt.Printf("%-8s median %8.0f msg/s  median CPU %6.1f µs/msg  p99 at 500 msg/s %s\n", name, med(name, rate), med(name, cpuUs), p99[name].Round(10*time.Microsecond))
-	}
-	fmt.Printf("throughput ratio runtime/baseline: %.2f (target >= 0.5)\n", med("runtime", rate)/med("baseline", rate))
-	fmt.Printf("CPU-per-message ratio baseline/runtime: %.2f\n", med("baseline", cpuUs)/med("runtime", cpuUs))
+	report(results, p99, "500 msg/s")
 	return nil
 }
 

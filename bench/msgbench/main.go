@@ -203,6 +203,13 @@ steps:
 		}
 		p99[t.name] = res.p99
 	}
+	report(results, p99, "2,000 msg/s")
+	return nil
+}
+
+// report prints each side's median throughput and CPU per message over
+// the rounds, its p99 at the paced rate, and the two ratios.
+func report(results map[string][]round, p99 map[string]time.Duration, paced string) {
 	med := func(name string, f func(round) float64) float64 {
 		var v []float64
 		for _, r := range results[name] {
@@ -214,11 +221,10 @@ steps:
 	rate := func(r round) float64 { return r.rate }
 	cpuUs := func(r round) float64 { return r.cpuUs }
 	for _, name := range []string{"runtime", "baseline"} {
-		fmt.Printf("%-8s median %8.0f msg/s  median CPU %6.1f µs/msg  p99 at 2,000 msg/s %s\n", name, med(name, rate), med(name, cpuUs), p99[name].Round(10*time.Microsecond))
+		fmt.Printf("%-8s median %8.0f msg/s  median CPU %6.1f µs/msg  p99 at %s %s\n", name, med(name, rate), med(name, cpuUs), paced, p99[name].Round(10*time.Microsecond))
 	}
 	fmt.Printf("throughput ratio runtime/baseline: %.2f (target >= 0.5)\n", med("runtime", rate)/med("baseline", rate))
 	fmt.Printf("CPU-per-message ratio baseline/runtime: %.2f\n", med("baseline", cpuUs)/med("runtime", cpuUs))
-	return nil
 }
 
 type measured struct {
