@@ -2,6 +2,7 @@
 # Sluice runtime benchmark: one command, see bench/README.md.
 #   bench/run.sh                 # full run (~2 minutes)
 #   DURATION=5s ROUNDS=2 bench/run.sh
+#   PEER= bench/run.sh           # without the Benthos peer (bench/peers/benthos)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ DURATION=${DURATION:-8s}
 ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-32}
 STARTUPS=${STARTUPS:-20}
+PEER=${PEER-benthos}
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "wrk not found; installing it with apt-get (falls back to the Go load generator if that fails)" >&2
@@ -27,6 +29,15 @@ trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/sluice" ./cmd/sluice
 go build -o "$tmp/baseline" ./bench/baseline
 go build -o "$tmp/benchctl" ./bench/benchctl
+peer=()
+if [ "$PEER" = benthos ]; then
+  # Its own module (Sluice's does not depend on Benthos): the first build
+  # downloads and compiles it, about a minute of CPU.
+  (cd bench/peers/benthos && go build -o "$tmp/benthos" .)
+  peer=(-benthos "$tmp/benthos" -benthos-config bench/peers/benthos/config.yaml)
+elif [ -n "$PEER" ]; then
+  echo "PEER=$PEER: the only peer is benthos (or empty for none)" >&2; exit 2
+fi
 "$tmp/sluice" bar build bench/project -o "$tmp/bench.bar" >/dev/null
 "$tmp/sluice" bar build examples/orders -o "$tmp/orders.bar" >/dev/null
 
@@ -40,5 +51,5 @@ if [ -n "$LOAD_CPU" ]; then pin=(taskset -c "$LOAD_CPU"); fi
   -sluice "$tmp/sluice" -baseline "$tmp/baseline" \
   -bench-bar "$tmp/bench.bar" -orders-bar "$tmp/orders.bar" \
   -lua bench/post.lua -duration "$DURATION" -rounds "$ROUNDS" -conns "$CONNS" -startups "$STARTUPS" \
-  -server-cpu "$SERVER_CPU" -load-cpu "$LOAD_CPU" -o "$out"
+  -server-cpu "$SERVER_CPU" -load-cpu "$LOAD_CPU" "${peer[@]}" -o "$out"
 echo "report written to $out"

@@ -1,6 +1,7 @@
 // Command benchctl drives Sluice's runtime benchmark (bench/run.sh calls
 // it): throughput and p99 of HTTP → map → reply through `sluice runtime`
-// next to the hand-written baseline server in the same run, time from
+// next to the hand-written baseline server and, with -benthos, a peer
+// (Benthos, bench/peers/benthos) in the same run, time from
 // process start to ready for the orders BAR, and idle RSS. It starts the
 // servers pinned to one core and the load generator (wrk, or a Go
 // generator when wrk is missing) to another, so they do not compete.
@@ -32,6 +33,7 @@ import (
 
 type config struct {
 	sluice, baseline, benchBAR, ordersBAR, luaScript string
+	benthos, benthosConfig                           string
 	duration, warmup                                 time.Duration
 	rounds, conns, startups                          int
 	serverCPU, loadCPU                               string
@@ -44,6 +46,8 @@ func main() {
 	flag.StringVar(&c.baseline, "baseline", "", "baseline server binary")
 	flag.StringVar(&c.benchBAR, "bench-bar", "", "BAR of bench/project")
 	flag.StringVar(&c.ordersBAR, "orders-bar", "", "BAR of examples/orders")
+	flag.StringVar(&c.benthos, "benthos", "", "Benthos binary built from bench/peers/benthos; empty: no peer")
+	flag.StringVar(&c.benthosConfig, "benthos-config", "bench/peers/benthos/config.yaml", "the peer's configuration")
 	flag.StringVar(&c.luaScript, "lua", "bench/post.lua", "wrk script with the request")
 	flag.DurationVar(&c.duration, "duration", 10*time.Second, "length of one measured load round")
 	flag.DurationVar(&c.warmup, "warmup", 3*time.Second, "unmeasured load before the rounds")
@@ -64,7 +68,7 @@ func main() {
 	}
 }
 
-// body is the request both servers answer; it matches bench/post.lua.
+// body is the request every server answers; it matches bench/post.lua.
 const body = `{"items":[{"sku":"ABC-001","qty":2,"price":9.99},{"sku":"XYZ-042","qty":1,"price":5},{"sku":"LMN-777","qty":3,"price":1.25}]}`
 
 func run(c config) error {
@@ -122,17 +126,22 @@ func run(c config) error {
 	if err := waitReady("http://127.0.0.1:"+adminPort+"/readyz", 30*time.Second); err != nil {
 		return err
 	}
-	targets := []struct {
-		name, url string
-		pid       int
-	}{
+	targets := []target{
 		{"runtime", "http://127.0.0.1:" + rtPort + "/transform/acme", rtProc.Process.Pid},
 		{"baseline", "http://127.0.0.1:" + basePort + "/transform/acme", baseProc.Process.Pid},
 	}
 	if err := waitReady(targets[1].url, 30*time.Second); err != nil {
 		return err
 	}
-	if err := sameAnswer(targets[0].url, targets[1].url); err != nil {
+	if c.benthos != "" {
+		peer, stop, err := startBenthos(c)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		targets = append(targets, peer)
+	}
+	if err := sameAnswer(targets); err != nil {
 		return err
 	}
 	gen := "wrk"
@@ -161,14 +170,29 @@ func run(c config) error {
 				r+1, t.name, res.rps, ms(res.p50), ms(res.p99), us(res.cpuPerReq), res.errors)
 		}
 	}
-	rt, base := summarise(results["runtime"]), summarise(results["baseline"])
-	fmt.Fprintf(w, "\n%-8s median %9.0f req/s (spread %4.1f%%)  median p99 %s  median CPU %5.1f µs/req\n", "runtime", rt.rps, rt.spread*100, ms(rt.p99), us(rt.cpu))
-	fmt.Fprintf(w, "%-8s median %9.0f req/s (spread %4.1f%%)  median p99 %s  median CPU %5.1f µs/req\n", "baseline", base.rps, base.spread*100, ms(base.p99), us(base.cpu))
-	fmt.Fprintf(w, "throughput ratio runtime/baseline: %.2f (target >= 0.5)\n", rt.rps/base.rps)
-	if rt.cpu > 0 {
-		// Other load on the machine moves req/s a lot and CPU per request
-		// little: this ratio is the steadier of the two.
-		fmt.Fprintf(w, "CPU-per-request ratio baseline/runtime: %.2f\n", float64(base.cpu)/float64(rt.cpu))
+	fmt.Fprintln(w)
+	sums := map[string]summary{}
+	for _, t := range targets {
+		s := summarise(results[t.name])
+		sums[t.name] = s
+		fmt.Fprintf(w, "%-8s median %9.0f req/s (spread %4.1f%%)  median p99 %s  median CPU %5.1f µs/req\n", t.name, s.rps, s.spread*100, ms(s.p99), us(s.cpu))
+	}
+	base := sums["baseline"]
+	for _, t := range targets {
+		if t.name == "baseline" {
+			continue
+		}
+		s := sums[t.name]
+		target := ""
+		if t.name == "runtime" {
+			target = " (target >= 0.5)"
+		}
+		fmt.Fprintf(w, "throughput ratio %s/baseline: %.2f%s\n", t.name, s.rps/base.rps, target)
+		if s.cpu > 0 {
+			// Other load on the machine moves req/s a lot and CPU per
+			// request little: this ratio is the steadier of the two.
+			fmt.Fprintf(w, "CPU-per-request ratio baseline/%s: %.2f\n", t.name, float64(base.cpu)/float64(s.cpu))
+		}
 	}
 	if rss, err := vmRSS(rtProc.Process.Pid); err == nil {
 		fmt.Fprintf(w, "runtime RSS after the load: %.1f MB\n", float64(rss)/(1<<20))
@@ -180,6 +204,31 @@ func run(c config) error {
 		return os.WriteFile(c.out, report.Bytes(), 0o644)
 	}
 	return nil
+}
+
+// target is one server under load: its name in the report, the URL of
+// the transform and the process whose CPU time is counted.
+type target struct {
+	name, url string
+	pid       int
+}
+
+// startBenthos starts the peer pinned like the other servers, on free
+// ports set over its configuration's, and waits for its /ready.
+func startBenthos(c config) (target, func(), error) {
+	port, admin := freePort(), freePort()
+	proc, err := startPinned(c.serverCPU, c.benthos, "run",
+		"--set", "http.address=127.0.0.1:"+admin, "--set", "input.http_server.address=127.0.0.1:"+port, c.benthosConfig)
+	if err != nil {
+		return target{}, nil, err
+	}
+	stop := func() { stopProc(proc) }
+	t := target{"benthos", "http://127.0.0.1:" + port + "/transform/acme", proc.Process.Pid}
+	if err := waitReady("http://127.0.0.1:"+admin+"/ready", 30*time.Second); err != nil {
+		stop()
+		return target{}, nil, err
+	}
+	return t, stop, nil
 }
 
 type loadResult struct {
@@ -397,25 +446,31 @@ func waitReady(url string, limit time.Duration) error {
 	return fmt.Errorf("%s not ready within %s", url, limit)
 }
 
-// sameAnswer makes sure the comparison is fair: both servers compute the
-// same JSON for the benchmark's request.
-func sameAnswer(a, b string) error {
-	var answers [2]any
-	for i, url := range []string{a, b} {
-		resp, err := http.Post(url, "application/json", strings.NewReader(body))
+// sameAnswer makes sure the comparison is fair: every server computes the
+// same JSON for the benchmark's request as the baseline (the answers are
+// compared decoded, so the order of their keys does not matter).
+func sameAnswer(targets []target) error {
+	answers := map[string][]byte{}
+	for _, t := range targets {
+		resp, err := http.Post(t.url, "application/json", strings.NewReader(body))
 		if err != nil {
 			return err
 		}
-		err = json.NewDecoder(resp.Body).Decode(&answers[i])
+		var v any
+		err = json.NewDecoder(resp.Body).Decode(&v)
 		resp.Body.Close()
 		if err != nil {
-			return fmt.Errorf("%s: %w", url, err)
+			return fmt.Errorf("%s: %w", t.url, err)
 		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s answered %s", t.url, resp.Status)
+		}
+		answers[t.name], _ = json.Marshal(v)
 	}
-	ja, _ := json.Marshal(answers[0])
-	jb, _ := json.Marshal(answers[1])
-	if !bytes.Equal(ja, jb) {
-		return fmt.Errorf("the servers disagree:\nruntime  %s\nbaseline %s", ja, jb)
+	for _, t := range targets {
+		if !bytes.Equal(answers[t.name], answers["baseline"]) {
+			return fmt.Errorf("the servers disagree:\n%-8s %s\nbaseline %s", t.name, answers[t.name], answers["baseline"])
+		}
 	}
 	return nil
 }
