@@ -83,6 +83,9 @@ func run(c config) error {
 	fmt.Fprintf(w, "# Sluice runtime benchmark, %s\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s; servers on CPU %q, load on CPU %q\n",
 		cpuCount(), cpuModel(), runtime.Version(), c.serverCPU, c.loadCPU)
+	// Other work on the machine moves every figure: say how much there was.
+	loadavg, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(w, "load average at the start: %s", loadavg)
 
 	// 1. Time from process start to ready, and idle RSS, for the orders BAR.
 	cfg := filepath.Join(tmp, "orders-config")
@@ -197,6 +200,8 @@ func run(c config) error {
 	if rss, err := vmRSS(rtProc.Process.Pid); err == nil {
 		fmt.Fprintf(w, "runtime RSS after the load: %.1f MB\n", float64(rss)/(1<<20))
 	}
+	loadavg, _ = os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(w, "load average at the end: %s", loadavg)
 	if c.out != "" {
 		if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {
 			return err
