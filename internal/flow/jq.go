@@ -160,6 +160,8 @@ type expr struct {
 	isObj, isArr bool
 	keys         []string
 	elems        []*expr
+
+	nat *native // the program compiled to Go, when it is in the subset (native.go)
 }
 
 // native evaluates without gojq where the expression allows it; ok is
@@ -296,6 +298,16 @@ func (e *expr) eval(ctx context.Context, in any) (any, error) {
 			return v, nil
 		}
 	}
+	if e.nat != nil {
+		if v, ok := e.nat.value(in); ok {
+			return v, nil
+		}
+	}
+	return e.run(ctx, in)
+}
+
+// run is eval through gojq alone.
+func (e *expr) run(ctx context.Context, in any) (any, error) {
 	iter := e.code.RunWithContext(ctx, in)
 	v, ok := iter.Next()
 	if !ok {
@@ -383,7 +395,7 @@ func (c *compiler) compileJQ(n *yaml.Node, src string, what string) *expr {
 		c.errAt(n, "%s: invalid jq: %s", what, msg)
 		return nil
 	}
-	return &expr{src: src, code: code, path: plainPath(src)}
+	return &expr{src: src, code: code, path: plainPath(src), nat: compileNative(q)}
 }
 
 func (c *compiler) jqParseErr(n *yaml.Node, src, what string, err error) {
