@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/bench/handwritten"
 	"github.com/sluice-dev/sluice/internal/bar"
 )
 
@@ -126,5 +127,77 @@ func BenchmarkServeFlowTraced(b *testing.B) {
 		req.Header.Set("Content-Type", "application/json")
 		clear(w.h)
 		rt.router.ServeHTTP(w, req)
+	}
+}
+
+// heavyBody is the heavy scenario's ~20 KB order (bench/heavy.json), for
+// bench/project's lines flow: a validate and a for-each over 120 lines.
+func heavyBody(tb testing.TB) string {
+	tb.Helper()
+	data, err := os.ReadFile("../../bench/heavy.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(data)
+}
+
+func benchServe(b *testing.B, h http.Handler, path, body string) {
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		req := httptest.NewRequest("POST", path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+}
+
+// BenchmarkServeFlowLines is the heavy scenario through the runtime;
+// compare with BenchmarkHandWrittenLines (bench/handwritten, what
+// bench/baseline serves).
+func BenchmarkServeFlowLines(b *testing.B) {
+	rt := loadedRuntime(b, "../../bench/project")
+	benchServe(b, rt.router, "/lines/acme", heavyBody(b))
+}
+
+func BenchmarkHandWrittenLines(b *testing.B) {
+	benchServe(b, handwritten.Mux(), "/lines/acme", heavyBody(b))
+}
+
+// TestBenchProjectMatchesHandWritten keeps the benchmarks honest: the
+// runtime and the hand-written handlers give the same answers to both
+// scenarios' requests, and both refuse an order the schema refuses.
+func TestBenchProjectMatchesHandWritten(t *testing.T) {
+	rt := loadedRuntime(t, "../../bench/project")
+	badSKU := strings.Replace(heavyBody(t), `"sku":"HKN-001"`, `"sku":"hkn-1"`, 1)
+	for _, c := range []struct {
+		path, body string
+		status     int
+	}{
+		{"/transform/acme", benchBody, 200},
+		{"/lines/acme", heavyBody(t), 200},
+		{"/lines/acme", badSKU, 400},
+		{"/lines/acme", `{"id":"x","items":[]}`, 400},
+	} {
+		var answers [2]any
+		for i, h := range []http.Handler{rt.router, handwritten.Mux()} {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("POST", c.path, strings.NewReader(c.body)))
+			if w.Code != c.status {
+				t.Fatalf("%s (%d bytes), handler %d: status %d, want %d: %s", c.path, len(c.body), i, w.Code, c.status, w.Body)
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &answers[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c.status != 200 {
+			continue
+		}
+		a, _ := json.Marshal(answers[0])
+		h, _ := json.Marshal(answers[1])
+		if string(a) != string(h) {
+			t.Errorf("%s: the runtime and the hand-written handler disagree:\n%s\n%s", c.path, a, h)
+		}
 	}
 }
