@@ -27,13 +27,16 @@ type schemaSet struct {
 	compiler *jsonschema.Compiler
 	compiled map[string]*jsonschema.Schema
 	failed   map[string]error
+	docs     map[string]any // the decoded documents, for their fast forms
+	fast     map[string]*fastSchema
 }
 
 func newSchemaSet(l *loader) *schemaSet {
 	c := jsonschema.NewCompiler()
 	c.UseLoader(projectLoader{l})
 	c.AssertFormat()
-	return &schemaSet{fsys: l.fsys, compiler: c, compiled: map[string]*jsonschema.Schema{}, failed: map[string]error{}}
+	return &schemaSet{fsys: l.fsys, compiler: c, compiled: map[string]*jsonschema.Schema{}, failed: map[string]error{},
+		docs: map[string]any{}, fast: map[string]*fastSchema{}}
 }
 
 // projectLoader serves $refs from the project's files only: a schema that
@@ -75,11 +78,18 @@ func (p projectLoader) Load(raw string) (any, error) {
 		if err := doc.Decode(&v); err != nil {
 			return nil, fmt.Errorf("%s: invalid YAML: %w", name, err)
 		}
-		return normalizeJSON(v)
+		v, err := normalizeJSON(v)
+		if err == nil && p.l.schemas != nil {
+			p.l.schemas.docs[name] = v
+		}
+		return v, err
 	}
 	v, err := decodeProjectJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid JSON: %w", name, err)
+	}
+	if p.l.schemas != nil {
+		p.l.schemas.docs[name] = v
 	}
 	return v, nil
 }
@@ -98,6 +108,9 @@ func (s *schemaSet) get(name string) (*jsonschema.Schema, error) {
 		return nil, err
 	}
 	s.compiled[name] = sch
+	if doc, ok := s.docs[name]; ok {
+		s.fast[name] = compileFastSchema(doc, 0)
+	}
 	return sch, nil
 }
 
@@ -127,6 +140,7 @@ type validateStep struct {
 	stepBase
 	name   string
 	schema *jsonschema.Schema
+	fast   *fastSchema // nil when the schema is outside its subset
 	value  *expr
 	status int
 }
@@ -174,7 +188,7 @@ func (c *compiler) validateStep(b stepBase, n *yaml.Node) step {
 		c.errAt(sn, "schema %s: %v", name, err)
 		return nil
 	}
-	s.name, s.schema = name, sch
+	s.name, s.schema, s.fast = name, sch, c.l.schemas.fast[name]
 	return s
 }
 
@@ -191,6 +205,9 @@ func (s *validateStep) run(ctx context.Context, x *execution, st *state) error {
 		if v, err = s.value.eval(ctx, st.input(x.rt)); err != nil {
 			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("value: %w", err), false)
 		}
+	}
+	if s.fast != nil && s.fast.valid(v) {
+		return nil
 	}
 	err := s.schema.Validate(schemaValue(v))
 	if err == nil {
