@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sluice-dev/sluice/internal/connectors"
 	"github.com/sluice-dev/sluice/internal/connectors/amqpconn"
@@ -213,14 +215,19 @@ func (rt *Runtime) startTriggers() error {
 func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string) connectors.Handler {
 	return func(ctx context.Context, msg *flow.Message) (*flow.Response, error) {
 		start := time.Now()
-		reqID := rt.reqPrefix + "m" + fmt.Sprint(rt.reqSeq.Add(1))
+		reqID := rt.reqPrefix + "m" + strconv.FormatUint(rt.reqSeq.Add(1), 10)
 		// A traceparent header of the message (a Sluice publish sends one)
-		// is continued: the run is a consumer span in the publisher's trace.
+		// is continued: the run is a consumer span in the publisher's
+		// trace. Without an exporting provider no span is started (it
+		// would be a no-op carrying what Extract put in ctx).
 		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(msg.Headers))
-		ctx, span := tracing.Tracer().Start(ctx, "flow "+lf.project+"/"+lf.f.Name, trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(attribute.String("sluice.project", lf.project), attribute.String("sluice.flow", lf.f.Name),
-				attribute.String("messaging.system", trigger)))
-		defer span.End()
+		var span trace.Span = noop.Span{}
+		if tracing.On() {
+			ctx, span = tracing.Tracer().Start(ctx, "flow "+lf.project+"/"+lf.f.Name, trace.WithSpanKind(trace.SpanKindConsumer),
+				trace.WithAttributes(attribute.String("sluice.project", lf.project), attribute.String("sluice.flow", lf.f.Name),
+					attribute.String("messaging.system", trigger)))
+			defer span.End()
+		}
 		if !lf.acquire() {
 			lf.metrics.fail("overload")
 			lf.metrics.count(http.StatusServiceUnavailable)

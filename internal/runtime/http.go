@@ -124,16 +124,24 @@ func (rt *Runtime) serveFlow(lf *loadedFlow) http.HandlerFunc {
 
 		// A caller's W3C traceparent is continued (and passed on by http
 		// steps); the span is exported only when tracing is on.
+		// Without an exporting provider a span would be a no-op that
+		// only carries the caller's context, which Extract already put
+		// in tctx: it is not started.
 		tctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		tctx, span := tracing.Tracer().Start(tctx, "flow "+lf.project+"/"+lf.f.Name, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("sluice.project", lf.project), attribute.String("sluice.flow", lf.f.Name)))
+		var span trace.Span
+		if tracing.On() {
+			tctx, span = tracing.Tracer().Start(tctx, "flow "+lf.project+"/"+lf.f.Name, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("sluice.project", lf.project), attribute.String("sluice.flow", lf.f.Name)))
+		}
 		r = r.WithContext(obs.WithRequestID(tctx, reqID))
 		status := rt.handle(w, r, lf, reqID)
-		span.SetAttributes(attribute.Int("http.response.status_code", status))
-		if status >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(status))
+		if span != nil {
+			span.SetAttributes(attribute.Int("http.response.status_code", status))
+			if status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
+			span.End()
 		}
-		span.End()
 
 		elapsed := time.Since(start)
 		lf.metrics.count(status)

@@ -35,6 +35,14 @@ func Enabled() bool {
 	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
 }
 
+// on is set once Start has installed an exporting provider.
+var on atomic.Bool
+
+// On reports whether Start installed an exporting provider: until then
+// every span is a no-op, and a hot path may skip starting one (the
+// caller's trace context, extracted, is passed on all the same).
+func On() bool { return on.Load() }
+
 // QueueSize bounds the spans waiting for export; more are dropped.
 const QueueSize = 2048
 
@@ -69,6 +77,7 @@ func Start(ctx context.Context, service string, log *slog.Logger) (*Tracing, err
 	res, _ := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(service)))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(q), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
+	on.Store(true)
 	return &Tracing{provider: tp, queue: q}, nil
 }
 
