@@ -56,6 +56,8 @@ type options struct {
 	profile          string
 	profileLoad      string
 	out              string
+	pgDB             string // the fresh database's name, whose backends' CPU is read
+	sluice           string // a sluice binary to measure instead of building this checkout
 }
 
 func main() {
@@ -85,6 +87,7 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "after the runs, CPU-profile sluice serve under the token load and write the profile to this file")
 	flag.StringVar(&o.profileLoad, "profile-load", "tokens", "the load to profile under: tokens or whoami")
 	flag.StringVar(&o.out, "o", "", "also write the report to this file")
+	flag.StringVar(&o.sluice, "sluice", "", "measure this sluice binary (e.g. one built from an earlier commit, for a before/after pair) instead of building the checkout; -profile still profiles the checkout's code")
 	flag.Parse()
 
 	// The whole harness moves to the load CPU first: it is the load
@@ -136,10 +139,13 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(tmp)
 
-	logf("building sluice")
-	sluice := filepath.Join(tmp, "sluice")
-	if out, err := exec.Command("go", "build", "-o", sluice, "github.com/sluice-dev/sluice/cmd/sluice").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
+	sluice := o.sluice
+	if sluice == "" {
+		logf("building sluice")
+		sluice = filepath.Join(tmp, "sluice")
+		if out, err := exec.Command("go", "build", "-o", sluice, "github.com/sluice-dev/sluice/cmd/sluice").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build: %v\n%s", err, out)
+		}
 	}
 	store := ""
 	if o.postgres != "" {
@@ -149,6 +155,7 @@ func run(o options) error {
 		}
 		defer drop()
 		store = dsn
+		o.pgDB = pgDatabase(dsn)
 	}
 
 	self, err := os.Executable()
@@ -198,9 +205,9 @@ func run(o options) error {
 		getTarget("bare   GET /hello", "http://"+bareAddr+"/hello", nil),
 	}
 	for i := range targets {
-		targets[i].pid = srv.cmd.Process.Pid
+		targets[i].pid, targets[i].sluice = srv.cmd.Process.Pid, true
 		if i%2 == 1 {
-			targets[i].pid = bare.cmd.Process.Pid
+			targets[i].pid, targets[i].sluice = bare.cmd.Process.Pid, false
 		}
 	}
 	logf("measuring: %d run(s) of %v after %v warm-up, %d connections, load generator %s, store %s", o.runs, o.duration, o.warmup, o.conns, o.loadgen, storeName)
@@ -215,7 +222,7 @@ func run(o options) error {
 			if err != nil {
 				return err
 			}
-			logf("run %d  %-32s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %6.0f µs CPU/req  %d failed", r+1, t.name, res.rps, ms(res.p50), ms(res.p99), us(res.cpuPerReq), res.errors)
+			logf("run %d  %-32s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %6.0f µs CPU/req  %d failed%s", r+1, t.name, res.rps, ms(res.p50), ms(res.p99), us(res.cpuPerReq), res.errors, res.pgNote())
 			results[i] = append(results[i], res)
 		}
 	}
@@ -244,7 +251,11 @@ func report(w io.Writer, o options, storeName string, targets []target, results 
 		host, runtime.Version(), o.serverCPU, o.loadCPU, o.loadgen, o.conns, o.duration, o.warmup, len(results[0]))
 	// Other work on the machine skews every figure; the load average says
 	// how much there was.
-	fmt.Fprintf(w, "load average before the runs: %s; after: %s\n\n", loadStart, loadAvg())
+	fmt.Fprintf(w, "load average before the runs: %s; after: %s\n", loadStart, loadAvg())
+	if o.sluice != "" {
+		fmt.Fprintf(w, "sluice binary measured: %s\n", o.sluice)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| target | req/s median (min–max) | p50 ms median | p99 ms median (min–max) | server CPU µs/request median (min–max) | failed requests |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for i, t := range targets {
@@ -257,6 +268,29 @@ func report(w io.Writer, o options, storeName string, targets []target, results 
 		cpu := column(results[i], func(r result) float64 { return us(r.cpuPerReq) })
 		fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.2f | %.2f (%.2f–%.2f) | %.0f (%.0f–%.0f) | %d |\n", strings.Join(strings.Fields(t.name), " "),
 			median(rps), minOf(rps), maxOf(rps), median(p50), median(p99), minOf(p99), maxOf(p99), median(cpu), minOf(cpu), maxOf(cpu), failed)
+	}
+	if o.pgDB != "" {
+		// PostgreSQL shares the machine, unpinned: what it spends per
+		// request is apart from the server's CPU above.
+		fmt.Fprintln(w, "\nPostgreSQL's CPU per request of the control plane's targets (same runs; its own processes also serve other databases on the server, so that column is an upper bound):")
+		fmt.Fprintln(w, "\n| target | PostgreSQL backends µs/request median (min–max) | PostgreSQL's own processes µs/request median | server + PostgreSQL µs/request median | new connections |")
+		fmt.Fprintln(w, "|---|---|---|---|---|")
+		for i, t := range targets {
+			if !t.sluice {
+				continue
+			}
+			be := column(results[i], func(r result) float64 { b, _ := r.pgPerReq(); return us(b) })
+			aux := column(results[i], func(r result) float64 { _, a := r.pgPerReq(); return us(a) })
+			all := column(results[i], func(r result) float64 { b, a := r.pgPerReq(); return us(b + a + r.cpuPerReq) })
+			conns := 0
+			for _, r := range results[i] {
+				if r.pg != nil {
+					conns += r.pg.connections
+				}
+			}
+			fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.0f | %.0f | %d |\n", strings.Join(strings.Fields(t.name), " "),
+				median(be), minOf(be), maxOf(be), median(aux), median(all), conns)
+		}
 	}
 	ratios := func(a, b int) []float64 {
 		var rs []float64
@@ -295,7 +329,8 @@ func report(w io.Writer, o options, storeName string, targets []target, results 
 // ---- targets and load generation ----
 
 type target struct {
-	pid     int // the server process, for its CPU time
+	pid     int  // the server process, for its CPU time
+	sluice  bool // the control plane (not a bare baseline): its database's CPU is read too
 	name    string
 	url     string
 	method  string
@@ -323,9 +358,30 @@ type result struct {
 	// Other work on the machine moves it far less than it moves req/s, and
 	// 1 s / cpuPerReq is what one core could serve if nothing waited.
 	cpuPerReq time.Duration
+	// pg is PostgreSQL's CPU over the measurement (with -postgres, for
+	// the control plane's targets; see pgcpu.go).
+	pg *pgCPU
+}
+
+// pgPerReq returns PostgreSQL's CPU per request: its backends serving
+// the bench database, and its own processes (WAL writer, checkpointer…).
+func (r result) pgPerReq() (backends, aux time.Duration) {
+	if r.pg == nil || r.requests == 0 {
+		return 0, 0
+	}
+	return r.pg.backends / time.Duration(r.requests), r.pg.aux / time.Duration(r.requests)
+}
+
+func (r result) pgNote() string {
+	if r.pg == nil {
+		return ""
+	}
+	b, a := r.pgPerReq()
+	return fmt.Sprintf("  PostgreSQL %.0f+%.0f µs CPU/req, %d new connections", us(b), us(a), r.pg.connections)
 }
 
 func measure(o options, tmp string, t target, d time.Duration) (result, error) {
+	pgBefore := samplePostgres(o.pgDB)
 	before, cerr := cpuTime(t.pid)
 	var r result
 	var err error
@@ -337,6 +393,10 @@ func measure(o options, tmp string, t target, d time.Duration) (result, error) {
 	after, cerr2 := cpuTime(t.pid)
 	if err == nil && cerr == nil && cerr2 == nil && r.requests > 0 {
 		r.cpuPerReq = (after - before) / time.Duration(r.requests)
+	}
+	if o.pgDB != "" && t.sluice {
+		pg := samplePostgres(o.pgDB).since(pgBefore)
+		r.pg = &pg
 	}
 	return r, err
 }
@@ -629,7 +689,7 @@ func profileTokens(o options, tmp, self string, serveArgs []string, c creds, pat
 		}
 		t = getTarget("profiled GET /api/v1/whoami", c.Endpoint+"/api/v1/whoami", map[string]string{"Authorization": "Bearer " + tok, "X-IBM-Client-Id": c.ClientID})
 	}
-	t.pid = p.cmd.Process.Pid
+	t.pid, t.sluice = p.cmd.Process.Pid, true
 	if _, err := measure(o, tmp, t, o.warmup); err != nil {
 		return err
 	}
