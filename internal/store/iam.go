@@ -172,6 +172,11 @@ type IAM interface {
 	CreateAPIKey(ctx context.Context, k APIKey) error
 	GetAPIKey(ctx context.Context, instanceID, id string) (APIKey, error)
 	APIKeyByHash(ctx context.Context, hash string) (APIKey, error)
+	// ExchangeCredentials reads, in one query, the client credential and
+	// the API key (by hash) a token exchange presents, as
+	// GetClientCredential and APIKeyByHash would; a missing one is not an
+	// error, only not found.
+	ExchangeCredentials(ctx context.Context, clientID, keyHash string) (ExchangeCredentials, error)
 	// ListAPIKeys lists one page of the instance's API keys (of one owner
 	// unless ownerID is ""), by owner, then name.
 	ListAPIKeys(ctx context.Context, instanceID, ownerID string, pg Page) ([]APIKey, error)
@@ -779,4 +784,89 @@ func (s *sqlStore) RecordUse(ctx context.Context, keys, clients map[string]time.
 		}
 		return nil
 	})
+}
+
+// ExchangeCredentials is what an API-key exchange checks, read at once: the
+// client credential of clientID and the API key of keyHash, each with its
+// owner, and whether each was found.
+type ExchangeCredentials struct {
+	Client      ClientCredential
+	ClientFound bool
+	Key         APIKey
+	KeyFound    bool
+}
+
+// The two lookups of the exchange as one statement: a one-row anchor with
+// each lookup left-joined to it, so either may be missing. On PostgreSQL a
+// statement is a round trip, and the exchange's CPU is mostly spent on
+// round trips.
+var exchangeCredentialsQuery = `SELECT c.*, k.* FROM (SELECT 1 AS one) o
+	LEFT JOIN (SELECT ` + credCols + credFrom + `WHERE c.client_id = $1) c ON 1 = 1
+	LEFT JOIN (SELECT ` + apiKeyCols + apiKeyFrom + `WHERE k.key_hash = $2) k ON 1 = 1`
+
+const credColCount, apiKeyColCount = 13, 16
+
+func (s *sqlStore) ExchangeCredentials(ctx context.Context, clientID, keyHash string) (ExchangeCredentials, error) {
+	var ec ExchangeCredentials
+	vals := make([]any, credColCount+apiKeyColCount)
+	ptrs := make([]any, len(vals))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := s.queryRow(ctx, exchangeCredentialsQuery, clientID, keyHash).Scan(ptrs...); err != nil {
+		return ec, s.mapErr("read the exchange's credentials", err)
+	}
+	var err error
+	if ec.ClientFound = vals[0] != nil; ec.ClientFound {
+		ec.Client, err = scanCred(replay(vals[:credColCount]))
+	}
+	if ec.KeyFound = vals[credColCount] != nil; ec.KeyFound && err == nil {
+		ec.Key, err = scanAPIKey(replay(vals[credColCount:]))
+	}
+	return ec, s.mapErr("read the exchange's credentials", err)
+}
+
+// replay scans values already read from a row (as database/sql hands them
+// to *any) into the usual scan targets, so one row can feed several of
+// the package's scan functions.
+type replay []any
+
+func (r replay) Scan(dest ...any) error {
+	if len(dest) != len(r) {
+		return fmt.Errorf("store: %d columns scanned into %d targets", len(r), len(dest))
+	}
+	for i, d := range dest {
+		switch d := d.(type) {
+		case *string:
+			switch v := r[i].(type) {
+			case string:
+				*d = v
+			case []byte:
+				*d = string(v)
+			case nil:
+				*d = ""
+			default:
+				return fmt.Errorf("store: column %d is %T, not text", i, v)
+			}
+		case *int64, *int:
+			var n int64
+			switch v := r[i].(type) {
+			case int64:
+				n = v
+			case int32:
+				n = int64(v)
+			case nil:
+			default:
+				return fmt.Errorf("store: column %d is %T, not an integer", i, v)
+			}
+			if p, ok := d.(*int); ok {
+				*p = int(n)
+			} else {
+				*d.(*int64) = n
+			}
+		default:
+			return fmt.Errorf("store: cannot replay into %T", d)
+		}
+	}
+	return nil
 }
