@@ -37,6 +37,13 @@ func (s *postgresStore) Close() error {
 
 var _ Store = (*postgresStore)(nil)
 
+// pgPoolSize is how many connections one control plane opens at most.
+// The token exchange holds one for each of its statements only (the audit
+// is written by one pipeline, in batches), so a few more than the cores
+// keep requests from queuing for one; three replicas stay well under
+// PostgreSQL's default max_connections of 100.
+const pgPoolSize = 20
+
 // migrationLockID is the pg_advisory_lock key that serialises migrations
 // when several control planes start at once ("sluice" in ASCII).
 const migrationLockID = 0x736c75696365
@@ -51,9 +58,13 @@ func openPostgres(ctx context.Context, dsn string) (*postgresStore, error) {
 	}
 	where := fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
 	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(20)
-	db.SetMaxIdleConns(10)
-	s := &postgresStore{sqlStore: &sqlStore{db: db, location: "postgres://" + where, maxIdle: 10, d: dialect{
+	// As many idle connections are kept as may be open: with fewer, a
+	// burst above the idle count closed connections as it ended and the
+	// next one opened them again — a new PostgreSQL backend process, its
+	// authentication and every hot statement prepared again, each time.
+	db.SetMaxOpenConns(pgPoolSize)
+	db.SetMaxIdleConns(pgPoolSize)
+	s := &postgresStore{sqlStore: &sqlStore{db: db, location: "postgres://" + where, maxIdle: pgPoolSize, d: dialect{
 		name:           "postgres",
 		rebind:         func(q string) string { return q },
 		ddl:            func(q string) string { return strings.ReplaceAll(q, " BLOB", " BYTEA") },
