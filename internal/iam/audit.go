@@ -24,7 +24,9 @@ const (
 // waiting (concurrent callers), the pipeline gathers what arrives within
 // a short window and writes it in one transaction (group commit), so
 // auditing every token costs one commit per batch, not per token, without
-// making a single caller wait for a window. Audit events never hold
+// making a single caller wait for a window. On PostgreSQL several batches
+// commit at once (pgAuditCommits); each caller still waits for its own
+// batch's commit. Audit events never hold
 // secret values: callers pass names and ids, and Detail is for non-secret
 // context only.
 type Auditor struct {
@@ -47,9 +49,19 @@ type Auditor struct {
 	// analyzeEvery is how many events the pipeline writes between two
 	// refreshes of the audit table's planner statistics.
 	analyzeEvery int
-	written      int         // events written since the last refresh (loop only)
-	analyzing    atomic.Bool // a refresh is running
-	analyzed     chan error  // tests: each refresh's outcome, when set
+	written      atomic.Int64 // events written since the last refresh
+	analyzing    atomic.Bool  // a refresh is running
+	analyzed     chan error   // tests: each refresh's outcome, when set
+
+	// commits is how many batches may be committing at once (see
+	// commitsInFlight); with more than one, batches go to that many
+	// writers through batches.
+	commits int
+	batches chan []auditReq
+	writers sync.WaitGroup
+	// waiting counts the events handed to the pipeline whose callers
+	// have not been answered yet.
+	waiting atomic.Int64
 }
 
 type auditReq struct {
@@ -76,9 +88,40 @@ const auditWindow = 3 * time.Millisecond
 const analyzeAuditEvery = 50_000
 
 // NewAuditor starts the pipeline; Close stops it.
-func NewAuditor(st store.IAM) *Auditor {
+func NewAuditor(st store.IAM) *Auditor { return newAuditor(st, commitsInFlight(st)) }
+
+// pgAuditCommits is how many audit batches commit at once on PostgreSQL.
+// A commit there waits for its WAL flush (the disk's fsync) with the
+// database otherwise idle, and concurrent transactions share flushes; with
+// one batch in flight at a time, every token exchange waited for the
+// window, then for the flush of the batch before its own, and 32 callers
+// made at most 32 exchanges per such cycle. Each writer holds one pool
+// connection while it commits.
+const pgAuditCommits = 4
+
+// commitsInFlight is how many batches the store commits usefully at once:
+// PostgreSQL's are concurrent; SQLite has one writer at a time, so a
+// second commit would only wait for the first's lock.
+func commitsInFlight(st store.IAM) int {
+	if k, ok := st.(interface{ Kind() string }); ok && k.Kind() == "postgres" {
+		return pgAuditCommits
+	}
+	return 1
+}
+
+func newAuditor(st store.IAM, commits int) *Auditor {
 	a := &Auditor{store: st, reqs: make(chan auditReq, maxAuditBatch), done: make(chan struct{}), window: auditWindow,
-		analyzeEvery: analyzeAuditEvery}
+		analyzeEvery: analyzeAuditEvery, commits: max(commits, 1)}
+	if a.commits > 1 {
+		a.batches = make(chan []auditReq)
+		for range a.commits {
+			a.writers.Go(func() {
+				for b := range a.batches {
+					a.write(b)
+				}
+			})
+		}
+	}
 	go a.loop()
 	return a
 }
@@ -92,11 +135,14 @@ func (a *Auditor) Record(ctx context.Context, ev store.AuditEvent) error {
 		ev.ID = fmt.Sprintf("%016x%s", ev.At.UnixNano(), randomID(4))
 	}
 	req := auditReq{ev: ev, err: make(chan error, 1)}
+	a.waiting.Add(1)
 	select {
 	case a.reqs <- req:
 	case <-a.done:
+		a.waiting.Add(-1)
 		return errAuditClosed
 	case <-ctx.Done():
+		a.waiting.Add(-1)
 		return ctx.Err()
 	}
 	select {
@@ -115,12 +161,38 @@ func (a *Auditor) loop() {
 		select {
 		case first = <-a.reqs:
 		case <-a.done:
+			if a.batches != nil {
+				close(a.batches)
+				a.writers.Wait()
+			}
 			a.drain()
 			return
 		}
 		batch := a.gather([]auditReq{first}, grouped)
 		grouped = len(batch) > 1 || a.alwaysGather
-		a.write(batch)
+		if a.batches == nil {
+			a.write(batch)
+		} else {
+			a.dispatch(batch)
+		}
+	}
+}
+
+// dispatch hands batch to the first free writer. While all are
+// committing, events still arriving join the batch (up to
+// maxAuditBatch): they would wait for a writer anyway.
+func (a *Auditor) dispatch(batch []auditReq) {
+	for {
+		in := a.reqs
+		if len(batch) >= maxAuditBatch {
+			in = nil
+		}
+		select {
+		case a.batches <- batch:
+			return
+		case r := <-in:
+			batch = append(batch, r)
+		}
 	}
 }
 
@@ -166,14 +238,14 @@ func (a *Auditor) write(batch []auditReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	err := a.store.InsertAuditEvents(ctx, evs)
 	cancel()
+	a.waiting.Add(-int64(len(batch)))
 	for _, r := range batch {
 		r.err <- err
 	}
 	if err == nil {
 		a.committed(evs)
-		a.written += len(evs)
-		if a.written >= a.analyzeEvery {
-			a.written = 0
+		if a.written.Add(int64(len(evs))) >= int64(a.analyzeEvery) {
+			a.written.Store(0)
 			a.analyze()
 		}
 	}

@@ -33,6 +33,26 @@ func (b *batchObserver) InsertAuditEvents(ctx context.Context, evs []store.Audit
 	return b.Store.InsertAuditEvents(ctx, evs)
 }
 
+// release lets the held writes go on once no Record has returned yet
+// (none may before its event's commit), then waits for every Record and
+// checks that each succeeded.
+func (b *batchObserver) release(t *testing.T, wg *sync.WaitGroup, errs chan error) {
+	t.Helper()
+	select {
+	case err := <-errs:
+		t.Fatalf("a Record returned (%v) before its event's commit", err)
+	default:
+	}
+	close(b.hold)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func newBatchObserver(t *testing.T) *batchObserver {
 	t.Helper()
 	st, err := store.Open(context.Background(), "", t.TempDir())
@@ -94,19 +114,7 @@ func TestAuditorGroupsConcurrentEvents(t *testing.T) {
 	for len(a.reqs) < 5 { // the five queue behind the held commit
 		time.Sleep(time.Millisecond)
 	}
-	select {
-	case err := <-errs:
-		t.Fatalf("a Record returned (%v) before its event's commit", err)
-	default:
-	}
-	close(obs.hold)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	obs.release(t, &wg, errs)
 	if fmt.Sprint(obs.sizes) != "[1 5]" {
 		t.Fatalf("transactions of %v events; want the lone first event, then the five that queued behind it in one", obs.sizes)
 	}
@@ -205,5 +213,48 @@ func TestAuditorRefreshesStatisticsAfterManyWrites(t *testing.T) {
 	case err := <-a.analyzed:
 		t.Fatalf("a third refresh (%v) after 25 events; want one per 10", err)
 	default:
+	}
+}
+
+// TestAuditorOverlapsCommits: with two commits allowed in flight (as on
+// PostgreSQL), a second lone event is written while the first one's
+// commit is still held, and the events that come while both are held make
+// one batch that goes to the first writer to finish; no caller returns
+// before its own event's commit.
+func TestAuditorOverlapsCommits(t *testing.T) {
+	ctx := context.Background()
+	obs := newBatchObserver(t)
+	a := newAuditor(obs, 2)
+	a.window = time.Millisecond // the third batch's window: only progress depends on it
+	defer a.Close()
+	errs := make(chan error, 7)
+	var wg sync.WaitGroup
+	record := func(i int) {
+		wg.Go(func() {
+			errs <- a.Record(ctx, store.AuditEvent{At: clocktest.Epoch().Add(time.Duration(i) * time.Second), InstanceID: "i1", Actor: "user:a", Action: "token.issue", Object: fmt.Sprint(i), Outcome: OutcomeSuccess})
+		})
+	}
+	record(0)
+	<-obs.entered // the first commit is in flight and held
+	record(1)
+	<-obs.entered // so is the second, beside it
+	for i := 2; i <= 6; i++ {
+		record(i)
+	}
+	for a.waiting.Load() < 7 || len(a.reqs) > 0 { // all seven in the pipeline, the last five in the third batch
+		time.Sleep(time.Millisecond)
+	}
+	obs.release(t, &wg, errs)
+	sizes := slices.Clone(obs.sizes)
+	slices.Sort(sizes)
+	if fmt.Sprint(sizes) != "[1 1 5]" {
+		t.Fatalf("transactions of %v events; want the two lone events committing side by side, then the five that came meanwhile in one", obs.sizes)
+	}
+	evs, err := obs.ListAuditEvents(ctx, store.AuditFilter{InstanceID: "i1"})
+	if err != nil || len(evs) != 7 {
+		t.Fatalf("the store holds %d events (%v); want 7", len(evs), err)
+	}
+	if n := a.waiting.Load(); n != 0 {
+		t.Fatalf("%d events still counted as waiting", n)
 	}
 }
