@@ -25,6 +25,7 @@ func newRuntimeCommand() *cobra.Command {
 		tokenFile string
 		bundleDir string
 		bundleCA  string
+		readyFD   int
 	)
 	cmd := &cobra.Command{
 		Use:   "runtime --bar FILE [--bar FILE…] [--config-dir DIR]",
@@ -89,6 +90,9 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 				go watch.Run(ctx)
 				opts.Gateway = gw
 			}
+			if readyFD > 0 {
+				opts.OnReady = notifyReady(readyFD)
+			}
 			return runtime.Run(ctx, opts)
 		},
 	}
@@ -106,5 +110,20 @@ SIGTERM or SIGINT drains in-flight requests, then exits. The layout of
 	f.StringVar(&tokenFile, "bundle-token-file", "", "file holding the runtime's bundle token (with --bundle-url)")
 	f.StringVar(&bundleDir, "bundle-dir", "bundle", "directory the fetched bundle is unpacked into (files 0600)")
 	f.StringVar(&bundleCA, "bundle-ca-file", "", "PEM certificate(s) of an https control plane: the only ones trusted for --bundle-url (the host name is not compared)")
+	f.IntVar(&readyFD, "ready-fd", 0, "file descriptor (inherited, e.g. a pipe) to write \"ready\\n\" to, then close, once the flows are served")
 	return cmd
+}
+
+// notifyReady tells a supervisor through the inherited descriptor fd that
+// the runtime serves: one line, then the descriptor is closed. A
+// supervisor that is gone (a broken pipe) is no reason to stop serving.
+func notifyReady(fd int) func() {
+	f := os.NewFile(uintptr(fd), "ready-fd")
+	return func() {
+		if f == nil {
+			return
+		}
+		_, _ = f.Write([]byte("ready\n"))
+		_ = f.Close()
+	}
 }

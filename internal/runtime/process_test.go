@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -715,5 +716,47 @@ func TestTraceparentGoesOnToHTTPSteps(t *testing.T) {
 	b.mu.Unlock()
 	if got != "" {
 		t.Errorf("tracing off and no caller trace, yet the backend got traceparent %q", got)
+	}
+}
+
+// A supervisor that hands the runtime a pipe as --ready-fd reads one
+// "ready" line once the flows are served, then the end of the pipe: it
+// need not poll /readyz.
+func TestReadyFDTellsWhenServing(t *testing.T) {
+	hello := buildBAR(t, "../../examples/hello")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(sluiceBin, "runtime", "--bar", hello, "--listen", listen, "--admin-listen", "127.0.0.1:0", "--ready-fd", "3")
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	told, err := io.ReadAll(r) // the line, then EOF when the runtime closes its end
+	if err != nil || string(told) != "ready\n" {
+		t.Fatalf("read %q, %v from the ready pipe; want \"ready\\n\" then its end", told, err)
+	}
+	// Told ready: it serves now, without a retry.
+	resp, err := http.Get("http://" + listen + "/hello/ada")
+	if err != nil {
+		t.Fatalf("told ready, but: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("told ready, but GET answered %d", resp.StatusCode)
 	}
 }

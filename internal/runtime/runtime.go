@@ -77,6 +77,10 @@ type Options struct {
 	// EgressAllow adds entries to the egress allow-list of the http
 	// steps (see package egress), e.g. "127.0.0.1:9000".
 	EgressAllow []string
+	// OnReady, when set, is called once, when the flows are served: a
+	// supervisor told at that moment need not poll /readyz to find out
+	// (`sluice runtime --ready-fd`).
+	OnReady func()
 }
 
 // Runtime is one running integration runtime.
@@ -425,6 +429,9 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 	rt.log.Info("runtime ready", "listen", ln.Addr().String(), "admin", adminLn.Addr().String(),
 		"flows", len(rt.flows), "bars", rt.opts.BARs, "startup", startup.String())
 	rt.trace.serviceEvent(serviceEvent{Event: "ready", Message: fmt.Sprintf("%d flows on %s", len(rt.flows), ln.Addr())})
+	if rt.opts.OnReady != nil {
+		rt.opts.OnReady()
+	}
 
 	var serveErr error
 	select {

@@ -6,7 +6,9 @@
 // 0600, directories 0700), the replicas' log files and a small state file
 // (ports, pids, restarts). Replicas of a runtime share one stable port with
 // SO_REUSEPORT; each replica has an admin port of its own, probed for
-// readiness. Processes are started in a session of their own, so that the
+// readiness, and says when it is ready through a pipe (--ready-fd) that
+// wakes its supervisor at once; the probes on the supervisor's ticks stay
+// the guarantee (an adopted replica has no pipe). Processes are started in a session of their own, so that the
 // control plane can die (even by SIGKILL) without taking them along, and a
 // new Backend adopts them from the state files instead of restarting them.
 // A crashed replica is restarted with exponential backoff; a new
@@ -86,6 +88,12 @@ type Options struct {
 	Env []string
 	// Log receives the backend's own log; nil: slog.Default().
 	Log *slog.Logger
+	// OnChange, when set, is called (from the supervisor's goroutine,
+	// without locks held) after a pass changed what Observe reports of a
+	// runtime: a replica became ready or stopped being, crashed, or a
+	// rollout moved on. The reconciler uses it to write the status at once
+	// instead of at its next pass; it must not block.
+	OnChange func(orchestrator.Key)
 	// Now is the clock for backoff decisions (tests advance it instead of
 	// sleeping); nil: time.Now.
 	Now clock.Func

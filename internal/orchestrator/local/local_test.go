@@ -1125,3 +1125,43 @@ func TestHungReplicaIsRestarted(t *testing.T) {
 		t.Fatalf("hung replica %d still exists", hung)
 	}
 }
+
+// OnChange tells the reconciler when a replica became ready, so the
+// status need not wait for the next pass: the first call that finds the
+// runtime available comes from the supervisor, not from anyone asking.
+func TestOnChangeTellsReadiness(t *testing.T) {
+	e := newEnv(t)
+	changed := make(chan orchestrator.Key, 16)
+	b, err := New(Options{
+		Dir: e.dir, Binary: servertest.Binary(t), Ports: e.ports, StopTimeout: 20 * time.Second,
+		Log: slog.New(slog.NewTextHandler(e.log, nil)), Now: e.clock.Now,
+		OnChange: func(k orchestrator.Key) {
+			select {
+			case changed <- k:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	hello, _ := testBARs(t)
+	if _, err := b.Apply(context.Background(), deployment(1, 1, hello)); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(90 * time.Second)
+	for {
+		select {
+		case k := <-changed:
+			if k != testKey {
+				t.Fatalf("told about %s; want %s", k, testKey)
+			}
+			if o := observe(t, b, testKey); o.AvailableReplicas == 1 {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("never told that the replica is ready; log:\n%s", e.log.String())
+		}
+	}
+}

@@ -123,19 +123,35 @@ func (r *runtimeState) startProcess(g *gen, slot int) (*proc, *started, error) {
 		"--admin-token-file", filepath.Join(r.dir, adminTokenFile),
 		"--public-url", r.baseURL(g),
 	)
+	// The replica says when it serves through a pipe (--ready-fd) it
+	// writes one line to and closes: the supervisor probes at once instead
+	// of at its next tick. The pipe is closed after that line, so the
+	// replica does not depend on the control plane living on; a replica
+	// adopted later has none and is probed on the ticks.
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("local: starting runtime: %w", err)
+	}
+	args = append(args, "--ready-fd", "3")
 	cmd := exec.Command(b.binary, args...)
 	cmd.Dir = genDir
 	cmd.Env = runtimeEnv(b.opts.Env)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
+	cmd.ExtraFiles = []*os.File{readyW} // fd 3
 	cmd.SysProcAttr = detached()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	readyW.Close() // the child has its own
+	if err != nil {
+		readyR.Close()
 		return nil, nil, fmt.Errorf("local: starting runtime: %w", err)
 	}
+	go r.awaitReady(readyR)
 	s := &started{exited: make(chan struct{})}
 	go func() {
 		s.err = cmd.Wait()
 		close(s.exited)
+		r.kick() // the next pass reaps it now, not at its next tick
 	}()
 	p := &proc{Slot: slot, PID: cmd.Process.Pid, AdminPort: admin, StartedAt: b.now(), LogOffset: offset}
 	if info, err := readProc(p.PID); err == nil {
@@ -144,6 +160,23 @@ func (r *runtimeState) startProcess(g *gen, slot int) (*proc, *started, error) {
 	b.log.Info("replica started", "runtime", r.key.String(), "generation", g.Generation, "slot", slot,
 		"pid", p.PID, "port", r.port(), "adminPort", admin)
 	return p, s, nil
+}
+
+// awaitReady wakes the supervisor when the replica writes its ready line,
+// and again when the pipe ends (the line was written, or the replica
+// exited before it was ready): either way the next pass has news.
+func (r *runtimeState) awaitReady(pipe *os.File) {
+	defer pipe.Close()
+	buf := make([]byte, 16)
+	for {
+		n, err := pipe.Read(buf)
+		if n > 0 || err != nil {
+			r.kick()
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // signal sends sig to p after making sure p is still the process that was

@@ -178,8 +178,13 @@ func (r *runtimeState) halt() {
 func contentHash(d orchestrator.Deployment) string {
 	h := sha256.New()
 	for _, b := range d.BARs {
-		sum := sha256.Sum256(b.Data)
-		fmt.Fprintf(h, "bar\x00%s\x00%x\n", b.Name, sum)
+		// The reconciler hashed each BAR once when it read it.
+		sum := b.SHA256
+		if sum == "" {
+			s := sha256.Sum256(b.Data)
+			sum = hex.EncodeToString(s[:])
+		}
+		fmt.Fprintf(h, "bar\x00%s\x00%s\n", b.Name, sum)
 	}
 	cs := slices.Clone(d.Configs)
 	sort.Slice(cs, func(i, j int) bool {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/orchestrator"
 )
 
 // logCheckEvery is how often replica log sizes are checked against the cap.
@@ -36,6 +38,7 @@ func (r *runtimeState) supervise() {
 		}
 	}()
 	var lastLogCheck time.Time
+	var seen observedSummary // what OnChange was last told about
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -54,6 +57,12 @@ func (r *runtimeState) supervise() {
 		if first {
 			close(r.firstPass)
 			first = false
+		}
+		if cb := r.b.opts.OnChange; cb != nil {
+			if s := summarise(r.observe()); s != seen {
+				seen = s
+				cb(r.key)
+			}
 		}
 		if now := r.b.now(); now.Sub(lastLogCheck) >= logCheckEvery {
 			lastLogCheck = now
@@ -114,6 +123,20 @@ func (r *runtimeState) cleanOrphans() {
 			r.b.log.Info("removed leftover generation directory", "runtime", r.key.String(), "dir", name)
 		}
 	}
+}
+
+// observedSummary is what of Observed a change is told for.
+type observedSummary struct {
+	generation                            int64
+	replicas, available, restarts, admins int
+	lastError, cannotRun, baseURL         string
+	progressing, restarting               bool
+}
+
+func summarise(o orchestrator.Observed) observedSummary {
+	return observedSummary{generation: o.Generation, replicas: o.Replicas, available: o.AvailableReplicas, restarts: o.Restarts,
+		admins: len(o.AdminURLs), lastError: o.LastError, cannotRun: o.CannotRun, baseURL: o.BaseURL,
+		progressing: o.Progressing, restarting: o.Restarting}
 }
 
 type probeTarget struct {
