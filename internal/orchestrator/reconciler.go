@@ -79,10 +79,14 @@ type Reconciler struct {
 	blobs    map[string]cachedBAR // by sha256
 	external map[string]cachedBAR // by uid/generation/url: fetched once per generation
 	observed map[Key]Observed
+	removing map[Key]bool // runtimes whose removal is under way
+	// lastSpecs is specsFingerprint of the last pass's runtimes.
+	lastSpecs string
 }
 
 type cachedBAR struct {
 	data []byte
+	sum  string // hex sha256 of data, hashed once when it was read
 	info *bar.Info
 	err  error
 	at   time.Time // when a failed fetch happened, to retry it later
@@ -115,6 +119,7 @@ func (r *Reconciler) init() {
 		r.blobs = map[string]cachedBAR{}
 		r.external = map[string]cachedBAR{}
 		r.observed = map[Key]Observed{}
+		r.removing = map[Key]bool{}
 	})
 }
 
@@ -196,6 +201,15 @@ func (r *Reconciler) lead(ctx context.Context) {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
+	// A spec written through another control plane sharing the store
+	// reaches this one through the store's change feed (PostgreSQL); the
+	// feed also fires on every status write, so a signal only starts a
+	// pass when the runtimes or their generations differ from the last
+	// pass's. The timer stays the guarantee.
+	changes, unsubscribe := r.Store.SubscribeChanges()
+	defer unsubscribe()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
 		if err := r.Pass(ctx); err != nil && ctx.Err() == nil {
 			r.Log.Warn("reconcile pass failed", "err", err)
@@ -206,13 +220,47 @@ func (r *Reconciler) lead(ctx context.Context) {
 		if r.settling.Load() {
 			wait = settlingInterval
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		case <-r.kick:
+		timer.Reset(wait)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+				break wait
+			case <-r.kick:
+				timer.Stop()
+				break wait
+			case <-changes:
+				if r.specsChanged(ctx) {
+					timer.Stop()
+					break wait
+				}
+			}
 		}
 	}
+}
+
+// specsFingerprint names every runtime with its uid and generation: what
+// a write through another control plane changes when it asks for work.
+func specsFingerprint(rts []store.Runtime) string {
+	var b strings.Builder
+	for _, rt := range rts {
+		fmt.Fprintf(&b, "%s/%s/%s/%d\n", rt.InstanceID, rt.Name, rt.UID, rt.Generation)
+	}
+	return b.String()
+}
+
+// specsChanged says whether the runtimes differ from what the last pass
+// saw (a read error counts as a change: the pass will say what is wrong).
+func (r *Reconciler) specsChanged(ctx context.Context) bool {
+	rts, err := r.Store.ListRuntimes(ctx, "", store.Page{})
+	if err != nil {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return specsFingerprint(rts) != r.lastSpecs
 }
 
 // Pass reconciles every runtime once.
@@ -224,6 +272,9 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	}
 	r.passSettling = false
 	defer func() { r.settling.Store(r.passSettling) }()
+	r.mu.Lock()
+	r.lastSpecs = specsFingerprint(rts)
+	r.mu.Unlock()
 	want := map[Key]bool{}
 	phases := map[string]int{PhasePending: 0, PhaseReady: 0, PhaseFailed: 0, PhaseStopped: 0, PhaseRestarting: 0}
 	for i, rec := range rts {
@@ -237,6 +288,12 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		}
 		k := Key{InstanceID: rt.InstanceID, Name: rt.Name}
 		want[k] = true
+		if r.beingRemoved(k) {
+			// Deleted and made again while the old one drains: it is
+			// reconciled once the old one is gone.
+			r.passSettling = true
+			continue
+		}
 		sw := clock.StartStopwatch()
 		rctx, span := tracing.Tracer().Start(ctx, "reconcile", trace.WithAttributes(attribute.String("sluice.runtime.uid", rt.UID)))
 		phase, failed := r.reconcile(rctx, rt)
@@ -261,17 +318,44 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	}
 	for _, k := range running {
 		if !want[k] {
-			r.Log.Info("removing deleted runtime", "runtime", k.String())
-			if err := r.Backend.Delete(ctx, k); err != nil {
-				r.Log.Warn("unable to remove deleted runtime", "runtime", k.String(), "err", err)
-			}
-			r.mu.Lock()
-			delete(r.observed, k)
-			r.mu.Unlock()
+			r.remove(ctx, k)
 		}
 	}
 	r.sweepCaches()
 	return nil
+}
+
+// remove stops and removes a runtime whose record is gone, on a goroutine
+// of its own: its replicas may take a while to drain, and the other
+// runtimes' passes (a new one waiting to start) must not wait for them.
+// A runtime being removed is left alone by the passes until it is gone.
+func (r *Reconciler) remove(ctx context.Context, k Key) {
+	r.mu.Lock()
+	if r.removing[k] {
+		r.mu.Unlock()
+		return
+	}
+	r.removing[k] = true
+	r.mu.Unlock()
+	r.Log.Info("removing deleted runtime", "runtime", k.String())
+	go func() {
+		err := r.Backend.Delete(ctx, k)
+		if err != nil {
+			r.Log.Warn("unable to remove deleted runtime", "runtime", k.String(), "err", err)
+		}
+		r.mu.Lock()
+		delete(r.removing, k)
+		delete(r.observed, k)
+		r.mu.Unlock()
+		r.Kick() // a runtime of the same name may be waiting
+	}()
+}
+
+// beingRemoved says whether k's removal is under way.
+func (r *Reconciler) beingRemoved(k Key) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.removing[k]
 }
 
 // reconcile handles one runtime and writes its status. It returns the
@@ -574,8 +658,7 @@ func (r *Reconciler) gatherBARs(ctx context.Context, rt Runtime, ba *configurati
 		if c.err != nil {
 			return nil, nil, nil, c.err.Error()
 		}
-		sum := sha256.Sum256(c.data)
-		bars = append(bars, BAR{Name: fmt.Sprintf("%02d-%s.bar", i, label), SHA256: hex.EncodeToString(sum[:]), Data: c.data})
+		bars = append(bars, BAR{Name: fmt.Sprintf("%02d-%s.bar", i, label), SHA256: c.sum, Data: c.data})
 		infos = append(infos, c.info)
 	}
 	return bars, infos, missing, ""
@@ -605,7 +688,7 @@ func (r *Reconciler) internalBAR(ctx context.Context, f store.BARFile) cachedBAR
 	if err := json.Unmarshal([]byte(f.Info), &info); err != nil {
 		return cachedBAR{err: fmt.Errorf("BAR file %s: %v", f.Name, err)}
 	}
-	c = cachedBAR{data: data, info: &info, used: true}
+	c = cachedBAR{data: data, sum: hashHex(data), info: &info, used: true}
 	r.mu.Lock()
 	r.blobs[f.SHA256] = c
 	r.mu.Unlock()
@@ -726,7 +809,12 @@ func (r *Reconciler) fetch(ctx context.Context, instanceID, raw string, ba *conf
 	if err != nil {
 		return fail("not a valid BAR file: %v", strings.TrimPrefix(err.Error(), "bar: "))
 	}
-	return cachedBAR{data: data, info: info}
+	return cachedBAR{data: data, sum: hashHex(data), info: info}
+}
+
+func hashHex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // sweepCaches forgets BARs no runtime used in the last pass.

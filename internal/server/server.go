@@ -299,7 +299,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Log: cfg.Log.With("component", "apic"), Now: cfg.Now}
 	var samples *sampling.Sampler // nil without a runtime backend: no charts
 	if cfg.RuntimeBackend != "none" {
-		backend, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log, Now: cfg.Now})
+		// A replica becoming ready (or crashing) wakes the reconciler, so
+		// the status and its endpoints are written at once; rec is set
+		// before anything can start a supervisor (the reconciler does).
+		var rec *orchestrator.Reconciler
+		backend, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log, Now: cfg.Now,
+			OnChange: func(orchestrator.Key) { rec.Kick() }})
 		if err != nil {
 			return fmt.Errorf("unable to start the local runtime backend: %w", err)
 		}
@@ -309,7 +314,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		// Runtimes run on this host and reach the control plane on its
 		// listen address.
-		rec := &orchestrator.Reconciler{Store: st, Configs: configs, Backend: backend, Log: cfg.Log.With("component", "reconciler"),
+		rec = &orchestrator.Reconciler{Store: st, Configs: configs, Backend: backend, Log: cfg.Log.With("component", "reconciler"),
 			Now: cfg.Now, MaxBARSize: cfg.MaxBARSize, Bundles: bundles, BundleBase: loopbackURL(scheme, ln.Addr())}
 		if tlsFiles != nil {
 			rec.BundleCA = tlsFiles.ChainPEM
