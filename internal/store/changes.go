@@ -52,10 +52,45 @@ func (b *broadcaster) signal() {
 	}
 }
 
-// SubscribeChanges on SQLite never signals: one process owns the file and
-// its watches poll it.
+// SubscribeChanges on SQLite signals after this process's writes to
+// integration runtimes (their specs and the reconciler's status writes),
+// the one process that owns the file: a runtime turning Ready reaches its
+// watches at once. Other writes are found by the watches' polling.
 func (s *sqliteStore) SubscribeChanges() (<-chan struct{}, func()) {
-	return make(chan struct{}), func() {}
+	return s.changes.subscribe()
+}
+
+// signalAfter signals the subscribers once a write made outside a
+// caller's transaction succeeded; one inside a transaction signals when
+// Locked commits it.
+func (s *sqliteStore) signalAfter(ctx context.Context, err error) error {
+	if err == nil && s.txOf(ctx) == nil {
+		s.changes.signal()
+	}
+	return err
+}
+
+func (s *sqliteStore) PutRuntime(ctx context.Context, r Runtime, refs []Ref) (Runtime, bool, error) {
+	stored, created, err := s.sqlStore.PutRuntime(ctx, r, refs)
+	return stored, created, s.signalAfter(ctx, err)
+}
+
+func (s *sqliteStore) DeleteRuntime(ctx context.Context, instanceID, name string) error {
+	return s.signalAfter(ctx, s.sqlStore.DeleteRuntime(ctx, instanceID, name))
+}
+
+// SetRuntimeStatus signals only when the status changed: the reconciler
+// writes every runtime's status on every pass.
+func (s *sqliteStore) SetRuntimeStatus(ctx context.Context, instanceID, name, status string) error {
+	changed, err := s.setRuntimeStatus(ctx, instanceID, name, status)
+	if !changed {
+		return err
+	}
+	return s.signalAfter(ctx, err)
+}
+
+func (s *sqliteStore) Locked(ctx context.Context, instanceID string, fn func(ctx context.Context) error) error {
+	return s.signalAfter(ctx, s.sqlStore.Locked(ctx, instanceID, fn))
 }
 
 // changeRetry is how long the PostgreSQL feed waits before it listens

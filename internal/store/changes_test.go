@@ -70,3 +70,55 @@ func TestChangesReachEveryReplica(t *testing.T) {
 	}
 	signalled("a write after the listener came back")
 }
+
+// On SQLite, the process that owns the file signals its own writes to
+// integration runtimes: a spec, a status that changed (not one written
+// again unchanged, which every reconcile pass does) and a delete.
+func TestSQLiteSignalsRuntimeWrites(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.Open(ctx, storetest.DSN(t, "sqlite"), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	changes, stop := s.SubscribeChanges()
+	defer stop()
+	signalled := func() bool {
+		select {
+		case <-changes:
+			return true
+		default:
+			return false
+		}
+	}
+	at := clocktest.Epoch()
+	if err := s.CreateInstance(ctx, newInstance("inst1", at)); err != nil {
+		t.Fatal(err)
+	}
+	signalled() // whatever creating an instance does
+	if _, _, err := s.PutRuntime(ctx, store.Runtime{InstanceID: "inst1", Name: "rt", UID: "ir-1", Spec: "{}", FetchTokenHash: "h",
+		CreatedAt: at, CreatedBy: "test", UpdatedAt: at, UpdatedBy: "test"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !signalled() {
+		t.Error("no signal after a runtime was created")
+	}
+	if err := s.SetRuntimeStatus(ctx, "inst1", "rt", `{"phase":"Ready"}`); err != nil {
+		t.Fatal(err)
+	}
+	if !signalled() {
+		t.Error("no signal after a runtime's status changed")
+	}
+	if err := s.SetRuntimeStatus(ctx, "inst1", "rt", `{"phase":"Ready"}`); err != nil {
+		t.Fatal(err)
+	}
+	if signalled() {
+		t.Error("a signal after the same status was written again")
+	}
+	if err := s.DeleteRuntime(ctx, "inst1", "rt"); err != nil {
+		t.Fatal(err)
+	}
+	if !signalled() {
+		t.Error("no signal after a runtime was deleted")
+	}
+}

@@ -175,13 +175,20 @@ func (s *sqlStore) DeleteRuntime(ctx context.Context, instanceID, name string) e
 }
 
 func (s *sqlStore) SetRuntimeStatus(ctx context.Context, instanceID, name, status string) error {
+	_, err := s.setRuntimeStatus(ctx, instanceID, name, status)
+	return err
+}
+
+// setRuntimeStatus is SetRuntimeStatus, also saying whether the status
+// changed (an unchanged status is not an error).
+func (s *sqlStore) setRuntimeStatus(ctx context.Context, instanceID, name, status string) (changed bool, err error) {
 	res, err := s.exec(ctx, `UPDATE integration_runtimes SET status = $1, version = $2 WHERE instance_id = $3 AND name = $4 AND status <> $1`,
 		status, nextVersion(0), instanceID, name)
 	if err != nil {
-		return s.mapErr("write runtime status", err)
+		return false, s.mapErr("write runtime status", err)
 	}
-	_ = res // an unchanged status is not an error
-	return nil
+	n, err := res.RowsAffected()
+	return err == nil && n > 0, nil
 }
 
 func (s *sqlStore) RuntimesUsing(ctx context.Context, instanceID string, ref Ref) ([]string, error) {

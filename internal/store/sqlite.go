@@ -16,7 +16,10 @@ import (
 
 // sqliteStore is the embedded default: one file, WAL mode, synchronous FULL
 // so an acknowledged write survives a crash of the process or the machine.
-type sqliteStore struct{ *sqlStore }
+type sqliteStore struct {
+	*sqlStore
+	changes broadcaster // signalled by this process's writes to runtimes (changes.go)
+}
 
 var _ Store = (*sqliteStore)(nil)
 
@@ -39,7 +42,7 @@ func openSQLite(ctx context.Context, path string) (*sqliteStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to open SQLite database %s: %w", path, err)
 	}
-	s := &sqliteStore{&sqlStore{db: db, location: path, d: dialect{
+	s := &sqliteStore{sqlStore: &sqlStore{db: db, location: path, d: dialect{
 		name:   "sqlite",
 		rebind: func(q string) string { return dollarParam.ReplaceAllString(q, "?$1") },
 		ddl: func(q string) string {
