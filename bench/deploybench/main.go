@@ -57,9 +57,9 @@ func main() {
 	addr := benchutil.FreeAddr()
 	dataDir := filepath.Join(tmp, "data")
 	cp := exec.Command(bin, "serve", "--listen", addr, "--data-dir", dataDir, "--rate-limit-client", "off",
-		"--rate-limit-instance", "off", "--log-format", "json", "--log-level", "warn")
+		"--rate-limit-instance", "off", "--log-format", "json", "--log-level", "info")
 	out, _ := cp.StdoutPipe()
-	cp.Stderr = io.Discard
+	errOut, _ := cp.StderrPipe()
 	benchutil.Check(cp.Start())
 	defer func() {
 		cp.Process.Kill()
@@ -72,20 +72,31 @@ func main() {
 		}
 	}
 	go io.Copy(io.Discard, out)
+	go followLog(errOut)
 	base = "http://" + addr
 	token, clientID = benchutil.Login(base, filepath.Join(dataDir, "initial-credentials.json"))
 	u1 := upload("hello-v1", helloV1)
 	u2 := upload("hello-v2", helloV2)
+	time.Sleep(time.Second)
+	idleCP := rss(cp.Process.Pid)
 
-	// 1. PUT → first 200.
+	// 1. PUT → first 200, the status followed by a watch as a client
+	// would (an event as soon as the status lists the endpoint).
+	ready := watchEndpoints()
 	var dur []time.Duration
+	var ph phaseTimes
 	for i := 0; i < *n; i++ {
 		name := fmt.Sprintf("bench-%02d", i)
 		start := time.Now()
 		put(name, map[string]any{"barURL": []string{u1}})
-		uri := waitEndpoint(name)
+		putDone := time.Now()
+		uri := waitEndpoint(ready, name)
+		listed := time.Now()
 		waitOK(uri)
-		dur = append(dur, time.Since(start))
+		done := time.Now()
+		dur = append(dur, done.Sub(start))
+		ph.add(name, start, putDone, listed, done)
+		ph.own = append(ph.own, ownStartup(dataDir, name)...)
 		api("DELETE", "/api/v1/integration-runtimes/"+name, nil)
 	}
 	// Baseline: the runtime process alone, to its first 200.
@@ -96,10 +107,15 @@ func main() {
 	fmt.Printf("PUT → first 200 (%d runtimes): median %v, min %v, max %v\n", *n, median(dur), minD(dur), maxD(dur))
 	fmt.Printf("baseline: sluice runtime started directly → first 200: median %v\n", median(direct))
 	fmt.Printf("ratio (control plane path / direct start): %.1f\n", float64(median(dur))/float64(median(direct)))
+	ph.print()
 
 	// 2. Rolling redeploy under load.
 	put("roll", map[string]any{"barURL": []string{u1}, "replicas": 2})
-	uri := strings.Replace(waitEndpoint("roll"), "{name}", "load", 1)
+	uri := strings.Replace(waitEndpoint(ready, "roll"), "bench", "load", 1)
+	go func() {
+		for range ready { // the watch keeps going; nothing waits for it now
+		}
+	}()
 	waitOK(uri)
 	var ok, failed atomic.Int64
 	stop := make(chan struct{})
@@ -146,9 +162,11 @@ func main() {
 	fmt.Printf("rolling redeploy (2 replicas) under load: %d requests, %d failed; new generation answering after %v\n",
 		ok.Load()+failed.Load(), failed.Load(), rollTime.Round(time.Millisecond))
 
-	// 3. Idle RSS.
+	// 3. Idle RSS: the control plane before any runtime existed, and
+	// both once the load is over.
 	time.Sleep(3 * time.Second)
-	fmt.Printf("idle RSS: control plane %s, runtime replicas %s\n", rss(cp.Process.Pid), runtimeRSS(dataDir))
+	fmt.Printf("idle RSS: control plane %s before the first deploy, %s after the runs; runtime replicas %s\n",
+		idleCP, rss(cp.Process.Pid), runtimeRSS(dataDir))
 
 	// Runtimes outlive their control plane on purpose: delete this one,
 	// and end anything still running from the data dir.
@@ -270,24 +288,172 @@ func put(name string, spec map[string]any) {
 	}
 }
 
-// waitEndpoint polls the runtime until its status lists an endpoint. A
-// client would watch instead; polling at 20 ms keeps the figure honest.
-func waitEndpoint(name string) string {
-	for i := 0; i < 3000; i++ {
-		_, b := api("GET", "/api/v1/integration-runtimes/"+name, nil)
-		var st struct {
-			Status struct {
-				Endpoints []struct{ URI string }
+// listed is a runtime whose status lists an endpoint.
+type listed struct{ name, uri string }
+
+// watchEndpoints follows every runtime (?watch=true, server-sent events)
+// and sends each one whose status lists an endpoint.
+func watchEndpoints() <-chan listed {
+	req, _ := http.NewRequest("GET", base+"/api/v1/integration-runtimes?watch=true", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("X-IBM-Client-Id", clientID)
+	resp, err := http.DefaultClient.Do(req)
+	benchutil.Check(err)
+	if resp.StatusCode != 200 {
+		log.Fatalf("watch: %s", resp.Status)
+	}
+	ch := make(chan listed, 64)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			data, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok {
+				continue
+			}
+			var o struct {
+				Metadata struct{ Name string }
+				Status   struct {
+					Endpoints []struct{ URI string }
+				}
+			}
+			if json.Unmarshal([]byte(data), &o) == nil && len(o.Status.Endpoints) > 0 {
+				ch <- listed{o.Metadata.Name, strings.Replace(o.Status.Endpoints[0].URI, "{name}", "bench", 1)}
 			}
 		}
-		json.Unmarshal(b, &st)
-		if len(st.Status.Endpoints) > 0 {
-			return strings.Replace(st.Status.Endpoints[0].URI, "{name}", "bench", 1)
+		close(ch) // the control plane stopped
+	}()
+	return ch
+}
+
+// waitEndpoint waits for the watch to list an endpoint of runtime name.
+func waitEndpoint(ch <-chan listed, name string) string {
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case l, ok := <-ch:
+			if !ok {
+				log.Fatalf("the watch ended before runtime %s listed an endpoint", name)
+			}
+			if l.name == name {
+				return l.uri
+			}
+		case <-timeout:
+			log.Fatalf("runtime %s never listed an endpoint", name)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	log.Fatalf("runtime %s never listed an endpoint", name)
-	return ""
+}
+
+// logTimes are the times the control plane logged a replica of a runtime
+// as started and as ready (the first of each).
+var logTimes sync.Map // runtime name → *replicaTimes
+
+type replicaTimes struct {
+	mu             sync.Mutex
+	started, ready time.Time
+}
+
+// followLog reads the control plane's JSON log for the supervisor's
+// "replica started" and "replica ready" lines.
+func followLog(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l struct {
+			Time    time.Time
+			Msg     string
+			Runtime string
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil || (l.Msg != "replica started" && l.Msg != "replica ready") {
+			continue
+		}
+		_, name, _ := strings.Cut(l.Runtime, "/")
+		v, _ := logTimes.LoadOrStore(name, &replicaTimes{})
+		t := v.(*replicaTimes)
+		t.mu.Lock()
+		if l.Msg == "replica started" && t.started.IsZero() {
+			t.started = l.Time
+		} else if l.Msg == "replica ready" && t.ready.IsZero() {
+			t.ready = l.Time
+		}
+		t.mu.Unlock()
+	}
+}
+
+// phaseTimes splits each deploy into: the PUT's answer; from it to the
+// process started (the reconcile pass, materialising); from there to the
+// supervisor seeing the replica ready (the runtime's start, bundle fetch
+// included, and the readiness signal); from there to the watch listing
+// the endpoint (the status write-back); and from there to the first 200.
+type phaseTimes struct {
+	put, toStart, toReady, toListed, to200 []time.Duration
+	own                                    []time.Duration // the runtime's own start → ready, from its log
+}
+
+// ownStartup reads the startup time the runtime logged as ready, from its
+// replica logs under the data dir (before the runtime is deleted).
+func ownStartup(dataDir, name string) []time.Duration {
+	logs, _ := filepath.Glob(filepath.Join(dataDir, "runtimes", "*", name, "logs", "replica-*.log"))
+	var out []time.Duration
+	for _, p := range logs {
+		b, _ := os.ReadFile(p)
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			var l struct{ Msg, Startup string }
+			if json.Unmarshal(line, &l) == nil && l.Msg == "runtime ready" {
+				if d, err := time.ParseDuration(l.Startup); err == nil {
+					out = append(out, d)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (p *phaseTimes) add(name string, start, putDone, listed, done time.Time) {
+	p.put = append(p.put, putDone.Sub(start))
+	p.to200 = append(p.to200, done.Sub(listed))
+	// The log line may trail the event it reports by a little.
+	var rt *replicaTimes
+	for i := 0; i < 100; i++ {
+		if v, ok := logTimes.Load(name); ok {
+			rt = v.(*replicaTimes)
+			rt.mu.Lock()
+			ok := !rt.ready.IsZero()
+			rt.mu.Unlock()
+			if ok {
+				break
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if rt == nil {
+		return
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.started.IsZero() || rt.ready.IsZero() {
+		return
+	}
+	p.toStart = append(p.toStart, rt.started.Sub(putDone))
+	p.toReady = append(p.toReady, rt.ready.Sub(rt.started))
+	p.toListed = append(p.toListed, listed.Sub(rt.ready))
+}
+
+func (p *phaseTimes) print() {
+	if len(p.toStart) == 0 {
+		fmt.Println("phases: the control plane's log named no replica")
+		return
+	}
+	md := func(ds []time.Duration) string {
+		s := append([]time.Duration(nil), ds...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2].Round(100 * time.Microsecond).String()
+	}
+	fmt.Printf("phases (medians): PUT answered %s; → replica started %s; → replica ready %s; → endpoint listed (watch) %s; → first 200 %s\n",
+		md(p.put), md(p.toStart), md(p.toReady), md(p.toListed), md(p.to200))
+	if len(p.own) > 0 {
+		fmt.Printf("  (of replica started → ready, the runtime's own start → ready as it logs it: median %s)\n", md(p.own))
+	}
 }
 
 func waitOK(uri string) {
