@@ -10,6 +10,7 @@ DURATION=${DURATION:-8s}
 ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-32}
 STARTUPS=${STARTUPS:-20}
+HEAVY=${HEAVY:-1}   # HEAVY=0 leaves out the heavy scenario (20 KB order, validate, for-each)
 PEER=${PEER-benthos}
 
 if ! command -v wrk >/dev/null 2>&1; then
@@ -38,6 +39,8 @@ if [ "$PEER" = benthos ]; then
 elif [ -n "$PEER" ]; then
   echo "PEER=$PEER: the only peer is benthos (or empty for none)" >&2; exit 2
 fi
+heavy=(-heavy-lua bench/post-heavy.lua -heavy-body bench/heavy.json)
+if [ "$HEAVY" = 0 ]; then heavy=(-heavy-lua ""); fi
 "$tmp/sluice" bar build bench/project -o "$tmp/bench.bar" >/dev/null
 "$tmp/sluice" bar build examples/orders -o "$tmp/orders.bar" >/dev/null
 
@@ -51,5 +54,5 @@ if [ -n "$LOAD_CPU" ]; then pin=(taskset -c "$LOAD_CPU"); fi
   -sluice "$tmp/sluice" -baseline "$tmp/baseline" \
   -bench-bar "$tmp/bench.bar" -orders-bar "$tmp/orders.bar" \
   -lua bench/post.lua -duration "$DURATION" -rounds "$ROUNDS" -conns "$CONNS" -startups "$STARTUPS" \
-  -server-cpu "$SERVER_CPU" -load-cpu "$LOAD_CPU" "${peer[@]}" -o "$out"
+  -server-cpu "$SERVER_CPU" -load-cpu "$LOAD_CPU" "${peer[@]}" "${heavy[@]}" -o "$out"
 echo "report written to $out"
