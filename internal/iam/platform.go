@@ -273,7 +273,12 @@ func (s *Service) refreshGrant(ctx context.Context, r PlatformRequest, toolkit b
 	var t store.RefreshToken
 	if !wellFormed(r.RefreshToken.Reveal(), RefreshTokenPrefix) {
 		why = "refresh token malformed"
-	} else if got, err := s.Store.TakeRefreshToken(ctx, hashSecret(r.RefreshToken), s.now()); err != nil {
+	} else if got, err := s.Store.TakeRefreshToken(ctx, hashSecret(r.RefreshToken), s.now()); store.Unavailable(err) {
+		// Not refused: the token could not be looked at. (If the take
+		// committed and only its answer was lost, a retry hears that
+		// the token is used, as after any lost answer.)
+		return PlatformToken{}, errStoreUnavailable
+	} else if err != nil {
 		why = "unknown, used or expired refresh token"
 	} else {
 		t = got

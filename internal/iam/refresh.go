@@ -87,6 +87,10 @@ func (s *Service) Refresh(ctx context.Context, r KeyExchangeRequest) (KeyToken, 
 	ctx = WithGrant(ctx, GrantRefreshToken)
 	old, key, why := s.checkRefreshToken(ctx, r)
 	p := Principal{InstanceID: old.InstanceID, SubjectKind: "refreshToken", SubjectName: old.ID, Source: r.Source, RequestID: r.RequestID}
+	if why == whyStoreUnavailable {
+		// Nothing was refused: the token could not be looked at.
+		return KeyToken{}, errStoreUnavailable
+	}
 	if why != "" {
 		if old.ID == "" {
 			// A token nobody issued names no instance: tallied per
@@ -117,6 +121,8 @@ func (s *Service) checkRefreshToken(ctx context.Context, r KeyExchangeRequest) (
 	}
 	old, err := s.Store.KeyRefreshTokenByHash(ctx, hashSecret(r.RefreshToken))
 	switch {
+	case store.Unavailable(err):
+		return store.KeyRefreshToken{}, store.APIKey{}, whyStoreUnavailable
 	case err != nil:
 		return old, store.APIKey{}, "unknown refresh token"
 	case !old.UsedAt.IsZero():
@@ -127,12 +133,16 @@ func (s *Service) checkRefreshToken(ctx context.Context, r KeyExchangeRequest) (
 		return old, store.APIKey{}, "refresh token " + old.ID + " was issued to another client"
 	}
 	if old.ClientID != "" {
-		if _, why := s.checkClient(ctx, TokenRequest{ClientID: r.ClientID, ClientSecret: r.ClientSecret}); why != "" {
+		if _, why := s.checkClient(ctx, TokenRequest{ClientID: r.ClientID, ClientSecret: r.ClientSecret}); why == whyStoreUnavailable {
+			return old, store.APIKey{}, why
+		} else if why != "" {
 			return old, store.APIKey{}, "client secret wrong or client unknown"
 		}
 	}
 	key, err := s.Store.GetAPIKey(ctx, old.InstanceID, old.KeyID)
 	switch {
+	case store.Unavailable(err):
+		return old, key, whyStoreUnavailable
 	case err != nil:
 		return old, key, "API key " + old.KeyID + " of refresh token " + old.ID + " is gone"
 	case key.Locked:

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
 	"github.com/sluice-dev/sluice/internal/store/storetest"
 )
@@ -139,6 +140,27 @@ func TestStoreOutageAnswers503AndRecovers(t *testing.T) {
 			t.Fatalf("before the outage: %d %v", code, body)
 		}
 	}
+	// Refresh tokens of the two wires that issue them, to present during
+	// the outage: an unreadable token is not an unknown one.
+	refreshToken := func(path, ctype, body string) string {
+		t.Helper()
+		resp, err := http.Post(s.URL+path, ctype, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tok struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != 200 || tok.RefreshToken == "" {
+			t.Fatalf("POST %s before the outage: %d, %v", path, resp.StatusCode, err)
+		}
+		return tok.RefreshToken
+	}
+	toolkit := fmt.Sprintf(`"client_id":%q,"client_secret":%q`, iam.ToolkitClientID, iam.ToolkitClientSecret)
+	ibmRefresh := refreshToken("/identity/token", "application/x-www-form-urlencoded",
+		url.Values{"grant_type": {"urn:ibm:params:oauth:grant-type:apikey"}, "apikey": {s.Creds.APIKey}}.Encode())
+	apicRefresh := refreshToken("/api/token", "application/json", fmt.Sprintf(`{"api_key":%q,"grant_type":"api_key",%s}`, s.Creds.APIKey, toolkit))
 
 	// PostgreSQL ends every connection of this server, as a restart does.
 	pg, err := sql.Open("pgx", os.Getenv(storetest.EnvPostgres))
@@ -179,6 +201,10 @@ func TestStoreOutageAnswers503AndRecovers(t *testing.T) {
 			fmt.Sprintf(`{"api_key":%q,"grant_type":"api_key","client_id":%q,"client_secret":%q}`, c.APIKey, c.ClientID, c.ClientSecret), nil},
 		{"Airbyte", "/api/v1/applications/token", "application/json",
 			fmt.Sprintf(`{"client_id":%q,"client_secret":%q}`, c.ClientID, c.ClientSecret), nil},
+		{"IBM Cloud IAM refresh", "/identity/token", "application/x-www-form-urlencoded",
+			url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ibmRefresh}}.Encode(), nil},
+		{"API Connect refresh (toolkit client)", "/api/token", "application/json",
+			fmt.Sprintf(`{"refresh_token":%q,"grant_type":"refresh_token",%s}`, apicRefresh, toolkit), nil},
 	} {
 		req, _ := http.NewRequest("POST", s.URL+tc.path, strings.NewReader(tc.body))
 		req.Header.Set("Content-Type", tc.ctype)
