@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/sluice-dev/sluice/internal/clock/clocktest"
 	"github.com/sluice-dev/sluice/internal/store"
 	"github.com/sluice-dev/sluice/internal/store/storetest"
@@ -120,5 +121,60 @@ func TestSQLiteSignalsRuntimeWrites(t *testing.T) {
 	}
 	if !signalled() {
 		t.Error("no signal after a runtime was deleted")
+	}
+}
+
+// Recording last use (once a second per replica while tokens are
+// exchanged) is no change signal, while locking a key still is: a
+// listener sees, in commit order, nothing from RecordUse before a marker
+// notified after it, and then the lock's signal.
+func TestLastUseIsNoChangeSignal(t *testing.T) {
+	dsn := storetest.DSN(t, "postgres")
+	ctx := context.Background()
+	s, err := store.Open(ctx, dsn, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	at := clocktest.Epoch()
+	n := newInstance("inst1", at)
+	if err := s.CreateInstance(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "LISTEN sluice_changes"); err != nil {
+		t.Fatal(err)
+	}
+	next := func() string {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		nt, err := conn.WaitForNotification(wctx)
+		if err != nil {
+			t.Fatalf("waiting for a notification: %v", err)
+		}
+		return nt.Payload
+	}
+	if err := s.RecordUse(ctx, map[string]time.Time{n.Key.ID: at.Add(time.Minute)}, map[string]time.Time{n.Credential.ClientID: at.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_notify('sluice_changes', 'marker')"); err != nil {
+		t.Fatal(err)
+	}
+	if p := next(); p != "marker" {
+		t.Fatalf("recording last use notified %q", p)
+	}
+	if err := s.SetAPIKeyLocked(ctx, "inst1", n.Key.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if p := next(); p == "marker" || p == "" {
+		t.Fatalf("locking a key notified %q; want its schema", p)
+	}
+	if k, err := s.GetAPIKey(ctx, "inst1", n.Key.ID); err != nil || !k.LastUsedAt.Equal(at.Add(time.Minute)) {
+		t.Fatalf("the last use was not recorded: %+v, %v", k, err)
 	}
 }
