@@ -31,6 +31,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sluice-dev/sluice/bench/benchutil"
 )
 
 type config struct {
@@ -207,12 +209,12 @@ func measure(c config, w io.Writer, gen, heading string, targets []target) error
 	results := map[string][]loadResult{}
 	for r := range c.rounds {
 		for _, t := range targets {
-			cpu0, _ := cpuTime(t.pid)
+			cpu0, _ := benchutil.CPUTime(t.pid)
 			res, err := load(c, gen, t.url, c.duration)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", t.name, r, err)
 			}
-			if cpu1, err := cpuTime(t.pid); err == nil && res.requests > 0 {
+			if cpu1, err := benchutil.CPUTime(t.pid); err == nil && res.requests > 0 {
 				res.cpuPerReq = (cpu1 - cpu0) / time.Duration(res.requests)
 			}
 			results[t.name] = append(results[t.name], res)
@@ -308,28 +310,6 @@ func summarise(rs []loadResult) summary {
 
 func ms(d time.Duration) string  { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
-
-// cpuTime is the user+system CPU time of pid so far (clock ticks of
-// 10 ms, the Linux default USER_HZ).
-func cpuTime(pid int) (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses and may
-	// contain spaces.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, errors.New("malformed stat")
-	}
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("malformed stat")
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
-}
 
 // cpuCount counts the machine's CPUs; runtime.NumCPU would count only
 // those benchctl is pinned to.

@@ -1,17 +1,21 @@
-// Package benchutil holds what the control-plane benchmarks share: the
-// token exchange from initial-credentials.json, a free loopback address,
-// and running a build step. It is for bench/ programs only.
+// Package benchutil holds what the benchmarks share: the token exchange
+// from initial-credentials.json, a free loopback address, running a build
+// step and a process's CPU time. It is for bench/ programs only.
 package benchutil
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Login exchanges the initial credentials in credsPath for a token at the
@@ -60,4 +64,27 @@ func Check(err error) {
 	if err != nil {
 		log.Fatal(fmt.Errorf("bench: %w", err))
 	}
+}
+
+// CPUTime is the user+system CPU time of process pid so far, from
+// /proc/<pid>/stat (clock ticks of 10 ms, Linux's USER_HZ). Other load on
+// the machine moves it much less than it moves throughput.
+func CPUTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may
+	// contain spaces.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("malformed stat")
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
