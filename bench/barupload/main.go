@@ -1,9 +1,11 @@
 // Command barupload measures BAR uploads to a real control plane: a ~50 MB
 // BAR is PUT to /api/v1/bar-files (streamed to disk, validated, stored in
 // chunks) and timed, next to a bare net/http handler that only streams the
-// same bytes to a file while hashing them, measured in the same run. It
-// reports MB/s of both, their ratio, and the control plane's peak RSS
-// (VmHWM), which shows whether uploads stream or sit in memory.
+// same bytes to a file while hashing them, measured in the same run. Both
+// servers are processes of their own pinned to CPU 0 when taskset is there
+// (the bare one is this program again, with -bare). It reports MB/s and CPU
+// time per MB of both, their ratios, and the control plane's peak RSS while
+// uploading, which shows whether uploads stream or sit in memory.
 //
 //	go run ./bench/barupload [-sluice path] [-mb 50] [-rounds 5] [-store postgres://…]
 package main
@@ -24,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,7 +39,13 @@ func main() {
 	mb := flag.Int("mb", 50, "size of the BAR in MB")
 	rounds := flag.Int("rounds", 5, "uploads of each kind")
 	storeDSN := flag.String("store", "", "store for the control plane (default SQLite)")
+	bare := flag.String("bare", "", "internal: serve only the bare upload handler on this address")
+	bareDir := flag.String("bare-dir", "", "internal: where the bare handler writes")
 	flag.Parse()
+	if *bare != "" {
+		serveBare(*bare, *bareDir)
+		return
+	}
 
 	tmp, err := os.MkdirTemp("", "barupload-")
 	benchutil.Check(err)
@@ -45,10 +54,14 @@ func main() {
 		*sluiceBin = filepath.Join(tmp, "sluice")
 		benchutil.Run("go", "build", "-o", *sluiceBin, "./cmd/sluice")
 	}
-	barPath := buildBAR(tmp, *mb)
-	fi, _ := os.Stat(barPath)
+	// A BAR per round: the store keeps identical content once, so
+	// uploading the same bytes again would measure only its look-up.
+	bars := buildBARs(tmp, *mb, *rounds)
+	fi, _ := os.Stat(bars[0])
 	size := fi.Size()
-	fmt.Printf("BAR: %.1f MB (%d bytes, incompressible static files)\n", float64(size)/1e6, size)
+	fmt.Printf("BAR: %.1f MB (%d bytes, incompressible static files), %d of them, one per round\n", float64(size)/1e6, size, len(bars))
+	loadavg, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("load average at the start: %s", loadavg)
 
 	// The control plane, pinned to CPU 0 when taskset is there.
 	dataDir := filepath.Join(tmp, "data")
@@ -58,7 +71,9 @@ func main() {
 	if *storeDSN != "" {
 		args = append(args, "--store", *storeDSN)
 	}
-	if _, err := exec.LookPath("taskset"); err == nil {
+	_, err = exec.LookPath("taskset")
+	pinned := err == nil
+	if pinned {
 		args = append([]string{"taskset", "-c", "0"}, args...)
 	}
 	cp := exec.Command(args[0], args[1:]...)
@@ -78,22 +93,20 @@ func main() {
 	token, clientID := benchutil.Login(url, filepath.Join(dataDir, "initial-credentials.json"))
 	rssBefore := status(pid, "VmRSS")
 
-	// Baseline: stream to a file and hash, nothing else.
-	bl, err := net.Listen("tcp", "127.0.0.1:0")
+	// Baseline: stream to a file and hash, nothing else, on the same CPU.
+	self, err := os.Executable()
 	benchutil.Check(err)
-	go http.Serve(bl, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f, err := os.CreateTemp(tmp, "baseline-*")
-		if err != nil {
-			http.Error(w, err.Error(), 500)
-			return
-		}
-		defer os.Remove(f.Name())
-		defer f.Close()
-		h := sha256.New()
-		io.Copy(io.MultiWriter(f, h), r.Body)
-		fmt.Fprintf(w, `{"sha256":"%x"}`, h.Sum(nil))
-	}))
-	baseURL := "http://" + bl.Addr().String() + "/upload"
+	bareAddr := benchutil.FreeAddr()
+	bargs := []string{self, "-bare", bareAddr, "-bare-dir", tmp}
+	if pinned {
+		bargs = append([]string{"taskset", "-c", "0"}, bargs...)
+	}
+	bp := exec.Command(bargs[0], bargs[1:]...)
+	bp.Stderr = os.Stderr
+	benchutil.Check(bp.Start())
+	defer bp.Process.Kill()
+	baseURL := "http://" + bareAddr + "/upload"
+	waitListening(bareAddr)
 
 	// Sample the control plane's RSS while it takes uploads (VmHWM would
 	// also count the start-up's argon2id hashing of the admin password).
@@ -113,19 +126,23 @@ func main() {
 			}
 		}
 	}()
-	var sl, base []float64
+	var sl, base, slCPU, baseCPU []float64
 	for i := 0; i < *rounds; i++ {
-		base = append(base, upload(baseURL, barPath, size, "", ""))
-		sl = append(sl, upload(fmt.Sprintf("%s/api/v1/bar-files/big-%d", url, i), barPath, size, token, clientID))
+		mbps, cpu := upload(baseURL, bp.Process.Pid, bars[i], "", "")
+		base, baseCPU = append(base, mbps), append(baseCPU, cpu)
+		mbps, cpu = upload(fmt.Sprintf("%s/api/v1/bar-files/big-%d", url, i), pid, bars[i], token, clientID)
+		sl, slCPU = append(sl, mbps), append(slCPU, cpu)
 	}
 	close(stopSampling)
 	<-sampled
 	ms, mbase := median(sl), median(base)
-	fmt.Printf("sluice upload (stream, validate, store):  median %.1f MB/s  rounds %s\n", ms, fmtAll(sl))
-	fmt.Printf("baseline (stream to file, hash):          median %.1f MB/s  rounds %s\n", mbase, fmtAll(base))
-	fmt.Printf("ratio sluice/baseline: %.2f\n", ms/mbase)
+	fmt.Printf("sluice upload (stream, validate, store):  median %.1f MB/s  rounds %s;  CPU ms/MB median %.2f  rounds %s\n", ms, fmtAll(sl), median(slCPU), fmtAll(slCPU))
+	fmt.Printf("baseline (stream to file, hash):          median %.1f MB/s  rounds %s;  CPU ms/MB median %.2f  rounds %s\n", mbase, fmtAll(base), median(baseCPU), fmtAll(baseCPU))
+	fmt.Printf("ratio sluice/baseline: %.2f (target >= 0.6); CPU per MB, baseline/sluice: %.2f\n", ms/mbase, median(baseCPU)/median(slCPU))
 	fmt.Printf("control plane RSS: idle before %s, peak during uploads %d kB, after %s  (BAR %.0f MB)\n",
 		rssBefore, peakKB, status(pid, "VmRSS"), float64(size)/1e6)
+	loadavg, _ = os.ReadFile("/proc/loadavg")
+	fmt.Printf("load average at the end: %s", loadavg)
 }
 
 // serverPID finds the sluice process under taskset (taskset execs, so the
@@ -151,10 +168,43 @@ func rssKB(pid int) int64 {
 	return kb
 }
 
-func upload(url, path string, size int64, token, clientID string) float64 {
+// serveBare is the baseline server (-bare): it streams each upload to a
+// file in dir while hashing it, nothing else.
+func serveBare(addr, dir string) {
+	log.Fatal(http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, err := os.CreateTemp(dir, "baseline-*")
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		h := sha256.New()
+		io.Copy(io.MultiWriter(f, h), r.Body)
+		fmt.Fprintf(w, `{"sha256":"%x"}`, h.Sum(nil))
+	})))
+}
+
+func waitListening(addr string) {
+	for range 500 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	log.Fatalf("the bare upload server did not listen on %s", addr)
+}
+
+// upload PUTs the BAR at path to url and returns MB/s and the CPU time
+// (ms per MB) the server process pid spent meanwhile.
+func upload(url string, pid int, path string, token, clientID string) (float64, float64) {
 	f, err := os.Open(path)
 	benchutil.Check(err)
 	defer f.Close()
+	fi, err := f.Stat()
+	benchutil.Check(err)
+	size := fi.Size()
 	req, err := http.NewRequest("PUT", url, f)
 	benchutil.Check(err)
 	req.ContentLength = size
@@ -163,6 +213,8 @@ func upload(url, path string, size int64, token, clientID string) float64 {
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("X-IBM-Client-Id", clientID)
 	}
+	cpu0, err := benchutil.CPUTime(pid)
+	benchutil.Check(err)
 	start := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	benchutil.Check(err)
@@ -172,12 +224,16 @@ func upload(url, path string, size int64, token, clientID string) float64 {
 	if resp.StatusCode/100 != 2 {
 		log.Fatalf("upload to %s: %d %s", url, resp.StatusCode, body)
 	}
-	return float64(size) / 1e6 / el.Seconds()
+	cpu1, err := benchutil.CPUTime(pid)
+	benchutil.Check(err)
+	mb := float64(size) / 1e6
+	return mb / el.Seconds(), float64((cpu1 - cpu0).Microseconds()) / 1000 / mb
 }
 
-// buildBAR makes a valid project whose static files are mb MB of random
-// (incompressible) bytes, and builds it into a BAR.
-func buildBAR(tmp string, mb int) string {
+// buildBARs makes a valid project whose static files are mb MB of random
+// (incompressible) bytes, and builds it into n BARs that differ in one
+// small file.
+func buildBARs(tmp string, mb, n int) []string {
 	dir := filepath.Join(tmp, "project")
 	benchutil.Check(os.MkdirAll(filepath.Join(dir, "flows"), 0o755))
 	benchutil.Check(os.MkdirAll(filepath.Join(dir, "static"), 0o755))
@@ -191,10 +247,15 @@ func buildBAR(tmp string, mb int) string {
 		benchutil.Check(os.WriteFile(filepath.Join(dir, "static", fmt.Sprintf("blob-%d.bin", i)), buf, 0o644))
 		remaining -= n
 	}
-	out := filepath.Join(tmp, "big.bar")
-	_, err := bar.BuildFile(context.Background(), dir, out, nil)
-	benchutil.Check(err)
-	return out
+	var bars []string
+	for i := range n {
+		benchutil.Check(os.WriteFile(filepath.Join(dir, "static", "round.txt"), []byte(strconv.Itoa(i)), 0o644))
+		out := filepath.Join(tmp, fmt.Sprintf("big-%d.bar", i))
+		_, err := bar.BuildFile(context.Background(), dir, out, nil)
+		benchutil.Check(err)
+		bars = append(bars, out)
+	}
+	return bars
 }
 
 func median(xs []float64) float64 {
@@ -209,7 +270,11 @@ func fmtAll(xs []float64) string {
 		if i > 0 {
 			b.WriteString(" ")
 		}
-		fmt.Fprintf(&b, "%.0f", x)
+		if x < 10 {
+			fmt.Fprintf(&b, "%.2f", x)
+		} else {
+			fmt.Fprintf(&b, "%.0f", x)
+		}
 	}
 	return b.String()
 }
