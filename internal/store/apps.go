@@ -308,17 +308,34 @@ func (s *sqlStore) GetAppByID(ctx context.Context, id string) (App, error) {
 // catalog's apps of two consumer orgs may share a name).
 func (a App) PageKey() []string { return []string{a.Name, a.ID} }
 
-// appList is the list of a catalog's apps, or of one consumer org's when
-// $2 is not "".
-var appList = listQuery{op: "list apps", cols: entityCols + appExtraCols, from: "FROM apps",
-	where: "catalog_id = $1 AND ($2 = '' OR consumer_org_id = $2)", key: []keyCol{{expr: "name"}, {expr: "id"}}}
+// appList is the list of a catalog's apps, appOrgList of one consumer
+// org's: two queries, not one with "$2 = ” OR …", because a prepared
+// statement's generic plan cannot use an index for such a condition and
+// would read the whole catalog for one org's page (TestListQueriesUseTheirIndex).
+var (
+	appList = listQuery{op: "list apps", cols: entityCols + appExtraCols, from: "FROM apps",
+		where: "catalog_id = $1", key: []keyCol{{expr: "name"}, {expr: "id"}}}
+	appOrgList = listQuery{op: "list a consumer org's apps", cols: entityCols + appExtraCols, from: "FROM apps",
+		where: "consumer_org_id = $1 AND catalog_id = $2", key: []keyCol{{expr: "name"}, {expr: "id"}}}
+)
+
+// appsOf is the list of catalogID's apps, or of consumerOrgID's when set,
+// with its arguments.
+func appsOf(catalogID, consumerOrgID string) (listQuery, []any) {
+	if consumerOrgID == "" {
+		return appList, []any{catalogID}
+	}
+	return appOrgList, []any{consumerOrgID, catalogID}
+}
 
 func (s *sqlStore) ListApps(ctx context.Context, catalogID, consumerOrgID string, pg Page) ([]App, error) {
-	return listRows(ctx, s, appList, pg, scanApp, catalogID, consumerOrgID)
+	l, args := appsOf(catalogID, consumerOrgID)
+	return listRows(ctx, s, l, pg, scanApp, args...)
 }
 
 func (s *sqlStore) CountApps(ctx context.Context, catalogID, consumerOrgID string) (int, error) {
-	return countRows(ctx, s, appList, catalogID, consumerOrgID)
+	l, args := appsOf(catalogID, consumerOrgID)
+	return countRows(ctx, s, l, args...)
 }
 
 func (s *sqlStore) UpdateApp(ctx context.Context, a App) error {

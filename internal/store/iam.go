@@ -195,6 +195,9 @@ type IAM interface {
 	// ListClientCredentials lists one page of the instance's public API
 	// credentials, by name.
 	ListClientCredentials(ctx context.Context, instanceID string, pg Page) ([]ClientCredential, error)
+	// ListOwnedClientCredentials lists one page of the credentials an
+	// identity owns (Airbyte's applications), by name.
+	ListOwnedClientCredentials(ctx context.Context, instanceID, ownerID string, pg Page) ([]ClientCredential, error)
 	UpdateClientCredentialDescription(ctx context.Context, instanceID, name, description string) error
 	DeleteClientCredential(ctx context.Context, instanceID, name string) error
 	TouchClientCredential(ctx context.Context, clientID string, at time.Time) error
@@ -449,14 +452,23 @@ func (s *sqlStore) APIKeyByHash(ctx context.Context, hash string) (APIKey, error
 // name, then its own name (unique per owner), then its id.
 func (k APIKey) PageKey() []string { return []string{k.OwnerKind, k.OwnerName, k.Name, k.ID} }
 
-var apiKeyList = listQuery{op: "list API keys", cols: apiKeyCols, from: apiKeyFrom,
-	where: "k.instance_id = $1 AND ($2 = '' OR k.owner_id = $2)",
-	// The owner's kind and name as the key keeps them (migration 0018):
-	// the order of the index api_keys_list.
-	key: []keyCol{{expr: "k.owner_kind"}, {expr: "k.owner_name"}, {expr: "k.name"}, {expr: "k.id"}}}
+// apiKeyList is an instance's API keys, apiKeyOwnerList one owner's (two
+// queries, so that each has a plan that reads its own index: see appList).
+// The owner's kind and name as the key keeps them (migration 0018): the
+// order of the indexes api_keys_list and api_keys_owner_list.
+var (
+	apiKeyList = listQuery{op: "list API keys", cols: apiKeyCols, from: apiKeyFrom,
+		where: "k.instance_id = $1", key: apiKeyOrder}
+	apiKeyOwnerList = listQuery{op: "list an owner's API keys", cols: apiKeyCols, from: apiKeyFrom,
+		where: "k.owner_id = $1 AND k.instance_id = $2", key: apiKeyOrder}
+	apiKeyOrder = []keyCol{{expr: "k.owner_kind"}, {expr: "k.owner_name"}, {expr: "k.name"}, {expr: "k.id"}}
+)
 
 func (s *sqlStore) ListAPIKeys(ctx context.Context, instanceID, ownerID string, pg Page) ([]APIKey, error) {
-	return listRows(ctx, s, apiKeyList, pg, scanAPIKey, instanceID, ownerID)
+	if ownerID != "" {
+		return listRows(ctx, s, apiKeyOwnerList, pg, scanAPIKey, ownerID, instanceID)
+	}
+	return listRows(ctx, s, apiKeyList, pg, scanAPIKey, instanceID)
 }
 
 func (s *sqlStore) SetAPIKeyLocked(ctx context.Context, instanceID, id string, locked bool) error {
@@ -523,6 +535,13 @@ var credList = listQuery{op: "list client credentials", cols: credCols, from: cr
 
 func (s *sqlStore) ListClientCredentials(ctx context.Context, instanceID string, pg Page) ([]ClientCredential, error) {
 	return listRows(ctx, s, credList, pg, scanCred, instanceID)
+}
+
+var ownedCredList = listQuery{op: "list owned client credentials", cols: credCols, from: credFrom,
+	where: "c.instance_id = $1 AND c.owner_id = $2", key: []keyCol{{expr: "c.name"}}}
+
+func (s *sqlStore) ListOwnedClientCredentials(ctx context.Context, instanceID, ownerID string, pg Page) ([]ClientCredential, error) {
+	return listRows(ctx, s, ownedCredList, pg, scanCred, instanceID, ownerID)
 }
 
 func (s *sqlStore) UpdateClientCredentialDescription(ctx context.Context, instanceID, name, description string) error {

@@ -142,6 +142,33 @@ func TestListPagesCompositeKeys(t *testing.T) {
 			t.Errorf("API keys by pages of 2:\n%v\nwhole:\n%v", got, want)
 		}
 
+		// An identity's own client credentials (Airbyte's applications):
+		// only its own, by name, the same by pages as whole.
+		for i, owner := range []string{"", "sid-amy", "sid-zed", "sid-amy", "sid-amy", "sid-zed", "sid-amy"} {
+			c := store.ClientCredential{ClientID: fmt.Sprintf("cc-%d", i), InstanceID: "inst1", Name: fmt.Sprintf("c%d", (i*5)%7),
+				OwnerID: owner, SecretHash: "h", SecretHint: "x", CreatedAt: at, CreatedBy: "test"}
+			if err := s.CreateClientCredential(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		owned, err := s.ListOwnedClientCredentials(ctx, "inst1", "sid-amy", store.Page{})
+		var names []string
+		for _, c := range owned {
+			if c.OwnerID != "sid-amy" {
+				t.Errorf("amy's list has %s of %q", c.Name, c.OwnerID)
+			}
+			names = append(names, c.Name)
+		}
+		if err != nil || !slices.Equal(names, []string{"c1", "c2", "c5", "c6"}) {
+			t.Errorf("amy's client credentials = %v, %v; want c1 c2 c5 c6", names, err)
+		}
+		byPages := pageThrough(t, 3, func(pg store.Page) ([]store.ClientCredential, error) {
+			return s.ListOwnedClientCredentials(ctx, "inst1", "sid-amy", pg)
+		}, func(int) {})
+		if want := []string{"[c1]", "[c2]", "[c5]", "[c6]"}; !slices.Equal(byPages, want) {
+			t.Errorf("amy's client credentials by pages of 3: %v, want %v", byPages, want)
+		}
+
 		// App credentials: several created in the same millisecond, a
 		// lease, and an expired lease the sweeper has not taken yet.
 		cat := store.Catalog{Entity: store.Entity{ID: "cat-1", InstanceID: "inst1", Name: "prod", CreatedAt: at, UpdatedAt: at}}

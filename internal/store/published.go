@@ -98,17 +98,33 @@ func (s *sqlStore) GetPublished(ctx context.Context, instanceID, kind, ref strin
 // then name.
 func (o PublishedObject) PageKey() []string { return []string{o.InstanceID, o.Name} }
 
-// publishedList is one kind ($2) of one instance's objects ($1), or every
-// instance's when $1 is "".
-var publishedList = listQuery{op: "list published objects", cols: publishedCols, from: "FROM published_objects",
-	where: "($1 = '' OR instance_id = $1) AND kind = $2", key: []keyCol{{expr: "instance_id"}, {expr: "name"}}}
+// publishedList is one kind of one instance's objects, allPublishedList
+// one kind of every instance's (two queries, so that each has a plan that
+// reads its own index: see appList).
+var (
+	publishedList = listQuery{op: "list published objects", cols: publishedCols, from: "FROM published_objects",
+		where: "instance_id = $1 AND kind = $2", key: []keyCol{{expr: "instance_id"}, {expr: "name"}}}
+	allPublishedList = listQuery{op: "list every instance's published objects", cols: publishedCols, from: "FROM published_objects",
+		where: "kind = $1", key: []keyCol{{expr: "instance_id"}, {expr: "name"}}}
+)
+
+// publishedOf is the list of instanceID's objects of kind, or every
+// instance's when instanceID is "", with its arguments.
+func publishedOf(instanceID, kind string) (listQuery, []any) {
+	if instanceID == "" {
+		return allPublishedList, []any{kind}
+	}
+	return publishedList, []any{instanceID, kind}
+}
 
 func (s *sqlStore) ListPublished(ctx context.Context, instanceID, kind string, pg Page) ([]PublishedObject, error) {
-	return listRows(ctx, s, publishedList, pg, func(sc scanner) (PublishedObject, error) { return scanPublished(sc, false) }, instanceID, kind)
+	l, args := publishedOf(instanceID, kind)
+	return listRows(ctx, s, l, pg, func(sc scanner) (PublishedObject, error) { return scanPublished(sc, false) }, args...)
 }
 
 func (s *sqlStore) CountPublished(ctx context.Context, instanceID, kind string) (int, error) {
-	return countRows(ctx, s, publishedList, instanceID, kind)
+	l, args := publishedOf(instanceID, kind)
+	return countRows(ctx, s, l, args...)
 }
 
 func (s *sqlStore) DeletePublished(ctx context.Context, instanceID, kind, name string) error {

@@ -148,11 +148,20 @@ func (s *sqlStore) RuntimeByUID(ctx context.Context, uid string) (Runtime, error
 // PageKey is a runtime's position in its list: by instance, then name.
 func (r Runtime) PageKey() []string { return []string{r.InstanceID, r.Name} }
 
-// runtimeList is one instance's runtimes, or every instance's when $1 is "".
-var runtimeList = listQuery{op: "list runtimes", cols: runtimeCols, from: "FROM integration_runtimes",
-	where: "$1 = '' OR instance_id = $1", key: []keyCol{{expr: "instance_id"}, {expr: "name"}}}
+// runtimeList is one instance's runtimes, allRuntimeList every instance's
+// (two queries, so that each has a plan that reads the index in order: see
+// appList).
+var (
+	runtimeList = listQuery{op: "list runtimes", cols: runtimeCols, from: "FROM integration_runtimes",
+		where: "instance_id = $1", key: []keyCol{{expr: "instance_id"}, {expr: "name"}}}
+	allRuntimeList = listQuery{op: "list every instance's runtimes", cols: runtimeCols, from: "FROM integration_runtimes",
+		where: "1 = 1", key: []keyCol{{expr: "instance_id"}, {expr: "name"}}}
+)
 
 func (s *sqlStore) ListRuntimes(ctx context.Context, instanceID string, pg Page) ([]Runtime, error) {
+	if instanceID == "" {
+		return listRows(ctx, s, allRuntimeList, pg, scanRuntime)
+	}
 	return listRows(ctx, s, runtimeList, pg, scanRuntime, instanceID)
 }
 
@@ -254,12 +263,22 @@ func (s *sqlStore) GetTrace(ctx context.Context, instanceID, name string) (Trace
 // PageKey is a trace's position in its list: by name.
 func (t Trace) PageKey() []string { return []string{t.Name} }
 
-// traceList is an instance's traces, of one runtime when $2 is not "".
-var traceList = listQuery{op: "list traces", cols: traceCols, from: traceFrom,
-	where: "t.instance_id = $1 AND ($2 = '' OR r.name = $2)", key: []keyCol{{expr: "t.name"}}}
+// traceList is an instance's traces, runtimeTraceList one runtime's: the
+// runtime's uid is looked up once, so the traces are read from the index
+// (runtime_uid, name) in order (two queries: see appList).
+var (
+	traceList = listQuery{op: "list traces", cols: traceCols, from: traceFrom,
+		where: "t.instance_id = $1", key: []keyCol{{expr: "t.name"}}}
+	runtimeTraceList = listQuery{op: "list a runtime's traces", cols: traceCols, from: traceFrom,
+		where: "t.runtime_uid = (SELECT uid FROM integration_runtimes WHERE instance_id = $1 AND name = $2) AND t.instance_id = $1",
+		key:   []keyCol{{expr: "t.name"}}}
+)
 
 func (s *sqlStore) ListTraces(ctx context.Context, instanceID, runtimeName string, pg Page) ([]Trace, error) {
-	return listRows(ctx, s, traceList, pg, scanTrace, instanceID, runtimeName)
+	if runtimeName != "" {
+		return listRows(ctx, s, runtimeTraceList, pg, scanTrace, instanceID, runtimeName)
+	}
+	return listRows(ctx, s, traceList, pg, scanTrace, instanceID)
 }
 
 func (s *sqlStore) DeleteTrace(ctx context.Context, instanceID, name string) error {
