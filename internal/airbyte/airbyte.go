@@ -9,6 +9,7 @@
 package airbyte
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -243,16 +244,46 @@ func (a *Adapter) list(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	cs, err := a.IAM.ListApplications(r.Context(), principal(r))
+	// Airbyte's list has no pages: every application is answered, written
+	// a page of the store at a time, so memory does not grow with the list.
+	// A failure after the first page can only break the answer off (the
+	// client sees a broken body, never a shorter list).
+	pg, err := a.IAM.ListApplications(r.Context(), principal(r), iam.ListRequest{})
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	out := make([]Application, 0, len(cs))
-	for _, c := range cs {
-		out = append(out, application(c, secret.Value{}))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // as wire.WriteJSON
+	buf.WriteString(`{"applications":[`)
+	for n := 0; ; {
+		for _, c := range pg.Items {
+			if n > 0 {
+				buf.WriteByte(',')
+			}
+			n++
+			_ = enc.Encode(application(c, secret.Value{}))
+			buf.Truncate(buf.Len() - 1) // Encode's newline
+		}
+		if pg.Continue == "" {
+			break
+		}
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return // the client went away
+		}
+		buf.Reset()
+		if pg, err = a.IAM.ListApplications(r.Context(), principal(r), iam.ListRequest{Continue: pg.Continue}); err != nil {
+			if r.Context().Err() == nil {
+				a.Log.ErrorContext(r.Context(), "applications list cut short", "err", err)
+			}
+			panic(http.ErrAbortHandler)
+		}
 	}
-	wire.WriteJSON(w, http.StatusOK, map[string]any{"applications": out})
+	buf.WriteString("]}\n")
+	_, _ = w.Write(buf.Bytes())
 }
 
 func (a *Adapter) get(w http.ResponseWriter, r *http.Request) {

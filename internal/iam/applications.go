@@ -38,21 +38,13 @@ func (s *Service) CreateApplication(ctx context.Context, p Principal, name strin
 	return c, v, nil
 }
 
-// ListApplications lists the caller's own applications.
-func (s *Service) ListApplications(ctx context.Context, p Principal) ([]store.ClientCredential, error) {
-	// Airbyte's list is not paged; an instance's credentials are few.
-	all, err := s.Store.ListClientCredentials(ctx, p.InstanceID, store.Page{})
-	if err != nil {
-		return nil, err
-	}
-	var own []store.ClientCredential
-	for _, c := range all {
-		if c.OwnerID != "" && c.OwnerID == p.SubjectID {
-			own = append(own, c)
-		}
-	}
-	s.used.pendingClients(own)
-	return own, nil
+// ListApplications lists one page of the caller's own applications.
+func (s *Service) ListApplications(ctx context.Context, p Principal, req ListRequest) (ListPage[store.ClientCredential], error) {
+	pg, err := PageOf(req, []string{"applications", p.InstanceID, p.SubjectID}, func(pg store.Page) ([]store.ClientCredential, error) {
+		return s.Store.ListOwnedClientCredentials(ctx, p.InstanceID, p.SubjectID, pg)
+	})
+	s.used.pendingClients(pg.Items)
+	return pg, err
 }
 
 // GetApplication reads one of the caller's applications by client id;

@@ -133,7 +133,7 @@ func TestApplicationTokensLiveTheirOwnLifetime(t *testing.T) {
 	if err != nil || resp.ExpiresIn != 900 {
 		t.Fatalf("application token: expires_in %d, %v; want 900", resp.ExpiresIn, err)
 	}
-	if got, err := svc.ListApplications(ctx, p); err != nil || len(got) != 1 || got[0].ClientID != app.ClientID {
+	if got, err := svc.ListApplications(ctx, p, ListRequest{}); err != nil || len(got.Items) != 1 || got.Items[0].ClientID != app.ClientID {
 		t.Fatalf("list: %v, %v", got, err)
 	}
 	other := p
