@@ -87,4 +87,24 @@ func TestAuditPageLinksToOlderPages(t *testing.T) {
 	if strings.Contains(p.body, "instance.create") {
 		t.Errorf("the filtered page shows other actions")
 	}
+	// A whole action name is the store's filter; a part is matched too.
+	for _, c := range []struct {
+		action string
+		want   int
+	}{{"instance.create", 1}, {"instance.creat", 0}, {"create", 1}, {"nosuch.verb", 0}} {
+		p := b.get("/settings/audit?action=" + c.action)
+		rows := regexp.MustCompile(`<td data-label="Action">([^<]*)</td>`).FindAllStringSubmatch(p.body, -1)
+		n := 0
+		for _, r := range rows {
+			if !strings.Contains(r[1], strings.TrimSuffix(c.action, ".")) {
+				t.Errorf("action=%s shows %s", c.action, r[1])
+			}
+			if r[1] == "instance.create" {
+				n++
+			}
+		}
+		if p.code != 200 || n != c.want || olderLink.MatchString(p.body) {
+			t.Errorf("action=%s: %d, %d instance.create rows (want %d), an older link: %v", c.action, p.code, n, c.want, olderLink.MatchString(p.body))
+		}
+	}
 }
