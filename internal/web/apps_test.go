@@ -23,7 +23,7 @@ func TestConsumerAppsPages(t *testing.T) {
 		t.Fatalf("login = %d", p.code)
 	}
 	list := b.get("/apps")
-	if list.code != 200 || !strings.Contains(list.body, "Catalog sandbox") {
+	if list.code != 200 || !strings.Contains(list.body, `Catalog <a href="/apps/sandbox">sandbox</a>`) {
 		t.Fatalf("GET /apps = %d\n%s", list.code, list.body)
 	}
 	tok := csrf(t, list)
@@ -92,10 +92,37 @@ func TestConsumerAppsPages(t *testing.T) {
 		t.Errorf("unknown app page = %d", p.code)
 	}
 
+	// A catalog's and an org's own pages create in place and answer there.
+	if p := b.post("/apps/consumer-orgs", url.Values{"csrf": {tok}, "catalog": {"sandbox"}, "back": {"catalog"}, "name": {"bad name!"}}); p.code != 400 ||
+		!strings.Contains(p.body, `id="corg-error"`) || !strings.Contains(p.body, "<h1>Catalog sandbox</h1>") {
+		t.Errorf("bad consumer org name on the catalog's page = %d\n%s", p.code, p.body)
+	}
+	if p := b.post("/apps/consumer-orgs", url.Values{"csrf": {tok}, "catalog": {"sandbox"}, "back": {"catalog"}, "name": {"globex"}}); p.code != http.StatusSeeOther || p.location != "/apps/sandbox" {
+		t.Errorf("create on the catalog's page = %d %q", p.code, p.location)
+	}
+	if p := b.get("/apps/sandbox"); !strings.Contains(p.body, `href="/apps/sandbox/globex"`) || !strings.Contains(p.body, `href="/apps/sandbox/acme"`) {
+		t.Errorf("the catalog's page does not list its orgs:\n%s", p.body)
+	}
+	if p := b.post("/apps", url.Values{"csrf": {tok}, "org": {"sandbox/globex"}, "back": {"org"}, "name": {"till"}, "maxTtl": {"never"}}); p.code != 400 ||
+		!strings.Contains(p.body, `id="app-error"`) || !strings.Contains(p.body, "<h1>Consumer org globex</h1>") {
+		t.Errorf("bad TTL on the org's page = %d\n%s", p.code, p.body)
+	}
+	if p := b.post("/apps", url.Values{"csrf": {tok}, "org": {"sandbox/globex"}, "back": {"org"}, "name": {"till"}}); p.code != http.StatusSeeOther || p.location != "/apps/sandbox/globex" {
+		t.Errorf("create on the org's page = %d %q", p.code, p.location)
+	}
+	if p := b.get("/apps/sandbox/globex"); !strings.Contains(p.body, `href="/apps/sandbox/globex/till"`) {
+		t.Errorf("the org's page does not list its app:\n%s", p.body)
+	}
+	for _, path := range []string{"/apps/nosuch", "/apps/sandbox/nosuch"} {
+		if p := b.get(path); p.code != 404 {
+			t.Errorf("GET %s = %d, want 404", path, p.code)
+		}
+	}
+
 	// A viewer reads the same pages and finds no form that writes.
 	admin := srv.Login(t, c.ClientID, c.ClientSecret, c.InstanceID, c.APIKey)
 	v := viewerBrowser(t, srv, admin)
-	for _, path := range []string{"/apps", "/apps/sandbox/acme/shop"} {
+	for _, path := range []string{"/apps", "/apps/sandbox", "/apps/sandbox/acme", "/apps/sandbox/acme/shop"} {
 		p := v.get(path)
 		if p.code != 200 || strings.Contains(p.body, `action="/apps`) {
 			t.Errorf("viewer's %s = %d, or it has a write form:\n%s", path, p.code, p.body)

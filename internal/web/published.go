@@ -29,12 +29,14 @@ type apisPage struct {
 
 func (d *Dashboard) showAPIs(w http.ResponseWriter, r *http.Request, status int, v view) {
 	p := principal(r)
-	list, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.API], error) { return d.APIs.ListAPIs(r.Context(), p, req) })
+	list, pg, err := tablePage(r, func(req iam.ListRequest) (iam.ListPage[apis.API], error) { return d.APIs.ListAPIs(r.Context(), p, req) })
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
+	pg.Path = "/apis" // also when a form's answer shows the page
 	page := apisPage{APIs: list}
+	v.Pager = pg
 	if page.BARs, page.Runtimes, err = d.apiSources(r); err != nil {
 		d.fail(w, r, err)
 		return
@@ -238,19 +240,21 @@ type plansPage struct {
 
 func (d *Dashboard) showPlans(w http.ResponseWriter, r *http.Request, status int, v view) {
 	p := principal(r)
-	plans, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.Plan], error) {
+	plans, pg, err := tablePage(r, func(req iam.ListRequest) (iam.ListPage[apis.Plan], error) {
 		return d.APIs.ListPlans(r.Context(), p, req)
 	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
+	pg.Path = "/plans" // also when a form's answer shows the page
 	list, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.API], error) { return d.APIs.ListAPIs(r.Context(), p, req) })
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
 	page := plansPage{Plans: plans}
+	v.Pager = pg
 	for _, a := range list {
 		page.APIs = append(page.APIs, a.Name)
 	}
@@ -352,6 +356,8 @@ func (d *Dashboard) editPlan(w http.ResponseWriter, r *http.Request) {
 
 // planPage is one plan with its subscriptions and the apps that may
 // subscribe ("catalog/consumer-org/app" by name).
+// planPage is one plan with its subscriptions; the list of subscriptions
+// (/subscriptions) is a planPage without a plan, a page at a time.
 type planPage struct {
 	Plan          apis.Plan
 	Subscriptions []apis.Subscription
@@ -474,14 +480,15 @@ func (d *Dashboard) subscriptionsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) showSubscriptions(w http.ResponseWriter, r *http.Request, status int, v view) {
-	subs, err := iam.All(func(req iam.ListRequest) (iam.ListPage[apis.Subscription], error) {
+	subs, pg, err := tablePage(r, func(req iam.ListRequest) (iam.ListPage[apis.Subscription], error) {
 		return d.APIs.ListSubscriptions(r.Context(), principal(r), req)
 	})
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
-	v.Title, v.Nav, v.Page = "Subscriptions", "apis", subs
+	pg.Path = "/subscriptions" // also when a form's answer shows the page
+	v.Title, v.Nav, v.Page, v.Pager = "Subscriptions", "apis", planPage{Subscriptions: subs}, pg
 	d.render(w, r, status, "subscriptions", v)
 }
 

@@ -172,6 +172,8 @@ func (d *Dashboard) routes() *http.ServeMux {
 	mux.Handle("GET /apps", d.authed(iam.RoleViewer, d.appsPage))
 	mux.Handle("POST /apps/consumer-orgs", d.authed(iam.RoleDeveloper, d.createConsumerOrg))
 	mux.Handle("POST /apps", d.authed(iam.RoleDeveloper, d.createApp))
+	mux.Handle("GET /apps/{catalog}", d.authed(iam.RoleViewer, d.catalogPage))
+	mux.Handle("GET /apps/{catalog}/{corg}", d.authed(iam.RoleViewer, d.orgPage))
 	mux.Handle("GET /apps/{catalog}/{corg}/{app}", d.authed(iam.RoleViewer, d.appPage))
 	mux.Handle("POST /apps/{catalog}/{corg}/{app}/credentials", d.authed(iam.RoleDeveloper, d.createAppCredential))
 	mux.Handle("POST /apps/{catalog}/{corg}/{app}/credentials/{credential}/renew", d.authed(iam.RoleDeveloper, d.renewLease))
@@ -382,17 +384,26 @@ type pager struct {
 // never make another repeat or go missing. A token that is not this
 // list's is the service's 400.
 func tablePage[T any](r *http.Request, list func(iam.ListRequest) (iam.ListPage[T], error)) ([]T, pager, error) {
-	return namedTablePage(r, "continue", "page", list)
+	return pageOfRows(r, tableRows, "continue", "page", list)
+}
+
+// tablePageOf is tablePage with pages of rows rows.
+func tablePageOf[T any](r *http.Request, rows int, list func(iam.ListRequest) (iam.ListPage[T], error)) ([]T, pager, error) {
+	return pageOfRows(r, rows, "continue", "page", list)
 }
 
 // namedTablePage is tablePage for one of several tables on a page: param
 // is the query parameter of its token, id the prefix of its links' ids.
 func namedTablePage[T any](r *http.Request, param, id string, list func(iam.ListRequest) (iam.ListPage[T], error)) ([]T, pager, error) {
+	return pageOfRows(r, tableRows, param, id, list)
+}
+
+func pageOfRows[T any](r *http.Request, rows int, param, id string, list func(iam.ListRequest) (iam.ListPage[T], error)) ([]T, pager, error) {
 	cont := r.URL.Query().Get(param)
 	if r.Method != http.MethodGet {
 		cont = "" // a form's answer shows the first page
 	}
-	pg, err := list(iam.ListRequest{Limit: tableRows, Continue: cont})
+	pg, err := list(iam.ListRequest{Limit: rows, Continue: cont})
 	if err != nil {
 		return nil, pager{}, err
 	}
