@@ -39,6 +39,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/gateway"
 	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/obs"
+	"github.com/sluice-dev/sluice/internal/procmem"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/serverconf"
 )
@@ -431,6 +432,16 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 	rt.trace.serviceEvent(serviceEvent{Event: "ready", Message: fmt.Sprintf("%d flows on %s", len(rt.flows), ln.Addr())})
 	if rt.opts.OnReady != nil {
 		rt.opts.OnReady()
+	}
+	// Start-up mapped most of the executable and a burst of requests
+	// grows the heap; an idle runtime gives both back, and what serving
+	// needs is mapped again as it is used (package procmem).
+	if procmem.Enabled() {
+		trimErr := func(err error) { rt.log.Warn("unable to give back idle memory", "err", err) }
+		if err := procmem.Trim(); err != nil {
+			trimErr(err)
+		}
+		go procmem.TrimWhenIdle(ctx, time.Second, rt.reqSeq.Load, trimErr)
 	}
 
 	var serveErr error

@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/api"
@@ -33,6 +34,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/orchestrator/local"
+	"github.com/sluice-dev/sluice/internal/procmem"
 	"github.com/sluice-dev/sluice/internal/sampling"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -390,6 +392,19 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		defer msrv.Close()
 		cfg.Log.Info("serving metrics", "url", "http://"+metricsLn.Addr().String()+"/metrics")
 	}
+	// An idle control plane gives back the heap a burst of requests grew
+	// and the executable's pages start-up mapped (package procmem).
+	var requests atomic.Uint64
+	if procmem.Enabled() {
+		next := handler
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			requests.Add(1)
+			next.ServeHTTP(w, r)
+		})
+		go procmem.TrimWhenIdle(refreshCtx, time.Second, requests.Load, func(err error) {
+			cfg.Log.Warn("unable to give back idle memory", "err", err)
+		})
+	}
 	srv := controlPlaneTimeouts(cfg.HTTPTimeouts).Apply(&http.Server{
 		Handler:     handler,
 		ErrorLog:    slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
@@ -402,6 +417,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	fmt.Fprintf(cfg.Stdout, "sluice: serving %s (%sdata in %s, store %s %s)\n", listenURL, public, dataDir, st.Kind(), st.Location())
 	cfg.Log.Info("control plane started", "url", url, "data_dir", dataDir, "store", st.Kind())
+	if procmem.Enabled() {
+		if err := procmem.Trim(); err != nil {
+			cfg.Log.Warn("unable to give back idle memory", "err", err)
+		}
+	}
 
 	if cfg.LogLevel != nil {
 		stopHUP := watchLogLevel(cfg.Log, cfg.LogLevel, filepath.Join(dataDir, LogLevelFile))

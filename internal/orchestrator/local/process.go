@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/sluice-dev/sluice/internal/procmem"
 )
 
 // procInfo is what /proc says about a pid.
@@ -59,7 +61,7 @@ func RuntimeProcesses(dir string) []int {
 var envKeep = map[string]bool{
 	"PATH": true, "HOME": true, "TZ": true, "LANG": true, "TMPDIR": true,
 	"GOMAXPROCS": true, "GOGC": true, "GOMEMLIMIT": true, "GODEBUG": true, "GORACE": true, "GOTRACEBACK": true,
-	"SSL_CERT_FILE": true, "SSL_CERT_DIR": true,
+	"SSL_CERT_FILE": true, "SSL_CERT_DIR": true, procmem.Env: true,
 	"HTTP_PROXY": true, "HTTPS_PROXY": true, "NO_PROXY": true,
 	"http_proxy": true, "https_proxy": true, "no_proxy": true,
 }
