@@ -4,8 +4,9 @@
 //   - POST /api/v1/tokens (the App Connect exchange, audit write included)
 //     next to a bare handler that signs the same JWT (EdDSA via go-jose,
 //     the same claims and header) and answers the same JSON;
-//   - GET /api/v1/whoami (bearer authentication, grant-state read) next to
-//     a bare "hello" handler.
+//   - GET /api/v1/whoami (bearer authentication, grant-state read) and
+//     GET /api/v1/integration-runtimes (a list of 10) next to a bare
+//     "hello" handler.
 //
 // The servers (a real `sluice serve` built from this checkout, and the
 // baseline) are pinned to one CPU with taskset, the load generator (wrk,
@@ -85,7 +86,7 @@ func main() {
 	flag.StringVar(&o.loadCPU, "load-cpu", "1", "CPU list the load generator is pinned to; empty: no pinning")
 	flag.StringVar(&o.rateLimit, "rate-limit", "1000000000/1s", "sluice serve's --rate-limit-client and --rate-limit-instance: high enough never to refuse, so the limiter's cost is counted")
 	flag.StringVar(&o.profile, "profile", "", "after the runs, CPU-profile sluice serve under the token load and write the profile to this file")
-	flag.StringVar(&o.profileLoad, "profile-load", "tokens", "the load to profile under: tokens or whoami")
+	flag.StringVar(&o.profileLoad, "profile-load", "tokens", "the load to profile under: tokens, whoami or runtimes")
 	flag.StringVar(&o.out, "o", "", "also write the report to this file")
 	flag.StringVar(&o.sluice, "sluice", "", "measure this sluice binary (e.g. one built from an earlier commit, for a before/after pair) instead of building the checkout; -profile still profiles the checkout's code")
 	flag.Parse()
@@ -193,6 +194,9 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	if err := seedRuntimes(ctx, sluice, tmp, creds); err != nil {
+		return err
+	}
 
 	storeName := "SQLite"
 	if o.postgres != "" {
@@ -203,10 +207,12 @@ func run(o options) error {
 		tokenTarget("bare   POST /token (EdDSA JWT)", "http://"+bareAddr+"/token", creds),
 		getTarget("sluice GET /api/v1/whoami", creds.Endpoint+"/api/v1/whoami", map[string]string{"Authorization": "Bearer " + token, "X-IBM-Client-Id": creds.ClientID}),
 		getTarget("bare   GET /hello", "http://"+bareAddr+"/hello", nil),
+		getTarget(fmt.Sprintf("sluice GET /api/v1/integration-runtimes (%d)", listedRuntimes), creds.Endpoint+"/api/v1/integration-runtimes",
+			map[string]string{"Authorization": "Bearer " + token, "X-IBM-Client-Id": creds.ClientID}),
 	}
 	for i := range targets {
 		targets[i].pid, targets[i].sluice = srv.cmd.Process.Pid, true
-		if i%2 == 1 {
+		if strings.HasPrefix(targets[i].name, "bare") {
 			targets[i].pid, targets[i].sluice = bare.cmd.Process.Pid, false
 		}
 	}
@@ -311,6 +317,10 @@ func report(w io.Writer, o options, storeName string, targets []target, results 
 	tok, get := ratios(0, 1), ratios(2, 3)
 	fmt.Fprintf(w, "\nthroughput ratio, token exchange / bare JWT signing: %.2f (runs: %s)\n", median(tok), list(tok))
 	fmt.Fprintf(w, "throughput ratio, whoami / bare hello:               %.2f (runs: %s)\n", median(get), list(get))
+	if len(results) > 4 {
+		lst, lcpu := ratios(4, 3), cpuRatios(4, 3)
+		fmt.Fprintf(w, "runtime list / bare hello: throughput %.2f (runs: %s), CPU per request %.2f (runs: %s)\n", median(lst), list(lst), median(lcpu), list(lcpu))
+	}
 	if ct, cg := cpuRatios(0, 1), cpuRatios(2, 3); len(ct) > 0 && len(cg) > 0 {
 		fmt.Fprintf(w, "CPU-per-request ratio (bare CPU / sluice CPU), tokens: %.2f (runs: %s); whoami: %.2f (runs: %s)\n", median(ct), list(ct), median(cg), list(cg))
 		cpuTok := median(column(results[0], func(r result) float64 { return us(r.cpuPerReq) }))
@@ -682,12 +692,15 @@ func profileTokens(o options, tmp, self string, serveArgs []string, c creds, pat
 		return err
 	}
 	t := tokenTarget("profiled POST /api/v1/tokens", c.Endpoint+"/api/v1/tokens", c)
-	if o.profileLoad == "whoami" {
+	if o.profileLoad == "whoami" || o.profileLoad == "runtimes" {
 		tok, err := bearer(context.Background(), c)
 		if err != nil {
 			return err
 		}
 		t = getTarget("profiled GET /api/v1/whoami", c.Endpoint+"/api/v1/whoami", map[string]string{"Authorization": "Bearer " + tok, "X-IBM-Client-Id": c.ClientID})
+		if o.profileLoad == "runtimes" {
+			t.name, t.url = "profiled GET /api/v1/integration-runtimes", c.Endpoint+"/api/v1/integration-runtimes"
+		}
 	}
 	t.pid, t.sluice = p.cmd.Process.Pid, true
 	if _, err := measure(o, tmp, t, o.warmup); err != nil {
