@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"database/sql/driver"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,12 +103,16 @@ const changeRetry = 250 * time.Millisecond
 // triggers for this store's schema, on a connection of its own that is
 // opened at the first subscription and listens until Close.
 func (s *postgresStore) SubscribeChanges() (<-chan struct{}, func()) {
+	s.startListening()
+	return s.changes.subscribe()
+}
+
+func (s *postgresStore) startListening() {
 	s.listenOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.stopListen = cancel
 		go s.listen(ctx)
 	})
-	return s.changes.subscribe()
 }
 
 func (s *postgresStore) listen(ctx context.Context) {
@@ -124,6 +130,9 @@ func (s *postgresStore) listen(ctx context.Context) {
 				}
 				// Listening from now on; what changed while not listening
 				// is found by one more read.
+				s.grants.invalidate() // changes may have been missed
+				s.notified.listening()
+				defer s.notified.deaf()
 				s.changes.signal()
 				for {
 					n, err := pc.WaitForNotification(ctx)
@@ -132,8 +141,12 @@ func (s *postgresStore) listen(ctx context.Context) {
 						// listening: ErrBadConn makes database/sql close it.
 						return driver.ErrBadConn
 					}
-					if n.Payload == schema {
+					switch {
+					case n.Payload == schema:
+						s.grants.invalidate()
 						s.changes.signal()
+					case strings.HasPrefix(n.Payload, s.notified.prefix):
+						s.notified.arrived(n.Payload[len(s.notified.prefix):])
 					}
 				}
 			})
@@ -145,4 +158,90 @@ func (s *postgresStore) listen(ctx context.Context) {
 		case <-time.After(changeRetry):
 		}
 	}
+}
+
+// barrierTimeout is how long a grant barrier waits for its NOTIFY to come
+// back before the request reads the database instead.
+const barrierTimeout = 2 * time.Second
+
+// notifyBarrier tracks, for the grant cache (grantcache.go), whether the
+// listener listens and which of this store's barrier NOTIFYs it has seen.
+// One barrier is in flight at a time (the barrier type runs them one by
+// one).
+type notifyBarrier struct {
+	prefix string // "barrier <holder> ": the payloads of this store's barriers
+
+	mu      sync.Mutex
+	up      bool
+	seq     uint64
+	pending chan bool // the barrier in flight: true when it came back
+	pendSeq uint64
+}
+
+// listening is called once LISTEN holds on a (new) connection, after the
+// remembered grants were forgotten (what changed meanwhile is unknown).
+func (b *notifyBarrier) listening() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.up = true
+}
+
+// deaf is called when the listening connection is gone: a barrier in
+// flight cannot come back on it.
+func (b *notifyBarrier) deaf() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.up = false
+	if b.pending != nil {
+		b.pending <- false
+		b.pending = nil
+	}
+}
+
+func (b *notifyBarrier) arrived(seq string) {
+	n, err := strconv.ParseUint(seq, 10, 64)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err == nil && b.pending != nil && n == b.pendSeq {
+		b.pending <- true
+		b.pending = nil
+	}
+}
+
+// start names the next barrier, or reports false while nobody listens.
+func (b *notifyBarrier) start() (string, chan bool, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.up {
+		return "", nil, false
+	}
+	b.seq++
+	b.pendSeq, b.pending = b.seq, make(chan bool, 1)
+	return b.prefix + strconv.FormatUint(b.seq, 10), b.pending, true
+}
+
+// syncGrants is the PostgreSQL grant barrier: it sends a NOTIFY of its
+// own and waits for the listener to receive it. Notifications arrive in
+// the order their transactions committed, so by then the listener has
+// forgotten every grant state that a change committed before this call
+// began may have made stale.
+func (s *postgresStore) syncGrants(ctx context.Context) bool {
+	s.startListening()
+	payload, back, ok := s.notified.start()
+	if !ok {
+		return false
+	}
+	if _, err := s.db.ExecContext(ctx, `SELECT pg_notify('sluice_changes', $1)`, payload); err != nil {
+		return false
+	}
+	t := time.NewTimer(barrierTimeout)
+	defer t.Stop()
+	select {
+	case ok = <-back:
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+	return ok
 }

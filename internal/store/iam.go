@@ -596,7 +596,9 @@ func (s *sqlStore) RevokeToken(ctx context.Context, jti string, expiresAt, now t
 	return s.mapErr("prune revoked tokens", err)
 }
 
-func (s *sqlStore) GrantState(ctx context.Context, clientID, keyID, subjectID, jti string) (GrantState, error) {
+// readGrantState is GrantState's one query (see grantcache.go for when it
+// runs).
+func (s *sqlStore) readGrantState(ctx context.Context, clientID, keyID, subjectID, jti string) (GrantState, error) {
 	var g GrantState
 	var keyLocked, keyExp int64
 	err := s.queryRow(ctx, `SELECT

@@ -21,7 +21,8 @@ type postgresStore struct {
 	*sqlStore
 	holder string // this store's name in leader_leases
 
-	changes    broadcaster // signalled by the NOTIFY listener (changes.go)
+	changes    broadcaster    // signalled by the NOTIFY listener (changes.go)
+	notified   *notifyBarrier // the grant cache's barriers (grantcache.go)
 	listenOnce sync.Once
 	stopListen context.CancelFunc
 }
@@ -72,6 +73,8 @@ func openPostgres(ctx context.Context, dsn string) (*postgresStore, error) {
 		lockMigrations: pgLockMigrations,
 		planned:        []any{pgx.QueryExecModeExec},
 	}}, holder: newLeaseHolder()}
+	s.notified = &notifyBarrier{prefix: "barrier " + s.holder + " "}
+	s.grantsFresh = (&barrier{sync: s.syncGrants}).wait
 	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Second)
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {

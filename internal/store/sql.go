@@ -96,6 +96,12 @@ type sqlStore struct {
 	stmts      sync.Map // query text -> *sql.Stmt
 	observe    atomic.Pointer[QueryObserver]
 	maxIdle    int // idle connections kept; 0: database/sql's default
+
+	// grants remembers GrantState answers; grantsFresh waits until they
+	// reflect every change committed before it was called, or reports
+	// false (then the database is read). See grantcache.go.
+	grants      grantCache
+	grantsFresh func(ctx context.Context) bool
 }
 
 // discardIdle closes the pool's idle connections. After the database

@@ -3,11 +3,13 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -18,7 +20,8 @@ import (
 // so an acknowledged write survives a crash of the process or the machine.
 type sqliteStore struct {
 	*sqlStore
-	changes broadcaster // signalled by this process's writes to runtimes (changes.go)
+	changes broadcaster  // signalled by this process's writes to runtimes (changes.go)
+	version *dataVersion // the grant cache's barrier (grantcache.go)
 }
 
 var _ Store = (*sqliteStore)(nil)
@@ -54,6 +57,8 @@ func openSQLite(ctx context.Context, path string) (*sqliteStore, error) {
 		isUnique:       sqliteIsUnique,
 		lockMigrations: func(context.Context, *sql.Conn) (func(), error) { return func() {}, nil },
 	}}}
+	s.version = &dataVersion{db: db, grants: &s.grants}
+	s.grantsFresh = (&barrier{sync: s.version.sync}).wait
 	// Switching a new file to WAL needs a lock that SQLite does not wait
 	// for through busy_timeout when another process (or store) is opening
 	// the same file at that moment: it answers SQLITE_BUSY at once. The
@@ -88,4 +93,108 @@ func sqliteIsUnique(err error) bool {
 	}
 	c := se.Code()
 	return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+// Close closes the grant barrier's connection, then the pool.
+func (s *sqliteStore) Close() error {
+	s.version.close()
+	return s.sqlStore.Close()
+}
+
+// dataVersion is the SQLite grant barrier: PRAGMA data_version, on a
+// connection that never writes, changes whenever any other connection
+// (this process's pool, or another process) has committed to the file
+// since it was last asked (https://sqlite.org/pragma.html#pragma_data_version).
+// A commit that is not visible yet does not change it, and neither can it
+// have been seen by a read: the next barrier catches it. It runs on every
+// authenticated request, so it talks to the driver directly: database/sql's
+// per-query bookkeeping cost as much as the grant query it replaces.
+type dataVersion struct {
+	db     *sql.DB
+	grants *grantCache
+
+	mu     sync.Mutex
+	closed bool
+	conn   *sql.Conn
+	stmt   driver.Stmt // prepared on conn
+	dest   []driver.Value
+	last   int64
+	known  bool
+}
+
+// sync forgets the remembered grant states when anything was committed
+// since the last call; false when it cannot tell.
+func (v *dataVersion) sync(ctx context.Context) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return false
+	}
+	if v.conn == nil {
+		c, err := v.db.Conn(ctx)
+		if err != nil {
+			return false
+		}
+		err = c.Raw(func(dc any) error {
+			p, ok := dc.(driver.ConnPrepareContext)
+			if !ok {
+				return errors.New("store: the SQLite driver does not prepare with a context")
+			}
+			st, err := p.PrepareContext(ctx, `PRAGMA data_version`)
+			v.stmt = st
+			return err
+		})
+		if err != nil {
+			c.Close()
+			return false
+		}
+		v.conn, v.known, v.dest = c, false, make([]driver.Value, 1)
+	}
+	var n int64
+	err := v.conn.Raw(func(any) error {
+		q, ok := v.stmt.(driver.StmtQueryContext)
+		if !ok {
+			return errors.New("store: the SQLite driver does not query with a context")
+		}
+		// Background: the PRAGMA reads no table and cannot wait; a
+		// cancellable context would cost a goroutine per call.
+		rows, err := q.QueryContext(context.Background(), nil)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		if err := rows.Next(v.dest); err != nil {
+			return err
+		}
+		var ok2 bool
+		n, ok2 = v.dest[0].(int64)
+		if !ok2 {
+			return fmt.Errorf("store: PRAGMA data_version gave %T", v.dest[0])
+		}
+		return nil
+	})
+	if err != nil {
+		v.closeConn()
+		return false
+	}
+	if !v.known || n != v.last {
+		v.grants.invalidate()
+		v.last, v.known = n, true
+	}
+	return true
+}
+
+func (v *dataVersion) close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.closed = true
+	v.closeConn()
+}
+
+func (v *dataVersion) closeConn() {
+	if v.conn != nil {
+		_ = v.conn.Raw(func(any) error { return v.stmt.Close() })
+		v.conn.Close()
+		v.conn, v.stmt = nil, nil
+	}
 }

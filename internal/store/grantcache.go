@@ -1,0 +1,172 @@
+package store
+
+import (
+	"context"
+	"sync"
+)
+
+// The per-request grant check (GrantState) is the one store read every
+// authenticated call makes. Its answers are remembered until a change that
+// may alter them, and revocation still bites on the very next request, on
+// every replica and whichever process wrote (README, "Revocation bites at
+// once"): before a request may use a remembered answer it waits for a
+// barrier begun after the request was, and the barrier forgets every
+// answer that a change committed before it may have made stale.
+//
+//   - SQLite: the barrier asks, on a connection of its own, for PRAGMA
+//     data_version, which changes whenever another connection — of this
+//     process or another, such as `sluice instances delete` — has
+//     committed; a change forgets all answers.
+//   - PostgreSQL: migration 0020's triggers NOTIFY every write to the grant
+//     tables, from any replica, and the listener forgets all answers at
+//     each. The barrier is a NOTIFY of this store's own sent through the
+//     pool: PostgreSQL delivers the notifications of different
+//     transactions in the order they committed, so once the listener has
+//     the barrier back it has seen every change committed before.
+//
+// Concurrent requests share one barrier (a request waits for the next one
+// to begin), so under load the check costs a fraction of a read per
+// request. When a barrier cannot be had (no listening connection, an
+// error), the request reads the database, as it always did.
+
+// maxGrantEntries bounds the memory held: past it the cache starts over.
+const maxGrantEntries = 1 << 14
+
+type grantKey struct{ clientID, keyID, subjectID, jti string }
+
+type grantEntry struct {
+	g   GrantState
+	gen uint64
+}
+
+// grantCache maps a token's grant to the state read at a generation; an
+// answer read before the latest invalidation is never returned.
+type grantCache struct {
+	mu      sync.Mutex
+	gen     uint64
+	entries map[grantKey]grantEntry
+}
+
+// generation is read before the database is, so an invalidation that
+// happens while the read is in flight makes its answer stale at once.
+func (c *grantCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+func (c *grantCache) get(k grantKey, gen uint64) (GrantState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[k]
+	if !ok || e.gen != gen || gen != c.gen {
+		return GrantState{}, false
+	}
+	return e.g, true
+}
+
+func (c *grantCache) put(k grantKey, g GrantState, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return // read before an invalidation: may be stale already
+	}
+	if c.entries == nil || len(c.entries) >= maxGrantEntries {
+		c.entries = make(map[grantKey]grantEntry, 256)
+	}
+	c.entries[k] = grantEntry{g, gen}
+}
+
+func (c *grantCache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	clear(c.entries)
+}
+
+// barrier runs sync for waiters, one run at a time: a waiter is answered
+// by a run that began after it called wait, and every waiter that came
+// while a run was in flight shares the next one.
+type barrier struct {
+	sync func(ctx context.Context) bool
+
+	mu      sync.Mutex
+	running bool
+	next    *barrierRound
+}
+
+type barrierRound struct {
+	done chan struct{}
+	ok   bool
+}
+
+func (b *barrier) wait(ctx context.Context) bool {
+	b.mu.Lock()
+	if !b.running {
+		// Nobody syncs: this caller does, at once, on its own context.
+		b.running = true
+		b.mu.Unlock()
+		ok := b.sync(ctx)
+		b.handOff()
+		return ok
+	}
+	r := b.next
+	if r == nil {
+		r = &barrierRound{done: make(chan struct{})}
+		b.next = r
+	}
+	b.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.ok
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// handOff ends a run: the waiters that gathered meanwhile get theirs from
+// a goroutine of the barrier, so no caller syncs for others for long.
+func (b *barrier) handOff() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.next == nil {
+		b.running = false
+		return
+	}
+	go b.serve()
+}
+
+func (b *barrier) serve() {
+	for {
+		b.mu.Lock()
+		r := b.next
+		b.next = nil
+		if r == nil {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		r.ok = b.sync(context.Background())
+		close(r.done)
+	}
+}
+
+// GrantState answers from the cache when a barrier says it may, else
+// reads the database and remembers the answer. Inside a transaction it
+// always reads: the transaction may have changed what it reads.
+func (s *sqlStore) GrantState(ctx context.Context, clientID, keyID, subjectID, jti string) (GrantState, error) {
+	if s.txOf(ctx) != nil || s.grantsFresh == nil || !s.grantsFresh(ctx) {
+		return s.readGrantState(ctx, clientID, keyID, subjectID, jti)
+	}
+	k := grantKey{clientID, keyID, subjectID, jti}
+	gen := s.grants.generation()
+	if g, ok := s.grants.get(k, gen); ok {
+		return g, nil
+	}
+	g, err := s.readGrantState(ctx, clientID, keyID, subjectID, jti)
+	if err == nil {
+		s.grants.put(k, g, gen)
+	}
+	return g, err
+}
