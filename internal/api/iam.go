@@ -452,11 +452,23 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"auditEvents": out, "metadata": meta})
 }
 
+// whoamiAnswer is whoami's body; its fields are in the order the map it
+// replaced was encoded in (sorted keys), so the bytes did not change. A
+// struct encodes without the map's sorting and boxing: whoami is the
+// cheapest authenticated call, and its cost is the API's floor.
+type whoamiAnswer struct {
+	APIKeyID   string `json:"apiKeyId"`
+	ClientID   string `json:"clientId"`
+	ExpiresAt  string `json:"expiresAt"`
+	InstanceID string `json:"instanceId"`
+	Kind       string `json:"kind"`
+	Name       string `json:"name"`
+	Role       string `json:"role"`
+}
+
 // whoami tells the caller who its token says it is.
 func (a *API) whoami(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"instanceId": p.InstanceID, "kind": p.SubjectKind, "name": p.SubjectName, "role": p.Role,
-		"clientId": p.ClientID, "apiKeyId": p.KeyID, "expiresAt": timestamp(p.ExpiresAt),
-	})
+	writeJSON(w, http.StatusOK, &whoamiAnswer{APIKeyID: p.KeyID, ClientID: p.ClientID, ExpiresAt: timestamp(p.ExpiresAt),
+		InstanceID: p.InstanceID, Kind: p.SubjectKind, Name: p.SubjectName, Role: p.Role})
 }

@@ -14,13 +14,15 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // WriteJSON writes v as compact JSON (no indentation, no HTML escaping:
 // scripts parse answers with tr and grep as well as jq).
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	buf := answerBuffers.Get().(*bytes.Buffer)
+	defer putAnswerBuffer(buf)
+	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		http.Error(w, `{"error":"Internal error","code":500,"reason":"EncodeFailed","message":"unable to encode the answer"}`, http.StatusInternalServerError)
@@ -29,6 +31,22 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// answerBuffers are reused across answers: every API call encodes one,
+// and growing a fresh buffer each time was a visible part of a small
+// answer's cost. Buffers grown past maxPooledAnswer (a large list) are
+// let go rather than kept for every later answer.
+var answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledAnswer = 64 << 10
+
+func putAnswerBuffer(b *bytes.Buffer) {
+	if b.Cap() > maxPooledAnswer {
+		return
+	}
+	b.Reset()
+	answerBuffers.Put(b)
 }
 
 // BearerToken reads "Authorization: Bearer <token>". The scheme is matched
