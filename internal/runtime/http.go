@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/gateway"
+	"github.com/sluice-dev/sluice/internal/jqjson"
 	"github.com/sluice-dev/sluice/internal/obs"
 )
 
@@ -261,7 +262,7 @@ func (rt *Runtime) message(w http.ResponseWriter, r *http.Request, lf *loadedFlo
 	if len(bytes.TrimSpace(data)) == 0 {
 		return msg, 0, nil
 	}
-	v, jerr := decodeJSON(data)
+	v, jerr := jqjson.Decode(data)
 	if jerr == nil {
 		msg.Body = v
 		return msg, 0, nil

@@ -1,4 +1,8 @@
-package runtime
+// Package jqjson decodes JSON documents into the values jq computes with,
+// in one pass: the runtime's HTTP bodies and the message triggers'
+// payloads. It does not encode (gojq's encoder does) and knows nothing of
+// flows.
+package jqjson
 
 import (
 	"encoding/json"
@@ -10,7 +14,7 @@ import (
 	"unicode/utf8"
 )
 
-// decodeJSON parses one JSON document into the values jq computes with:
+// Decode parses one JSON document into the values jq computes with:
 // map[string]any, []any, string, bool, nil, and numbers as int (integers
 // that fit), *big.Int (larger integers, kept exact) or float64.
 //
@@ -21,8 +25,11 @@ import (
 // yields the same values (FuzzDecodeJSON holds it to that), including
 // encoding/json's replacement of invalid UTF-8 and unpaired surrogates by
 // U+FFFD.
-func decodeJSON(data []byte) (any, error) {
-	p := jsonParser{data: data}
+//
+// The document is copied into one string, and strings without escapes —
+// object keys and values — are slices of it rather than copies each.
+func Decode(data []byte) (any, error) {
+	p := jsonParser{data: data, src: string(data)}
 	p.space()
 	v, err := p.value(0)
 	if err != nil {
@@ -40,7 +47,11 @@ const maxJSONDepth = 10000
 
 type jsonParser struct {
 	data []byte
+	src  string // data as a string, which strings are cut from
 	pos  int
+	// stack holds the elements of the arrays being parsed, so that each
+	// array is allocated once, at its final length.
+	stack []any
 }
 
 func (p *jsonParser) errorf(format string, args ...any) error {
@@ -153,19 +164,19 @@ func (p *jsonParser) object(depth int) (any, error) {
 
 func (p *jsonParser) array(depth int) (any, error) {
 	p.pos++ // [
-	a := []any{}
 	p.space()
 	if p.pos < len(p.data) && p.data[p.pos] == ']' {
 		p.pos++
-		return a, nil
+		return []any{}, nil
 	}
+	mark := len(p.stack)
 	for {
 		p.space()
 		v, err := p.value(depth)
 		if err != nil {
 			return nil, err
 		}
-		a = append(a, v)
+		p.stack = append(p.stack, v)
 		p.space()
 		if p.pos >= len(p.data) {
 			return nil, errJSONEnd
@@ -175,6 +186,10 @@ func (p *jsonParser) array(depth int) (any, error) {
 			p.pos++
 		case ']':
 			p.pos++
+			a := make([]any, len(p.stack)-mark)
+			copy(a, p.stack[mark:])
+			clear(p.stack[mark:])
+			p.stack = p.stack[:mark]
 			return a, nil
 		default:
 			return nil, p.errorf("invalid character %q after an array element", p.data[p.pos])
@@ -249,8 +264,8 @@ func (p *jsonParser) digits() error {
 	return nil
 }
 
-// str parses a string; the fast path (no escapes, valid UTF-8) copies the
-// bytes once.
+// str parses a string; the fast path (no escapes, valid UTF-8) is a slice
+// of the document's string.
 func (p *jsonParser) str() (string, error) {
 	p.pos++ // opening quote
 	start := p.pos
@@ -260,9 +275,17 @@ func (p *jsonParser) str() (string, error) {
 		switch {
 		case c == '"':
 			p.pos = i + 1
-			return string(d[start:i]), nil
-		case c == '\\' || c >= utf8.RuneSelf:
+			return p.src[start:i], nil
+		case c == '\\':
 			return p.strSlow(start)
+		case c >= utf8.RuneSelf:
+			// Valid UTF-8 stays as it is; anything else is replaced, on
+			// the slow path.
+			r, size := utf8.DecodeRune(d[i:])
+			if r == utf8.RuneError && size == 1 {
+				return p.strSlow(start)
+			}
+			i += size - 1
 		case c < 0x20:
 			p.pos = i
 			return "", p.errorf("invalid control character in string")

@@ -1,4 +1,4 @@
-package runtime
+package jqjson
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 )
 
 // stdDecode is the reference: encoding/json with exact numbers, converted
-// to the types decodeJSON promises.
+// to the types Decode promises.
 func stdDecode(data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -85,10 +85,10 @@ func TestDecodeJSON(t *testing.T) {
 		{strings.Repeat("[", maxJSONDepth+1), nil, "nested too deeply"},
 	}
 	for _, tt := range tests {
-		got, err := decodeJSON([]byte(tt.in))
+		got, err := Decode([]byte(tt.in))
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("decodeJSON(%.40q) error %v, want %q", tt.in, err, tt.err)
+				t.Errorf("Decode(%.40q) error %v, want %q", tt.in, err, tt.err)
 			}
 			if _, stdErr := stdDecode([]byte(tt.in)); stdErr == nil {
 				t.Errorf("encoding/json accepts %.40q", tt.in)
@@ -96,34 +96,34 @@ func TestDecodeJSON(t *testing.T) {
 			continue
 		}
 		if err != nil {
-			t.Errorf("decodeJSON(%.40q): %v", tt.in, err)
+			t.Errorf("Decode(%.40q): %v", tt.in, err)
 			continue
 		}
 		if !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("decodeJSON(%.40q) = %#v, want %#v", tt.in, got, tt.want)
+			t.Errorf("Decode(%.40q) = %#v, want %#v", tt.in, got, tt.want)
 		}
 		if std, _ := stdDecode([]byte(tt.in)); !reflect.DeepEqual(got, std) {
-			t.Errorf("decodeJSON(%.40q) = %#v, encoding/json says %#v", tt.in, got, std)
+			t.Errorf("Decode(%.40q) = %#v, encoding/json says %#v", tt.in, got, std)
 		}
 	}
 }
 
 func bigInt(s string) *big.Int { b, _ := new(big.Int).SetString(s, 10); return b }
 
-// FuzzDecodeJSON holds decodeJSON to encoding/json: same verdict, same
+// FuzzDecodeJSON holds Decode to encoding/json: same verdict, same
 // value.
 func FuzzDecodeJSON(f *testing.F) {
 	for _, s := range []string{`{"a":[1,2.5,"x\u00e9",true,null]}`, `"\ud83d\ude00"`, `-0.0e+1`, "\"\xff\"", `[{"":{}}]`, `1 2`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := decodeJSON(data)
+		got, err := Decode(data)
 		want, stdErr := stdDecode(data)
 		if (err == nil) != (stdErr == nil) {
-			t.Fatalf("%q: decodeJSON error %v, encoding/json error %v", data, err, stdErr)
+			t.Fatalf("%q: Decode error %v, encoding/json error %v", data, err, stdErr)
 		}
 		if err == nil && !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: decodeJSON %#v, encoding/json %#v", data, got, want)
+			t.Fatalf("%q: Decode %#v, encoding/json %#v", data, got, want)
 		}
 	})
 }
