@@ -9,11 +9,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/sluice-dev/sluice/internal/flow"
+	"github.com/sluice-dev/sluice/internal/jqjson"
 )
 
 // Handler runs the trigger's flow on one message. A nil error means the
@@ -33,18 +33,18 @@ type Counters interface {
 
 // Body turns a payload into a flow's .body: JSON when it parses as JSON,
 // else text when it is UTF-8, else base64 text (encoding "base64").
+// JSON numbers are int, float64 or (beyond int) *big.Int, as in HTTP
+// bodies.
 func Body(data []byte) (body any, encoding string) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
 		return nil, ""
 	}
-	if json.Valid(trimmed) {
-		dec := json.NewDecoder(bytes.NewReader(trimmed))
-		dec.UseNumber()
-		var v any
-		if dec.Decode(&v) == nil {
-			return v, "json"
-		}
+	// The same single-pass decoder as HTTP bodies: numbers arrive as the
+	// int and float64 jq computes with (no json.Number to parse again at
+	// every operation), integers beyond int exact.
+	if v, err := jqjson.Decode(trimmed); err == nil {
+		return v, "json"
 	}
 	if utf8.Valid(data) {
 		return string(data), "text"

@@ -102,9 +102,7 @@ func TestPublishConsumeCommit(t *testing.T) {
 		if first == nil {
 			first = m
 		}
-		seq, _ := m.Body.(map[string]any)["seq"].(interface{ String() string })
-		var n int
-		fmt.Sscan(seq.String(), &n)
+		n, _ := m.Body.(map[string]any)["seq"].(int) // JSON numbers arrive as jq's ints
 		k := m.Source["key"].(string)
 		seen[k] = append(seen[k], n)
 		return nil, nil
