@@ -77,7 +77,9 @@ func main() {
 	token, clientID = benchutil.Login(base, filepath.Join(dataDir, "initial-credentials.json"))
 	u1 := upload("hello-v1", helloV1)
 	u2 := upload("hello-v2", helloV2)
-	time.Sleep(time.Second)
+	// Idle: the control plane gives back memory once work stops (a tick
+	// after the last request, package procmem).
+	time.Sleep(3 * time.Second)
 	idleCP := rss(cp.Process.Pid)
 
 	// 1. PUT → first 200, the status followed by a watch as a client

@@ -42,11 +42,12 @@ func Trim() error {
 // TrimWhenIdle trims once each time work stops: every tick it reads
 // count (a counter of work done, e.g. requests served), and when the
 // count moved during the previous tick but not during this one, it trims.
-// It ends with ctx.
+// Start-up counts as work: the first tick without any trims too, so the
+// trim never competes with a process's first requests. It ends with ctx.
 func TrimWhenIdle(ctx context.Context, tick time.Duration, count func() uint64, onErr func(error)) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	last, busy := count(), false
+	last, busy := count(), true
 	for {
 		select {
 		case <-ctx.Done():

@@ -437,11 +437,9 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 	// grows the heap; an idle runtime gives both back, and what serving
 	// needs is mapped again as it is used (package procmem).
 	if procmem.Enabled() {
-		trimErr := func(err error) { rt.log.Warn("unable to give back idle memory", "err", err) }
-		if err := procmem.Trim(); err != nil {
-			trimErr(err)
-		}
-		go procmem.TrimWhenIdle(ctx, time.Second, rt.reqSeq.Load, trimErr)
+		go procmem.TrimWhenIdle(ctx, time.Second, rt.reqSeq.Load, func(err error) {
+			rt.log.Warn("unable to give back idle memory", "err", err)
+		})
 	}
 
 	var serveErr error

@@ -417,11 +417,6 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	fmt.Fprintf(cfg.Stdout, "sluice: serving %s (%sdata in %s, store %s %s)\n", listenURL, public, dataDir, st.Kind(), st.Location())
 	cfg.Log.Info("control plane started", "url", url, "data_dir", dataDir, "store", st.Kind())
-	if procmem.Enabled() {
-		if err := procmem.Trim(); err != nil {
-			cfg.Log.Warn("unable to give back idle memory", "err", err)
-		}
-	}
 
 	if cfg.LogLevel != nil {
 		stopHUP := watchLogLevel(cfg.Log, cfg.LogLevel, filepath.Join(dataDir, LogLevelFile))
