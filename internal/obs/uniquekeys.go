@@ -25,12 +25,18 @@ func UniqueKeys(h slog.Handler) slog.Handler {
 type uniqueKeys struct {
 	next  slog.Handler
 	attrs []slog.Attr
+	// withAttrs is next.WithAttrs(attrs), built once: a record none of
+	// whose keys repeats (the common case, e.g. every access log line)
+	// goes to it as it is, without a copy, and the JSON handler writes the
+	// attributes it formatted in advance.
+	withAttrs slog.Handler
 }
 
 func (h *uniqueKeys) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
 
 func (h *uniqueKeys) WithAttrs(as []slog.Attr) slog.Handler {
-	return &uniqueKeys{next: h.next, attrs: merge(slices.Clone(h.attrs), as)}
+	attrs := merge(slices.Clone(h.attrs), as)
+	return &uniqueKeys{next: h.next, attrs: attrs, withAttrs: h.next.WithAttrs(attrs)}
 }
 
 func (h *uniqueKeys) WithGroup(name string) slog.Handler {
@@ -45,6 +51,12 @@ func (h *uniqueKeys) WithGroup(name string) slog.Handler {
 }
 
 func (h *uniqueKeys) Handle(ctx context.Context, r slog.Record) error {
+	if h.unique(r) {
+		if h.withAttrs != nil {
+			return h.withAttrs.Handle(ctx, r)
+		}
+		return h.next.Handle(ctx, r)
+	}
 	own := make([]slog.Attr, 0, r.NumAttrs())
 	r.Attrs(func(a slog.Attr) bool {
 		own = append(own, a)
@@ -76,4 +88,34 @@ func merge(base, as []slog.Attr) []slog.Attr {
 		}
 	}
 	return base
+}
+
+// maxUniqueCheck is how many keys unique compares without allocating; a
+// record with more takes the copying path.
+const maxUniqueCheck = 16
+
+// unique reports whether r's keys are all distinct and none is one of the
+// level's own (nor an inlined group): then merging changes nothing and the
+// record can go on as it is.
+func (h *uniqueKeys) unique(r slog.Record) bool {
+	if r.NumAttrs()+len(h.attrs) > maxUniqueCheck {
+		return false
+	}
+	var keys [maxUniqueCheck]string
+	n := 0
+	for _, a := range h.attrs {
+		keys[n] = a.Key
+		n++
+	}
+	ok := true
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "" || slices.Contains(keys[:n], a.Key) {
+			ok = false
+			return false
+		}
+		keys[n] = a.Key
+		n++
+		return true
+	})
+	return ok
 }

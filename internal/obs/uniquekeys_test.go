@@ -88,3 +88,19 @@ func TestDerivedLoggerLeavesItsParentAlone(t *testing.T) {
 		t.Fatalf("lines:\n%s", buf.String())
 	}
 }
+
+// A line whose keys are all new goes to the JSON handler as it is, after
+// the attributes the logger was given, in the order a merged copy would
+// have them.
+func TestDistinctKeysKeepTheirOrder(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := obs.NewLogger(&buf, "json", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.With("component", "api", "pid", 7).Info("request", "method", "GET", "status", 200)
+	line := buf.String()
+	if !strings.Contains(line, `"msg":"request","component":"api","pid":7,"method":"GET","status":200}`) {
+		t.Errorf("line %s", line)
+	}
+}
