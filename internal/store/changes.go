@@ -231,15 +231,16 @@ func (s *postgresStore) syncGrants(ctx context.Context) bool {
 	if !ok {
 		return false
 	}
+	// The barrier's goroutine runs it for requests that wait on it, on a
+	// context nobody cancels: a database that stops answering must not
+	// hold them all, so the whole barrier has barrierTimeout.
+	ctx, cancel := context.WithTimeout(ctx, barrierTimeout)
+	defer cancel()
 	if _, err := s.db.ExecContext(ctx, `SELECT pg_notify('sluice_changes', $1)`, payload); err != nil {
 		return false
 	}
-	t := time.NewTimer(barrierTimeout)
-	defer t.Stop()
 	select {
 	case ok = <-back:
-	case <-t.C:
-		return false
 	case <-ctx.Done():
 		return false
 	}
