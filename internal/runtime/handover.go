@@ -21,11 +21,15 @@ const handoverGrace = 2 * time.Second
 // connection was new, not reused).
 type handoverListener struct {
 	net.Listener
-	mu       sync.Mutex
-	fresh    map[net.Conn]struct{} // accepted, no request handled yet
-	changed  chan struct{}         // signalled when fresh shrinks
-	closing  sync.Once
-	closeErr error
+	mu    sync.Mutex
+	fresh map[net.Conn]struct{} // accepted, no request handled yet
+	// accepting counts Accept calls under way: a connection the kernel
+	// handed over just before the close is not in fresh yet, and the
+	// drain must not miss it (Shutdown would drop its request).
+	accepting int
+	changed   chan struct{} // signalled when fresh or accepting shrinks
+	closing   sync.Once
+	closeErr  error
 	// tlsConfig, when set, makes every accepted connection a TLS server
 	// connection; it is the TLS connection that is counted fresh, as it
 	// is what the server's hooks see.
@@ -71,15 +75,20 @@ func newHandoverListener(ln net.Listener) *handoverListener {
 // Accept counts a connection as fresh before the server sees it, so no
 // connection escapes the count between Accept and its first ConnState.
 func (l *handoverListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	l.accepting++
+	l.mu.Unlock()
 	c, err := l.Listener.Accept()
 	if err == nil && l.tlsConfig != nil {
 		c = tls.Server(c, l.tlsConfig)
 	}
+	l.mu.Lock()
 	if err == nil {
-		l.mu.Lock()
 		l.fresh[c] = struct{}{}
-		l.mu.Unlock()
 	}
+	l.accepting--
+	l.mu.Unlock()
+	l.signal()
 	return c, err
 }
 
@@ -89,10 +98,14 @@ func (l *handoverListener) handled(c net.Conn) {
 	delete(l.fresh, c)
 	l.mu.Unlock()
 	if ok {
-		select {
-		case l.changed <- struct{}{}:
-		default:
-		}
+		l.signal()
+	}
+}
+
+func (l *handoverListener) signal() {
+	select {
+	case l.changed <- struct{}{}:
+	default:
 	}
 }
 
@@ -102,19 +115,27 @@ func (l *handoverListener) freshCount() int {
 	return len(l.fresh)
 }
 
+// pending is the connections accepted without a handled request, and the
+// Accept calls that may still return one.
+func (l *handoverListener) pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.fresh) + l.accepting
+}
+
 // handOver is the first step of a drain. It stops accepting (the kernel
 // moves connections still queued on this SO_REUSEPORT listener to the
 // port's other listeners when net.ipv4.tcp_migrate_req is set), turns
 // keep-alives off so clients reconnect, to the replicas that stay, after
 // their current request, and waits up to grace for the connections it
-// already accepted to deliver their request, so that Shutdown serves
-// them instead of dropping them.
+// already accepted (or is accepting as it closes) to deliver their
+// request, so that Shutdown serves them instead of dropping them.
 func (l *handoverListener) handOver(srv *http.Server, grace time.Duration) {
 	srv.SetKeepAlivesEnabled(false)
 	l.Close()
 	t := time.NewTimer(grace)
 	defer t.Stop()
-	for l.freshCount() > 0 {
+	for l.pending() > 0 {
 		select {
 		case <-l.changed:
 		case <-t.C:

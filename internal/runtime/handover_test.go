@@ -100,3 +100,58 @@ func TestHandoverListenerClosesOnce(t *testing.T) {
 		t.Fatal("the listener still accepts after Close")
 	}
 }
+
+// lateListener hands its first connection over only when told, even after
+// it was closed: a connection the kernel gave an Accept that was under
+// way as the drain closed the listener.
+type lateListener struct {
+	first  chan net.Conn
+	closed chan struct{}
+	calls  int
+}
+
+func (l *lateListener) Accept() (net.Conn, error) {
+	l.calls++ // Serve calls Accept from one goroutine
+	if l.calls == 1 {
+		return <-l.first, nil
+	}
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *lateListener) Close() error   { close(l.closed); return nil }
+func (l *lateListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// The drain waits for an Accept that was under way when it closed the
+// listener: the connection it returns is answered, not dropped by
+// Shutdown before it was counted.
+func TestDrainWaitsForAnAcceptUnderWay(t *testing.T) {
+	ll := &lateListener{first: make(chan net.Conn), closed: make(chan struct{})}
+	hl := newHandoverListener(ll)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	hl.install(srv)
+	go srv.Serve(hl)
+	waitUntil(t, "Serve to call Accept", func() bool { return hl.pending() == 1 })
+
+	drained := make(chan error, 1)
+	go func() {
+		hl.handOver(srv, time.Minute)
+		drained <- srv.Shutdown(t.Context())
+	}()
+	<-ll.closed // the drain has begun
+	client, server := net.Pipe()
+	defer client.Close()
+	ll.first <- server
+	fmt.Fprintf(client, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+	if err != nil {
+		t.Fatalf("the connection accepted as the drain began got no answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+		t.Fatalf("answer %d %q; want 200 ok", resp.StatusCode, body)
+	}
+	if err := <-drained; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
