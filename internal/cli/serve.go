@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -91,6 +93,7 @@ func newServeCommand() *cobra.Command {
 		maxValidations  int64
 		quotas          server.Quotas
 		runtimeBackend  string
+		kube            server.KubernetesConfig
 		gravitee        graviteeFlags
 		graviteeInst    string
 		timeouts        httplimit.Timeouts
@@ -134,8 +137,23 @@ Environment:
 			if sampleInterval < 100*time.Millisecond || sampleInterval > 10*time.Minute {
 				return fmt.Errorf("--metrics-sample-interval %v is out of range: give 100ms to 10m", sampleInterval)
 			}
-			if runtimeBackend != "local" && runtimeBackend != "none" {
-				return fmt.Errorf("--runtime-backend %q is not local or none", runtimeBackend)
+			if runtimeBackend != "local" && runtimeBackend != "kubernetes" && runtimeBackend != "none" {
+				return fmt.Errorf("--runtime-backend %q is not local, kubernetes or none", runtimeBackend)
+			}
+			if runtimeBackend == "kubernetes" {
+				for flag, v := range map[string]string{"--kube-namespace": kube.Namespace, "--kube-image": kube.Image, "--kube-bundle-url": kube.BundleURL} {
+					if v == "" {
+						return fmt.Errorf("--runtime-backend kubernetes needs %s", flag)
+					}
+				}
+				if u, err := url.Parse(kube.BundleURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("--kube-bundle-url %q is not an http(s) URL", kube.BundleURL)
+				}
+				for _, c := range kube.EgressExcept {
+					if _, _, err := net.ParseCIDR(c); err != nil {
+						return fmt.Errorf("--kube-egress-except %q is not a CIDR (e.g. 10.244.0.0/16)", c)
+					}
+				}
 			}
 			if auditRetention < 0 || (auditRetention > 0 && auditRetention < time.Hour) {
 				return fmt.Errorf("--audit-retention %v is out of range: give 0 (keep everything) or 1h or more", auditRetention)
@@ -200,6 +218,7 @@ Environment:
 				MaxBARValidations:   int(maxValidations),
 				Quotas:              quotas,
 				RuntimeBackend:      runtimeBackend,
+				Kubernetes:          kube,
 				Federation:          fed,
 				HTTPTimeouts:        timeouts,
 				MetricsListen:       metricsListen,
@@ -243,7 +262,13 @@ Environment:
 	f.IntVar(&quotas.Replicas, "quota-replicas", 40, "replicas the runtimes of one instance may ask for together (0: no quota)")
 	f.Int64Var(&quotas.BARStorage, "quota-bar-storage", 1<<30, "bytes of BAR files one instance may store (0: no quota)")
 	f.Int64Var(&quotas.ConfigArchive, "quota-config-archive", 16<<20, "bytes one zip configuration (generic, policyproject, loopbackdatasource) may inflate to")
-	f.StringVar(&runtimeBackend, "runtime-backend", "local", "where integration runtimes run: local (child processes) or none")
+	f.StringVar(&runtimeBackend, "runtime-backend", "local", "where integration runtimes run: local (child processes), kubernetes (Deployments) or none")
+	f.StringVar(&kube.Kubeconfig, "kubeconfig", "", "with --runtime-backend kubernetes: kubeconfig file of the cluster (default: the in-cluster service account)")
+	f.StringVar(&kube.Namespace, "kube-namespace", "", "with --runtime-backend kubernetes: namespace of the runtimes' Deployments, Services, Secrets and NetworkPolicies")
+	f.StringVar(&kube.Image, "kube-image", "", "with --runtime-backend kubernetes: the sluice image runtime pods run")
+	f.StringVar(&kube.BundleURL, "kube-bundle-url", "", "with --runtime-backend kubernetes: the control plane's URL as runtime pods reach it (its Service)")
+	f.StringVar(&kube.Install, "kube-install", "sluice", "with --runtime-backend kubernetes: the sluice.dev/install label value, so installations sharing a namespace stay apart")
+	f.StringSliceVar(&kube.EgressExcept, "kube-egress-except", nil, "with --runtime-backend kubernetes: the cluster's pod and service CIDRs, left out of the runtimes' egress to the world")
 	f.DurationVar(&timeouts.ReadHeader, "http-read-header-timeout", httplimit.ControlPlane.ReadHeader, "how long a client may take to send a request's headers")
 	f.DurationVar(&timeouts.Read, "http-read-timeout", httplimit.ControlPlane.Read, "how long a client may take to send a whole request, body included (BAR uploads)")
 	f.DurationVar(&timeouts.Write, "http-write-timeout", httplimit.ControlPlane.Write, "how long an answer may take to write (streams extend their own deadline)")
@@ -268,6 +293,8 @@ Environment:
 		"max-bar-size":      "SLUICE_MAX_BAR_SIZE", "max-bar-validations": "SLUICE_MAX_BAR_VALIDATIONS",
 		"quota-runtimes": "SLUICE_QUOTA_RUNTIMES", "quota-replicas": "SLUICE_QUOTA_REPLICAS", "quota-bar-storage": "SLUICE_QUOTA_BAR_STORAGE",
 		"quota-config-archive": "SLUICE_QUOTA_CONFIG_ARCHIVE", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
+		"kubeconfig": "SLUICE_KUBECONFIG", "kube-namespace": "SLUICE_KUBE_NAMESPACE", "kube-image": "SLUICE_KUBE_IMAGE",
+		"kube-bundle-url": "SLUICE_KUBE_BUNDLE_URL", "kube-install": "SLUICE_KUBE_INSTALL", "kube-egress-except": "SLUICE_KUBE_EGRESS_EXCEPT",
 		"log-format": "SLUICE_LOG_FORMAT", "metrics-listen": "SLUICE_METRICS_LISTEN", "metrics-sample-interval": "SLUICE_METRICS_SAMPLE_INTERVAL", "log-level": "SLUICE_LOG_LEVEL",
 		"http-read-header-timeout": "SLUICE_HTTP_READ_HEADER_TIMEOUT", "http-read-timeout": "SLUICE_HTTP_READ_TIMEOUT",
 		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",

@@ -58,6 +58,9 @@ type Deployment struct {
 	// BundleCA is the PEM certificate the runtime trusts when BundleURL is
 	// https (the control plane's own); nil for plain http.
 	BundleCA []byte
+	// Resources are the container resources of spec.template (nil: none
+	// named), for backends that can set them.
+	Resources *Resources
 }
 
 // Observed is what a backend reports about a runtime.

@@ -382,6 +382,7 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) (phase string, f
 		obs, err = r.Backend.Observe(ctx, k)
 	default:
 		d := Deployment{Key: k, UID: rt.UID, Generation: rt.Generation, Replicas: replicas, BARs: bars, Configs: configs}
+		d.Resources, _ = TemplateResources(rt.Spec.Template) // checked when the spec was written
 		if r.Bundles != nil && r.BundleBase != "" {
 			d.BundleURL = BundleURL(r.BundleBase, rt.UID, rt.Generation)
 			d.BundleToken = r.Bundles.Token(rt.UID, rt.Generation)
@@ -415,6 +416,15 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) (phase string, f
 		st.Conditions = setCondition(st.Conditions, "DependenciesAvailable", "False", "BARFetchFailed", fetchErr, now)
 	default:
 		st.Conditions = setCondition(st.Conditions, "DependenciesAvailable", "True", "Found", "every BAR file and configuration is available", now)
+	}
+	// A cluster that refuses or cannot be reached is said apart from the
+	// runtime's own failures: what the cluster answered, until it accepts.
+	var ce *ClusterError
+	switch {
+	case errors.As(err, &ce):
+		st.Conditions = setCondition(st.Conditions, "ClusterAccepted", "False", ce.Reason, ce.Message, now)
+	case err == nil && hasCondition(st.Conditions, "ClusterAccepted"):
+		st.Conditions = setCondition(st.Conditions, "ClusterAccepted", "True", "Accepted", "the cluster accepted the runtime's objects", now)
 	}
 	if typ, status, reason, msg, ok := barAuthCondition(rt, barauth); ok {
 		st.Conditions = setCondition(st.Conditions, typ, status, reason, msg, now)

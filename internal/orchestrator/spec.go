@@ -113,6 +113,9 @@ func (s *Spec) Normalize() error {
 			return fmt.Errorf("spec.%s must be an object", name)
 		}
 	}
+	if _, err := TemplateResources(s.Template); err != nil {
+		return err
+	}
 	return nil
 }
 

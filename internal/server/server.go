@@ -33,6 +33,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
+	"github.com/sluice-dev/sluice/internal/orchestrator/kubernetes"
 	"github.com/sluice-dev/sluice/internal/orchestrator/local"
 	"github.com/sluice-dev/sluice/internal/procmem"
 	"github.com/sluice-dev/sluice/internal/sampling"
@@ -59,9 +60,11 @@ type Config struct {
 	MaxBARSize        int64              // largest BAR upload; 0: the default
 	MaxBARValidations int                // BAR uploads validated at once; 0: the default
 	Quotas            Quotas             // of every instance
-	RuntimeBackend    string             // "local" (default) or "none"
+	RuntimeBackend    string             // "local" (default), "kubernetes" or "none"
 	Federation        *FederationConfig  // nil: no Gravitee federation agent
 	HTTPTimeouts      httplimit.Timeouts // zero fields: httplimit.ControlPlane's
+	// Kubernetes configures the "kubernetes" runtime backend.
+	Kubernetes KubernetesConfig
 	// MetricsListen is the host:port /metrics (Prometheus) is served on,
 	// apart from the API so it can be firewalled apart; "": no metrics.
 	MetricsListen string
@@ -305,19 +308,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		// the status and its endpoints are written at once; rec is set
 		// before anything can start a supervisor (the reconciler does).
 		var rec *orchestrator.Reconciler
-		backend, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log, Now: cfg.Now,
-			OnChange: func(orchestrator.Key) { rec.Kick() }})
+		backend, bundleBase, err := runtimeBackend(cfg, dataDir, loopbackURL(scheme, ln.Addr()), func(orchestrator.Key) { rec.Kick() })
 		if err != nil {
-			return fmt.Errorf("unable to start the local runtime backend: %w", err)
+			return err
 		}
 		bundles, err := orchestrator.LoadBundleKeys(ctx, st, keyring)
 		if err != nil {
 			return fmt.Errorf("unable to load the runtime bundle key: %w", err)
 		}
-		// Runtimes run on this host and reach the control plane on its
-		// listen address.
+		// Local runtimes reach the control plane on its listen address;
+		// pods on the URL --kube-bundle-url names.
 		rec = &orchestrator.Reconciler{Store: st, Configs: configs, Backend: backend, Log: cfg.Log.With("component", "reconciler"),
-			Now: cfg.Now, MaxBARSize: cfg.MaxBARSize, Bundles: bundles, BundleBase: loopbackURL(scheme, ln.Addr())}
+			Now: cfg.Now, MaxBARSize: cfg.MaxBARSize, Bundles: bundles, BundleBase: bundleBase}
 		if tlsFiles != nil {
 			rec.BundleCA = tlsFiles.ChainPEM
 		}
@@ -596,4 +598,38 @@ func sharedLimitWarning(log *slog.Logger, now clock.Func) func(error) {
 			log.Warn("shared rate limits unreachable: this replica counts its own traffic until the store answers", "err", err)
 		}
 	}
+}
+
+// KubernetesConfig is `sluice serve --runtime-backend kubernetes`'s.
+type KubernetesConfig struct {
+	Kubeconfig string // "": in-cluster configuration
+	Namespace  string // of the runtimes' objects
+	Image      string // the sluice image runtime pods run
+	// BundleURL is the control plane's URL as runtime pods reach it (its
+	// Service), e.g. http://sluice-runtimes.sluice.svc:8080.
+	BundleURL    string
+	Install      string   // the sluice.dev/install label; "": sluice
+	EgressExcept []string // the cluster's pod and service CIDRs
+}
+
+// runtimeBackend makes the configured backend and says where its
+// runtimes reach the control plane.
+func runtimeBackend(cfg Config, dataDir, loopback string, onChange func(orchestrator.Key)) (orchestrator.Backend, string, error) {
+	if cfg.RuntimeBackend == "kubernetes" {
+		k := cfg.Kubernetes
+		if k.BundleURL == "" {
+			return nil, "", errors.New("--runtime-backend kubernetes needs --kube-bundle-url: the control plane's URL as runtime pods reach it")
+		}
+		b, err := kubernetes.New(kubernetes.Options{Kubeconfig: k.Kubeconfig, Namespace: k.Namespace, Image: k.Image, Install: k.Install,
+			EgressExcept: k.EgressExcept, BundlePort: kubernetes.BundlePortOf(k.BundleURL), Log: cfg.Log, Now: cfg.Now})
+		if err != nil {
+			return nil, "", fmt.Errorf("unable to start the kubernetes runtime backend: %w", err)
+		}
+		return b, k.BundleURL, nil
+	}
+	b, err := local.New(local.Options{Dir: filepath.Join(dataDir, "runtimes"), Log: cfg.Log, Now: cfg.Now, OnChange: onChange})
+	if err != nil {
+		return nil, "", fmt.Errorf("unable to start the local runtime backend: %w", err)
+	}
+	return b, loopback, nil
 }
