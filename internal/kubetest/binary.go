@@ -37,7 +37,7 @@ const BinaryEnv = "SLUICE_KUBE_APISERVER"
 
 // ErrNotBuilt is returned by Binary when kube-apiserver is not cached and
 // building was not asked for.
-var ErrNotBuilt = errors.New("kubetest: kube-apiserver " + Version + " is not built yet: run `go run ./internal/kubetest/prepare` once (about 3 minutes on 2 cores; cached afterwards), or set CI=1 to build it on first use")
+var ErrNotBuilt = errors.New("kubetest: kube-apiserver " + Version + " is not built yet: run `go run ./internal/kubetest/prepare` once (about 14 CPU-minutes: 7 or more on 2 idle cores, 55 at load average 20-25; cached afterwards), or set CI=1 to build it on first use")
 
 // moduleDir finds test/kube-apiserver from the working directory (a
 // package directory under `go test`, the repository root under `go run`).
