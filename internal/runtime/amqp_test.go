@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -94,13 +95,29 @@ steps:
 	if !strings.Contains(dead.Headers["sluice-error"].(string), "order o-2 is poison") || dead.Headers["sluice-flow"] != "rabbit/work" {
 		t.Fatalf("dead letter %s %v", dead.Body, dead.Headers)
 	}
-	metrics := string(get(t, p.adminURL("/metrics")).body)
-	for _, want := range []string{
+	// The counters are counted after the broker has the message (the dead
+	// letter is published, then the original acked and counted), so the
+	// test may see the dead letter a moment before its count.
+	wants := []string{
 		`sluice_trigger_messages_total{flow="work",outcome="acked",project="rabbit",trigger="amqp"} 1`,
 		`sluice_trigger_messages_total{flow="work",outcome="dead_lettered",project="rabbit",trigger="amqp"} 1`,
 		`sluice_trigger_messages_total{flow="work",outcome="retried",project="rabbit",trigger="amqp"} 1`,
 		`sluice_connection_up{policy="broker"} 1`,
-	} {
+	}
+	var metrics string
+	counted := func() bool {
+		metrics = string(get(t, p.adminURL("/metrics")).body)
+		for _, want := range wants {
+			if !strings.Contains(metrics, want) {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(waitLong); !counted() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range wants {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s\n%s", want, grepLines(metrics, "sluice_trigger", "sluice_connection"))
 		}
