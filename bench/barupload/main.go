@@ -1,6 +1,6 @@
 // Command barupload measures BAR uploads to a real control plane: a ~50 MB
-// BAR is PUT to /api/v1/bar-files (streamed to disk, validated, stored in
-// chunks) and timed, next to a bare net/http handler that only streams the
+// BAR is PUT to /api/v1/bar-files (streamed to disk, validated, stored) and
+// timed, next to a bare net/http handler that only streams the
 // same bytes to a file while hashing them, measured in the same run. Both
 // servers are processes of their own pinned to CPU 0 when taskset is there
 // (the bare one is this program again, with -bare). It reports MB/s and CPU

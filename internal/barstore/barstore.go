@@ -1,7 +1,7 @@
 // Package barstore owns BAR files as a resource of the control plane:
 // uploads streamed to a temporary file while hashing, validated with the
-// BAR reader and flow engine before anything is stored, stored in the
-// store's content-addressed chunks, listed, downloaded and deleted, with
+// BAR reader and flow engine before anything is stored, stored as the
+// store's content-addressed files (SQLite) or chunks (PostgreSQL), listed, downloaded and deleted, with
 // every change audited. An invalid upload never replaces what a name held.
 package barstore
 
@@ -33,7 +33,7 @@ const DefaultMaxSize = 100 << 20
 type Service struct {
 	Store   store.Store
 	IAM     *iam.Service // for auditing
-	TempDir string       // where uploads are spooled while they are checked
+	TempDir string       // where uploads are spooled while they are checked, unless the store spools them (store.BlobSpooler)
 	MaxSize int64        // largest accepted upload; 0: DefaultMaxSize
 	Now     clock.Func
 	// InUse refuses deleting a BAR file that runtimes use (unless force);
@@ -125,10 +125,7 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io
 	if err := resource.ValidateName("BAR file", name); err != nil {
 		return File{}, false, iam.Invalidf("%s", err.Error())
 	}
-	if err := os.MkdirAll(s.TempDir, 0o700); err != nil {
-		return File{}, false, err
-	}
-	tmp, err := os.CreateTemp(s.TempDir, "upload-*.bar")
+	tmp, err := s.spool()
 	if err != nil {
 		return File{}, false, err
 	}
@@ -190,6 +187,19 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io
 		return File{}, false, err
 	}
 	return File{BARFile: f, Info: *info}, created, nil
+}
+
+// spool creates the file an upload is received into: where the store
+// keeps content as files, in its directory, so that storing a valid upload
+// links this file into place instead of copying it once more.
+func (s *Service) spool() (*os.File, error) {
+	if sp, ok := s.Store.(store.BlobSpooler); ok {
+		return sp.CreateBlobSpool()
+	}
+	if err := os.MkdirAll(s.TempDir, 0o700); err != nil {
+		return nil, err
+	}
+	return os.CreateTemp(s.TempDir, "upload-*.bar")
 }
 
 // refuseStorage audits and returns a refusal of checkStorage.

@@ -1,17 +1,21 @@
 package server_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
 	"github.com/sluice-dev/sluice/internal/store/storetest"
@@ -26,10 +30,36 @@ func sluiceCmd(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
+// buildBAR builds a valid BAR whose content differs with round.
+func buildBAR(t *testing.T, round int) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"sluice.yaml":       "name: churn\nversion: 1.0.0\n",
+		"flows/hello.yaml":  "flow: hello\ntrigger:\n  http: {method: GET, path: /hello}\nsteps:\n  - reply: {status: 200, body: '{hello: \"world\"}'}\n",
+		"static/round.txt":  fmt.Sprint(round),
+		"static/filler.txt": strings.Repeat(fmt.Sprintf("round %d ", round), 1<<14),
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _, err := bar.Build(context.Background(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // A backup taken while the control plane serves writes holds every write
-// acknowledged before it started; restored into a new data dir it serves
-// them again, but only with the store's master key: without it, or with
-// another, the control plane refuses to start and says why.
+// acknowledged before it started, BAR content included (content files
+// beside the database, while other uploads replace and remove content);
+// restored into a new data dir it serves them again, but only with the
+// store's master key: without it, or with another, the control plane
+// refuses to start and says why.
 func TestBackupWhileServingAndRestore(t *testing.T) {
 	s := servertest.Start(t, servertest.Options{Args: []string{"--runtime-backend", "none", "--rate-limit-client", "off",
 		"--rate-limit-instance", "off", "--rate-limit-source", "off"}})
@@ -45,14 +75,32 @@ func TestBackupWhileServingAndRestore(t *testing.T) {
 			t.Fatalf("create before-%02d failed", i)
 		}
 	}
-	// Writes go on while the backup runs.
+	kept := buildBAR(t, -1)
+	if code, body := admin.PutBAR("kept", kept); code != http.StatusCreated {
+		t.Fatalf("upload of the BAR file kept: %d %s", code, body)
+	}
+	churn := make([][]byte, 8)
+	for i := range churn {
+		churn[i] = buildBAR(t, i)
+	}
+	if code, body := admin.PutBAR("churn", churn[0]); code != http.StatusCreated {
+		t.Fatalf("upload of the BAR file churn: %d %s", code, body)
+	}
+	// Writes go on while the backup runs; replacing churn removes the
+	// content it held before.
 	var stop atomic.Bool
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		for i := 0; !stop.Load(); i++ {
 			put(fmt.Sprintf("during-%04d", i))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 1; !stop.Load(); i++ {
+			admin.PutBAR("churn", churn[i%len(churn)])
 		}
 	}()
 	out := filepath.Join(t.TempDir(), "sluice-backup.db")
@@ -117,6 +165,13 @@ func TestBackupWhileServingAndRestore(t *testing.T) {
 		if name := fmt.Sprintf(`"before-%02d"`, i); !strings.Contains(string(body), name) {
 			t.Fatalf("the restored store lacks %s, acknowledged before the backup", name)
 		}
+	}
+	if code, body := r.Admin(t).Do("GET", "/api/v1/bar-files/kept/content", nil); code != 200 || !bytes.Equal(body, kept) {
+		t.Fatalf("the restored BAR file kept: %d, %d bytes; want 200 and the %d uploaded", code, len(body), len(kept))
+	}
+	code, body = r.Admin(t).Do("GET", "/api/v1/bar-files/churn/content", nil)
+	if code != 200 || !slices.ContainsFunc(churn, func(c []byte) bool { return bytes.Equal(body, c) }) {
+		t.Fatalf("the restored BAR file churn: %d, %d bytes; want 200 and one of the versions uploaded", code, len(body))
 	}
 }
 

@@ -23,8 +23,9 @@ type Configuration struct {
 	UpdatedBy   string
 }
 
-// BARFile is a BAR file's record; its bytes live in blob chunks named by
-// SHA256.
+// BARFile is a BAR file's record; its bytes are named by SHA256: files in
+// the SQLite store's content directory (blobfiles.go), chunks in
+// PostgreSQL's blob_chunks.
 type BARFile struct {
 	InstanceID string
 	Name       string
@@ -35,7 +36,8 @@ type BARFile struct {
 	UploadedBy string
 }
 
-// ChunkSize is how BAR bytes are cut for storage: small enough that no
+// ChunkSize is how BAR bytes are cut for storage in blob_chunks
+// (PostgreSQL, and SQLite backups): small enough that no
 // read or write holds much in memory, large enough that a 50 MB archive is
 // only 50 rows.
 const ChunkSize = 1 << 20
@@ -125,9 +127,26 @@ func (s *sqlStore) DeleteConfiguration(ctx context.Context, instanceID, name str
 }
 
 func (s *sqlStore) PutBARFile(ctx context.Context, f BARFile, content io.Reader) (bool, error) {
+	var spool string
+	if s.files != nil {
+		// Written and synced before the write lock is taken: only the
+		// link into place happens inside the transaction.
+		var remove func()
+		var err error
+		if spool, remove, err = s.files.spool(content, f.Size); err != nil {
+			return false, err
+		}
+		defer remove()
+	}
 	created := false
 	err := s.putTx(ctx, func(tx *sql.Tx) error {
 		created = false
+		if s.files != nil {
+			if err := s.files.link(spool, f.SHA256); err != nil {
+				return err
+			}
+			return s.putBARRecord(ctx, tx, f, &created)
+		}
 		var have int
 		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM blob_chunks WHERE sha256 = $1`), f.SHA256).Scan(&have); err != nil {
 			return s.mapErr("look up BAR content", err)
@@ -138,24 +157,29 @@ func (s *sqlStore) PutBARFile(ctx context.Context, f BARFile, content io.Reader)
 				return err
 			}
 		}
-		var old string
-		err := tx.QueryRowContext(ctx, s.q(`SELECT sha256 FROM bar_files WHERE instance_id = $1 AND name = $2`), f.InstanceID, f.Name).Scan(&old)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			created = true
-			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO bar_files (instance_id, name, sha256, size, info, uploaded_at, uploaded_by)
-				VALUES ($1, $2, $3, $4, $5, $6, $7)`), f.InstanceID, f.Name, f.SHA256, f.Size, f.Info, ms(f.UploadedAt), f.UploadedBy)
-			return s.mapErr("create BAR file", err)
-		case err != nil:
-			return s.mapErr("read BAR file", err)
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE bar_files SET sha256 = $1, size = $2, info = $3, uploaded_at = $4, uploaded_by = $5
-			WHERE instance_id = $6 AND name = $7`), f.SHA256, f.Size, f.Info, ms(f.UploadedAt), f.UploadedBy, f.InstanceID, f.Name); err != nil {
-			return s.mapErr("replace BAR file", err)
-		}
-		return s.collectBlob(ctx, tx, old)
+		return s.putBARRecord(ctx, tx, f, &created)
 	})
 	return created, err
+}
+
+// putBARRecord creates or replaces f's record, once its content is stored.
+func (s *sqlStore) putBARRecord(ctx context.Context, tx *sql.Tx, f BARFile, created *bool) error {
+	var old string
+	err := tx.QueryRowContext(ctx, s.q(`SELECT sha256 FROM bar_files WHERE instance_id = $1 AND name = $2`), f.InstanceID, f.Name).Scan(&old)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		*created = true
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO bar_files (instance_id, name, sha256, size, info, uploaded_at, uploaded_by)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)`), f.InstanceID, f.Name, f.SHA256, f.Size, f.Info, ms(f.UploadedAt), f.UploadedBy)
+		return s.mapErr("create BAR file", err)
+	case err != nil:
+		return s.mapErr("read BAR file", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE bar_files SET sha256 = $1, size = $2, info = $3, uploaded_at = $4, uploaded_by = $5
+			WHERE instance_id = $6 AND name = $7`), f.SHA256, f.Size, f.Info, ms(f.UploadedAt), f.UploadedBy, f.InstanceID, f.Name); err != nil {
+		return s.mapErr("replace BAR file", err)
+	}
+	return s.collectBlob(ctx, tx, old)
 }
 
 // writeChunks stores exactly size bytes of r under sha in ChunkSize rows.
@@ -188,9 +212,15 @@ func (s *sqlStore) writeChunks(ctx context.Context, tx *sql.Tx, sha string, size
 	return nil
 }
 
-// collectBlob removes the chunks of sha when no BAR file names them any more.
+// collectBlob removes the chunks of sha when no BAR file names them any
+// more; a content file is only marked here, and removed after the
+// transaction commits (blobFiles).
 func (s *sqlStore) collectBlob(ctx context.Context, tx *sql.Tx, sha string) error {
 	if sha == "" {
+		return nil
+	}
+	if s.files != nil {
+		s.files.mark(sha)
 		return nil
 	}
 	_, err := tx.ExecContext(ctx, s.q(`DELETE FROM blob_chunks WHERE sha256 = $1
@@ -249,6 +279,14 @@ type blobReader struct {
 }
 
 func (s *sqlStore) OpenBlob(ctx context.Context, sha string) (io.ReadCloser, error) {
+	if s.files != nil {
+		return s.files.open(sha)
+	}
+	return s.openChunks(ctx, sha)
+}
+
+// openChunks streams sha's bytes from blob_chunks.
+func (s *sqlStore) openChunks(ctx context.Context, sha string) (io.ReadCloser, error) {
 	var n int
 	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM blob_chunks WHERE sha256 = $1`, sha).Scan(&n); err != nil {
 		return nil, s.mapErr("open BAR content", err)

@@ -26,9 +26,12 @@ type BackupInfo struct {
 // Open takes it) to out, which must not exist. SQLite's VACUUM INTO reads
 // one snapshot of the database while the control plane keeps writing, so
 // every write acknowledged before the backup started is in it, and none is
-// half in it. The copy is private (0600) and synced before Backup returns.
-// It opens the database without migrating it: a backup never changes what
-// it copies.
+// half in it. The BAR content the snapshot names, kept as files beside the
+// database (blobfiles.go), is copied into the backup's blob_chunks, so a
+// backup is one self-contained file; the store opened on a restored copy
+// moves it back into files. The copy is private (0600) and synced before
+// Backup returns. It opens the database without migrating it: a backup
+// never changes what it copies.
 func Backup(ctx context.Context, dsn, dataDir, out string) (BackupInfo, error) {
 	var path string
 	switch {
@@ -47,19 +50,6 @@ func Backup(ctx context.Context, dsn, dataDir, out string) (BackupInfo, error) {
 	if _, err := os.Lstat(out); err == nil {
 		return BackupInfo{}, fmt.Errorf("%s exists already: a backup never overwrites a file", out)
 	}
-	// The target is created empty and private first: VACUUM INTO keeps an
-	// existing empty file's mode.
-	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return BackupInfo{}, fmt.Errorf("unable to create %s: %w", out, err)
-	}
-	f.Close()
-	ok := false
-	defer func() {
-		if !ok {
-			os.Remove(out)
-		}
-	}()
 	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		return BackupInfo{}, fmt.Errorf("unable to open %s: %w", path, err)
@@ -69,11 +59,32 @@ func Backup(ctx context.Context, dsn, dataDir, out string) (BackupInfo, error) {
 	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&version); err != nil {
 		return BackupInfo{}, fmt.Errorf("%s is not a Sluice store (no schema version): %w", path, err)
 	}
-	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, out); err != nil {
-		return BackupInfo{}, fmt.Errorf("unable to copy %s: %w", path, err)
-	}
-	if err := syncFile(out); err != nil {
+	if err := createPrivate(out); err != nil {
 		return BackupInfo{}, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.Remove(out)
+		}
+	}()
+	// Content removed by the control plane between the snapshot and its
+	// copy (its BAR was replaced or deleted meanwhile) is no longer
+	// named by a newer snapshot: the copy is taken again.
+	for attempt := 1; ; attempt++ {
+		err = backupOnce(ctx, db, path+blobDirSuffix, out)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errContentGone) || attempt == 5 {
+			return BackupInfo{}, err
+		}
+		if err := os.Remove(out); err != nil {
+			return BackupInfo{}, err
+		}
+		if err := createPrivate(out); err != nil {
+			return BackupInfo{}, err
+		}
 	}
 	st, err := os.Stat(out)
 	if err != nil {
@@ -81,6 +92,77 @@ func Backup(ctx context.Context, dsn, dataDir, out string) (BackupInfo, error) {
 	}
 	ok = true
 	return BackupInfo{Path: out, Bytes: st.Size(), SchemaVersion: version}, nil
+}
+
+// errContentGone is BAR content a snapshot names that was removed before
+// it was copied.
+var errContentGone = errors.New("store: BAR content was removed during the backup")
+
+// createPrivate creates the backup's target empty and private: VACUUM
+// INTO keeps an existing empty file's mode.
+func createPrivate(out string) error {
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("unable to create %s: %w", out, err)
+	}
+	return f.Close()
+}
+
+// backupOnce writes one snapshot of db to out, which exists empty, and
+// copies into it the BAR content files in dir it names.
+func backupOnce(ctx context.Context, db *sql.DB, dir, out string) error {
+	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, out); err != nil {
+		return fmt.Errorf("unable to copy the database: %w", err)
+	}
+	cdb, err := sql.Open("sqlite", "file:"+(&url.URL{Path: out}).EscapedPath())
+	if err != nil {
+		return fmt.Errorf("unable to open %s: %w", out, err)
+	}
+	defer cdb.Close()
+	cp := &sqlStore{db: cdb, d: sqliteDialect(), location: out}
+	// Content still in chunks (a store this binary has not opened yet)
+	// is in the snapshot already.
+	rows, err := cdb.QueryContext(ctx, `SELECT sha256, MAX(size) FROM bar_files
+		WHERE sha256 NOT IN (SELECT sha256 FROM blob_chunks) GROUP BY sha256`)
+	if err != nil {
+		return fmt.Errorf("unable to list the BAR content of the backup: %w", err)
+	}
+	type content struct {
+		sha  string
+		size int64
+	}
+	var todo []content
+	for rows.Next() {
+		var c content
+		if err := rows.Scan(&c.sha, &c.size); err != nil {
+			rows.Close()
+			return fmt.Errorf("unable to list the BAR content of the backup: %w", err)
+		}
+		todo = append(todo, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("unable to list the BAR content of the backup: %w", err)
+	}
+	files := &blobFiles{dir: dir}
+	for _, c := range todo {
+		rc, err := files.open(c.sha)
+		if errors.Is(err, ErrNotFound) {
+			return errContentGone
+		}
+		if err != nil {
+			return err
+		}
+		err = cp.inTx(ctx, func(tx *sql.Tx) error { return cp.writeChunks(ctx, tx, c.sha, c.size, rc) })
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("unable to copy BAR content %s: %w", c.sha, err)
+		}
+	}
+	if err := cdb.Close(); err != nil {
+		return err
+	}
+	return syncFile(out)
 }
 
 // Restore puts a backup in place as the SQLite store of dataDir, which

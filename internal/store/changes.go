@@ -92,7 +92,9 @@ func (s *sqliteStore) SetRuntimeStatus(ctx context.Context, instanceID, name, st
 }
 
 func (s *sqliteStore) Locked(ctx context.Context, instanceID string, fn func(ctx context.Context) error) error {
-	return s.signalAfter(ctx, s.sqlStore.Locked(ctx, instanceID, fn))
+	err := s.sqlStore.Locked(ctx, instanceID, fn)
+	s.afterWrite(ctx)
+	return s.signalAfter(ctx, err)
 }
 
 // changeRetry is how long the PostgreSQL feed waits before it listens

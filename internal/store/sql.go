@@ -96,6 +96,8 @@ type sqlStore struct {
 	stmts      sync.Map // query text -> *sql.Stmt
 	observe    atomic.Pointer[QueryObserver]
 	maxIdle    int // idle connections kept; 0: database/sql's default
+	// files, when set (SQLite), holds BAR content instead of blob_chunks.
+	files *blobFiles
 
 	// grants remembers GrantState answers; grantsFresh waits until they
 	// reflect every change committed before it was called, or reports

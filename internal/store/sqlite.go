@@ -45,18 +45,12 @@ func openSQLite(ctx context.Context, path string) (*sqliteStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to open SQLite database %s: %w", path, err)
 	}
-	s := &sqliteStore{sqlStore: &sqlStore{db: db, location: path, d: dialect{
-		name:   "sqlite",
-		rebind: func(q string) string { return dollarParam.ReplaceAllString(q, "?$1") },
-		ddl: func(q string) string {
-			if strings.HasPrefix(q, postgresOnly) {
-				return "SELECT 1" // applied as a no-op, so both stores count the same migrations
-			}
-			return q
-		},
-		isUnique:       sqliteIsUnique,
-		lockMigrations: func(context.Context, *sql.Conn) (func(), error) { return func() {}, nil },
-	}}}
+	files, err := newBlobFiles(path)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &sqliteStore{sqlStore: &sqlStore{db: db, location: path, d: sqliteDialect(), files: files}}
 	s.version = &dataVersion{db: db, grants: &s.grants}
 	s.grantsFresh = (&barrier{sync: s.version.sync}).wait
 	// Switching a new file to WAL needs a lock that SQLite does not wait
@@ -78,7 +72,26 @@ func openSQLite(ctx context.Context, path string) (*sqliteStore, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.openFiles(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+func sqliteDialect() dialect {
+	return dialect{
+		name:   "sqlite",
+		rebind: func(q string) string { return dollarParam.ReplaceAllString(q, "?$1") },
+		ddl: func(q string) string {
+			if strings.HasPrefix(q, postgresOnly) {
+				return "SELECT 1" // applied as a no-op, so both stores count the same migrations
+			}
+			return q
+		},
+		isUnique:       sqliteIsUnique,
+		lockMigrations: func(context.Context, *sql.Conn) (func(), error) { return func() {}, nil },
+	}
 }
 
 func sqliteIsBusy(err error) bool {

@@ -313,6 +313,27 @@ func (c *Client) Do(method, path string, body any) (int, []byte) {
 	return resp.StatusCode, b
 }
 
+// PutBAR uploads content as the BAR file name with the client's token and
+// returns the status and the body.
+func (c *Client) PutBAR(name string, content []byte) (int, []byte) {
+	c.t.Helper()
+	req, err := http.NewRequest("PUT", c.URL+"/api/v1/bar-files/"+name, bytes.NewReader(content))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("X-IBM-Client-Id", c.ClientID)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		c.t.Errorf("PUT BAR file %s: %v", name, err)
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
 // SyncBuffer is a bytes.Buffer safe for concurrent writes and reads, for
 // the output of processes a test runs.
 type SyncBuffer struct {
