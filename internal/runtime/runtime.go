@@ -424,12 +424,14 @@ func (rt *Runtime) serve(ctx context.Context, adminLn net.Listener) error {
 		rt.log.Error("triggers failed to start; not serving", "err", err)
 		return err
 	}
+	// The service trace has "ready" before anyone can learn of it from
+	// /readyz or the log, so a client that waited for either finds it.
+	rt.trace.serviceEvent(serviceEvent{Event: "ready", Message: fmt.Sprintf("%d flows on %s", len(rt.flows), ln.Addr())})
 	rt.state.Store("ready")
 	rt.metrics.ready.Set(1)
 	startup := time.Since(processStart)
 	rt.log.Info("runtime ready", "listen", ln.Addr().String(), "admin", adminLn.Addr().String(),
 		"flows", len(rt.flows), "bars", rt.opts.BARs, "startup", startup.String())
-	rt.trace.serviceEvent(serviceEvent{Event: "ready", Message: fmt.Sprintf("%d flows on %s", len(rt.flows), ln.Addr())})
 	if rt.opts.OnReady != nil {
 		rt.opts.OnReady()
 	}
