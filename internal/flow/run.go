@@ -445,3 +445,54 @@ func (x *execution) stepError(ctx context.Context, label string, status int, err
 	}
 	return fe
 }
+
+// Local reports whether every step of the flow, and of the flows it calls,
+// does its work in the process — map, set, validate, switch, for-each,
+// try, call, log, reply, fail — without waiting on a server (http,
+// publish, sql, redis). Such a run ends when its work does: the engine
+// checks the context between steps and gojq inside jq programs, so its
+// caller may run it on its own goroutine rather than guard it with a
+// deadline of its own.
+func (f *Flow) Local() bool {
+	return f != nil && f.prog != nil && localFlow(f, map[*Flow]bool{})
+}
+
+func localFlow(f *Flow, seen map[*Flow]bool) bool {
+	if seen[f] {
+		return true // decided where it was first met (Load refuses cycles)
+	}
+	seen[f] = true
+	return localSteps(f.prog.steps, seen)
+}
+
+func localSteps(steps []step, seen map[*Flow]bool) bool {
+	for _, s := range steps {
+		switch s := s.(type) {
+		case *mapStep, *setStep, *validateStep, *logStep, *replyStep, *failStep:
+		case *switchStep:
+			for _, c := range s.cases {
+				if !localSteps(c.steps, seen) {
+					return false
+				}
+			}
+			if !localSteps(s.dflt, seen) {
+				return false
+			}
+		case *forEachStep:
+			if !localSteps(s.steps, seen) {
+				return false
+			}
+		case *tryStep:
+			if !localSteps(s.steps, seen) || !localSteps(s.catch, seen) {
+				return false
+			}
+		case *callStep:
+			if s.flow == nil || s.flow.prog == nil || !localFlow(s.flow, seen) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -468,3 +468,22 @@ func TestConfigNumbers(t *testing.T) {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }
+
+// TestLocal: a flow is local when no step of it, or of a flow it calls,
+// waits on a server; the runtime runs local flows on the request's own
+// goroutine.
+func TestLocal(t *testing.T) {
+	files := map[string]string{
+		"flows/pure.yaml": "flow: pure\nsteps:\n  - map: '{a: 1}'\n  - set: {x: .body.a}\n  - for-each: {items: '[1]', steps: [{log: '${ .vars.item }'}]}\n" +
+			"  - try: {steps: [{fail: {status: 400, message: no}}], catch: [{call: callee}]}\n  - switch: [{when: .vars.x, steps: [{reply: {status: 200}}]}]\n",
+		"flows/callee.yaml": "flow: callee\nsteps:\n  - map: .\n",
+		"flows/outer.yaml":  "flow: outer\nsteps:\n  - call: pure\n",
+		"flows/remote.yaml": "flow: remote\nsteps:\n  - map: .\n  - try: {steps: [{http: {request: {url: 'https://b.example/x'}}}], catch: []}\n",
+		"flows/caller.yaml": "flow: caller\nsteps:\n  - call: remote\n",
+	}
+	for name, want := range map[string]bool{"pure": true, "callee": true, "outer": true, "remote": false, "caller": false} {
+		if got := load(t, files, nil, name).Local(); got != want {
+			t.Errorf("%s: Local() = %v, want %v", name, got, want)
+		}
+	}
+}

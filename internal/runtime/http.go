@@ -202,9 +202,17 @@ func (rt *Runtime) handle(w http.ResponseWriter, r *http.Request, lf *loadedFlow
 	if rt.trace.user.on.Load() {
 		tr = &stepTracer{b: rt.trace.user, project: lf.project, requestID: reqID}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), lf.timeout)
-	resp, err := lf.run(ctx, msg, tr)
-	cancel()
+	var resp *flow.Response
+	if lf.local {
+		// No timer per request: a local run only checks its deadline.
+		ctx := newRunCtx(r.Context(), lf.timeout)
+		resp, err = lf.run(ctx, msg, tr)
+		ctx.release()
+	} else {
+		ctx, cancel := context.WithTimeout(r.Context(), lf.timeout)
+		resp, err = lf.run(ctx, msg, tr)
+		cancel()
+	}
 	if err != nil {
 		return rt.flowError(w, r, lf, reqID, err)
 	}

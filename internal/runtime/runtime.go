@@ -131,6 +131,9 @@ type loadedFlow struct {
 	inFlight    atomic.Int64
 	metrics     *flowMetrics
 	workers     *workerPool
+	// local is f.Local(): its runs do their work in the process and end
+	// when it does, so they run on the caller's goroutine (see run).
+	local bool
 	// exec replaces f.Run in tests that need a run misbehaving in ways
 	// the engine never does (ignoring cancellation, panicking).
 	exec func(context.Context, *flow.Message, flow.Tracer) (*flow.Response, error)
@@ -179,7 +182,14 @@ func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
 // ends. The caller gets an answer by the context's deadline plus a short
 // grace even if the run ignores cancellation: one stuck flow costs its own
 // quota, never another flow's requests.
+//
+// A local flow (flow.Flow.Local) runs on the caller's goroutine instead:
+// it cannot wait on anything the deadline would have to cut short, and
+// the hand-off to a worker was a good part of such a request's cost.
 func (lf *loadedFlow) run(ctx context.Context, msg *flow.Message, tr flow.Tracer) (*flow.Response, error) {
+	if lf.local && lf.exec == nil {
+		return lf.runHere(ctx, msg, tr)
+	}
 	done := make(chan result, 1)
 	lf.workers.submit(func() {
 		defer lf.release()
@@ -209,6 +219,17 @@ func (lf *loadedFlow) run(ctx context.Context, msg *flow.Message, tr flow.Tracer
 		lf.metrics.m.abandoned.WithLabelValues(lf.project, lf.f.Name).Inc()
 		return nil, fmt.Errorf("%w: %w", errAbandoned, ctx.Err())
 	}
+}
+
+// runHere is run on the caller's goroutine, for local flows.
+func (lf *loadedFlow) runHere(ctx context.Context, msg *flow.Message, tr flow.Tracer) (resp *flow.Response, err error) {
+	defer lf.release()
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err = nil, &panicError{value: p, stack: string(rtdebug.Stack())}
+		}
+	}()
+	return lf.f.Run(ctx, msg, tr)
 }
 
 // workerPool runs flow executions on goroutines that outlive one run. A
@@ -585,6 +606,7 @@ func (rt *Runtime) addFlow(path string, p *flow.Project, f *flow.Flow) error {
 		maxInFlight: int64(rt.conf.Settings.Flows.MaxInFlight),
 		metrics:     rt.metrics.forFlow(p.Name, f.Name, trigger),
 		workers:     rt.workers,
+		local:       f.Local(),
 	}
 	if lf.timeout <= 0 {
 		lf.timeout = rt.conf.Settings.Flows.Timeout

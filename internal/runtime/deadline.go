@@ -1,0 +1,110 @@
+package runtime
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// runCtx is a flow run's context: its parent's values and cancellation
+// plus the flow's deadline, like context.WithDeadline, but without a timer
+// or a goroutine-visible channel until someone asks for Done. A run of
+// local steps (map, set, validate, reply…) only ever asks Err, between
+// steps, and a request through such a flow then costs no timer and no
+// extra allocation beyond this one; gojq, an http step or the abandon
+// wait ask Done, and get a channel closed at the deadline as
+// context.WithDeadline would close it.
+//
+// Err follows the time: once the deadline has passed it reports
+// context.DeadlineExceeded (closing Done, if made), so the checks between
+// steps see the deadline even though no timer fired.
+type runCtx struct {
+	parent   context.Context
+	deadline time.Time
+	done     atomic.Pointer[chan struct{}]
+
+	mu    sync.Mutex
+	err   error
+	timer *time.Timer // set once Done was asked
+	stop  func() bool // stops the parent's AfterFunc
+}
+
+func newRunCtx(parent context.Context, timeout time.Duration) *runCtx {
+	return &runCtx{parent: parent, deadline: time.Now().Add(timeout)}
+}
+
+func (c *runCtx) Deadline() (time.Time, bool) {
+	if d, ok := c.parent.Deadline(); ok && d.Before(c.deadline) {
+		return d, true
+	}
+	return c.deadline, true
+}
+
+func (c *runCtx) Value(key any) any { return c.parent.Value(key) }
+
+func (c *runCtx) Err() error {
+	c.mu.Lock()
+	err := c.err
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := c.parent.Err(); err != nil {
+		c.cancel(err)
+	} else if !time.Now().Before(c.deadline) {
+		c.cancel(context.DeadlineExceeded)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Done makes the channel on first use, with a timer for the deadline and
+// a watch on the parent; later calls (gojq asks before every instruction)
+// are one atomic load.
+func (c *runCtx) Done() <-chan struct{} {
+	if d := c.done.Load(); d != nil {
+		return *d
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := c.done.Load(); d != nil {
+		return *d
+	}
+	d := make(chan struct{})
+	c.done.Store(&d)
+	if c.err != nil {
+		close(d)
+		return d
+	}
+	c.timer = time.AfterFunc(time.Until(c.deadline), func() { c.cancel(context.DeadlineExceeded) })
+	c.stop = context.AfterFunc(c.parent, func() { c.cancel(c.parent.Err()) })
+	return d
+}
+
+// cancel ends the context with err unless it ended already.
+func (c *runCtx) cancel(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.err = err
+	if d := c.done.Load(); d != nil {
+		close(*d)
+	}
+}
+
+// release frees the timer and the parent's watch, if Done made them, and
+// ends the context, as the cancel function of context.WithDeadline does.
+func (c *runCtx) release() {
+	c.mu.Lock()
+	t, stop := c.timer, c.stop
+	c.mu.Unlock()
+	if t != nil {
+		t.Stop()
+		stop()
+	}
+	c.cancel(context.Canceled)
+}
