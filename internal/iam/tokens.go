@@ -78,7 +78,7 @@ var errNotOurToken = &TokenRefused{Reason: "the token is not valid: it is not an
 type signingKey struct {
 	kid     string
 	alg     jose.SignatureAlgorithm
-	signer  jose.Signer // nil for keys whose private half this process did not unseal
+	signer  *compactSigner // nil for keys whose private half this process did not unseal
 	public  jose.JSONWebKey
 	created time.Time
 	retired time.Time
@@ -235,10 +235,9 @@ func (t *Tokens) reload(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("iam: signing key %s does not parse: %w", r.KID, err)
 			}
-			opts := (&jose.SignerOptions{}).WithType(tokenType).WithHeader(jose.HeaderKey("kid"), r.KID)
-			sk.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: sk.alg, Key: priv}, opts)
+			sk.signer, err = newCompactSigner(sk.alg, r.KID, priv)
 			if err != nil {
-				return err
+				return fmt.Errorf("iam: signing key %s: %w", r.KID, err)
 			}
 			active = sk
 		}
@@ -291,12 +290,11 @@ func (t *Tokens) mint(c Claims, lifetime time.Duration, notAfter time.Time) (str
 	if err != nil {
 		return "", c, err
 	}
-	obj, err := k.signer.Sign(payload)
+	raw, err := k.signer.sign(payload)
 	if err != nil {
 		return "", c, fmt.Errorf("iam: unable to sign a token: %w", err)
 	}
-	raw, err := obj.CompactSerialize()
-	return raw, c, err
+	return raw, c, nil
 }
 
 // Verify checks a token's signature, algorithm, type, issuer, audience and
