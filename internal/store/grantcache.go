@@ -6,17 +6,22 @@ import (
 )
 
 // The per-request grant check (GrantState) is the one store read every
-// authenticated call makes. Its answers are remembered until a change that
-// may alter them, and revocation still bites on the very next request, on
-// every replica and whichever process wrote (README, "Revocation bites at
-// once"): before a request may use a remembered answer it waits for a
-// barrier begun after the request was, and the barrier forgets every
-// answer that a change committed before it may have made stale.
+// authenticated call makes, and the credentials' lookup
+// (ExchangeCredentials) the one every token exchange makes. Their answers
+// are remembered until a change that may alter them, and revocation still
+// bites on the very next request, on every replica and whichever process
+// wrote (README, "Revocation bites at once"): before a request may use a
+// remembered answer it waits for a barrier begun after the request was,
+// and the barrier forgets every answer that a change committed before it
+// may have made stale.
 //
 //   - SQLite: the barrier asks, on a connection of its own, for PRAGMA
 //     data_version, which changes whenever another connection — of this
 //     process or another, such as `sluice instances delete` — has
-//     committed; a change forgets all answers.
+//     committed; then, as most commits are audit events and other writes
+//     no answer depends on, for the grant tables' version, which
+//     migration 0023's triggers bump in the same transaction as any write
+//     to them; a new version forgets all answers.
 //   - PostgreSQL: migration 0020's triggers NOTIFY every write to the grant
 //     tables, from any replica, and the listener forgets all answers at
 //     each. The barrier is a NOTIFY of this store's own sent through the
@@ -39,12 +44,23 @@ type grantEntry struct {
 	gen uint64
 }
 
-// grantCache maps a token's grant to the state read at a generation; an
-// answer read before the latest invalidation is never returned.
+// exchangeKey is what a token exchange presents: the client id and the
+// API key's hash (never the key).
+type exchangeKey struct{ clientID, keyHash string }
+
+type exchangeEntry struct {
+	ec  ExchangeCredentials
+	gen uint64
+}
+
+// grantCache maps a token's grant to the state read at a generation, and
+// an exchange's presented client and key to the credentials read at one;
+// an answer read before the latest invalidation is never returned.
 type grantCache struct {
-	mu      sync.Mutex
-	gen     uint64
-	entries map[grantKey]grantEntry
+	mu        sync.Mutex
+	gen       uint64
+	entries   map[grantKey]grantEntry
+	exchanges map[exchangeKey]exchangeEntry
 }
 
 // generation is read before the database is, so an invalidation that
@@ -77,11 +93,34 @@ func (c *grantCache) put(k grantKey, g GrantState, gen uint64) {
 	c.entries[k] = grantEntry{g, gen}
 }
 
+func (c *grantCache) getExchange(k exchangeKey, gen uint64) (ExchangeCredentials, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.exchanges[k]
+	if !ok || e.gen != gen || gen != c.gen {
+		return ExchangeCredentials{}, false
+	}
+	return e.ec, true
+}
+
+func (c *grantCache) putExchange(k exchangeKey, ec ExchangeCredentials, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if c.exchanges == nil || len(c.exchanges) >= maxGrantEntries {
+		c.exchanges = make(map[exchangeKey]exchangeEntry, 64)
+	}
+	c.exchanges[k] = exchangeEntry{ec, gen}
+}
+
 func (c *grantCache) invalidate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	clear(c.entries)
+	clear(c.exchanges)
 }
 
 // barrier runs sync for waiters, one run at a time: a waiter is answered
@@ -169,4 +208,26 @@ func (s *sqlStore) GrantState(ctx context.Context, clientID, keyID, subjectID, j
 		s.grants.put(k, g, gen)
 	}
 	return g, err
+}
+
+// ExchangeCredentials answers from the cache when a barrier says it may,
+// as GrantState does. Only a pair that was found whole is remembered — a
+// real client with a real key — so made-up ids and keys cannot fill the
+// cache, and a refused exchange reads again. The answer carries the
+// secret's hash, not a verdict: the caller checks the presented secret,
+// the instance, the lock and the expiry against it every time.
+func (s *sqlStore) ExchangeCredentials(ctx context.Context, clientID, keyHash string) (ExchangeCredentials, error) {
+	if s.txOf(ctx) != nil || s.grantsFresh == nil || !s.grantsFresh(ctx) {
+		return s.readExchangeCredentials(ctx, clientID, keyHash)
+	}
+	k := exchangeKey{clientID, keyHash}
+	gen := s.grants.generation()
+	if ec, ok := s.grants.getExchange(k, gen); ok {
+		return ec, nil
+	}
+	ec, err := s.readExchangeCredentials(ctx, clientID, keyHash)
+	if err == nil && ec.ClientFound && ec.KeyFound {
+		s.grants.putExchange(k, ec, gen)
+	}
+	return ec, err
 }

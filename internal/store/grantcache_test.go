@@ -110,3 +110,127 @@ func TestGrantStateRemembersButNeverServesStale(t *testing.T) {
 		}
 	}
 }
+
+// ExchangeCredentials is remembered as GrantState is: a repeated exchange
+// reads nothing, audit events and last-used times (written under every
+// token load) do not make it forget, and every change to what the
+// exchange checks — through this store or another on the same database —
+// is in the very next answer.
+func TestExchangeCredentialsRemembersButNeverServesStale(t *testing.T) {
+	for _, kind := range storetest.Kinds() {
+		for _, other := range []bool{false, true} {
+			name := kind + "/same store"
+			if other {
+				name = kind + "/another store"
+			}
+			t.Run(name, func(t *testing.T) {
+				ctx := context.Background()
+				dsn, dir := storetest.DSN(t, kind), t.TempDir()
+				reader, err := store.Open(ctx, dsn, dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer reader.Close()
+				writer := reader
+				if other {
+					if writer, err = store.Open(ctx, dsn, dir); err != nil {
+						t.Fatal(err)
+					}
+					defer writer.Close()
+				}
+				var reads atomic.Int64
+				store.ObserveQueries(reader, func(kind string, _ float64) {
+					if kind == "select" {
+						reads.Add(1)
+					}
+				})
+				listening, stop := reader.SubscribeChanges()
+				defer stop()
+				at := clocktest.Epoch()
+				insts := map[string]store.NewInstance{}
+				for _, id := range []string{"inst1", "inst2", "inst3", "inst4"} {
+					insts[id] = newInstance(id, at)
+					if err := writer.CreateInstance(ctx, insts[id]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				exchange := func(id string) store.ExchangeCredentials {
+					t.Helper()
+					n := insts[id]
+					ec, err := reader.ExchangeCredentials(ctx, n.Credential.ClientID, n.Key.KeyHash)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return ec
+				}
+				if ec := exchange("inst1"); !ec.ClientFound || !ec.KeyFound || ec.Key.Locked || ec.Key.OwnerRole != "admin" {
+					t.Fatalf("fresh exchange = %+v", ec)
+				}
+				if kind == "postgres" {
+					<-listening // nothing is remembered before
+				}
+				remembered := func(what, id string) {
+					t.Helper()
+					exchange(id)
+					before := reads.Load()
+					exchange(id)
+					if reads.Load() != before {
+						t.Fatalf("%s: a repeated ExchangeCredentials read the database", what)
+					}
+				}
+				remembered("at first", "inst1")
+
+				// What every token load writes changes nothing checked.
+				if err := writer.InsertAuditEvents(ctx, []store.AuditEvent{{ID: "ev1", At: at, InstanceID: "inst1", Actor: "x", Action: "token.issue", Object: "o", Outcome: "success"}}); err != nil {
+					t.Fatal(err)
+				}
+				n1 := insts["inst1"]
+				if err := writer.RecordUse(ctx, map[string]time.Time{n1.Key.ID: at}, map[string]time.Time{n1.Credential.ClientID: at}); err != nil {
+					t.Fatal(err)
+				}
+				before := reads.Load()
+				exchange("inst1")
+				if kind == "sqlite" && reads.Load() != before {
+					// PostgreSQL's listener forgets at any notification,
+					// and its notifications are asynchronous: only
+					// SQLite's barrier can be held to this.
+					t.Fatal("an audit event or a last-used time made ExchangeCredentials read the database")
+				}
+
+				steps := []struct {
+					what, inst string
+					change     func() error
+					check      func(ec store.ExchangeCredentials) bool
+				}{
+					{"key locked", "inst1", func() error { return writer.SetAPIKeyLocked(ctx, "inst1", n1.Key.ID, true) },
+						func(ec store.ExchangeCredentials) bool { return ec.Key.Locked }},
+					{"key unlocked (a new epoch)", "inst1", func() error { return writer.SetAPIKeyLocked(ctx, "inst1", n1.Key.ID, false) },
+						func(ec store.ExchangeCredentials) bool { return !ec.Key.Locked && ec.Key.TokenEpoch != 0 }},
+					{"owner demoted", "inst1", func() error {
+						id := n1.Admin
+						id.Role = "viewer"
+						return writer.UpdateIdentity(ctx, id)
+					}, func(ec store.ExchangeCredentials) bool { return ec.Key.OwnerRole == "viewer" }},
+					{"key deleted", "inst1", func() error { return writer.DeleteAPIKey(ctx, "inst1", n1.Key.ID) },
+						func(ec store.ExchangeCredentials) bool { return !ec.KeyFound && ec.ClientFound }},
+					{"credential deleted", "inst2", func() error { return writer.DeleteClientCredential(ctx, "inst2", insts["inst2"].Credential.Name) },
+						func(ec store.ExchangeCredentials) bool { return !ec.ClientFound && ec.KeyFound }},
+					{"owner deleted (its keys with it)", "inst3", func() error {
+						return writer.DeleteIdentity(ctx, "inst3", store.KindUser, insts["inst3"].Admin.Name)
+					}, func(ec store.ExchangeCredentials) bool { return !ec.KeyFound }},
+					{"instance deleted", "inst4", func() error { _, err := writer.DeleteInstance(ctx, "inst4"); return err },
+						func(ec store.ExchangeCredentials) bool { return !ec.KeyFound && !ec.ClientFound }},
+				}
+				for _, st := range steps {
+					remembered(st.what, st.inst)
+					if err := st.change(); err != nil {
+						t.Fatalf("%s: %v", st.what, err)
+					}
+					if ec := exchange(st.inst); !st.check(ec) {
+						t.Fatalf("%s: the next ExchangeCredentials = %+v", st.what, ec)
+					}
+				}
+			})
+		}
+	}
+}

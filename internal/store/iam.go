@@ -827,7 +827,7 @@ var exchangeCredentialsQuery = `SELECT c.*, k.* FROM (SELECT 1 AS one) o
 
 const credColCount, apiKeyColCount = 13, 16
 
-func (s *sqlStore) ExchangeCredentials(ctx context.Context, clientID, keyHash string) (ExchangeCredentials, error) {
+func (s *sqlStore) readExchangeCredentials(ctx context.Context, clientID, keyHash string) (ExchangeCredentials, error) {
 	var ec ExchangeCredentials
 	vals := make([]any, credColCount+apiKeyColCount)
 	ptrs := make([]any, len(vals))

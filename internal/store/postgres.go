@@ -66,9 +66,14 @@ func openPostgres(ctx context.Context, dsn string) (*postgresStore, error) {
 	db.SetMaxOpenConns(pgPoolSize)
 	db.SetMaxIdleConns(pgPoolSize)
 	s := &postgresStore{sqlStore: &sqlStore{db: db, location: "postgres://" + where, maxIdle: pgPoolSize, d: dialect{
-		name:           "postgres",
-		rebind:         func(q string) string { return q },
-		ddl:            func(q string) string { return strings.ReplaceAll(q, " BLOB", " BYTEA") },
+		name:   "postgres",
+		rebind: func(q string) string { return q },
+		ddl: func(q string) string {
+			if strings.HasPrefix(q, sqliteOnly) {
+				return "SELECT 1" // as SQLite does with postgresOnly
+			}
+			return strings.ReplaceAll(q, " BLOB", " BYTEA")
+		},
 		isUnique:       pgIsUnique,
 		lockMigrations: pgLockMigrations,
 		planned:        []any{pgx.QueryExecModeExec},

@@ -37,6 +37,10 @@ type migration struct {
 // functions); SQLite records it as applied and runs nothing.
 const postgresOnly = "-- postgres only"
 
+// sqliteOnly opens a migration that only SQLite applies (the grant
+// tables' version, whose part PostgreSQL's NOTIFY triggers play).
+const sqliteOnly = "-- sqlite only"
+
 func loadMigrations() ([]migration, error) {
 	entries, err := fs.ReadDir(migrationFiles, "migrations")
 	if err != nil {

@@ -122,17 +122,25 @@ func (s *sqliteStore) Close() error {
 // have been seen by a read: the next barrier catches it. It runs on every
 // authenticated request, so it talks to the driver directly: database/sql's
 // per-query bookkeeping cost as much as the grant query it replaces.
+//
+// A new data_version is then checked against the grant tables' version
+// (migration 0023), read on the same connection: under token load nearly
+// every commit is an audit batch, which changes nothing an answer depends
+// on, and forgetting at each of them left the caches all but empty.
 type dataVersion struct {
 	db     *sql.DB
 	grants *grantCache
 
-	mu     sync.Mutex
-	closed bool
-	conn   *sql.Conn
-	stmt   driver.Stmt // prepared on conn
-	dest   []driver.Value
-	last   int64
-	known  bool
+	mu      sync.Mutex
+	closed  bool
+	conn    *sql.Conn
+	stmt    driver.Stmt // PRAGMA data_version, prepared on conn
+	grantsQ driver.Stmt // the grant tables' version, prepared on conn
+	dest    []driver.Value
+	last    int64
+	known   bool
+	lastG   int64 // the grant tables' version at the last invalidation
+	knownG  bool
 }
 
 // sync forgets the remembered grant states when anything was committed
@@ -154,23 +162,56 @@ func (v *dataVersion) sync(ctx context.Context) bool {
 				return errors.New("store: the SQLite driver does not prepare with a context")
 			}
 			st, err := p.PrepareContext(ctx, `PRAGMA data_version`)
+			if err != nil {
+				return err
+			}
 			v.stmt = st
+			if v.grantsQ, err = p.PrepareContext(ctx, `SELECT version FROM grant_version`); err != nil {
+				st.Close()
+				v.stmt = nil
+			}
 			return err
 		})
 		if err != nil {
 			c.Close()
 			return false
 		}
-		v.conn, v.known, v.dest = c, false, make([]driver.Value, 1)
+		v.conn, v.known, v.knownG, v.dest = c, false, false, make([]driver.Value, 1)
 	}
+	n, err := v.query(v.stmt)
+	if err != nil {
+		v.closeConn()
+		return false
+	}
+	if v.known && n == v.last {
+		return true // nothing committed since
+	}
+	// Read after data_version, in a read transaction of its own: it sees
+	// every commit that changed data_version, and more.
+	g, err := v.query(v.grantsQ)
+	if err != nil {
+		v.closeConn()
+		return false
+	}
+	if !v.knownG || g != v.lastG {
+		v.grants.invalidate()
+		v.lastG, v.knownG = g, true
+	}
+	v.last, v.known = n, true
+	return true
+}
+
+// query reads the one integer st answers, on v.conn (v.mu held).
+func (v *dataVersion) query(st driver.Stmt) (int64, error) {
 	var n int64
 	err := v.conn.Raw(func(any) error {
-		q, ok := v.stmt.(driver.StmtQueryContext)
+		q, ok := st.(driver.StmtQueryContext)
 		if !ok {
 			return errors.New("store: the SQLite driver does not query with a context")
 		}
-		// Background: the PRAGMA reads no table and cannot wait; a
-		// cancellable context would cost a goroutine per call.
+		// Background: neither statement can wait (a read in WAL mode
+		// takes no lock a writer holds); a cancellable context would cost
+		// a goroutine per call.
 		rows, err := q.QueryContext(context.Background(), nil)
 		if err != nil {
 			return err
@@ -182,19 +223,11 @@ func (v *dataVersion) sync(ctx context.Context) bool {
 		var ok2 bool
 		n, ok2 = v.dest[0].(int64)
 		if !ok2 {
-			return fmt.Errorf("store: PRAGMA data_version gave %T", v.dest[0])
+			return fmt.Errorf("store: the grant barrier read %T, not an integer", v.dest[0])
 		}
 		return nil
 	})
-	if err != nil {
-		v.closeConn()
-		return false
-	}
-	if !v.known || n != v.last {
-		v.grants.invalidate()
-		v.last, v.known = n, true
-	}
-	return true
+	return n, err
 }
 
 func (v *dataVersion) close() {
@@ -206,8 +239,13 @@ func (v *dataVersion) close() {
 
 func (v *dataVersion) closeConn() {
 	if v.conn != nil {
-		_ = v.conn.Raw(func(any) error { return v.stmt.Close() })
+		_ = v.conn.Raw(func(any) error {
+			if v.grantsQ != nil {
+				v.grantsQ.Close()
+			}
+			return v.stmt.Close()
+		})
 		v.conn.Close()
-		v.conn, v.stmt = nil, nil
+		v.conn, v.stmt, v.grantsQ = nil, nil, nil
 	}
 }
