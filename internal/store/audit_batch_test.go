@@ -53,6 +53,15 @@ func TestAuditBatchIsAllOrNothing(t *testing.T) {
 		if len(got) != len(evs) {
 			t.Fatalf("a failed batch left %d events, want %d", len(got), len(evs))
 		}
+		// So is a batch that one statement writes (four events: one
+		// insert of four rows, with no transaction around it).
+		if err := s.InsertAuditEvents(ctx, append(bad[:2:2], bad[0], evs[1])); err == nil {
+			t.Fatal("a batch of four repeating an id was accepted")
+		}
+		got, _ = s.ListAuditEvents(ctx, store.AuditFilter{InstanceID: "inst1", Limit: 1000})
+		if len(got) != len(evs) {
+			t.Fatalf("a failed batch of four left %d events, want %d", len(got), len(evs))
+		}
 		if err := s.InsertAuditEvents(ctx, nil); err != nil {
 			t.Fatalf("an empty batch: %v", err)
 		}
