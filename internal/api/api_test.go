@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/clock/clocktest"
 	"github.com/sluice-dev/sluice/internal/configuration"
 	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/orchestrator/local"
 	"github.com/sluice-dev/sluice/internal/secret"
@@ -65,6 +66,9 @@ type envOpts struct {
 	// backend gives the control plane the local runtime backend (its
 	// reconciler does not run, so nothing starts): logs and traces work.
 	backend bool
+	// obsLogger logs as sluice serve does (obs.NewLogger: JSON, each
+	// line's request id from its context) instead of a bare JSON handler.
+	obsLogger bool
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -100,7 +104,13 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	logs := &bytes.Buffer{}
 	runtimes := &orchestrator.Service{Store: st, IAM: svc, Now: clk.Now, MaxRuntimes: o.quotas.Runtimes, MaxReplicas: o.quotas.Replicas}
-	a := &api.API{Store: st, IAM: svc, Log: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.Now, PublicURL: url, Runtimes: runtimes,
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	if o.obsLogger {
+		if log, err = obs.NewLogger(logs, "json", "info"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := &api.API{Store: st, IAM: svc, Log: log, Now: clk.Now, PublicURL: url, Runtimes: runtimes,
 		Configs: &configuration.Service{Store: st, Keyring: kr, IAM: svc, Now: clk.Now, InUse: runtimes.InUse, MaxArchiveInflated: o.quotas.ConfigArchive},
 		BARs: &barstore.Service{Store: st, IAM: svc, TempDir: t.TempDir(), MaxSize: o.maxBAR, MaxValidations: o.maxValidations, Now: clk.Now, InUse: runtimes.InUse,
 			MaxStorage: o.quotas.BARStorage},

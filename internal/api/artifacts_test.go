@@ -208,7 +208,7 @@ func TestConfigurationBadInput(t *testing.T) {
 }
 
 // buildExample builds one of the repository's example projects into a BAR.
-func buildExample(t *testing.T, name string) []byte {
+func buildExample(t testing.TB, name string) []byte {
 	t.Helper()
 	b, _, err := bar.Build(context.Background(), filepath.Join("..", "..", "examples", name), nil)
 	if err != nil {
