@@ -29,6 +29,12 @@ func (h withRequestIDs) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h withRequestIDs) Handle(ctx context.Context, r slog.Record) error {
 	id := RequestID(ctx)
+	if id != "" && hasAttr(r, "request_id", id) {
+		// The line names it already (the access log does): adding it
+		// again would cost a copy of the record here and another where
+		// UniqueKeys folds the two into one.
+		id = ""
+	}
 	sc := trace.SpanContextFromContext(ctx)
 	if id != "" || sc.HasTraceID() {
 		r = r.Clone()
@@ -40,6 +46,16 @@ func (h withRequestIDs) Handle(ctx context.Context, r slog.Record) error {
 		}
 	}
 	return h.next.Handle(ctx, r)
+}
+
+// hasAttr reports whether r carries the string attribute key=value.
+func hasAttr(r slog.Record, key, value string) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == key && a.Value.Kind() == slog.KindString && a.Value.String() == value
+		return !found
+	})
+	return found
 }
 
 func (h withRequestIDs) WithAttrs(as []slog.Attr) slog.Handler {
