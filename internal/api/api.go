@@ -48,6 +48,8 @@ type API struct {
 	RateLimit *iam.RateLimiter
 	Log       *slog.Logger
 	Now       clock.Func
+
+	runtimeAnswers runtimeAnswers // the runtime lists' answers, by stored row
 }
 
 func (a *API) now() time.Time { return a.Now.Now() }

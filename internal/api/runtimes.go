@@ -1,16 +1,19 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/httplimit"
 	"github.com/sluice-dev/sluice/internal/iam"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
+	"github.com/sluice-dev/sluice/internal/store"
 )
 
 // RuntimeMetadata is an integration runtime's metadata.
@@ -84,9 +87,67 @@ func (a *API) listRuntimes(w http.ResponseWriter, r *http.Request) {
 		a.watchRuntimes(w, r, "")
 		return
 	}
-	answerList(a, w, r, "integrationRuntimes", func(req iam.ListRequest) (iam.ListPage[orchestrator.Runtime], error) {
-		return a.Runtimes.List(r.Context(), principal(r), req)
-	}, runtimeObject)
+	answerList(a, w, r, "integrationRuntimes", func(req iam.ListRequest) (iam.ListPage[json.RawMessage], error) {
+		pg, err := a.Runtimes.ListStored(r.Context(), principal(r), req)
+		if err != nil {
+			return iam.ListPage[json.RawMessage]{}, err
+		}
+		out := iam.ListPage[json.RawMessage]{Items: make([]json.RawMessage, len(pg.Items)), Continue: pg.Continue}
+		for i, row := range pg.Items {
+			if out.Items[i], err = a.runtimeAnswers.answer(row); err != nil {
+				return iam.ListPage[json.RawMessage]{}, err
+			}
+		}
+		return out, nil
+	}, func(b json.RawMessage) json.RawMessage { return b })
+}
+
+// runtimeAnswers remembers, by uid, the JSON a list answered for a stored
+// runtime together with the row it was made from, so a list read again
+// (the dashboard's and scripts' polling) decodes and encodes only the
+// runtimes that changed: decoding each stored spec and status and
+// encoding them again was most of a list's cost. An answer is used only
+// for the very row it was made from (every column equal), so whatever a
+// write changed is answered anew; the bytes are those the list encoded.
+type runtimeAnswers struct {
+	mu sync.Mutex
+	m  map[string]runtimeAnswer
+}
+
+type runtimeAnswer struct {
+	row  store.Runtime
+	json json.RawMessage
+}
+
+// maxRuntimeAnswers bounds the answers remembered (deleted runtimes'
+// among them): past it they start over.
+const maxRuntimeAnswers = 4096
+
+func (c *runtimeAnswers) answer(row store.Runtime) (json.RawMessage, error) {
+	c.mu.Lock()
+	e, ok := c.m[row.UID]
+	c.mu.Unlock()
+	if ok && e.row == row {
+		return e.json, nil
+	}
+	rt, err := orchestrator.Decode(row)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // as answerList
+	if err := enc.Encode(runtimeObject(rt)); err != nil {
+		return nil, err
+	}
+	b := json.RawMessage(buf.Bytes()[:buf.Len()-1]) // Encode's newline
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxRuntimeAnswers {
+		c.m = make(map[string]runtimeAnswer)
+	}
+	c.m[row.UID] = runtimeAnswer{row, b}
+	c.mu.Unlock()
+	return b, nil
 }
 
 func (a *API) getRuntime(w http.ResponseWriter, r *http.Request) {

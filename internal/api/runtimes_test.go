@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -181,5 +182,52 @@ func TestRuntimeWatchStreamsChanges(t *testing.T) {
 	admin.call("DELETE", "/api/v1/integration-runtimes/w1", nil)
 	if d := <-events; !strings.Contains(d, `"w1"`) {
 		t.Fatalf("delete event: %s", d)
+	}
+}
+
+// A list read again answers what it remembered of each runtime only while
+// the stored runtime is the same: the bytes of each item are those of the
+// runtime's own GET, before and after a spec or status changes.
+func TestRuntimeListAnswersEachRuntimeAsItIsNow(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	admin := e.admin()
+	admin.putBAR("hello", buildExample(t, "hello"), "application/octet-stream")
+	barURL := e.url + "/api/v1/bar-files/hello/content"
+	for _, n := range []string{"a", "b"} {
+		if r := admin.call("PUT", "/api/v1/integration-runtimes/"+n, runtimeBody(n, map[string]any{"barURL": []string{barURL}, "replicas": 0})); r.code != 201 {
+			t.Fatalf("create %s: %d %s", n, r.code, r.body)
+		}
+	}
+	check := func(what string) {
+		t.Helper()
+		want := `{"integrationRuntimes":[`
+		for i, n := range []string{"a", "b"} {
+			r := admin.call("GET", "/api/v1/integration-runtimes/"+n, nil)
+			if r.code != 200 {
+				t.Fatalf("%s: GET %s: %d", what, n, r.code)
+			}
+			if i > 0 {
+				want += ","
+			}
+			want += strings.TrimSuffix(string(r.body), "\n")
+		}
+		want += "]}\n"
+		for range 2 {
+			if r := admin.call("GET", "/api/v1/integration-runtimes", nil); r.code != 200 || string(r.body) != want {
+				t.Fatalf("%s: list %d\n%s\nwant\n%s", what, r.code, r.body, want)
+			}
+		}
+	}
+	check("created")
+	if r := admin.call("PUT", "/api/v1/integration-runtimes/b", runtimeBody("b", map[string]any{"barURL": []string{barURL}, "replicas": 0, "version": "13.0"})); r.code != 200 {
+		t.Fatalf("replace b: %d %s", r.code, r.body)
+	}
+	check("spec replaced")
+	if err := e.st.SetRuntimeStatus(context.Background(), e.creds.InstanceID, "a", `{"phase":"Ready","replicas":0}`); err != nil {
+		t.Fatal(err)
+	}
+	check("status written")
+	if r := admin.call("GET", "/api/v1/integration-runtimes", nil); !strings.Contains(string(r.body), `"phase":"Ready"`) || !strings.Contains(string(r.body), `"version":"13.0"`) {
+		t.Fatalf("list after the changes: %s", r.body)
 	}
 }

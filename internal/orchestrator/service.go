@@ -181,9 +181,20 @@ func (s *Service) Get(ctx context.Context, p iam.Principal, name string) (Runtim
 
 // List lists a page of the instance's runtimes, by name.
 func (s *Service) List(ctx context.Context, p iam.Principal, req iam.ListRequest) (iam.ListPage[Runtime], error) {
-	return iam.PageMap(req, []string{"integrationRuntimes", p.InstanceID}, func(pg store.Page) ([]store.Runtime, error) {
-		return s.Store.ListRuntimes(ctx, p.InstanceID, pg)
-	}, Decode)
+	return iam.PageMap(req, runtimeScope(p), s.listPage(ctx, p), Decode)
+}
+
+// ListStored is List with the runtimes as stored, not decoded: for a
+// caller that remembers what it made of each stored row (the API's
+// answers). Its pages and continue tokens are List's.
+func (s *Service) ListStored(ctx context.Context, p iam.Principal, req iam.ListRequest) (iam.ListPage[store.Runtime], error) {
+	return iam.PageOf(req, runtimeScope(p), s.listPage(ctx, p))
+}
+
+func runtimeScope(p iam.Principal) []string { return []string{"integrationRuntimes", p.InstanceID} }
+
+func (s *Service) listPage(ctx context.Context, p iam.Principal) func(store.Page) ([]store.Runtime, error) {
+	return func(pg store.Page) ([]store.Runtime, error) { return s.Store.ListRuntimes(ctx, p.InstanceID, pg) }
 }
 
 // Delete removes a runtime; the reconciler stops it and removes what was
