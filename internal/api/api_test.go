@@ -45,6 +45,8 @@ type env struct {
 	svc   *iam.Service
 	creds iam.InitialCredentials
 	logs  *bytes.Buffer
+	// dataDir is the SQLite store's directory.
+	dataDir string
 
 	configs *configuration.Service
 	// handler is the control plane's handler, for tests that serve a
@@ -78,7 +80,8 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if o.storeKind != "" {
 		dsn = storetest.DSN(t, o.storeKind)
 	}
-	st, err := store.Open(ctx, dsn, t.TempDir())
+	dataDir := t.TempDir()
+	st, err := store.Open(ctx, dsn, dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +133,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	srv.Config.Handler = a.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &env{t: t, st: st, url: url, clock: clk, svc: svc, creds: *creds, logs: logs, configs: a.Configs, handler: srv.Config.Handler}
+	return &env{t: t, st: st, url: url, clock: clk, svc: svc, creds: *creds, logs: logs, dataDir: dataDir, configs: a.Configs, handler: srv.Config.Handler}
 }
 
 type resp struct {

@@ -12,11 +12,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/iam"
+	"github.com/sluice-dev/sluice/internal/store"
 )
 
 func cfgBody(name, typ, data string) map[string]any {
@@ -277,6 +279,22 @@ func TestBARFilesLifecycle(t *testing.T) {
 	if r.code != 200 || !bytes.Equal(r.body, hello) || r.header.Get("ETag") != `"`+up.SHA256+`"` {
 		t.Fatalf("download after refused uploads: %d, same bytes %v", r.code, bytes.Equal(r.body, hello))
 	}
+	// Nothing of the refused uploads is left on disk: the content
+	// directory holds hello's content alone, no spool file.
+	contentFiles := func() []string {
+		entries, err := os.ReadDir(filepath.Join(e.dataDir, store.DefaultSQLiteFile+"-bars"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	if got := contentFiles(); !slices.Equal(got, []string{up.SHA256}) {
+		t.Fatalf("content files after refused uploads: %v, want [%s]", got, up.SHA256)
+	}
 	// Re-upload replaces (200), list and get show it, delete removes it.
 	orders := buildExample(t, "orders")
 	if r := admin.putBAR("hello", orders, "application/octet-stream"); r.code != 200 {
@@ -296,6 +314,9 @@ func TestBARFilesLifecycle(t *testing.T) {
 		if r := admin.call("GET", p, nil); r.code != 404 {
 			t.Fatalf("GET %s after delete: %d", p, r.code)
 		}
+	}
+	if got := contentFiles(); len(got) != 0 {
+		t.Fatalf("content files after the delete: %v", got)
 	}
 }
 

@@ -125,7 +125,7 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io
 	if err := resource.ValidateName("BAR file", name); err != nil {
 		return File{}, false, iam.Invalidf("%s", err.Error())
 	}
-	tmp, err := s.spool()
+	tmp, stored, err := s.spool()
 	if err != nil {
 		return File{}, false, err
 	}
@@ -142,6 +142,18 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io
 		return File{}, false, fmt.Errorf("barstore: unable to receive the upload: %w", err)
 	case n == 0:
 		return File{}, false, iam.Invalidf("the body is empty: send the BAR file's bytes (curl --data-binary @file.bar)")
+	}
+	if stored {
+		// The spool becomes the stored content, which is synced before
+		// it is acknowledged: writing it to disk while it is validated
+		// leaves the store's sync little to wait for. Put returns only
+		// once it is done (the deferred Close waits for it).
+		synced := make(chan struct{})
+		go func() {
+			defer close(synced)
+			_ = tmp.Sync() // an error is the store's sync's to report
+		}()
+		defer func() { <-synced }()
 	}
 	// Checked here to refuse early, and again with the write below,
 	// where concurrent uploads cannot pass it together.
@@ -192,14 +204,17 @@ func (s *Service) Put(ctx context.Context, p iam.Principal, name string, body io
 // spool creates the file an upload is received into: where the store
 // keeps content as files, in its directory, so that storing a valid upload
 // links this file into place instead of copying it once more.
-func (s *Service) spool() (*os.File, error) {
+// stored reports which.
+func (s *Service) spool() (f *os.File, stored bool, err error) {
 	if sp, ok := s.Store.(store.BlobSpooler); ok {
-		return sp.CreateBlobSpool()
+		f, err := sp.CreateBlobSpool()
+		return f, true, err
 	}
 	if err := os.MkdirAll(s.TempDir, 0o700); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return os.CreateTemp(s.TempDir, "upload-*.bar")
+	f, err = os.CreateTemp(s.TempDir, "upload-*.bar")
+	return f, false, err
 }
 
 // refuseStorage audits and returns a refusal of checkStorage.
