@@ -30,6 +30,13 @@ type Message struct {
 	Body    any               // decoded JSON body (nil when empty; string when not JSON)
 	Headers map[string]string // request headers, names lower-cased
 	Query   map[string]string // query parameters (first value of each)
+	// Header and RawQuery are the request's own headers and query string,
+	// for a caller (the runtime's HTTP trigger) that leaves Headers and
+	// Query nil: the engine makes .headers (names lower-cased, the first
+	// value of each) and .query (the first value of each) from them only
+	// when a step reads them.
+	Header   http.Header
+	RawQuery string
 	Params  map[string]string // path parameters from the trigger's path template
 	Vars    map[string]any    // variables set by `set` steps
 	// Source is where a message-source trigger's message came from

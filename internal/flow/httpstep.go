@@ -183,7 +183,7 @@ type outbound struct {
 	body   []byte
 }
 
-func (s *httpStep) build(ctx context.Context, x *execution, in map[string]any) (*outbound, error) {
+func (s *httpStep) build(ctx context.Context, x *execution, in *jqInput) (*outbound, error) {
 	raw, err := s.url.eval(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("url: %w", err)

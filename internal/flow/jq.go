@@ -275,11 +275,16 @@ func (e *expr) walk(in any) (v any, ok bool) {
 		switch m := v.(type) {
 		case map[string]any:
 			v = m[k]
+		case *jqInput:
+			v = m.get(k)
 		case nil:
 			return nil, true
 		default:
 			return nil, false
 		}
+	}
+	if _, isInput := v.(*jqInput); isInput {
+		return nil, false // `.`: see identity
 	}
 	return v, true
 }
@@ -308,7 +313,7 @@ func (e *expr) eval(ctx context.Context, in any) (any, error) {
 
 // run is eval through gojq alone.
 func (e *expr) run(ctx context.Context, in any) (any, error) {
-	iter := e.code.RunWithContext(ctx, in)
+	iter := e.code.RunWithContext(ctx, jqValue(in))
 	v, ok := iter.Next()
 	if !ok {
 		return nil, errNoValue

@@ -34,6 +34,19 @@ type native struct {
 	gen func(in any, out []any) ([]any, bool)
 }
 
+// self is the input as the base of an index (.a is self then ["a"]),
+// where a step's *jqInput is welcome.
+func self(in any) (any, bool) { return in, true }
+
+// identity is `.` as a value. A step's input is not one a value may hold
+// (it is the engine's, not jq's): gojq runs instead, on its object.
+func identity(in any) (any, bool) {
+	if _, isInput := in.(*jqInput); isInput {
+		return nil, false
+	}
+	return in, true
+}
+
 func single(f func(in any) (any, bool)) *native {
 	return &native{one: f, gen: func(in any, out []any) ([]any, bool) {
 		v, ok := f(in)
@@ -381,7 +394,7 @@ func nativeTerm(t *gojq.Term, depth int) *native {
 func nativeBase(t *gojq.Term, depth int) *native {
 	switch t.Type {
 	case gojq.TermTypeIdentity:
-		return single(func(in any) (any, bool) { return in, true })
+		return single(identity)
 	case gojq.TermTypeNull, gojq.TermTypeTrue, gojq.TermTypeFalse, gojq.TermTypeNumber:
 		return constant(&gojq.Term{Type: t.Type, Number: t.Number})
 	case gojq.TermTypeUnary:
@@ -406,7 +419,7 @@ func nativeBase(t *gojq.Term, depth int) *native {
 	case gojq.TermTypeString:
 		return nativeString(t.Str, depth)
 	case gojq.TermTypeIndex:
-		return nativeIndex(single(func(in any) (any, bool) { return in, true }), t.Index)
+		return nativeIndex(single(self), t.Index)
 	case gojq.TermTypeQuery:
 		return nativeQuery(t.Query, depth+1)
 	case gojq.TermTypeArray:
@@ -512,6 +525,10 @@ func nativeIndex(base *native, ix *gojq.Index) *native {
 		case map[string]any:
 			if isKey {
 				return v[key], true
+			}
+		case *jqInput:
+			if isKey {
+				return v.get(key), true
 			}
 		case []any:
 			if !isKey {
@@ -625,7 +642,7 @@ func nativeObject(o *gojq.Object, depth int) *native {
 		}
 		var v *native
 		if kv.Val == nil {
-			v = nativeIndex(single(func(in any) (any, bool) { return in, true }), &gojq.Index{Name: key})
+			v = nativeIndex(single(self), &gojq.Index{Name: key})
 		} else {
 			v = nativeQuery(kv.Val, depth+1)
 		}
@@ -663,7 +680,7 @@ func nativeIf(f *gojq.If, depth int) *native {
 			return nil
 		}
 	}
-	els := single(func(in any) (any, bool) { return in, true })
+	els := single(identity)
 	if f.Else != nil {
 		if els = nativeQuery(f.Else, depth+1); els == nil {
 			return nil
@@ -796,7 +813,11 @@ func nativeFunc(f *gojq.Func, depth int) *native {
 				return nil, false
 			}
 			if truthy(c) {
-				out = append(out, in)
+				v, ok := identity(in)
+				if !ok {
+					return nil, false
+				}
+				out = append(out, v)
 			}
 			return out, true
 		}}

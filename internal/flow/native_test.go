@@ -205,3 +205,83 @@ func containsAll(s string, subs ...string) bool {
 }
 
 func show(v any) string { return fmt.Sprintf("%#v", v) }
+
+// TestNativeOnAStepsInput runs the shapes on a step's input (*jqInput,
+// whose members are read without building the object): where the native
+// form answers, gojq on the object gives that value, and no answer holds
+// the input itself.
+func TestNativeOnAStepsInput(t *testing.T) {
+	shapes := append([]string{
+		`.body`, `.params.customer`, `.headers["content-type"]`, `.query.q`, `.vars.x`, `.config.c`, `.response`, `.error`,
+		`.app`, `.source`, `.nope`, `{a: .}`, `[.]`, `select(.body)`, `if .body then 1 end`, `. // 1`, `.body // .`,
+		`[.[]]`, `length`, `add`, `. == .`, `"\(.)"`, `tostring`, `(.)`, `.[0]`, `{body}`, `.body.items[0].sku`,
+	}, nativeShapes...)
+	msgs := []*state{
+		newState(&Message{Body: map[string]any{"items": []any{map[string]any{"sku": "A", "qty": 2, "price": 1.5}}},
+			Params: map[string]string{"customer": "acme"}, Header: map[string][]string{"Content-Type": {"application/json"}},
+			RawQuery: "q=1&q=2&r"}),
+		newState(&Message{Body: "text", Headers: map[string]string{"content-type": "text/plain"}, Query: map[string]string{"q": "x"},
+			Vars: map[string]any{"x": 1}, App: map[string]any{"id": "a"}, Source: map[string]any{"kind": "nats"}}),
+		newState(nil),
+	}
+	msgs[2].response, msgs[2].errv = map[string]any{"status": 200}, map[string]any{"message": "m"}
+	rt := &runtimeEnv{config: map[string]any{"c": true}}
+	for _, src := range shapes {
+		q, err := gojq.Parse(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := compileNative(q)
+		var path *expr
+		if p := plainPath(src); p != nil {
+			path = &expr{path: p}
+		}
+		for i, st := range msgs {
+			in := st.input(rt)
+			want, werr := gojqOutputs(t, src, in.object())
+			check := func(how string, got any, ok bool) {
+				if !ok {
+					return
+				}
+				if werr != nil || len(want) != 1 || !reflect.DeepEqual(got, want[0]) {
+					t.Errorf("%s on message %d (%s): native %#v, gojq %#v, %v", src, i, how, got, want, werr)
+				}
+				if holdsInput(got) {
+					t.Errorf("%s on message %d (%s): the answer holds the step's input", src, i, how)
+				}
+			}
+			if n != nil {
+				got, ok := n.value(in)
+				check("native", got, ok)
+				outs, ok := n.gen(in, nil)
+				for _, o := range outs {
+					check("gen", o, ok && len(outs) == 1)
+				}
+			}
+			if path != nil {
+				got, ok := path.walk(in)
+				check("path", got, ok)
+			}
+		}
+	}
+}
+
+func holdsInput(v any) bool {
+	switch v := v.(type) {
+	case *jqInput:
+		return true
+	case map[string]any:
+		for _, x := range v {
+			if holdsInput(x) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if holdsInput(x) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -197,31 +198,88 @@ var sensitiveHeaders = map[string]bool{
 // state is one message on its way through a flow.
 type state struct {
 	body     any
-	headers  map[string]any
-	query    map[string]any
-	params   map[string]any
+	headers  *strs // own[0] unless a call step shares its caller's
+	query    *strs
+	params   *strs
 	vars     map[string]any // copy-on-write: steps replace, never mutate
 	response any
 	errv     any
 	reply    *Response
 	app      map[string]any // the gateway's caller, nil when none
 	source   map[string]any // a message source's metadata, nil when none
+	own      [3]strs
 }
 
 // emptyMap stands for absent headers, query or params; nothing writes to
 // these maps, so all runs can share it.
 var emptyMap = map[string]any{}
 
-func stringMap(m map[string]string) map[string]any {
-	if len(m) == 0 {
-		return emptyMap
-	}
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+// strs is the message's headers, query or params: strings that jq sees
+// as an object, converted on first read — most flows never read their
+// headers or query, and building them was a good part of a request's
+// cost. A run reads them on its own goroutine only.
+type strs struct {
+	src    map[string]string
+	header http.Header // Message.Header, when src is nil
+	raw    string      // Message.RawQuery, when src and header are nil
+	m      map[string]any
+	built  bool
 }
+
+func (s *strs) value() map[string]any {
+	if !s.built {
+		s.m, s.built = s.build(), true
+	}
+	return s.m
+}
+
+func (s *strs) build() map[string]any {
+	switch {
+	case len(s.src) > 0:
+		out := make(map[string]any, len(s.src))
+		for k, v := range s.src {
+			out[k] = v
+		}
+		return out
+	case len(s.header) > 0:
+		out := make(map[string]any, len(s.header))
+		for k, v := range s.header {
+			if len(v) > 0 {
+				lk, ok := lowerHeader[k]
+				if !ok {
+					lk = strings.ToLower(k)
+				}
+				out[lk] = v[0]
+			}
+		}
+		return out
+	case s.raw != "":
+		// As net/http's URL.Query: the pairs that parse.
+		q, _ := url.ParseQuery(s.raw)
+		out := make(map[string]any, len(q))
+		for k, v := range q {
+			if len(v) > 0 {
+				out[k] = v[0]
+			}
+		}
+		return out
+	}
+	return emptyMap
+}
+
+// lowerHeader holds the lower-case names of common headers, so that
+// reading .headers does not allocate a new string for each of them; the
+// X-IBM client headers are on every call of a client-id plan.
+var lowerHeader = func() map[string]string {
+	m := map[string]string{}
+	for _, h := range []string{"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
+		"Connection", "Content-Encoding", "Content-Length", "Content-Type", "Cookie", "Forwarded", "If-Match",
+		"If-None-Match", "Origin", "Referer", "Traceparent", "Tracestate", "User-Agent", "X-Correlation-Id",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Ibm-Client-Id", "X-Ibm-Client-Secret", "X-Real-Ip", "X-Request-Id"} {
+		m[h] = strings.ToLower(h)
+	}
+	return m
+}()
 
 func newState(msg *Message) *state {
 	st := &state{}
@@ -229,9 +287,10 @@ func newState(msg *Message) *state {
 		msg = &Message{}
 	}
 	st.body = msg.Body
-	st.headers = stringMap(msg.Headers)
-	st.query = stringMap(msg.Query)
-	st.params = stringMap(msg.Params)
+	st.own[0] = strs{src: msg.Headers, header: msg.Header}
+	st.own[1] = strs{src: msg.Query, raw: msg.RawQuery}
+	st.own[2] = strs{src: msg.Params}
+	st.headers, st.query, st.params = &st.own[0], &st.own[1], &st.own[2]
 	// Steps replace vars rather than write to them, so the caller's map
 	// can be used as it is.
 	st.vars = msg.Vars
@@ -243,30 +302,93 @@ func newState(msg *Message) *state {
 	return st
 }
 
-// input is the message as jq programs see it. A fresh map each time: a
-// program may return `.` and the result must not change under it later.
-func (st *state) input(rt *runtimeEnv) map[string]any {
+// input is the message as jq programs see it, as it is now: a later step
+// changing the state does not change what an earlier one was given.
+func (st *state) input(rt *runtimeEnv) *jqInput {
+	return &jqInput{body: st.body, headers: st.headers, query: st.query, params: st.params, vars: st.vars,
+		config: rt.config, response: st.response, errv: st.errv, app: st.app, source: st.source}
+}
+
+// jqInput is the input of a step's programs: the object {body, headers,
+// query, params, vars, config, response?, error?, app?, source?}, built
+// as a map only when gojq runs. The native form (native.go) reads its
+// members directly and never answers with the input itself, which would
+// put this type into a value; gojq is given object().
+type jqInput struct {
+	body                   any
+	headers, query, params *strs
+	vars                   map[string]any
+	config, response, errv any
+	app, source            map[string]any
+	obj                    map[string]any
+}
+
+// get is .key of the input (null for a key it does not have).
+func (in *jqInput) get(key string) any {
+	switch key {
+	case "body":
+		return in.body
+	case "headers":
+		return in.headers.value()
+	case "query":
+		return in.query.value()
+	case "params":
+		return in.params.value()
+	case "vars":
+		return in.vars
+	case "config":
+		return in.config
+	case "response":
+		return in.response
+	case "error":
+		return in.errv
+	case "app":
+		if in.app != nil {
+			return in.app
+		}
+	case "source":
+		if in.source != nil {
+			return in.source
+		}
+	}
+	return nil
+}
+
+// object is the input as gojq sees it; made once per input.
+func (in *jqInput) object() map[string]any {
+	if in.obj != nil {
+		return in.obj
+	}
 	m := map[string]any{
-		"body":    st.body,
-		"headers": st.headers,
-		"query":   st.query,
-		"params":  st.params,
-		"vars":    st.vars,
-		"config":  rt.config,
+		"body":    in.body,
+		"headers": in.headers.value(),
+		"query":   in.query.value(),
+		"params":  in.params.value(),
+		"vars":    in.vars,
+		"config":  in.config,
 	}
-	if st.response != nil {
-		m["response"] = st.response
+	if in.response != nil {
+		m["response"] = in.response
 	}
-	if st.errv != nil {
-		m["error"] = st.errv
+	if in.errv != nil {
+		m["error"] = in.errv
 	}
-	if st.app != nil {
-		m["app"] = st.app
+	if in.app != nil {
+		m["app"] = in.app
 	}
-	if st.source != nil {
-		m["source"] = st.source
+	if in.source != nil {
+		m["source"] = in.source
 	}
+	in.obj = m
 	return m
+}
+
+// jqValue is in as gojq may be given it.
+func jqValue(in any) any {
+	if r, ok := in.(*jqInput); ok {
+		return r.object()
+	}
+	return in
 }
 
 // snapshot is the part of the state a trace shows.
@@ -274,11 +396,11 @@ func (st *state) snapshot(r *redactor) any {
 	m := map[string]any{
 		"body":   r.excerpt(st.body, 1),
 		"vars":   r.excerpt(st.vars, 1),
-		"params": r.excerpt(st.params, 1),
+		"params": r.excerpt(st.params.value(), 1),
 	}
-	if len(st.headers) > 0 {
-		h := make(map[string]any, len(st.headers))
-		for k, v := range st.headers {
+	if headers := st.headers.value(); len(headers) > 0 {
+		h := make(map[string]any, len(headers))
+		for k, v := range headers {
 			if sensitiveHeaders[k] {
 				v = secret.Redacted
 			}

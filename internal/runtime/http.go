@@ -228,26 +228,11 @@ func (rt *Runtime) tooLarge(w http.ResponseWriter, limit int64) int {
 // it parses as JSON; a body declared as JSON that does not parse is the
 // client's mistake (400); anything else reaches the flow as a string.
 func (rt *Runtime) message(w http.ResponseWriter, r *http.Request, lf *loadedFlow, limit int64) (*flow.Message, int, error) {
-	msg := &flow.Message{
-		Headers: make(map[string]string, len(r.Header)),
-		Query:   map[string]string{},
-		Params:  make(map[string]string, len(lf.params)),
-	}
-	for k, v := range r.Header {
-		if len(v) > 0 {
-			lk, ok := lowerHeader[k]
-			if !ok {
-				lk = strings.ToLower(k)
-			}
-			msg.Headers[lk] = v[0]
-		}
-	}
-	if r.URL.RawQuery != "" {
-		for k, v := range r.URL.Query() {
-			if len(v) > 0 {
-				msg.Query[k] = v[0]
-			}
-		}
+	// Headers and query are handed over as they are: the engine converts
+	// them if and when a step reads them.
+	msg := &flow.Message{Header: r.Header, RawQuery: r.URL.RawQuery}
+	if len(lf.params) > 0 {
+		msg.Params = make(map[string]string, len(lf.params))
 	}
 	for _, name := range lf.params {
 		msg.Params[name] = r.PathValue(name)
@@ -281,20 +266,6 @@ func (rt *Runtime) message(w http.ResponseWriter, r *http.Request, lf *loadedFlo
 	msg.Body = string(data)
 	return msg, 0, nil
 }
-
-// lowerHeader holds the lower-case names of common headers, so that
-// building a message does not allocate a new string for each of them; the
-// X-IBM client headers are on every call of a client-id plan.
-var lowerHeader = func() map[string]string {
-	m := map[string]string{}
-	for _, h := range []string{"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
-		"Connection", "Content-Encoding", "Content-Length", "Content-Type", "Cookie", "Forwarded", "If-Match",
-		"If-None-Match", "Origin", "Referer", "Traceparent", "Tracestate", "User-Agent", "X-Correlation-Id",
-		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Ibm-Client-Id", "X-Ibm-Client-Secret", "X-Real-Ip", "X-Request-Id"} {
-		m[h] = strings.ToLower(h)
-	}
-	return m
-}()
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
