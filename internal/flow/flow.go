@@ -37,8 +37,8 @@ type Message struct {
 	// when a step reads them.
 	Header   http.Header
 	RawQuery string
-	Params  map[string]string // path parameters from the trigger's path template
-	Vars    map[string]any    // variables set by `set` steps
+	Params   map[string]string // path parameters from the trigger's path template
+	Vars     map[string]any    // variables set by `set` steps
 	// Source is where a message-source trigger's message came from
 	// (`.source`: kind, subject, stream, sequence, delivered…); nil for
 	// HTTP and schedules, and then `.source` is absent.
