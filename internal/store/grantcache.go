@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -34,8 +37,18 @@ import (
 // request. When a barrier cannot be had (no listening connection, an
 // error), the request reads the database, as it always did.
 
+// The same barrier serves the pages of an instance's runtimes that lists
+// read (the dashboard's and scripts' polling of GET
+// /api/v1/integration-runtimes): on SQLite migration 0024 keeps a version
+// of the runtimes as 0023 does of the grant tables, and on PostgreSQL
+// 0020's triggers notify runtime writes too.
+
 // maxGrantEntries bounds the memory held: past it the cache starts over.
 const maxGrantEntries = 1 << 14
+
+// maxCachedRuntimes bounds the runtime rows the remembered pages hold
+// together: past it they start over.
+const maxCachedRuntimes = 4096
 
 type grantKey struct{ clientID, keyID, subjectID, jti string }
 
@@ -61,6 +74,13 @@ type grantCache struct {
 	gen       uint64
 	entries   map[grantKey]grantEntry
 	exchanges map[exchangeKey]exchangeEntry
+	runtimes  map[string]runtimePage // by runtimePageKey
+	rows      int                    // the rows runtimes hold
+}
+
+type runtimePage struct {
+	rows []Runtime
+	gen  uint64
 }
 
 // generation is read before the database is, so an invalidation that
@@ -121,6 +141,48 @@ func (c *grantCache) invalidate() {
 	c.gen++
 	clear(c.entries)
 	clear(c.exchanges)
+	clear(c.runtimes)
+	c.rows = 0
+}
+
+// runtimePage returns a copy of the rows remembered for key at gen: the
+// caller may reorder or cut its slice.
+func (c *grantCache) runtimePage(key string, gen uint64) ([]Runtime, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.runtimes[key]
+	if !ok || e.gen != gen || gen != c.gen {
+		return nil, false
+	}
+	return slices.Clone(e.rows), true
+}
+
+func (c *grantCache) putRuntimePage(key string, rows []Runtime, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen || len(rows) > maxCachedRuntimes {
+		return
+	}
+	if c.runtimes == nil || c.rows+len(rows) > maxCachedRuntimes {
+		c.runtimes, c.rows = make(map[string]runtimePage), 0
+	}
+	if old, ok := c.runtimes[key]; ok {
+		c.rows -= len(old.rows)
+	}
+	c.runtimes[key] = runtimePage{slices.Clone(rows), gen}
+	c.rows += len(rows)
+}
+
+// runtimePageKey names a page of an instance's runtimes unambiguously
+// (a page's After comes from a client's continue token: any bytes).
+func runtimePageKey(instanceID string, pg Page) string {
+	var b strings.Builder
+	for _, part := range append([]string{instanceID, strconv.Itoa(pg.Offset), strconv.Itoa(pg.Limit)}, pg.After...) {
+		b.WriteString(strconv.Itoa(len(part)))
+		b.WriteByte(':')
+		b.WriteString(part)
+	}
+	return b.String()
 }
 
 // barrier runs sync for waiters, one run at a time: a waiter is answered
@@ -230,4 +292,24 @@ func (s *sqlStore) ExchangeCredentials(ctx context.Context, clientID, keyHash st
 		s.grants.putExchange(k, ec, gen)
 	}
 	return ec, err
+}
+
+// ListRuntimes answers a page of one instance's runtimes as GrantState
+// answers grants: from what was remembered when a barrier says it may,
+// else from the database. Inside a transaction, and for every instance's
+// runtimes (the reconciler, which reads once a pass), it always reads.
+func (s *sqlStore) ListRuntimes(ctx context.Context, instanceID string, pg Page) ([]Runtime, error) {
+	if instanceID == "" || s.txOf(ctx) != nil || s.grantsFresh == nil || !s.grantsFresh(ctx) {
+		return s.listRuntimes(ctx, instanceID, pg)
+	}
+	key := runtimePageKey(instanceID, pg)
+	gen := s.grants.generation()
+	if rows, ok := s.grants.runtimePage(key, gen); ok {
+		return rows, nil
+	}
+	rows, err := s.listRuntimes(ctx, instanceID, pg)
+	if err == nil {
+		s.grants.putRuntimePage(key, rows, gen)
+	}
+	return rows, err
 }

@@ -158,7 +158,9 @@ var (
 		where: "1 = 1", key: []keyCol{{expr: "instance_id"}, {expr: "name"}}}
 )
 
-func (s *sqlStore) ListRuntimes(ctx context.Context, instanceID string, pg Page) ([]Runtime, error) {
+// listRuntimes reads a page of runtimes from the database (ListRuntimes,
+// in grantcache.go, may answer from memory).
+func (s *sqlStore) listRuntimes(ctx context.Context, instanceID string, pg Page) ([]Runtime, error) {
 	if instanceID == "" {
 		return listRows(ctx, s, allRuntimeList, pg, scanRuntime)
 	}

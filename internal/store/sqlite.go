@@ -135,7 +135,7 @@ type dataVersion struct {
 	closed  bool
 	conn    *sql.Conn
 	stmt    driver.Stmt // PRAGMA data_version, prepared on conn
-	grantsQ driver.Stmt // the grant tables' version, prepared on conn
+	grantsQ driver.Stmt // the grant tables' and runtimes' versions, prepared on conn
 	dest    []driver.Value
 	last    int64
 	known   bool
@@ -166,7 +166,9 @@ func (v *dataVersion) sync(ctx context.Context) bool {
 				return err
 			}
 			v.stmt = st
-			if v.grantsQ, err = p.PrepareContext(ctx, `SELECT version FROM grant_version`); err != nil {
+			// Both versions only grow, so their sum changes when either
+			// does: the runtimes' (migration 0024) are remembered too.
+			if v.grantsQ, err = p.PrepareContext(ctx, `SELECT (SELECT version FROM grant_version) + (SELECT version FROM runtime_version)`); err != nil {
 				st.Close()
 				v.stmt = nil
 			}
