@@ -34,7 +34,7 @@ type Pool struct {
 	// back (nil: nobody is told).
 	OnState func(policy string, up bool)
 
-	mu     sync.Mutex
+	mu     sync.RWMutex // read-locked on every publish: a lookup
 	conns  map[string]*conn
 	closed bool
 }
@@ -62,6 +62,12 @@ func (p *Pool) state(policy string, up bool) {
 // connection is usable at once even when the server is down: nats.go
 // keeps trying and buffers publishes meanwhile.
 func (p *Pool) get(c *flow.Connection) (*conn, error) {
+	p.mu.RLock()
+	cn, closed := p.conns[c.Name], p.closed
+	p.mu.RUnlock()
+	if cn != nil && !closed {
+		return cn, nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -123,7 +129,7 @@ func (p *Pool) get(c *flow.Connection) (*conn, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats: jetstream (policy %s): %w", policy, err)
 	}
-	cn := &conn{nc: nc, js: js}
+	cn = &conn{nc: nc, js: js}
 	p.conns[c.Name] = cn
 	return cn, nil
 }
@@ -147,6 +153,13 @@ func (p *Pool) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoi
 	cn, err := p.get(c)
 	if err != nil {
 		return nil, err
+	}
+	if !out.Confirm && len(out.Headers) == 0 {
+		// The same bytes as PublishMsg, without a nats.Msg to allocate.
+		if err := cn.nc.Publish(out.Subject, out.Body); err != nil {
+			return nil, err
+		}
+		return map[string]any{"subject": out.Subject}, nil
 	}
 	m := &nats.Msg{Subject: out.Subject, Data: out.Body}
 	if len(out.Headers) > 0 {
@@ -183,8 +196,8 @@ type Consumer struct {
 	cn  *conn
 	ctx context.Context
 
-	sem     chan struct{}
-	wg      sync.WaitGroup
+	core    *workers[*nats.Msg]
+	js      *workers[jetstream.Msg]
 	mu      sync.Mutex
 	stopped bool
 	stopCh  chan struct{}
@@ -204,8 +217,9 @@ func (p *Pool) Start(ctx context.Context, t *flow.NATSTrigger, ref string, h con
 		cnt = connectors.NopCounters{}
 	}
 	c := &Consumer{t: t, ref: ref, h: h, cnt: cnt, cn: cn, ctx: ctx,
-		log: p.log.With("flow", ref, "subject", t.Subject), sem: make(chan struct{}, t.MaxInFlight), stopCh: make(chan struct{})}
+		log: p.log.With("flow", ref, "subject", t.Subject), stopCh: make(chan struct{})}
 	if t.Stream == "" {
+		c.core = newWorkers(t.MaxInFlight, ctx.Done(), c.handleCore)
 		if c.sub, err = cn.nc.QueueSubscribe(t.Subject, t.Queue, c.onCore); err != nil {
 			return nil, fmt.Errorf("nats: subscribe %s: %w", t.Subject, err)
 		}
@@ -214,6 +228,7 @@ func (p *Pool) Start(ctx context.Context, t *flow.NATSTrigger, ref string, h con
 		c.sub.SetPendingLimits(64*1024, 64<<20)
 		return c, nil
 	}
+	c.js = newWorkers(t.MaxInFlight, ctx.Done(), c.handleJetStream)
 	go c.consumeJetStream()
 	return c, nil
 }
@@ -301,8 +316,16 @@ func (c *Consumer) Drain(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	// The subscription has ended: no message is dispatched any more.
 	done := make(chan struct{})
-	go func() { c.wg.Wait(); close(done) }()
+	go func() {
+		if c.core != nil {
+			c.core.close()
+		} else {
+			c.js.close()
+		}
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil
@@ -311,30 +334,14 @@ func (c *Consumer) Drain(ctx context.Context) error {
 	}
 }
 
-// begin takes an in-flight slot, waiting for one: the subscription's
-// goroutine blocks, so messages wait in the client (JetStream: on the
-// server, as MaxAckPending is maxInFlight).
-func (c *Consumer) begin() {
-	c.sem <- struct{}{}
-	c.wg.Add(1)
-	c.cnt.InFlight(1)
-}
-
-func (c *Consumer) end() {
-	c.cnt.InFlight(-1)
-	<-c.sem
-	c.wg.Done()
-}
-
-func (c *Consumer) onJetStream(m jetstream.Msg) {
-	c.begin()
-	go func() {
-		defer c.end()
-		c.handleJetStream(m)
-	}()
-}
+// onJetStream runs on the subscription's goroutine: it waits for a free
+// worker. A message not handed over because the runtime stopped is not
+// acknowledged: the server gives it again after ackWait.
+func (c *Consumer) onJetStream(m jetstream.Msg) { c.js.dispatch(m) }
 
 func (c *Consumer) handleJetStream(m jetstream.Msg) {
+	c.cnt.InFlight(1)
+	defer c.cnt.InFlight(-1)
 	c.cnt.Received()
 	src := map[string]any{"stream": c.t.Stream, "consumer": c.t.Consumer, "delivered": 1}
 	delivered := 1
@@ -407,21 +414,25 @@ func (c *Consumer) term(m jetstream.Msg) {
 	}
 }
 
+// onCore runs on the subscription's goroutine: it waits for a free
+// worker, so messages wait in the client within the pending limits.
 func (c *Consumer) onCore(m *nats.Msg) {
-	c.begin()
-	go func() {
-		defer c.end()
-		c.handleCore(m)
-	}()
+	if !c.core.dispatch(m) {
+		c.log.Error("runtime stopped before a message was processed; message lost (core NATS)")
+	}
 }
 
 // handleCore runs the flow on a core NATS message, retrying in this
 // process: core NATS has no acknowledgement, so a message whose runtime
 // dies is gone (at most once).
 func (c *Consumer) handleCore(m *nats.Msg) {
+	c.cnt.InFlight(1)
+	defer c.cnt.InFlight(-1)
 	c.cnt.Received()
 	for attempt := 1; ; attempt++ {
-		src := map[string]any{"delivered": attempt}
+		// Sized for what message adds, so it is not grown.
+		src := make(map[string]any, 5)
+		src["delivered"] = attempt
 		if c.t.Queue != "" {
 			src["queue"] = c.t.Queue
 		}
@@ -494,7 +505,10 @@ func (c *Consumer) deadLetter(subject string, h nats.Header, data []byte, attemp
 // lower-case name (first value), and the source's metadata as .source.
 func message(subject string, h nats.Header, data []byte, src map[string]any) *flow.Message {
 	body, enc := connectors.Body(data)
-	headers := make(map[string]string, len(h))
+	var headers map[string]string // none: the flow sees {} all the same
+	if len(h) > 0 {
+		headers = make(map[string]string, len(h))
+	}
 	for k, v := range h {
 		if len(v) > 0 {
 			headers[strings.ToLower(k)] = v[0]

@@ -374,3 +374,72 @@ func TestPublish(t *testing.T) {
 		t.Fatal("confirmed publish to a subject no stream stores succeeded")
 	}
 }
+
+// TestCoreMaxInFlightAndDrain: a core trigger runs at most maxInFlight
+// messages at once on its workers, the others wait in the client and
+// all are processed; a drain waits for those in flight to finish.
+func TestCoreMaxInFlightAndDrain(t *testing.T) {
+	nc, _ := server(t)
+	subj := unique("core.")
+	release := make(chan struct{})
+	started := make(chan struct{}, 10)
+	trig := &flow.NATSTrigger{Connection: connection(), Subject: subj, Delivery: flow.Delivery{MaxInFlight: 3, Attempts: 1}}
+	var cnt counters
+	var finished atomic.Int64
+	p := NewPool(nil)
+	t.Cleanup(p.Close)
+	c, err := p.Start(context.Background(), trig, "test/mif", func(context.Context, *flow.Message) (*flow.Response, error) {
+		started <- struct{}{}
+		<-release
+		finished.Add(1)
+		return &flow.Response{Status: 200}, nil
+	}, &cnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cn := range p.conns {
+		cn.nc.Flush()
+	}
+	const n = 10
+	for i := range n {
+		if err := nc.Publish(subj, fmt.Appendf(nil, `{"n": %d}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Flush()
+	for range 3 {
+		receive(t, started, "a run")
+	}
+	// Three runs hold the three workers; the fourth message waits.
+	if got := cnt.inFlight.Load(); got != 3 {
+		t.Fatalf("in flight %d, want 3", got)
+	}
+	select {
+	case <-started:
+		t.Fatal("a fourth run started with maxInFlight 3")
+	default:
+	}
+	close(release)
+	eventually(t, "all processed", func() bool { return cnt.acked.Load() == n })
+	if cnt.maxInFlight.Load() != 3 {
+		t.Errorf("max in flight %d, want 3", cnt.maxInFlight.Load())
+	}
+
+	// A drain returns only after the run in progress finished.
+	release = make(chan struct{})
+	if err := nc.Publish(subj, []byte(`{"n": "last"}`)); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, started, "the last run")
+	drained := make(chan int64, 1)
+	go func() {
+		if err := c.Drain(context.Background()); err != nil {
+			t.Error(err)
+		}
+		drained <- finished.Load()
+	}()
+	close(release)
+	if got := receive(t, drained, "drain"); got != n+1 {
+		t.Errorf("drain returned with %d runs finished, want %d", got, n+1)
+	}
+}
