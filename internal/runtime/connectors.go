@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	rtdebug "runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -179,22 +180,24 @@ func (rt *Runtime) startTriggers() error {
 		switch {
 		case lf.f.NATS != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "nats")
-			c, err = rt.hub.nats.Start(rt.runCtx, lf.f.NATS, lf.ref, rt.messageHandler(lf, "nats"), cnt)
+			// The NATS consumer calls its handler on maxInFlight workers
+			// of its own that outlive a message: runs go on them.
+			c, err = rt.hub.nats.Start(rt.runCtx, lf.f.NATS, lf.ref, rt.messageHandler(lf, "nats", true), cnt)
 		case lf.f.AMQP != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "amqp")
-			c, err = rt.hub.amqp.Start(rt.runCtx, lf.f.AMQP, lf.ref, rt.messageHandler(lf, "amqp"), cnt)
+			c, err = rt.hub.amqp.Start(rt.runCtx, lf.f.AMQP, lf.ref, rt.messageHandler(lf, "amqp", false), cnt)
 		case lf.f.MQTT != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "mqtt")
-			c, err = rt.hub.mqtt.Start(rt.runCtx, lf.f.MQTT, lf.ref, rt.messageHandler(lf, "mqtt"), cnt)
+			c, err = rt.hub.mqtt.Start(rt.runCtx, lf.f.MQTT, lf.ref, rt.messageHandler(lf, "mqtt", false), cnt)
 		case lf.f.Kafka != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "kafka")
-			c, err = rt.hub.kafka.Start(rt.runCtx, lf.f.Kafka, lf.ref, rt.messageHandler(lf, "kafka"), cnt)
+			c, err = rt.hub.kafka.Start(rt.runCtx, lf.f.Kafka, lf.ref, rt.messageHandler(lf, "kafka", false), cnt)
 		case lf.f.Directory != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "file")
 			// A claim older than twice the flow's timeout (and a margin)
 			// belongs to a runtime that died: the file is run again.
 			stale := 2*lf.timeout + 30*time.Second
-			c, err = fileconn.Start(rt.runCtx, lf.f.Directory, lf.ref, stale, rt.messageHandler(lf, "file"), cnt, rt.hub.log)
+			c, err = fileconn.Start(rt.runCtx, lf.f.Directory, lf.ref, stale, rt.messageHandler(lf, "file", false), cnt, rt.hub.log)
 		default:
 			continue
 		}
@@ -212,10 +215,20 @@ func (rt *Runtime) startTriggers() error {
 // flow's timeout and in-flight limit, traced and counted like requests.
 // Its error, which a trigger may put in a dead-letter header, is
 // redacted.
-func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string) connectors.Handler {
+//
+// onWorker says the trigger calls the handler on goroutines of its own
+// that outlive a message, at most maxInFlight of them (NATS): the run
+// then executes on the caller's goroutine (runOnWorker) rather than be
+// handed to the runtime's workers and waited for.
+func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string, onWorker bool) connectors.Handler {
+	run := lf.run
+	if onWorker {
+		run = lf.runOnWorker
+	}
 	return func(ctx context.Context, msg *flow.Message) (*flow.Response, error) {
 		start := time.Now()
-		reqID := rt.reqPrefix + "m" + strconv.FormatUint(rt.reqSeq.Add(1), 10)
+		var idBuf [64]byte
+		reqID := string(strconv.AppendUint(append(append(idBuf[:0], rt.reqPrefix...), 'm'), rt.reqSeq.Add(1), 10))
 		// A traceparent header of the message (a Sluice publish sends one)
 		// is continued: the run is a consumer span in the publisher's
 		// trace. Without an exporting provider no span is started (it
@@ -239,7 +252,7 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string) connectors.Han
 		}
 		ctx = obs.WithRequestID(ctx, reqID)
 		rctx, cancel := context.WithTimeout(ctx, lf.timeout)
-		resp, err := lf.run(rctx, msg, tr)
+		resp, err := run(rctx, msg, tr)
 		cancel()
 		status := http.StatusOK
 		var fe *flow.Error
@@ -284,6 +297,28 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string) connectors.Han
 		}
 		return resp, nil
 	}
+}
+
+// runOnWorker is run for a trigger whose handler is called on one of its
+// own workers: the run executes right there, with no hand-off to the
+// runtime's workers, and a panic becomes the run's error as in run. The
+// worker keeps the stack the engine grew. A run that ignores its
+// deadline is not abandoned: it holds its worker — one of the trigger's
+// maxInFlight — until it ends, and its message waits for the outcome
+// (JetStream gives it to another worker after ackWait meanwhile), so
+// the trigger never has more than maxInFlight runs at once.
+func (lf *loadedFlow) runOnWorker(ctx context.Context, msg *flow.Message, tr flow.Tracer) (resp *flow.Response, err error) {
+	defer lf.release()
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err = nil, &panicError{value: p, stack: string(rtdebug.Stack())}
+		}
+	}()
+	exec := lf.f.Run
+	if lf.exec != nil {
+		exec = lf.exec
+	}
+	return exec(ctx, msg, tr)
 }
 
 // connectorMetrics are the series of message-source triggers and
