@@ -2,7 +2,6 @@ package kubernetes
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,22 +11,12 @@ import (
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/secret"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	kclient "k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 )
-
-func configFromFile(path string) (*rest.Config, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	return cfg, nil
-}
 
 // Apply makes runtime d's Secret, Service, Deployment and its instance's
 // NetworkPolicy what d says (server-side apply: a pass that changes
@@ -50,12 +39,13 @@ func (b *Backend) Apply(ctx context.Context, d orchestrator.Deployment) (orchest
 	return obs, nil
 }
 
-func (b *Backend) apply(ctx context.Context, c kclient.Interface, d orchestrator.Deployment) (orchestrator.Observed, error) {
+func (b *Backend) apply(ctx context.Context, c *client, d orchestrator.Deployment) (orchestrator.Observed, error) {
 	ns, name := b.opts.Namespace, objectName(d.Key)
 	if d.BundleURL == "" || d.BundleToken.IsZero() {
 		return orchestrator.Observed{}, errors.New("kubernetes: runtimes fetch their bundle from the control plane, and none is configured")
 	}
-	existing, err := c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	existing := &appsv1.Deployment{}
+	err := c.get(ctx, resDeployments, ns, name, existing)
 	if apierrors.IsNotFound(err) {
 		existing, err = nil, nil
 	}
@@ -74,14 +64,14 @@ func (b *Backend) apply(ctx context.Context, c kclient.Interface, d orchestrator
 	if existing != nil {
 		owner = ownerOf(existing)
 	}
-	if err := apply(ctx, c.CoreV1().RESTClient(), "secrets", ns, name, b.secretObject(d, admin.Reveal(), owner)); err != nil {
+	if err := c.apply(ctx, resSecrets, ns, name, b.secretObject(d, admin.Reveal(), owner), nil); err != nil {
 		return orchestrator.Observed{}, classify("apply", "Secret "+ns+"/"+name, err)
 	}
-	if err := apply(ctx, c.CoreV1().RESTClient(), "services", ns, name, b.serviceObject(d.Key, d.UID, owner)); err != nil {
+	if err := c.apply(ctx, resServices, ns, name, b.serviceObject(d.Key, d.UID, owner), nil); err != nil {
 		return orchestrator.Observed{}, classify("apply", "Service "+ns+"/"+name, err)
 	}
 	pol := b.policyObject(d.Key.InstanceID)
-	if err := apply(ctx, c.NetworkingV1().RESTClient(), "networkpolicies", ns, pol.Name, pol); err != nil {
+	if err := c.apply(ctx, resPolicies, ns, pol.Name, pol, nil); err != nil {
 		return orchestrator.Observed{}, classify("apply", "NetworkPolicy "+ns+"/"+pol.Name, err)
 	}
 	want, err := b.deploymentObject(d)
@@ -89,17 +79,17 @@ func (b *Backend) apply(ctx context.Context, c kclient.Interface, d orchestrator
 		return orchestrator.Observed{}, err
 	}
 	dep := &appsv1.Deployment{}
-	if err := applyInto(ctx, c.AppsV1().RESTClient(), "deployments", ns, name, want, dep); err != nil {
+	if err := c.apply(ctx, resDeployments, ns, name, want, dep); err != nil {
 		return orchestrator.Observed{}, classify("apply", "Deployment "+ns+"/"+name, err)
 	}
 	if owner == nil {
 		// The Secret and Service belong to the Deployment from now on:
 		// deleting it (by hand, too) lets the cluster collect them.
 		owner = ownerOf(dep)
-		if err := apply(ctx, c.CoreV1().RESTClient(), "secrets", ns, name, b.secretObject(d, admin.Reveal(), owner)); err != nil {
+		if err := c.apply(ctx, resSecrets, ns, name, b.secretObject(d, admin.Reveal(), owner), nil); err != nil {
 			return orchestrator.Observed{}, classify("apply", "Secret "+ns+"/"+name, err)
 		}
-		if err := apply(ctx, c.CoreV1().RESTClient(), "services", ns, name, b.serviceObject(d.Key, d.UID, owner)); err != nil {
+		if err := c.apply(ctx, resServices, ns, name, b.serviceObject(d.Key, d.UID, owner), nil); err != nil {
 			return orchestrator.Observed{}, classify("apply", "Service "+ns+"/"+name, err)
 		}
 	}
@@ -113,14 +103,15 @@ func ownerOf(dep *appsv1.Deployment) *metav1.OwnerReference {
 
 // adminToken is runtime k's admin credential: from its Secret (made by
 // this or an earlier control plane), or a new one.
-func (b *Backend) adminToken(ctx context.Context, c kclient.Interface, k orchestrator.Key) (secret.Value, error) {
+func (b *Backend) adminToken(ctx context.Context, c *client, k orchestrator.Key) (secret.Value, error) {
 	b.mu.Lock()
 	tok, ok := b.admin[k]
 	b.mu.Unlock()
 	if ok {
 		return tok, nil
 	}
-	s, err := c.CoreV1().Secrets(b.opts.Namespace).Get(ctx, objectName(k), metav1.GetOptions{})
+	s := &corev1.Secret{}
+	err := c.get(ctx, resSecrets, b.opts.Namespace, objectName(k), s)
 	switch {
 	case err == nil && len(s.Data[keyAdminToken]) > 0:
 		tok = secret.New(string(s.Data[keyAdminToken]))
@@ -137,30 +128,6 @@ func (b *Backend) adminToken(ctx context.Context, c kclient.Interface, k orchest
 	return tok, nil
 }
 
-// apply server-side applies obj (with its TypeMeta) as Sluice's field
-// manager, taking over fields another manager set.
-func apply(ctx context.Context, rc rest.Interface, resource, ns, name string, obj any) error {
-	return applyInto(ctx, rc, resource, ns, name, obj, nil)
-}
-
-func applyInto(ctx context.Context, rc rest.Interface, resource, ns, name string, obj, into any) error {
-	body, err := json.Marshal(obj)
-	if err != nil {
-		return err
-	}
-	req := rc.Patch(types.ApplyPatchType).Namespace(ns).Resource(resource).Name(name).
-		Param("fieldManager", fieldManager).Param("force", "true").Body(body)
-	res := req.Do(ctx)
-	if into == nil {
-		return res.Error()
-	}
-	raw, err := res.Raw()
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(raw, into)
-}
-
 // Observe reports on runtime k from its Deployment and Pods.
 func (b *Backend) Observe(ctx context.Context, k orchestrator.Key) (orchestrator.Observed, error) {
 	if err := b.blocked(k); err != nil {
@@ -172,7 +139,8 @@ func (b *Backend) Observe(ctx context.Context, k orchestrator.Key) (orchestrator
 	}
 	ctx, cancel := ctxTimeout(ctx)
 	defer cancel()
-	dep, err := c.AppsV1().Deployments(b.opts.Namespace).Get(ctx, objectName(k), metav1.GetOptions{})
+	dep := &appsv1.Deployment{}
+	err = c.get(ctx, resDeployments, b.opts.Namespace, objectName(k), dep)
 	if apierrors.IsNotFound(err) {
 		return orchestrator.Observed{}, nil
 	}
@@ -191,17 +159,18 @@ func (b *Backend) Observe(ctx context.Context, k orchestrator.Key) (orchestrator
 }
 
 // observe reads the pods and the Service of dep and maps them to status.
-func (b *Backend) observe(ctx context.Context, c kclient.Interface, k orchestrator.Key, dep *appsv1.Deployment, admin secret.Value) (orchestrator.Observed, error) {
+func (b *Backend) observe(ctx context.Context, c *client, k orchestrator.Key, dep *appsv1.Deployment, admin secret.Value) (orchestrator.Observed, error) {
 	ns := b.opts.Namespace
-	pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: b.runtimeSelector(k)})
+	pods, err := list[corev1.Pod](ctx, c, resPods, ns, b.runtimeSelector(k))
 	if err != nil {
 		return orchestrator.Observed{}, classify("list", "the Pods of "+ns+"/"+dep.Name, err)
 	}
-	svc, err := c.CoreV1().Services(ns).Get(ctx, objectName(k), metav1.GetOptions{})
+	svc := &corev1.Service{}
+	err = c.get(ctx, resServices, ns, objectName(k), svc)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return orchestrator.Observed{}, classify("read", "Service "+ns+"/"+objectName(k), err)
 	}
-	obs := mapStatus(dep, pods.Items)
+	obs := mapStatus(dep, pods)
 	if err == nil && obs.AvailableReplicas > 0 {
 		obs.BaseURL = b.serviceURL(svc)
 	}
@@ -225,13 +194,13 @@ func (b *Backend) Delete(ctx context.Context, k orchestrator.Key) error {
 	bg := metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}
 	for _, del := range []struct {
 		kind string
-		fn   func() error
+		res  schema.GroupVersionResource
 	}{
-		{"Deployment", func() error { return c.AppsV1().Deployments(ns).Delete(ctx, name, bg) }},
-		{"Service", func() error { return c.CoreV1().Services(ns).Delete(ctx, name, bg) }},
-		{"Secret", func() error { return c.CoreV1().Secrets(ns).Delete(ctx, name, bg) }},
+		{"Deployment", resDeployments},
+		{"Service", resServices},
+		{"Secret", resSecrets},
 	} {
-		if err := del.fn(); err != nil && !apierrors.IsNotFound(err) {
+		if err := c.delete(ctx, del.res, ns, name, bg); err != nil && !apierrors.IsNotFound(err) {
 			return classify("delete", del.kind+" "+ns+"/"+name, err)
 		}
 	}
@@ -239,16 +208,16 @@ func (b *Backend) Delete(ctx context.Context, k orchestrator.Key) error {
 	delete(b.admin, k)
 	delete(b.retry, k)
 	b.mu.Unlock()
-	left, err := c.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: b.installSelector() + "," + LabelInstance + "=" + labelFor(k.InstanceID)})
+	left, err := list[appsv1.Deployment](ctx, c, resDeployments, ns, b.installSelector()+","+LabelInstance+"="+labelFor(k.InstanceID))
 	if err != nil {
 		return classify("list", "Deployments", err)
 	}
-	for _, d := range left.Items {
+	for _, d := range left {
 		if d.Annotations[AnnInstance] == k.InstanceID && d.DeletionTimestamp == nil {
 			return nil
 		}
 	}
-	if err := c.NetworkingV1().NetworkPolicies(ns).Delete(ctx, policyName(k.InstanceID), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	if err := c.delete(ctx, resPolicies, ns, policyName(k.InstanceID), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return classify("delete", "NetworkPolicy "+ns+"/"+policyName(k.InstanceID), err)
 	}
 	return nil
@@ -264,34 +233,24 @@ func (b *Backend) List(ctx context.Context) ([]orchestrator.Key, error) {
 	}
 	ctx, cancel := ctxTimeout(ctx)
 	defer cancel()
-	opts := metav1.ListOptions{LabelSelector: b.installSelector()}
 	seen := map[orchestrator.Key]bool{}
-	add := func(m metav1.ObjectMeta) {
-		k := orchestrator.Key{InstanceID: m.Annotations[AnnInstance], Name: m.Annotations[AnnRuntime]}
-		if k.InstanceID != "" && k.Name != "" && m.Name == objectName(k) {
-			seen[k] = true
+	// Deployments, then Secrets and Services (their metadata is all
+	// that is read, so one shape serves the three).
+	for _, r := range []struct {
+		kind string
+		res  schema.GroupVersionResource
+	}{{"Deployments", resDeployments}, {"Secrets", resSecrets}, {"Services", resServices}} {
+		objs, err := list[metav1.PartialObjectMetadata](ctx, c, r.res, b.opts.Namespace, b.installSelector())
+		if err != nil {
+			return nil, classify("list", r.kind, err)
 		}
-	}
-	deps, err := c.AppsV1().Deployments(b.opts.Namespace).List(ctx, opts)
-	if err != nil {
-		return nil, classify("list", "Deployments", err)
-	}
-	for _, d := range deps.Items {
-		add(d.ObjectMeta)
-	}
-	secrets, err := c.CoreV1().Secrets(b.opts.Namespace).List(ctx, opts)
-	if err != nil {
-		return nil, classify("list", "Secrets", err)
-	}
-	for _, s := range secrets.Items {
-		add(s.ObjectMeta)
-	}
-	svcs, err := c.CoreV1().Services(b.opts.Namespace).List(ctx, opts)
-	if err != nil {
-		return nil, classify("list", "Services", err)
-	}
-	for _, s := range svcs.Items {
-		add(s.ObjectMeta)
+		for _, o := range objs {
+			m := o.ObjectMeta
+			k := orchestrator.Key{InstanceID: m.Annotations[AnnInstance], Name: m.Annotations[AnnRuntime]}
+			if k.InstanceID != "" && k.Name != "" && m.Name == objectName(k) {
+				seen[k] = true
+			}
+		}
 	}
 	out := make([]orchestrator.Key, 0, len(seen))
 	for k := range seen {

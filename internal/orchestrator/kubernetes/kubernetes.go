@@ -1,5 +1,7 @@
 // Package kubernetes is the orchestrator backend that runs integration
-// runtimes on a Kubernetes cluster through client-go: per runtime a
+// runtimes on a Kubernetes cluster through client-go's dynamic client
+// (not its typed clientset, whose initialisers every sluice process would
+// run; see client.go): per runtime a
 // Deployment of `sluice runtime` pods (rolling update that never lowers
 // availability, probes on the runtime's /readyz and /healthz, the
 // resources of spec.template, non-root with a read-only root file
@@ -43,7 +45,6 @@ import (
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/secret"
 	rbacv1 "k8s.io/api/rbac/v1"
-	kclient "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -127,7 +128,7 @@ type Backend struct {
 	now  clock.Func
 
 	mu      sync.Mutex
-	client  kclient.Interface
+	client  *client
 	connErr *orchestrator.ClusterError
 	connAt  time.Time // when connErr was met
 	connN   int
@@ -181,7 +182,7 @@ func New(opts Options) (*Backend, error) {
 // cluster returns the client, building it from the options when needed.
 // A configuration that does not load is a ClusterError, tried again with
 // backoff.
-func (b *Backend) cluster() (kclient.Interface, error) {
+func (b *Backend) cluster() (*client, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.client != nil {
@@ -195,11 +196,11 @@ func (b *Backend) cluster() (kclient.Interface, error) {
 	if cfg == nil {
 		cfg, err = LoadConfig(b.opts.Kubeconfig)
 	}
-	var c kclient.Interface
+	var c *client
 	if err == nil {
 		cfg = rest.CopyConfig(cfg)
 		cfg.UserAgent = "sluice-control-plane"
-		c, err = kclient.NewForConfig(cfg)
+		c, err = newClient(cfg)
 	}
 	if err != nil {
 		b.connErr = &orchestrator.ClusterError{Reason: "ConfigInvalid", Message: "the cluster configuration does not load: " + err.Error()}

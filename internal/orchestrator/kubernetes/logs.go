@@ -10,8 +10,6 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 )
 
 // Logs reads the runtime container's log of each of runtime k's pods
@@ -26,17 +24,12 @@ func (b *Backend) Logs(ctx context.Context, k orchestrator.Key, tail int, follow
 		return nil, err
 	}
 	lctx, cancel := ctxTimeout(ctx)
-	pods, err := c.CoreV1().Pods(b.opts.Namespace).List(lctx, metav1.ListOptions{LabelSelector: b.runtimeSelector(k)})
+	items, err := list[corev1.Pod](lctx, c, resPods, b.opts.Namespace, b.runtimeSelector(k))
 	cancel()
 	if err != nil {
 		return nil, classify("list", "the Pods of "+objectName(k), err)
 	}
-	items := pods.Items
 	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
-	opts := &corev1.PodLogOptions{Container: containerName, Follow: follow}
-	if tail > 0 {
-		opts.TailLines = ptr.To(int64(tail))
-	}
 	if !follow {
 		var buf bytes.Buffer
 		for _, p := range items {
@@ -46,7 +39,7 @@ func (b *Backend) Logs(ctx context.Context, k orchestrator.Key, tail int, follow
 				continue
 			}
 			rctx, cancel := ctxTimeout(ctx)
-			rc, err := c.CoreV1().Pods(b.opts.Namespace).GetLogs(p.Name, opts).Stream(rctx)
+			rc, err := c.podLog(rctx, b.opts.Namespace, p.Name, tail, follow)
 			if err != nil {
 				buf.WriteString("[" + p.Name + "] log unavailable: " + classify("read", "the log of pod "+p.Name, err).Message + "\n")
 				cancel()
@@ -66,7 +59,7 @@ func (b *Backend) Logs(ctx context.Context, k orchestrator.Key, tail int, follow
 		wg.Add(1)
 		go func(name string) {
 			defer wg.Done()
-			rc, err := c.CoreV1().Pods(b.opts.Namespace).GetLogs(name, opts).Stream(fctx)
+			rc, err := c.podLog(fctx, b.opts.Namespace, name, tail, follow)
 			if err != nil {
 				mu.Lock()
 				io.WriteString(pw, "["+name+"] log unavailable: "+classify("read", "the log of pod "+name, err).Message+"\n")
