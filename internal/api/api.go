@@ -183,11 +183,9 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("DELETE /api/v1/subscriptions/{name}", a.authed(iam.RoleDeveloper, a.deleteSubscription))
 	mux.Handle("POST /api/v1/subscriptions/{name}/approve", a.authed(iam.RoleDeveloper, a.approveSubscription))
 
-	// Runtimes fetch their bundle (BARs and configurations) with a token
-	// scoped to one runtime generation; no user token opens it.
-	mux.HandleFunc("GET /internal/v1/runtimes/{uid}/generations/{generation}/bundle", a.getRuntimeBundle)
-	// …and watch what their gateway enforces, with the same token.
-	mux.HandleFunc("GET /internal/v1/runtimes/{uid}/generations/{generation}/gateway", a.getGatewayState)
+	// What runtime replicas fetch (runtimeRoutes: their bundle and their
+	// gateway's state), also served alone by BundleHandler.
+	a.runtimeRoutes(mux)
 
 	// Audit (admins).
 	mux.Handle("GET /api/v1/audit", a.authed(iam.RoleAdmin, a.listAudit))
@@ -200,6 +198,26 @@ func (a *API) Handler() http.Handler {
 	// own route table and document (api/airbyte.yaml, api/ibm-iam.yaml).
 	(&airbyte.Adapter{IAM: a.IAM, Log: a.Log, RateLimit: a.RateLimit}).Routes(mux)
 	(&ibmiam.Adapter{IAM: a.IAM, Log: a.Log, RateLimit: a.RateLimit}).Routes(mux)
+	return obs.Middleware(a.Log, a.jsonMisses(mux))
+}
+
+// runtimeRoutes are the routes runtime replicas call: they fetch their
+// bundle (BARs and configurations) with a token scoped to one runtime
+// generation, which no user token opens, and watch what their gateway
+// enforces with the same token.
+func (a *API) runtimeRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /internal/v1/runtimes/{uid}/generations/{generation}/bundle", a.getRuntimeBundle)
+	mux.HandleFunc("GET /internal/v1/runtimes/{uid}/generations/{generation}/gateway", a.getGatewayState)
+}
+
+// BundleHandler is the runtime-facing surface alone (`sluice serve
+// --bundle-listen`): runtimeRoutes and /healthz, every other path a 404.
+// A cluster's network policy can then let runtimes reach this port and
+// not the API, the dashboard or the token endpoints.
+func (a *API) BundleHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.healthz)
+	a.runtimeRoutes(mux)
 	return obs.Middleware(a.Log, a.jsonMisses(mux))
 }
 

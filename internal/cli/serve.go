@@ -98,6 +98,7 @@ func newServeCommand() *cobra.Command {
 		graviteeInst    string
 		timeouts        httplimit.Timeouts
 		metricsListen   string
+		bundleListen    string
 		sampleInterval  time.Duration
 		tlsCert, tlsKey string
 		tlsSelfSigned   bool
@@ -222,6 +223,7 @@ Environment:
 				Federation:          fed,
 				HTTPTimeouts:        timeouts,
 				MetricsListen:       metricsListen,
+				BundleListen:        bundleListen,
 				SampleInterval:      sampleInterval,
 				LogLevel:            level,
 				TLSCertFile:         tlsCert,
@@ -274,6 +276,7 @@ Environment:
 	f.DurationVar(&timeouts.Write, "http-write-timeout", httplimit.ControlPlane.Write, "how long an answer may take to write (streams extend their own deadline)")
 	f.DurationVar(&timeouts.Idle, "http-idle-timeout", httplimit.ControlPlane.Idle, "how long an idle keep-alive connection stays open")
 	f.StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus /metrics on, apart from the API (docs/metrics.md); default: no metrics")
+	f.StringVar(&bundleListen, "bundle-listen", "", "address serving only what runtime replicas fetch (their bundle and gateway state), so a network policy can let runtimes reach that port alone (docs/kubernetes.md); default: those routes on --listen only")
 	f.DurationVar(&sampleInterval, "metrics-sample-interval", 10*time.Second, "how often the dashboard's charts sample each runtime's metrics (kept an hour, in memory)")
 	f.StringVar(&logFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -295,7 +298,7 @@ Environment:
 		"quota-config-archive": "SLUICE_QUOTA_CONFIG_ARCHIVE", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
 		"kubeconfig": "SLUICE_KUBECONFIG", "kube-namespace": "SLUICE_KUBE_NAMESPACE", "kube-image": "SLUICE_KUBE_IMAGE",
 		"kube-bundle-url": "SLUICE_KUBE_BUNDLE_URL", "kube-install": "SLUICE_KUBE_INSTALL", "kube-egress-except": "SLUICE_KUBE_EGRESS_EXCEPT",
-		"log-format": "SLUICE_LOG_FORMAT", "metrics-listen": "SLUICE_METRICS_LISTEN", "metrics-sample-interval": "SLUICE_METRICS_SAMPLE_INTERVAL", "log-level": "SLUICE_LOG_LEVEL",
+		"log-format": "SLUICE_LOG_FORMAT", "metrics-listen": "SLUICE_METRICS_LISTEN", "bundle-listen": "SLUICE_BUNDLE_LISTEN", "metrics-sample-interval": "SLUICE_METRICS_SAMPLE_INTERVAL", "log-level": "SLUICE_LOG_LEVEL",
 		"http-read-header-timeout": "SLUICE_HTTP_READ_HEADER_TIMEOUT", "http-read-timeout": "SLUICE_HTTP_READ_TIMEOUT",
 		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",
 		"application-token-lifetime": "SLUICE_APPLICATION_TOKEN_LIFETIME", "ibm-iam-token-lifetime": "SLUICE_IBM_IAM_TOKEN_LIFETIME",

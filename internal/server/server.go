@@ -68,6 +68,11 @@ type Config struct {
 	// MetricsListen is the host:port /metrics (Prometheus) is served on,
 	// apart from the API so it can be firewalled apart; "": no metrics.
 	MetricsListen string
+	// BundleListen is a host:port serving only what runtime replicas
+	// fetch (api.BundleHandler: their bundle and gateway state), with the
+	// API's TLS, so a cluster can let runtimes reach it and nothing else
+	// of the control plane; "": those routes are on Listen only.
+	BundleListen string
 	// SampleInterval is how often the runtimes' metrics are sampled for
 	// the dashboard's charts; 0: sampling.DefaultInterval.
 	SampleInterval time.Duration
@@ -141,6 +146,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		defer metricsLn.Close()
 		met = metrics.New()
+	}
+	var bundleLn net.Listener
+	if cfg.BundleListen != "" {
+		if bundleLn, err = net.Listen("tcp", cfg.BundleListen); err != nil {
+			return fmt.Errorf("cannot listen on %s: %v; choose another address with --bundle-listen", cfg.BundleListen, errors.Unwrap(err))
+		}
+		defer bundleLn.Close()
 	}
 
 	tlsFiles, err := serveTLS(cfg, dataDir)
@@ -308,7 +320,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		// the status and its endpoints are written at once; rec is set
 		// before anything can start a supervisor (the reconciler does).
 		var rec *orchestrator.Reconciler
-		backend, bundleBase, err := runtimeBackend(cfg, dataDir, loopbackURL(scheme, ln.Addr()), func(orchestrator.Key) { rec.Kick() })
+		// Local runtimes fetch from the bundle listener when there is one,
+		// as pods do, so both backends use the same door.
+		runtimeDoor := ln.Addr()
+		if bundleLn != nil {
+			runtimeDoor = bundleLn.Addr()
+		}
+		backend, bundleBase, err := runtimeBackend(cfg, dataDir, loopbackURL(scheme, runtimeDoor), bundleLn, func(orchestrator.Key) { rec.Kick() })
 		if err != nil {
 			return err
 		}
@@ -316,8 +334,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if err != nil {
 			return fmt.Errorf("unable to load the runtime bundle key: %w", err)
 		}
-		// Local runtimes reach the control plane on its listen address;
-		// pods on the URL --kube-bundle-url names.
+		// Local runtimes reach the control plane on its listen (or bundle)
+		// address; pods on the URL --kube-bundle-url names.
 		rec = &orchestrator.Reconciler{Store: st, Configs: configs, Backend: backend, Log: cfg.Log.With("component", "reconciler"),
 			Now: cfg.Now, MaxBARSize: cfg.MaxBARSize, Bundles: bundles, BundleBase: bundleBase}
 		if tlsFiles != nil {
@@ -325,6 +343,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		a.Bundles = bundles
 		rec.EgressDeny = egressDeny(ln.Addr())
+		if bundleLn != nil {
+			rec.EgressDeny = egressDeny(ln.Addr(), bundleLn.Addr())
+		}
 		if met != nil {
 			rec.Metrics = met.Reconciler()
 		}
@@ -425,6 +446,29 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		defer stopHUP()
 	}
 	served := make(chan error, 1)
+	if bundleLn != nil {
+		bsrv := controlPlaneTimeouts(cfg.HTTPTimeouts).Apply(&http.Server{
+			Handler:     a.BundleHandler(),
+			ErrorLog:    slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+			BaseContext: func(net.Listener) context.Context { return baseCtx },
+		})
+		if tlsFiles != nil {
+			bsrv.TLSConfig = tlsFiles.ServerConfig()
+			go func() { _ = bsrv.ServeTLS(bundleLn, "", "") }()
+		} else {
+			go func() { _ = bsrv.Serve(bundleLn) }()
+		}
+		// Shut down with the API (below): a gateway watch in flight ends
+		// with endStreams, a bundle download gets the same grace.
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			if bsrv.Shutdown(sctx) != nil {
+				_ = bsrv.Close()
+			}
+		}()
+		cfg.Log.Info("serving the runtimes' bundle routes alone", "url", scheme+bundleLn.Addr().String())
+	}
 	if tlsFiles != nil {
 		srv.TLSConfig = tlsFiles.ServerConfig()
 		cfg.Log.Info("serving TLS", "cert_sha256", tlsFiles.Fingerprint(), "cert_file", tlsFiles.CertFile)
@@ -463,19 +507,23 @@ func metricsMux(m *metrics.Metrics) http.Handler {
 
 // egressDeny are the addresses flows may not reach even when an
 // instance's allow-list opens loopback or the host's network: this
-// control plane's listener and the local backend's runtime ports (their
+// control plane's listeners (API and bundle) and the local backend's runtime ports (their
 // default range, on loopback). Admin listeners have ports of the kernel's
 // choosing and a credential of their own.
-func egressDeny(listen net.Addr) []string {
+func egressDeny(listeners ...net.Addr) []string {
 	deny := []string{"127.0.0.0/8:7801-8800"}
-	host, port, err := net.SplitHostPort(listen.String())
-	if err != nil {
-		return deny
+	for _, listen := range listeners {
+		host, port, err := net.SplitHostPort(listen.String())
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			deny = append(deny, "0.0.0.0/0:"+port, "[::/0]:"+port)
+			continue
+		}
+		deny = append(deny, net.JoinHostPort(host, port))
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		return append(deny, "0.0.0.0/0:"+port, "[::/0]:"+port)
-	}
-	return append(deny, net.JoinHostPort(host, port))
+	return deny
 }
 
 // controlPlaneTimeouts fills the limits not given with the defaults.
@@ -614,14 +662,22 @@ type KubernetesConfig struct {
 
 // runtimeBackend makes the configured backend and says where its
 // runtimes reach the control plane.
-func runtimeBackend(cfg Config, dataDir, loopback string, onChange func(orchestrator.Key)) (orchestrator.Backend, string, error) {
+//
+// The Kubernetes backend's NetworkPolicy lets runtimes reach the control
+// plane's pods on one port: the bundle listener's when there is one (a
+// container port, as policies name), else the port of --kube-bundle-url.
+func runtimeBackend(cfg Config, dataDir, loopback string, bundleLn net.Listener, onChange func(orchestrator.Key)) (orchestrator.Backend, string, error) {
 	if cfg.RuntimeBackend == "kubernetes" {
 		k := cfg.Kubernetes
 		if k.BundleURL == "" {
 			return nil, "", errors.New("--runtime-backend kubernetes needs --kube-bundle-url: the control plane's URL as runtime pods reach it")
 		}
+		port := kubernetes.BundlePortOf(k.BundleURL)
+		if bundleLn != nil {
+			port = bundleLn.Addr().(*net.TCPAddr).Port
+		}
 		b, err := kubernetes.New(kubernetes.Options{Kubeconfig: k.Kubeconfig, Namespace: k.Namespace, Image: k.Image, Install: k.Install,
-			EgressExcept: k.EgressExcept, BundlePort: kubernetes.BundlePortOf(k.BundleURL), Log: cfg.Log, Now: cfg.Now})
+			EgressExcept: k.EgressExcept, BundlePort: port, Log: cfg.Log, Now: cfg.Now})
 		if err != nil {
 			return nil, "", fmt.Errorf("unable to start the kubernetes runtime backend: %w", err)
 		}

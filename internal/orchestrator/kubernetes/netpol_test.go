@@ -107,6 +107,9 @@ func TestNetworkPolicyIsolatesInstances(t *testing.T) {
 	cl := kubetest.Shared(t)
 	ns := cl.Namespace(t)
 	b := newBackend(t, cl.Config, ns, clocktest.New(0))
+	// What `sluice serve --listen :8080 --bundle-listen :8081` gives it:
+	// the bundle listener's port, the API's being another.
+	b.opts.BundlePort = 8081
 	a1 := orchestrator.Key{InstanceID: "inst-a", Name: "one"}
 	a2 := orchestrator.Key{InstanceID: "inst-a", Name: "two"}
 	b1 := orchestrator.Key{InstanceID: "inst-b", Name: "one"}
@@ -140,8 +143,9 @@ func TestNetworkPolicyIsolatesInstances(t *testing.T) {
 		{"a client pod, flow port", client, runtime(a1), FlowPort, true},
 		{"a client pod, admin port", client, runtime(a1), AdminPort, false},
 		{"control plane, admin port", control, runtime(a1), AdminPort, true},
-		{"runtime to the control plane's bundle port", runtime(a1), control, 8443, true},
-		{"runtime to the control plane's other ports", runtime(a1), control, 9090, false},
+		{"runtime to the control plane's bundle port", runtime(a1), control, 8081, true},
+		{"runtime to the control plane's API port", runtime(a1), control, 8080, false},
+		{"runtime to the control plane's metrics port", runtime(a1), control, 9090, false},
 		{"runtime to other pods", runtime(a1), client, 5432, true},
 	} {
 		if got := allowed(t, list.Items, c.src, c.dst, c.port); got != c.want {
