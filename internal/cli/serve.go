@@ -271,6 +271,9 @@ Environment:
 	f.StringVar(&kube.BundleURL, "kube-bundle-url", "", "with --runtime-backend kubernetes: the control plane's URL as runtime pods reach it (its Service)")
 	f.StringVar(&kube.Install, "kube-install", "sluice", "with --runtime-backend kubernetes: the sluice.dev/install label value, so installations sharing a namespace stay apart")
 	f.StringSliceVar(&kube.EgressExcept, "kube-egress-except", nil, "with --runtime-backend kubernetes: the cluster's pod and service CIDRs, left out of the runtimes' egress to the world")
+	f.StringVar(&kube.IngressDomain, "kube-ingress-domain", "", "with --runtime-backend kubernetes: give each runtime an Ingress for <object name>.<domain> (a wildcard DNS name pointing at your ingress controller); its endpoints report that host")
+	f.StringVar(&kube.IngressClass, "kube-ingress-class", "", "with --kube-ingress-domain: the Ingresses' ingressClassName (default: the cluster's default class)")
+	f.StringVar(&kube.IngressTLSSecret, "kube-ingress-tls-secret", "", "with --kube-ingress-domain: a Secret in --kube-namespace with a certificate for *.<domain>; the endpoints are then https")
 	f.DurationVar(&timeouts.ReadHeader, "http-read-header-timeout", httplimit.ControlPlane.ReadHeader, "how long a client may take to send a request's headers")
 	f.DurationVar(&timeouts.Read, "http-read-timeout", httplimit.ControlPlane.Read, "how long a client may take to send a whole request, body included (BAR uploads)")
 	f.DurationVar(&timeouts.Write, "http-write-timeout", httplimit.ControlPlane.Write, "how long an answer may take to write (streams extend their own deadline)")
@@ -298,6 +301,7 @@ Environment:
 		"quota-config-archive": "SLUICE_QUOTA_CONFIG_ARCHIVE", "runtime-backend": "SLUICE_RUNTIME_BACKEND",
 		"kubeconfig": "SLUICE_KUBECONFIG", "kube-namespace": "SLUICE_KUBE_NAMESPACE", "kube-image": "SLUICE_KUBE_IMAGE",
 		"kube-bundle-url": "SLUICE_KUBE_BUNDLE_URL", "kube-install": "SLUICE_KUBE_INSTALL", "kube-egress-except": "SLUICE_KUBE_EGRESS_EXCEPT",
+		"kube-ingress-domain": "SLUICE_KUBE_INGRESS_DOMAIN", "kube-ingress-class": "SLUICE_KUBE_INGRESS_CLASS", "kube-ingress-tls-secret": "SLUICE_KUBE_INGRESS_TLS_SECRET",
 		"log-format": "SLUICE_LOG_FORMAT", "metrics-listen": "SLUICE_METRICS_LISTEN", "bundle-listen": "SLUICE_BUNDLE_LISTEN", "metrics-sample-interval": "SLUICE_METRICS_SAMPLE_INTERVAL", "log-level": "SLUICE_LOG_LEVEL",
 		"http-read-header-timeout": "SLUICE_HTTP_READ_HEADER_TIMEOUT", "http-read-timeout": "SLUICE_HTTP_READ_TIMEOUT",
 		"http-write-timeout": "SLUICE_HTTP_WRITE_TIMEOUT", "http-idle-timeout": "SLUICE_HTTP_IDLE_TIMEOUT",

@@ -658,6 +658,10 @@ type KubernetesConfig struct {
 	BundleURL    string
 	Install      string   // the sluice.dev/install label; "": sluice
 	EgressExcept []string // the cluster's pod and service CIDRs
+	// IngressDomain gives each runtime an Ingress for
+	// <object name>.<IngressDomain>, of IngressClass ("": the default),
+	// with TLS from IngressTLSSecret ("": none); "": no Ingresses.
+	IngressDomain, IngressClass, IngressTLSSecret string
 }
 
 // runtimeBackend makes the configured backend and says where its
@@ -677,7 +681,8 @@ func runtimeBackend(cfg Config, dataDir, loopback string, bundleLn net.Listener,
 			port = bundleLn.Addr().(*net.TCPAddr).Port
 		}
 		b, err := kubernetes.New(kubernetes.Options{Kubeconfig: k.Kubeconfig, Namespace: k.Namespace, Image: k.Image, Install: k.Install,
-			EgressExcept: k.EgressExcept, BundlePort: port, Log: cfg.Log, Now: cfg.Now})
+			EgressExcept: k.EgressExcept, BundlePort: port, IngressDomain: k.IngressDomain, IngressClass: k.IngressClass,
+			IngressTLSSecret: k.IngressTLSSecret, Log: cfg.Log, Now: cfg.Now})
 		if err != nil {
 			return nil, "", fmt.Errorf("unable to start the kubernetes runtime backend: %w", err)
 		}

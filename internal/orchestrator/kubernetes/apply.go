@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/secret"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -64,11 +65,8 @@ func (b *Backend) apply(ctx context.Context, c *client, d orchestrator.Deploymen
 	if existing != nil {
 		owner = ownerOf(existing)
 	}
-	if err := c.apply(ctx, resSecrets, ns, name, b.secretObject(d, admin.Reveal(), owner), nil); err != nil {
-		return orchestrator.Observed{}, classify("apply", "Secret "+ns+"/"+name, err)
-	}
-	if err := c.apply(ctx, resServices, ns, name, b.serviceObject(d.Key, d.UID, owner), nil); err != nil {
-		return orchestrator.Observed{}, classify("apply", "Service "+ns+"/"+name, err)
+	if err := b.applyOwned(ctx, c, d, admin, owner); err != nil {
+		return orchestrator.Observed{}, err
 	}
 	pol := b.policyObject(d.Key.InstanceID)
 	if err := c.apply(ctx, resPolicies, ns, pol.Name, pol, nil); err != nil {
@@ -86,14 +84,29 @@ func (b *Backend) apply(ctx context.Context, c *client, d orchestrator.Deploymen
 		// The Secret and Service belong to the Deployment from now on:
 		// deleting it (by hand, too) lets the cluster collect them.
 		owner = ownerOf(dep)
-		if err := c.apply(ctx, resSecrets, ns, name, b.secretObject(d, admin.Reveal(), owner), nil); err != nil {
-			return orchestrator.Observed{}, classify("apply", "Secret "+ns+"/"+name, err)
-		}
-		if err := c.apply(ctx, resServices, ns, name, b.serviceObject(d.Key, d.UID, owner), nil); err != nil {
-			return orchestrator.Observed{}, classify("apply", "Service "+ns+"/"+name, err)
+		if err := b.applyOwned(ctx, c, d, admin, owner); err != nil {
+			return orchestrator.Observed{}, err
 		}
 	}
 	return b.observe(ctx, c, d.Key, dep, admin)
+}
+
+// applyOwned applies the objects the Deployment owns (once it exists):
+// the Secret, the Service and, with an ingress domain, the Ingress.
+func (b *Backend) applyOwned(ctx context.Context, c *client, d orchestrator.Deployment, admin secret.Value, owner *metav1.OwnerReference) error {
+	ns, name := b.opts.Namespace, objectName(d.Key)
+	if err := c.apply(ctx, resSecrets, ns, name, b.secretObject(d, admin.Reveal(), owner), nil); err != nil {
+		return classify("apply", "Secret "+ns+"/"+name, err)
+	}
+	if err := c.apply(ctx, resServices, ns, name, b.serviceObject(d.Key, d.UID, owner), nil); err != nil {
+		return classify("apply", "Service "+ns+"/"+name, err)
+	}
+	if b.opts.IngressDomain != "" {
+		if err := c.apply(ctx, resIngresses, ns, name, b.ingressObject(d.Key, d.UID, owner), nil); err != nil {
+			return classify("apply", "Ingress "+ns+"/"+name, err)
+		}
+	}
+	return nil
 }
 
 func ownerOf(dep *appsv1.Deployment) *metav1.OwnerReference {
@@ -174,6 +187,18 @@ func (b *Backend) observe(ctx context.Context, c *client, k orchestrator.Key, de
 	if err == nil && obs.AvailableReplicas > 0 {
 		obs.BaseURL = b.serviceURL(svc)
 	}
+	if b.opts.IngressDomain != "" && obs.AvailableReplicas > 0 {
+		// The endpoints name the host the cluster's Ingress holds (read
+		// back, not assumed); without it, the Service inside the cluster.
+		ing := &networkingv1.Ingress{}
+		err := c.get(ctx, resIngresses, ns, objectName(k), ing)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return orchestrator.Observed{}, classify("read", "Ingress "+ns+"/"+objectName(k), err)
+		}
+		if u := ingressURL(ing); err == nil && u != "" {
+			obs.BaseURL = u
+		}
+	}
 	if len(obs.AdminURLs) > 0 {
 		obs.AdminURL, obs.AdminToken = obs.AdminURLs[0], admin
 	}
@@ -199,7 +224,11 @@ func (b *Backend) Delete(ctx context.Context, k orchestrator.Key) error {
 		{"Deployment", resDeployments},
 		{"Service", resServices},
 		{"Secret", resSecrets},
+		{"Ingress", resIngresses},
 	} {
+		if del.res == resIngresses && b.opts.IngressDomain == "" {
+			continue // none made (and the Role may not grant them)
+		}
 		if err := c.delete(ctx, del.res, ns, name, bg); err != nil && !apierrors.IsNotFound(err) {
 			return classify("delete", del.kind+" "+ns+"/"+name, err)
 		}
@@ -239,7 +268,10 @@ func (b *Backend) List(ctx context.Context) ([]orchestrator.Key, error) {
 	for _, r := range []struct {
 		kind string
 		res  schema.GroupVersionResource
-	}{{"Deployments", resDeployments}, {"Secrets", resSecrets}, {"Services", resServices}} {
+	}{{"Deployments", resDeployments}, {"Secrets", resSecrets}, {"Services", resServices}, {"Ingresses", resIngresses}} {
+		if r.res == resIngresses && b.opts.IngressDomain == "" {
+			continue
+		}
 		objs, err := list[metav1.PartialObjectMetadata](ctx, c, r.res, b.opts.Namespace, b.installSelector())
 		if err != nil {
 			return nil, classify("list", r.kind, err)

@@ -38,6 +38,7 @@ var (
 	resSecrets     = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 	resPods        = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 	resPolicies    = schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"}
+	resIngresses   = schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "ingresses"}
 )
 
 // newClient connects as cfg says. dynamic.ConfigFor gives the REST client

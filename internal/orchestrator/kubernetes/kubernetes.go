@@ -108,6 +108,19 @@ type Options struct {
 	// Network plugins that apply ipBlock rules to pod traffic need them for
 	// the isolation between instances to hold.
 	EgressExcept []string
+	// IngressDomain, when set, gives every runtime an Ingress (owned by
+	// its Deployment, like its Service) for host
+	// <object name>.<IngressDomain>, e.g. rt-hello-3f2a9c01de.apps.example.com:
+	// one wildcard DNS name and one wildcard certificate cover every
+	// runtime. Its endpoints then report that host. "": no Ingress.
+	IngressDomain string
+	// IngressClass is the Ingresses' spec.ingressClassName; "": the
+	// cluster's default class.
+	IngressClass string
+	// IngressTLSSecret names a Secret in Namespace holding a certificate
+	// for *.IngressDomain; set, the Ingresses terminate TLS with it and
+	// the endpoints are https. "": http.
+	IngressTLSSecret string
 	// RunAsUser is the uid runtime pods run as; 0: 65532.
 	RunAsUser int64
 	Log       *slog.Logger
@@ -156,6 +169,13 @@ func New(opts Options) (*Backend, error) {
 	}
 	if errs := labelValue.MatchString(opts.Install); !errs || len(opts.Install) > 63 {
 		return nil, fmt.Errorf("kubernetes: installation name %q is not a label value (letters, digits, '-', '_', '.', at most 63)", opts.Install)
+	}
+	opts.IngressDomain = strings.TrimSuffix(strings.ToLower(opts.IngressDomain), ".")
+	if d := opts.IngressDomain; d != "" && (len(d) > 190 || !dnsName.MatchString(d)) {
+		return nil, fmt.Errorf("kubernetes: ingress domain %q is not a DNS name (lower-case labels of letters, digits and '-', dot-separated)", d)
+	}
+	if opts.IngressDomain == "" && (opts.IngressClass != "" || opts.IngressTLSSecret != "") {
+		return nil, errors.New("kubernetes: an ingress class or TLS secret needs an ingress domain (--kube-ingress-domain)")
 	}
 	if opts.ControlPlaneSelector == nil {
 		opts.ControlPlaneSelector = map[string]string{LabelRole: RoleControl}
@@ -286,6 +306,9 @@ func labelFor(s string) string {
 
 var unsafeName = regexp.MustCompile(`[^a-z0-9-]+`)
 
+// dnsName is a DNS name of RFC 1123 labels, as Ingress hosts must be.
+var dnsName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$`)
+
 // objectName names runtime k's Deployment, Service and Secret: a DNS
 // label (Services need one) made of a readable part and a hash that
 // keeps distinct keys distinct.
@@ -366,7 +389,7 @@ func RBACRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: write},
 		{APIGroups: []string{""}, Resources: []string{"services", "secrets"}, Verbs: write},
-		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: write},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies", "ingresses"}, Verbs: write},
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 	}

@@ -60,6 +60,64 @@ func (b *Backend) serviceObject(k orchestrator.Key, uid string, owner *metav1.Ow
 	}
 }
 
+// ingressHost is the host name of runtime k's Ingress.
+func (b *Backend) ingressHost(k orchestrator.Key) string {
+	return objectName(k) + "." + b.opts.IngressDomain
+}
+
+// ingressObject routes ingressHost(k) to runtime k's Service.
+func (b *Backend) ingressObject(k orchestrator.Key, uid string, owner *metav1.OwnerReference) *networkingv1.Ingress {
+	host := b.ingressHost(k)
+	ing := &networkingv1.Ingress{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+		ObjectMeta: b.meta(k, uid, owner),
+		Spec: networkingv1.IngressSpec{
+			Rules: []networkingv1.IngressRule{{Host: host, IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+				Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix),
+					Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
+						Name: objectName(k), Port: networkingv1.ServiceBackendPort{Name: "http"}}}}},
+			}}}},
+		},
+	}
+	if b.opts.IngressClass != "" {
+		ing.Spec.IngressClassName = ptr.To(b.opts.IngressClass)
+	}
+	if b.opts.IngressTLSSecret != "" {
+		ing.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{host}, SecretName: b.opts.IngressTLSSecret}}
+	}
+	return ing
+}
+
+// ingressURL is where the cluster's Ingress ing serves its first host,
+// as read back from it: https when one of its TLS entries names the host.
+func ingressURL(ing *networkingv1.Ingress) string {
+	if len(ing.Spec.Rules) == 0 || ing.Spec.Rules[0].Host == "" {
+		return ""
+	}
+	host := ing.Spec.Rules[0].Host
+	for _, t := range ing.Spec.TLS {
+		for _, h := range t.Hosts {
+			if h == host {
+				return "https://" + host
+			}
+		}
+	}
+	return "http://" + host
+}
+
+// publicURL is where clients reach runtime k's flows: its Ingress's host
+// when there is one, else its Service inside the cluster.
+func (b *Backend) publicURL(k orchestrator.Key) string {
+	if b.opts.IngressDomain != "" {
+		scheme := "http://"
+		if b.opts.IngressTLSSecret != "" {
+			scheme = "https://"
+		}
+		return scheme + b.ingressHost(k)
+	}
+	return fmt.Sprintf("http://%s.%s.svc:%d", objectName(k), b.opts.Namespace, FlowPort)
+}
+
 // serviceURL is where the flows of runtime k are served inside the cluster.
 func (b *Backend) serviceURL(svc *corev1.Service) string {
 	port := int32(FlowPort)
@@ -81,7 +139,7 @@ func (b *Backend) deploymentObject(d orchestrator.Deployment) (*appsv1.Deploymen
 	podLabels[LabelGen] = itoa(d.Generation)
 	labels := b.baseLabels(k)
 	labels[LabelGen] = itoa(d.Generation)
-	publicURL := fmt.Sprintf("http://%s.%s.svc:%d", objectName(k), b.opts.Namespace, FlowPort)
+	publicURL := b.publicURL(k)
 	args := []string{"runtime",
 		"--bundle-url", d.BundleURL,
 		"--bundle-token-file", secretMount + "/" + keyBundleToken,
