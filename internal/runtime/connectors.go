@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	rtdebug "runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -218,13 +217,15 @@ func (rt *Runtime) startTriggers() error {
 //
 // onWorker says the trigger calls the handler on goroutines of its own
 // that outlive a message, at most maxInFlight of them (NATS): the run
-// then executes on the caller's goroutine (runOnWorker) rather than be
-// handed to the runtime's workers and waited for.
+// then executes on the caller's goroutine (runHere), which keeps the
+// stack the engine grew, rather than be handed to the runtime's workers
+// and waited for, under a deadline that makes no timer unless a step
+// asks for Done. A panic is the run's error as in run. A run that
+// ignores its deadline is not abandoned: it holds its worker — one of
+// the trigger's maxInFlight — until it ends, and its message waits for
+// the outcome (JetStream gives it to another worker after ackWait
+// meanwhile), so the trigger never has more than maxInFlight runs.
 func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string, onWorker bool) connectors.Handler {
-	run := lf.run
-	if onWorker {
-		run = lf.runOnWorker
-	}
 	return func(ctx context.Context, msg *flow.Message) (*flow.Response, error) {
 		start := time.Now()
 		var idBuf [64]byte
@@ -251,9 +252,17 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string, onWorker bool)
 			tr = &stepTracer{b: rt.trace.user, project: lf.project, requestID: reqID}
 		}
 		ctx = obs.WithRequestID(ctx, reqID)
-		rctx, cancel := context.WithTimeout(ctx, lf.timeout)
-		resp, err := run(rctx, msg, tr)
-		cancel()
+		var resp *flow.Response
+		var err error
+		if onWorker {
+			rctx := newRunCtx(ctx, lf.timeout)
+			resp, err = lf.runHere(rctx, msg, tr)
+			rctx.release()
+		} else {
+			rctx, cancel := context.WithTimeout(ctx, lf.timeout)
+			resp, err = lf.run(rctx, msg, tr)
+			cancel()
+		}
 		status := http.StatusOK
 		var fe *flow.Error
 		switch {
@@ -297,28 +306,6 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string, onWorker bool)
 		}
 		return resp, nil
 	}
-}
-
-// runOnWorker is run for a trigger whose handler is called on one of its
-// own workers: the run executes right there, with no hand-off to the
-// runtime's workers, and a panic becomes the run's error as in run. The
-// worker keeps the stack the engine grew. A run that ignores its
-// deadline is not abandoned: it holds its worker — one of the trigger's
-// maxInFlight — until it ends, and its message waits for the outcome
-// (JetStream gives it to another worker after ackWait meanwhile), so
-// the trigger never has more than maxInFlight runs at once.
-func (lf *loadedFlow) runOnWorker(ctx context.Context, msg *flow.Message, tr flow.Tracer) (resp *flow.Response, err error) {
-	defer lf.release()
-	defer func() {
-		if p := recover(); p != nil {
-			resp, err = nil, &panicError{value: p, stack: string(rtdebug.Stack())}
-		}
-	}()
-	exec := lf.f.Run
-	if lf.exec != nil {
-		exec = lf.exec
-	}
-	return exec(ctx, msg, tr)
 }
 
 // connectorMetrics are the series of message-source triggers and

@@ -14,7 +14,7 @@ import (
 )
 
 // TestNATSTriggerRunPanicIsAFailedRun: a NATS trigger's runs execute on
-// its own workers (runOnWorker), not the runtime's; a panic there is the
+// its own workers (runHere), not the runtime's; a panic there is the
 // run's error — retried, then dead-lettered with it — and the worker,
 // the process and the next message carry on.
 func TestNATSTriggerRunPanicIsAFailedRun(t *testing.T) {

@@ -221,7 +221,8 @@ func (lf *loadedFlow) run(ctx context.Context, msg *flow.Message, tr flow.Tracer
 	}
 }
 
-// runHere is run on the caller's goroutine, for local flows.
+// runHere is run on the caller's goroutine, for local flows and for the
+// triggers that call their handler on workers of their own (NATS).
 func (lf *loadedFlow) runHere(ctx context.Context, msg *flow.Message, tr flow.Tracer) (resp *flow.Response, err error) {
 	defer lf.release()
 	defer func() {
@@ -229,6 +230,9 @@ func (lf *loadedFlow) runHere(ctx context.Context, msg *flow.Message, tr flow.Tr
 			resp, err = nil, &panicError{value: p, stack: string(rtdebug.Stack())}
 		}
 	}()
+	if lf.exec != nil {
+		return lf.exec(ctx, msg, tr)
+	}
 	return lf.f.Run(ctx, msg, tr)
 }
 
