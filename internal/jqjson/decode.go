@@ -1,7 +1,7 @@
 // Package jqjson decodes JSON documents into the values jq computes with,
-// in one pass: the runtime's HTTP bodies and the message triggers'
-// payloads. It does not encode (gojq's encoder does) and knows nothing of
-// flows.
+// in one pass — the runtime's HTTP bodies and the message triggers'
+// payloads — and encodes such values as gojq does, for the runtime's
+// answers. It knows nothing of flows.
 package jqjson
 
 import (

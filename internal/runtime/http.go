@@ -20,8 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/itchyny/gojq"
-
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/gateway"
 	"github.com/sluice-dev/sluice/internal/jqjson"
@@ -308,13 +306,20 @@ func (rt *Runtime) writeResponse(w http.ResponseWriter, lf *loadedFlow, resp *fl
 	} else if s, ok := resp.Body.(string); ok && ct != "" && !isJSONType(ct) {
 		data = []byte(s)
 	} else {
+		buf := answerPool.Get().(*[]byte)
+		defer func() {
+			if cap(*buf) <= maxPooledAnswer {
+				answerPool.Put(buf)
+			}
+		}()
 		var err error
-		if data, err = encodeJSON(resp.Body); err != nil {
+		if data, err = encodeJSON((*buf)[:0], resp.Body); err != nil {
 			lf.metrics.fail("internal")
 			rt.log.Error("flow answered a body that is not JSON", "project", lf.project, "flow", lf.f.Name, "err", err)
 			writeError(w, http.StatusInternalServerError, fmt.Sprintf("flow %q answered a body that cannot be encoded as JSON", lf.f.Name))
 			return http.StatusInternalServerError
 		}
+		*buf = data // grown, for the next answer (Write does not keep it)
 		if ct == "" {
 			h.Set("Content-Type", "application/json")
 		}
@@ -325,23 +330,23 @@ func (rt *Runtime) writeResponse(w http.ResponseWriter, lf *loadedFlow, resp *fl
 	return status
 }
 
-// encodeJSON encodes a flow's answer. Bodies are jq values, which gojq's
-// encoder writes without reflection (and with jq's conventions: NaN as
-// null, no HTML escaping); anything else a flow might carry goes through
+// encodeJSON encodes a flow's answer. Bodies are jq values, which
+// jqjson writes as gojq would (NaN as null, no HTML escaping) without
+// reflection; anything else a flow might carry goes through
 // encoding/json.
-func encodeJSON(v any) (data []byte, err error) {
-	defer func() {
-		if recover() != nil {
-			// Not a jq value (gojq panics on foreign types).
-			data, err = json.Marshal(v)
-		}
-	}()
-	data, err = gojq.Marshal(v)
-	if err != nil {
-		return json.Marshal(v)
+func encodeJSON(dst []byte, v any) ([]byte, error) {
+	if data, ok := jqjson.Append(dst, v); ok {
+		return data, nil
 	}
-	return data, nil
+	return json.Marshal(v)
 }
+
+// answerPool holds the buffers answers are encoded into; w.Write copies
+// them, so one is reused as soon as the answer is written.
+var answerPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledAnswer keeps a rare huge answer's buffer from staying pinned.
+const maxPooledAnswer = 64 << 10
 
 // flowError answers a run that ended in an error. Flow errors (fail
 // steps, failed steps) carry the status and message the flow chose;
