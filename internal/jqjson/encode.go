@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"math"
 	"math/big"
-	"strconv"
 	"slices"
+	"strconv"
 	"unicode/utf8"
 )
 
