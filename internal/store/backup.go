@@ -27,10 +27,10 @@ type BackupInfo struct {
 // one snapshot of the database while the control plane keeps writing, so
 // every write acknowledged before the backup started is in it, and none is
 // half in it. The BAR content the snapshot names, kept as files beside the
-// database (blobfiles.go), is copied into the backup's blob_chunks, so a
-// backup is one self-contained file; the store opened on a restored copy
-// moves it back into files. The copy is private (0600) and synced before
-// Backup returns. It opens the database without migrating it: a backup
+// database (blobfiles.go) and kept from removal meanwhile, is copied into
+// the backup's blob_chunks, so a backup is one self-contained file; the
+// store opened on a restored copy moves it back into files. The copy is
+// private (0600) and synced before Backup returns. It opens the database without migrating it: a backup
 // never changes what it copies.
 func Backup(ctx context.Context, dsn, dataDir, out string) (BackupInfo, error) {
 	var path string
@@ -68,9 +68,16 @@ func Backup(ctx context.Context, dsn, dataDir, out string) (BackupInfo, error) {
 			os.Remove(out)
 		}
 	}()
-	// Content removed by the control plane between the snapshot and its
-	// copy (its BAR was replaced or deleted meanwhile) is no longer
-	// named by a newer snapshot: the copy is taken again.
+	// While the backup holds the content, the control plane removes none:
+	// what the snapshot names is there to copy. Where that lock is not
+	// available, content removed between the snapshot and its copy (its
+	// BAR was replaced or deleted meanwhile) is no longer named by a newer
+	// snapshot: the copy is taken again.
+	release, err := holdContent(path + blobDirSuffix)
+	if err != nil {
+		return BackupInfo{}, fmt.Errorf("unable to lock the BAR content of %s: %w", path, err)
+	}
+	defer release()
 	for attempt := 1; ; attempt++ {
 		err = backupOnce(ctx, db, path+blobDirSuffix, out)
 		if err == nil {

@@ -30,7 +30,9 @@ import (
 //     removed, whichever process holds the lock;
 //   - a file left without a record (a transaction that rolled back, a
 //     crash between link and commit, a removal that failed) is only wasted
-//     space, removed when the store is next opened.
+//     space, removed when the store is next opened;
+//   - a backup holds a shared lock on the directory while it copies what
+//     its snapshot names (holdContent), and removals wait for it.
 type blobFiles struct {
 	dir string
 
@@ -44,6 +46,10 @@ const blobDirSuffix = "-bars"
 
 // spoolPattern names the spool files, which are never a hash.
 const spoolPattern = ".spool-*"
+
+// contentLockFile is the lock a backup holds while it copies content
+// files, and removals take before they remove one (holdContent).
+const contentLockFile = ".lock"
 
 func newBlobFiles(dbPath string) (*blobFiles, error) {
 	dir := dbPath + blobDirSuffix
@@ -87,7 +93,37 @@ var _ BlobSpooler = (*sqliteStore)(nil)
 // directory: PutBARFile then links it into place instead of copying it.
 // The caller closes and removes it.
 func (s *sqliteStore) CreateBlobSpool() (*os.File, error) {
-	return os.CreateTemp(s.files.dir, spoolPattern)
+	return s.files.createSpool()
+}
+
+// createSpool creates a spool file in the directory, locked for as long
+// as it is open (lockSpool), so that the sweep of another process opening
+// the store leaves it alone. One that the sweep opened between its
+// creation and its lock, or removed, is given up for another.
+func (b *blobFiles) createSpool() (*os.File, error) {
+	for attempt := 1; ; attempt++ {
+		f, err := os.CreateTemp(b.dir, spoolPattern)
+		if err != nil {
+			return nil, err
+		}
+		err = lockSpool(f)
+		if err == nil {
+			var fst, pst os.FileInfo
+			if fst, err = f.Stat(); err == nil {
+				if pst, err = os.Stat(f.Name()); err == nil && !os.SameFile(fst, pst) {
+					err = fs.ErrNotExist
+				}
+			}
+		}
+		if err == nil {
+			return f, nil
+		}
+		f.Close()
+		os.Remove(f.Name())
+		if attempt == 3 {
+			return nil, fmt.Errorf("store: unable to create a spool file for BAR content: %w", err)
+		}
+	}
 }
 
 // spool returns a synced file in the directory holding exactly size bytes
@@ -107,20 +143,20 @@ func (b *blobFiles) spool(content io.Reader, size int64) (string, func(), error)
 		}
 		return f.Name(), func() {}, nil
 	}
-	f, err := os.CreateTemp(b.dir, spoolPattern)
+	f, err := b.createSpool()
 	if err != nil {
 		return "", nil, fmt.Errorf("store: unable to write BAR content: %w", err)
 	}
-	remove := func() { os.Remove(f.Name()) }
+	remove := func() {
+		os.Remove(f.Name())
+		f.Close() // after the removal: the lock keeps the sweep off it until then
+	}
 	n, err := io.Copy(f, content)
 	if err == nil && n != size {
 		err = fmt.Errorf("store: BAR content is %d bytes, expected %d", n, size)
 	}
 	if err == nil {
 		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
 	}
 	if err != nil {
 		remove()
@@ -188,6 +224,16 @@ func (s *sqliteStore) collectFiles(ctx context.Context) {
 	if len(shas) == 0 {
 		return
 	}
+	release, ok := tryRemovals(b.dir)
+	if !ok {
+		// A backup is copying content: the removals wait for the next
+		// write, or the next open.
+		for _, sha := range shas {
+			b.mark(sha)
+		}
+		return
+	}
+	defer release()
 	// The removal is not the request's: it completes even when the
 	// request that caused it is cancelled.
 	ctx = context.WithoutCancel(ctx)
@@ -301,13 +347,27 @@ func (s *sqliteStore) moveChunks(ctx context.Context, sha string) error {
 }
 
 // sweepFiles removes content files no record names, under the write lock
-// (see blobFiles). Spool files are left alone: another process on the same
-// store may be uploading into one.
+// (see blobFiles), and spool files no upload holds open: those a crash
+// left (an upload in another process on the same store holds its lock).
 func (s *sqliteStore) sweepFiles(ctx context.Context) error {
 	entries, err := os.ReadDir(s.files.dir)
 	if err != nil {
 		return fmt.Errorf("store: unable to list the BAR content directory: %w", err)
 	}
+	for _, e := range entries {
+		if ok, _ := filepath.Match(spoolPattern, e.Name()); ok {
+			p := filepath.Join(s.files.dir, e.Name())
+			if abandoned, release := spoolAbandoned(p); abandoned {
+				os.Remove(p)
+				release()
+			}
+		}
+	}
+	release, ok := tryRemovals(s.files.dir)
+	if !ok {
+		return nil // a backup is copying content: removed at a later open
+	}
+	defer release()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		for _, e := range entries {
 			if isSHA256(e.Name()) {
