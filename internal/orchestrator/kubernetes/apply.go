@@ -2,10 +2,12 @@ package kubernetes
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/sluice-dev/sluice/internal/orchestrator"
@@ -16,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 )
 
@@ -184,6 +187,11 @@ func (b *Backend) observe(ctx context.Context, c *client, k orchestrator.Key, de
 		return orchestrator.Observed{}, classify("read", "Service "+ns+"/"+objectName(k), err)
 	}
 	obs := mapStatus(dep, pods)
+	replaced, err := b.replacedRestarts(ctx, c, k, dep, pods)
+	if err != nil {
+		return orchestrator.Observed{}, err
+	}
+	obs.Restarts += replaced
 	if err == nil && obs.AvailableReplicas > 0 {
 		obs.BaseURL = b.serviceURL(svc)
 	}
@@ -203,6 +211,54 @@ func (b *Backend) observe(ctx context.Context, c *client, k orchestrator.Key, de
 		obs.AdminURL, obs.AdminToken = obs.AdminURLs[0], admin
 	}
 	return obs, nil
+}
+
+// replacedRestarts is the restart count of runtime k's pods that are
+// gone: AnnRestarts on dep, plus the last seen counts of pods seen before
+// and missing (or terminating) now, which it adds to the annotation (a
+// merge patch of its own field manager, so the server-side apply of the
+// Deployment neither owns nor drops it). A pod that comes and goes
+// between two passes, or while no control plane watches, is not counted.
+func (b *Backend) replacedRestarts(ctx context.Context, c *client, k orchestrator.Key, dep *appsv1.Deployment, pods []corev1.Pod) (int, error) {
+	stored, _ := strconv.Atoi(dep.Annotations[AnnRestarts])
+	now := map[string]int{}
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil {
+			continue // going: counted as gone (mapStatus leaves it out too)
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.Name == containerName {
+				now[string(p.UID)] = int(cs.RestartCount)
+			}
+		}
+	}
+	b.mu.Lock()
+	pr := b.pods[k]
+	if pr == nil {
+		pr = &podRestarts{}
+		b.pods[k] = pr
+	}
+	for uid, n := range pr.seen {
+		if _, ok := now[uid]; !ok {
+			pr.pending += n
+		}
+	}
+	pr.seen = now
+	pending := pr.pending
+	b.mu.Unlock()
+	if pending == 0 {
+		return stored, nil
+	}
+	total := stored + pending
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnRestarts: strconv.Itoa(total)}}})
+	if _, err := c.in(resDeployments, dep.Namespace).Patch(ctx, dep.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager + "-restarts"}); err != nil {
+		// Kept pending: the next pass writes it.
+		return total, classify("annotate", "Deployment "+dep.Namespace+"/"+dep.Name, err)
+	}
+	b.mu.Lock()
+	pr.pending -= pending
+	b.mu.Unlock()
+	return total, nil
 }
 
 // Delete removes runtime k's Deployment, Service and Secret (its pods go
@@ -236,6 +292,7 @@ func (b *Backend) Delete(ctx context.Context, k orchestrator.Key) error {
 	b.mu.Lock()
 	delete(b.admin, k)
 	delete(b.retry, k)
+	delete(b.pods, k)
 	b.mu.Unlock()
 	left, err := list[appsv1.Deployment](ctx, c, resDeployments, ns, b.installSelector()+","+LabelInstance+"="+labelFor(k.InstanceID))
 	if err != nil {

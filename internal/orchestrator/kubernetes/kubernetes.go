@@ -69,10 +69,14 @@ const (
 	AnnInstance    = "sluice.dev/instance-id" // exact instance id
 	AnnRuntime     = "sluice.dev/runtime-name"
 	AnnUID         = "sluice.dev/uid"
-	RoleRuntime    = "runtime"
-	RoleControl    = "control-plane"
-	fieldManager   = "sluice"
-	containerName  = "runtime"
+	// AnnRestarts, on a Deployment, adds up the container restarts of
+	// its pods that are gone (replaced by a rollout, evicted, deleted):
+	// the pods' own counts start again at 0 in every new pod.
+	AnnRestarts   = "sluice.dev/restarts-of-replaced-pods"
+	RoleRuntime   = "runtime"
+	RoleControl   = "control-plane"
+	fieldManager  = "sluice"
+	containerName = "runtime"
 )
 
 // Options configure a Kubernetes backend.
@@ -147,6 +151,14 @@ type Backend struct {
 	connN   int
 	retry   map[orchestrator.Key]*retryState
 	admin   map[orchestrator.Key]secret.Value
+	pods    map[orchestrator.Key]*podRestarts
+}
+
+// podRestarts is what this backend last saw of a runtime's pods'
+// restarts, to add a pod's count to AnnRestarts when it goes.
+type podRestarts struct {
+	seen    map[string]int // pod uid → restarts when last seen
+	pending int            // counts of gone pods not yet written to AnnRestarts
 }
 
 type retryState struct {
@@ -196,7 +208,7 @@ func New(opts Options) (*Backend, error) {
 		opts.Now = clock.Wall
 	}
 	return &Backend{opts: opts, log: opts.Log.With("component", "orchestrator.kubernetes"), now: opts.Now,
-		retry: map[orchestrator.Key]*retryState{}, admin: map[orchestrator.Key]secret.Value{}}, nil
+		retry: map[orchestrator.Key]*retryState{}, admin: map[orchestrator.Key]secret.Value{}, pods: map[orchestrator.Key]*podRestarts{}}, nil
 }
 
 // cluster returns the client, building it from the options when needed.

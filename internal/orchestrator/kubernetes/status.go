@@ -25,7 +25,8 @@ var waitingCannotRun = map[string]bool{
 // latest spec, every replica is updated and available, no old one is
 // left — what `kubectl rollout status` waits for); during a rollout it
 // is the newest generation among ready pods. Restarts add up the
-// containers' restart counts of the current pods; a container waiting in
+// containers' restart counts of the current pods (observe adds those of
+// pods that are gone); a container waiting in
 // CrashLoopBackOff makes the runtime Restarting, with its last
 // termination as the last error.
 func mapStatus(dep *appsv1.Deployment, pods []corev1.Pod) orchestrator.Observed {
