@@ -33,16 +33,30 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 
 // decodeJSONLimit is decodeJSON with its own body limit.
 func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	b, err := readJSONBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	return decodeJSONBytes(b, v, limit)
+}
+
+// readJSONBody checks a JSON body's content type and reads it, up to limit.
+func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return &badRequest{http.StatusUnsupportedMediaType, "UnsupportedMediaType", fmt.Sprintf("content type %q is not JSON: send application/json", ct)}
+			return nil, &badRequest{http.StatusUnsupportedMediaType, "UnsupportedMediaType", fmt.Sprintf("content type %q is not JSON: send application/json", ct)}
 		}
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		return describeJSONError(err, limit)
+		return nil, describeJSONError(err, limit)
 	}
+	return b, nil
+}
+
+// decodeJSONBytes is decodeJSON's strict decoding of a body already read.
+func decodeJSONBytes(b []byte, v any, limit int64) error {
 	// encoding/json would quietly turn invalid UTF-8 into U+FFFD, keep the
 	// last of duplicate keys (another parser may keep the first) and
 	// decode null into nothing: each is refused instead.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -30,7 +31,15 @@ func (a *API) postTokens(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body tokenRequestBody
-	if err := decodeJSON(w, r, &body); err != nil {
+	b, err := readJSONBody(w, r, maxJSONBody)
+	if err == nil {
+		if v, ok := plainAPIKeyBody(b); ok {
+			body.APIKey = secret.New(v)
+		} else {
+			err = decodeJSONBytes(b, &body, maxJSONBody)
+		}
+	}
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -56,6 +65,60 @@ func (a *API) postTokens(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// plainAPIKeyBody reads the body nearly every exchange sends,
+// {"apiKey":"…"} with a value of printable ASCII and no escapes, without
+// the strict decoder's passes (a token scan for repeated keys, a decode by
+// reflection, a check for trailing data: a twentieth of the exchange's
+// CPU). It accepts only bodies the strict decoder accepts, with the same
+// result; anything else (other spacing is fine) is left to it, which
+// refuses or decodes as before.
+func plainAPIKeyBody(b []byte) (string, bool) {
+	const field = `"apiKey"`
+	i := skipJSONSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return "", false
+	}
+	i = skipJSONSpace(b, i+1)
+	if !bytes.HasPrefix(b[i:], []byte(field)) {
+		return "", false
+	}
+	i = skipJSONSpace(b, i+len(field))
+	if i >= len(b) || b[i] != ':' {
+		return "", false
+	}
+	i = skipJSONSpace(b, i+1)
+	if i >= len(b) || b[i] != '"' {
+		return "", false
+	}
+	start := i + 1
+	for i = start; i < len(b) && b[i] != '"'; i++ {
+		if c := b[i]; c < 0x20 || c >= 0x7f || c == '\\' {
+			return "", false
+		}
+	}
+	if i >= len(b) {
+		return "", false
+	}
+	v := string(b[start:i])
+	i = skipJSONSpace(b, i+1)
+	if i >= len(b) || b[i] != '}' {
+		return "", false
+	}
+	if skipJSONSpace(b, i+1) != len(b) {
+		return "", false
+	}
+	return v, true
+}
+
+// skipJSONSpace is the index of the first byte at or after i that is not
+// JSON whitespace (RFC 8259 §2).
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 // ---- users and service IDs ----
