@@ -20,8 +20,8 @@ import (
 // WriteJSON writes v as compact JSON (no indentation, no HTML escaping:
 // scripts parse answers with tr and grep as well as jq).
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	buf := answerBuffers.Get().(*bytes.Buffer)
-	defer putAnswerBuffer(buf)
+	buf := AnswerBuffer()
+	defer PutAnswerBuffer(buf)
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
@@ -41,7 +41,13 @@ var answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 const maxPooledAnswer = 64 << 10
 
-func putAnswerBuffer(b *bytes.Buffer) {
+// AnswerBuffer returns an empty buffer of the pool, for an answer built
+// elsewhere (a list's pages); PutAnswerBuffer gives it back once written.
+func AnswerBuffer() *bytes.Buffer { return answerBuffers.Get().(*bytes.Buffer) }
+
+// PutAnswerBuffer returns b to the pool (see AnswerBuffer); b must not be
+// used afterwards.
+func PutAnswerBuffer(b *bytes.Buffer) {
 	if b.Cap() > maxPooledAnswer {
 		return
 	}
