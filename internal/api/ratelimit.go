@@ -39,9 +39,17 @@ func setQuotaHeaders(w http.ResponseWriter, quotas []iam.Quota) {
 	if len(quotas) == 0 {
 		return
 	}
-	w.Header().Set("RateLimit-Policy", policyHeader(quotas))
-	w.Header().Set("RateLimit", stateHeader(quotas))
+	// Header.Set with these names, without canonicalizing them on every
+	// answer (a copy each, as "RateLimit" is not in canonical form).
+	h := w.Header()
+	h[headerRateLimitPolicy] = []string{policyHeader(quotas)}
+	h[headerRateLimit] = []string{stateHeader(quotas)}
 }
+
+var (
+	headerRateLimitPolicy = http.CanonicalHeaderKey("RateLimit-Policy")
+	headerRateLimit       = http.CanonicalHeaderKey("RateLimit")
+)
 
 // overLimit sets Retry-After and says which limit was passed.
 func overLimit(w http.ResponseWriter, quotas []iam.Quota) string {

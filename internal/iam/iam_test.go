@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,14 @@ func TestRateLimiterWindows(t *testing.T) {
 	}
 	if got := PolicyHeader(q); got != `"client";q=2;w=10, "instance";q=3;w=60` {
 		t.Fatalf("policy header %q", got)
+	}
+	// The state header in the draft's shape, as fmt would write it.
+	var want []string
+	for _, x := range q {
+		want = append(want, fmt.Sprintf("%q;r=%d;t=%d", x.Policy, x.Remaining, x.Reset))
+	}
+	if got := StateHeader(q); got != strings.Join(want, ", ") || !strings.HasPrefix(got, `"client";r=`) {
+		t.Fatalf("state header %q, want %q", got, strings.Join(want, ", "))
 	}
 }
 

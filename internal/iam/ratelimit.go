@@ -226,20 +226,36 @@ func RetryAfter(qs []Quota) int {
 // PolicyHeader and StateHeader render quotas as the draft's structured
 // fields, e.g. RateLimit-Policy: "client";q=600;w=60 and
 // RateLimit: "client";r=599;t=60.
+// They are written on every authenticated answer, so they are appended
+// into one buffer rather than formatted (the bytes fmt's %q and %d give).
 func PolicyHeader(qs []Quota) string {
-	parts := make([]string, len(qs))
-	for i, q := range qs {
-		parts[i] = fmt.Sprintf("%q;q=%d;w=%d", q.Policy, q.Limit.Requests, int(q.Limit.Window/time.Second))
-	}
-	return strings.Join(parts, ", ")
+	return quotaHeader(qs, func(b []byte, q Quota) []byte {
+		b = append(b, ";q="...)
+		b = strconv.AppendInt(b, int64(q.Limit.Requests), 10)
+		b = append(b, ";w="...)
+		return strconv.AppendInt(b, int64(q.Limit.Window/time.Second), 10)
+	})
 }
 
 func StateHeader(qs []Quota) string {
-	parts := make([]string, len(qs))
+	return quotaHeader(qs, func(b []byte, q Quota) []byte {
+		b = append(b, ";r="...)
+		b = strconv.AppendInt(b, int64(q.Remaining), 10)
+		b = append(b, ";t="...)
+		return strconv.AppendInt(b, int64(q.Reset), 10)
+	})
+}
+
+func quotaHeader(qs []Quota, params func([]byte, Quota) []byte) string {
+	var arr [96]byte
+	b := arr[:0]
 	for i, q := range qs {
-		parts[i] = fmt.Sprintf("%q;r=%d;t=%d", q.Policy, q.Remaining, q.Reset)
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = params(strconv.AppendQuote(b, q.Policy), q)
 	}
-	return strings.Join(parts, ", ")
+	return string(b)
 }
 
 // Verdict is a rate-limit decision as every HTTP surface answers it: the
