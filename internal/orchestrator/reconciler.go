@@ -210,9 +210,10 @@ func (r *Reconciler) lead(ctx context.Context) {
 	defer unsubscribe()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	plog := &passLog{log: r.Log}
 	for {
-		if err := r.Pass(ctx); err != nil && ctx.Err() == nil {
-			r.Log.Warn("reconcile pass failed", "err", err)
+		if err := r.Pass(ctx); ctx.Err() == nil {
+			plog.pass(err, r.now())
 		}
 		// While a runtime is starting or rolling over, look again soon so
 		// its status turns Ready (and its endpoints appear) promptly.
