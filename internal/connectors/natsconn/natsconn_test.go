@@ -424,6 +424,9 @@ func TestCoreMaxInFlightAndDrain(t *testing.T) {
 	if cnt.maxInFlight.Load() != 3 {
 		t.Errorf("max in flight %d, want 3", cnt.maxInFlight.Load())
 	}
+	for len(started) > 0 {
+		<-started // the other seven runs' starts, all sent before their acks
+	}
 
 	// A drain returns only after the run in progress finished.
 	release = make(chan struct{})
