@@ -9,6 +9,8 @@ import (
 	"strconv"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-dev/sluice/internal/jqjson"
 )
 
 // publishStep sends one message through a connection and puts what the
@@ -242,10 +244,17 @@ func (s *publishStep) run(ctx context.Context, x *execution, st *state) error {
 }
 
 // payload encodes a value for the wire: a string as its text, anything
-// else as JSON.
+// else as JSON — by jqjson, as the runtime's HTTP answers are (a
+// published message's body through encoding/json's reflection was a
+// good part of its cost); a value that is not a jq value through
+// encoding/json.
 func payload(v any) ([]byte, error) {
 	if s, ok := v.(string); ok {
 		return []byte(s), nil
+	}
+	// Most messages fit the first buffer; larger ones grow it.
+	if data, ok := jqjson.Append(make([]byte, 0, 256), v); ok {
+		return data, nil
 	}
 	return json.Marshal(v)
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/connectors"
 	"github.com/sluice-dev/sluice/internal/flow"
+	"github.com/sluice-dev/sluice/internal/jqjson"
 )
 
 // Pool holds the NATS connections of one runtime, one per policy.
@@ -525,6 +526,9 @@ func message(subject string, h nats.Header, data []byte, src map[string]any) *fl
 func bodyBytes(v any) ([]byte, error) {
 	if s, ok := v.(string); ok {
 		return []byte(s), nil
+	}
+	if data, ok := jqjson.Append(nil, v); ok {
+		return data, nil
 	}
 	return json.Marshal(v)
 }
