@@ -271,11 +271,17 @@ func plainPath(src string) []string {
 // own error.
 func (e *expr) walk(in any) (v any, ok bool) {
 	v = in
-	for _, k := range e.path {
-		switch m := v.(type) {
+	for i := 0; i < len(e.path); i++ {
+		switch m, k := v, e.path[i]; m := m.(type) {
 		case map[string]any:
 			v = m[k]
 		case *jqInput:
+			if k == "vars" && i+1 < len(e.path) {
+				// .vars.name without building the object (see vars)
+				i++
+				v = m.vars.get(e.path[i])
+				continue
+			}
 			v = m.get(k)
 		case nil:
 			return nil, true

@@ -379,11 +379,13 @@ func nativeTerm(t *gojq.Term, depth int) *native {
 	if depth > maxNativeDepth {
 		return nil
 	}
-	base := nativeBase(t, depth)
-	if base == nil {
+	base, suffixes := nativeVarsMember(t), t.SuffixList
+	if base != nil {
+		suffixes = suffixes[1:]
+	} else if base = nativeBase(t, depth); base == nil {
 		return nil
 	}
-	for _, s := range t.SuffixList {
+	for _, s := range suffixes {
 		if base = nativeSuffix(base, s); base == nil {
 			return nil
 		}
@@ -483,6 +485,45 @@ func nativeSuffix(base *native, s *gojq.Suffix) *native {
 		}}
 	}
 	return nil // `?`
+}
+
+// nativeVarsMember is the base of .vars.name…: on a step's input it looks
+// name up in the variables (see vars) without building their object; on
+// any other value it is .vars.name. nil for other terms.
+func nativeVarsMember(t *gojq.Term) *native {
+	if t.Type != gojq.TermTypeIndex || len(t.SuffixList) == 0 || t.SuffixList[0].Index == nil {
+		return nil
+	}
+	if v, ok := indexName(t.Index); !ok || v != "vars" {
+		return nil
+	}
+	name, ok := indexName(t.SuffixList[0].Index)
+	if !ok {
+		return nil
+	}
+	other := nativeIndex(nativeIndex(single(self), t.Index), t.SuffixList[0].Index)
+	if other == nil || other.one == nil {
+		return nil
+	}
+	return single(func(in any) (any, bool) {
+		if r, isInput := in.(*jqInput); isInput {
+			return r.vars.get(name), true
+		}
+		return other.one(in)
+	})
+}
+
+// indexName is the key of .name or ."name".
+func indexName(ix *gojq.Index) (string, bool) {
+	switch {
+	case ix.IsSlice || ix.End != nil || ix.Start != nil:
+		return "", false
+	case ix.Name != "":
+		return ix.Name, true
+	case ix.Str != nil && ix.Str.Queries == nil:
+		return ix.Str.Str, true
+	}
+	return "", false
 }
 
 // nativeIndex is .name, ."name", .["name"] or .[n] for a literal integer n.

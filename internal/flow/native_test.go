@@ -215,6 +215,7 @@ func TestNativeOnAStepsInput(t *testing.T) {
 		`.body`, `.params.customer`, `.headers["content-type"]`, `.query.q`, `.vars.x`, `.config.c`, `.response`, `.error`,
 		`.app`, `.source`, `.nope`, `{a: .}`, `[.]`, `select(.body)`, `if .body then 1 end`, `. // 1`, `.body // .`,
 		`[.[]]`, `length`, `add`, `. == .`, `"\(.)"`, `tostring`, `(.)`, `.[0]`, `{body}`, `.body.items[0].sku`,
+		`.vars`, `.vars.y.z`, `.vars.y.z + 1`, `{v: .vars}`, `.vars | length`, `.vars.x.z`, `.vars."x"`, `.vars["x"]`, `[.vars.x, .vars.w]`,
 	}, nativeShapes...)
 	msgs := []*state{
 		newState(&Message{Body: map[string]any{"items": []any{map[string]any{"sku": "A", "qty": 2, "price": 1.5}}},
@@ -225,6 +226,13 @@ func TestNativeOnAStepsInput(t *testing.T) {
 		newState(nil),
 	}
 	msgs[2].response, msgs[2].errv = map[string]any{"status": 200}, map[string]any{"message": "m"}
+	// Variables set one over another, shadowing and past maxVarsDepth.
+	chained := newState(&Message{Vars: map[string]any{"x": 0, "w": "base"}})
+	for i := range 3 * maxVarsDepth {
+		chained.vars = chained.vars.with("x", i).with("y", map[string]any{"z": i})
+		msgs = append(msgs, &state{body: chained.body, headers: chained.headers, query: chained.query, params: chained.params,
+			vars: chained.vars})
+	}
 	rt := &runtimeEnv{config: map[string]any{"c": true}}
 	for _, src := range shapes {
 		q, err := gojq.Parse(src)
@@ -284,4 +292,39 @@ func holdsInput(v any) bool {
 		}
 	}
 	return false
+}
+
+// TestVars: variables set over one another read as one object, the base
+// (the caller's map) and the objects handed out before stay as they were.
+func TestVars(t *testing.T) {
+	base := map[string]any{"a": 1, "b": 2}
+	v := &vars{base: base}
+	var seen []map[string]any
+	want := map[string]any{"a": 1, "b": 2}
+	for i := range 3*maxVarsDepth + 1 {
+		v = v.with("a", i).with(fmt.Sprint("k", i%5), i)
+		want["a"], want[fmt.Sprint("k", i%5)] = i, i
+		if got := v.object(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("after %d: %v, want %v", i, got, want)
+		}
+		for k, x := range want {
+			if v.get(k) != x {
+				t.Fatalf("after %d: get(%s) = %v, want %v", i, k, v.get(k), x)
+			}
+		}
+		seen = append(seen, v.object())
+	}
+	if v.get("none") != nil {
+		t.Error("a variable never set is not null")
+	}
+	if !reflect.DeepEqual(base, map[string]any{"a": 1, "b": 2}) {
+		t.Errorf("the base was written to: %v", base)
+	}
+	if seen[0]["a"] != 0 {
+		t.Errorf("an object handed out changed: %v", seen[0])
+	}
+	w := v.without("a", "into", []any{1})
+	if _, has := w.object()["a"]; has || w.get("into") == nil || v.get("a") == nil {
+		t.Errorf("without: %v (from %v)", w.object(), v.object())
+	}
 }

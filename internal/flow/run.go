@@ -201,13 +201,14 @@ type state struct {
 	headers  *strs // own[0] unless a call step shares its caller's
 	query    *strs
 	params   *strs
-	vars     map[string]any // copy-on-write: steps replace, never mutate
+	vars     *vars // persistent: steps make new ones, never change one
 	response any
 	errv     any
 	reply    *Response
 	app      map[string]any // the gateway's caller, nil when none
 	source   map[string]any // a message source's metadata, nil when none
 	own      [3]strs
+	ownVars  vars
 }
 
 // emptyMap stands for absent headers, query or params; nothing writes to
@@ -291,14 +292,15 @@ func newState(msg *Message) *state {
 	st.own[1] = strs{src: msg.Query, raw: msg.RawQuery}
 	st.own[2] = strs{src: msg.Params}
 	st.headers, st.query, st.params = &st.own[0], &st.own[1], &st.own[2]
-	// Steps replace vars rather than write to them, so the caller's map
-	// can be used as it is.
-	st.vars = msg.Vars
+	// Steps never write to a vars' map, so the caller's can be used as
+	// it is.
+	st.ownVars.base = msg.Vars
+	if st.ownVars.base == nil {
+		st.ownVars.base = emptyMap
+	}
+	st.vars = &st.ownVars
 	st.app = msg.App
 	st.source = msg.Source
-	if st.vars == nil {
-		st.vars = emptyMap
-	}
 	return st
 }
 
@@ -317,7 +319,7 @@ func (st *state) input(rt *runtimeEnv) *jqInput {
 type jqInput struct {
 	body                   any
 	headers, query, params *strs
-	vars                   map[string]any
+	vars                   *vars
 	config, response, errv any
 	app, source            map[string]any
 	obj                    map[string]any
@@ -335,7 +337,7 @@ func (in *jqInput) get(key string) any {
 	case "params":
 		return in.params.value()
 	case "vars":
-		return in.vars
+		return in.vars.object()
 	case "config":
 		return in.config
 	case "response":
@@ -364,7 +366,7 @@ func (in *jqInput) object() map[string]any {
 		"headers": in.headers.value(),
 		"query":   in.query.value(),
 		"params":  in.params.value(),
-		"vars":    in.vars,
+		"vars":    in.vars.object(),
 		"config":  in.config,
 	}
 	if in.response != nil {
@@ -383,6 +385,79 @@ func (in *jqInput) object() map[string]any {
 	return m
 }
 
+// vars is the flow's variables, persistent: setting one makes a new vars
+// on top of the old, which values taken before may still hold, instead of
+// a copy of the map — a for-each with a set copied it twice per element.
+// jq sees an object: .vars.name is looked up along the chain, and the
+// object is built only when a program takes .vars whole or gojq runs.
+type vars struct {
+	parent *vars          // nil: base holds them all
+	base   map[string]any // when parent is nil; never written to
+	name   string
+	val    any
+	depth  int
+	obj    map[string]any // the object, once built
+}
+
+// maxVarsDepth bounds a lookup's walk; a deeper chain is folded into a
+// map (a for-each over n elements with one set copies n/4 maps, not 2n).
+const maxVarsDepth = 8
+
+func (v *vars) get(name string) any {
+	n := v
+	for ; n.parent != nil; n = n.parent {
+		if n.name == name {
+			return n.val
+		}
+	}
+	return n.base[name]
+}
+
+// with is v with name set to val.
+func (v *vars) with(name string, val any) *vars {
+	if v.depth >= maxVarsDepth {
+		m := maps.Clone(v.object())
+		m[name] = val
+		return &vars{base: m}
+	}
+	return &vars{parent: v, name: name, val: val, depth: v.depth + 1}
+}
+
+// without is v without name, and with into set to val unless into is "".
+func (v *vars) without(name, into string, val any) *vars {
+	m := maps.Clone(v.object())
+	delete(m, name)
+	if into != "" {
+		m[into] = val
+	}
+	return &vars{base: m}
+}
+
+// object is the variables as one map, which nobody may write to.
+func (v *vars) object() map[string]any {
+	if v.parent == nil {
+		return v.base
+	}
+	if v.obj != nil {
+		return v.obj
+	}
+	var chain [maxVarsDepth]*vars
+	n, r := 0, v
+	for ; r.parent != nil; r = r.parent {
+		chain[n] = r
+		n++
+	}
+	m := make(map[string]any, len(r.base)+n)
+	for k, x := range r.base {
+		m[k] = x
+	}
+	for i := n - 1; i >= 0; i-- {
+		m[chain[i].name] = chain[i].val
+	}
+	v.obj = m
+	return m
+}
+
 // jqValue is in as gojq may be given it.
 func jqValue(in any) any {
 	if r, ok := in.(*jqInput); ok {
@@ -395,7 +470,7 @@ func jqValue(in any) any {
 func (st *state) snapshot(r *redactor) any {
 	m := map[string]any{
 		"body":   r.excerpt(st.body, 1),
-		"vars":   r.excerpt(st.vars, 1),
+		"vars":   r.excerpt(st.vars.object(), 1),
 		"params": r.excerpt(st.params.value(), 1),
 	}
 	if headers := st.headers.value(); len(headers) > 0 {

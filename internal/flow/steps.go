@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"strconv"
 	"strings"
 
@@ -191,13 +190,13 @@ func (c *compiler) setStep(b stepBase, n *yaml.Node) step {
 
 func (s *setStep) run(ctx context.Context, x *execution, st *state) error {
 	in := st.input(x.rt)
-	vars := maps.Clone(st.vars)
+	vars := st.vars
 	for i, e := range s.exprs {
 		v, err := e.eval(ctx, in)
 		if err != nil {
 			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("%s: %w", s.names[i], err), false)
 		}
-		vars[s.names[i]] = v
+		vars = vars.with(s.names[i], v)
 	}
 	st.vars = vars
 	return nil
@@ -353,22 +352,15 @@ func (s *forEachStep) run(ctx context.Context, x *execution, st *state) error {
 		collected = make([]any, 0, len(items))
 	}
 	for _, item := range items {
-		vars := maps.Clone(st.vars)
-		vars[s.as] = item
-		st.vars = vars
+		st.vars = st.vars.with(s.as, item)
 		if err := x.runSteps(ctx, s.steps, st); err != nil {
 			return err
 		}
 		if s.into != "" {
-			collected = append(collected, st.vars[s.as])
+			collected = append(collected, st.vars.get(s.as))
 		}
 	}
-	vars := maps.Clone(st.vars)
-	delete(vars, s.as)
-	if s.into != "" {
-		vars[s.into] = collected
-	}
-	st.vars = vars
+	st.vars = st.vars.without(s.as, s.into, collected)
 	return nil
 }
 
