@@ -132,8 +132,10 @@ func (rt *Runtime) serveFlow(lf *loadedFlow) http.HandlerFunc {
 			tctx, span = tracing.Tracer().Start(tctx, "flow "+lf.project+"/"+lf.f.Name, trace.WithSpanKind(trace.SpanKindServer),
 				trace.WithAttributes(attribute.String("sluice.project", lf.project), attribute.String("sluice.flow", lf.f.Name)))
 		}
-		r = r.WithContext(obs.WithRequestID(tctx, reqID))
-		status := rt.handle(w, r, lf, reqID)
+		// The context goes along beside r, not in a copy of it
+		// (r.WithContext copies the whole Request).
+		ctx := obs.WithRequestID(tctx, reqID)
+		status := rt.handle(ctx, w, r, lf, reqID)
 		if span != nil {
 			span.SetAttributes(attribute.Int("http.response.status_code", status))
 			if status >= 500 {
@@ -149,8 +151,8 @@ func (rt *Runtime) serveFlow(lf *loadedFlow) http.HandlerFunc {
 			rt.trace.serviceEvent(serviceEvent{Event: "request", Project: lf.project, Flow: lf.f.Name, RequestID: reqID,
 				Method: r.Method, Path: r.URL.Path, Status: status, DurationMs: ms(elapsed)})
 		}
-		if rt.log.Enabled(r.Context(), slog.LevelDebug) {
-			rt.log.DebugContext(r.Context(), "request", "project", lf.project, "flow", lf.f.Name, "method", r.Method, "path", r.URL.Path,
+		if rt.log.Enabled(ctx, slog.LevelDebug) {
+			rt.log.DebugContext(ctx, "request", "project", lf.project, "flow", lf.f.Name, "method", r.Method, "path", r.URL.Path,
 				"status", status, "durationMs", ms(elapsed))
 		}
 	}
@@ -162,7 +164,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // before the answer (nginx's convention); nothing is written.
 const statusClientGone = 499
 
-func (rt *Runtime) handle(w http.ResponseWriter, r *http.Request, lf *loadedFlow, reqID string) int {
+// handle answers r with lf; ctx is r's context with the request id and
+// the caller's trace.
+func (rt *Runtime) handle(ctx context.Context, w http.ResponseWriter, r *http.Request, lf *loadedFlow, reqID string) int {
 	var caller *gateway.Caller
 	if rt.opts.Gateway != nil {
 		// Decided from the pushed state alone: no call to the control
@@ -203,16 +207,16 @@ func (rt *Runtime) handle(w http.ResponseWriter, r *http.Request, lf *loadedFlow
 	var resp *flow.Response
 	if lf.local {
 		// No timer per request: a local run only checks its deadline.
-		ctx := newRunCtx(r.Context(), lf.timeout)
-		resp, err = lf.run(ctx, msg, tr)
-		ctx.release()
+		rctx := newRunCtx(ctx, lf.timeout)
+		resp, err = lf.run(rctx, msg, tr)
+		rctx.release()
 	} else {
-		ctx, cancel := context.WithTimeout(r.Context(), lf.timeout)
-		resp, err = lf.run(ctx, msg, tr)
+		rctx, cancel := context.WithTimeout(ctx, lf.timeout)
+		resp, err = lf.run(rctx, msg, tr)
 		cancel()
 	}
 	if err != nil {
-		return rt.flowError(w, r, lf, reqID, err)
+		return rt.flowError(ctx, w, lf, reqID, err)
 	}
 	return rt.writeResponse(w, lf, resp)
 }
@@ -352,7 +356,7 @@ const maxPooledAnswer = 64 << 10
 // steps, failed steps) carry the status and message the flow chose;
 // anything else is the runtime's or the engine's fault and the client gets
 // a generic message while the log gets the detail.
-func (rt *Runtime) flowError(w http.ResponseWriter, r *http.Request, lf *loadedFlow, reqID string, err error) int {
+func (rt *Runtime) flowError(ctx context.Context, w http.ResponseWriter, lf *loadedFlow, reqID string, err error) int {
 	var fe *flow.Error
 	var pe *panicError
 	switch {
@@ -363,30 +367,30 @@ func (rt *Runtime) flowError(w http.ResponseWriter, r *http.Request, lf *loadedF
 			status = http.StatusInternalServerError
 		}
 		if status >= 500 {
-			rt.log.WarnContext(r.Context(), "flow failed", "project", lf.project, "flow", lf.f.Name, "step", fe.Step, "status", status, "err", err)
+			rt.log.WarnContext(ctx, "flow failed", "project", lf.project, "flow", lf.f.Name, "step", fe.Step, "status", status, "err", err)
 		}
 		rt.serviceError(lf, reqID, err)
 		writeErrorBody(w, errorBody{Code: status, Message: rt.redact.String(fe.Message), Details: rt.redactDetails(fe.Details)})
 		return status
-	case r.Context().Err() != nil:
+	case ctx.Err() != nil:
 		// The client went away; there is no one to answer.
 		return statusClientGone
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errAbandoned):
 		lf.metrics.fail("timeout")
-		rt.log.WarnContext(r.Context(), "flow timed out", "project", lf.project, "flow", lf.f.Name, "timeout", lf.timeout,
+		rt.log.WarnContext(ctx, "flow timed out", "project", lf.project, "flow", lf.f.Name, "timeout", lf.timeout,
 			"abandoned", errors.Is(err, errAbandoned))
 		rt.serviceError(lf, reqID, err)
 		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("flow %q did not answer within %s", lf.f.Name, lf.timeout))
 		return http.StatusGatewayTimeout
 	case errors.As(err, &pe):
 		lf.metrics.fail("internal")
-		rt.log.ErrorContext(r.Context(), "flow panicked", "project", lf.project, "flow", lf.f.Name, "panic", pe.Error(), "stack", pe.stack)
+		rt.log.ErrorContext(ctx, "flow panicked", "project", lf.project, "flow", lf.f.Name, "panic", pe.Error(), "stack", pe.stack)
 		rt.serviceError(lf, reqID, err)
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("flow %q failed; the runtime log has request id %s", lf.f.Name, reqID))
 		return http.StatusInternalServerError
 	default:
 		lf.metrics.fail("internal")
-		rt.log.ErrorContext(r.Context(), "flow error", "project", lf.project, "flow", lf.f.Name, "err", err)
+		rt.log.ErrorContext(ctx, "flow error", "project", lf.project, "flow", lf.f.Name, "err", err)
 		rt.serviceError(lf, reqID, err)
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("flow %q failed; the runtime log has request id %s", lf.f.Name, reqID))
 		return http.StatusInternalServerError
