@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/gateway"
@@ -11,15 +12,31 @@ import (
 )
 
 // Gateway watch timing: a long poll is answered at once when the state
-// differs from the runtime's, else as soon as it changes (compiled again
-// on every change this replica makes and, once per runtime for all its
-// watches, every gatewayPoll for changes made through other replicas),
-// else after gatewayWait with 304 and no body: an idle watch is sent
-// nothing new.
+// differs from the runtime's, else as soon as it changes, else after
+// gatewayWait with 304 and no body: an idle watch is sent nothing new.
+// A change is heard at once when this process makes it, and through the
+// store's change feed when another replica sharing PostgreSQL does (the
+// server turns the feed into apis.Service.Notify). What nothing announces
+// (another process writing the same SQLite file, a signing key another
+// replica added, a lease past its expiry, which the gateway refuses by
+// itself) is found by compiling again every gatewayResync, once per
+// runtime however many watches it has. That resync used to be 250 ms,
+// when it was the only way to hear other replicas: with tens of runtimes
+// an idle control plane re-read the store a hundred times a second.
 const (
-	gatewayWait = 25 * time.Second
-	gatewayPoll = 250 * time.Millisecond
+	gatewayWait   = 25 * time.Second
+	gatewayResync = 5 * time.Second
 )
+
+// IsGatewayWatch says whether r is a runtime's long poll on its gateway
+// state (?since= set). Every replica holds one open, renewed every
+// gatewayWait with nothing new: the idle trim must not take that for work,
+// or a control plane running runtimes would never count as idle.
+func IsGatewayWatch(r *http.Request) bool {
+	p := r.URL.Path
+	return r.Method == http.MethodGet && strings.HasPrefix(p, "/internal/v1/runtimes/") &&
+		strings.HasSuffix(p, "/gateway") && r.URL.Query().Has("since")
+}
 
 // gatewayAnswer is the body of a gateway watch answer.
 type gatewayAnswer struct {
@@ -54,7 +71,7 @@ func (a *API) getGatewayState(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait+5*time.Second)
 	defer cancel()
-	st, tag, err := a.APIs.WaitGatewayState(ctx, uid, since, wait, gatewayPoll)
+	st, tag, err := a.APIs.WaitGatewayState(ctx, uid, since, wait, gatewayResync)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return

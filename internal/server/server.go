@@ -421,7 +421,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if procmem.Enabled() {
 		next := handler
 		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			requests.Add(1)
+			if !api.IsGatewayWatch(r) {
+				requests.Add(1)
+			}
 			next.ServeHTTP(w, r)
 		})
 		go procmem.TrimWhenIdle(refreshCtx, time.Second, requests.Load, func(err error) {
