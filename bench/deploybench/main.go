@@ -167,6 +167,12 @@ func main() {
 	time.Sleep(3 * time.Second)
 	fmt.Printf("idle RSS: control plane %s before the first deploy, %s after the runs; runtime replicas %s\n",
 		idleCP, rss(cp.Process.Pid), runtimeRSS(dataDir))
+	// What the control plane costs while it only watches its runtimes
+	// (all of the runs' runtimes still running): its CPU over 10 s.
+	cpu0 := cpuTime(cp.Process.Pid)
+	time.Sleep(10 * time.Second)
+	fmt.Printf("idle control plane managing %d runtimes: %.1f ms of CPU per second; RSS then %s\n",
+		*n+1, float64(cpuTime(cp.Process.Pid)-cpu0)/float64(time.Millisecond)/10, rss(cp.Process.Pid))
 
 	// Runtimes outlive their control plane on purpose: delete this one,
 	// and end anything still running from the data dir.
@@ -235,6 +241,21 @@ func rss(pid int) string {
 		}
 	}
 	return fmt.Sprintf("%s (anon %s, file %s)", v["VmRSS"], v["RssAnon"], v["RssFile"])
+}
+
+// cpuTime is the CPU a process has used so far (user and system), from
+// /proc/PID/stat in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: count fields after it.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	var utime, stime int64
+	fmt.Sscanf(f[11], "%d", &utime) // field 14
+	fmt.Sscanf(f[12], "%d", &stime) // field 15
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // runtimeRSS finds runtime processes started for this data dir.
