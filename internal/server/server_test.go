@@ -283,7 +283,8 @@ var sharedKey = func() string { k, _ := secret.NewMasterKey(); return k.Encode()
 
 // Locking or deleting an API key, deleting a client credential, and
 // revoking a token bite on the very next request at another control-plane
-// process sharing the same PostgreSQL.
+// process sharing the same PostgreSQL — a token's use and a token exchange
+// alike.
 func TestRevocationAcrossReplicas(t *testing.T) {
 	dsn := storetest.DSN(t, "postgres")
 	key := []string{"SLUICE_MASTER_KEY=" + sharedKey}
@@ -312,17 +313,31 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 			t.Fatalf("%s: whoami at replica B = %d %s, want %d", why, code, body, want)
 		}
 	}
+	// B remembers the credentials of the exchanges it served; a change at
+	// A is in B's very next exchange all the same.
+	exchangeAtB := func(clientID, clientSecret, apiKey string, want int, why string) {
+		t.Helper()
+		resp, body, err := servertest.Exchange(b.URL, clientID, clientSecret, a.Creds.InstanceID, apiKey)
+		if err != nil || resp.StatusCode != want {
+			t.Fatalf("%s: token exchange at replica B = %v %v %s, want %d", why, err, resp, body, want)
+		}
+	}
 	expect(200, "fresh token")
+	exchangeAtB(a.Creds.ClientID, a.Creds.ClientSecret, k.Key, 200, "fresh key")
+	exchangeAtB(a.Creds.ClientID, a.Creds.ClientSecret, k.Key, 200, "fresh key, again")
 	adminA.Do("POST", "/api/v1/api-keys/"+k.Metadata.ID+"/lock", nil)
 	expect(401, "key locked at replica A")
+	exchangeAtB(a.Creds.ClientID, a.Creds.ClientSecret, k.Key, 401, "key locked at replica A")
 	adminA.Do("POST", "/api/v1/api-keys/"+k.Metadata.ID+"/unlock", nil)
 	expect(401, "key unlocked at replica A: a token minted before the lock stays refused")
+	exchangeAtB(a.Creds.ClientID, a.Creds.ClientSecret, k.Key, 200, "key unlocked at replica A")
 	atB = b.Bind(t, a.Login(t, a.Creds.ClientID, a.Creds.ClientSecret, a.Creds.InstanceID, k.Key))
 	expect(200, "a token minted at A after the unlock")
 	if code, _ := adminA.Do("DELETE", "/api/v1/api-keys/"+k.Metadata.ID, nil); code != 204 {
 		t.Fatalf("delete key: %d", code)
 	}
 	expect(401, "key deleted at replica A")
+	exchangeAtB(a.Creds.ClientID, a.Creds.ClientSecret, k.Key, 401, "key deleted at replica A")
 
 	// Deleting a client credential at A kills its tokens at B.
 	code, body = adminA.Do("POST", "/api/v1/credentials", map[string]any{"metadata": map[string]string{"name": "rotating"}})
@@ -334,8 +349,10 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 	viaNew := b.Login(t, cred.ClientID, cred.ClientSecret, a.Creds.InstanceID, a.Creds.APIKey)
 	atB = viaNew
 	expect(200, "token of the new credential")
+	exchangeAtB(cred.ClientID, cred.ClientSecret, a.Creds.APIKey, 200, "the new credential")
 	adminA.Do("DELETE", "/api/v1/credentials/rotating", nil)
 	expect(401, "credential deleted at replica A")
+	exchangeAtB(cred.ClientID, cred.ClientSecret, a.Creds.APIKey, 401, "credential deleted at replica A")
 
 	// RFC 7009 revocation at A bites at B.
 	atB = b.Admin(t)
