@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/kubetest"
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -76,26 +77,9 @@ func TestPublicAPIRuntimeOnKubernetes(t *testing.T) {
 	s := servertest.Start(t, servertest.Options{Args: []string{"--runtime-backend", "kubernetes", "--kubeconfig", kubeconfig,
 		"--kube-namespace", ns, "--kube-image", "registry.example/sluice:e2e", "--kube-bundle-url", "http://sluice-runtimes." + ns + ".svc:8080"}})
 	admin := s.Admin(t)
-	hello, _, err := bar.Build(ctx, filepath.Join("..", "..", "..", "examples", "hello"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest("PUT", s.URL+"/api/v1/bar-files/hello.bar", bytes.NewReader(hello))
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Authorization", "Bearer "+admin.Token)
-	req.Header.Set("X-IBM-Client-Id", admin.ClientID)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var uploaded struct{ URL string }
-	json.NewDecoder(resp.Body).Decode(&uploaded)
-	resp.Body.Close()
-	if resp.StatusCode != 201 || uploaded.URL == "" {
-		t.Fatalf("BAR upload: %d", resp.StatusCode)
-	}
+	barURL := uploadHello(t, s, admin)
 	rt := map[string]any{"metadata": map[string]any{"name": "hello"}, "spec": map[string]any{
-		"barURL": []string{uploaded.URL}, "replicas": 2,
+		"barURL": []string{barURL}, "replicas": 2,
 		"template": map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "runtime",
 			"resources": map[string]any{"limits": map[string]any{"memory": "256Mi"}}}}}}}}
 	if code, body := admin.Do("PUT", "/api/v1/integration-runtimes/hello", rt); code != 201 {
@@ -136,14 +120,7 @@ func TestPublicAPIRuntimeOnKubernetes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := dep.Spec.Template.Spec.Containers[0].Args
-	var bundleURL string
-	for i, a := range args {
-		if a == "--bundle-url" {
-			bundleURL = args[i+1]
-		}
-	}
-	u, _ := url.Parse(bundleURL)
+	u, _ := url.Parse(argOf(dep, "--bundle-url"))
 	breq, _ := http.NewRequest("GET", s.URL+u.Path, nil)
 	breq.Header.Set("Authorization", "Bearer "+string(sec.Data[keyBundleToken]))
 	bresp, err := http.DefaultClient.Do(breq)
@@ -205,6 +182,42 @@ func TestPublicAPIRuntimeOnKubernetes(t *testing.T) {
 		pols, e3 := cl.Client.NetworkingV1().NetworkPolicies(ns).List(ctx, metav1.ListOptions{})
 		return apierrors.IsNotFound(e1) && apierrors.IsNotFound(e2) && e3 == nil && len(pols.Items) == 0, fmt.Sprint(e1, e2, e3)
 	})
+}
+
+// uploadHello uploads examples/hello as BAR file hello.bar and returns
+// its URL.
+func uploadHello(t *testing.T, s *servertest.Server, admin *servertest.Client) string {
+	t.Helper()
+	hello, _, err := bar.Build(ctx, filepath.Join("..", "..", "..", "examples", "hello"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("PUT", s.URL+"/api/v1/bar-files/hello.bar", bytes.NewReader(hello))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Authorization", "Bearer "+admin.Token)
+	req.Header.Set("X-IBM-Client-Id", admin.ClientID)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uploaded struct{ URL string }
+	json.NewDecoder(resp.Body).Decode(&uploaded)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || uploaded.URL == "" {
+		t.Fatalf("BAR upload: %d", resp.StatusCode)
+	}
+	return uploaded.URL
+}
+
+// argOf is the value of flag in the runtime container's arguments.
+func argOf(dep *appsv1.Deployment, flag string) string {
+	args := dep.Spec.Template.Spec.Containers[0].Args
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // keyOf finds the one runtime's key from its Deployment's annotations.

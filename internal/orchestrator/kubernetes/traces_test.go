@@ -17,7 +17,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluice-dev/sluice/internal/bar"
 	"github.com/sluice-dev/sluice/internal/kubetest"
 	"github.com/sluice-dev/sluice/internal/server/servertest"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,22 +41,8 @@ func TestTracesThroughThePodsAdminPort(t *testing.T) {
 	s := servertest.Start(t, servertest.Options{Args: []string{"--runtime-backend", "kubernetes", "--kubeconfig", kubeconfig,
 		"--kube-namespace", ns, "--kube-image", "registry.example/sluice:e2e", "--kube-bundle-url", "http://sluice." + ns + ".svc:8081"}})
 	admin := s.Admin(t)
-	hello, _, err := bar.Build(ctx, filepath.Join("..", "..", "..", "examples", "hello"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest("PUT", s.URL+"/api/v1/bar-files/hello.bar", bytes.NewReader(hello))
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Authorization", "Bearer "+admin.Token)
-	req.Header.Set("X-IBM-Client-Id", admin.ClientID)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var uploaded struct{ URL string }
-	json.NewDecoder(resp.Body).Decode(&uploaded)
-	resp.Body.Close()
-	rt := map[string]any{"metadata": map[string]any{"name": "hello"}, "spec": map[string]any{"barURL": []string{uploaded.URL}, "replicas": 1}}
+	barURL := uploadHello(t, s, admin)
+	rt := map[string]any{"metadata": map[string]any{"name": "hello"}, "spec": map[string]any{"barURL": []string{barURL}, "replicas": 1}}
 	if code, body := admin.Do("PUT", "/api/v1/integration-runtimes/hello", rt); code != 201 {
 		t.Fatalf("PUT runtime: %d %s", code, body)
 	}
@@ -77,14 +62,7 @@ func TestTracesThroughThePodsAdminPort(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	args := dep.Spec.Template.Spec.Containers[0].Args
-	var bundleURL string
-	for i, a := range args {
-		if a == "--bundle-url" {
-			bundleURL = args[i+1]
-		}
-	}
-	u, _ := url.Parse(bundleURL)
+	u, _ := url.Parse(argOf(dep, "--bundle-url"))
 	podIP := freeLoopbackIP(t, AdminPort)
 	flowAddr := servertest.FreeAddr(t)
 	cmd := exec.Command(servertest.Binary(t), "runtime", "--bundle-url", s.URL+u.Path,
@@ -124,7 +102,7 @@ func TestTracesThroughThePodsAdminPort(t *testing.T) {
 	if code, body := admin.Do("PUT", "/api/v1/traces/t1", trace); code != 201 {
 		t.Fatalf("PUT trace: %d %s", code, body)
 	}
-	resp, err = http.Get("http://" + flowAddr + "/hello/kube")
+	resp, err := http.Get("http://" + flowAddr + "/hello/kube")
 	if err != nil {
 		t.Fatal(err)
 	}
