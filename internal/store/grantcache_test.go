@@ -17,98 +17,71 @@ import (
 // PostgreSQL; another process, such as an operator's command, on SQLite) —
 // is in the very next answer: revocation bites at once (README).
 func TestGrantStateRemembersButNeverServesStale(t *testing.T) {
-	for _, kind := range storetest.Kinds() {
-		for _, other := range []bool{false, true} {
-			name := kind + "/same store"
-			if other {
-				name = kind + "/another store"
-			}
-			t.Run(name, func(t *testing.T) {
-				ctx := context.Background()
-				dsn, dir := storetest.DSN(t, kind), t.TempDir()
-				reader, err := store.Open(ctx, dsn, dir)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer reader.Close()
-				writer := reader
-				if other {
-					if writer, err = store.Open(ctx, dsn, dir); err != nil {
-						t.Fatal(err)
-					}
-					defer writer.Close()
-				}
-				var reads atomic.Int64
-				store.ObserveQueries(reader, func(kind string, _ float64) {
-					if kind == "select" {
-						reads.Add(1)
-					}
-				})
-				// The PostgreSQL listener's first signal says it listens.
-				listening, stop := reader.SubscribeChanges()
-				defer stop()
-				at := clocktest.Epoch()
-				n := newInstance("inst1", at)
-				if err := writer.CreateInstance(ctx, n); err != nil {
-					t.Fatal(err)
-				}
-				grant := func() store.GrantState {
-					t.Helper()
-					g, err := reader.GrantState(ctx, n.Credential.ClientID, n.Key.ID, n.Admin.ID, "jti-1")
-					if err != nil {
-						t.Fatal(err)
-					}
-					return g
-				}
-				if g := grant(); !g.ClientExists || !g.KeyExists || g.KeyLocked || g.SubjectRole != "admin" || g.Revoked {
-					t.Fatalf("fresh grant = %+v", g)
-				}
-				if kind == "postgres" {
-					<-listening // nothing is remembered before
-				}
-				grant()
-				before := reads.Load()
-				grant()
-				if reads.Load() != before {
-					t.Fatal("a repeated GrantState read the database")
-				}
-
-				steps := []struct {
-					what   string
-					change func() error
-					check  func(g store.GrantState) bool
-				}{
-					{"key locked", func() error { return writer.SetAPIKeyLocked(ctx, "inst1", n.Key.ID, true) },
-						func(g store.GrantState) bool { return g.KeyLocked }},
-					{"key unlocked (a new epoch)", func() error { return writer.SetAPIKeyLocked(ctx, "inst1", n.Key.ID, false) },
-						func(g store.GrantState) bool { return !g.KeyLocked && g.KeyEpoch != 0 }},
-					{"role demoted", func() error {
-						id := n.Admin
-						id.Role = "viewer"
-						return writer.UpdateIdentity(ctx, id)
-					}, func(g store.GrantState) bool { return g.SubjectRole == "viewer" }},
-					{"token revoked", func() error { return writer.RevokeToken(ctx, "jti-1", at.Add(time.Hour), at) },
-						func(g store.GrantState) bool { return g.Revoked }},
-					{"key deleted", func() error { return writer.DeleteAPIKey(ctx, "inst1", n.Key.ID) },
-						func(g store.GrantState) bool { return !g.KeyExists }},
-					{"credential deleted", func() error { return writer.DeleteClientCredential(ctx, "inst1", n.Credential.Name) },
-						func(g store.GrantState) bool { return !g.ClientExists }},
-					{"identity deleted", func() error { return writer.DeleteIdentity(ctx, "inst1", store.KindUser, n.Admin.Name) },
-						func(g store.GrantState) bool { return g.SubjectRole == "" }},
-				}
-				for _, st := range steps {
-					grant() // remembered, as before the change
-					grant()
-					if err := st.change(); err != nil {
-						t.Fatalf("%s: %v", st.what, err)
-					}
-					if g := grant(); !st.check(g) {
-						t.Fatalf("%s: the next GrantState = %+v", st.what, g)
-					}
-				}
-			})
+	eachReaderWriter(t, func(t *testing.T, kind string, reader, writer store.Store, reads *atomic.Int64) {
+		ctx := context.Background()
+		// The PostgreSQL listener's first signal says it listens.
+		listening, stop := reader.SubscribeChanges()
+		defer stop()
+		at := clocktest.Epoch()
+		n := newInstance("inst1", at)
+		if err := writer.CreateInstance(ctx, n); err != nil {
+			t.Fatal(err)
 		}
-	}
+		grant := func() store.GrantState {
+			t.Helper()
+			g, err := reader.GrantState(ctx, n.Credential.ClientID, n.Key.ID, n.Admin.ID, "jti-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return g
+		}
+		if g := grant(); !g.ClientExists || !g.KeyExists || g.KeyLocked || g.SubjectRole != "admin" || g.Revoked {
+			t.Fatalf("fresh grant = %+v", g)
+		}
+		if kind == "postgres" {
+			<-listening // nothing is remembered before
+		}
+		grant()
+		before := reads.Load()
+		grant()
+		if reads.Load() != before {
+			t.Fatal("a repeated GrantState read the database")
+		}
+
+		steps := []struct {
+			what   string
+			change func() error
+			check  func(g store.GrantState) bool
+		}{
+			{"key locked", func() error { return writer.SetAPIKeyLocked(ctx, "inst1", n.Key.ID, true) },
+				func(g store.GrantState) bool { return g.KeyLocked }},
+			{"key unlocked (a new epoch)", func() error { return writer.SetAPIKeyLocked(ctx, "inst1", n.Key.ID, false) },
+				func(g store.GrantState) bool { return !g.KeyLocked && g.KeyEpoch != 0 }},
+			{"role demoted", func() error {
+				id := n.Admin
+				id.Role = "viewer"
+				return writer.UpdateIdentity(ctx, id)
+			}, func(g store.GrantState) bool { return g.SubjectRole == "viewer" }},
+			{"token revoked", func() error { return writer.RevokeToken(ctx, "jti-1", at.Add(time.Hour), at) },
+				func(g store.GrantState) bool { return g.Revoked }},
+			{"key deleted", func() error { return writer.DeleteAPIKey(ctx, "inst1", n.Key.ID) },
+				func(g store.GrantState) bool { return !g.KeyExists }},
+			{"credential deleted", func() error { return writer.DeleteClientCredential(ctx, "inst1", n.Credential.Name) },
+				func(g store.GrantState) bool { return !g.ClientExists }},
+			{"identity deleted", func() error { return writer.DeleteIdentity(ctx, "inst1", store.KindUser, n.Admin.Name) },
+				func(g store.GrantState) bool { return g.SubjectRole == "" }},
+		}
+		for _, st := range steps {
+			grant() // remembered, as before the change
+			grant()
+			if err := st.change(); err != nil {
+				t.Fatalf("%s: %v", st.what, err)
+			}
+			if g := grant(); !st.check(g) {
+				t.Fatalf("%s: the next GrantState = %+v", st.what, g)
+			}
+		}
+	})
 }
 
 // ExchangeCredentials is remembered as GrantState is: a repeated exchange
@@ -117,6 +90,102 @@ func TestGrantStateRemembersButNeverServesStale(t *testing.T) {
 // exchange checks — through this store or another on the same database —
 // is in the very next answer.
 func TestExchangeCredentialsRemembersButNeverServesStale(t *testing.T) {
+	eachReaderWriter(t, func(t *testing.T, kind string, reader, writer store.Store, reads *atomic.Int64) {
+		ctx := context.Background()
+		listening, stop := reader.SubscribeChanges()
+		defer stop()
+		at := clocktest.Epoch()
+		insts := map[string]store.NewInstance{}
+		for _, id := range []string{"inst1", "inst2", "inst3", "inst4"} {
+			insts[id] = newInstance(id, at)
+			if err := writer.CreateInstance(ctx, insts[id]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		exchange := func(id string) store.ExchangeCredentials {
+			t.Helper()
+			n := insts[id]
+			ec, err := reader.ExchangeCredentials(ctx, n.Credential.ClientID, n.Key.KeyHash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ec
+		}
+		if ec := exchange("inst1"); !ec.ClientFound || !ec.KeyFound || ec.Key.Locked || ec.Key.OwnerRole != "admin" {
+			t.Fatalf("fresh exchange = %+v", ec)
+		}
+		if kind == "postgres" {
+			<-listening // nothing is remembered before
+		}
+		remembered := func(what, id string) {
+			t.Helper()
+			exchange(id)
+			before := reads.Load()
+			exchange(id)
+			if reads.Load() != before {
+				t.Fatalf("%s: a repeated ExchangeCredentials read the database", what)
+			}
+		}
+		remembered("at first", "inst1")
+
+		// What every token load writes changes nothing checked.
+		if err := writer.InsertAuditEvents(ctx, []store.AuditEvent{{ID: "ev1", At: at, InstanceID: "inst1", Actor: "x", Action: "token.issue", Object: "o", Outcome: "success"}}); err != nil {
+			t.Fatal(err)
+		}
+		n1 := insts["inst1"]
+		if err := writer.RecordUse(ctx, map[string]time.Time{n1.Key.ID: at}, map[string]time.Time{n1.Credential.ClientID: at}); err != nil {
+			t.Fatal(err)
+		}
+		before := reads.Load()
+		exchange("inst1")
+		if kind == "sqlite" && reads.Load() != before {
+			// PostgreSQL's listener forgets at any notification,
+			// and its notifications are asynchronous: only
+			// SQLite's barrier can be held to this.
+			t.Fatal("an audit event or a last-used time made ExchangeCredentials read the database")
+		}
+
+		steps := []struct {
+			what, inst string
+			change     func() error
+			check      func(ec store.ExchangeCredentials) bool
+		}{
+			{"key locked", "inst1", func() error { return writer.SetAPIKeyLocked(ctx, "inst1", n1.Key.ID, true) },
+				func(ec store.ExchangeCredentials) bool { return ec.Key.Locked }},
+			{"key unlocked (a new epoch)", "inst1", func() error { return writer.SetAPIKeyLocked(ctx, "inst1", n1.Key.ID, false) },
+				func(ec store.ExchangeCredentials) bool { return !ec.Key.Locked && ec.Key.TokenEpoch != 0 }},
+			{"owner demoted", "inst1", func() error {
+				id := n1.Admin
+				id.Role = "viewer"
+				return writer.UpdateIdentity(ctx, id)
+			}, func(ec store.ExchangeCredentials) bool { return ec.Key.OwnerRole == "viewer" }},
+			{"key deleted", "inst1", func() error { return writer.DeleteAPIKey(ctx, "inst1", n1.Key.ID) },
+				func(ec store.ExchangeCredentials) bool { return !ec.KeyFound && ec.ClientFound }},
+			{"credential deleted", "inst2", func() error { return writer.DeleteClientCredential(ctx, "inst2", insts["inst2"].Credential.Name) },
+				func(ec store.ExchangeCredentials) bool { return !ec.ClientFound && ec.KeyFound }},
+			{"owner deleted (its keys with it)", "inst3", func() error {
+				return writer.DeleteIdentity(ctx, "inst3", store.KindUser, insts["inst3"].Admin.Name)
+			}, func(ec store.ExchangeCredentials) bool { return !ec.KeyFound }},
+			{"instance deleted", "inst4", func() error { _, err := writer.DeleteInstance(ctx, "inst4"); return err },
+				func(ec store.ExchangeCredentials) bool { return !ec.KeyFound && !ec.ClientFound }},
+		}
+		for _, st := range steps {
+			remembered(st.what, st.inst)
+			if err := st.change(); err != nil {
+				t.Fatalf("%s: %v", st.what, err)
+			}
+			if ec := exchange(st.inst); !st.check(ec) {
+				t.Fatalf("%s: the next ExchangeCredentials = %+v", st.what, ec)
+			}
+		}
+	})
+}
+
+// eachReaderWriter runs fn on each kind of store with a reader whose
+// selects are counted and a writer: the reader itself, or another store
+// on the same database (another replica on PostgreSQL; another process,
+// as far as SQLite can tell, on SQLite).
+func eachReaderWriter(t *testing.T, fn func(t *testing.T, kind string, reader, writer store.Store, reads *atomic.Int64)) {
 	for _, kind := range storetest.Kinds() {
 		for _, other := range []bool{false, true} {
 			name := kind + "/same store"
@@ -130,13 +199,13 @@ func TestExchangeCredentialsRemembersButNeverServesStale(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer reader.Close()
+				t.Cleanup(func() { reader.Close() })
 				writer := reader
 				if other {
 					if writer, err = store.Open(ctx, dsn, dir); err != nil {
 						t.Fatal(err)
 					}
-					defer writer.Close()
+					t.Cleanup(func() { writer.Close() })
 				}
 				var reads atomic.Int64
 				store.ObserveQueries(reader, func(kind string, _ float64) {
@@ -144,92 +213,7 @@ func TestExchangeCredentialsRemembersButNeverServesStale(t *testing.T) {
 						reads.Add(1)
 					}
 				})
-				listening, stop := reader.SubscribeChanges()
-				defer stop()
-				at := clocktest.Epoch()
-				insts := map[string]store.NewInstance{}
-				for _, id := range []string{"inst1", "inst2", "inst3", "inst4"} {
-					insts[id] = newInstance(id, at)
-					if err := writer.CreateInstance(ctx, insts[id]); err != nil {
-						t.Fatal(err)
-					}
-				}
-				exchange := func(id string) store.ExchangeCredentials {
-					t.Helper()
-					n := insts[id]
-					ec, err := reader.ExchangeCredentials(ctx, n.Credential.ClientID, n.Key.KeyHash)
-					if err != nil {
-						t.Fatal(err)
-					}
-					return ec
-				}
-				if ec := exchange("inst1"); !ec.ClientFound || !ec.KeyFound || ec.Key.Locked || ec.Key.OwnerRole != "admin" {
-					t.Fatalf("fresh exchange = %+v", ec)
-				}
-				if kind == "postgres" {
-					<-listening // nothing is remembered before
-				}
-				remembered := func(what, id string) {
-					t.Helper()
-					exchange(id)
-					before := reads.Load()
-					exchange(id)
-					if reads.Load() != before {
-						t.Fatalf("%s: a repeated ExchangeCredentials read the database", what)
-					}
-				}
-				remembered("at first", "inst1")
-
-				// What every token load writes changes nothing checked.
-				if err := writer.InsertAuditEvents(ctx, []store.AuditEvent{{ID: "ev1", At: at, InstanceID: "inst1", Actor: "x", Action: "token.issue", Object: "o", Outcome: "success"}}); err != nil {
-					t.Fatal(err)
-				}
-				n1 := insts["inst1"]
-				if err := writer.RecordUse(ctx, map[string]time.Time{n1.Key.ID: at}, map[string]time.Time{n1.Credential.ClientID: at}); err != nil {
-					t.Fatal(err)
-				}
-				before := reads.Load()
-				exchange("inst1")
-				if kind == "sqlite" && reads.Load() != before {
-					// PostgreSQL's listener forgets at any notification,
-					// and its notifications are asynchronous: only
-					// SQLite's barrier can be held to this.
-					t.Fatal("an audit event or a last-used time made ExchangeCredentials read the database")
-				}
-
-				steps := []struct {
-					what, inst string
-					change     func() error
-					check      func(ec store.ExchangeCredentials) bool
-				}{
-					{"key locked", "inst1", func() error { return writer.SetAPIKeyLocked(ctx, "inst1", n1.Key.ID, true) },
-						func(ec store.ExchangeCredentials) bool { return ec.Key.Locked }},
-					{"key unlocked (a new epoch)", "inst1", func() error { return writer.SetAPIKeyLocked(ctx, "inst1", n1.Key.ID, false) },
-						func(ec store.ExchangeCredentials) bool { return !ec.Key.Locked && ec.Key.TokenEpoch != 0 }},
-					{"owner demoted", "inst1", func() error {
-						id := n1.Admin
-						id.Role = "viewer"
-						return writer.UpdateIdentity(ctx, id)
-					}, func(ec store.ExchangeCredentials) bool { return ec.Key.OwnerRole == "viewer" }},
-					{"key deleted", "inst1", func() error { return writer.DeleteAPIKey(ctx, "inst1", n1.Key.ID) },
-						func(ec store.ExchangeCredentials) bool { return !ec.KeyFound && ec.ClientFound }},
-					{"credential deleted", "inst2", func() error { return writer.DeleteClientCredential(ctx, "inst2", insts["inst2"].Credential.Name) },
-						func(ec store.ExchangeCredentials) bool { return !ec.ClientFound && ec.KeyFound }},
-					{"owner deleted (its keys with it)", "inst3", func() error {
-						return writer.DeleteIdentity(ctx, "inst3", store.KindUser, insts["inst3"].Admin.Name)
-					}, func(ec store.ExchangeCredentials) bool { return !ec.KeyFound }},
-					{"instance deleted", "inst4", func() error { _, err := writer.DeleteInstance(ctx, "inst4"); return err },
-						func(ec store.ExchangeCredentials) bool { return !ec.KeyFound && !ec.ClientFound }},
-				}
-				for _, st := range steps {
-					remembered(st.what, st.inst)
-					if err := st.change(); err != nil {
-						t.Fatalf("%s: %v", st.what, err)
-					}
-					if ec := exchange(st.inst); !st.check(ec) {
-						t.Fatalf("%s: the next ExchangeCredentials = %+v", st.what, ec)
-					}
-				}
+				fn(t, kind, reader, writer, &reads)
 			})
 		}
 	}
