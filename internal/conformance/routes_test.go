@@ -45,6 +45,12 @@ func routesIn(t *testing.T, file, fn string, atLeast int) []string {
 	if err != nil {
 		t.Fatalf("parse %s: %v", path, err)
 	}
+	funcs := map[string]*ast.FuncDecl{}
+	for _, d := range f.Decls {
+		if f, ok := d.(*ast.FuncDecl); ok {
+			funcs[f.Name.Name] = f
+		}
+	}
 	var routes []string
 	var visit func(n ast.Node, env map[string]map[string]string)
 	visit = func(n ast.Node, env map[string]map[string]string) {
@@ -69,6 +75,23 @@ func routesIn(t *testing.T, file, fn string, atLeast int) []string {
 					visit(n.Body, inner)
 				}
 				return false
+			case *ast.ExprStmt:
+				// a.runtimeRoutes(mux): a part of the table in a function
+				// of its own (served alone elsewhere too) is read there.
+				call, ok := n.X.(*ast.CallExpr)
+				if !ok || len(call.Args) != 1 {
+					return true
+				}
+				sel, isSel := call.Fun.(*ast.SelectorExpr)
+				arg, isIdent := call.Args[0].(*ast.Ident)
+				if !isSel || !isIdent || arg.Name != "mux" {
+					return true
+				}
+				if part := funcs[sel.Sel.Name]; part != nil && takesMux(part) {
+					visit(part.Body, env)
+					return false
+				}
+				return true
 			case *ast.CallExpr:
 				sel, ok := n.Fun.(*ast.SelectorExpr)
 				if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") {
@@ -86,15 +109,28 @@ func routesIn(t *testing.T, file, fn string, atLeast int) []string {
 			return true
 		})
 	}
-	for _, d := range f.Decls {
-		if f, ok := d.(*ast.FuncDecl); ok && f.Name.Name == fn {
-			visit(f.Body, map[string]map[string]string{})
-		}
+	if f := funcs[fn]; f != nil {
+		visit(f.Body, map[string]map[string]string{})
 	}
 	if len(routes) < atLeast {
 		t.Fatalf("found only %d routes in %s; the parser no longer understands the route table", len(routes), path)
 	}
 	return routes
+}
+
+// takesMux says whether fn's one parameter is a *http.ServeMux: a part of
+// a route table.
+func takesMux(fn *ast.FuncDecl) bool {
+	ps := fn.Type.Params.List
+	if len(ps) != 1 {
+		return false
+	}
+	star, ok := ps[0].Type.(*ast.StarExpr)
+	if !ok {
+		return false
+	}
+	sel, ok := star.X.(*ast.SelectorExpr)
+	return ok && sel.Sel.Name == "ServeMux"
 }
 
 // rangeLiterals returns the elements of `range []struct{…}{{…}, …}` as
