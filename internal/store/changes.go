@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"database/sql/driver"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -132,9 +130,6 @@ func (s *postgresStore) listen(ctx context.Context) {
 				}
 				// Listening from now on; what changed while not listening
 				// is found by one more read.
-				s.grants.invalidate() // changes may have been missed
-				s.notified.listening()
-				defer s.notified.deaf()
 				s.changes.signal()
 				for {
 					n, err := pc.WaitForNotification(ctx)
@@ -143,12 +138,8 @@ func (s *postgresStore) listen(ctx context.Context) {
 						// listening: ErrBadConn makes database/sql close it.
 						return driver.ErrBadConn
 					}
-					switch {
-					case n.Payload == schema:
-						s.grants.invalidate()
+					if n.Payload == schema {
 						s.changes.signal()
-					case strings.HasPrefix(n.Payload, s.notified.prefix):
-						s.notified.arrived(n.Payload[len(s.notified.prefix):])
 					}
 				}
 			})
@@ -160,91 +151,4 @@ func (s *postgresStore) listen(ctx context.Context) {
 		case <-time.After(changeRetry):
 		}
 	}
-}
-
-// barrierTimeout is how long a grant barrier waits for its NOTIFY to come
-// back before the request reads the database instead.
-const barrierTimeout = 2 * time.Second
-
-// notifyBarrier tracks, for the grant cache (grantcache.go), whether the
-// listener listens and which of this store's barrier NOTIFYs it has seen.
-// One barrier is in flight at a time (the barrier type runs them one by
-// one).
-type notifyBarrier struct {
-	prefix string // "barrier <holder> ": the payloads of this store's barriers
-
-	mu      sync.Mutex
-	up      bool
-	seq     uint64
-	pending chan bool // the barrier in flight: true when it came back
-	pendSeq uint64
-}
-
-// listening is called once LISTEN holds on a (new) connection, after the
-// remembered grants were forgotten (what changed meanwhile is unknown).
-func (b *notifyBarrier) listening() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.up = true
-}
-
-// deaf is called when the listening connection is gone: a barrier in
-// flight cannot come back on it.
-func (b *notifyBarrier) deaf() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.up = false
-	if b.pending != nil {
-		b.pending <- false
-		b.pending = nil
-	}
-}
-
-func (b *notifyBarrier) arrived(seq string) {
-	n, err := strconv.ParseUint(seq, 10, 64)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err == nil && b.pending != nil && n == b.pendSeq {
-		b.pending <- true
-		b.pending = nil
-	}
-}
-
-// start names the next barrier, or reports false while nobody listens.
-func (b *notifyBarrier) start() (string, chan bool, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.up {
-		return "", nil, false
-	}
-	b.seq++
-	b.pendSeq, b.pending = b.seq, make(chan bool, 1)
-	return b.prefix + strconv.FormatUint(b.seq, 10), b.pending, true
-}
-
-// syncGrants is the PostgreSQL grant barrier: it sends a NOTIFY of its
-// own and waits for the listener to receive it. Notifications arrive in
-// the order their transactions committed, so by then the listener has
-// forgotten every grant state that a change committed before this call
-// began may have made stale.
-func (s *postgresStore) syncGrants(ctx context.Context) bool {
-	s.startListening()
-	payload, back, ok := s.notified.start()
-	if !ok {
-		return false
-	}
-	// The barrier's goroutine runs it for requests that wait on it, on a
-	// context nobody cancels: a database that stops answering must not
-	// hold them all, so the whole barrier has barrierTimeout.
-	ctx, cancel := context.WithTimeout(ctx, barrierTimeout)
-	defer cancel()
-	if _, err := s.db.ExecContext(ctx, `SELECT pg_notify('sluice_changes', $1)`, payload); err != nil {
-		return false
-	}
-	select {
-	case ok = <-back:
-	case <-ctx.Done():
-		return false
-	}
-	return ok
 }

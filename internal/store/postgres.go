@@ -21,8 +21,8 @@ type postgresStore struct {
 	*sqlStore
 	holder string // this store's name in leader_leases
 
-	changes    broadcaster    // signalled by the NOTIFY listener (changes.go)
-	notified   *notifyBarrier // the grant cache's barriers (grantcache.go)
+	changes    broadcaster // signalled by the NOTIFY listener (changes.go)
+	versions   *pgVersions // the grant cache's barrier (grantcache.go)
 	listenOnce sync.Once
 	stopListen context.CancelFunc
 }
@@ -78,8 +78,8 @@ func openPostgres(ctx context.Context, dsn string) (*postgresStore, error) {
 		lockMigrations: pgLockMigrations,
 		planned:        []any{pgx.QueryExecModeExec},
 	}}, holder: newLeaseHolder()}
-	s.notified = &notifyBarrier{prefix: "barrier " + s.holder + " "}
-	s.grantsFresh = (&barrier{sync: s.syncGrants}).wait
+	s.versions = &pgVersions{db: db, grants: &s.grants}
+	s.grantsFresh = (&barrier{sync: s.versions.sync}).wait
 	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Second)
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
@@ -120,4 +120,40 @@ func pgLockMigrations(ctx context.Context, c *sql.Conn) (func(), error) {
 func pgIsUnique(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// barrierTimeout is how long a grant barrier waits for the versions
+// before the request reads the database instead.
+const barrierTimeout = 2 * time.Second
+
+// pgVersions is the PostgreSQL grant barrier: the grant tables' and the
+// runtimes' versions (migration 0025), read in one statement. Under READ
+// COMMITTED the statement's snapshot holds every transaction that
+// committed before it began — on this replica or any other — and each
+// such write bumped a version in its own transaction, so versions equal
+// to those at the last invalidation mean nothing remembered since may
+// have gone stale. The barrier type runs one sync at a time.
+type pgVersions struct {
+	db     *sql.DB
+	grants *grantCache
+
+	last  int64 // the versions' sum at the last invalidation
+	known bool
+}
+
+func (v *pgVersions) sync(ctx context.Context) bool {
+	// The barrier's goroutine runs it for requests that wait on it, on a
+	// context nobody cancels: a database that stops answering must not
+	// hold them all.
+	ctx, cancel := context.WithTimeout(ctx, barrierTimeout)
+	defer cancel()
+	var n int64
+	if err := v.db.QueryRowContext(ctx, versionsQuery).Scan(&n); err != nil {
+		return false
+	}
+	if !v.known || n != v.last {
+		v.grants.invalidate()
+		v.last, v.known = n, true
+	}
+	return true
 }

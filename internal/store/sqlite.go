@@ -166,9 +166,7 @@ func (v *dataVersion) sync(ctx context.Context) bool {
 				return err
 			}
 			v.stmt = st
-			// Both versions only grow, so their sum changes when either
-			// does: the runtimes' (migration 0024) are remembered too.
-			if v.grantsQ, err = p.PrepareContext(ctx, `SELECT (SELECT version FROM grant_version) + (SELECT version FROM runtime_version)`); err != nil {
+			if v.grantsQ, err = p.PrepareContext(ctx, versionsQuery); err != nil {
 				st.Close()
 				v.stmt = nil
 			}
