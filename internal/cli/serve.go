@@ -382,8 +382,9 @@ func newSigningKeyCommand() *cobra.Command {
 	rotate := &cobra.Command{
 		Use:   "rotate",
 		Short: "Create a new token signing key; the old one stays valid until its tokens expire",
-		Long: `Create a new token signing key. Control planes sharing the store sign with it
-within a minute; tokens signed with the previous key keep working until they
+		Long: `Create a new token signing key. Control planes sharing a PostgreSQL store sign with
+it and list it in their JWKS within milliseconds (the store's change feed), a
+control plane on SQLite within a minute; tokens signed with the previous key keep working until they
 expire, and the previous key stays in the JWKS (/oauth/jwks) until then.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

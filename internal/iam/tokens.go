@@ -212,6 +212,10 @@ func (t *Tokens) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return t.reloadRows(rows)
+}
+
+func (t *Tokens) reloadRows(rows []store.SigningKey) error {
 	keys := make(map[string]*signingKey, len(rows))
 	var active *signingKey
 	cut := t.now().Add(-t.retention())
@@ -395,17 +399,41 @@ func (t *Tokens) JWKS() jose.JSONWebKeySet {
 	return set
 }
 
-// Refresh reloads signing keys periodically so a rotation done by another
-// replica is picked up for signing too, until ctx is done.
-func (t *Tokens) Refresh(ctx context.Context, every time.Duration) {
+// Refresh reloads the signing keys whenever changes says the store changed
+// — on PostgreSQL that is the change feed, so a key rotated through
+// another process (`sluice signing-key rotate`, another replica) signs
+// here and shows in this replica's JWKS within milliseconds — and every
+// `every` besides, for stores whose feed cannot see other processes'
+// writes (SQLite's is in-process). A signal that leaves the list of keys
+// as it was costs one read, not an unsealing. It returns when ctx is done.
+func (t *Tokens) Refresh(ctx context.Context, changes <-chan struct{}, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-changes:
+			_ = t.reloadIfChanged(ctx)
 		case <-tick.C:
 			_ = t.reload(ctx)
 		}
 	}
+}
+
+// reloadIfChanged reloads the keys when the newest key in the store is not
+// the one signing here. Keys are only ever added (Rotate), each newer than
+// the last, so that is the one change a signal can bring.
+func (t *Tokens) reloadIfChanged(ctx context.Context) error {
+	rows, err := t.Store.ListSigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	t.mu.RLock()
+	same := t.active != nil && len(rows) > 0 && rows[len(rows)-1].KID == t.active.kid
+	t.mu.RUnlock()
+	if same {
+		return nil
+	}
+	return t.reloadRows(rows)
 }

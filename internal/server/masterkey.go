@@ -150,7 +150,8 @@ func RotateMasterKey(ctx context.Context, storeDSN, dataDir string, envKey, newK
 }
 
 // RotateSigningKey creates a new token signing key of alg in the store.
-// Running control planes start signing with it within a minute (or at once
+// Running control planes on PostgreSQL start signing with it within
+// milliseconds (the change feed), on SQLite within a minute (or at once
 // when they meet a token it signed); tokens signed with the old key keep
 // working until they expire, and the old key stays in the JWKS until then.
 func RotateSigningKey(ctx context.Context, storeDSN, dataDir, alg string, envKey secret.Value, lifetime time.Duration, log *slog.Logger) (string, error) {

@@ -246,7 +246,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	refreshCtx, stopRefresh := context.WithCancel(context.Background())
 	defer stopRefresh()
-	go tokens.Refresh(refreshCtx, time.Minute)
+	keyChanges, stopKeyChanges := st.SubscribeChanges()
+	defer stopKeyChanges()
+	go tokens.Refresh(refreshCtx, keyChanges, time.Minute)
 	usageDone := make(chan struct{})
 	go func() {
 		defer close(usageDone)
