@@ -41,9 +41,12 @@ func setQuotaHeaders(w http.ResponseWriter, quotas []iam.Quota) {
 	}
 	// Header.Set with these names, without canonicalizing them on every
 	// answer (a copy each, as "RateLimit" is not in canonical form).
+	// Both values in one array: one allocation, not two (each slice is
+	// capped, so an Add to one never writes into the other).
 	h := w.Header()
-	h[headerRateLimitPolicy] = []string{policyHeader(quotas)}
-	h[headerRateLimit] = []string{stateHeader(quotas)}
+	vs := &[2]string{policyHeader(quotas), stateHeader(quotas)}
+	h[headerRateLimitPolicy] = vs[0:1:1]
+	h[headerRateLimit] = vs[1:2:2]
 }
 
 var (

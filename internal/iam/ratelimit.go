@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/clock"
@@ -95,19 +96,22 @@ func (rl *RateLimiter) now() time.Time { return rl.Now.Now() }
 // quotas for the response headers. A refused request is not counted, so a
 // client that keeps retrying early does not push its own reset back.
 func (rl *RateLimiter) Allow(clientID, instanceID string) (bool, []Quota) {
-	var checks []check
+	// At most two checks, in an array the calls below do not keep, so
+	// counting an authenticated request allocates only its quotas.
+	var arr [2]check
+	checks := arr[:0]
 	if rl.PerClient.Requests > 0 && clientID != "" {
-		key := "c\x00" + clientID
+		c := check{policy: "client", prefix: "c\x00", id: clientID, limit: rl.PerClient}
 		if clientID == ToolkitClientID {
 			// The toolkit client is public and every instance's: each
 			// instance gets a quota of its own, so one tenant's scripts
 			// cannot use up another's.
-			key += "\x00" + instanceID
+			c.instance = instanceID
 		}
-		checks = append(checks, check{"client", key, rl.PerClient})
+		checks = append(checks, c)
 	}
 	if rl.PerInstance.Requests > 0 && instanceID != "" {
-		checks = append(checks, check{"instance", "i\x00" + instanceID, rl.PerInstance})
+		checks = append(checks, check{policy: "instance", prefix: "i\x00", id: instanceID, limit: rl.PerInstance})
 	}
 	return rl.decide(checks, true)
 }
@@ -131,10 +135,28 @@ func (rl *RateLimiter) decide(checks []check, add bool) (bool, []Quota) {
 	return rl.count(now, checks, add)
 }
 
+// check is one limit to count a request against. Its key (prefix, id
+// and, for the toolkit client, "\x00" and the instance) is built into a
+// caller's buffer only to look its window up, since a string made per
+// request was a tenth of an authenticated GET's allocations.
 type check struct {
-	policy string
-	key    string
-	limit  Limit
+	policy   string
+	prefix   string
+	id       string
+	instance string
+	limit    Limit
+}
+
+// maxKeyOnStack is the key length appendKey's callers build without
+// allocating.
+const maxKeyOnStack = 128
+
+func (c *check) appendKey(b []byte) []byte {
+	b = append(append(b, c.prefix...), c.id...)
+	if c.instance != "" {
+		b = append(append(b, 0), c.instance...)
+	}
+	return b
 }
 
 // SourceExhausted reports whether source has used up its quota of
@@ -144,7 +166,7 @@ func (rl *RateLimiter) SourceExhausted(source string) (bool, []Quota) {
 	if rl.PerSource.Requests == 0 {
 		return false, nil
 	}
-	ok, qs := rl.decide([]check{{"source", "s|" + source, rl.PerSource}}, false)
+	ok, qs := rl.decide([]check{{policy: "source", prefix: "s|", id: source, limit: rl.PerSource}}, false)
 	return !ok, qs
 }
 
@@ -154,7 +176,7 @@ func (rl *RateLimiter) FailSource(source string) (bool, []Quota) {
 	if rl.PerSource.Requests == 0 {
 		return true, nil
 	}
-	return rl.decide([]check{{"source", "s|" + source, rl.PerSource}}, true)
+	return rl.decide([]check{{policy: "source", prefix: "s|", id: source, limit: rl.PerSource}}, true)
 }
 
 // count checks (and, when add is set and every check passes, counts) one
@@ -165,14 +187,18 @@ func (rl *RateLimiter) count(now time.Time, checks []check, add bool) (bool, []Q
 	}
 	rl.forgetOld(now)
 	allowed := true
-	ws := make([]*window, len(checks))
-	for i, c := range checks {
-		w := rl.windows[c.key]
+	var wsArr [2]*window
+	ws := wsArr[:0]
+	var kb [maxKeyOnStack]byte
+	for i := range checks {
+		c := &checks[i]
+		key := c.appendKey(kb[:0])
+		w := rl.windows[string(key)] // no copy of key for the lookup
 		if w == nil || now.Sub(w.start) >= c.limit.Window {
 			w = &window{start: now.Truncate(time.Second)}
-			rl.windows[c.key] = w
+			rl.windows[string(key)] = w
 		}
-		ws[i] = w
+		ws = append(ws, w)
 		if w.count >= c.limit.Requests {
 			if allowed && rl.OnRefuse != nil {
 				rl.OnRefuse(c.policy)
@@ -227,33 +253,65 @@ func RetryAfter(qs []Quota) int {
 // fields, e.g. RateLimit-Policy: "client";q=600;w=60 and
 // RateLimit: "client";r=599;t=60.
 // They are written on every authenticated answer, so they are appended
-// into one buffer rather than formatted (the bytes fmt's %q and %d give).
+// into one buffer on the stack rather than formatted (the bytes fmt's %q
+// and %d give), and the policies, the same on nearly every answer, are
+// rendered once for as long as they stay the same.
 func PolicyHeader(qs []Quota) string {
-	return quotaHeader(qs, func(b []byte, q Quota) []byte {
-		b = append(b, ";q="...)
-		b = strconv.AppendInt(b, int64(q.Limit.Requests), 10)
-		b = append(b, ";w="...)
-		return strconv.AppendInt(b, int64(q.Limit.Window/time.Second), 10)
-	})
+	if e := lastPolicy.Load(); e != nil && e.is(qs) {
+		return e.header
+	}
+	e := &policyEntry{header: quotaHeader(qs, false)}
+	for _, q := range qs {
+		e.policies = append(e.policies, q.Policy)
+		e.limits = append(e.limits, q.Limit)
+	}
+	lastPolicy.Store(e)
+	return e.header
 }
 
-func StateHeader(qs []Quota) string {
-	return quotaHeader(qs, func(b []byte, q Quota) []byte {
-		b = append(b, ";r="...)
-		b = strconv.AppendInt(b, int64(q.Remaining), 10)
-		b = append(b, ";t="...)
-		return strconv.AppendInt(b, int64(q.Reset), 10)
-	})
+func StateHeader(qs []Quota) string { return quotaHeader(qs, true) }
+
+// lastPolicy is the RateLimit-Policy value rendered last and what it was
+// rendered from.
+var lastPolicy atomic.Pointer[policyEntry]
+
+type policyEntry struct {
+	policies []string
+	limits   []Limit
+	header   string
 }
 
-func quotaHeader(qs []Quota, params func([]byte, Quota) []byte) string {
+func (e *policyEntry) is(qs []Quota) bool {
+	if len(qs) != len(e.policies) {
+		return false
+	}
+	for i, q := range qs {
+		if q.Policy != e.policies[i] || q.Limit != e.limits[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func quotaHeader(qs []Quota, state bool) string {
 	var arr [96]byte
 	b := arr[:0]
 	for i, q := range qs {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
-		b = params(strconv.AppendQuote(b, q.Policy), q)
+		b = strconv.AppendQuote(b, q.Policy)
+		if state {
+			b = append(b, ";r="...)
+			b = strconv.AppendInt(b, int64(q.Remaining), 10)
+			b = append(b, ";t="...)
+			b = strconv.AppendInt(b, int64(q.Reset), 10)
+		} else {
+			b = append(b, ";q="...)
+			b = strconv.AppendInt(b, int64(q.Limit.Requests), 10)
+			b = append(b, ";w="...)
+			b = strconv.AppendInt(b, int64(q.Limit.Window/time.Second), 10)
+		}
 	}
 	return string(b)
 }

@@ -64,11 +64,13 @@ func (rl *RateLimiter) shared(now time.Time, checks []check, add bool) (bool, []
 		rl.leases = map[string]*lease{}
 	}
 	sweepBefore, sweep := rl.forgetOldLeases(now)
-	for i, c := range checks {
-		l := rl.leases[c.key]
+	var kb [maxKeyOnStack]byte
+	for i := range checks {
+		key := checks[i].appendKey(kb[:0])
+		l := rl.leases[string(key)]
 		if l == nil {
 			l = &lease{}
-			rl.leases[c.key] = l
+			rl.leases[string(key)] = l
 		}
 		ls[i] = l
 	}
@@ -91,7 +93,7 @@ func (rl *RateLimiter) shared(now time.Time, checks []check, add bool) (bool, []
 		}
 		if add && l.left == 0 && !l.spent {
 			ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
-			granted, used, err := rl.Shared.ReserveRate(ctx, sharedKey(c.key), start, c.limit.Requests, maxRateGrant)
+			granted, used, err := rl.Shared.ReserveRate(ctx, sharedKey(string(c.appendKey(nil))), start, c.limit.Requests, maxRateGrant)
 			cancel()
 			if err != nil {
 				return false, nil, err
