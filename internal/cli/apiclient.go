@@ -7,6 +7,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -233,6 +234,27 @@ func (p profile) missing() []string {
 }
 
 // ---- output ----
+
+// getCommand is a `get NAME` verb over a client get call: the object is
+// printed as -o asks, its table view by table.
+func getCommand[T any](af *apiFlags, short string, get func(*client.Client, context.Context, string) (T, error), table func(io.Writer, ...T)) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := af.client(cmd)
+			if err != nil {
+				return err
+			}
+			x, err := get(c, cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return render(cmd.OutOrStdout(), af.output, x, func(tw *tabwriter.Writer) { table(tw, x) })
+		},
+	}
+}
 
 // render writes v as JSON or YAML, or calls table for the table format.
 // JSON and YAML carry the API's own field names: YAML is made from the

@@ -237,26 +237,6 @@ func listCommand[T any](af *apiFlags, short, key string, list func(*client.Clien
 	}
 }
 
-// getCommand is a `get NAME` verb over a client get call.
-func getCommand[T any](af *apiFlags, short string, get func(*client.Client, context.Context, string) (T, error), table func(io.Writer, ...T)) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get NAME",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			x, err := get(c, cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return render(cmd.OutOrStdout(), af.output, x, func(tw *tabwriter.Writer) { table(tw, x) })
-		},
-	}
-}
-
 // deleteCommand is a `delete NAME` verb, with --force when withForce.
 func deleteCommand(af *apiFlags, what string, del func(c *client.Client, cmd *cobra.Command, name string, force bool) error, withForce bool) *cobra.Command {
 	var force bool

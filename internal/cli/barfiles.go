@@ -108,22 +108,8 @@ func newBarListCommand() *cobra.Command {
 
 func newBarGetCommand() *cobra.Command {
 	var af apiFlags
-	cmd := &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show an uploaded BAR file: url, checksum, flows and endpoints",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			f, err := c.GetBARFile(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return render(cmd.OutOrStdout(), af.output, f, func(tw *tabwriter.Writer) { barDetail(tw, f) })
-		},
-	}
+	cmd := getCommand(&af, "Show an uploaded BAR file: url, checksum, flows and endpoints", (*client.Client).GetBARFile,
+		func(tw io.Writer, fs ...client.BARFile) { barDetail(tw, fs[0]) })
 	af.register(cmd, false)
 	return cmd
 }

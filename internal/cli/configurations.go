@@ -166,22 +166,7 @@ func newConfigurationListCommand(af *apiFlags) *cobra.Command {
 }
 
 func newConfigurationGetCommand(af *apiFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show one configuration (never its data)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			cfg, err := c.GetConfiguration(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return render(cmd.OutOrStdout(), af.output, cfg, func(tw *tabwriter.Writer) { configurationTable(tw, cfg) })
-		},
-	}
+	return getCommand(af, "Show one configuration (never its data)", (*client.Client).GetConfiguration, configurationTable)
 }
 
 func newConfigurationDeleteCommand(af *apiFlags) *cobra.Command {

@@ -100,22 +100,7 @@ func newCredentialsListCommand(af *apiFlags) *cobra.Command {
 }
 
 func newCredentialsGetCommand(af *apiFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show one credential",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			cr, err := c.GetCredential(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return render(cmd.OutOrStdout(), af.output, cr, func(tw *tabwriter.Writer) { credentialTable(tw, cr) })
-		},
-	}
+	return getCommand(af, "Show one credential", (*client.Client).GetCredential, credentialTable)
 }
 
 func newCredentialsDeleteCommand(af *apiFlags) *cobra.Command {

@@ -323,22 +323,8 @@ func newRuntimeListCommand(af *apiFlags) *cobra.Command {
 }
 
 func newRuntimeGetCommand(af *apiFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show an integration runtime with its status (-o yaml gives a file apply -f takes back)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			rt, err := c.GetRuntime(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return render(cmd.OutOrStdout(), af.output, rt, func(tw *tabwriter.Writer) { runtimeTable(tw, rt) })
-		},
-	}
+	return getCommand(af, "Show an integration runtime with its status (-o yaml gives a file apply -f takes back)",
+		(*client.Client).GetRuntime, runtimeTable)
 }
 
 func newRuntimeDeleteCommand(af *apiFlags) *cobra.Command {

@@ -115,22 +115,7 @@ func newTraceListCommand() *cobra.Command {
 
 func newTraceGetCommand() *cobra.Command {
 	var af apiFlags
-	cmd := &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show a trace and whether its runtime records it now",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			t, err := c.GetTrace(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return render(cmd.OutOrStdout(), af.output, t, func(tw *tabwriter.Writer) { traceTable(tw, t) })
-		},
-	}
+	cmd := getCommand(&af, "Show a trace and whether its runtime records it now", (*client.Client).GetTrace, traceTable)
 	af.register(cmd, false)
 	return cmd
 }

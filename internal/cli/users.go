@@ -152,22 +152,7 @@ func newIdentityListCommand(af *apiFlags, api identityAPI) *cobra.Command {
 }
 
 func newIdentityGetCommand(af *apiFlags, api identityAPI) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show one " + api.word,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := af.client(cmd)
-			if err != nil {
-				return err
-			}
-			id, err := api.get(c, cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return render(cmd.OutOrStdout(), af.output, id, func(tw *tabwriter.Writer) { identityTable(tw, id) })
-		},
-	}
+	return getCommand(af, "Show one "+api.word, api.get, identityTable)
 }
 
 func newIdentityDeleteCommand(af *apiFlags, api identityAPI) *cobra.Command {
