@@ -26,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -37,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/sluice-dev/sluice/bench/benchutil"
 	"github.com/sluice-dev/sluice/client"
 	"github.com/sluice-dev/sluice/internal/cli"
@@ -57,8 +59,9 @@ type options struct {
 	profile          string
 	profileLoad      string
 	out              string
-	pgDB             string // the fresh database's name, whose backends' CPU is read
-	sluice           string // a sluice binary to measure instead of building this checkout
+	pgDB             string    // the fresh database's name, whose backends' CPU is read
+	pgStats          *pgx.Conn // to the -postgres URL's database: reads pg_stat_database
+	sluice           string    // a sluice binary to measure instead of building this checkout
 }
 
 func main() {
@@ -157,6 +160,10 @@ func run(o options) error {
 		defer drop()
 		store = dsn
 		o.pgDB = pgDatabase(dsn)
+		if o.pgStats, err = pgx.Connect(ctx, o.postgres); err != nil {
+			return err
+		}
+		defer o.pgStats.Close(context.Background())
 	}
 
 	self, err := os.Executable()
@@ -279,8 +286,8 @@ func report(w io.Writer, o options, storeName string, targets []target, results 
 		// PostgreSQL shares the machine, unpinned: what it spends per
 		// request is apart from the server's CPU above.
 		fmt.Fprintln(w, "\nPostgreSQL's CPU per request of the control plane's targets (same runs; its own processes also serve other databases on the server, so that column is an upper bound):")
-		fmt.Fprintln(w, "\n| target | PostgreSQL backends µs/request median (min–max) | PostgreSQL's own processes µs/request median | server + PostgreSQL µs/request median | new connections |")
-		fmt.Fprintln(w, "|---|---|---|---|---|")
+		fmt.Fprintln(w, "\n| target | PostgreSQL backends µs/request median (min–max) | PostgreSQL's own processes µs/request median | server + PostgreSQL µs/request median | transactions/request median | new connections |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|")
 		for i, t := range targets {
 			if !t.sluice {
 				continue
@@ -294,8 +301,9 @@ func report(w io.Writer, o options, storeName string, targets []target, results 
 					conns += r.pg.connections
 				}
 			}
-			fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.0f | %.0f | %d |\n", strings.Join(strings.Fields(t.name), " "),
-				median(be), minOf(be), maxOf(be), median(aux), median(all), conns)
+			xacts := column(results[i], result.xactsPerReq)
+			fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.0f | %.0f | %.2f | %d |\n", strings.Join(strings.Fields(t.name), " "),
+				median(be), minOf(be), maxOf(be), median(aux), median(all), median(xacts), conns)
 		}
 	}
 	ratios := func(a, b int) []float64 {
@@ -382,16 +390,25 @@ func (r result) pgPerReq() (backends, aux time.Duration) {
 	return r.pg.backends / time.Duration(r.requests), r.pg.aux / time.Duration(r.requests)
 }
 
+// xactsPerReq is the bench database's committed transactions per request
+// (NaN: unknown).
+func (r result) xactsPerReq() float64 {
+	if r.pg == nil || r.pg.xacts < 0 || r.requests == 0 {
+		return math.NaN()
+	}
+	return float64(r.pg.xacts) / float64(r.requests)
+}
+
 func (r result) pgNote() string {
 	if r.pg == nil {
 		return ""
 	}
 	b, a := r.pgPerReq()
-	return fmt.Sprintf("  PostgreSQL %.0f+%.0f µs CPU/req, %d new connections", us(b), us(a), r.pg.connections)
+	return fmt.Sprintf("  PostgreSQL %.0f+%.0f µs CPU/req, %.2f transactions/req, %d new connections", us(b), us(a), r.xactsPerReq(), r.pg.connections)
 }
 
 func measure(o options, tmp string, t target, d time.Duration) (result, error) {
-	pgBefore := samplePostgres(o.pgDB)
+	pgBefore := samplePostgres(o.pgStats, o.pgDB)
 	before, cerr := cpuTime(t.pid)
 	var r result
 	var err error
@@ -405,7 +422,7 @@ func measure(o options, tmp string, t target, d time.Duration) (result, error) {
 		r.cpuPerReq = (after - before) / time.Duration(r.requests)
 	}
 	if o.pgDB != "" && t.sluice {
-		pg := samplePostgres(o.pgDB).since(pgBefore)
+		pg := samplePostgres(o.pgStats, o.pgDB).since(pgBefore)
 		r.pg = &pg
 	}
 	return r, err

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // PostgreSQL runs on the same machine as the servers, unpinned: what it
@@ -19,6 +22,7 @@ import (
 type pgSample struct {
 	backends map[int]time.Duration // pid -> CPU, backends of the bench database
 	aux      map[int]time.Duration // pid -> CPU, PostgreSQL's own processes
+	xacts    int64                 // transactions the bench database committed (-1: unknown)
 }
 
 // pgCPU is what PostgreSQL spent between two samples: backends gone in
@@ -27,12 +31,26 @@ type pgSample struct {
 type pgCPU struct {
 	backends, aux time.Duration
 	connections   int // backends that appeared in between: connection churn
+	// xacts is how many transactions the bench database committed in
+	// between (-1: unknown): every statement outside a transaction is
+	// one, so per request it counts the round trips that wrote or read,
+	// the grant barrier's SELECTs included. PostgreSQL's statistics lag
+	// by up to a second (a busy backend flushes them at most once a
+	// second), so over a 5 s run it is good to ±20 %.
+	xacts int64
 }
 
-func samplePostgres(db string) pgSample {
-	s := pgSample{backends: map[int]time.Duration{}, aux: map[int]time.Duration{}}
+func samplePostgres(stats *pgx.Conn, db string) pgSample {
+	s := pgSample{backends: map[int]time.Duration{}, aux: map[int]time.Duration{}, xacts: -1}
 	if db == "" {
 		return s
+	}
+	if stats != nil {
+		// A transaction of its own each time: statistics read are
+		// cached until the reading transaction ends.
+		if err := stats.QueryRow(context.Background(), `SELECT xact_commit FROM pg_stat_database WHERE datname = $1`, db).Scan(&s.xacts); err != nil {
+			s.xacts = -1
+		}
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
@@ -70,7 +88,10 @@ func isPostgresAux(cmd string) bool {
 }
 
 func (after pgSample) since(before pgSample) pgCPU {
-	var c pgCPU
+	c := pgCPU{xacts: -1}
+	if after.xacts >= 0 && before.xacts >= 0 {
+		c.xacts = after.xacts - before.xacts
+	}
 	for pid, t := range after.backends {
 		if b, ok := before.backends[pid]; ok {
 			c.backends += t - b
