@@ -41,7 +41,10 @@ func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 			writeError(w, r, http.StatusUnauthorized, "Unauthorized", problem+": send Authorization: Bearer <token> (X-IBM-Client-Id: <client id> may go with it); get a token from POST /api/v1/tokens")
 			return
 		}
-		p, err := a.IAM.Authenticate(r.Context(), bearer, r.Header.Get("X-IBM-Client-Id"))
+		// The grant check's barrier also serves the handler's first read
+		// of grants or runtimes (store.ShareBarrier).
+		ctx := store.ShareBarrier(r.Context())
+		p, err := a.IAM.Authenticate(ctx, bearer, r.Header.Get("X-IBM-Client-Id"))
 		if err != nil {
 			// Failed calls count against the source address, never
 			// against the client id presented: that may be anyone's.
@@ -66,7 +69,7 @@ func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 			writeError(w, r, http.StatusForbidden, "Forbidden", "the "+p.Role+" role may not do this")
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+		h(w, r.WithContext(context.WithValue(ctx, principalKey{}, p)))
 	})
 }
 

@@ -159,3 +159,23 @@ func ExplainListPage(ctx context.Context, st Store, op string, after []string, l
 	}
 	return strings.Join(lines, "\n"), rows.Err()
 }
+
+// GateBarrier gives st a new grant barrier whose runs call gate(sync),
+// sync being the store's own, and returns how many callers wait for its
+// next run. For tests that hold a run in flight.
+func GateBarrier(st Store, gate func(sync func(context.Context) bool) func(context.Context) bool) (waiting func() int) {
+	s, err := sqlOf(st)
+	if err != nil {
+		panic(err)
+	}
+	var sync func(context.Context) bool
+	switch v := st.(type) {
+	case *postgresStore:
+		sync = v.versions.sync
+	case *sqliteStore:
+		sync = v.version.sync
+	}
+	b := &barrier{sync: gate(sync)}
+	s.grantsFresh = b.wait
+	return b.waiting
+}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // The per-request grant check (GrantState) is the one store read every
@@ -193,7 +194,14 @@ func runtimePageKey(instanceID string, pg Page) string {
 
 // barrier runs sync for waiters, one run at a time: a waiter is answered
 // by a run that began after it called wait, and every waiter that came
-// while a run was in flight shares the next one.
+// while a run was in flight shares the next one. That keeps revocation
+// linearizable however many requests share a run: a change committed
+// before a request began is in the snapshot of a run that began after the
+// request did, and the run forgets every answer the change may have made
+// stale before the request is let read. A run the request could have
+// joined while it was already in flight — begun before the request, with
+// a snapshot that may predate the change — answers only those who waited
+// before it began (TestBarrierRunBegunBeforeARequestDoesNotAnswerIt).
 type barrier struct {
 	sync func(ctx context.Context) bool
 
@@ -203,11 +211,24 @@ type barrier struct {
 }
 
 type barrierRound struct {
-	done chan struct{}
-	ok   bool
+	done    chan struct{}
+	ok      bool
+	waiters int // for tests: how many wait for this round
 }
 
 func (b *barrier) wait(ctx context.Context) bool {
+	sc, _ := ctx.Value(barrierScopeKey{}).(*barrierScope)
+	if sc != nil && sc.passed.CompareAndSwap(b, spentScope) {
+		return true // the request's own barrier, passed since it began
+	}
+	ok := b.waitRound(ctx)
+	if ok && sc != nil {
+		sc.passed.CompareAndSwap(nil, b)
+	}
+	return ok
+}
+
+func (b *barrier) waitRound(ctx context.Context) bool {
 	b.mu.Lock()
 	if !b.running {
 		// Nobody syncs: this caller does, at once, on its own context.
@@ -222,6 +243,7 @@ func (b *barrier) wait(ctx context.Context) bool {
 		r = &barrierRound{done: make(chan struct{})}
 		b.next = r
 	}
+	r.waiters++
 	b.mu.Unlock()
 	select {
 	case <-r.done:
@@ -229,6 +251,16 @@ func (b *barrier) wait(ctx context.Context) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// waiting reports how many callers wait for the next run (for tests).
+func (b *barrier) waiting() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.next == nil {
+		return 0
+	}
+	return b.next.waiters
 }
 
 // handOff ends a run: the waiters that gathered meanwhile get theirs from
@@ -257,6 +289,35 @@ func (b *barrier) serve() {
 		r.ok = b.sync(context.Background())
 		close(r.done)
 	}
+}
+
+// A request's store reads need one barrier between them, not one each:
+// the first barrier it passes began after the request did, so what it
+// forgot holds for every later read of the request as well. The runtime
+// list read its page after the bearer's grant check, and waited for a
+// second barrier run for it (two SELECTs of the versions per request on
+// PostgreSQL). A request scope (ShareBarrier) lets the read that follows
+// the first barrier skip its own — once: a request that reads again
+// later, as a watch does after each change, waits for a barrier again,
+// or it would never see a change committed after it began.
+type barrierScope struct {
+	// passed is the barrier passed in this scope; spentScope once the
+	// read after it has skipped its own.
+	passed atomic.Pointer[barrier]
+}
+
+type barrierScopeKey struct{}
+
+// spentScope marks a scope whose one shared barrier was used.
+var spentScope = new(barrier)
+
+// ShareBarrier returns a context for one request (HTTP middleware calls
+// it before authenticating): its grant check's barrier also serves the
+// next read of runtimes or grants the request makes (see barrierScope).
+// Revocation still bites on the request: the barrier began after ctx was
+// made.
+func ShareBarrier(ctx context.Context) context.Context {
+	return context.WithValue(ctx, barrierScopeKey{}, new(barrierScope))
 }
 
 // GrantState answers from the cache when a barrier says it may, else

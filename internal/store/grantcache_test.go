@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -216,5 +217,88 @@ func eachReaderWriter(t *testing.T, fn func(t *testing.T, kind string, reader, w
 				fn(t, kind, reader, writer, &reads)
 			})
 		}
+	}
+}
+
+// A revocation committed through another store before requests begin is
+// in their answers even when they arrive while a barrier run is in
+// flight that began before the commit (its snapshot predates it): they
+// wait for the next run, which they share — one read of the versions for
+// all of them, and still no stale answer.
+func TestBarrierRunBegunBeforeARequestDoesNotAnswerIt(t *testing.T) {
+	for _, kind := range storetest.Kinds() {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			dsn, dir := storetest.DSN(t, kind), t.TempDir()
+			reader, err := store.Open(ctx, dsn, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { reader.Close() })
+			writer, err := store.Open(ctx, dsn, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { writer.Close() })
+			at := clocktest.Epoch()
+			n := newInstance("inst1", at)
+			if err := writer.CreateInstance(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+			grant := func() store.GrantState {
+				g, err := reader.GrantState(ctx, n.Credential.ClientID, n.Key.ID, n.Admin.ID, "jti-1")
+				if err != nil {
+					t.Error(err)
+				}
+				return g
+			}
+			if g := grant(); g.Revoked || !g.KeyExists {
+				t.Fatalf("fresh grant = %+v", g)
+			}
+
+			// The next run reads the versions, then is held in flight.
+			var runs atomic.Int64
+			var hold atomic.Bool
+			inFlight, release := make(chan struct{}), make(chan struct{})
+			waiting := store.GateBarrier(reader, func(sync func(context.Context) bool) func(context.Context) bool {
+				return func(ctx context.Context) bool {
+					runs.Add(1)
+					ok := sync(ctx)
+					if hold.CompareAndSwap(true, false) {
+						close(inFlight)
+						<-release
+					}
+					return ok
+				}
+			})
+			grant() // remembered
+			grant()
+			hold.Store(true)
+			early := make(chan store.GrantState)
+			go func() { early <- grant() }() // began before the revocation
+			<-inFlight
+			if err := writer.RevokeToken(ctx, "jti-1", at.Add(time.Hour), at); err != nil {
+				t.Fatal(err)
+			}
+			before := runs.Load()
+			const requests = 8
+			answers := make(chan store.GrantState, requests)
+			for range requests {
+				go func() { answers <- grant() }()
+			}
+			for waiting() != requests {
+				runtime.Gosched() // until all of them wait on the barrier
+			}
+			close(release)
+			<-early // may say either: it began before the revocation
+			for range requests {
+				if g := <-answers; !g.Revoked {
+					t.Fatalf("a request begun after the revocation was answered %+v", g)
+				}
+			}
+			if got := runs.Load() - before; got != 1 {
+				t.Fatalf("%d requests waited for %d barrier runs, want them to share 1", requests, got)
+			}
+		})
 	}
 }
