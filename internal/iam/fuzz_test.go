@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/clock/clocktest"
-	"github.com/sluice-dev/sluice/internal/secret"
-	"github.com/sluice-dev/sluice/internal/store"
 )
 
 // FuzzVerifyToken feeds arbitrary strings to token verification, seeded
@@ -19,16 +17,7 @@ import (
 //	go test ./internal/iam -run '^$' -fuzz FuzzVerifyToken -fuzztime 1m
 func FuzzVerifyToken(f *testing.F) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "", f.TempDir())
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
-	mk, _ := secret.NewMasterKey()
-	kr, err := secret.OpenKeyring(ctx, st, mk)
-	if err != nil {
-		f.Fatal(err)
-	}
+	st, kr := openTestStore(f, "")
 	// A clock that never moves: tokens neither expire nor become valid
 	// while the fuzzer runs.
 	clk := clocktest.New(0)

@@ -13,8 +13,6 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/sluice-dev/sluice/internal/clock/clocktest"
-	"github.com/sluice-dev/sluice/internal/secret"
-	"github.com/sluice-dev/sluice/internal/store"
 )
 
 // TestCompactSignerMatchesGoJose holds the hand-built JWS to go-jose's:
@@ -107,16 +105,7 @@ func alterSignature(t *testing.T, compact string) string {
 
 func TestMintedTokensVerify(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	mk, _ := secret.NewMasterKey()
-	kr, err := secret.OpenKeyring(ctx, st, mk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, kr := openTestStore(t, "")
 	clk := clocktest.New(0)
 	for _, alg := range []string{AlgEdDSA, AlgRS256} {
 		tk := &Tokens{Store: st, Keyring: kr, Alg: alg, Issuer: "http://sluice.test", Audience: "sluice", Lifetime: time.Hour, Now: clk.Now}

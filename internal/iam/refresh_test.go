@@ -11,20 +11,29 @@ import (
 	"github.com/sluice-dev/sluice/internal/store"
 )
 
+// openTestStore opens a store of dsn ("" for SQLite in a temporary
+// directory), closed when the test ends, with a keyring under a fresh
+// master key.
+func openTestStore(tb testing.TB, dsn string) (store.Store, *secret.Keyring) {
+	tb.Helper()
+	st, err := store.Open(context.Background(), dsn, tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	mk, _ := secret.NewMasterKey()
+	kr, err := secret.OpenKeyring(context.Background(), st, mk)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st, kr
+}
+
 // newTestService is a Service over a fresh SQLite store with a fake clock.
 func newTestService(t *testing.T) (*Service, *clocktest.Fake, *InitialCredentials) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, "", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	mk, _ := secret.NewMasterKey()
-	kr, err := secret.OpenKeyring(ctx, st, mk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, kr := openTestStore(t, "")
 	clk := clocktest.New(0)
 	aud := NewAuditor(st)
 	t.Cleanup(aud.Close)

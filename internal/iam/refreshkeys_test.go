@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/clock/clocktest"
-	"github.com/sluice-dev/sluice/internal/secret"
 	"github.com/sluice-dev/sluice/internal/store"
 	"github.com/sluice-dev/sluice/internal/store/storetest"
 )
@@ -18,20 +17,12 @@ import (
 func TestRotationReachesOtherReplicasThroughTheChangeFeed(t *testing.T) {
 	ctx := context.Background()
 	dsn := storetest.DSN(t, "postgres")
-	open := func() store.Store {
-		st, err := store.Open(ctx, dsn, t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
-	a, b := open(), open()
-	mk, _ := secret.NewMasterKey()
-	kr, err := secret.OpenKeyring(ctx, a, mk)
+	a, kr := openTestStore(t, dsn)
+	b, err := store.Open(ctx, dsn, t.TempDir()) // a's keyring opens what b reads
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer b.Close()
 	clk := clocktest.New(0)
 	tokens := func(st store.Store) *Tokens {
 		return &Tokens{Store: st, Keyring: kr, Issuer: "http://sluice.test", Audience: "sluice", Lifetime: time.Hour, Now: clk.Now}
