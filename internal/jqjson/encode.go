@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -21,12 +22,23 @@ import (
 // the keys of all objects share one scratch slice and the caller chooses
 // the buffer.
 func Append(dst []byte, v any) (out []byte, ok bool) {
-	e := encoder{b: dst}
-	if !e.value(v, 0) {
+	keys := keysPool.Get().(*[]string)
+	e := encoder{b: dst, keys: (*keys)[:0]}
+	ok = e.value(v, 0)
+	if cap(e.keys) <= maxPooledScratch {
+		clear(e.keys) // a failed encoding leaves its open objects' keys
+		*keys = e.keys[:0]
+		keysPool.Put(keys)
+	}
+	if !ok {
 		return dst, false
 	}
 	return e.b, true
 }
+
+// keysPool keeps the encoders' key scratch between answers (grown anew,
+// it was three allocations of the runtime's light answer).
+var keysPool = sync.Pool{New: func() any { return new([]string) }}
 
 type encoder struct {
 	b    []byte
