@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/itchyny/gojq"
@@ -94,6 +95,11 @@ func nativeQuery(q *gojq.Query, depth int) *native {
 	}
 	switch q.Op {
 	case gojq.OpPipe:
+		if inner := arrayOf(q.Left); inner != nil && isCall(q.Right, "add") {
+			if n := nativeQuery(inner, depth+1); n != nil {
+				return sumOf(n)
+			}
+		}
 		return pipe(l, r)
 	case gojq.OpComma:
 		return &native{gen: func(in any, out []any) ([]any, bool) {
@@ -132,6 +138,21 @@ func pipe(l, r *native) *native {
 				return nil, false
 			}
 			return r.gen(v, out)
+		}
+		if r.one != nil {
+			// l's outputs are appended and mapped in place: no slice of
+			// their own.
+			mark := len(out)
+			out, ok := l.gen(in, out)
+			if !ok {
+				return nil, false
+			}
+			for i := mark; i < len(out); i++ {
+				if out[i], ok = r.one(out[i]); !ok {
+					return nil, false
+				}
+			}
+			return out, true
 		}
 		vs, ok := l.gen(in, nil)
 		if !ok {
@@ -470,6 +491,16 @@ func nativeSuffix(base *native, s *gojq.Suffix) *native {
 		return nativeIndex(base, s.Index)
 	case s.Iter:
 		return &native{gen: func(in any, out []any) ([]any, bool) {
+			if base.one != nil {
+				// .items[]: the array's elements, with no slice of the
+				// one base value.
+				v, ok := base.one(in)
+				a, isArr := v.([]any)
+				if !ok || !isArr {
+					return nil, false
+				}
+				return append(out, a...), true
+			}
 			vs, ok := base.gen(in, nil)
 			if !ok {
 				return nil, false
@@ -596,16 +627,16 @@ func nativeIndex(base *native, ix *gojq.Index) *native {
 		})
 	}
 	return &native{gen: func(in any, out []any) ([]any, bool) {
-		vs, ok := base.gen(in, nil)
+		// The base's outputs are indexed where they were appended.
+		mark := len(out)
+		out, ok := base.gen(in, out)
 		if !ok {
 			return nil, false
 		}
-		for _, v := range vs {
-			w, ok := at(v)
-			if !ok {
+		for i := mark; i < len(out); i++ {
+			if out[i], ok = at(out[i]); !ok {
 				return nil, false
 			}
-			out = append(out, w)
 		}
 		return out, true
 	}}
@@ -866,40 +897,104 @@ func nativeFunc(f *gojq.Func, depth int) *native {
 	return nil
 }
 
-// addAll is jq's add over an array of numbers, strings and nulls.
+// arrayOf is the query inside `[…]` when q is just that.
+func arrayOf(q *gojq.Query) *gojq.Query {
+	if q.Term == nil || q.Term.Type != gojq.TermTypeArray || len(q.Term.SuffixList) > 0 || q.Term.Array.Query == nil {
+		return nil
+	}
+	return q.Term.Array.Query
+}
+
+// isCall reports whether q is just a call of the builtin name/0.
+func isCall(q *gojq.Query, name string) bool {
+	return q.Term != nil && q.Term.Type == gojq.TermTypeFunc && len(q.Term.SuffixList) == 0 &&
+		q.Term.Func.Name == name && len(q.Term.Func.Args) == 0
+}
+
+// sumOf is `[n] | add`, the usual way to total a list (bench/project's
+// quantity and total): n's outputs are added from a pooled scratch slice
+// rather than collected into an array that only add reads.
+func sumOf(n *native) *native {
+	return single(func(in any) (any, bool) {
+		s := scratchPool.Get().(*[]any)
+		vs, ok := n.gen(in, (*s)[:0])
+		var sum any
+		if ok {
+			sum, ok = addAll(vs)
+		}
+		if vs != nil && cap(vs) <= maxPooledScratch {
+			clear(vs)
+			*s = vs[:0]
+		}
+		scratchPool.Put(s)
+		return sum, ok
+	})
+}
+
+var scratchPool = sync.Pool{New: func() any { return new([]any) }}
+
+// maxPooledScratch keeps a rare long list's scratch from staying pinned.
+const maxPooledScratch = 1024
+
+// addAll is jq's add over an array of numbers, strings and nulls: the
+// left fold of +, with the running sum kept unboxed.
 func addAll(vs []any) (any, bool) {
-	var sum any
+	const (
+		none = iota
+		isInt
+		isFloat
+		isStr
+	)
+	kind := none
+	var n int
+	var f float64
 	var b strings.Builder
-	isStr := false
 	for _, x := range vs {
 		switch x := x.(type) {
 		case nil:
-			continue
 		case string:
-			if sum != nil {
+			if kind != none && kind != isStr {
 				return nil, false
 			}
-			isStr = true
+			kind = isStr
 			b.WriteString(x)
-			continue
-		case int, float64:
-			if isStr {
+		case int:
+			switch kind {
+			case none:
+				n, kind = x, isInt
+			case isInt:
+				v := n + x
+				if (v >= n) != (x >= 0) {
+					return nil, false // overflow: gojq's
+				}
+				n = v
+			case isFloat:
+				f += float64(x)
+			default:
 				return nil, false
 			}
-			if sum == nil {
-				sum = x
-				continue
-			}
-			var ok bool
-			if sum, ok = addValues(sum, x); !ok {
+		case float64:
+			switch kind {
+			case none:
+				f, kind = x, isFloat
+			case isInt:
+				f, kind = float64(n)+x, isFloat
+			case isFloat:
+				f += x
+			default:
 				return nil, false
 			}
 		default:
 			return nil, false
 		}
 	}
-	if isStr {
+	switch kind {
+	case isInt:
+		return n, true
+	case isFloat:
+		return f, true
+	case isStr:
 		return b.String(), true
 	}
-	return sum, true
+	return nil, true
 }

@@ -27,7 +27,8 @@ var nativeShapes = []string{
 	`length`, `.s | length`, `.items | length`, `add`, `[.items[].qty] | add`,
 	`[.items[] | .price * .qty] | add`, `map(.sku)`, `.items | map(.qty * 2)`, `[.[] | select(. > 1)]`,
 	`.items | map(select(.qty > 1) | .sku)`, `not`, `.a | not`, `tostring`, `.a | tostring`, `[.a, .s] | join("-")`,
-	`join(", ")`, `[empty]`, `[.a, empty, .b]`,
+	`join(", ")`, `[empty]`, `[.a, empty, .b]`, `[.[]] | add`, `[.a, .b] | add`, `[.[] | . * 2] | add`, `[.s, .s] | add`,
+	`[empty] | add`,
 	`"id-\(.a)"`, `"\(.s) and \(.b)"`, `"\(.)"`, `"n=\(.a + 1)"`, `"\("lit")"`,
 	`{customer: .params.customer, skus: [.body.items[].sku], quantity: ([.body.items[].qty] | add), total: ([.body.items[] | .price * .qty] | add)}`,
 }
@@ -37,7 +38,8 @@ var nativeShapes = []string{
 var nativeInputs = []any{
 	nil, true, false, 0, 3, -7, math.MaxInt, math.MinInt, 2.5, -0.5, math.Inf(1), "x", "ünï", "",
 	[]any{}, []any{1, 2, 3}, []any{"a", nil, "b"}, []any{1, "a"}, []any{1.5, 2}, []any{math.MaxInt, 1},
-	[]any{[]any{1}, map[string]any{"a": 1}}, []any{true, 1, "s", nil},
+	[]any{[]any{1}, map[string]any{"a": 1}}, []any{true, 1, "s", nil}, []any{2, 1.5, 3}, []any{nil, 0.25, nil, 1},
+	[]any{nil, nil}, []any{"a", 1}, []any{math.MinInt, -1},
 	map[string]any{}, map[string]any{"a": 1, "b": 2}, map[string]any{"a": 7, "b": 0}, map[string]any{"a": 2.5, "b": 4},
 	map[string]any{"a": math.MaxInt, "b": 2}, map[string]any{"a": math.MinInt, "b": -1}, map[string]any{"a": "s", "b": 1},
 	map[string]any{"a": nil, "b": false, "s": "x"}, map[string]any{"a": false, "b": nil}, map[string]any{"a": []any{1}, "b": []any{2}},
@@ -126,7 +128,7 @@ func TestNativeMatchesGojq(t *testing.T) {
 
 // TestNativeGeneratorsMatchGojq compares all outputs of the generators.
 func TestNativeGeneratorsMatchGojq(t *testing.T) {
-	for _, src := range []string{`.[]`, `.items[] | .sku`, `.a, .b`, `.[] | select(. != null)`, `(.a, .b) // 7`, `(.a, .b) and true`, `empty`} {
+	for _, src := range []string{`.[]`, `.items[] | .sku`, `.items[].sku`, `.[] | .a`, `(.a, .b) | .c`, `(.a, .b) | [.]`, `.a, .b`, `.[] | select(. != null)`, `(.a, .b) // 7`, `(.a, .b) and true`, `empty`} {
 		q, _ := gojq.Parse(src)
 		n := compileNative(q)
 		if n == nil {
@@ -140,6 +142,12 @@ func TestNativeGeneratorsMatchGojq(t *testing.T) {
 			}
 			if werr != nil || (len(got) > 0 || len(want) > 0) && !reflect.DeepEqual(got, want) {
 				t.Errorf("%s on %s: native %#v, gojq %#v, %v", src, show(in), got, want, werr)
+			}
+			// Outputs are appended after what out already holds, which
+			// stays as it was.
+			prefixed, ok := n.gen(in, []any{"before"})
+			if !ok || prefixed[0] != "before" || !reflect.DeepEqual(prefixed[1:], got) && len(got) > 0 {
+				t.Errorf("%s on %s: gen after a prefix gave %#v", src, show(in), prefixed)
 			}
 		}
 	}
