@@ -276,11 +276,14 @@ func (e *expr) walk(in any) (v any, ok bool) {
 		case map[string]any:
 			v = m[k]
 		case *jqInput:
-			if k == "vars" && i+1 < len(e.path) {
-				// .vars.name without building the object (see vars)
-				i++
-				v = m.vars.get(e.path[i])
-				continue
+			if i+1 < len(e.path) {
+				// .vars.name, .params.name… without building the
+				// object (see member)
+				if w, ok := m.member(k, e.path[i+1]); ok {
+					v = w
+					i++
+					continue
+				}
 			}
 			v = m.get(k)
 		case nil:

@@ -518,14 +518,21 @@ func nativeSuffix(base *native, s *gojq.Suffix) *native {
 	return nil // `?`
 }
 
-// nativeVarsMember is the base of .vars.name…: on a step's input it looks
-// name up in the variables (see vars) without building their object; on
-// any other value it is .vars.name. nil for other terms.
+// nativeVarsMember is the base of .vars.name…, .params.name…,
+// .headers.name… and .query.name…: on a step's input it reads the member
+// without building the object (see jqInput.member); on any other value it
+// is the plain index. nil for other terms.
 func nativeVarsMember(t *gojq.Term) *native {
 	if t.Type != gojq.TermTypeIndex || len(t.SuffixList) == 0 || t.SuffixList[0].Index == nil {
 		return nil
 	}
-	if v, ok := indexName(t.Index); !ok || v != "vars" {
+	key, ok := indexName(t.Index)
+	if !ok {
+		return nil
+	}
+	switch key {
+	case "vars", "params", "headers", "query":
+	default:
 		return nil
 	}
 	name, ok := indexName(t.SuffixList[0].Index)
@@ -538,7 +545,7 @@ func nativeVarsMember(t *gojq.Term) *native {
 	}
 	return single(func(in any) (any, bool) {
 		if r, isInput := in.(*jqInput); isInput {
-			return r.vars.get(name), true
+			return r.member(key, name)
 		}
 		return other.one(in)
 	})

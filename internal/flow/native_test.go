@@ -223,6 +223,7 @@ func TestNativeOnAStepsInput(t *testing.T) {
 		`.body`, `.params.customer`, `.headers["content-type"]`, `.query.q`, `.vars.x`, `.config.c`, `.response`, `.error`,
 		`.app`, `.source`, `.nope`, `{a: .}`, `[.]`, `select(.body)`, `if .body then 1 end`, `. // 1`, `.body // .`,
 		`[.[]]`, `length`, `add`, `. == .`, `"\(.)"`, `tostring`, `(.)`, `.[0]`, `{body}`, `.body.items[0].sku`,
+		`.params.nope`, `.params.customer.x`, `.headers.x`, `."headers"."content-type"`, `.query.r`, `.query.q.x`, `.params | .customer`,
 		`.vars`, `.vars.y.z`, `.vars.y.z + 1`, `{v: .vars}`, `.vars | length`, `.vars.x.z`, `.vars."x"`, `.vars["x"]`, `[.vars.x, .vars.w]`,
 	}, nativeShapes...)
 	msgs := []*state{
@@ -253,33 +254,50 @@ func TestNativeOnAStepsInput(t *testing.T) {
 			path = &expr{path: p}
 		}
 		for i, st := range msgs {
-			in := st.input(rt)
-			want, werr := gojqOutputs(t, src, in.object())
-			check := func(how string, got any, ok bool) {
-				if !ok {
-					return
-				}
-				if werr != nil || len(want) != 1 || !reflect.DeepEqual(got, want[0]) {
-					t.Errorf("%s on message %d (%s): native %#v, gojq %#v, %v", src, i, how, got, want, werr)
-				}
-				if holdsInput(got) {
-					t.Errorf("%s on message %d (%s): the answer holds the step's input", src, i, how)
-				}
+			// The native forms run first, on a fresh state each, so that
+			// they read headers, query and params before anything built
+			// their objects; gojq then runs on the object.
+			type answer struct {
+				how string
+				got any
 			}
+			var answers []answer
 			if n != nil {
-				got, ok := n.value(in)
-				check("native", got, ok)
-				outs, ok := n.gen(in, nil)
-				for _, o := range outs {
-					check("gen", o, ok && len(outs) == 1)
+				if got, ok := n.value(fresh(st).input(rt)); ok {
+					answers = append(answers, answer{"native", got})
+				}
+				outs, ok := n.gen(fresh(st).input(rt), nil)
+				if ok && len(outs) == 1 {
+					answers = append(answers, answer{"gen", outs[0]})
 				}
 			}
 			if path != nil {
-				got, ok := path.walk(in)
-				check("path", got, ok)
+				if got, ok := path.walk(fresh(st).input(rt)); ok {
+					answers = append(answers, answer{"path", got})
+				}
+			}
+			want, werr := gojqOutputs(t, src, st.input(rt).object())
+			for _, a := range answers {
+				if werr != nil || len(want) != 1 || !reflect.DeepEqual(a.got, want[0]) {
+					t.Errorf("%s on message %d (%s): native %#v, gojq %#v, %v", src, i, a.how, a.got, want, werr)
+				}
+				if holdsInput(a.got) {
+					t.Errorf("%s on message %d (%s): the answer holds the step's input", src, i, a.how)
+				}
 			}
 		}
 	}
+}
+
+// fresh is a copy of st whose headers, query and params are not built
+// yet (as at the start of a run).
+func fresh(st *state) *state {
+	c := *st
+	for i, s := range []*strs{st.headers, st.query, st.params} {
+		c.own[i] = strs{src: s.src, header: s.header, raw: s.raw}
+	}
+	c.headers, c.query, c.params = &c.own[0], &c.own[1], &c.own[2]
+	return &c
 }
 
 func holdsInput(v any) bool {

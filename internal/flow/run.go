@@ -234,6 +234,19 @@ func (s *strs) value() map[string]any {
 	return s.m
 }
 
+// member is .name of the object, without building it when the strings
+// are a map already (params, a message source's headers): a flow
+// reading .params.customer costs one lookup, not a map of all of them.
+func (s *strs) member(name string) any {
+	if !s.built && len(s.src) > 0 {
+		if v, ok := s.src[name]; ok {
+			return v
+		}
+		return nil
+	}
+	return s.value()[name]
+}
+
 func (s *strs) build() map[string]any {
 	switch {
 	case len(s.src) > 0:
@@ -354,6 +367,23 @@ func (in *jqInput) get(key string) any {
 		}
 	}
 	return nil
+}
+
+// member is .key.name of the input, for the members that are objects of
+// the engine's own (vars, headers, query, params), read without building
+// them; ok is false for any other key.
+func (in *jqInput) member(key, name string) (any, bool) {
+	switch key {
+	case "vars":
+		return in.vars.get(name), true
+	case "headers":
+		return in.headers.member(name), true
+	case "query":
+		return in.query.member(name), true
+	case "params":
+		return in.params.member(name), true
+	}
+	return nil, false
 }
 
 // object is the input as gojq sees it; made once per input.
