@@ -131,6 +131,23 @@ func realmOK(realm string) bool {
 	return realm == "" || strings.HasPrefix(realm, "provider/") || strings.HasPrefix(realm, "admin/")
 }
 
+// platformClient checks the client of a platform token request (the
+// toolkit's client is not checked: it is every instance's) and returns it
+// with the principal the grant is audited as; a refused client is
+// refused and audited here.
+func (s *Service) platformClient(ctx context.Context, r PlatformRequest, toolkit bool) (store.ClientCredential, Principal, error) {
+	var cred store.ClientCredential
+	why := ""
+	if !toolkit {
+		cred, why = s.checkClient(ctx, TokenRequest{ClientID: r.ClientID, ClientSecret: r.ClientSecret})
+	}
+	p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
+	if why != "" {
+		return cred, p, s.refuse(ctx, p, p.InstanceID != "", why)
+	}
+	return cred, p, nil
+}
+
 func (s *Service) passwordGrant(ctx context.Context, r PlatformRequest, toolkit bool) (PlatformToken, error) {
 	ctx = WithGrant(ctx, GrantPassword)
 	if !realmOK(r.Realm) {
@@ -139,15 +156,11 @@ func (s *Service) passwordGrant(ctx context.Context, r PlatformRequest, toolkit 
 	if r.Username == "" || r.Password.IsZero() {
 		return PlatformToken{}, invalid("username and password are required with grant_type password")
 	}
-	var cred store.ClientCredential
+	cred, p, err := s.platformClient(ctx, r, toolkit)
+	if err != nil {
+		return PlatformToken{}, err
+	}
 	why := ""
-	if !toolkit {
-		cred, why = s.checkClient(ctx, TokenRequest{ClientID: r.ClientID, ClientSecret: r.ClientSecret})
-	}
-	p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
-	if why != "" {
-		return PlatformToken{}, s.refuse(ctx, p, p.InstanceID != "", why)
-	}
 	// The instance is the client's. The toolkit client is every
 	// instance's, so the realm names the instance (provider/<instance id
 	// or name>) or the user name must be in one instance only.
@@ -261,15 +274,11 @@ func (s *Service) refreshGrant(ctx context.Context, r PlatformRequest, toolkit b
 	if r.RefreshToken.IsZero() {
 		return PlatformToken{}, invalid("refresh_token is required with grant_type refresh_token")
 	}
-	var cred store.ClientCredential
+	_, p, err := s.platformClient(ctx, r, toolkit)
+	if err != nil {
+		return PlatformToken{}, err
+	}
 	why := ""
-	if !toolkit {
-		cred, why = s.checkClient(ctx, TokenRequest{ClientID: r.ClientID, ClientSecret: r.ClientSecret})
-	}
-	p := Principal{InstanceID: cred.InstanceID, SubjectKind: "client", SubjectName: r.ClientID, Source: r.Source, RequestID: r.RequestID}
-	if why != "" {
-		return PlatformToken{}, s.refuse(ctx, p, p.InstanceID != "", why)
-	}
 	var t store.RefreshToken
 	if !wellFormed(r.RefreshToken.Reveal(), RefreshTokenPrefix) {
 		why = "refresh token malformed"
