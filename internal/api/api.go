@@ -8,8 +8,11 @@ package api
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/airbyte"
@@ -251,8 +254,15 @@ func (a *API) notFound(w http.ResponseWriter, r *http.Request) {
 // Allow when the path exists for other methods, 404 otherwise. (A "/"
 // catch-all route would turn every wrong method into a 404.)
 func (a *API) jsonMisses(mux *http.ServeMux) http.Handler {
+	var literal literalRoutes
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if pattern, ok := literal.lookup(r); ok {
+			obs.SetRoute(r.Context(), pattern)
+			mux.ServeHTTP(w, r)
+			return
+		}
 		if _, pattern := mux.Handler(r); pattern != "" {
+			literal.remember(r, pattern)
 			obs.SetRoute(r.Context(), pattern)
 			mux.ServeHTTP(w, r)
 			return
@@ -272,4 +282,52 @@ func (a *API) jsonMisses(mux *http.ServeMux) http.Handler {
 		}
 		a.notFound(w, r)
 	})
+}
+
+// literalRoutes remembers which route takes a method and path that a
+// pattern without wildcards names exactly (GET /api/v1/whoami, GET
+// /api/v1/integration-runtimes): the route table would take it again, so
+// jsonMisses need not match it before ServeMux.ServeHTTP matches it once
+// more (a tenth of an authenticated GET's handler time went to matching).
+// Paths holding a name are not remembered, so the memo is bounded by the
+// route table; it is copied on write, as it stops changing once each
+// route has been called.
+type literalRoutes struct {
+	mu   sync.Mutex
+	seen atomic.Pointer[map[methodPath]string]
+}
+
+type methodPath struct{ method, path string }
+
+// maxLiteralRoutes bounds the memo whatever the route table holds.
+const maxLiteralRoutes = 512
+
+func (l *literalRoutes) lookup(r *http.Request) (string, bool) {
+	m := l.seen.Load()
+	if m == nil {
+		return "", false
+	}
+	p, ok := (*m)[methodPath{r.Method, r.URL.Path}]
+	return p, ok
+}
+
+// remember notes pattern for r's method and path when the pattern names
+// exactly that method and path: no wildcard, no host, no subtree.
+func (l *literalRoutes) remember(r *http.Request, pattern string) {
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok || method != r.Method || path != r.URL.Path || strings.ContainsRune(path, '{') {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := l.seen.Load()
+	if old != nil && len(*old) >= maxLiteralRoutes {
+		return
+	}
+	m := make(map[methodPath]string, 1)
+	if old != nil {
+		m = maps.Clone(*old)
+	}
+	m[methodPath{r.Method, r.URL.Path}] = pattern
+	l.seen.Store(&m)
 }
