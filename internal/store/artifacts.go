@@ -183,7 +183,22 @@ func (s *sqlStore) putBARRecord(ctx context.Context, tx *sql.Tx, f BARFile, crea
 }
 
 // writeChunks stores exactly size bytes of r under sha in ChunkSize rows.
+// Where the dialect bulk-loads (PostgreSQL), the rows stream to the
+// server in one COPY: a statement per chunk waited for each chunk's
+// round trip, with the server idle while the next chunk was read and
+// encoded and the control plane idle while the server stored it.
 func (s *sqlStore) writeChunks(ctx context.Context, tx *sql.Tx, sha string, size int64, r io.Reader) error {
+	if conn := s.connOf(tx); conn != nil {
+		var contentErr error
+		err := conn.Raw(func(dc any) (err error) {
+			contentErr, err = s.d.copyChunks(ctx, dc, sha, size, r)
+			return err
+		})
+		if contentErr != nil {
+			return contentErr // what the server saw only as a failed COPY
+		}
+		return s.mapErr("write BAR content", err)
+	}
 	stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO blob_chunks (sha256, seq, data) VALUES ($1, $2, $3)`))
 	if err != nil {
 		return s.mapErr("prepare chunk insert", err)
@@ -203,13 +218,21 @@ func (s *sqlStore) writeChunks(ctx context.Context, tx *sql.Tx, sha string, size
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("store: unable to read BAR content: %w", err)
+			return errContentRead(err)
 		}
 	}
 	if written != size {
-		return fmt.Errorf("store: BAR content is %d bytes, expected %d", written, size)
+		return errContentSize(written, size)
 	}
 	return nil
+}
+
+// errContentRead is a PutBARFile whose content could not be read.
+func errContentRead(err error) error { return fmt.Errorf("store: unable to read BAR content: %w", err) }
+
+// errContentSize is a PutBARFile whose content is not the record's size.
+func errContentSize(got, want int64) error {
+	return fmt.Errorf("store: BAR content is %d bytes, expected %d", got, want)
 }
 
 // collectBlob removes the chunks of sha when no BAR file names them any

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"testing/iotest"
 
 	"github.com/sluice-dev/sluice/internal/clock/clocktest"
 	"github.com/sluice-dev/sluice/internal/store"
@@ -64,6 +65,18 @@ func openWithInstance(t *testing.T, dir string) store.Store {
 	return s
 }
 
+// openKind opens a fresh store of kind with its files in dir, closed
+// when the test ends.
+func openKind(t *testing.T, kind, dir string) store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), storetest.DSN(t, kind), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // openDB opens the SQLite database in dir directly, as another program would.
 func openDB(t *testing.T, dir string) *sql.DB {
 	t.Helper()
@@ -100,11 +113,7 @@ func TestBARContentSharedAndCollected(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()
-			s, err := store.Open(ctx, storetest.DSN(t, kind), dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := openKind(t, kind, dir)
 			files := func(want ...string) {
 				t.Helper()
 				if kind != "sqlite" {
@@ -319,5 +328,80 @@ func TestBackupHoldsBARContent(t *testing.T) {
 	slices.Sort(want)
 	if got := contentFiles(t, restored); !slices.Equal(got, want) {
 		t.Fatalf("content files %v, want %v", got, want)
+	}
+}
+
+// Content that does not match its record's size, or that cannot be read
+// to its end, is refused with what went wrong and leaves neither a record
+// nor content behind — on PostgreSQL a COPY that the content fails midway
+// aborts its transaction — and the store goes on taking uploads, inside a
+// caller's transaction (Locked, as barstore calls it) as well as alone.
+func TestBARContentRefusedLeavesNothing(t *testing.T) {
+	errBoom := errors.New("the client went away")
+	a, sha := barContent(t)
+	cases := []struct {
+		name    string
+		content func() io.Reader
+		want    error // errors.Is; nil: any error
+	}{
+		{"one byte longer", func() io.Reader { return bytes.NewReader(append(slices.Clip(a), 0)) }, nil},
+		{"chunks longer", func() io.Reader { return bytes.NewReader(append(slices.Clip(a), a...)) }, nil},
+		{"unreadable midway", func() io.Reader {
+			return io.MultiReader(bytes.NewReader(a[:store.ChunkSize+store.ChunkSize/2]), iotest.ErrReader(errBoom))
+		}, errBoom},
+		{"unreadable at its end", func() io.Reader { return io.MultiReader(bytes.NewReader(a), iotest.ErrReader(errBoom)) }, errBoom},
+		{"unreadable at once", func() io.Reader { return iotest.ErrReader(errBoom) }, errBoom},
+	}
+	for _, kind := range storetest.Kinds() {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			s := openKind(t, kind, dir)
+			if err := s.CreateInstance(ctx, newInstance("i1", clocktest.Epoch())); err != nil {
+				t.Fatal(err)
+			}
+			f := store.BARFile{InstanceID: "i1", Name: "one", SHA256: sha, Size: int64(len(a)), Info: "{}",
+				UploadedAt: clocktest.Epoch(), UploadedBy: "test"}
+			for _, c := range cases {
+				for _, locked := range []bool{false, true} {
+					put := func() error {
+						_, err := s.PutBARFile(ctx, f, c.content())
+						return err
+					}
+					if locked {
+						put = func() error {
+							return s.Locked(ctx, "i1", func(ctx context.Context) error {
+								_, err := s.PutBARFile(ctx, f, c.content())
+								return err
+							})
+						}
+					}
+					err := put()
+					if err == nil || (c.want != nil && !errors.Is(err, c.want)) {
+						t.Fatalf("%s (locked %v): %v, want a refusal (%v)", c.name, locked, err, c.want)
+					}
+					if _, err := s.GetBARFile(ctx, "i1", "one"); !errors.Is(err, store.ErrNotFound) {
+						t.Fatalf("%s: a refused BAR has a record: %v", c.name, err)
+					}
+					if _, err := readBlob(t, s, sha); !errors.Is(err, store.ErrNotFound) {
+						t.Fatalf("%s: a refused BAR's content: %v, want ErrNotFound", c.name, err)
+					}
+					if kind == "sqlite" {
+						if got := contentFiles(t, dir); len(got) != 0 {
+							t.Fatalf("%s: content files %v after a refusal", c.name, got)
+						}
+					}
+				}
+			}
+			if err := s.Locked(ctx, "i1", func(ctx context.Context) error {
+				_, err := s.PutBARFile(ctx, f, bytes.NewReader(a))
+				return err
+			}); err != nil {
+				t.Fatalf("a good upload after the refusals: %v", err)
+			}
+			if got, err := readBlob(t, s, sha); err != nil || !bytes.Equal(got, a) {
+				t.Fatalf("read back %d bytes, %v; want the %d put", len(got), err, len(a))
+			}
+		})
 	}
 }

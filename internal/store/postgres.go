@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -77,6 +80,7 @@ func openPostgres(ctx context.Context, dsn string) (*postgresStore, error) {
 		isUnique:       pgIsUnique,
 		lockMigrations: pgLockMigrations,
 		planned:        []any{pgx.QueryExecModeExec},
+		copyChunks:     pgCopyChunks,
 	}}, holder: newLeaseHolder()}
 	s.versions = &pgVersions{db: db, grants: &s.grants}
 	s.grantsFresh = (&barrier{sync: s.versions.sync}).wait
@@ -156,4 +160,99 @@ func (v *pgVersions) sync(ctx context.Context) bool {
 		v.last, v.known = n, true
 	}
 	return true
+}
+
+// pgCopyChunks loads size bytes of r into blob_chunks under sha, a row per
+// ChunkSize bytes, with one COPY FROM STDIN in the binary format: pgconn
+// reads the rows from chunkRows straight into its send buffer, so the
+// content is copied once on its way from r to the socket (a Bind message
+// per INSERT copied it twice), and the server stores rows while the next
+// ones are read and sent. It runs inside the caller's transaction, on its
+// connection: a COPY that fails aborts that transaction, which leaves
+// nothing behind.
+func pgCopyChunks(ctx context.Context, dc any, sha string, size int64, r io.Reader) (contentErr, err error) {
+	c, ok := dc.(*stdlib.Conn)
+	if !ok {
+		return nil, fmt.Errorf("store: a PostgreSQL connection is a %T", dc)
+	}
+	rows := newChunkRows(r, sha, size)
+	_, err = c.Conn().PgConn().CopyFrom(ctx, rows, `COPY blob_chunks (sha256, seq, data) FROM STDIN (FORMAT binary)`)
+	return rows.err, err
+}
+
+// chunkRows is an io.Reader of blob_chunks rows (sha256, seq, data) in
+// COPY's binary format (PostgreSQL's documentation, "COPY", "Binary
+// Format"): the header, a row per ChunkSize bytes of r, the trailer. Each
+// row's length is known from size before its bytes are read; content that
+// ends early or goes on past size ends the stream with err, which fails
+// the COPY.
+type chunkRows struct {
+	r    io.Reader
+	sha  string
+	size int64
+	sent int64  // bytes of r given so far
+	left int64  // bytes of r the current row still takes
+	seq  int32  // the next row's
+	head []byte // framing to give before any more of r
+	end  bool   // the trailer is in head
+	err  error
+}
+
+// pgCopyHeader is the binary format's signature, flags (none) and header
+// extension length (0).
+var pgCopyHeader = append([]byte("PGCOPY\n\xff\r\n\x00"), 0, 0, 0, 0, 0, 0, 0, 0)
+
+func newChunkRows(r io.Reader, sha string, size int64) *chunkRows {
+	return &chunkRows{r: r, sha: sha, size: size, head: slices.Clone(pgCopyHeader)}
+}
+
+func (c *chunkRows) Read(p []byte) (int, error) {
+	for {
+		switch {
+		case c.err != nil:
+			return 0, c.err
+		case len(c.head) > 0:
+			n := copy(p, c.head)
+			c.head = c.head[n:]
+			return n, nil
+		case c.left > 0:
+			n, err := c.r.Read(p[:min(int64(len(p)), c.left)])
+			c.left -= int64(n)
+			c.sent += int64(n)
+			switch {
+			case errors.Is(err, io.EOF) && c.left > 0:
+				c.err = errContentSize(c.sent, c.size)
+			case err != nil && !errors.Is(err, io.EOF):
+				c.err = errContentRead(err)
+			}
+			return n, c.err
+		case c.end:
+			return 0, io.EOF
+		case c.sent < c.size:
+			c.left = min(ChunkSize, c.size-c.sent)
+			h := binary.BigEndian.AppendUint16(c.head[:0], 3) // fields
+			h = binary.BigEndian.AppendUint32(h, uint32(len(c.sha)))
+			h = append(h, c.sha...)
+			h = binary.BigEndian.AppendUint32(h, 4)
+			h = binary.BigEndian.AppendUint32(h, uint32(c.seq))
+			c.head = binary.BigEndian.AppendUint32(h, uint32(c.left))
+			c.seq++
+		default:
+			// All size bytes are given: r must end here.
+			var one [1]byte
+			n, err := io.ReadFull(c.r, one[:])
+			switch {
+			case n == 1:
+				rest, rerr := io.Copy(io.Discard, c.r)
+				c.err = errContentSize(c.size+1+rest, c.size)
+				if rerr != nil {
+					c.err = errContentRead(rerr)
+				}
+			case !errors.Is(err, io.EOF):
+				c.err = errContentRead(err)
+			}
+			c.head = binary.BigEndian.AppendUint16(c.head[:0], 0xffff) // the trailer: -1 fields
+			c.end = true
+		}
+	}
 }

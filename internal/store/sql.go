@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"regexp"
 	"slices"
@@ -85,6 +86,12 @@ type dialect struct {
 	// the server plans it for these values rather than reusing a generic
 	// plan (see queryPlanned).
 	planned []any
+	// copyChunks, when set, stores BAR content into blob_chunks by a
+	// bulk load on the transaction's driver connection (PostgreSQL's
+	// COPY), instead of an INSERT per chunk: see writeChunks.
+	// contentErr is r's own problem (unreadable, not size bytes), which
+	// the server sees only as a failed COPY.
+	copyChunks func(ctx context.Context, driverConn any, sha string, size int64, r io.Reader) (contentErr, err error)
 }
 
 var dollarParam = regexp.MustCompile(`\$(\d+)`)
@@ -98,6 +105,7 @@ type sqlStore struct {
 	migrations []migration
 	queries    queryCache
 	stmts      sync.Map // query text -> *sql.Stmt
+	txConns    sync.Map // *sql.Tx -> the *sql.Conn it runs on (dialects with copyChunks)
 	observe    atomic.Pointer[QueryObserver]
 	maxIdle    int // idle connections kept; 0: database/sql's default
 	// files, when set (SQLite), holds BAR content instead of blob_chunks.
@@ -301,7 +309,23 @@ func (s *sqlStore) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fn(tx) // part of the caller's transaction, which commits
 	}
 	defer s.timedTx(clock.StartStopwatch())
-	tx, err := s.db.BeginTx(ctx, nil)
+	var tx *sql.Tx
+	var err error
+	if s.d.copyChunks != nil {
+		// The connection is reserved, so that what database/sql does not
+		// offer (COPY) can run on it inside the transaction (connOf).
+		conn, cerr := s.db.Conn(ctx)
+		if cerr != nil {
+			return fmt.Errorf("store: unable to begin a transaction: %w", cerr)
+		}
+		defer conn.Close()
+		if tx, err = conn.BeginTx(ctx, nil); err == nil {
+			s.txConns.Store(tx, conn)
+			defer s.txConns.Delete(tx)
+		}
+	} else {
+		tx, err = s.db.BeginTx(ctx, nil)
+	}
 	if err != nil {
 		return fmt.Errorf("store: unable to begin a transaction: %w", err)
 	}
@@ -313,6 +337,13 @@ func (s *sqlStore) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("store: unable to commit: %w", err)
 	}
 	return nil
+}
+
+// connOf returns the connection tx runs on, when inTx reserved one.
+func (s *sqlStore) connOf(tx *sql.Tx) *sql.Conn {
+	c, _ := s.txConns.Load(tx)
+	conn, _ := c.(*sql.Conn)
+	return conn
 }
 
 // putTx runs a create-or-replace transaction, and once more when it lost a
