@@ -539,22 +539,27 @@ func checkSubject(s string, wildcards bool) string {
 	if s == "" {
 		return "must not be empty"
 	}
-	toks := strings.Split(s, ".")
-	for i, t := range toks {
+	// Token by token without a slice of them: a computed subject is
+	// checked on every publish.
+	for rest := s; ; {
+		t, after, more := strings.Cut(rest, ".")
+		rest = after
 		switch {
 		case t == "":
 			return "has an empty token"
 		case strings.ContainsAny(t, " \t\r\n"):
 			return "must not contain white space"
-		case t == "*" || (t == ">" && i == len(toks)-1):
+		case t == "*" || (t == ">" && !more):
 			if !wildcards {
 				return "must not contain wildcards"
 			}
 		case strings.ContainsAny(t, "*>"):
 			return "wildcards must be whole tokens, > only the last"
 		}
+		if !more {
+			return ""
+		}
 	}
-	return ""
 }
 
 var natsTriggerFields = []string{"connection", "subject", "queue", "stream", "consumer", "ackWait", "maxInFlight", "retry", "deadLetter"}

@@ -408,3 +408,29 @@ steps:
 		t.Fatalf("refusal: %#v", err)
 	}
 }
+
+func TestCheckSubject(t *testing.T) {
+	for _, c := range []struct {
+		subject   string
+		wildcards bool
+		want      string
+	}{
+		{"orders", false, ""},
+		{"orders.eu.created", false, ""},
+		{"", false, "must not be empty"},
+		{"orders.", false, "has an empty token"},
+		{".orders", false, "has an empty token"},
+		{"orders..eu", false, "has an empty token"},
+		{"orders.e u", false, "must not contain white space"},
+		{"orders.*", false, "must not contain wildcards"},
+		{"orders.*.created", true, ""},
+		{"orders.>", true, ""},
+		{">", true, ""},
+		{"orders.>.created", true, "wildcards must be whole tokens, > only the last"},
+		{"orders.e*", true, "wildcards must be whole tokens, > only the last"},
+	} {
+		if got := checkSubject(c.subject, c.wildcards); got != c.want {
+			t.Errorf("checkSubject(%q, %v) = %q, want %q", c.subject, c.wildcards, got, c.want)
+		}
+	}
+}

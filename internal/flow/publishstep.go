@@ -38,6 +38,10 @@ type publishStep struct {
 	hdrVals []*template
 	body    *expr // nil: .body
 	confirm bool
+	// input: a destination, header or body is computed, so the step
+	// needs the jq input (a publish to a fixed subject of .body does not
+	// make one).
+	input bool
 }
 
 func (c *compiler) publishStep(b stepBase, n *yaml.Node) step {
@@ -160,11 +164,18 @@ func (c *compiler) publishStep(b stepBase, n *yaml.Node) step {
 	if !ok {
 		return nil
 	}
+	s.input = s.body != nil || len(s.hdrKeys) > 0
+	for _, t := range []*template{s.subject, s.topic, s.routingKey, s.key} {
+		s.input = s.input || (t != nil && !t.konst)
+	}
 	return s
 }
 
 func (s *publishStep) run(ctx context.Context, x *execution, st *state) error {
-	in := st.input(x.rt)
+	var in *jqInput // the templates that do not read it are constants
+	if s.input {
+		in = st.input(x.rt)
+	}
 	out := &Outgoing{Confirm: s.confirm}
 	dest := ""
 	if s.kafka {
@@ -172,8 +183,11 @@ func (s *publishStep) run(ctx context.Context, x *execution, st *state) error {
 		if err != nil {
 			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("topic: %w", err), false)
 		}
-		if msg := checkKafkaTopic(topic); msg != "" {
-			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("topic %q: %s", topic, msg), false)
+		// A constant one was checked when the flow was loaded.
+		if !s.topic.konst {
+			if msg := checkKafkaTopic(topic); msg != "" {
+				return x.stepError(ctx, s.lbl, 500, fmt.Errorf("topic %q: %s", topic, msg), false)
+			}
 		}
 		if s.key != nil {
 			k, err := s.key.eval(ctx, in)
@@ -188,8 +202,11 @@ func (s *publishStep) run(ctx context.Context, x *execution, st *state) error {
 		if err != nil {
 			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("topic: %w", err), false)
 		}
-		if msg := checkTopic(topic, false); msg != "" {
-			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("topic %q: %s", topic, msg), false)
+		// A constant one was checked when the flow was loaded.
+		if !s.topic.konst {
+			if msg := checkTopic(topic, false); msg != "" {
+				return x.stepError(ctx, s.lbl, 500, fmt.Errorf("topic %q: %s", topic, msg), false)
+			}
 		}
 		out.Topic, out.QoS, out.Retain, out.Confirm, dest = topic, s.qos, s.retain, s.qos > 0, topic
 	} else if s.amqp {
@@ -207,8 +224,11 @@ func (s *publishStep) run(ctx context.Context, x *execution, st *state) error {
 		if err != nil {
 			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("subject: %w", err), false)
 		}
-		if msg := checkSubject(subj, false); msg != "" {
-			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("subject %q: %s", subj, msg), false)
+		// A constant one was checked when the flow was loaded.
+		if !s.subject.konst {
+			if msg := checkSubject(subj, false); msg != "" {
+				return x.stepError(ctx, s.lbl, 500, fmt.Errorf("subject %q: %s", subj, msg), false)
+			}
 		}
 		out.Subject, dest = subj, subj
 	}

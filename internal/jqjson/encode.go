@@ -88,11 +88,22 @@ func (e *encoder) value(v any, depth int) bool {
 }
 
 func (e *encoder) object(m map[string]any, depth int) bool {
+	// A small object's keys are sorted on the stack: growing the shared
+	// scratch slice from nothing was three allocations per answer.
+	var small [8]string
+	var keys []string
 	mark := len(e.keys)
-	for k := range m {
-		e.keys = append(e.keys, k)
+	if len(m) <= len(small) {
+		keys = small[:0]
+		for k := range m {
+			keys = append(keys, k)
+		}
+	} else {
+		for k := range m {
+			e.keys = append(e.keys, k)
+		}
+		keys = e.keys[mark:]
 	}
-	keys := e.keys[mark:]
 	slices.Sort(keys) // strings.Compare's order, as gojq sorts them
 	e.b = append(e.b, '{')
 	for i, k := range keys {

@@ -14,6 +14,15 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, ctxKey{}, id)
 }
 
+// IsRequestIDKey reports whether key is the one RequestID looks up, for
+// a context type of its own that answers it from a field (a runtime's
+// message run builds its id only when a log line asks) instead of a
+// WithRequestID layer per run.
+func IsRequestIDKey(key any) bool {
+	_, ok := key.(ctxKey)
+	return ok
+}
+
 // ContextIDs wraps h so that every line logged with a context (the
 // *Context logging calls) carries that context's request_id and, when the
 // context is in a trace (tracing is on, or a caller's traceparent was

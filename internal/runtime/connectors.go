@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -228,15 +227,17 @@ func (rt *Runtime) startTriggers() error {
 func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string, onWorker bool) connectors.Handler {
 	return func(ctx context.Context, msg *flow.Message) (*flow.Response, error) {
 		start := time.Now()
-		var idBuf [64]byte
-		reqID := string(strconv.AppendUint(append(append(idBuf[:0], rt.reqPrefix...), 'm'), rt.reqSeq.Add(1), 10))
+		seq := rt.reqSeq.Add(1)
 		// A traceparent header of the message (a Sluice publish sends one)
 		// is continued: the run is a consumer span in the publisher's
 		// trace. Without an exporting provider no span is started (it
 		// would be a no-op carrying what Extract put in ctx).
-		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(msg.Headers))
+		if len(msg.Headers) > 0 {
+			ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(msg.Headers))
+		}
 		var span trace.Span = noop.Span{}
-		if tracing.On() {
+		traced := tracing.On()
+		if traced {
 			ctx, span = tracing.Tracer().Start(ctx, "flow "+lf.project+"/"+lf.f.Name, trace.WithSpanKind(trace.SpanKindConsumer),
 				trace.WithAttributes(attribute.String("sluice.project", lf.project), attribute.String("sluice.flow", lf.f.Name),
 					attribute.String("messaging.system", trigger)))
@@ -249,52 +250,45 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string, onWorker bool)
 		}
 		var tr flow.Tracer
 		if rt.trace.user.on.Load() {
-			tr = &stepTracer{b: rt.trace.user, project: lf.project, requestID: reqID}
+			tr = &stepTracer{b: rt.trace.user, project: lf.project, requestID: messageRequestID(rt.reqPrefix, seq)}
 		}
-		ctx = obs.WithRequestID(ctx, reqID)
 		var resp *flow.Response
 		var err error
 		if onWorker {
+			// The run context carries the request id, made only if asked.
 			rctx := newRunCtx(ctx, lf.timeout)
+			rctx.idPrefix, rctx.idSeq = rt.reqPrefix, seq
 			resp, err = lf.runHere(rctx, msg, tr)
 			rctx.release()
+			ctx = rctx // for the failure's log line: its id, ended or not
 		} else {
+			ctx = obs.WithRequestID(ctx, messageRequestID(rt.reqPrefix, seq))
 			rctx, cancel := context.WithTimeout(ctx, lf.timeout)
 			resp, err = lf.run(rctx, msg, tr)
 			cancel()
 		}
 		status := http.StatusOK
-		var fe *flow.Error
-		switch {
-		case err == nil:
-			if resp != nil && resp.Status >= 400 {
-				// A reply with an error status is the flow saying it failed.
-				status = resp.Status
-				err = fmt.Errorf("flow replied %d", resp.Status)
-				lf.metrics.fail("flow")
-			}
-		case errors.As(err, &fe):
-			status = fe.Status
-			if status < 400 || status > 599 {
-				status = http.StatusInternalServerError
-			}
+		if err == nil && resp != nil && resp.Status >= 400 {
+			// A reply with an error status is the flow saying it failed.
+			status = resp.Status
+			err = fmt.Errorf("flow replied %d", resp.Status)
 			lf.metrics.fail("flow")
-		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errAbandoned):
-			status = http.StatusGatewayTimeout
-			lf.metrics.fail("timeout")
-		default:
-			status = http.StatusInternalServerError
-			lf.metrics.fail("internal")
+		} else if err != nil {
+			status = lf.failure(err)
 		}
 		elapsed := time.Since(start)
 		lf.metrics.count(status)
 		lf.metrics.duration.Observe(elapsed.Seconds())
-		span.SetAttributes(attribute.Int("sluice.status", status))
-		if err != nil {
-			span.SetStatus(codes.Error, http.StatusText(status))
+		if traced {
+			// Not on the no-op span: the attribute's slice would be
+			// allocated for nothing on every message.
+			span.SetAttributes(attribute.Int("sluice.status", status))
+			if err != nil {
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
 		}
 		if rt.trace.service.on.Load() {
-			ev := serviceEvent{Event: trigger, Project: lf.project, Flow: lf.f.Name, RequestID: reqID, Status: status, DurationMs: ms(elapsed)}
+			ev := serviceEvent{Event: trigger, Project: lf.project, Flow: lf.f.Name, RequestID: messageRequestID(rt.reqPrefix, seq), Status: status, DurationMs: ms(elapsed)}
 			if err != nil {
 				ev.Message = err.Error()
 			}
@@ -306,6 +300,27 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string, onWorker bool)
 		}
 		return resp, nil
 	}
+}
+
+// failure counts a failed message run by its cause and gives the status
+// its traces and metrics report. (A function of its own: the *flow.Error
+// that errors.As fills escapes, and would be allocated for every message,
+// failed or not, were it declared in the handler.)
+func (lf *loadedFlow) failure(err error) int {
+	var fe *flow.Error
+	switch {
+	case errors.As(err, &fe):
+		lf.metrics.fail("flow")
+		if fe.Status < 400 || fe.Status > 599 {
+			return http.StatusInternalServerError
+		}
+		return fe.Status
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errAbandoned):
+		lf.metrics.fail("timeout")
+		return http.StatusGatewayTimeout
+	}
+	lf.metrics.fail("internal")
+	return http.StatusInternalServerError
 }
 
 // connectorMetrics are the series of message-source triggers and

@@ -2,9 +2,12 @@ package runtime
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/obs"
 )
 
 // runCtx is a flow run's context: its parent's values and cancellation
@@ -24,6 +27,13 @@ type runCtx struct {
 	deadline time.Time
 	done     atomic.Pointer[chan struct{}]
 
+	// idPrefix and idSeq make the run's request id (obs.RequestID) when
+	// something asks for it — a log line: a message run's id is built
+	// only then, and no context.WithValue layer carries it. idSeq 0: the
+	// parent's id.
+	idPrefix string
+	idSeq    uint64
+
 	mu    sync.Mutex
 	err   error
 	timer *time.Timer // set once Done was asked
@@ -41,7 +51,23 @@ func (c *runCtx) Deadline() (time.Time, bool) {
 	return c.deadline, true
 }
 
-func (c *runCtx) Value(key any) any { return c.parent.Value(key) }
+func (c *runCtx) Value(key any) any {
+	if c.idSeq != 0 && obs.IsRequestIDKey(key) {
+		return c.requestID()
+	}
+	return c.parent.Value(key)
+}
+
+// requestID is the id of a message run: the runtime's prefix, m, the
+// sequence number.
+func (c *runCtx) requestID() string {
+	return messageRequestID(c.idPrefix, c.idSeq)
+}
+
+func messageRequestID(prefix string, seq uint64) string {
+	var buf [64]byte
+	return string(strconv.AppendUint(append(append(buf[:0], prefix...), 'm'), seq, 10))
+}
 
 func (c *runCtx) Err() error {
 	c.mu.Lock()

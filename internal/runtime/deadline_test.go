@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/obs"
 )
 
 // TestRunCtx: the run context ends at its deadline without a timer when
@@ -81,5 +83,26 @@ func TestLocalFlowTimesOut(t *testing.T) {
 		if n := lf.inFlight.Load(); n != 0 {
 			t.Fatalf("flow %s: %d runs in flight after the answer", lf.f.Name, n)
 		}
+	}
+}
+
+// TestRunCtxRequestID: a message run's context answers obs.RequestID
+// from its prefix and sequence number, before and after it ended; other
+// values come from its parent, and without a sequence number so does
+// the id.
+func TestRunCtxRequestID(t *testing.T) {
+	type key struct{}
+	parent := context.WithValue(obs.WithRequestID(context.Background(), "outer"), key{}, "v")
+	c := newRunCtx(parent, time.Hour)
+	if got := obs.RequestID(c); got != "outer" {
+		t.Errorf("without a sequence number: %q", got)
+	}
+	c.idPrefix, c.idSeq = "ab12-", 42
+	if got := obs.RequestID(c); got != "ab12-m42" {
+		t.Errorf("request id %q", got)
+	}
+	c.release()
+	if got, v := obs.RequestID(c), c.Value(key{}); got != "ab12-m42" || v != "v" {
+		t.Errorf("after release: %q, %v", got, v)
 	}
 }

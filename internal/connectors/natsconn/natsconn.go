@@ -38,6 +38,30 @@ type Pool struct {
 	mu     sync.RWMutex // read-locked on every publish: a lookup
 	conns  map[string]*conn
 	closed bool
+
+	// answers holds a core publish's .response, {subject}, by subject,
+	// for up to maxAnswers subjects: the same map for every publish to a
+	// subject instead of a new one each time. Flows never change a value
+	// they are given (jq values are immutable; .config is shared alike).
+	answers  sync.Map
+	nAnswers atomic.Int32
+}
+
+const maxAnswers = 1024
+
+// answer is the .response of a core publish to subject.
+func (p *Pool) answer(subject string) map[string]any {
+	if a, ok := p.answers.Load(subject); ok {
+		return a.(map[string]any)
+	}
+	a := map[string]any{"subject": subject}
+	if p.nAnswers.Load() < maxAnswers {
+		if prev, loaded := p.answers.LoadOrStore(subject, a); loaded {
+			return prev.(map[string]any)
+		}
+		p.nAnswers.Add(1)
+	}
+	return a
 }
 
 type conn struct {
@@ -160,7 +184,7 @@ func (p *Pool) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoi
 		if err := cn.nc.Publish(out.Subject, out.Body); err != nil {
 			return nil, err
 		}
-		return map[string]any{"subject": out.Subject}, nil
+		return p.answer(out.Subject), nil
 	}
 	m := &nats.Msg{Subject: out.Subject, Data: out.Body}
 	if len(out.Headers) > 0 {
@@ -178,7 +202,7 @@ func (p *Pool) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoi
 		if err := cn.nc.PublishMsg(m); err != nil {
 			return nil, err
 		}
-		return map[string]any{"subject": out.Subject}, nil
+		return p.answer(out.Subject), nil
 	}
 	ack, err := cn.js.PublishMsg(ctx, m)
 	if err != nil {
