@@ -44,7 +44,7 @@ func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 		// The grant check's barrier also serves the handler's first read
 		// of grants or runtimes (store.ShareBarrier).
 		ctx := store.ShareBarrier(r.Context())
-		p, err := a.IAM.Authenticate(ctx, bearer, r.Header.Get("X-IBM-Client-Id"))
+		p, err := a.IAM.Authenticate(ctx, bearer, headerValue(r, "X-IBM-Client-Id"))
 		if err != nil {
 			// Failed calls count against the source address, never
 			// against the client id presented: that may be anyone's.
@@ -78,12 +78,40 @@ func (a *API) authed(minRole string, h http.HandlerFunc) http.Handler {
 // checked another, so which one counts would be ambiguous.
 func singleHeaders(w http.ResponseWriter, r *http.Request, names ...string) bool {
 	for _, n := range names {
-		if len(r.Header.Values(n)) > 1 {
+		if len(r.Header[headerKey(n)]) > 1 {
 			writeError(w, r, http.StatusBadRequest, "BadRequest", "the "+n+" header is sent more than once: send it once")
 			return false
 		}
 	}
 	return true
+}
+
+// ibmHeaderKeys holds the canonical forms of App Connect's header names,
+// computed once: "X-IBM-Client-Id" is not canonical ("X-Ibm-Client-Id"),
+// so Header.Get and Values copied it on every call.
+var ibmHeaderKeys = map[string]string{}
+
+func init() {
+	for _, n := range []string{"X-IBM-Client-Id", "X-IBM-Client-Secret", "X-IBM-Instance-Id"} {
+		ibmHeaderKeys[n] = http.CanonicalHeaderKey(n)
+	}
+}
+
+// headerKey is http.CanonicalHeaderKey(n), without a copy for the names
+// this package reads.
+func headerKey(n string) string {
+	if k, ok := ibmHeaderKeys[n]; ok {
+		return k
+	}
+	return http.CanonicalHeaderKey(n)
+}
+
+// headerValue is r.Header.Get(n) through headerKey.
+func headerValue(r *http.Request, n string) string {
+	if vs := r.Header[headerKey(n)]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
 
 // bearerToken reads "Authorization: Bearer <token>", or says what is wrong

@@ -44,9 +44,9 @@ func (a *API) postTokens(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := a.IAM.ExchangeAPIKey(r.Context(), iam.TokenRequest{
-		ClientID:        r.Header.Get("X-IBM-Client-Id"),
-		ClientSecret:    secret.New(r.Header.Get("X-IBM-Client-Secret")),
-		InstanceID:      r.Header.Get("X-IBM-Instance-Id"),
+		ClientID:        headerValue(r, "X-IBM-Client-Id"),
+		ClientSecret:    secret.New(headerValue(r, "X-IBM-Client-Secret")),
+		InstanceID:      headerValue(r, "X-IBM-Instance-Id"),
 		RequireInstance: true,
 		APIKey:          body.APIKey,
 		Source:          clientAddr(r),

@@ -82,9 +82,11 @@ func RequestID(ctx context.Context) string {
 
 // NewRequestID returns a random 16-byte id in hex.
 func NewRequestID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:]) // the one allocation
 }
 
 // validRequestID accepts a caller's id only if it is short and printable,
