@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/orchestrator"
 	"github.com/sluice-dev/sluice/internal/secret"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -498,6 +499,24 @@ func grant(t *testing.T, c kclient.Interface, ns, user string) {
 		Subjects: []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}}}
 	if _, err := c.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// The API server's RBAC authorizer reads roles and bindings from its
+	// informers, so a grant bites only once they have caught up (a moment,
+	// longer on a loaded machine). A SubjectAccessReview asks that same
+	// authorizer: once it allows, the user's own requests are allowed.
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user,
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Group: "apps", Resource: "deployments"}}}
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		got, err := c.AuthorizationV1().SubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.Allowed {
+			return
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the grant to %s in %s is not in force after 30s: %+v", user, ns, got.Status)
+		}
 	}
 }
 
