@@ -36,6 +36,9 @@ const (
 	// available count; one slow answer on a busy machine does not.
 	unreadyAfter = 3
 	probeTimeout = time.Second
+	// probeIdle is how long a probe connection is kept unused: longer than
+	// slowTick, so a steady replica is probed on one connection.
+	probeIdle = 5 * slowTick
 )
 
 // runtimeState is one runtime: its persisted state, its processes and the
@@ -120,12 +123,28 @@ func (b *Backend) newRuntime(k orchestrator.Key, dir string, st *state, adminTok
 		halted:    make(chan struct{}),
 		ended:     make(chan struct{}),
 		firstPass: make(chan struct{}),
-		// No keep-alive: every replica has its own port and replicas
-		// come and go, so pooled connections would mostly go stale.
-		probe: &http.Client{Timeout: probeTimeout, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}},
+		probe:     newProbeClient(),
 	}
 	r.passDone = sync.NewCond(&r.mu)
 	return r
+}
+
+// newProbeClient is the client of a runtime's readiness probes. It keeps
+// one connection per replica open between probes: a steady runtime is
+// probed every slowTick for as long as it runs, and a fresh connection
+// per probe cost a dial and two new goroutines of the transport each time,
+// whose stacks grow from scratch (the runtime walks the pc tables of every
+// frame to copy them). That was most of what an idle control plane mapped
+// of its executable again after giving it back (bench/README.md, deploy
+// and memory). A connection left by a replica that is gone fails its next
+// reuse, which the transport retries on a new one (a GET is idempotent),
+// and is dropped after probeIdle unused.
+func newProbeClient() *http.Client {
+	return &http.Client{Timeout: probeTimeout, Transport: &http.Transport{
+		Proxy: nil, MaxIdleConnsPerHost: 1, IdleConnTimeout: probeIdle,
+		// The probe's answer is a few bytes: small buffers, not 4 KiB each way.
+		ReadBufferSize: 512, WriteBufferSize: 512,
+	}}
 }
 
 func (r *runtimeState) port() int {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,6 +27,7 @@ const logCheckEvery = 10 * time.Second
 func (r *runtimeState) supervise() {
 	defer r.b.wg.Done()
 	defer func() {
+		r.probe.CloseIdleConnections()
 		close(r.ended)
 		r.mu.Lock()
 		r.passDone.Broadcast() // waitPasses sees the end
@@ -268,18 +270,30 @@ func (g *gen) retry(slot int) *slotRetry {
 	return br
 }
 
-// probeAll asks every replica's admin /readyz, concurrently.
+// probeAll asks every replica's admin /readyz, concurrently: the first on
+// this goroutine (a runtime of one replica starts no goroutine per pass),
+// the others each on one of their own, so that a replica that hangs until
+// the timeout does not hold up the others' answers.
 func (r *runtimeState) probeAll(targets []probeTarget) map[int]bool {
 	res := make(map[int]bool, len(targets))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, t := range targets {
+	for i, t := range targets {
+		if i == 0 {
+			continue
+		}
 		wg.Go(func() {
 			ok := r.probeOne(t.port)
 			mu.Lock()
 			res[t.pid] = ok
 			mu.Unlock()
 		})
+	}
+	if len(targets) > 0 {
+		ok := r.probeOne(targets[0].port)
+		mu.Lock()
+		res[targets[0].pid] = ok
+		mu.Unlock()
 	}
 	wg.Wait()
 	return res
@@ -296,6 +310,8 @@ func (r *runtimeState) probeOne(port int) bool {
 	if err != nil {
 		return false
 	}
+	// Read to the end, so the connection is kept for the next probe.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
 }
