@@ -24,6 +24,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 )
 
@@ -83,3 +84,22 @@ func idleStep(last, now uint64, busy bool) (trim, busyNow bool) {
 	}
 	return busy, false
 }
+
+// Activity counts work for TrimWhenIdle: each unit (a request) calls
+// Begin when it starts and End when it ends, so that the end of one that
+// ran for long (a watch a client kept open for minutes, an upload) counts
+// as work stopping and is trimmed after; counting starts alone missed it.
+// A unit in flight does not hold the trim off: a client that keeps a
+// watch open all day would keep a burst's memory all day.
+type Activity struct {
+	events atomic.Uint64
+}
+
+// Begin records that a unit of work started.
+func (a *Activity) Begin() { a.events.Add(1) }
+
+// End records that a unit of work ended.
+func (a *Activity) End() { a.events.Add(1) }
+
+// Count is TrimWhenIdle's count: it moves with every Begin and End.
+func (a *Activity) Count() uint64 { return a.events.Load() }

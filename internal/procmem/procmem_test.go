@@ -23,6 +23,35 @@ func TestIdleStepTrimsOnceWhenWorkStops(t *testing.T) {
 	}
 }
 
+// The end of a unit of work that ran over several ticks counts as work
+// stopping: the first idle tick after it trims.
+func TestActivityTrimsAfterLongWorkEnds(t *testing.T) {
+	var a Activity
+	last, busy := a.Count(), false
+	step := func() bool {
+		n := a.Count()
+		var trim bool
+		trim, busy = idleStep(last, n, busy)
+		last = n
+		return trim
+	}
+	a.Begin()
+	step() // the tick that saw it start
+	step() // it runs on: one trim while it runs, as before
+	for i := 0; i < 3; i++ {
+		if step() {
+			t.Fatalf("tick %d: trimmed again while nothing began or ended", i)
+		}
+	}
+	a.End()
+	if step() {
+		t.Fatal("trimmed at the tick that saw the request end")
+	}
+	if !step() {
+		t.Fatal("not trimmed at the first idle tick after the request ended")
+	}
+}
+
 // rssFileKB is this process's file-backed resident set.
 func rssFileKB(t *testing.T) int {
 	b, err := os.ReadFile("/proc/self/status")

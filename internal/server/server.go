@@ -18,7 +18,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/api"
@@ -419,16 +418,17 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	// An idle control plane gives back the heap a burst of requests grew
 	// and the executable's pages start-up mapped (package procmem).
-	var requests atomic.Uint64
+	var requests procmem.Activity
 	if procmem.Enabled() {
 		next := handler
 		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !api.IsGatewayWatch(r) {
-				requests.Add(1)
+				requests.Begin()
+				defer requests.End()
 			}
 			next.ServeHTTP(w, r)
 		})
-		go procmem.TrimWhenIdle(refreshCtx, time.Second, requests.Load, func(err error) {
+		go procmem.TrimWhenIdle(refreshCtx, time.Second, requests.Count, func(err error) {
 			cfg.Log.Warn("unable to give back idle memory", "err", err)
 		})
 	}
