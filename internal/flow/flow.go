@@ -38,7 +38,13 @@ type Message struct {
 	Header   http.Header
 	RawQuery string
 	Params   map[string]string // path parameters from the trigger's path template
-	Vars     map[string]any    // variables set by `set` steps
+	// Path and ParamNames are the request and its path template's
+	// parameter names, for a caller (the runtime's HTTP trigger) that
+	// leaves Params nil: .params is made from Path.PathValue only when a
+	// step reads it, and .params.name reads the one value.
+	Path       PathValuer
+	ParamNames []string
+	Vars       map[string]any // variables set by `set` steps
 	// Source is where a message-source trigger's message came from
 	// (`.source`: kind, subject, stream, sequence, delivered…); nil for
 	// HTTP and schedules, and then `.source` is absent.
@@ -47,6 +53,11 @@ type Message struct {
 	// id, name, consumerOrg, catalog, plan, api, clientId, auth); nil on
 	// flows no plan protects, and then `.app` is absent.
 	App map[string]any
+}
+
+// PathValuer gives a request's path parameters (*http.Request is one).
+type PathValuer interface {
+	PathValue(name string) string
 }
 
 // Credential is one entry of a setdbparms configuration: resource user password.

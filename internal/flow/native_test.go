@@ -223,7 +223,7 @@ func TestNativeOnAStepsInput(t *testing.T) {
 		`.body`, `.params.customer`, `.headers["content-type"]`, `.query.q`, `.vars.x`, `.config.c`, `.response`, `.error`,
 		`.app`, `.source`, `.nope`, `{a: .}`, `[.]`, `select(.body)`, `if .body then 1 end`, `. // 1`, `.body // .`,
 		`[.[]]`, `length`, `add`, `. == .`, `"\(.)"`, `tostring`, `(.)`, `.[0]`, `{body}`, `.body.items[0].sku`,
-		`.params.nope`, `.params.customer.x`, `.headers.x`, `."headers"."content-type"`, `.query.r`, `.query.q.x`, `.params | .customer`,
+		`.params.nope`, `.params.unnamed`, `.params.id`, `.params`, `.params.customer.x`, `.headers.x`, `."headers"."content-type"`, `.query.r`, `.query.q.x`, `.params | .customer`,
 		`.vars`, `.vars.y.z`, `.vars.y.z + 1`, `{v: .vars}`, `.vars | length`, `.vars.x.z`, `.vars."x"`, `.vars["x"]`, `[.vars.x, .vars.w]`,
 	}, nativeShapes...)
 	msgs := []*state{
@@ -233,6 +233,7 @@ func TestNativeOnAStepsInput(t *testing.T) {
 		newState(&Message{Body: "text", Headers: map[string]string{"content-type": "text/plain"}, Query: map[string]string{"q": "x"},
 			Vars: map[string]any{"x": 1}, App: map[string]any{"id": "a"}, Source: map[string]any{"kind": "nats"}}),
 		newState(nil),
+		newState(&Message{Path: pathValues{"customer": "acme", "id": "7", "unnamed": "x"}, ParamNames: []string{"customer", "id"}}),
 	}
 	msgs[2].response, msgs[2].errv = map[string]any{"status": 200}, map[string]any{"message": "m"}
 	// Variables set one over another, shadowing and past maxVarsDepth.
@@ -289,12 +290,18 @@ func TestNativeOnAStepsInput(t *testing.T) {
 	}
 }
 
+// pathValues stands for a request's path parameters; only the names a
+// message lists are its params.
+type pathValues map[string]string
+
+func (p pathValues) PathValue(name string) string { return p[name] }
+
 // fresh is a copy of st whose headers, query and params are not built
 // yet (as at the start of a run).
 func fresh(st *state) *state {
 	c := *st
 	for i, s := range []*strs{st.headers, st.query, st.params} {
-		c.own[i] = strs{src: s.src, header: s.header, raw: s.raw}
+		c.own[i] = strs{src: s.src, header: s.header, raw: s.raw, path: s.path, names: s.names}
 	}
 	c.headers, c.query, c.params = &c.own[0], &c.own[1], &c.own[2]
 	return &c

@@ -223,6 +223,8 @@ type strs struct {
 	src    map[string]string
 	header http.Header // Message.Header, when src is nil
 	raw    string      // Message.RawQuery, when src and header are nil
+	path   PathValuer  // Message.Path, when src is nil: the values of names
+	names  []string
 	m      map[string]any
 	built  bool
 }
@@ -238,9 +240,16 @@ func (s *strs) value() map[string]any {
 // are a map already (params, a message source's headers): a flow
 // reading .params.customer costs one lookup, not a map of all of them.
 func (s *strs) member(name string) any {
-	if !s.built && len(s.src) > 0 {
+	switch {
+	case s.built:
+	case len(s.src) > 0:
 		if v, ok := s.src[name]; ok {
 			return v
+		}
+		return nil
+	case s.path != nil:
+		if slices.Contains(s.names, name) {
+			return s.path.PathValue(name)
 		}
 		return nil
 	}
@@ -265,6 +274,12 @@ func (s *strs) build() map[string]any {
 				}
 				out[lk] = v[0]
 			}
+		}
+		return out
+	case s.path != nil && len(s.names) > 0:
+		out := make(map[string]any, len(s.names))
+		for _, name := range s.names {
+			out[name] = s.path.PathValue(name)
 		}
 		return out
 	case s.raw != "":
@@ -303,7 +318,7 @@ func newState(msg *Message) *state {
 	st.body = msg.Body
 	st.own[0] = strs{src: msg.Headers, header: msg.Header}
 	st.own[1] = strs{src: msg.Query, raw: msg.RawQuery}
-	st.own[2] = strs{src: msg.Params}
+	st.own[2] = strs{src: msg.Params, path: msg.Path, names: msg.ParamNames}
 	st.headers, st.query, st.params = &st.own[0], &st.own[1], &st.own[2]
 	// Steps never write to a vars' map, so the caller's can be used as
 	// it is.

@@ -230,14 +230,11 @@ func (rt *Runtime) tooLarge(w http.ResponseWriter, limit int64) int {
 // it parses as JSON; a body declared as JSON that does not parse is the
 // client's mistake (400); anything else reaches the flow as a string.
 func (rt *Runtime) message(w http.ResponseWriter, r *http.Request, lf *loadedFlow, limit int64) (*flow.Message, int, error) {
-	// Headers and query are handed over as they are: the engine converts
-	// them if and when a step reads them.
+	// Headers, query and path parameters are handed over as they are:
+	// the engine converts them if and when a step reads them.
 	msg := &flow.Message{Header: r.Header, RawQuery: r.URL.RawQuery}
 	if len(lf.params) > 0 {
-		msg.Params = make(map[string]string, len(lf.params))
-	}
-	for _, name := range lf.params {
-		msg.Params[name] = r.PathValue(name)
+		msg.Path, msg.ParamNames = r, lf.params
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		return msg, 0, nil
