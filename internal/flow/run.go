@@ -209,6 +209,9 @@ type state struct {
 	source   map[string]any // a message source's metadata, nil when none
 	own      [3]strs
 	ownVars  vars
+	// ownInputs are the first inputs steps are given (see input).
+	ownInputs  [2]jqInput
+	usedInputs int
 }
 
 // emptyMap stands for absent headers, query or params; nothing writes to
@@ -312,6 +315,12 @@ var lowerHeader = func() map[string]string {
 
 func newState(msg *Message) *state {
 	st := &state{}
+	st.init(msg)
+	return st
+}
+
+// init makes a zero st the state of msg at the start of a run.
+func (st *state) init(msg *Message) {
 	if msg == nil {
 		msg = &Message{}
 	}
@@ -329,14 +338,24 @@ func newState(msg *Message) *state {
 	st.vars = &st.ownVars
 	st.app = msg.App
 	st.source = msg.Source
-	return st
 }
 
 // input is the message as jq programs see it, as it is now: a later step
 // changing the state does not change what an earlier one was given.
+//
+// The first inputs come from the state's own slots (a map and a reply are
+// two): each is still given to one step only, never reused.
 func (st *state) input(rt *runtimeEnv) *jqInput {
-	return &jqInput{body: st.body, headers: st.headers, query: st.query, params: st.params, vars: st.vars,
+	var in *jqInput
+	if st.usedInputs < len(st.ownInputs) {
+		in = &st.ownInputs[st.usedInputs]
+		st.usedInputs++
+	} else {
+		in = new(jqInput)
+	}
+	*in = jqInput{body: st.body, headers: st.headers, query: st.query, params: st.params, vars: st.vars,
 		config: rt.config, response: st.response, errv: st.errv, app: st.app, source: st.source}
+	return in
 }
 
 // jqInput is the input of a step's programs: the object {body, headers,
@@ -578,8 +597,14 @@ func (f *Flow) Run(ctx context.Context, msg *Message, tr Tracer) (*Response, err
 		ctx, cancel = context.WithTimeout(ctx, f.Timeout)
 		defer cancel()
 	}
-	x := &execution{rt: f.prog.rt, tr: tr, flow: f.Name}
-	st := newState(msg)
+	// The execution and the message's state are one allocation: a run
+	// needs both, for as long as each other.
+	r := &struct {
+		x  execution
+		st state
+	}{x: execution{rt: f.prog.rt, tr: tr, flow: f.Name}}
+	x, st := &r.x, &r.st
+	st.init(msg)
 	resp, err := x.runFlow(ctx, f, st)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil && !isFlowError(err) {
