@@ -28,8 +28,11 @@ import (
 //     to them; a new version forgets all answers.
 //   - PostgreSQL: migration 0025's triggers bump the same versions in the
 //     same transaction as any write to the grant tables, from any
-//     replica, and the barrier reads them in one plain SELECT: under READ
-//     COMMITTED it sees every commit that finished before it began. (The
+//     replica — at its commit (0026: deferred, so that the version row,
+//     a lock every such writer takes, is the last lock a transaction
+//     takes and cannot close a deadlock) — and the barrier reads them in
+//     one plain SELECT: under READ COMMITTED it sees every commit that
+//     finished before it began. (The
 //     barrier used to be a NOTIFY of its own that had to come back on the
 //     listening connection after every earlier commit's: one round trip
 //     through the notification queue, milliseconds under load, that
