@@ -96,6 +96,11 @@ func main() {
 	// after the last request, package procmem).
 	time.Sleep(3 * time.Second)
 	idleCP := rss(cp.Process.Pid)
+	// That is a second or two after the trim; what the periodic work
+	// (reconcile passes every 2 s, samples every 10 s) maps again shows
+	// after a longer spell.
+	time.Sleep(10 * time.Second)
+	idleCP += ", " + rss(cp.Process.Pid) + " 10 s later"
 
 	// 1. PUT → first 200, the status followed by a watch as a client
 	// would (an event as soon as the status lists the endpoint).
