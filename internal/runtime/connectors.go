@@ -28,7 +28,6 @@ import (
 	"github.com/sluice-dev/sluice/internal/connectors/redisconn"
 	"github.com/sluice-dev/sluice/internal/connectors/sqlconn"
 	"github.com/sluice-dev/sluice/internal/flow"
-	"github.com/sluice-dev/sluice/internal/obs"
 	"github.com/sluice-dev/sluice/internal/tracing"
 )
 
@@ -170,7 +169,8 @@ func (h *hub) close() {
 }
 
 // startTriggers subscribes the message-source triggers of the loaded
-// flows; handlers run under the runtime's run context.
+// flows; handlers run under the runtime's run context, on each
+// consumer's maxInFlight workers (connectors.Workers).
 func (rt *Runtime) startTriggers() error {
 	for _, lf := range rt.flows {
 		var c drainer
@@ -178,24 +178,22 @@ func (rt *Runtime) startTriggers() error {
 		switch {
 		case lf.f.NATS != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "nats")
-			// The NATS consumer calls its handler on maxInFlight workers
-			// of its own that outlive a message: runs go on them.
-			c, err = rt.hub.nats.Start(rt.runCtx, lf.f.NATS, lf.ref, rt.messageHandler(lf, "nats", true), cnt)
+			c, err = rt.hub.nats.Start(rt.runCtx, lf.f.NATS, lf.ref, rt.messageHandler(lf, "nats"), cnt)
 		case lf.f.AMQP != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "amqp")
-			c, err = rt.hub.amqp.Start(rt.runCtx, lf.f.AMQP, lf.ref, rt.messageHandler(lf, "amqp", false), cnt)
+			c, err = rt.hub.amqp.Start(rt.runCtx, lf.f.AMQP, lf.ref, rt.messageHandler(lf, "amqp"), cnt)
 		case lf.f.MQTT != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "mqtt")
-			c, err = rt.hub.mqtt.Start(rt.runCtx, lf.f.MQTT, lf.ref, rt.messageHandler(lf, "mqtt", false), cnt)
+			c, err = rt.hub.mqtt.Start(rt.runCtx, lf.f.MQTT, lf.ref, rt.messageHandler(lf, "mqtt"), cnt)
 		case lf.f.Kafka != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "kafka")
-			c, err = rt.hub.kafka.Start(rt.runCtx, lf.f.Kafka, lf.ref, rt.messageHandler(lf, "kafka", false), cnt)
+			c, err = rt.hub.kafka.Start(rt.runCtx, lf.f.Kafka, lf.ref, rt.messageHandler(lf, "kafka"), cnt)
 		case lf.f.Directory != nil:
 			cnt := rt.connMetrics.forTrigger(lf.project, lf.f.Name, "file")
 			// A claim older than twice the flow's timeout (and a margin)
 			// belongs to a runtime that died: the file is run again.
 			stale := 2*lf.timeout + 30*time.Second
-			c, err = fileconn.Start(rt.runCtx, lf.f.Directory, lf.ref, stale, rt.messageHandler(lf, "file", false), cnt, rt.hub.log)
+			c, err = fileconn.Start(rt.runCtx, lf.f.Directory, lf.ref, stale, rt.messageHandler(lf, "file"), cnt, rt.hub.log)
 		default:
 			continue
 		}
@@ -214,17 +212,18 @@ func (rt *Runtime) startTriggers() error {
 // Its error, which a trigger may put in a dead-letter header, is
 // redacted.
 //
-// onWorker says the trigger calls the handler on goroutines of its own
-// that outlive a message, at most maxInFlight of them (NATS): the run
-// then executes on the caller's goroutine (runHere), which keeps the
-// stack the engine grew, rather than be handed to the runtime's workers
-// and waited for, under a deadline that makes no timer unless a step
-// asks for Done. A panic is the run's error as in run. A run that
-// ignores its deadline is not abandoned: it holds its worker — one of
-// the trigger's maxInFlight — until it ends, and its message waits for
-// the outcome (JetStream gives it to another worker after ackWait
-// meanwhile), so the trigger never has more than maxInFlight runs.
-func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string, onWorker bool) connectors.Handler {
+// Every trigger calls the handler on goroutines of its own that outlive
+// a message, at most maxInFlight of them (connectors.Workers): the run
+// executes on the caller's goroutine (runHere), which keeps the stack
+// the engine grew, rather than be handed to the runtime's workers and
+// waited for, under a deadline that makes no timer unless a step asks
+// for Done. A panic is the run's error as in run. A run that ignores
+// its deadline is not abandoned: it holds its worker — one of the
+// trigger's maxInFlight — until it ends, and its message waits for the
+// outcome unacknowledged (JetStream gives it to another worker after
+// ackWait meanwhile; a file's claim goes stale), so the trigger never
+// has more than maxInFlight runs.
+func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string) connectors.Handler {
 	return func(ctx context.Context, msg *flow.Message) (*flow.Response, error) {
 		start := time.Now()
 		seq := rt.reqSeq.Add(1)
@@ -252,21 +251,12 @@ func (rt *Runtime) messageHandler(lf *loadedFlow, trigger string, onWorker bool)
 		if rt.trace.user.on.Load() {
 			tr = &stepTracer{b: rt.trace.user, project: lf.project, requestID: messageRequestID(rt.reqPrefix, seq)}
 		}
-		var resp *flow.Response
-		var err error
-		if onWorker {
-			// The run context carries the request id, made only if asked.
-			rctx := newRunCtx(ctx, lf.timeout)
-			rctx.idPrefix, rctx.idSeq = rt.reqPrefix, seq
-			resp, err = lf.runHere(rctx, msg, tr)
-			rctx.release()
-			ctx = rctx // for the failure's log line: its id, ended or not
-		} else {
-			ctx = obs.WithRequestID(ctx, messageRequestID(rt.reqPrefix, seq))
-			rctx, cancel := context.WithTimeout(ctx, lf.timeout)
-			resp, err = lf.run(rctx, msg, tr)
-			cancel()
-		}
+		// The run context carries the request id, made only if asked.
+		rctx := newRunCtx(ctx, lf.timeout)
+		rctx.idPrefix, rctx.idSeq = rt.reqPrefix, seq
+		resp, err := lf.runHere(rctx, msg, tr)
+		rctx.release()
+		ctx = rctx // for the failure's log line: its id, ended or not
 		status := http.StatusOK
 		if err == nil && resp != nil && resp.Status >= 400 {
 			// A reply with an error status is the flow saying it failed.

@@ -104,14 +104,23 @@ func benchPrefix() string {
 // name line) with a connection "bus" to the machine's NATS server; its
 // triggers are not started yet (startNATS).
 func natsRuntime(tb testing.TB, flowYAML string) *Runtime {
+	return brokerRuntime(tb, flowYAML, map[string]string{"policyproject/Bench/bus.yaml": "type: nats\nurl: " + benchNATSURL() + "\n"})
+}
+
+// brokerRuntime is a loaded runtime serving one flow with the given
+// configuration files (paths under the configuration directory).
+func brokerRuntime(tb testing.TB, flowYAML string, confFiles map[string]string) *Runtime {
 	tb.Helper()
 	proj := filepath.Join(tb.TempDir(), "proj")
 	conf := filepath.Join(tb.TempDir(), "conf")
-	for name, data := range map[string]string{
-		filepath.Join(proj, "sluice.yaml"):                        "name: natsbench\n",
-		filepath.Join(proj, "flows", "price.yaml"):                "flow: price\n" + flowYAML,
-		filepath.Join(conf, "policyproject", "Bench", "bus.yaml"): "type: nats\nurl: " + benchNATSURL() + "\n",
-	} {
+	files := map[string]string{
+		filepath.Join(proj, "sluice.yaml"):         "name: natsbench\n",
+		filepath.Join(proj, "flows", "price.yaml"): "flow: price\n" + flowYAML,
+	}
+	for name, data := range confFiles {
+		files[filepath.Join(conf, filepath.FromSlash(name))] = data
+	}
+	for name, data := range files {
 		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 			tb.Fatal(err)
 		}
@@ -150,20 +159,24 @@ func BenchmarkNATSTrigger(b *testing.B) {
 	natsBenchRun(b, nc, prefix)
 }
 
+// benchOrder and benchPriced are the hand-written consumers' typed
+// messages, as bench/msgbench's.
+type benchOrder struct {
+	ID    int     `json:"id"`
+	Qty   int     `json:"qty"`
+	Price float64 `json:"price"`
+	T     int64   `json:"t"`
+}
+
+type benchPriced struct {
+	ID    int     `json:"id"`
+	Total float64 `json:"total"`
+	T     int64   `json:"t"`
+}
+
 // BenchmarkNATSHandWritten is bench/msgbench's baseline in process: one
 // subscription, encoding/json into typed structs, the same transform.
 func BenchmarkNATSHandWritten(b *testing.B) {
-	type order struct {
-		ID    int     `json:"id"`
-		Qty   int     `json:"qty"`
-		Price float64 `json:"price"`
-		T     int64   `json:"t"`
-	}
-	type priced struct {
-		ID    int     `json:"id"`
-		Total float64 `json:"total"`
-		T     int64   `json:"t"`
-	}
 	prefix := benchPrefix()
 	cons, err := nats.Connect(benchNATSURL())
 	if err != nil {
@@ -171,11 +184,11 @@ func BenchmarkNATSHandWritten(b *testing.B) {
 	}
 	defer cons.Close()
 	sub, err := cons.Subscribe(prefix+".in", func(m *nats.Msg) {
-		var o order
+		var o benchOrder
 		if json.Unmarshal(m.Data, &o) != nil {
 			return
 		}
-		out, _ := json.Marshal(priced{ID: o.ID, Total: float64(o.Qty) * o.Price, T: o.T})
+		out, _ := json.Marshal(benchPriced{ID: o.ID, Total: float64(o.Qty) * o.Price, T: o.T})
 		cons.Publish(prefix+".out", out)
 	})
 	if err != nil {

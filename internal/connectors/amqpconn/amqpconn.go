@@ -212,8 +212,7 @@ type Consumer struct {
 	log  *slog.Logger
 	ctx  context.Context
 
-	sem    chan struct{}
-	wg     sync.WaitGroup
+	work   *connectors.Workers[amqp.Delivery]
 	stopCh chan struct{}
 	done   chan struct{}
 	mu     sync.Mutex
@@ -229,7 +228,9 @@ func (p *Pool) Start(ctx context.Context, t *flow.AMQPTrigger, ref string, h con
 		cnt = connectors.NopCounters{}
 	}
 	c := &Consumer{pool: p, t: t, ref: ref, h: h, cnt: cnt, ctx: ctx, log: p.log.With("flow", ref, "queue", t.Queue),
-		sem: make(chan struct{}, t.MaxInFlight), stopCh: make(chan struct{}), done: make(chan struct{}), tag: "sluice-" + ref}
+		stopCh: make(chan struct{}), done: make(chan struct{}), tag: "sluice-" + ref}
+	// As many workers as the prefetch lets deliveries be unacknowledged.
+	c.work = connectors.NewWorkers(t.MaxInFlight, ctx.Done(), c.handle)
 	go c.loop()
 	return c, nil
 }
@@ -245,8 +246,9 @@ func (c *Consumer) stopped() bool {
 
 func (c *Consumer) loop() {
 	defer close(c.done)
+	defer c.work.Close()
 	wait := time.Second
-	for !c.stopped() {
+	for !c.stopped() && c.ctx.Err() == nil {
 		conn, deliveries, err := c.subscribe()
 		if err != nil {
 			c.pool.state(c.t.Connection.Name, false)
@@ -266,22 +268,14 @@ func (c *Consumer) loop() {
 		c.log.Info("consuming", "maxInFlight", c.t.MaxInFlight)
 		go c.watchDepth(conn)
 		for d := range deliveries {
-			c.sem <- struct{}{}
-			c.wg.Add(1)
-			c.cnt.InFlight(1)
-			go func() {
-				defer func() {
-					c.cnt.InFlight(-1)
-					<-c.sem
-					c.wg.Done()
-				}()
-				c.handle(d)
-			}()
+			if !c.work.Dispatch(d) {
+				break // the runtime stopped: unacknowledged, redelivered
+			}
 		}
 		// The deliveries end on a cancel (Drain) or a lost connection:
 		// either way the runs in flight finish before the connection
 		// closes, so their acks can still go out.
-		c.wg.Wait()
+		<-c.work.Idle()
 		conn.Close()
 		if !c.stopped() {
 			c.pool.state(c.t.Connection.Name, false)
@@ -384,6 +378,8 @@ func (c *Consumer) Drain(ctx context.Context) error {
 // the message stays unacknowledged: if the runtime dies meanwhile, the
 // broker redelivers it (redelivered: true) to another consumer.
 func (c *Consumer) handle(d amqp.Delivery) {
+	c.cnt.InFlight(1)
+	defer c.cnt.InFlight(-1)
 	c.cnt.Received()
 	headers := map[string]string{}
 	for k, v := range d.Headers {

@@ -17,7 +17,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/connectors"
@@ -47,8 +46,7 @@ type Consumer struct {
 	// taken as left by a runtime that died, and put back.
 	Stale time.Duration
 
-	sem    chan struct{}
-	wg     sync.WaitGroup
+	work   *connectors.Workers[string] // claims and runs a file by name
 	stopCh chan struct{}
 	done   chan struct{}
 }
@@ -82,7 +80,9 @@ func Start(ctx context.Context, t *flow.FileTrigger, ref string, stale time.Dura
 		log = slog.Default()
 	}
 	c := &Consumer{t: t, dir: dir, ref: ref, h: h, cnt: cnt, ctx: ctx, Stale: stale, log: log.With("flow", ref, "dir", dir),
-		sem: make(chan struct{}, t.MaxInFlight), stopCh: make(chan struct{}), done: make(chan struct{})}
+		stopCh: make(chan struct{}), done: make(chan struct{})}
+	// Draining stops the workers taking files; the ones they hold finish.
+	c.work = connectors.NewWorkers(t.MaxInFlight, c.stopCh, c.claim)
 	go c.loop()
 	return c, nil
 }
@@ -117,30 +117,27 @@ func (c *Consumer) scan() {
 		if ok, _ := path.Match(c.t.Glob, name); !ok {
 			continue
 		}
-		select {
-		case <-c.stopCh:
+		// Handed to a worker once one is free, which claims it: no more
+		// files are claimed than can run.
+		if !c.work.Dispatch(name) {
 			return
-		case c.sem <- struct{}{}:
 		}
-		claimed := filepath.Join(c.dir, Processing, name)
-		// The claim: of all runtimes renaming this file, one succeeds.
-		if err := os.Rename(filepath.Join(c.dir, name), claimed); err != nil {
-			<-c.sem
-			continue
-		}
-		now := time.Now()
-		os.Chtimes(claimed, now, now) // the claim's age, for recover
-		c.wg.Add(1)
-		c.cnt.InFlight(1)
-		go func() {
-			defer func() {
-				c.cnt.InFlight(-1)
-				<-c.sem
-				c.wg.Done()
-			}()
-			c.handle(name, claimed)
-		}()
 	}
+}
+
+// claim takes the file from the directory and runs it; a file another
+// runtime took first is left to it.
+func (c *Consumer) claim(name string) {
+	claimed := filepath.Join(c.dir, Processing, name)
+	// The claim: of all runtimes renaming this file, one succeeds.
+	if err := os.Rename(filepath.Join(c.dir, name), claimed); err != nil {
+		return
+	}
+	now := time.Now()
+	os.Chtimes(claimed, now, now) // the claim's age, for recover
+	c.cnt.InFlight(1)
+	defer c.cnt.InFlight(-1)
+	c.handle(name, claimed)
 }
 
 // recover puts back files claimed longer ago than Stale: their runtime
@@ -247,7 +244,7 @@ func (c *Consumer) Drain(ctx context.Context) error {
 		close(c.stopCh)
 	}
 	done := make(chan struct{})
-	go func() { <-c.done; c.wg.Wait(); close(done) }()
+	go func() { <-c.done; c.work.Close(); close(done) }()
 	select {
 	case <-done:
 		return nil

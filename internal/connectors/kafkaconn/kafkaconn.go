@@ -203,6 +203,9 @@ type Consumer struct {
 	poll     context.Context // cancelled by Drain: no new batch
 	stopPoll context.CancelFunc
 	done     chan struct{}
+	// work runs a batch's partitions, each in order on one worker, at
+	// most maxInFlight partitions at once.
+	work *connectors.Workers[func()]
 
 	mu  sync.Mutex
 	lag map[string]int64 // topic/partition → records behind the high watermark
@@ -241,6 +244,7 @@ func (p *Pool) Start(ctx context.Context, t *flow.KafkaTrigger, ref string, h co
 	c := &Consumer{t: t, ref: ref, h: h, cnt: cnt, ctx: ctx, cl: cl, done: make(chan struct{}), lag: map[string]int64{},
 		log: p.log.With("flow", ref, "topics", strings.Join(t.Topics, ","), "group", t.Group)}
 	c.poll, c.stopPoll = context.WithCancel(ctx)
+	c.work = connectors.NewWorkers(t.MaxInFlight, ctx.Done(), func(f func()) { f() })
 	go c.run()
 	return c, nil
 }
@@ -248,6 +252,7 @@ func (p *Pool) Start(ctx context.Context, t *flow.KafkaTrigger, ref string, h co
 func (c *Consumer) run() {
 	defer close(c.done)
 	defer c.cl.Close()
+	defer c.work.Close()
 	for {
 		fs := c.cl.PollRecords(c.poll, pollRecords)
 		if fs.IsClientClosed() {
@@ -280,13 +285,11 @@ func (c *Consumer) batch(fs kgo.Fetches) {
 	}
 	last := make([]*kgo.Record, len(parts)) // the last record finished, per partition
 	acked := make([]int, len(parts))
-	sem := make(chan struct{}, c.t.MaxInFlight)
 	var wg sync.WaitGroup
 	for i, p := range parts {
-		sem <- struct{}{}
 		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		handed := c.work.Dispatch(func() {
+			defer wg.Done()
 			for _, r := range p.Records {
 				// Draining: what has not started is left for the
 				// group's next member (its offset is not committed).
@@ -302,7 +305,10 @@ func (c *Consumer) batch(fs kgo.Fetches) {
 					acked[i]++
 				}
 			}
-		}()
+		})
+		if !handed {
+			wg.Done() // the runtime stopped: nothing of it is committed
+		}
 	}
 	wg.Wait()
 	var commit []*kgo.Record

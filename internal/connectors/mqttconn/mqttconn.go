@@ -150,8 +150,7 @@ type Consumer struct {
 	ctx  context.Context
 	cl   mqtt.Client                 // 3.1.1
 	cm   *autopaho.ConnectionManager // 5
-	sem  chan struct{}
-	wg   sync.WaitGroup
+	work *connectors.Workers[func()]
 	mu   sync.Mutex
 	stop bool
 }
@@ -168,8 +167,12 @@ func (p *Pool) Start(ctx context.Context, t *flow.MQTTTrigger, ref string, h con
 	if cnt == nil {
 		cnt = connectors.NopCounters{}
 	}
-	c := &Consumer{pool: p, t: t, ref: ref, h: h, cnt: cnt, ctx: ctx, log: p.log.With("flow", ref, "topic", t.Topic),
-		sem: make(chan struct{}, t.MaxInFlight)}
+	c := &Consumer{pool: p, t: t, ref: ref, h: h, cnt: cnt, ctx: ctx, log: p.log.With("flow", ref, "topic", t.Topic)}
+	c.work = connectors.NewWorkers(t.MaxInFlight, ctx.Done(), func(f func()) {
+		c.cnt.InFlight(1)
+		defer c.cnt.InFlight(-1)
+		f()
+	})
 	id := t.ClientID
 	if id == "" {
 		id = shortID("sluice-c-")
@@ -220,22 +223,11 @@ func (c *Consumer) onMessage(_ mqtt.Client, m mqtt.Message) {
 	})
 }
 
-// run runs one message's handling in its own goroutine once an
-// in-flight slot is free; the caller (the client's delivery) waits for
-// the slot.
-func (c *Consumer) run(f func()) {
-	c.sem <- struct{}{}
-	c.wg.Add(1)
-	c.cnt.InFlight(1)
-	go func() {
-		defer func() {
-			c.cnt.InFlight(-1)
-			<-c.sem
-			c.wg.Done()
-		}()
-		f()
-	}()
-}
+// run hands one message's handling to a worker once one is free; the
+// caller (the client's delivery) waits for it. A message not handed over
+// (draining, or the runtime stopped) stays unacknowledged: the broker
+// keeps it in the session for the next connection.
+func (c *Consumer) run(f func()) { c.work.Dispatch(f) }
 
 // handle runs the flow on one message with retries, acknowledging it
 // only once the flow succeeded or the message was dead-lettered.
@@ -290,19 +282,13 @@ func (c *Consumer) Drain(ctx context.Context) error {
 	c.stop = true
 	c.mu.Unlock()
 	// No unsubscribe: a persistent session's subscription keeps
-	// collecting messages for the next runtime. Stop taking new ones by
-	// holding every in-flight slot once the runs finish.
-	done := make(chan struct{})
-	go func() {
-		c.wg.Wait()
-		for range cap(c.sem) {
-			c.sem <- struct{}{}
-		}
-		close(done)
-	}()
+	// collecting messages for the next runtime. Stop taking new ones
+	// (the client's deliveries wait, unacknowledged) and let the runs
+	// in flight finish.
 	var err error
 	select {
-	case <-done:
+	case <-c.work.Hold():
+		c.work.Close() // nothing is handed over any more
 	case <-ctx.Done():
 		err = ctx.Err()
 	}

@@ -221,8 +221,8 @@ type Consumer struct {
 	cn  *conn
 	ctx context.Context
 
-	core    *workers[*nats.Msg]
-	js      *workers[jetstream.Msg]
+	core    *connectors.Workers[*nats.Msg]
+	js      *connectors.Workers[jetstream.Msg]
 	mu      sync.Mutex
 	stopped bool
 	stopCh  chan struct{}
@@ -244,7 +244,7 @@ func (p *Pool) Start(ctx context.Context, t *flow.NATSTrigger, ref string, h con
 	c := &Consumer{t: t, ref: ref, h: h, cnt: cnt, cn: cn, ctx: ctx,
 		log: p.log.With("flow", ref, "subject", t.Subject), stopCh: make(chan struct{})}
 	if t.Stream == "" {
-		c.core = newWorkers(t.MaxInFlight, ctx.Done(), c.handleCore)
+		c.core = connectors.NewWorkers(t.MaxInFlight, ctx.Done(), c.handleCore)
 		if c.sub, err = cn.nc.QueueSubscribe(t.Subject, t.Queue, c.onCore); err != nil {
 			return nil, fmt.Errorf("nats: subscribe %s: %w", t.Subject, err)
 		}
@@ -253,7 +253,7 @@ func (p *Pool) Start(ctx context.Context, t *flow.NATSTrigger, ref string, h con
 		c.sub.SetPendingLimits(64*1024, 64<<20)
 		return c, nil
 	}
-	c.js = newWorkers(t.MaxInFlight, ctx.Done(), c.handleJetStream)
+	c.js = connectors.NewWorkers(t.MaxInFlight, ctx.Done(), c.handleJetStream)
 	go c.consumeJetStream()
 	return c, nil
 }
@@ -345,9 +345,9 @@ func (c *Consumer) Drain(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		if c.core != nil {
-			c.core.close()
+			c.core.Close()
 		} else {
-			c.js.close()
+			c.js.Close()
 		}
 		close(done)
 	}()
@@ -362,7 +362,7 @@ func (c *Consumer) Drain(ctx context.Context) error {
 // onJetStream runs on the subscription's goroutine: it waits for a free
 // worker. A message not handed over because the runtime stopped is not
 // acknowledged: the server gives it again after ackWait.
-func (c *Consumer) onJetStream(m jetstream.Msg) { c.js.dispatch(m) }
+func (c *Consumer) onJetStream(m jetstream.Msg) { c.js.Dispatch(m) }
 
 func (c *Consumer) handleJetStream(m jetstream.Msg) {
 	c.cnt.InFlight(1)
@@ -442,7 +442,7 @@ func (c *Consumer) term(m jetstream.Msg) {
 // onCore runs on the subscription's goroutine: it waits for a free
 // worker, so messages wait in the client within the pending limits.
 func (c *Consumer) onCore(m *nats.Msg) {
-	if !c.core.dispatch(m) {
+	if !c.core.Dispatch(m) {
 		c.log.Error("runtime stopped before a message was processed; message lost (core NATS)")
 	}
 }
