@@ -59,6 +59,10 @@ type Outgoing struct {
 	RoutingKey string  // AMQP
 	Headers    map[string]string
 	Body       []byte
+	// JSON says Body is the JSON encoding of a value that was not a
+	// string, which a connector need not parse to tell (AMQP's content
+	// type); a string's text may be JSON too.
+	JSON bool
 	// Confirm asks the server to confirm the message is stored (a
 	// JetStream publish) before the step succeeds.
 	Confirm bool

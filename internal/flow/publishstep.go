@@ -249,6 +249,8 @@ func (s *publishStep) run(ctx context.Context, x *execution, st *state) error {
 			return x.stepError(ctx, s.lbl, 500, fmt.Errorf("body: %w", err), false)
 		}
 	}
+	_, text := body.(string)
+	out.JSON = body != nil && !text // null is sent as text, as ever
 	if out.Body, err = payload(body); err != nil {
 		return x.stepError(ctx, s.lbl, 500, fmt.Errorf("body: %w", err), false)
 	}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -75,6 +76,9 @@ func dial(c *flow.Connection) (*amqp.Connection, error) {
 // Publishes on it are one at a time, so a basic.return (unroutable)
 // always belongs to the message being confirmed.
 type publisher struct {
+	// up is the connection's state as last told to OnState (0: never
+	// told, 1 down, 2 up), so a publish tells it only when it changed.
+	up      atomic.Int32
 	mu      sync.Mutex
 	conn    *amqp.Connection
 	ch      *amqp.Channel
@@ -126,7 +130,10 @@ func (p *Pool) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoi
 	if err != nil {
 		return nil, err
 	}
-	msg := amqp.Publishing{Body: out.Body, DeliveryMode: amqp.Persistent, ContentType: contentType(out.Body)}
+	msg := amqp.Publishing{Body: out.Body, DeliveryMode: amqp.Persistent, ContentType: "application/json"}
+	if !out.JSON {
+		msg.ContentType = contentType(out.Body)
+	}
 	if len(out.Headers) > 0 {
 		msg.Headers = amqp.Table{}
 		for k, v := range out.Headers {
@@ -143,11 +150,27 @@ func (p *Pool) Publish(ctx context.Context, c *flow.Connection, out *flow.Outgoi
 		}
 	}
 	if err := pub.publish(ctx, c, out.Exchange, out.RoutingKey, msg); err != nil {
-		p.state(c.Name, pub.ch != nil && !pub.ch.IsClosed())
+		pub.mu.Lock()
+		up := pub.ch != nil && !pub.ch.IsClosed()
+		pub.mu.Unlock()
+		p.tell(pub, c.Name, up)
 		return nil, err
 	}
-	p.state(c.Name, true)
+	p.tell(pub, c.Name, true)
 	return map[string]any{"exchange": out.Exchange, "routingKey": out.RoutingKey}, nil
+}
+
+// tell gives OnState the publisher's connection state when it changed
+// (the runtime's metric and /connections take a lock and a label
+// lookup: not for every message).
+func (p *Pool) tell(pub *publisher, policy string, up bool) {
+	v := int32(1)
+	if up {
+		v = 2
+	}
+	if pub.up.Swap(v) != v {
+		p.state(policy, up)
+	}
 }
 
 func (pub *publisher) publish(ctx context.Context, c *flow.Connection, exchange, key string, msg amqp.Publishing) error {
@@ -381,9 +404,16 @@ func (c *Consumer) handle(d amqp.Delivery) {
 	c.cnt.InFlight(1)
 	defer c.cnt.InFlight(-1)
 	c.cnt.Received()
-	headers := map[string]string{}
+	var headers map[string]string // none: the flow sees {} all the same
+	if len(d.Headers) > 0 || d.ContentType != "" {
+		headers = make(map[string]string, len(d.Headers)+1)
+	}
 	for k, v := range d.Headers {
-		headers[strings.ToLower(k)] = fmt.Sprint(v)
+		if s, ok := v.(string); ok {
+			headers[strings.ToLower(k)] = s // as fmt.Sprint, without it
+		} else {
+			headers[strings.ToLower(k)] = fmt.Sprint(v)
+		}
 	}
 	if d.ContentType != "" {
 		headers["content-type"] = d.ContentType
