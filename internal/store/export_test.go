@@ -179,3 +179,13 @@ func GateBarrier(st Store, gate func(sync func(context.Context) bool) func(conte
 	s.grantsFresh = b.wait
 	return b.waiting
 }
+
+// SQLiteBarrier tells, for a SQLite store, how many times its grant
+// barrier has asked PRAGMA data_version, and whether it reads the WAL
+// index's header instead while nothing is committed.
+func SQLiteBarrier(st Store) (queries int64, walMapped bool) {
+	v := st.(*sqliteStore).version
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.queries, v.wal != nil
+}

@@ -52,7 +52,7 @@ func openSQLite(ctx context.Context, path string) (*sqliteStore, error) {
 	}
 	s := &sqliteStore{sqlStore: &sqlStore{db: db, location: path, d: sqliteDialect(), files: files}}
 	s.version = &dataVersion{db: db, grants: &s.grants}
-	s.grantsFresh = (&barrier{sync: s.version.sync}).wait
+	s.grantsFresh = (&barrier{sync: s.version.sync, fast: s.version.unchanged}).wait
 	// Switching a new file to WAL needs a lock that SQLite does not wait
 	// for through busy_timeout when another process (or store) is opening
 	// the same file at that moment: it answers SQLITE_BUSY at once. The
@@ -127,6 +127,10 @@ func (s *sqliteStore) Close() error {
 // (migration 0023), read on the same connection: under token load nearly
 // every commit is an audit batch, which changes nothing an answer depends
 // on, and forgetting at each of them left the caches all but empty.
+//
+// Before either, it reads the WAL index's header (walindex.go): as it was
+// before the last run, nothing was committed since, and neither query is
+// needed — the barrier's fast path (unchanged) asks nothing else.
 type dataVersion struct {
 	db     *sql.DB
 	grants *grantCache
@@ -141,6 +145,57 @@ type dataVersion struct {
 	known   bool
 	lastG   int64 // the grant tables' version at the last invalidation
 	knownG  bool
+	mapped  bool  // conn has tried to map the WAL index
+	queries int64 // runs of PRAGMA data_version (for tests)
+
+	// The WAL index (walindex.go), mapped while conn is open, and its
+	// header as read before the last run that read the versions; walMu
+	// keeps unchanged's reads apart from the unmapping.
+	walMu  sync.RWMutex
+	wal    *walIndex
+	seen   walHeader
+	seenOK bool
+}
+
+// unchanged reports, without a query, that nothing was committed since
+// the last run of sync read the versions: the WAL index's header is as it
+// was before that run. Every commit finished before the call rewrote the
+// header, so when unchanged says so, what that run forgot or kept holds
+// for the caller as a run begun now would (the barrier's guarantee).
+func (v *dataVersion) unchanged() bool {
+	v.walMu.RLock()
+	defer v.walMu.RUnlock()
+	if v.wal == nil || !v.seenOK {
+		return false
+	}
+	h, ok := v.wal.header()
+	return ok && h == v.seen
+}
+
+// see records h, read before a run that then read the versions (v.mu
+// held), as what unchanged compares with.
+func (v *dataVersion) see(h walHeader, ok bool) {
+	v.walMu.Lock()
+	defer v.walMu.Unlock()
+	v.seen, v.seenOK = h, ok && v.wal != nil
+}
+
+// mapWAL maps the WAL index once conn has read (v.mu held). Without it
+// (not WAL mode, not Linux, any error) every run asks data_version.
+func (v *dataVersion) mapWAL(ctx context.Context) {
+	v.mapped = true
+	var file, mode string
+	err := v.conn.QueryRowContext(ctx, `SELECT (SELECT file FROM pragma_database_list WHERE name = 'main'), (SELECT journal_mode FROM pragma_journal_mode)`).Scan(&file, &mode)
+	if err != nil || file == "" || mode != "wal" {
+		return
+	}
+	w, err := mapWALIndex(file)
+	if err != nil {
+		return
+	}
+	v.walMu.Lock()
+	defer v.walMu.Unlock()
+	v.wal, v.seenOK = w, false
 }
 
 // sync forgets the remembered grant states when anything was committed
@@ -178,12 +233,24 @@ func (v *dataVersion) sync(ctx context.Context) bool {
 		}
 		v.conn, v.known, v.knownG, v.dest = c, false, false, make([]driver.Value, 1)
 	}
+	var h walHeader
+	hok := false
+	if v.wal != nil {
+		if h, hok = v.wal.header(); hok && v.seenOK && h == v.seen {
+			return true // nothing committed since the last run
+		}
+	}
 	n, err := v.query(v.stmt)
 	if err != nil {
 		v.closeConn()
 		return false
 	}
+	v.queries++
+	if !v.mapped {
+		v.mapWAL(ctx)
+	}
 	if v.known && n == v.last {
+		v.see(h, hok)
 		return true // nothing committed since
 	}
 	// Read after data_version, in a read transaction of its own: it sees
@@ -198,6 +265,7 @@ func (v *dataVersion) sync(ctx context.Context) bool {
 		v.lastG, v.knownG = g, true
 	}
 	v.last, v.known = n, true
+	v.see(h, hok)
 	return true
 }
 
@@ -238,6 +306,13 @@ func (v *dataVersion) close() {
 }
 
 func (v *dataVersion) closeConn() {
+	v.walMu.Lock()
+	if v.wal != nil {
+		v.wal.unmap()
+	}
+	v.wal, v.seenOK = nil, false
+	v.walMu.Unlock()
+	v.mapped = false
 	if v.conn != nil {
 		_ = v.conn.Raw(func(any) error {
 			if v.grantsQ != nil {
