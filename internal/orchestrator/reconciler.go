@@ -53,6 +53,20 @@ type Reconciler struct {
 	MaxBARSize int64         // largest external BAR fetched; default 100 MiB
 	// FetchTimeout bounds one external BAR fetch; default 60s.
 	FetchTimeout time.Duration
+	// Resync, when set, lets a steady reconciler skip its periodic
+	// passes while nothing was written to the store: every Interval it
+	// compares the store's write stamp (store.WriteStamper) with the one
+	// taken before its last pass instead of reading the runtimes again,
+	// and passes only when the stamp moved or Resync has gone by since
+	// that pass. Steady is a pass after which every runtime is Ready or
+	// Stopped, none settling, none with message-server connections to
+	// watch (ConnectionsReady has no event) and nothing failing. Only a
+	// backend that reports every change of what runs (local.Options'
+	// OnChange wired to Kick) may be given it: a crash or a replica
+	// turning unready must wake the reconciler by itself. An idle
+	// control plane so runs none of a pass's code (SQL engine, JSON,
+	// HTTP to the replicas) and keeps none of its pages mapped.
+	Resync time.Duration
 	// Bundles mints the credentials runtimes fetch their bundle with, from
 	// BundleBase (the control plane's URL as runtimes reach it).
 	Bundles    *BundleKeys
@@ -71,9 +85,11 @@ type Reconciler struct {
 	kick     chan struct{}
 	initOnce sync.Once
 	settling atomic.Bool // some runtime is on its way to its desired state
+	steady   atomic.Bool // the last pass found nothing to watch (see Resync)
 	leading  atomic.Bool // this process holds the reconciler leadership
-	// passSettling collects, during one pass, whether any runtime settles.
-	passSettling bool
+	// passSettling collects, during one pass, whether any runtime settles;
+	// passUnsteady whether any runtime needs watching all the same.
+	passSettling, passUnsteady bool
 
 	mu       sync.Mutex
 	blobs    map[string]cachedBAR // by sha256
@@ -212,8 +228,16 @@ func (r *Reconciler) lead(ctx context.Context) {
 	defer timer.Stop()
 	plog := &passLog{log: r.Log}
 	for {
-		if err := r.Pass(ctx); ctx.Err() == nil {
-			plog.pass(err, r.now())
+		// The stamp is taken before the pass reads, so a write made
+		// during the pass moves it.
+		stamp, stamped := r.writeStamp()
+		err := r.Pass(ctx)
+		last := r.now()
+		if ctx.Err() == nil {
+			plog.pass(err, last)
+		}
+		if err != nil {
+			r.steady.Store(false)
 		}
 		// While a runtime is starting or rolling over, look again soon so
 		// its status turns Ready (and its endpoints appear) promptly.
@@ -228,6 +252,10 @@ func (r *Reconciler) lead(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-timer.C:
+				if stamped && r.quiet(stamp, last) {
+					timer.Reset(wait)
+					continue
+				}
 				break wait
 			case <-r.kick:
 				timer.Stop()
@@ -240,6 +268,28 @@ func (r *Reconciler) lead(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// writeStamp is the store's write stamp, when Resync is set and the store
+// has one.
+func (r *Reconciler) writeStamp() (store.WriteStamp, bool) {
+	ws, ok := r.Store.(store.WriteStamper)
+	if r.Resync <= 0 || !ok {
+		return store.WriteStamp{}, false
+	}
+	return ws.WriteStamp(), true
+}
+
+// quiet says whether the periodic pass due now may be skipped: the last
+// pass (which began at stamp and ended at last) left every runtime steady,
+// nothing was written to the store since, and Resync has not gone by.
+// Kicks and the change feed still start passes at once.
+func (r *Reconciler) quiet(stamp store.WriteStamp, last time.Time) bool {
+	if !r.steady.Load() || r.now().Sub(last) >= r.Resync {
+		return false
+	}
+	now, ok := r.writeStamp()
+	return ok && now == stamp
 }
 
 // specsFingerprint names every runtime with its uid and generation: what
@@ -271,8 +321,11 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.passSettling = false
-	defer func() { r.settling.Store(r.passSettling) }()
+	r.passSettling, r.passUnsteady = false, false
+	defer func() {
+		r.settling.Store(r.passSettling)
+		r.steady.Store(!r.passSettling && !r.passUnsteady)
+	}()
 	r.mu.Lock()
 	r.lastSpecs = specsFingerprint(rts)
 	r.mu.Unlock()
@@ -285,6 +338,7 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		rt, err := Decode(rec)
 		if err != nil {
 			r.Log.Error("skipping a runtime whose record does not decode", "runtime", rec.Name, "err", err)
+			r.passUnsteady = true
 			continue
 		}
 		k := Key{InstanceID: rt.InstanceID, Name: rt.Name}
@@ -304,6 +358,9 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		}
 		span.End()
 		phases[phase]++
+		if failed || (phase != PhaseReady && phase != PhaseStopped) {
+			r.passUnsteady = true
+		}
 		if r.Metrics != nil {
 			r.Metrics.Reconciled(sw.Seconds(), failed)
 		}
@@ -460,6 +517,7 @@ func (r *Reconciler) reconcile(ctx context.Context, rt Runtime) (phase string, f
 		r.keepTracing(ctx, rt, obs)
 		if typ, status, reason, msg, ok := connectionsCondition(ctx, obs); ok {
 			st.Conditions = setCondition(st.Conditions, typ, status, reason, msg, now)
+			r.passUnsteady = true // a connection going down has no event: keep asking
 		}
 	}
 	b, _ := json.Marshal(st)

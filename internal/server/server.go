@@ -342,6 +342,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if tlsFiles != nil {
 			rec.BundleCA = tlsFiles.ChainPEM
 		}
+		if cfg.RuntimeBackend != "kubernetes" {
+			// The local backend tells of every crash, readiness change
+			// and restart (onChange above), and SQLite's files tell of
+			// every write: a steady reconciler re-reads nothing until one
+			// of them moves, or until localResync (which catches what
+			// neither announces: a TLS certificate renewed on disk).
+			rec.Resync = localResync
+		}
 		a.Bundles = bundles
 		rec.EgressDeny = egressDeny(ln.Addr())
 		if bundleLn != nil {
@@ -674,6 +682,10 @@ type KubernetesConfig struct {
 // The Kubernetes backend's NetworkPolicy lets runtimes reach the control
 // plane's pods on one port: the bundle listener's when there is one (a
 // container port, as policies name), else the port of --kube-bundle-url.
+// localResync is the longest a steady reconciler of local runtimes goes
+// without a pass (orchestrator.Reconciler.Resync).
+const localResync = time.Minute
+
 func runtimeBackend(cfg Config, dataDir, loopback string, bundleLn net.Listener, onChange func(orchestrator.Key)) (orchestrator.Backend, string, error) {
 	if cfg.RuntimeBackend == "kubernetes" {
 		k := cfg.Kubernetes
