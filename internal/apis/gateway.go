@@ -126,12 +126,21 @@ func (s *Service) GatewayState(ctx context.Context, rec store.Runtime) (gateway.
 // revision keeps growing across long polls (it restarts with the process).
 type gatewayEntry struct {
 	mu      sync.Mutex
-	rev     int64         // grows by one whenever the state's tag changes
-	tag     string        // gateway.Tag of state
-	state   gateway.State // with Revision rev
-	changes uint64        // Service.changes when it was compiled
-	polled  time.Time     // the poll tick it was last compiled for
+	rev     int64            // grows by one whenever the state's tag changes
+	tag     string           // gateway.Tag of state
+	state   gateway.State    // with Revision rev
+	changes uint64           // Service.changes when it was compiled
+	polled  time.Time        // the poll tick it was last compiled for
+	stamp   store.WriteStamp // the store's write stamp before that compile (SQLite)
 }
+
+// gatewayQuietMax is the longest a poll leaves a gateway state as it was
+// compiled while the store's write stamp says nothing was written to it,
+// by this process or another (SQLite: store.WriteStamper). Every input of
+// a state is in the store but for time: a retired signing key leaves the
+// JWKS after its retention without a write (a lease past its expiry too,
+// but the gateway refuses that by itself).
+const gatewayQuietMax = time.Minute
 
 func (s *Service) gatewayEntry(uid string) *gatewayEntry {
 	s.mu.Lock()
@@ -164,6 +173,20 @@ func (s *Service) current(ctx context.Context, e *gatewayEntry, uid string, poll
 	defer e.mu.Unlock()
 	changes := s.changes.Load()
 	due := !polled.IsZero() && (e.polled.IsZero() || polled.Sub(e.polled) >= poll)
+	// On SQLite a poll finds another process's writes by the stamp, so
+	// an idle control plane reads nothing (and runs none of the SQL
+	// engine's code) while nothing is written.
+	ws, stamped := s.Store.(store.WriteStamper)
+	var stamp store.WriteStamp
+	if stamped {
+		stamp = ws.WriteStamp() // before the reads: a write during them moves it
+		if due && e.tag != "" && stamp == e.stamp && (e.polled.IsZero() || polled.Sub(e.polled) < gatewayQuietMax) {
+			due = false
+			if e.polled.IsZero() {
+				e.polled = polled // compiled since, not for, a poll: the quiet spell starts now
+			}
+		}
+	}
 	if e.tag != "" && e.changes == changes && !due {
 		return e.state, e.tag, nil
 	}
@@ -183,7 +206,7 @@ func (s *Service) current(ctx context.Context, e *gatewayEntry, uid string, poll
 		e.tag = tag
 	}
 	st.Revision = e.rev
-	e.state, e.changes = st, changes
+	e.state, e.changes, e.stamp = st, changes, stamp
 	if due {
 		e.polled = polled
 	}

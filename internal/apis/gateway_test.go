@@ -189,3 +189,59 @@ func TestIdleGatewayWatchSendsNothingNew(t *testing.T) {
 		t.Errorf("an unchanged rewrite: tag %s revision %d %v", got, st.Revision, err)
 	}
 }
+
+// stampedStore is countingStore keeping the SQLite store's write stamp.
+type stampedStore struct {
+	*countingStore
+	store.WriteStamper
+}
+
+// TestSQLiteGatewayPollsReadOnlyAfterAWrite: on SQLite a gateway watch's
+// polls compile its state again only when the store's files were written,
+// so an idle control plane reads nothing however often they tick; a write
+// by another process (a second store on the same file, whose change feed
+// this one never hears) is found at the next tick.
+func TestSQLiteGatewayPollsReadOnlyAfterAWrite(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	ctx := context.Background()
+	cs := &stampedStore{&countingStore{Store: e.st}, e.st.(store.WriteStamper)}
+	e.svc.Store = cs
+	e.upload(t, "orders", "../../examples/orders")
+	rt := store.Runtime{InstanceID: e.dev.InstanceID, Name: "shop", UID: "ir-quiet", Spec: `{"barURL":["http://cp/api/v1/bar-files/orders/content"],"configurations":[]}`,
+		FetchTokenHash: "x", CreatedBy: "user:dev", UpdatedBy: "user:dev"}
+	if _, _, err := e.st.PutRuntime(ctx, rt, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.PutAPI(ctx, e.dev, "orders", apis.APISpec{Version: "1.0.0", BasePath: "/orders", BARFile: "orders"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.PutPlan(ctx, e.dev, "gold", apis.PlanSpec{APIs: []string{"orders"}, Auth: "client-id", RateLimit: "10/1m"}, false); err != nil {
+		t.Fatal(err)
+	}
+	const poll = time.Millisecond // every tick is due
+	first, tag, err := e.svc.WaitGatewayState(ctx, "ir-quiet", "", 0, poll)
+	if err != nil || len(first.APIs) != 1 {
+		t.Fatalf("first state: %d APIs, %v", len(first.APIs), err)
+	}
+	compiles := cs.lookups.Load()
+	if _, got, err := e.svc.WaitGatewayState(ctx, "ir-quiet", tag, 100*time.Millisecond, poll); err != nil || got != tag {
+		t.Fatalf("an idle watch ended with tag %s (%v), want %s", got, err, tag)
+	}
+	if n := cs.lookups.Load() - compiles; n != 0 {
+		t.Errorf("polls compiled the state %d more times with nothing written", n)
+	}
+
+	other, err := store.Open(ctx, "sqlite:"+e.st.Location(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	rt.Spec = `{"barURL":[],"configurations":[]}` // the API's flows no longer run there
+	if _, _, err := other.PutRuntime(ctx, rt, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, got, err := e.svc.WaitGatewayState(ctx, "ir-quiet", tag, time.Minute, poll)
+	if err != nil || got == tag || len(st.APIs) != 0 {
+		t.Fatalf("after another process's write: tag %s (was %s), %d APIs, %v", got, tag, len(st.APIs), err)
+	}
+}
