@@ -25,6 +25,7 @@ type replica struct {
 	buckets  [3]float64 // cumulative: ≤0.01, ≤0.1, ≤1; count is buckets[2]+slow
 	slow     float64    // runs over 1 s
 	down     bool
+	encoding string // Accept-Encoding of the last scrape
 	srv      *httptest.Server
 }
 
@@ -39,6 +40,7 @@ func newReplica(t *testing.T) *replica {
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		r.encoding = req.Header.Get("Accept-Encoding")
 		if r.down {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
@@ -245,5 +247,22 @@ func TestEmptyDataHasNoQuantile(t *testing.T) {
 	}
 	if w, ok := (&Sampler{}).Window(orchestrator.Key{Name: "x"}); ok || len(w.Points) != 0 {
 		t.Error("an unsampled runtime has a window")
+	}
+}
+
+// A scrape asks for the text uncompressed: tens of KB every 10 s are not
+// worth gzip's cost, and inflating every answer kept the flate
+// decoder's code and tables resident in an idle control plane (and the
+// compressor's in every replica).
+func TestScrapeAsksForAnUncompressedAnswer(t *testing.T) {
+	a := newReplica(t)
+	a.set(1, 0, 1, 0)
+	k := orchestrator.Key{InstanceID: "i1", Name: "hello"}
+	s := &Sampler{Now: clocktest.New(0).Now, Targets: func() []Target { return []Target{{Key: k, URLs: []string{a.srv.URL}, Token: secret.New(token)}} }}
+	s.Sample(context.Background())
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.encoding != "identity" {
+		t.Errorf("the scrape sent Accept-Encoding %q, want identity", a.encoding)
 	}
 }
