@@ -72,8 +72,27 @@ type Dashboard struct {
 	SessionIdle, SessionMax time.Duration
 
 	once   sync.Once
-	pages  map[string]*template.Template
+	pages  map[string]*page // by name, parsed at first use
 	logins throttle
+}
+
+// page is one page's template set, parsed when it is first rendered: the
+// sets of every page (the layout and partials are parsed again into each)
+// held 2.2 MB of an idle control plane's 3.3 MB of heap, whose dashboard
+// may never be opened.
+type page struct {
+	file string // its file in templateFS
+	once sync.Once
+	t    *template.Template
+}
+
+// template parses the page with the layout into its own set, so every
+// page can define "content" without clashing with the others.
+func (p *page) template() *template.Template {
+	p.once.Do(func() {
+		p.t = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/partials.html", p.file))
+	})
+	return p.t
 }
 
 func (d *Dashboard) now() time.Time { return d.Now.Now().UTC() }
@@ -110,20 +129,20 @@ var funcs = template.FuncMap{
 // key names a ticked box in view.Checked.
 func key(prefix, name string) string { return prefix + ":" + name }
 
-// parsePages parses each page with the layout into its own set, so every
-// page can define "content" without clashing with the others.
-func parsePages() map[string]*template.Template {
+// parsePages names every page of templateFS; each is parsed at its first
+// use (page.template).
+func parsePages() map[string]*page {
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
 		panic(err)
 	}
-	out := map[string]*template.Template{}
+	out := map[string]*page{}
 	for _, n := range names {
 		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
 		if base == "layout" || base == "partials" {
 			continue
 		}
-		out[base] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/partials.html", n))
+		out[base] = &page{file: n}
 	}
 	return out
 }
@@ -290,12 +309,12 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, p
 	if v.Checked == nil {
 		v.Checked = map[string]bool{}
 	}
-	t, ok := d.pages[page]
+	pg, ok := d.pages[page]
 	if !ok {
 		panic("web: no page " + page)
 	}
 	var b strings.Builder
-	if err := t.Execute(&b, v); err != nil {
+	if err := pg.template().Execute(&b, v); err != nil {
 		d.Log.ErrorContext(r.Context(), "dashboard page failed to render", "page", page, "request_id", obs.RequestID(r.Context()), "err", err)
 		http.Error(w, "the page failed to render; the request id identifies it in the server's log", http.StatusInternalServerError)
 		return
