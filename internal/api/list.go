@@ -52,7 +52,6 @@ func answerList[T, O any](a *API, w http.ResponseWriter, r *http.Request, key st
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
 	// A pooled buffer: growing a fresh one to the size of a page (10 KB
 	// for 10 runtimes) for each answer was a tenth of a list's CPU.
 	buf := wire.AnswerBuffer()
@@ -61,6 +60,7 @@ func answerList[T, O any](a *API, w http.ResponseWriter, r *http.Request, key st
 	enc.SetEscapeHTML(false) // as writeJSON
 	buf.WriteString(`{"` + key + `":[`)
 	first := true
+	streamed := false // pages were written before the last one
 	for {
 		for _, it := range pg.Items {
 			if !first {
@@ -82,6 +82,10 @@ func answerList[T, O any](a *API, w http.ResponseWriter, r *http.Request, key st
 		if paged || pg.Continue == "" {
 			break
 		}
+		if !streamed {
+			w.WriteHeader(http.StatusOK)
+			streamed = true
+		}
 		if _, err := w.Write(buf.Bytes()); err != nil {
 			return // the client went away
 		}
@@ -98,6 +102,13 @@ func answerList[T, O any](a *API, w http.ResponseWriter, r *http.Request, key st
 		buf.WriteByte('}')
 	}
 	buf.WriteString("}\n")
+	if !streamed {
+		// The whole answer is in buf: said with its length, it goes in
+		// one piece rather than in chunks (net/http chunks what is over
+		// 2 KB and of no declared length, a write more for the last chunk).
+		w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+		w.WriteHeader(http.StatusOK)
+	}
 	_, _ = w.Write(buf.Bytes())
 }
 

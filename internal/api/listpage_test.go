@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -343,5 +344,41 @@ func BenchmarkListConfigurations(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// A list whose answer is one page — asked for a page, or short enough to
+// be one — says its length (Content-Length), so it is sent whole rather
+// than in chunks; a whole list of several pages is streamed in chunks, as
+// it is written page by page. Either way the body is the complete list.
+func TestOnePageListSaysItsLength(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	admin := e.admin()
+	e.putConfigs(0, 50) // over net/http's 2 KB, which it would chunk
+	for _, tc := range []struct {
+		path  string
+		items int
+	}{
+		{"/api/v1/configurations", 50},
+		{"/api/v1/configurations?limit=40", 40},
+	} {
+		r := admin.call("GET", tc.path, nil)
+		if r.code != 200 || len(r.body) < 2048 {
+			t.Fatalf("GET %s: %d, %d bytes", tc.path, r.code, len(r.body))
+		}
+		if got := r.header.Get("Content-Length"); got != strconv.Itoa(len(r.body)) {
+			t.Errorf("GET %s: Content-Length %q for %d bytes", tc.path, got, len(r.body))
+		}
+		if n := len(getPage(t, admin, tc.path, "configurations").items); n != tc.items {
+			t.Errorf("GET %s: %d items, want %d", tc.path, n, tc.items)
+		}
+	}
+	e.putConfigs(50, iam.DefaultListPage+10)
+	r := admin.call("GET", "/api/v1/configurations", nil)
+	if got := r.header.Get("Content-Length"); r.code != 200 || got != "" {
+		t.Errorf("a list of two pages: %d, Content-Length %q, want it streamed in chunks", r.code, got)
+	}
+	if n := len(getPage(t, admin, "/api/v1/configurations", "configurations").items); n != iam.DefaultListPage+10 {
+		t.Errorf("a list of two pages has %d items, want %d", n, iam.DefaultListPage+10)
 	}
 }
