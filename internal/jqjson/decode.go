@@ -256,7 +256,7 @@ func (p *jsonParser) number() (any, error) {
 			return nil, err
 		}
 	}
-	s := string(d[start:p.pos])
+	s := p.src[start:p.pos] // a slice of the document's copy, not one of its own
 	if integer {
 		if i, err := strconv.ParseInt(s, 10, 64); err == nil && int64(int(i)) == i {
 			return int(i), nil
