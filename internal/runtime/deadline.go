@@ -41,7 +41,45 @@ type runCtx struct {
 }
 
 func newRunCtx(parent context.Context, timeout time.Duration) *runCtx {
-	return &runCtx{parent: parent, deadline: time.Now().Add(timeout)}
+	c := new(runCtx)
+	c.init(parent, timeout)
+	return c
+}
+
+// init readies a zero runCtx (one inside a requestCtx) for a run that may
+// take timeout from now.
+func (c *runCtx) init(parent context.Context, timeout time.Duration) {
+	c.parent, c.deadline = parent, time.Now().Add(timeout)
+}
+
+// requestCtx is an HTTP flow request's context — the caller's, with its
+// trace, carrying the request id (obs.RequestID) — and the context of the
+// request's run beside it: one allocation for what was a WithValue layer,
+// the id boxed for it and a runCtx. The run's context has this one as its
+// parent; the request's outlives the run (its errors are logged with it
+// after the run's context is released).
+type requestCtx struct {
+	context.Context
+	id  string
+	run runCtx
+}
+
+func newRequestCtx(parent context.Context, id string) *requestCtx {
+	return &requestCtx{Context: parent, id: id}
+}
+
+func (c *requestCtx) Value(key any) any {
+	if obs.IsRequestIDKey(key) {
+		return c.id
+	}
+	return c.Context.Value(key)
+}
+
+// runCtx readies and returns the context of the request's run, which may
+// take timeout from now; it is used once.
+func (c *requestCtx) runCtx(timeout time.Duration) *runCtx {
+	c.run.init(c, timeout)
+	return &c.run
 }
 
 func (c *runCtx) Deadline() (time.Time, bool) {
@@ -80,6 +118,8 @@ func (c *runCtx) Err() error {
 		c.cancel(err)
 	} else if !time.Now().Before(c.deadline) {
 		c.cancel(context.DeadlineExceeded)
+	} else {
+		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

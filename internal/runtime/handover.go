@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -53,7 +54,7 @@ type connKey struct{}
 func (l *handoverListener) install(srv *http.Server) {
 	next := srv.Handler
 	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		return context.WithValue(ctx, connKey{}, c)
+		return context.WithValue(ctx, connKey{}, &servedConn{c: c})
 	}
 	srv.ConnState = func(c net.Conn, s http.ConnState) {
 		if s == http.StateClosed || s == http.StateHijacked {
@@ -61,11 +62,21 @@ func (l *handoverListener) install(srv *http.Server) {
 		}
 	}
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
-			l.handled(c)
+		// Only a connection's first request takes the listener's lock;
+		// the rest of a keep-alive connection's requests (HTTP/2's
+		// streams, concurrently) find it handled already.
+		if sc, ok := r.Context().Value(connKey{}).(*servedConn); ok && sc.served.CompareAndSwap(false, true) {
+			l.handled(sc.c)
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// servedConn is a connection as its requests see it, with whether one of
+// them has reached the handler.
+type servedConn struct {
+	c      net.Conn
+	served atomic.Bool
 }
 
 func newHandoverListener(ln net.Listener) *handoverListener {

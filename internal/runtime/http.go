@@ -23,7 +23,6 @@ import (
 	"github.com/sluice-dev/sluice/internal/flow"
 	"github.com/sluice-dev/sluice/internal/gateway"
 	"github.com/sluice-dev/sluice/internal/jqjson"
-	"github.com/sluice-dev/sluice/internal/obs"
 )
 
 // errorBody is every error the runtime answers itself, in the control
@@ -134,7 +133,7 @@ func (rt *Runtime) serveFlow(lf *loadedFlow) http.HandlerFunc {
 		}
 		// The context goes along beside r, not in a copy of it
 		// (r.WithContext copies the whole Request).
-		ctx := obs.WithRequestID(tctx, reqID)
+		ctx := newRequestCtx(tctx, reqID)
 		status := rt.handle(ctx, w, r, lf, reqID)
 		if span != nil {
 			span.SetAttributes(attribute.Int("http.response.status_code", status))
@@ -166,7 +165,7 @@ const statusClientGone = 499
 
 // handle answers r with lf; ctx is r's context with the request id and
 // the caller's trace.
-func (rt *Runtime) handle(ctx context.Context, w http.ResponseWriter, r *http.Request, lf *loadedFlow, reqID string) int {
+func (rt *Runtime) handle(ctx *requestCtx, w http.ResponseWriter, r *http.Request, lf *loadedFlow, reqID string) int {
 	var caller *gateway.Caller
 	if rt.opts.Gateway != nil {
 		// Decided from the pushed state alone: no call to the control
@@ -207,7 +206,7 @@ func (rt *Runtime) handle(ctx context.Context, w http.ResponseWriter, r *http.Re
 	var resp *flow.Response
 	if lf.local {
 		// No timer per request: a local run only checks its deadline.
-		rctx := newRunCtx(ctx, lf.timeout)
+		rctx := ctx.runCtx(lf.timeout)
 		resp, err = lf.run(rctx, msg, tr)
 		rctx.release()
 	} else {
@@ -242,12 +241,17 @@ func (rt *Runtime) message(w http.ResponseWriter, r *http.Request, lf *loadedFlo
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		return nil, http.StatusRequestEntityTooLarge, err
-	case err != nil:
+	body := r.Body
+	if r.ContentLength < 0 {
+		// Only a body of unknown length (chunked) needs the limit's
+		// reader: one with a Content-Length, already checked against
+		// the limit, ends where it says (net/http stops it there).
+		body = http.MaxBytesReader(w, r.Body, limit)
+	}
+	if _, err := buf.ReadFrom(body); err != nil {
+		if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+			return nil, http.StatusRequestEntityTooLarge, err
+		}
 		return nil, http.StatusBadRequest, fmt.Errorf("cannot read the request body: %w", err)
 	}
 	data := buf.Bytes()
@@ -325,11 +329,21 @@ func (rt *Runtime) writeResponse(w http.ResponseWriter, lf *loadedFlow, resp *fl
 			h.Set("Content-Type", "application/json")
 		}
 	}
-	h.Set("Content-Length", strconv.Itoa(len(data)))
+	if len(data) > autoLengthMax || status == http.StatusNoContent || status == http.StatusNotModified {
+		h.Set("Content-Length", strconv.Itoa(len(data)))
+	}
 	w.WriteHeader(status)
 	w.Write(data)
 	return status
 }
+
+// autoLengthMax is the longest answer whose Content-Length is left to
+// net/http, which sets it when the handler returns with the whole body
+// still in its buffer (2 KB for HTTP/1.1, 4 KB for HTTP/2) — a header
+// less to build, copy and parse back per request. A longer answer is
+// written out before the handler returns, and would go chunked without
+// the header; 204 and 304 keep the explicit header they always had.
+const autoLengthMax = 2048
 
 // encodeJSON encodes a flow's answer. Bodies are jq values, which
 // jqjson writes as gojq would (NaN as null, no HTML escaping) without

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -316,6 +317,33 @@ func TestHTTPErrorsAreJSON(t *testing.T) {
 	want := `{"agent":"lab-test","body":{"n":12345678901234567890},"params":{"id":"42","rest":"a/b/c"},"query":{"x":"1","y":"2"}}`
 	if strings.TrimSpace(string(a.body)) != want {
 		t.Errorf("echo body\n%s\nwant\n%s", a.body, want)
+	}
+}
+
+// TestAnswersCarryTheirLength holds every flow answer to a Content-Length,
+// whether the runtime sets it (answers over 2 KB, written out before the
+// handler returns) or leaves it to net/http (shorter ones): none goes
+// chunked.
+func TestAnswersCarryTheirLength(t *testing.T) {
+	b := newBackend(t)
+	p := startRuntime(t, "--bar", buildBAR(t, "testdata/lab"), "--config-dir", standardConfig(t, b, nil))
+	// 1960 and 1961: answers of 2048 and 2049 bytes
+	for _, n := range []int{0, 100, 1960, 1961, 2100, 5000, 100000} {
+		in, err := json.Marshal(map[string]string{"s": strings.Repeat("x", n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := do(t, "POST", p.url("/echo/1/x"), bytes.NewReader(in), "Content-Type", "application/json")
+		if a.status != 202 {
+			t.Fatalf("%d bytes: status %d: %s", n, a.status, a.body)
+		}
+		if cl := a.header.Get("Content-Length"); cl != strconv.Itoa(len(a.body)) {
+			t.Errorf("answer of %d bytes: Content-Length %q, Transfer-Encoding %q", len(a.body), cl, a.header.Get("Transfer-Encoding"))
+		}
+		var echoed struct{ Body struct{ S string } }
+		if err := json.Unmarshal(a.body, &echoed); err != nil || len(echoed.Body.S) != n {
+			t.Errorf("answer of %d bytes does not echo the %d-byte string: %v", len(a.body), n, err)
+		}
 	}
 }
 
