@@ -34,9 +34,7 @@ func loadPackages(t *testing.T) map[string]*pkgInfo {
 		}
 		if d.IsDir() {
 			name := d.Name()
-			// third_party holds copies of other modules (patched; see
-			// their README.sluice.md): they keep their own conventions.
-			if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "node_modules" || name == "third_party") {
+			if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "node_modules") {
 				return filepath.SkipDir
 			}
 			return nil
