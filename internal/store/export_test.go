@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -188,4 +189,31 @@ func SQLiteBarrier(st Store) (queries int64, walMapped bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.queries, v.wal != nil
+}
+
+// VersionsQuery is the statement of the grant barrier's runs.
+const VersionsQuery = versionsQuery
+
+// HoldPool takes every connection of st's pool that is not in use, until
+// release.
+func HoldPool(st Store) (release func(), err error) {
+	s, err := sqlOf(st)
+	if err != nil {
+		return nil, err
+	}
+	var held []*sql.Conn
+	release = func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}
+	for s.db.Stats().InUse < s.db.Stats().MaxOpenConnections {
+		c, err := s.db.Conn(context.Background())
+		if err != nil {
+			release()
+			return nil, err
+		}
+		held = append(held, c)
+	}
+	return release, nil
 }

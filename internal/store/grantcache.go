@@ -34,7 +34,8 @@ import (
 //     a lock every such writer takes, is the last lock a transaction
 //     takes and cannot close a deadlock) — and the barrier reads them in
 //     one plain SELECT: under READ COMMITTED it sees every commit that
-//     finished before it began. (The
+//     finished before it began. It runs prepared, on a connection of its
+//     own outside the pool (pgVersions). (The
 //     barrier used to be a NOTIFY of its own that had to come back on the
 //     listening connection after every earlier commit's: one round trip
 //     through the notification queue, milliseconds under load, that

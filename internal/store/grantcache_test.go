@@ -2,6 +2,9 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
+	"net/url"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -300,5 +303,138 @@ func TestBarrierRunBegunBeforeARequestDoesNotAnswerIt(t *testing.T) {
 				t.Fatalf("%d requests waited for %d barrier runs, want them to share 1", requests, got)
 			}
 		})
+	}
+}
+
+// On PostgreSQL the barrier reads the versions on a connection of its
+// own, outside the pool. When the server ends that connection (a restart
+// or pg_terminate_backend does), no answer is stale — the request reads
+// the database — and the next barrier connects again, so answers are
+// remembered again; Close ends it with the pool's. Being no connection of
+// the pool, it passes while every pooled one is busy.
+func TestPostgresBarrierConnectsAgainAndCloses(t *testing.T) {
+	dsn := storetest.DSN(t, "postgres")
+	ctx := context.Background()
+	u, _ := url.Parse(dsn)
+	q := u.Query()
+	app := "sluice-barrier-" + q.Get("search_path")
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	reader, err := store.Open(ctx, u.String(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			reader.Close()
+		}
+	}()
+	writer, err := store.Open(ctx, dsn, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	var reads atomic.Int64
+	store.ObserveQueries(reader, func(kind string, _ float64) {
+		if kind == "select" {
+			reads.Add(1)
+		}
+	})
+	admin, err := sql.Open("pgx", os.Getenv(storetest.EnvPostgres))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	barrierPID := func() int {
+		t.Helper()
+		var pids []int
+		rows, err := admin.QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query = $2`, app, store.VersionsQuery)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var pid int
+			if err := rows.Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			pids = append(pids, pid)
+		}
+		if len(pids) != 1 {
+			t.Fatalf("%d connections of the reader run the barrier's statement, want 1", len(pids))
+		}
+		return pids[0]
+	}
+
+	at := clocktest.Epoch()
+	n := newInstance("inst1", at)
+	if err := writer.CreateInstance(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	grant := func() store.GrantState {
+		t.Helper()
+		g, err := reader.GrantState(ctx, n.Credential.ClientID, n.Key.ID, n.Admin.ID, "jti-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	remembered := func(what string) {
+		t.Helper()
+		grant()
+		before := reads.Load()
+		grant()
+		if reads.Load() != before {
+			t.Fatalf("%s: a repeated GrantState read the database", what)
+		}
+	}
+	remembered("at first")
+	first := barrierPID()
+
+	// Not a connection of the pool: a remembered answer needs none, even
+	// while every one of them is busy. (The deadline only ends the test
+	// if the barrier waited for the pool.)
+	release, err := store.HoldPool(reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, cancel := context.WithTimeout(ctx, 30*time.Second)
+	g, err := reader.GrantState(busy, n.Credential.ClientID, n.Key.ID, n.Admin.ID, "jti-1")
+	cancel()
+	release()
+	if err != nil || !g.KeyExists || g.KeyLocked {
+		t.Fatalf("with every pooled connection busy: %+v, %v", g, err)
+	}
+
+	var ended bool
+	if err := admin.QueryRowContext(ctx, `SELECT pg_terminate_backend($1)`, first).Scan(&ended); err != nil || !ended {
+		t.Fatalf("terminate the barrier's connection: %v, %v", ended, err)
+	}
+	if err := writer.SetAPIKeyLocked(ctx, "inst1", n.Key.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if g := grant(); !g.KeyLocked {
+		t.Fatalf("after the barrier's connection ended and the key was locked: %+v", g)
+	}
+	remembered("after the barrier's connection ended")
+	if g := grant(); !g.KeyLocked {
+		t.Fatalf("remembered after the barrier connected again: %+v", g)
+	}
+	if again := barrierPID(); again == first {
+		t.Fatalf("the barrier still runs on the ended backend %d", first)
+	}
+
+	reader.Close()
+	closed = true
+	for { // PostgreSQL ends a backend shortly after its client closes
+		var open int
+		if err := admin.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&open); err != nil {
+			t.Fatal(err)
+		}
+		if open == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
