@@ -18,6 +18,9 @@ import (
 var wallClockAllowed = map[string]string{
 	"internal/store:nextVersion": "resource versions only need to grow; watchers compare them for change, never against a clock",
 	"internal/store:migrate":     "records when a migration ran, for operators; decides nothing",
+	"internal/store:sync": "the PostgreSQL barrier's socket deadline: a net.Conn deadline is a wall-clock instant, " +
+		"and it only bounds how long a database that stopped answering can hold a run",
+	"internal/store:close": "the socket deadline of the barrier connection's goodbye: a net.Conn deadline is a wall-clock instant",
 	"internal/orchestrator/local:stopAll": "a blocking wait on real processes that sleeps in real time: its deadline must pass in " +
 		"real time, or closing a backend under a stopped test clock would never kill a stuck child",
 }
